@@ -1,0 +1,423 @@
+import { randomUUID } from 'node:crypto';
+import { inspect } from 'node:util';
+import { deadLetterTopic, parseDeadLetter, redriveHeaders } from './dead-letter.js';
+import { BusbarError, ClosedError, ConfigError, PayloadTooLargeError, UnsupportedError } from './errors.js';
+import { type ConnectionEvent, channels } from './events.js';
+import type { Logger } from './logger.js';
+import type { Handler, Message } from './message.js';
+import { assertGroupName, assertTopicName, checkHeaders, isPattern } from './names.js';
+import { type ResolvedSubscribeOptions, type SubscribeOptions, parseOptions, subscribeOptionsSchema } from './options.js';
+import { sanitizeError } from './redact.js';
+import { validate } from './schema.js';
+import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription.js';
+import { type Topic, type TopicLike, defineTopic, toTopic } from './topic.js';
+import { DEAD_LETTER_READER_GROUP, HEADER } from './transport/headers.js';
+import type { Capabilities, ConnectionHealth, ConnectionState, Delivery, OutgoingRecord, Transport } from './transport/spi.js';
+
+export interface PublishOptions {
+  /** Ordering / partition key: messages with one key stay in order where the broker keeps order. */
+  key?: string;
+  headers?: Record<string, string>;
+  /** Message id; default a fresh UUID. Fix it yourself to make re-publishing idempotent downstream. */
+  id?: string;
+}
+
+export interface BatchEntry<T> extends PublishOptions {
+  payload: T;
+}
+
+export interface Health {
+  /** `up` when every connection is up, `down` when any is down, else `reconnecting`. */
+  readonly status: 'up' | 'reconnecting' | 'down';
+  readonly transport: string;
+  readonly connections: readonly ConnectionHealth[];
+  readonly subscriptions: readonly SubscriptionStats[];
+}
+
+export interface RedriveOptions {
+  /** Stop after this many messages. Default: all. */
+  limit?: number;
+  /** Stop when no dead letter arrived for this long. Default 1000 ms. */
+  idleMs?: number;
+  /** Only re-drive dead letters this returns true for; the others stay dead. */
+  filter?: (message: Message<unknown>) => boolean;
+}
+
+const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id']);
+
+export interface BusInit {
+  readonly transport: Transport;
+  readonly system: string;
+  readonly redactedUrl: string;
+  readonly logger: Logger;
+  readonly maxPayloadBytes: number;
+  readonly closeTimeoutMs: number;
+  readonly secrets: readonly string[];
+}
+
+/** A connection to one broker: publish, subscribe, read and re-drive dead letters. Created by `connect()`. */
+export class Bus {
+  readonly #init: BusInit;
+  readonly #transport: Transport;
+  readonly #subscriptions = new Set<{ stats(): SubscriptionStats; close(): Promise<void> }>();
+  readonly #connections = new Map<string, ConnectionHealth>();
+  readonly #validTopics = new Set<string>();
+  readonly #declared = new Map<string, Promise<void>>();
+  #closing: Promise<void> | undefined;
+
+  constructor(init: BusInit) {
+    this.#init = init;
+    this.#transport = init.transport;
+  }
+
+  /** The transport's name: 'memory', 'rabbitmq', 'kafka', 'nats', 'redis', 'mqtt'. */
+  get transport(): string {
+    return this.#init.system;
+  }
+
+  get capabilities(): Capabilities {
+    return this.#transport.capabilities;
+  }
+
+  /** For transports: record a connection state change. */
+  reportState(connection: string, state: ConnectionState, error?: unknown): void {
+    const text = error === undefined ? undefined : sanitizeError(error, this.#init.secrets).message;
+    const previous = this.#connections.get(connection);
+    if (previous?.state === state && previous.error === text) return;
+    this.#connections.set(connection, { name: connection, state, since: new Date(), ...(text ? { error: text } : {}) });
+    if (previous && previous.state !== state && !this.#closing) {
+      const log = state === 'up' ? 'info' : 'warn';
+      this.#init.logger[log](`Connection '${connection}' is ${state}`, text ? { error: text } : undefined);
+    }
+    if (channels.connection.hasSubscribers) {
+      const event: ConnectionEvent = { system: this.#init.system, connection, state, ...(text ? { error: text } : {}) };
+      channels.connection.publish(event);
+    }
+  }
+
+  /**
+   * Publishes one message. Resolves with its id once the broker has taken
+   * responsibility for it (confirm / acks=all / PubAck / XADD / PUBACK).
+   * Invalid topic, headers, schema, size or payload reject before anything is sent.
+   */
+  async publish<T>(topic: TopicLike<T>, payload: T, options?: PublishOptions): Promise<string> {
+    const def = toTopic(topic);
+    const record = await this.#record(def, payload, options);
+    await this.#send(def.name, [record]);
+    return record.id;
+  }
+
+  /** Publishes many messages to one topic in as few round trips as the broker allows. Resolves with their ids. */
+  async publishBatch<T>(topic: TopicLike<T>, entries: readonly BatchEntry<T>[]): Promise<string[]> {
+    if (!Array.isArray(entries)) throw new ConfigError('publishBatch needs an array of { payload, key?, headers?, id? }');
+    const def = toTopic(topic);
+    const records: OutgoingRecord[] = [];
+    for (const entry of entries) {
+      if (typeof entry !== 'object' || entry === null) throw new ConfigError('publishBatch entries must be objects with a payload');
+      const { payload, ...options } = entry;
+      records.push(await this.#record(def, payload, options));
+    }
+    if (records.length > 0) await this.#send(def.name, records);
+    return records.map((r) => r.id);
+  }
+
+  async #record<T>(def: Topic<T>, payload: T, options: PublishOptions | undefined): Promise<OutgoingRecord> {
+    if (this.#closing) throw new ClosedError('The bus is closed: publish rejected');
+    this.#checkTopic(def.name, 'publish');
+    if (options !== undefined) checkPublishOptions(options);
+    const value = def.schema ? await validate(def.schema, payload, `Payload for '${def.name}'`) : payload;
+    const body = def.codec.encode(value as T);
+    const headers = checkHeaders(options?.headers);
+    let size = body.byteLength;
+    for (const name in headers) size += name.length + (headers[name] as string).length;
+    if (size > this.#init.maxPayloadBytes) throw new PayloadTooLargeError(size, this.#init.maxPayloadBytes, def.name);
+    return {
+      topic: def.name,
+      id: options?.id ?? randomUUID(),
+      key: options?.key,
+      headers,
+      body,
+      contentType: def.codec.contentType,
+      timestamp: Date.now(),
+    };
+  }
+
+  async #send(topic: string, records: OutgoingRecord[]): Promise<void> {
+    const publish = () => this.#transport.publish(records);
+    try {
+      if (channels.publish.hasSubscribers) {
+        await channels.publish.tracePromise(publish, {
+          system: this.#init.system,
+          topic,
+          messages: records.map((r) => ({ id: r.id, key: r.key, headers: r.headers as Record<string, string> })),
+        });
+      } else {
+        await publish();
+      }
+    } catch (error) {
+      throw this.#clean(error);
+    }
+  }
+
+  #checkTopic(name: string, use: 'publish' | 'subscribe'): void {
+    const cacheKey = use === 'publish' ? name : `?${name}`;
+    if (this.#validTopics.has(cacheKey)) return;
+    assertTopicName(name, use);
+    this.#transport.validateTopic?.(name, use);
+    if (this.#validTopics.size < 10_000) this.#validTopics.add(cacheKey);
+  }
+
+  /**
+   * Subscribes a handler. A handler that resolves acks the message; one that
+   * throws is retried with backoff, then dead-lettered. With a `group`,
+   * members share the work and the group is durable; without, every
+   * subscriber sees messages published from now on.
+   */
+  async subscribe<T>(topic: TopicLike<T>, handler: Handler<T>, options: SubscribeOptions = {}): Promise<Subscription> {
+    if (this.#closing) throw new ClosedError('The bus is closed: subscribe rejected');
+    if (typeof handler !== 'function') throw new ConfigError('subscribe needs a handler function');
+    const def = toTopic(topic);
+    const resolved = parseOptions(subscribeOptionsSchema, options, 'subscribe options');
+    return this.#subscribe(def, handler, resolved);
+  }
+
+  async #subscribe<T>(def: Topic<T>, handler: Handler<T>, options: ResolvedSubscribeOptions): Promise<Subscription> {
+    this.#checkTopic(def.name, 'subscribe');
+    if (isPattern(def.name) && !this.#transport.capabilities.wildcards) {
+      throw new UnsupportedError(`The ${this.#init.system} transport does not support wildcard subscriptions ('${def.name}')`);
+    }
+    if (options.group !== undefined) assertGroupName(options.group);
+    if (typeof options.deadLetter === 'object') this.#checkTopic(options.deadLetter.topic, 'publish');
+    const runtime = new SubscriptionRuntime(def, def.name, handler, options, {
+      transport: this.#transport,
+      system: this.#init.system,
+      logger: this.#init.logger,
+      closeTimeoutMs: this.#init.closeTimeoutMs,
+      deadLetterTopicFor: (topic, group, configured) =>
+        typeof configured === 'object' ? configured.topic : deadLetterTopic(topic, group),
+      publishDeadLetter: (record) => this.#publishDeadLetter(record),
+    });
+    let native: Awaited<ReturnType<Transport['subscribe']>>;
+    try {
+      native = await this.#transport.subscribe(
+        {
+          topic: def.name,
+          group: options.group,
+          prefetch: options.prefetch ?? Math.max(100, options.concurrency * 2),
+          handlerTimeoutMs: options.handlerTimeoutMs,
+        },
+        { onDelivery: runtime.onDelivery, onError: runtime.onError },
+      );
+    } catch (error) {
+      throw this.#clean(error);
+    }
+    runtime.attach(native);
+    this.#subscriptions.add(runtime);
+    const close = runtime.close.bind(runtime);
+    return Object.assign(Object.create(null) as object, {
+      topic: runtime.topic,
+      group: runtime.group,
+      get closed() {
+        return runtime.closed;
+      },
+      close: async () => {
+        await close();
+        this.#subscriptions.delete(runtime);
+      },
+    }) as Subscription;
+  }
+
+  async #publishDeadLetter(record: OutgoingRecord): Promise<void> {
+    let declared = this.#declared.get(record.topic);
+    if (!declared) {
+      this.#checkTopic(record.topic, 'publish');
+      declared = this.#transport.declareGroup(record.topic, DEAD_LETTER_READER_GROUP);
+      this.#declared.set(record.topic, declared);
+      declared.catch(() => this.#declared.delete(record.topic));
+    }
+    await declared;
+    await this.#transport.publish([record]);
+  }
+
+  /**
+   * Reads the dead letters of `topic` for `group` (as a subscription of the
+   * dead-letter reader group). `message.deadLetter` has the failure metadata;
+   * the payload is decoded with the topic's codec, or left as bytes if that fails.
+   */
+  async subscribeDeadLetters<T>(
+    topic: TopicLike<T>,
+    group: string | undefined,
+    handler: Handler<T | Uint8Array>,
+    options: Omit<SubscribeOptions, 'group' | 'deadLetter'> = {},
+  ): Promise<Subscription> {
+    const def = toTopic(topic);
+    const name = deadLetterTopic(def.name, group);
+    await this.#transport.declareGroup(name, DEAD_LETTER_READER_GROUP);
+    const tolerant = defineTopic<T | Uint8Array>(name, undefined, {
+      codec: {
+        contentType: def.codec.contentType,
+        encode: (value) => def.codec.encode(value as T),
+        decode: (bytes) => {
+          try {
+            return def.codec.decode(bytes);
+          } catch {
+            return bytes;
+          }
+        },
+      },
+    });
+    const resolved = parseOptions(
+      subscribeOptionsSchema,
+      // A dead letter must never be dropped: keep retrying a failing reader.
+      { retry: { maxAttempts: Number.MAX_SAFE_INTEGER, maxDelayMs: 30_000 }, ...options, group: DEAD_LETTER_READER_GROUP, deadLetter: false },
+      'subscribe options',
+    );
+    return this.#subscribe(tolerant, handler, resolved);
+  }
+
+  /**
+   * Moves dead letters of `topic`/`group` back to their original topic (same
+   * id, key, body and user headers; failure metadata removed; a
+   * `busbar-redrive` counter added). Each is re-published with confirmation
+   * before its dead letter is acked. Only dead letters written before the call
+   * are moved, so a message that fails again is not re-driven in a loop. Resolves with how many were re-driven once
+   * `limit` is reached or none arrived for `idleMs`.
+   */
+  async redrive(topic: TopicLike<unknown>, group: string | undefined, options: RedriveOptions = {}): Promise<number> {
+    if (this.#closing) throw new ClosedError('The bus is closed: redrive rejected');
+    const def = toTopic(topic);
+    if (group !== undefined) assertGroupName(group);
+    const name = deadLetterTopic(def.name, group);
+    const limit = options.limit ?? Number.POSITIVE_INFINITY;
+    const idleMs = options.idleMs ?? 1_000;
+    await this.#transport.declareGroup(name, DEAD_LETTER_READER_GROUP);
+    let count = 0;
+    const startedAt = Date.now();
+    let last = startedAt;
+    let chain = Promise.resolve();
+    const held: Delivery[] = [];
+    let finish!: () => void;
+    const done = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const move = async (d: Delivery): Promise<void> => {
+      last = Date.now();
+      // Held (not released) until the end: a released dead letter would come straight back.
+      if (count >= limit) return void held.push(d);
+      // Dead letters that failed again after this re-drive began stay dead: no loop on a message that keeps failing.
+      if (Number(d.headers[HEADER.dlLastFailure] ?? 0) >= startedAt) return void held.push(d);
+      if (options.filter) {
+        let payload: unknown;
+        try {
+          payload = def.codec.decode(d.body);
+        } catch {
+          payload = d.body;
+        }
+        const message: Message<unknown> = {
+          id: d.id,
+          topic: d.topic,
+          key: d.key,
+          payload,
+          headers: d.headers,
+          timestamp: new Date(d.timestamp),
+          attempt: d.attempt,
+          deadLetter: parseDeadLetter(d.headers),
+          raw: d.raw,
+        };
+        if (!options.filter(message)) return void held.push(d);
+      }
+      await this.#transport.publish([
+        {
+          topic: d.headers[HEADER.dlTopic] ?? def.name,
+          id: d.id,
+          key: d.key,
+          headers: redriveHeaders(d.headers),
+          body: d.body,
+          contentType: def.codec.contentType,
+          timestamp: d.timestamp,
+        },
+      ]);
+      await d.ack();
+      count++;
+      if (count >= limit) finish();
+    };
+    const native = await this.#transport.subscribe(
+      { topic: name, group: DEAD_LETTER_READER_GROUP, prefetch: 100, handlerTimeoutMs: 30_000 },
+      {
+        onDelivery: (d) => {
+          chain = chain.then(() => move(d)).catch((error) => {
+            this.#init.logger.error('Re-driving a dead letter failed; it stays dead', { error });
+            return d.release().catch(() => undefined);
+          });
+        },
+        onError: (error) => this.#init.logger.error('Re-drive subscription failed', { error }),
+      },
+    );
+    const timer = setInterval(() => {
+      if (Date.now() - last >= idleMs) finish();
+    }, Math.max(10, Math.min(idleMs / 4, 250)));
+    await done;
+    clearInterval(timer);
+    await native.stop();
+    await chain;
+    await Promise.all(held.map((d) => d.release().catch(() => undefined)));
+    await native.close();
+    return count;
+  }
+
+  /** The state of every connection and subscription. */
+  health(): Health {
+    const connections = [...this.#connections.values()];
+    const status = connections.some((c) => c.state === 'down')
+      ? 'down'
+      : connections.every((c) => c.state === 'up')
+        ? 'up'
+        : 'reconnecting';
+    return {
+      status: this.#closing ? 'down' : status,
+      transport: this.#init.system,
+      connections,
+      subscriptions: [...this.#subscriptions].map((s) => s.stats()),
+    };
+  }
+
+  /** Closes every subscription (gracefully), flushes publishes, disconnects. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.all([...this.#subscriptions].map((s) => s.close()));
+      this.#subscriptions.clear();
+      try {
+        await this.#transport.close();
+      } catch (error) {
+        throw this.#clean(error);
+      }
+    })();
+    return this.#closing;
+  }
+
+  #clean(error: unknown): Error {
+    if (BusbarError.is(error)) return error;
+    return sanitizeError(error, this.#init.secrets);
+  }
+
+  [inspect.custom](): string {
+    return `Bus { transport: '${this.#init.system}', url: '${this.#init.redactedUrl}' }`;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { transport: this.#init.system, url: this.#init.redactedUrl };
+  }
+}
+
+function checkPublishOptions(options: PublishOptions): void {
+  if (typeof options !== 'object' || options === null) throw new ConfigError('publish options must be an object');
+  for (const name in options) {
+    if (!PUBLISH_OPTION_KEYS.has(name)) throw new ConfigError(`Invalid publish options: unknown option '${name}'`);
+  }
+  if (options.key !== undefined && (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 1024)) {
+    throw new ConfigError('Invalid publish options: key must be a string of 1-1024 characters');
+  }
+  if (options.id !== undefined && (typeof options.id !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(options.id))) {
+    throw new ConfigError("Invalid publish options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'");
+  }
+}

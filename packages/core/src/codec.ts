@@ -1,0 +1,65 @@
+import { DecodeError, SerializationError } from './errors.js';
+
+/**
+ * Turns payloads into bytes and back. A codec's `decode` must throw on bodies
+ * it cannot read; busbar dead-letters those without retries.
+ */
+export interface Codec<T = unknown> {
+  /** MIME type, recorded where the broker has a native field for it. */
+  readonly contentType: string;
+  encode(value: T): Uint8Array;
+  decode(bytes: Uint8Array): T;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export const jsonCodec: Codec<unknown> = {
+  contentType: 'application/json',
+  encode(value) {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch (error) {
+      throw new SerializationError(`Payload is not JSON-serializable: ${(error as Error).message}`, { cause: error });
+    }
+    if (text === undefined) throw new SerializationError(`Payload of type ${typeof value} is not JSON-serializable`);
+    return encoder.encode(text);
+  },
+  decode(bytes) {
+    try {
+      return JSON.parse(decoder.decode(bytes));
+    } catch (error) {
+      throw new DecodeError(`Body is not valid JSON: ${(error as Error).message}`, { cause: error });
+    }
+  },
+};
+
+export const stringCodec: Codec<string> = {
+  contentType: 'text/plain; charset=utf-8',
+  encode(value) {
+    if (typeof value !== 'string') throw new SerializationError(`The string codec needs a string, got ${typeof value}`);
+    return encoder.encode(value);
+  },
+  decode(bytes) {
+    try {
+      return decoder.decode(bytes);
+    } catch (error) {
+      throw new DecodeError('Body is not valid UTF-8', { cause: error });
+    }
+  },
+};
+
+export const bytesCodec: Codec<Uint8Array> = {
+  contentType: 'application/octet-stream',
+  encode(value) {
+    if (!(value instanceof Uint8Array)) throw new SerializationError('The bytes codec needs a Uint8Array or Buffer');
+    return value;
+  },
+  decode(bytes) {
+    return bytes;
+  },
+};
+
+/** The built-in codecs by name: `defineTopic(name, schema, { codec: codecs.string })`. */
+export const codecs = { json: jsonCodec, string: stringCodec, bytes: bytesCodec } as const;

@@ -1,0 +1,140 @@
+import { z } from 'zod';
+import { Bus } from './bus.js';
+import { BusbarError, ConfigError, ConnectionError, DriverMissingError } from './errors.js';
+import { consoleLogger, redactingLogger } from './logger.js';
+import { memoryDriver } from './memory/driver.js';
+import { busOptionsShape, parseOptions } from './options.js';
+import { redactUrl, sanitizeError } from './redact.js';
+import { type Driver, isDriver } from './transport/spi.js';
+import { withTimeout } from './transport/util.js';
+
+/** URL scheme -> the package that serves it. */
+export const DRIVER_PACKAGES: Readonly<Record<string, string>> = {
+  amqp: '@busbar/rabbitmq',
+  amqps: '@busbar/rabbitmq',
+  kafka: '@busbar/kafka',
+  nats: '@busbar/nats',
+  redis: '@busbar/redis',
+  rediss: '@busbar/redis',
+  mqtt: '@busbar/mqtt',
+  mqtts: '@busbar/mqtt',
+  ws: '@busbar/mqtt',
+  wss: '@busbar/mqtt',
+};
+
+/**
+ * `connect()` options: `url` plus bus options (name, logger, timeouts,
+ * maxPayloadBytes) plus the options of the URL's driver, all in one flat,
+ * strictly validated object. `driver` passes a driver explicitly instead of
+ * loading it by scheme.
+ */
+export interface ConnectOptions {
+  url: string;
+  name?: string;
+  logger?: import('./logger.js').Logger;
+  maxPayloadBytes?: number;
+  connectTimeoutMs?: number;
+  publishTimeoutMs?: number;
+  closeTimeoutMs?: number;
+  driver?: Driver;
+  /** Driver options: see the driver package's README. */
+  [option: string]: unknown;
+}
+
+async function loadDriver(scheme: string): Promise<Driver> {
+  if (scheme === 'memory') return memoryDriver;
+  const packageName = DRIVER_PACKAGES[scheme];
+  if (!packageName) {
+    const known = ['memory', ...Object.keys(DRIVER_PACKAGES)].join(', ');
+    throw new ConfigError(`Unknown URL scheme '${scheme}:': busbar knows ${known}`);
+  }
+  let mod: { driver?: unknown };
+  try {
+    mod = (await import(packageName)) as { driver?: unknown };
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(packageName)) {
+      throw new DriverMissingError(packageName, scheme);
+    }
+    throw new ConfigError(`Loading ${packageName} failed: ${(error as Error).message}`, { cause: error });
+  }
+  if (!isDriver(mod.driver)) throw new ConfigError(`${packageName} does not export a busbar driver named 'driver'`);
+  return mod.driver;
+}
+
+/**
+ * Connects to the broker named by the URL scheme (`amqp://`, `kafka://`,
+ * `nats://`, `redis://`, `mqtt://`, `memory://`), loading its driver package.
+ * Resolves once connected; rejects with a `ConfigError` for bad options (the
+ * message names the field) or a `ConnectionError`. Credentials never appear in
+ * errors or logs.
+ */
+export async function connect(input: string | ConnectOptions): Promise<Bus> {
+  const raw: Record<string, unknown> =
+    typeof input === 'string' ? { url: input } : typeof input === 'object' && input !== null ? { ...input } : {};
+  if (typeof raw.url !== 'string') throw new ConfigError('Invalid connect options: url: expected a broker URL string');
+  let url: URL;
+  try {
+    url = new URL(raw.url);
+  } catch {
+    throw new ConfigError(`Invalid connect options: url: '${redactUrl(raw.url)}' is not a valid URL`);
+  }
+  const scheme = url.protocol.slice(0, -1);
+  const explicit = raw.driver;
+  delete raw.driver;
+  if (explicit !== undefined && !isDriver(explicit)) throw new ConfigError('Invalid connect options: driver: expected a busbar driver');
+  const driver = explicit ?? (await loadDriver(scheme));
+  if (!driver.schemes.includes(scheme)) {
+    throw new ConfigError(`The ${driver.name} driver does not serve '${scheme}:' URLs (it serves ${driver.schemes.join(', ')})`);
+  }
+
+  const secrets: string[] = [];
+  if (url.password) secrets.push(decodeURIComponent(url.password), url.password);
+  for (const name of driver.secretOptions ?? []) {
+    const value = raw[name];
+    if (typeof value === 'string' && value) secrets.push(value);
+  }
+
+  const schema = z.strictObject({ ...busOptionsShape, ...driver.options.shape });
+  const parsed = parseOptions(schema, raw, 'connect options') as z.output<typeof schema> & Record<string, unknown>;
+  const logger = redactingLogger(parsed.logger ?? consoleLogger, secrets);
+  const driverOptions: Record<string, unknown> = {};
+  for (const name of Object.keys(driver.options.shape)) driverOptions[name] = parsed[name];
+
+  let bus: Bus | undefined;
+  const transport = driver.create({
+    url,
+    options: driverOptions,
+    bus: {
+      name: parsed.name ?? `busbar-${process.pid}`,
+      connectTimeoutMs: parsed.connectTimeoutMs,
+      publishTimeoutMs: parsed.publishTimeoutMs,
+    },
+    secrets,
+    logger,
+    reportState: (connection, state, error) => bus?.reportState(connection, state, error),
+  });
+  bus = new Bus({
+    transport,
+    system: driver.name,
+    redactedUrl: redactUrl(url),
+    logger,
+    maxPayloadBytes: Math.min(parsed.maxPayloadBytes ?? Number.POSITIVE_INFINITY, transport.maxPayloadBytes),
+    closeTimeoutMs: parsed.closeTimeoutMs,
+    secrets,
+  });
+  try {
+    await withTimeout(
+      transport.connect(),
+      parsed.connectTimeoutMs + 1_000,
+      `Connecting to ${redactUrl(url)} timed out after ${parsed.connectTimeoutMs} ms`,
+    );
+  } catch (error) {
+    await transport.close().catch(() => undefined);
+    if (BusbarError.is(error)) throw error;
+    throw new ConnectionError(`Could not connect to ${redactUrl(url)}: ${sanitizeError(error, secrets).message}`, {
+      cause: sanitizeError(error, secrets),
+    });
+  }
+  return bus;
+}

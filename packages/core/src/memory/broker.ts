@@ -1,0 +1,128 @@
+import { topicMatches } from '../names.js';
+import type { OutgoingRecord } from '../transport/spi.js';
+
+/** A message as the in-process broker stores it. */
+export interface MemoryEntry {
+  readonly record: OutgoingRecord;
+  headers: Readonly<Record<string, string>>;
+  attempt: number;
+}
+
+export interface MemoryConsumer {
+  readonly prefetch: number;
+  unacked: number;
+  deliver(entry: MemoryEntry, queue: MemoryQueue): void;
+}
+
+/** One group's durable queue for one topic (pattern): like a RabbitMQ queue bound to a topic exchange. */
+export class MemoryQueue {
+  readonly pattern: string;
+  readonly #ready: MemoryEntry[] = [];
+  readonly #consumers: MemoryConsumer[] = [];
+  #next = 0;
+  #scheduled = false;
+
+  constructor(pattern: string) {
+    this.pattern = pattern;
+  }
+
+  get depth(): number {
+    return this.#ready.length;
+  }
+
+  enqueue(entry: MemoryEntry, front = false): void {
+    if (front) this.#ready.unshift(entry);
+    else this.#ready.push(entry);
+    this.schedule();
+  }
+
+  addConsumer(consumer: MemoryConsumer): void {
+    this.#consumers.push(consumer);
+    this.schedule();
+  }
+
+  removeConsumer(consumer: MemoryConsumer): void {
+    const index = this.#consumers.indexOf(consumer);
+    if (index >= 0) this.#consumers.splice(index, 1);
+  }
+
+  /** Dispatch on a later turn, like a network broker: never re-enter a handler's call stack. */
+  schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#dispatch();
+    });
+  }
+
+  #dispatch(): void {
+    while (this.#ready.length > 0) {
+      const consumer = this.#pick();
+      if (!consumer) return;
+      consumer.unacked++;
+      consumer.deliver(this.#ready.shift() as MemoryEntry, this);
+    }
+  }
+
+  /** Round robin over consumers with prefetch room. */
+  #pick(): MemoryConsumer | undefined {
+    const n = this.#consumers.length;
+    for (let i = 0; i < n; i++) {
+      const consumer = this.#consumers[(this.#next + i) % n] as MemoryConsumer;
+      if (consumer.unacked < consumer.prefetch) {
+        this.#next = (this.#next + i + 1) % n;
+        return consumer;
+      }
+    }
+    return undefined;
+  }
+}
+
+/** The embedded broker behind `memory://<name>`: one per name per process, shared by every bus on that URL. */
+export class MemoryBroker {
+  /** Durable group queues by `group\u0000pattern`. */
+  readonly #queues = new Map<string, MemoryQueue>();
+  /** Live broadcast subscriptions. */
+  readonly #broadcast = new Set<{ pattern: string; queue: MemoryQueue }>();
+
+  queue(pattern: string, group: string): MemoryQueue {
+    const id = `${group}\u0000${pattern}`;
+    let queue = this.#queues.get(id);
+    if (!queue) {
+      queue = new MemoryQueue(pattern);
+      this.#queues.set(id, queue);
+    }
+    return queue;
+  }
+
+  addBroadcast(pattern: string): { pattern: string; queue: MemoryQueue } {
+    const entry = { pattern, queue: new MemoryQueue(pattern) };
+    this.#broadcast.add(entry);
+    return entry;
+  }
+
+  removeBroadcast(entry: { pattern: string; queue: MemoryQueue }): void {
+    this.#broadcast.delete(entry);
+  }
+
+  publish(record: OutgoingRecord): void {
+    for (const queue of this.#queues.values()) {
+      if (topicMatches(queue.pattern, record.topic)) queue.enqueue({ record, headers: record.headers, attempt: 1 });
+    }
+    for (const { pattern, queue } of this.#broadcast) {
+      if (topicMatches(pattern, record.topic)) queue.enqueue({ record, headers: record.headers, attempt: 1 });
+    }
+  }
+}
+
+const brokers = new Map<string, MemoryBroker>();
+
+export function memoryBroker(name: string): MemoryBroker {
+  let broker = brokers.get(name);
+  if (!broker) {
+    broker = new MemoryBroker();
+    brokers.set(name, broker);
+  }
+  return broker;
+}

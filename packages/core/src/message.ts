@@ -1,0 +1,43 @@
+/** What a dead letter records about the failure, parsed from its headers. */
+export interface DeadLetterInfo {
+  /** Name of the error class that failed the message (e.g. `PermanentError`, `ValidationError`). */
+  readonly errorName: string;
+  readonly errorMessage: string;
+  /** Truncated stack of the last error. */
+  readonly errorStack: string;
+  /** How many times the handler ran (0 when it never ran: undecodable or schema-invalid). */
+  readonly attempts: number;
+  readonly topic: string;
+  readonly group: string;
+  readonly firstFailureAt: Date;
+  readonly lastFailureAt: Date;
+}
+
+/** A received message. */
+export interface Message<T = unknown, Raw = unknown> {
+  /** Stable across redeliveries and retries: assigned at publish, or derived from the broker. */
+  readonly id: string;
+  readonly topic: string;
+  readonly key: string | undefined;
+  readonly payload: T;
+  /** The publisher's headers (busbar's own `busbar-*` headers are not included). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** When the message was first published, as the broker or publisher recorded it. */
+  readonly timestamp: Date;
+  /** 1 on the first delivery, incremented on every retry and redelivery. */
+  readonly attempt: number;
+  /** Present on messages read from a dead-letter topic. */
+  readonly deadLetter: DeadLetterInfo | undefined;
+  /** The native record, typed per transport. */
+  readonly raw: Raw;
+}
+
+/** What a handler gets besides the message. */
+export interface HandlerContext {
+  /** Aborted when the handler timeout elapses or the subscription is closed past its grace period. */
+  readonly signal: AbortSignal;
+  /** The idempotency key (`group:messageId`) when the subscription has a group. */
+  readonly idempotencyKey: string | undefined;
+}
+
+export type Handler<T = unknown, Raw = unknown> = (message: Message<T, Raw>, context: HandlerContext) => unknown;

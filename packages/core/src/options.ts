@@ -1,0 +1,108 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+import type { IdempotencyStore } from './idempotency.js';
+import type { Logger } from './logger.js';
+
+/** Turns a zod failure into a ConfigError naming each bad field by path. */
+export function configError(what: string, error: z.ZodError): ConfigError {
+  const lines = error.issues.slice(0, 8).map((issue) => {
+    const path = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
+    if (issue.code === 'unrecognized_keys') {
+      return `${path === '(root)' ? '' : `${path}: `}unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    }
+    return `${path}: ${issue.message}`;
+  });
+  return new ConfigError(`Invalid ${what}: ${lines.join('; ')}`);
+}
+
+export function parseOptions<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw configError(what, result.error);
+  return result.data;
+}
+
+const loggerSchema = z.custom<Logger>(
+  (v) =>
+    typeof v === 'object' &&
+    v !== null &&
+    ['debug', 'info', 'warn', 'error'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function'),
+  { message: 'expected an object with debug, info, warn and error methods' },
+);
+
+const ms = () => z.number().int().nonnegative();
+
+/** Options every bus takes, whatever the transport. */
+export const busOptionsShape = {
+  /** Broker URL: `amqp://`, `kafka://`, `nats://`, `redis://`, `mqtt://`, `memory://`. */
+  url: z.string().min(1),
+  /** Client name shown by the broker (connection name, client id prefix). */
+  name: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, _ . -').optional(),
+  logger: loggerSchema.optional(),
+  /** Reject bigger messages before sending. Default: the transport's limit. */
+  maxPayloadBytes: z.number().int().positive().optional(),
+  connectTimeoutMs: ms().positive().default(10_000),
+  /** How long a publish waits for the broker's confirmation before failing with a retryable TimeoutError. */
+  publishTimeoutMs: ms().positive().default(15_000),
+  /** How long `close()` waits for in-flight handlers before releasing them for redelivery. */
+  closeTimeoutMs: ms().default(10_000),
+};
+
+export const retrySchema = z
+  .strictObject({
+    /** Total handler runs, first one included. */
+    maxAttempts: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).default(5),
+    initialDelayMs: ms().default(200),
+    maxDelayMs: ms().default(30_000),
+    multiplier: z.number().min(1).max(100).default(2),
+    /** Fraction of each delay that is randomised away: 0.5 means a delay in [d/2, d]. */
+    jitter: z.number().min(0).max(1).default(0.5),
+  })
+  .refine((r) => r.maxDelayMs >= r.initialDelayMs, {
+    message: 'maxDelayMs must be >= initialDelayMs',
+    path: ['maxDelayMs'],
+  });
+
+export type RetryPolicy = z.output<typeof retrySchema>;
+
+const storeSchema = z.custom<IdempotencyStore>(
+  (v) =>
+    typeof v === 'object' &&
+    v !== null &&
+    ['claim', 'complete', 'release'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function'),
+  { message: 'expected an IdempotencyStore (claim, complete, release)' },
+);
+
+export const subscribeOptionsSchema = z
+  .strictObject({
+    /** Competing consumers share a group (durable). Omit for a broadcast subscription. */
+    group: z.string().optional(),
+    /** Handlers running at once. Messages with the same key still run one after another. */
+    concurrency: z.number().int().min(1).max(10_000).default(1),
+    /** Unsettled messages held at once (broker prefetch). Default: max(100, 2 x concurrency). */
+    prefetch: z.number().int().min(1).max(100_000).optional(),
+    retry: z.union([z.literal(false), retrySchema]).default(() => retrySchema.parse({})),
+    /** Dead-letter messages that exhausted their retries (default) or name the dead-letter topic. */
+    deadLetter: z.union([z.boolean(), z.strictObject({ topic: z.string().min(1) })]).default(true),
+    idempotency: z
+      .strictObject({
+        store: storeSchema,
+        /** How long a processed id is remembered. */
+        ttlMs: ms().positive().default(7 * 24 * 3600_000),
+        /** How long a claim protects a message being processed. Default: handlerTimeoutMs + 5 s. */
+        leaseMs: ms().positive().optional(),
+      })
+      .optional(),
+    /** A handler still running after this is failed (and its signal aborted); the message is retried. */
+    handlerTimeoutMs: ms().positive().default(30_000),
+  })
+  .refine((o) => o.prefetch === undefined || o.prefetch >= o.concurrency, {
+    message: 'prefetch must be >= concurrency',
+    path: ['prefetch'],
+  })
+  .refine((o) => o.idempotency === undefined || o.group !== undefined, {
+    message: 'idempotent consumers need a group (keys are group + message id)',
+    path: ['idempotency'],
+  });
+
+export type SubscribeOptions = z.input<typeof subscribeOptionsSchema>;
+export type ResolvedSubscribeOptions = z.output<typeof subscribeOptionsSchema>;

@@ -1,0 +1,439 @@
+import { deadLetterHeaders, parseDeadLetter } from './dead-letter.js';
+import { ClosedError, HandlerTimeoutError, isPermanentFailure } from './errors.js';
+import { type Outcome, type SettledEvent, channels } from './events.js';
+import type { Logger } from './logger.js';
+import type { Handler, HandlerContext, Message } from './message.js';
+import { RESERVED_HEADER_PREFIX, isPattern } from './names.js';
+import type { ResolvedSubscribeOptions } from './options.js';
+import { backoffDelay } from './retry.js';
+import { validate } from './schema.js';
+import type { Topic } from './topic.js';
+import { HEADER } from './transport/headers.js';
+import type { Delivery, OutgoingRecord, Transport, TransportSubscription } from './transport/spi.js';
+
+/** What a subscription needs from its bus. */
+export interface SubscriptionHost {
+  readonly transport: Transport;
+  readonly system: string;
+  readonly logger: Logger;
+  readonly closeTimeoutMs: number;
+  /** Dead-letter topic name for a message of `topic` in `group`. */
+  deadLetterTopicFor(topic: string, group: string | undefined, configured: ResolvedSubscribeOptions['deadLetter']): string;
+  /** Declares the dead-letter reader group, then publishes the record with confirmation. */
+  publishDeadLetter(record: OutgoingRecord): Promise<void>;
+}
+
+/** A running subscription, returned by `bus.subscribe`. */
+export interface Subscription {
+  readonly topic: string;
+  readonly group: string | undefined;
+  /** Stop intake, let in-flight handlers finish (up to the close timeout), settle them. Idempotent. */
+  close(): Promise<void>;
+  readonly closed: boolean;
+}
+
+export interface SubscriptionStats {
+  readonly topic: string;
+  readonly group: string | undefined;
+  readonly state: 'running' | 'closing' | 'closed';
+  readonly inFlight: number;
+  readonly queued: number;
+}
+
+interface InFlight {
+  readonly delivery: Delivery;
+  readonly startedAt: number;
+  controller: AbortController | undefined;
+  fail: ((error: unknown) => void) | undefined;
+  /** Released at close while its handler still ran: its late result must not settle anything. */
+  abandoned: boolean;
+}
+
+class Context implements HandlerContext {
+  readonly #rec: InFlight;
+  readonly idempotencyKey: string | undefined;
+  constructor(rec: InFlight, idempotencyKey: string | undefined) {
+    this.#rec = rec;
+    this.idempotencyKey = idempotencyKey;
+  }
+  /** Created on first use: most handlers never look at it, and an AbortController per message costs. */
+  get signal(): AbortSignal {
+    this.#rec.controller ??= new AbortController();
+    return this.#rec.controller.signal;
+  }
+}
+
+function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  let own = true;
+  for (const name in headers) {
+    if (name.startsWith(RESERVED_HEADER_PREFIX)) {
+      own = false;
+      break;
+    }
+  }
+  if (own) return headers;
+  const out: Record<string, string> = {};
+  for (const name in headers) {
+    if (!name.startsWith(RESERVED_HEADER_PREFIX)) out[name] = headers[name] as string;
+  }
+  return out;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The consumer runtime shared by every transport: queues deliveries, runs at
+ * most `concurrency` handlers with one key at a time, and settles each
+ * delivery exactly once (ack, retry, dead-letter, release).
+ */
+export class SubscriptionRuntime<T> implements Subscription {
+  readonly topic: string;
+  readonly group: string | undefined;
+  readonly #def: Topic<T>;
+  readonly #handler: Handler<T>;
+  readonly #options: ResolvedSubscribeOptions;
+  readonly #host: SubscriptionHost;
+  readonly #queue: Delivery[] = [];
+  readonly #inFlight = new Set<InFlight>();
+  readonly #busyKeys = new Set<string>();
+  readonly #settling = new Set<Promise<void>>();
+  readonly #retryTimers = new Map<NodeJS.Timeout, Delivery>();
+  readonly #leaseMs: number;
+  readonly #skipDeadLetters: boolean;
+  #native: TransportSubscription | undefined;
+  #state: 'running' | 'closing' | 'closed' = 'running';
+  #closing: Promise<void> | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #idle: (() => void) | undefined;
+
+  constructor(topic: Topic<T>, pattern: string, handler: Handler<T>, options: ResolvedSubscribeOptions, host: SubscriptionHost) {
+    this.#def = topic;
+    this.topic = pattern;
+    this.group = options.group;
+    this.#handler = handler;
+    this.#options = options;
+    this.#host = host;
+    this.#leaseMs = options.idempotency?.leaseMs ?? options.handlerTimeoutMs + 5_000;
+    // A wildcard group would otherwise swallow the dead letters published under its own pattern.
+    this.#skipDeadLetters = isPattern(pattern) && !pattern.endsWith('.dlq');
+  }
+
+  /** Attaches the native subscription; from here on deliveries flow. */
+  attach(native: TransportSubscription): void {
+    this.#native = native;
+    const every = Math.max(10, Math.min(1_000, Math.floor(this.#options.handlerTimeoutMs / 4)));
+    this.#sweeper = setInterval(() => this.#sweep(), every);
+    this.#sweeper.unref();
+  }
+
+  get closed(): boolean {
+    return this.#state === 'closed';
+  }
+
+  stats(): SubscriptionStats {
+    return {
+      topic: this.topic,
+      group: this.group,
+      state: this.#state,
+      inFlight: this.#inFlight.size,
+      queued: this.#queue.length,
+    };
+  }
+
+  /** The transport's `onDelivery`. */
+  readonly onDelivery = (delivery: Delivery): void => {
+    if (this.#state !== 'running') {
+      this.#track(delivery.release().catch((e) => this.#warn('release failed', e)));
+      return;
+    }
+    if (this.#skipDeadLetters && delivery.headers[HEADER.dlTopic] !== undefined) {
+      this.#track(delivery.ack().catch((e) => this.#warn('ack failed', e)));
+      return;
+    }
+    this.#queue.push(delivery);
+    this.#pump();
+  };
+
+  readonly onError = (error: Error): void => {
+    this.#host.logger.error(`Subscription to '${this.topic}' failed`, { group: this.group, error });
+  };
+
+  #pump(): void {
+    const limit = this.#options.concurrency;
+    while (this.#inFlight.size < limit && this.#queue.length > 0) {
+      let index = 0;
+      if (limit > 1 && this.#busyKeys.size > 0) {
+        index = this.#queue.findIndex((d) => d.key === undefined || !this.#busyKeys.has(d.key));
+        if (index < 0) return;
+      }
+      const delivery = index === 0 ? (this.#queue.shift() as Delivery) : (this.#queue.splice(index, 1)[0] as Delivery);
+      this.#start(delivery);
+    }
+  }
+
+  #start(delivery: Delivery): void {
+    const rec: InFlight = { delivery, startedAt: Date.now(), controller: undefined, fail: undefined, abandoned: false };
+    this.#inFlight.add(rec);
+    const keyed = this.#options.concurrency > 1 && delivery.key !== undefined;
+    if (keyed) this.#busyKeys.add(delivery.key as string);
+    this.#process(rec)
+      .catch((error) => this.#host.logger.error('Unexpected failure settling a message', { error }))
+      .finally(() => {
+        this.#inFlight.delete(rec);
+        if (keyed) this.#busyKeys.delete(delivery.key as string);
+        if (this.#state === 'running') this.#pump();
+        else if (this.#inFlight.size === 0) this.#idle?.();
+      });
+  }
+
+  async #process(rec: InFlight): Promise<void> {
+    const d = rec.delivery;
+    let payload: T;
+    try {
+      const decoded = this.#def.codec.decode(d.body);
+      const schema = this.#def.schema;
+      payload = schema ? await validate(schema, decoded, `Message ${d.id} on '${d.topic}'`) : (decoded as T);
+    } catch (error) {
+      // Undecodable or schema-invalid: retrying cannot help.
+      return this.#deadLetter(rec, error, 0, 0);
+    }
+
+    const message: Message<T> = {
+      id: d.id,
+      topic: d.topic,
+      key: d.key,
+      payload,
+      headers: userHeaders(d.headers),
+      timestamp: new Date(d.timestamp),
+      attempt: d.attempt,
+      deadLetter: d.headers[HEADER.dlTopic] === undefined ? undefined : parseDeadLetter(d.headers),
+      raw: d.raw,
+    };
+
+    const idem = this.#options.idempotency;
+    const idemKey = idem ? `${this.group}:${d.id}` : undefined;
+    const started = Date.now();
+    try {
+      if (idem && idemKey) {
+        if ((await this.#claim(idemKey)) === 'done') {
+          if (rec.abandoned) return;
+          await d.ack();
+          return this.#emit(d, 'duplicate', 0);
+        }
+      }
+      await this.#run(rec, message, idemKey);
+    } catch (error) {
+      if (idem && idemKey) await idem.store.release(idemKey).catch((e) => this.#warn('idempotency release failed', e));
+      if (rec.abandoned) return;
+      return this.#fail(rec, error, Date.now() - started);
+    }
+    if (idem && idemKey) {
+      // If this fails the message is still acked: a later duplicate may run again, which at-least-once allows.
+      await idem.store.complete(idemKey, idem.ttlMs).catch((e) => this.#warn('idempotency complete failed', e));
+    }
+    if (rec.abandoned) return;
+    try {
+      await d.ack();
+    } catch (error) {
+      this.#warn('ack failed; the broker will redeliver', error);
+      return;
+    }
+    this.#emit(d, 'acked', Date.now() - started);
+  }
+
+  async #claim(key: string): Promise<'claimed' | 'done'> {
+    const store = this.#options.idempotency?.store;
+    if (!store) return 'claimed';
+    for (let wait = 20; ; wait = Math.min(wait * 2, 500)) {
+      const result = await store.claim(key, this.#leaseMs);
+      if (result !== 'busy') return result;
+      // A duplicate is running elsewhere: wait for it to finish (or its lease to lapse).
+      if (this.#state !== 'running') throw new ClosedError('Subscription closed while waiting for a duplicate');
+      await sleep(wait);
+    }
+  }
+
+  #run(rec: InFlight, message: Message<T>, idemKey: string | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      rec.fail = reject;
+      const context = new Context(rec, idemKey);
+      let result: unknown;
+      try {
+        if (channels.process.hasSubscribers) {
+          result = channels.process.tracePromise(async () => this.#handler(message, context), {
+            system: this.#host.system,
+            topic: message.topic,
+            group: this.group,
+            message: {
+              id: message.id,
+              key: message.key,
+              headers: message.headers,
+              attempt: message.attempt,
+              raw: message.raw,
+            },
+          });
+        } else {
+          result = this.#handler(message, context);
+        }
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      if (result instanceof Promise) result.then(() => resolve(), reject);
+      else resolve();
+    });
+  }
+
+  async #fail(rec: InFlight, error: unknown, durationMs: number): Promise<void> {
+    const d = rec.delivery;
+    const retry = this.#options.retry;
+    const maxAttempts = retry === false ? 1 : retry.maxAttempts;
+    if (retry === false || isPermanentFailure(error) || d.attempt >= maxAttempts) {
+      return this.#deadLetter(rec, error, d.attempt, durationMs);
+    }
+    const delayMs = backoffDelay(retry, d.attempt);
+    const headers = { ...d.headers };
+    headers[HEADER.firstFailure] ??= String(Date.now());
+    const request = { delayMs, attempt: d.attempt + 1, headers };
+    try {
+      if (this.group === undefined) this.#retryLocally(d, request);
+      else await d.retry(request);
+    } catch (retryError) {
+      this.#warn('scheduling a retry failed; releasing the message for redelivery', retryError);
+      await d.release().catch((e) => this.#warn('release failed', e));
+      return;
+    }
+    this.#emit(d, 'retried', durationMs, error, delayMs);
+  }
+
+  /** Broadcast subscriptions have no durable group to send a retry to: hold the message and run it again here. */
+  #retryLocally(d: Delivery, request: { delayMs: number; attempt: number; headers: Record<string, string> }): void {
+    const again: Delivery = {
+      id: d.id,
+      topic: d.topic,
+      key: d.key,
+      headers: request.headers,
+      body: d.body,
+      timestamp: d.timestamp,
+      attempt: request.attempt,
+      raw: d.raw,
+      ack: () => d.ack(),
+      release: () => d.release(),
+      retry: (next) => d.retry(next),
+    };
+    const timer = setTimeout(() => {
+      this.#retryTimers.delete(timer);
+      this.onDelivery(again);
+    }, request.delayMs);
+    this.#retryTimers.set(timer, d);
+  }
+
+  async #deadLetter(rec: InFlight, error: unknown, attempts: number, durationMs: number): Promise<void> {
+    const d = rec.delivery;
+    const configured = this.#options.deadLetter;
+    if (configured === false) {
+      this.#host.logger.error(`Dropping message ${d.id} from '${d.topic}' after ${attempts} attempt(s): dead-lettering is off`, {
+        group: this.group,
+        error: error instanceof Error ? error : String(error),
+      });
+      await d.ack().catch((e) => this.#warn('ack failed', e));
+      return this.#emit(d, 'dropped', durationMs, error);
+    }
+    const topic = this.#host.deadLetterTopicFor(d.topic, this.group, configured);
+    const record: OutgoingRecord = {
+      topic,
+      id: d.id,
+      key: d.key,
+      headers: deadLetterHeaders(d.headers, { error, attempts, topic: d.topic, group: this.group, now: Date.now() }),
+      body: d.body,
+      contentType: this.#def.codec.contentType,
+      timestamp: d.timestamp,
+    };
+    try {
+      await this.#host.publishDeadLetter(record);
+    } catch (publishError) {
+      // Never ack what is not safely dead-lettered: give it back to the broker.
+      this.#host.logger.error(`Dead-lettering message ${d.id} to '${topic}' failed; releasing it`, { error: publishError });
+      await d.release().catch((e) => this.#warn('release failed', e));
+      return;
+    }
+    if (rec.abandoned) return;
+    await d.ack().catch((e) => this.#warn('ack after dead-lettering failed; a duplicate dead letter may follow', e));
+    this.#emit(d, 'dead-lettered', durationMs, error, undefined, topic);
+  }
+
+  #sweep(): void {
+    const deadline = Date.now() - this.#options.handlerTimeoutMs;
+    for (const rec of this.#inFlight) {
+      if (rec.startedAt <= deadline && rec.fail) {
+        const error = new HandlerTimeoutError(this.#options.handlerTimeoutMs);
+        rec.controller?.abort(error);
+        rec.fail(error);
+        rec.fail = undefined;
+      }
+    }
+  }
+
+  #emit(d: Delivery, outcome: Outcome, durationMs: number, error?: unknown, delayMs?: number, dlq?: string): void {
+    if (!channels.settled.hasSubscribers) return;
+    const event: SettledEvent = {
+      system: this.#host.system,
+      topic: d.topic,
+      group: this.group,
+      id: d.id,
+      attempt: d.attempt,
+      outcome,
+      durationMs,
+      ...(error === undefined ? {} : { error: error instanceof Error ? error : new Error(String(error)) }),
+      ...(delayMs === undefined ? {} : { delayMs }),
+      ...(dlq === undefined ? {} : { deadLetterTopic: dlq }),
+    };
+    channels.settled.publish(event);
+  }
+
+  #warn(message: string, error: unknown): void {
+    this.#host.logger.warn(`${message} (topic '${this.topic}', group ${this.group ?? '-'})`, {
+      error: error instanceof Error ? error : String(error),
+    });
+  }
+
+  #track(promise: Promise<void>): void {
+    this.#settling.add(promise);
+    promise.finally(() => this.#settling.delete(promise));
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#state = 'closing';
+    if (this.#native) await this.#native.stop().catch((e) => this.#warn('stopping intake failed', e));
+    for (const d of this.#queue.splice(0)) this.#track(d.release().catch((e) => this.#warn('release failed', e)));
+    for (const [timer, d] of this.#retryTimers) {
+      clearTimeout(timer);
+      this.#track(d.release().catch((e) => this.#warn('release failed', e)));
+    }
+    this.#retryTimers.clear();
+    if (this.#inFlight.size > 0) {
+      const idle = new Promise<void>((resolve) => {
+        this.#idle = resolve;
+      });
+      const timer = setTimeout(() => this.#idle?.(), this.#host.closeTimeoutMs);
+      await idle;
+      clearTimeout(timer);
+    }
+    // Handlers still running past the grace period: abort them and give their messages back, unacked.
+    for (const rec of this.#inFlight) {
+      rec.abandoned = true;
+      rec.controller?.abort(new ClosedError('Subscription closed'));
+      this.#track(rec.delivery.release().catch((e) => this.#warn('release failed', e)));
+      this.#emit(rec.delivery, 'released', Date.now() - rec.startedAt);
+    }
+    while (this.#settling.size > 0) await Promise.all(this.#settling);
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    if (this.#native) await this.#native.close().catch((e) => this.#warn('closing failed', e));
+    this.#state = 'closed';
+  }
+}

@@ -1,0 +1,68 @@
+import { type Codec, jsonCodec } from './codec.js';
+import { assertTopicName } from './names.js';
+import type { InferOutput, StandardSchemaV1 } from './schema.js';
+
+const TOPIC = Symbol.for('busbar.topic');
+
+/** A named topic with an optional payload schema and a codec; created by {@link defineTopic}. */
+export interface Topic<T = unknown> {
+  readonly name: string;
+  readonly schema: StandardSchemaV1<unknown, T> | undefined;
+  readonly codec: Codec<T>;
+  readonly [TOPIC]: true;
+}
+
+export interface TopicOptions<T> {
+  /** How payloads become bytes. Default: JSON. */
+  codec?: Codec<T>;
+}
+
+/**
+ * Declares a topic. The schema (zod, valibot, anything Standard Schema) checks
+ * payloads before publishing and after receiving, and types the handler.
+ *
+ * ```ts
+ * const OrderCreated = defineTopic('orders.created', z.object({ orderId: z.string() }));
+ * ```
+ */
+export function defineTopic<S extends StandardSchemaV1>(
+  name: string,
+  schema: S,
+  options?: TopicOptions<InferOutput<S>>,
+): Topic<InferOutput<S>>;
+export function defineTopic<T = unknown>(name: string, schema?: undefined, options?: TopicOptions<T>): Topic<T>;
+export function defineTopic(
+  name: string,
+  schema?: StandardSchemaV1,
+  options: TopicOptions<unknown> = {},
+): Topic<unknown> {
+  assertTopicName(name, 'subscribe');
+  return Object.freeze({
+    name,
+    schema,
+    codec: options.codec ?? jsonCodec,
+    [TOPIC]: true as const,
+  });
+}
+
+export function isTopic(value: unknown): value is Topic {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[TOPIC] === true;
+}
+
+/** A topic object, or a plain name (JSON codec, no schema). */
+export type TopicLike<T = unknown> = Topic<T> | string;
+
+const plainTopics = new Map<string, Topic>();
+
+export function toTopic<T>(topic: TopicLike<T>): Topic<T> {
+  if (typeof topic !== 'string') {
+    if (!isTopic(topic)) throw new TypeError('Expected a topic from defineTopic() or a topic name');
+    return topic;
+  }
+  let known = plainTopics.get(topic);
+  if (!known) {
+    known = defineTopic(topic);
+    if (plainTopics.size < 10_000) plainTopics.set(topic, known);
+  }
+  return known as Topic<T>;
+}

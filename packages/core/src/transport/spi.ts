@@ -1,0 +1,181 @@
+import type { z } from 'zod';
+import type { Logger } from '../logger.js';
+
+/**
+ * The transport contract (SPI). A driver package implements {@link Transport}
+ * for one broker and exports a {@link Driver} named `driver`; `connect()` finds it
+ * by URL scheme. Core owns everything broker-agnostic (validation, codecs,
+ * retry policy, dead-letter records, idempotency, concurrency, per-key order);
+ * a transport only moves bytes and settles deliveries.
+ */
+
+/** What a transport can do; core picks native or emulated paths from these, and the conformance suite picks its tests. */
+export interface Capabilities {
+  /** A group keeps receiving messages published while none of its members is connected. */
+  readonly durableGroups: boolean;
+  /** Messages the broker accepted survive a broker restart (given the broker's own persistence settings). */
+  readonly persistent: boolean;
+  /** One group member sees messages of one key in publish order. */
+  readonly ordering: boolean;
+  /** `*` and `#` in subscription topics. */
+  readonly wildcards: boolean;
+  /** The broker itself delays a retried message (otherwise the driver emulates the delay). */
+  readonly nativeDelay: boolean;
+  /** A group created now can read messages published before it existed. */
+  readonly replay: boolean;
+}
+
+/** A message on its way to the broker. `headers` are the user's plus busbar's own `busbar-*` ones. */
+export interface OutgoingRecord {
+  readonly topic: string;
+  /** The busbar message id. Drivers carry it in a native field when there is one, else in `busbar-id`. */
+  readonly id: string;
+  readonly key: string | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+  readonly contentType: string;
+  /** Publish time, ms since the epoch. */
+  readonly timestamp: number;
+}
+
+/** What core asks of `Delivery.retry`. */
+export interface RetryRequest {
+  /** Deliver again after about this long. */
+  readonly delayMs: number;
+  /** The attempt number the redelivery must report (current + 1). */
+  readonly attempt: number;
+  /** Headers the redelivered message must carry (the original ones plus `busbar-first-failure`, ...). */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * One received message, owned by core until it is settled exactly once with
+ * `ack`, `retry` or `release`. Nothing may be acked on the broker before core
+ * calls `ack`.
+ */
+export interface Delivery {
+  readonly id: string;
+  readonly topic: string;
+  readonly key: string | undefined;
+  /** Every header received, `busbar-*` ones included (core strips those for the user). */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+  /** Publish time, ms since the epoch. */
+  readonly timestamp: number;
+  /** 1 on first delivery; from the broker's delivery count or the `busbar-attempt` header. */
+  readonly attempt: number;
+  /** The native record. */
+  readonly raw: unknown;
+  /** The group is done with this message. Drivers may coalesce acks; resolve once written. */
+  ack(): Promise<void>;
+  /**
+   * Bring the message back to this group only, after `delayMs`, without
+   * blocking other messages (broker delay, retry queue/topic, ...). Resolve once
+   * that is durable and the original will not be delivered again on its own.
+   */
+  retry(request: RetryRequest): Promise<void>;
+  /** Unprocessed (closing): give the message back so any member gets it again soon. Never acks. */
+  release(): Promise<void>;
+}
+
+export interface SubscribeSpec {
+  /** A topic name or, when the transport has `wildcards`, a pattern with `*` / `#`. */
+  readonly topic: string;
+  /** Competing consumers share a group; `undefined` is a broadcast subscription (non-durable, from now on). */
+  readonly group: string | undefined;
+  /** At most this many deliveries may be unsettled at once (broker prefetch, max ack pending, ...). */
+  readonly prefetch: number;
+  /** Handler timeout; brokers with an ack deadline must allow at least this long (or extend it). */
+  readonly handlerTimeoutMs: number;
+}
+
+export interface SubscribeCallbacks {
+  /** Called for every delivery, synchronously; core queues it. */
+  readonly onDelivery: (delivery: Delivery) => void;
+  /** A failure the subscription cannot recover from on its own (it is logged and shown in health). */
+  readonly onError: (error: Error) => void;
+}
+
+export interface TransportSubscription {
+  /** Stop intake: no `onDelivery` after this resolves. Deliveries already handed over can still be settled. */
+  stop(): Promise<void>;
+  /** Release resources after core settled or released everything. */
+  close(): Promise<void>;
+}
+
+export type ConnectionState = 'connecting' | 'up' | 'reconnecting' | 'down';
+
+export interface ConnectionHealth {
+  readonly name: string;
+  readonly state: ConnectionState;
+  readonly since: Date;
+  /** The last error, redacted. */
+  readonly error?: string;
+}
+
+export interface Transport {
+  readonly capabilities: Capabilities;
+  /** The largest body + headers the broker takes; core rejects bigger messages before sending. */
+  readonly maxPayloadBytes: number;
+  /** Broker-specific topic checks on top of core's portable grammar; throw `InvalidTopicError`. */
+  validateTopic?(topic: string, use: 'publish' | 'subscribe'): void;
+  /** Connect or fail with a `ConnectionError` (redacted) within the connect timeout. */
+  connect(): Promise<void>;
+  /**
+   * Resolve when the broker has taken responsibility for every record (confirm,
+   * acks=all, PubAck, XADD reply, PUBACK). Concurrent calls should be pipelined.
+   * On failure reject with a `BusbarError` (`PublishError`, `TimeoutError`, ...).
+   */
+  publish(records: readonly OutgoingRecord[]): Promise<void>;
+  subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription>;
+  /**
+   * Make sure that from now on `group` keeps every message published to `topic`
+   * even while nobody consumes it (create the queue / stream / consumer group).
+   * Used before the first dead letter is written so dead letters can be read back.
+   */
+  declareGroup(topic: string, group: string): Promise<void>;
+  /** Flush what is in flight, then disconnect. Called once. */
+  close(): Promise<void>;
+}
+
+/** Everything a driver's factory gets. */
+export interface TransportContext<Options> {
+  /** The parsed URL (never log it: use `redactUrl`). */
+  readonly url: URL;
+  /** Driver options, validated by the driver's schema. */
+  readonly options: Options;
+  /** Shared bus options every transport honours. */
+  readonly bus: {
+    readonly name: string;
+    readonly connectTimeoutMs: number;
+    readonly publishTimeoutMs: number;
+  };
+  /** Strings that must never appear in errors or logs (URL password, option secrets). */
+  readonly secrets: readonly string[];
+  readonly logger: Logger;
+  /** Report a connection state change: feeds `bus.health()` and the `busbar:connection` channel. */
+  readonly reportState: (connection: string, state: ConnectionState, error?: unknown) => void;
+}
+
+const DRIVER = Symbol.for('busbar.driver');
+
+export interface Driver<Schema extends z.ZodObject = z.ZodObject> {
+  readonly name: string;
+  /** URL schemes this driver serves, without the colon. */
+  readonly schemes: readonly string[];
+  /** Driver options; merged with core's bus options into one strict schema for `connect({ url, ... })`. */
+  readonly options: Schema;
+  /** Option names whose values are secrets (redacted everywhere). */
+  readonly secretOptions?: readonly string[];
+  create(context: TransportContext<z.output<Schema>>): Transport;
+  readonly [DRIVER]: true;
+}
+
+/** Brands a driver so `connect()` can recognise it across duplicate installs. */
+export function defineDriver<Schema extends z.ZodObject>(driver: Omit<Driver<Schema>, typeof DRIVER>): Driver<Schema> {
+  return Object.freeze({ ...driver, [DRIVER]: true as const });
+}
+
+export function isDriver(value: unknown): value is Driver {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[DRIVER] === true;
+}

@@ -1,0 +1,84 @@
+import { TimeoutError } from '../errors.js';
+
+/** Rejects with a `TimeoutError` (retryable, outcome unknown) when `promise` has not settled within `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  if (!Number.isFinite(ms) || ms <= 0) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimeoutError(message)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+export interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/**
+ * Coalesces items submitted in the same turn of the event loop into one
+ * `flush(items)` call (bounded by `maxBatch`), resolving each submitter when its
+ * batch settles. This is how drivers turn many concurrent `publish()` calls into
+ * few broker round trips without a timer per message.
+ */
+export class Coalescer<T> {
+  #pending: { item: T; done: Deferred<void> }[] = [];
+  #scheduled = false;
+  readonly #flush: (items: T[]) => Promise<void>;
+  readonly #maxBatch: number;
+
+  constructor(flush: (items: T[]) => Promise<void>, maxBatch = 1000) {
+    this.#flush = flush;
+    this.#maxBatch = maxBatch;
+  }
+
+  submit(item: T): Promise<void> {
+    const done = deferred();
+    this.#pending.push({ item, done });
+    if (this.#pending.length >= this.#maxBatch) this.#drain();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.#drain());
+    }
+    return done.promise;
+  }
+
+  /** Submit many; one promise for all of them. */
+  submitAll(items: readonly T[]): Promise<void> {
+    return Promise.all(items.map((item) => this.submit(item))).then(() => undefined);
+  }
+
+  #drain(): void {
+    this.#scheduled = false;
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.splice(0, this.#maxBatch);
+      this.#flush(batch.map((p) => p.item)).then(
+        () => {
+          for (const p of batch) p.done.resolve();
+        },
+        (error: unknown) => {
+          for (const p of batch) p.done.reject(error);
+        },
+      );
+    }
+  }
+}

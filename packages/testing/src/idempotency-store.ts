@@ -1,0 +1,1 @@
+export function describeIdempotencyStore(): void { throw new Error('not implemented yet'); }
