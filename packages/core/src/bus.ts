@@ -213,18 +213,7 @@ export class Bus {
     }
     runtime.attach(native);
     this.#subscriptions.add(runtime);
-    const close = runtime.close.bind(runtime);
-    return Object.assign(Object.create(null) as object, {
-      topic: runtime.topic,
-      group: runtime.group,
-      get closed() {
-        return runtime.closed;
-      },
-      close: async () => {
-        await close();
-        this.#subscriptions.delete(runtime);
-      },
-    }) as Subscription;
+    return new SubscriptionHandle(runtime, () => this.#subscriptions.delete(runtime));
   }
 
   async #publishDeadLetter(record: OutgoingRecord): Promise<void> {
@@ -419,5 +408,28 @@ function checkPublishOptions(options: PublishOptions): void {
   }
   if (options.id !== undefined && (typeof options.id !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(options.id))) {
     throw new ConfigError("Invalid publish options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'");
+  }
+}
+
+/** What `subscribe` returns: a narrow view of the runtime, so users cannot reach its internals. */
+class SubscriptionHandle implements Subscription {
+  readonly #runtime: Subscription;
+  readonly #forget: () => void;
+  constructor(runtime: Subscription, forget: () => void) {
+    this.#runtime = runtime;
+    this.#forget = forget;
+  }
+  get topic(): string {
+    return this.#runtime.topic;
+  }
+  get group(): string | undefined {
+    return this.#runtime.group;
+  }
+  get closed(): boolean {
+    return this.#runtime.closed;
+  }
+  async close(): Promise<void> {
+    await this.#runtime.close();
+    this.#forget();
   }
 }

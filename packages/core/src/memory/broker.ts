@@ -17,7 +17,9 @@ export interface MemoryConsumer {
 /** One group's durable queue for one topic (pattern): like a RabbitMQ queue bound to a topic exchange. */
 export class MemoryQueue {
   readonly pattern: string;
-  readonly #ready: MemoryEntry[] = [];
+  // A deque as array + head index: shift() on a long backlog is O(n) per message.
+  #ready: MemoryEntry[] = [];
+  #head = 0;
   readonly #consumers: MemoryConsumer[] = [];
   #next = 0;
   #scheduled = false;
@@ -27,13 +29,24 @@ export class MemoryQueue {
   }
 
   get depth(): number {
-    return this.#ready.length;
+    return this.#ready.length - this.#head;
   }
 
   enqueue(entry: MemoryEntry, front = false): void {
-    if (front) this.#ready.unshift(entry);
-    else this.#ready.push(entry);
+    if (!front) this.#ready.push(entry);
+    else if (this.#head > 0) this.#ready[--this.#head] = entry;
+    else this.#ready.unshift(entry);
     this.schedule();
+  }
+
+  #take(): MemoryEntry {
+    const entry = this.#ready[this.#head] as MemoryEntry;
+    this.#ready[this.#head++] = undefined as unknown as MemoryEntry;
+    if (this.#head > 1024 && this.#head * 2 > this.#ready.length) {
+      this.#ready = this.#ready.slice(this.#head);
+      this.#head = 0;
+    }
+    return entry;
   }
 
   addConsumer(consumer: MemoryConsumer): void {
@@ -57,11 +70,11 @@ export class MemoryQueue {
   }
 
   #dispatch(): void {
-    while (this.#ready.length > 0) {
+    while (this.depth > 0) {
       const consumer = this.#pick();
       if (!consumer) return;
       consumer.unacked++;
-      consumer.deliver(this.#ready.shift() as MemoryEntry, this);
+      consumer.deliver(this.#take(), this);
     }
   }
 

@@ -1,14 +1,26 @@
-import type { Bus } from '@busbar/core';
+import { describe } from 'vitest';
+import { type ConformanceOptions, Suite } from './context.js';
+import { deliveryTests, orderingTests, wildcardTests } from './delivery.js';
+import { failureTests } from './failures.js';
+import { credentialTests, durableTests, lifecycleTests } from './lifecycle.js';
 
-export interface ConformanceOptions {
-  /** Opens a new bus on the transport under test; called many times (one connection each). */
-  connect: () => Promise<Bus>;
-  /** Multiplies every wait, for slow brokers (Kafka group joins). Default 1. */
-  timeoutScale?: number;
-  /** Time a new group subscription needs before it reliably receives (e.g. a Kafka rebalance). Default 0. */
-  settleMs?: number;
-}
+export type { ConformanceOptions, BusOverrides } from './context.js';
+export { CANARY } from './context.js';
 
-export function describeConformance(_name: string, _options: ConformanceOptions): void {
-  throw new Error('not implemented yet');
+/**
+ * The executable form of DESIGN.md section 3: every transport must pass it.
+ * Tests that a transport's capabilities rule out are not defined at all (not
+ * skipped), so a green run means every applicable promise was checked.
+ */
+export function describeConformance(name: string, options: ConformanceOptions): void {
+  describe(`conformance: ${name}`, () => {
+    const suite = new Suite(options);
+    describe('delivery', () => deliveryTests(suite));
+    if (options.capabilities.ordering) describe('ordering', () => orderingTests(suite));
+    if (options.capabilities.wildcards) describe('wildcards', () => wildcardTests(suite));
+    describe('failures', () => failureTests(suite));
+    describe('lifecycle', () => lifecycleTests(suite));
+    if (options.capabilities.durableGroups) describe('durable groups', () => durableTests(suite));
+    if (options.badCredentialsUrl) describe('credentials', () => credentialTests(suite, options.badCredentialsUrl as string));
+  });
 }

@@ -1,0 +1,92 @@
+import type { Bus, Capabilities, Message } from '@busbar/core';
+import { afterEach } from 'vitest';
+import { uniqueName } from '../brokers.js';
+import { sleep, waitFor } from '../wait.js';
+
+/** Options a test may override when opening a bus (passed through to `connect`). */
+export interface BusOverrides {
+  closeTimeoutMs?: number;
+  maxPayloadBytes?: number;
+}
+
+export interface ConformanceOptions {
+  /** Opens a new bus on the transport under test (one connection each); spread `overrides` into `connect()`. */
+  connect: (overrides?: BusOverrides) => Promise<Bus>;
+  /** What the transport claims; decides which tests apply. Must equal `bus.capabilities`. */
+  capabilities: Capabilities;
+  /** Multiplies every wait, for slow brokers (Kafka group joins). Default 1. */
+  timeoutScale?: number;
+  /** Time a new subscription needs before it reliably receives (e.g. a Kafka rebalance). Default 0. */
+  settleMs?: number;
+  /** A URL with a wrong password (the canary `busbar-canary-secret`) that must fail to connect without showing it. */
+  badCredentialsUrl?: string;
+}
+
+export const CANARY = 'busbar-canary-secret';
+
+/** Per-test helpers: buses opened through it are closed after each test. */
+export class Suite {
+  readonly options: ConformanceOptions;
+  readonly #open = new Set<Bus>();
+
+  constructor(options: ConformanceOptions) {
+    this.options = options;
+    afterEach(async () => {
+      const buses = [...this.#open];
+      this.#open.clear();
+      await Promise.all(buses.map((bus) => bus.close().catch(() => undefined)));
+    });
+  }
+
+  get caps(): Capabilities {
+    return this.options.capabilities;
+  }
+
+  /** A wait bound scaled for the broker. */
+  ms(base: number): number {
+    return base * (this.options.timeoutScale ?? 1);
+  }
+
+  async bus(overrides?: BusOverrides): Promise<Bus> {
+    const bus = await this.options.connect(overrides);
+    this.#open.add(bus);
+    return bus;
+  }
+
+  /** Lets new subscriptions join before anything is published. */
+  settle(): Promise<void> {
+    return sleep(this.options.settleMs ?? 0);
+  }
+
+  topic(label = 'topic'): string {
+    return `conf.${label}.${uniqueName('t')}`;
+  }
+
+  group(label = 'g'): string {
+    return uniqueName(label);
+  }
+
+  waitFor(condition: () => boolean, base: number, what: string): Promise<void> {
+    return waitFor(condition, this.ms(base), what);
+  }
+}
+
+export interface Received<T> {
+  readonly messages: Message<T>[];
+  readonly handler: (message: Message<T>) => Promise<void>;
+}
+
+/** A handler that records every message it sees. */
+export function recorder<T>(): Received<T> {
+  const messages: Message<T>[] = [];
+  return {
+    messages,
+    handler: async (message) => {
+      messages.push(message);
+    },
+  };
+}
+
+export function uniqueIds(messages: readonly Message<unknown>[]): Set<string> {
+  return new Set(messages.map((m) => m.id));
+}
