@@ -1,0 +1,197 @@
+import type {
+  Delivery,
+  Logger,
+  RetryRequest,
+  SubscribeCallbacks,
+  SubscribeSpec,
+  TransportSubscription,
+} from '@busbar/core/transport';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import { ChannelAcks } from './acks.js';
+import { type Incoming, readMessage } from './codec.js';
+import type { Link } from './link.js';
+
+export interface ConsumerHooks {
+  readonly logger: Logger;
+  /** Declares the queue on the new channel (group queue or a server-named broadcast queue); returns its name. */
+  readonly declare: (channel: Channel) => Promise<string>;
+  /** Puts a copy of the delivery on its delayed way back to `queue` (confirmed). */
+  readonly retry: (queue: string, delivery: RabbitDelivery, request: RetryRequest) => Promise<void>;
+  readonly toError: (error: unknown, what: string) => Error;
+}
+
+/** A delivery from one channel; its settle methods act on that channel only. */
+export class RabbitDelivery implements Delivery {
+  readonly id: string;
+  readonly topic: string;
+  readonly key: string | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+  readonly timestamp: number;
+  readonly attempt: number;
+  readonly raw: ConsumeMessage;
+  readonly #acks: ChannelAcks;
+  readonly #consumer: Consumer;
+  readonly #queue: string;
+
+  constructor(message: ConsumeMessage, incoming: Incoming, acks: ChannelAcks, consumer: Consumer, queue: string) {
+    this.id = incoming.id;
+    this.topic = incoming.topic;
+    this.key = incoming.key;
+    this.headers = incoming.headers;
+    this.body = message.content;
+    this.timestamp = incoming.timestamp;
+    this.attempt = incoming.attempt;
+    this.raw = message;
+    this.#acks = acks;
+    this.#consumer = consumer;
+    this.#queue = queue;
+  }
+
+  ack(): Promise<void> {
+    return this.#acks.ack(this.raw.fields.deliveryTag);
+  }
+
+  async retry(request: RetryRequest): Promise<void> {
+    // Nothing to do on a dead channel: the broker redelivers the original anyway.
+    if (!this.#acks.alive) return this.#acks.ack(this.raw.fields.deliveryTag);
+    await this.#consumer.retryTo(this.#queue, this, request);
+    await this.#acks.ack(this.raw.fields.deliveryTag);
+  }
+
+  async release(): Promise<void> {
+    this.#acks.nack(this.raw.fields.deliveryTag, true);
+  }
+}
+
+/**
+ * One subscription: its own channel (prefetch = the spec's), queue and
+ * consumer, re-created on every reconnect and after a channel-level close
+ * while the connection stays up.
+ */
+export class Consumer implements TransportSubscription {
+  readonly #link: Link;
+  readonly #spec: SubscribeSpec;
+  readonly #callbacks: SubscribeCallbacks;
+  readonly #hooks: ConsumerHooks;
+  #acks: ChannelAcks | undefined;
+  #consumerTag: string | undefined;
+  #stopped = false;
+  #closed = false;
+  #opening: Promise<void> | undefined;
+  readonly #offUp: () => void;
+
+  constructor(link: Link, spec: SubscribeSpec, callbacks: SubscribeCallbacks, hooks: ConsumerHooks) {
+    this.#link = link;
+    this.#spec = spec;
+    this.#callbacks = callbacks;
+    this.#hooks = hooks;
+    this.#offUp = link.onUp((model) => void this.#reopen(model));
+  }
+
+  /** First start: errors (bad queue arguments, refused names) reject the subscribe call. */
+  async start(): Promise<void> {
+    const model = this.#link.model;
+    try {
+      if (!model) throw this.#hooks.toError(new Error('not connected'), 'Subscribing failed');
+      await this.#openOn(model, true);
+    } catch (error) {
+      this.#stopped = true;
+      this.#closed = true;
+      this.#offUp();
+      throw error;
+    }
+  }
+
+  retryTo(queue: string, delivery: RabbitDelivery, request: RetryRequest): Promise<void> {
+    return this.#hooks.retry(queue, delivery, request);
+  }
+
+  #reopen(model: ChannelModel): Promise<void> {
+    if (this.#stopped || this.#link.model !== model) return Promise.resolve();
+    this.#opening ??= this.#openOn(model, false)
+      .catch((error) => {
+        // The connection went away meanwhile: its recovery re-opens us.
+        if (this.#link.model !== model || this.#stopped) return;
+        this.#callbacks.onError(this.#hooks.toError(error, `Re-subscribing to '${this.#spec.topic}' failed`));
+        setTimeout(() => {
+          const current = this.#link.model;
+          if (current && !this.#stopped) void this.#reopen(current);
+        }, 1_000).unref();
+      })
+      .finally(() => {
+        this.#opening = undefined;
+      });
+    return this.#opening;
+  }
+
+  async #openOn(model: ChannelModel, first: boolean): Promise<void> {
+    if (this.#acks?.alive) return;
+    let channel: Channel | undefined;
+    try {
+      channel = await model.createChannel();
+      const acks = new ChannelAcks(channel);
+      channel.on('error', (error: Error) => this.#hooks.logger.debug('Consumer channel error', { error: this.#hooks.toError(error, 'Channel') }));
+      channel.on('close', () => this.#channelClosed(acks));
+      await channel.prefetch(Math.max(1, Math.min(65_535, this.#spec.prefetch)));
+      const queue = await this.#hooks.declare(channel);
+      this.#acks = acks;
+      const ok = await channel.consume(queue, (message) => this.#receive(acks, queue, message), { noAck: false });
+      this.#consumerTag = ok.consumerTag;
+    } catch (error) {
+      await channel?.close().catch(() => undefined);
+      throw first ? this.#hooks.toError(error, `Subscribing to '${this.#spec.topic}' failed`) : error;
+    }
+  }
+
+  #receive(acks: ChannelAcks, queue: string, message: ConsumeMessage | null): void {
+    if (message === null) {
+      // The broker cancelled the consumer (queue deleted, node down): start over on a new channel.
+      this.#callbacks.onError(new Error(`RabbitMQ cancelled the consumer of '${queue}'; re-subscribing`));
+      void acks.channel.close().catch(() => undefined);
+      return;
+    }
+    const tag = message.fields.deliveryTag;
+    acks.delivered(tag);
+    if (this.#stopped) {
+      acks.nack(tag, true);
+      return;
+    }
+    this.#callbacks.onDelivery(new RabbitDelivery(message, readMessage(message), acks, this, queue));
+  }
+
+  #channelClosed(acks: ChannelAcks): void {
+    acks.dead();
+    if (this.#acks !== acks) return;
+    this.#acks = undefined;
+    this.#consumerTag = undefined;
+    // Channel-level close on a live connection (consumer timeout, deleted queue): re-create it.
+    setTimeout(() => {
+      const model = this.#link.model;
+      if (model && !this.#stopped) void this.#reopen(model);
+    }, 200).unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#offUp();
+    await this.#opening?.catch(() => undefined);
+    const acks = this.#acks;
+    const tag = this.#consumerTag;
+    if (acks?.alive && tag) await acks.channel.cancel(tag).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.stop();
+    this.#closed = true;
+    const acks = this.#acks;
+    this.#acks = undefined;
+    if (acks?.alive) {
+      await acks.drain();
+      // Closing the channel requeues whatever is still unacked.
+      await acks.channel.close().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,135 @@
+import type { TransportContext } from '@busbar/core/transport';
+import { redactUrl, sanitizeError } from '@busbar/core/transport';
+import amqplib, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
+import { isAuthFailure } from './errors.js';
+import type { ResolvedOptions } from './options.js';
+
+type Listener = (model: ChannelModel) => void;
+
+/**
+ * One AMQP connection kept alive by amqplib's own recovery
+ * (`connect(url, { recovery })`): amqplib reconnects with backoff; this class
+ * only tells its users when a fresh connection is up so they re-create their
+ * channels, topology and consumers (amqplib restores the connection only).
+ */
+export class Link {
+  readonly name: string;
+  readonly #context: TransportContext<ResolvedOptions>;
+  readonly #listeners = new Set<Listener>();
+  #recovering: RecoveringChannelModel | undefined;
+  #model: ChannelModel | undefined;
+  #lastError: unknown;
+  #closed = false;
+
+  constructor(name: string, context: TransportContext<ResolvedOptions>) {
+    this.name = name;
+    this.#context = context;
+  }
+
+  /** The live connection, or undefined while (re)connecting. */
+  get model(): ChannelModel | undefined {
+    return this.#model;
+  }
+
+  /** Called with every new connection (the first one too, if added before it). */
+  onUp(listener: Listener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Opens the connection; rejects after the connect timeout or at once on a refused login. */
+  async open(): Promise<void> {
+    const { url, options, bus } = this.#context;
+    const recovering = (await amqplib.connect(
+      {
+        protocol: url.protocol.slice(0, -1),
+        hostname: url.hostname.replace(/^\[|\]$/g, ''),
+        port: url.port ? Number(url.port) : url.protocol === 'amqps:' ? 5671 : 5672,
+        username: decodeURIComponent(url.username),
+        password: decodeURIComponent(url.password),
+        vhost: url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : '/',
+        heartbeat: options.heartbeatSeconds,
+      },
+      {
+        ...(options.tls ?? {}),
+        noDelay: true,
+        timeout: bus.connectTimeoutMs,
+        clientProperties: { connection_name: `${bus.name}-${this.name}` },
+        recovery: {
+          initialDelay: options.reconnectInitialDelayMs,
+          maxDelay: Math.max(options.reconnectInitialDelayMs, options.reconnectMaxDelayMs),
+          maxRetries: Number.POSITIVE_INFINITY,
+          waitForConnect: false,
+        },
+      },
+    )) as RecoveringChannelModel;
+    this.#recovering = recovering;
+    this.#context.reportState(this.name, 'connecting');
+    recovering.on('connect', (model: ChannelModel) => this.#up(model));
+    recovering.on('disconnect', (error: Error) => {
+      this.#model = undefined;
+      this.#lastError = error;
+      if (!this.#closed) this.#context.reportState(this.name, 'reconnecting', error);
+    });
+    recovering.on('connect-failed', (error: Error) => {
+      this.#lastError = error;
+      if (!this.#closed) this.#context.reportState(this.name, 'reconnecting', error);
+    });
+    recovering.on('reconnect-failed', (error: Error) => {
+      this.#lastError = error;
+      if (!this.#closed) this.#context.reportState(this.name, 'down', error);
+    });
+    recovering.on('blocked', (reason: string) => {
+      this.#context.logger.warn(`RabbitMQ blocked connection '${this.name}' (publishes wait): ${reason}`);
+    });
+    recovering.on('error', (error: Error) => {
+      this.#lastError = error;
+      this.#context.logger.debug(`Connection '${this.name}' error`, { error: sanitizeError(error, this.#context.secrets) });
+    });
+    await this.#waitFirst(recovering);
+  }
+
+  #waitFirst(recovering: RecoveringChannelModel): Promise<void> {
+    const where = redactUrl(this.#context.url);
+    return new Promise<void>((resolve, reject) => {
+      const fail = (error: unknown) => {
+        clearTimeout(timer);
+        recovering.removeListener('connect-failed', onFailed);
+        const cause = sanitizeError(error ?? new Error('no answer'), this.#context.secrets);
+        reject(Object.assign(new Error(`Could not connect to ${where}: ${cause.message}`), { cause }));
+      };
+      const onFailed = (error: Error) => {
+        if (isAuthFailure(error)) fail(error);
+      };
+      const timer = setTimeout(() => fail(this.#lastError), this.#context.bus.connectTimeoutMs);
+      recovering.on('connect-failed', onFailed);
+      recovering.waitForConnect().then(() => {
+        clearTimeout(timer);
+        recovering.removeListener('connect-failed', onFailed);
+        resolve();
+      }, fail);
+    });
+  }
+
+  #up(model: ChannelModel): void {
+    if (this.#closed) return;
+    this.#model = model;
+    this.#context.reportState(this.name, 'up');
+    for (const listener of this.#listeners) {
+      try {
+        listener(model);
+      } catch (error) {
+        this.#context.logger.error(`Restoring '${this.name}' after a reconnect failed`, { error: sanitizeError(error, this.#context.secrets) });
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#model = undefined;
+    this.#listeners.clear();
+    await this.#recovering?.close().catch(() => undefined);
+    this.#context.reportState(this.name, 'down');
+  }
+}

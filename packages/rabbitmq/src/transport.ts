@@ -1,0 +1,230 @@
+import { ConfigError, ConnectionError } from '@busbar/core';
+import {
+  type Capabilities,
+  HEADER,
+  type OutgoingRecord,
+  type RetryRequest,
+  type SubscribeCallbacks,
+  type SubscribeSpec,
+  type Transport,
+  type TransportContext,
+  type TransportSubscription,
+  sanitizeError,
+} from '@busbar/core/transport';
+import type { Channel } from 'amqplib';
+import { type PublishSettings, publishOptions, toBuffer } from './codec.js';
+import { Consumer, type RabbitDelivery } from './consumer.js';
+import { toBusbarError } from './errors.js';
+import { Link } from './link.js';
+import type { ResolvedOptions } from './options.js';
+import { type Outgoing, Publisher } from './publisher.js';
+import {
+  bindTopic,
+  checkTopic,
+  declareExchange,
+  declareGroupQueue,
+  declareRetryBucket,
+  retryBucket,
+  retryExchangeName,
+} from './topology.js';
+
+/**
+ * The RabbitMQ transport: one connection for publishing (confirm channel) and,
+ * from the first subscription on, one for consuming (a channel per
+ * subscription), so a publisher blocked by a resource alarm never holds up acks.
+ */
+export class RabbitMQTransport implements Transport {
+  readonly capabilities: Capabilities;
+  /** RabbitMQ 4's default `max_message_size` (3.x allowed 128 MiB); raise `maxPayloadBytes` only if the broker allows. */
+  readonly maxPayloadBytes = 16 * 1024 * 1024;
+  readonly #context: TransportContext<ResolvedOptions>;
+  readonly #options: ResolvedOptions;
+  readonly #publishLink: Link;
+  readonly #publisher: Publisher;
+  readonly #settings: PublishSettings;
+  readonly #retrySettings: PublishSettings;
+  #consumeLink: Promise<Link> | undefined;
+  readonly #buckets = new Map<number, Promise<void>>();
+  readonly #consumers = new Set<Consumer>();
+  #closed = false;
+
+  constructor(context: TransportContext<ResolvedOptions>) {
+    const options = context.options;
+    if (options.maxPriority !== undefined && options.queueType !== 'classic') {
+      throw new ConfigError("Invalid connect options: maxPriority: priority queues need queueType 'classic'");
+    }
+    this.#context = context;
+    this.#options = options;
+    this.capabilities = {
+      durableGroups: true,
+      persistent: true,
+      ordering: true,
+      wildcards: options.exchangeType === 'topic',
+      nativeDelay: true,
+      replay: false,
+    };
+    this.#settings = {
+      mandatory: options.unroutable === 'error',
+      topicHeader: options.exchangeType === 'headers',
+      expiration: options.messageTtlMs === undefined ? undefined : String(options.messageTtlMs),
+      priorityHeader: options.priorityHeader,
+    };
+    this.#retrySettings = { mandatory: true, topicHeader: false, expiration: undefined, priorityHeader: options.priorityHeader };
+    this.#publishLink = new Link('publisher', context);
+    this.#publisher = new Publisher(this.#publishLink, {
+      timeoutMs: context.bus.publishTimeoutMs,
+      secrets: context.secrets,
+      onError: (message, error) => context.logger.warn(message, { error: sanitizeError(error, context.secrets) }),
+      prepare: async (channel) => {
+        // Retry buckets may have been deleted while we were away: declare them again on first use.
+        this.#buckets.clear();
+        await declareExchange(channel, options);
+      },
+    });
+  }
+
+  validateTopic(topic: string, use: 'publish' | 'subscribe'): void {
+    checkTopic(topic, this.#options, use);
+  }
+
+  async connect(): Promise<void> {
+    try {
+      await this.#publishLink.open();
+      await this.#publisher.ready();
+    } catch (error) {
+      throw this.#error(error, 'Connecting failed');
+    }
+  }
+
+  publish(records: readonly OutgoingRecord[]): Promise<void> {
+    const messages: Outgoing[] = new Array(records.length);
+    const exchange = this.#options.exchange;
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i] as OutgoingRecord;
+      messages[i] = {
+        exchange,
+        routingKey: record.topic,
+        content: toBuffer(record.body),
+        options: publishOptions(record, this.#settings),
+      };
+    }
+    return this.#publisher.publish(messages);
+  }
+
+  async declareGroup(topic: string, group: string): Promise<void> {
+    await this.#withChannel((channel) => declareGroupQueue(channel, topic, group, this.#options), 'Declaring a group failed');
+  }
+
+  async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+    if (this.#closed) throw new ConnectionError('The RabbitMQ transport is closed');
+    const link = await this.#consumerLink();
+    const options = this.#options;
+    const consumer: Consumer = new Consumer(link, spec, callbacks, {
+      logger: this.#context.logger,
+      toError: (error, what) => this.#error(error, what),
+      retry: (queue, delivery, request) => this.#retry(queue, delivery, request),
+      declare: async (channel: Channel) => {
+        if (spec.group !== undefined) return declareGroupQueue(channel, spec.topic, spec.group, options);
+        // Broadcast: a server-named queue that lives as long as this consumer.
+        const { queue } = await channel.assertQueue('', {
+          exclusive: true,
+          autoDelete: true,
+          durable: false,
+          arguments: { 'x-queue-type': 'classic' },
+        });
+        await bindTopic(channel, queue, spec.topic, options);
+        return queue;
+      },
+    });
+    await consumer.start();
+    this.#consumers.add(consumer);
+    const close = consumer.close.bind(consumer);
+    return {
+      stop: () => consumer.stop(),
+      close: async () => {
+        this.#consumers.delete(consumer);
+        await close();
+      },
+    };
+  }
+
+  /**
+   * A delayed retry: the body goes, confirmed, to the delay bucket's queue with
+   * the group queue's name as routing key; when its TTL expires the broker
+   * dead-letters it to the default exchange, i.e. back into that queue only.
+   */
+  async #retry(queue: string, delivery: RabbitDelivery, request: RetryRequest): Promise<void> {
+    const bucket = retryBucket(request.delayMs, this.#options.retryBuckets);
+    let declared = this.#buckets.get(bucket);
+    if (!declared) {
+      declared = this.#withChannel((channel) => declareRetryBucket(channel, bucket, this.#options), 'Declaring a retry queue failed').then(
+        () => undefined,
+      );
+      this.#buckets.set(bucket, declared);
+      declared.catch(() => this.#buckets.delete(bucket));
+    }
+    await declared;
+    const record: OutgoingRecord = {
+      topic: delivery.topic,
+      id: delivery.id,
+      key: delivery.key,
+      headers: request.headers,
+      body: delivery.body,
+      contentType: delivery.raw.properties.contentType ?? 'application/octet-stream',
+      timestamp: delivery.timestamp,
+    };
+    const extra = { [HEADER.attempt]: String(request.attempt), [HEADER.topic]: delivery.topic };
+    await this.#publisher.publish([
+      {
+        exchange: retryExchangeName(this.#options, bucket),
+        routingKey: queue,
+        content: delivery.raw.content,
+        options: publishOptions(record, this.#retrySettings, extra),
+      },
+    ]);
+  }
+
+  /** Runs topology work on a short-lived channel of the publishing connection (a failed declaration closes its channel). */
+  async #withChannel<T>(work: (channel: Channel) => Promise<T>, what: string): Promise<T> {
+    const model = this.#publishLink.model;
+    if (!model) throw new ConnectionError(`${what}: not connected to RabbitMQ (reconnecting)`);
+    let channel: Channel | undefined;
+    try {
+      channel = await model.createChannel();
+      channel.on('error', () => undefined);
+      return await work(channel);
+    } catch (error) {
+      throw this.#error(error, what);
+    } finally {
+      await channel?.close().catch(() => undefined);
+    }
+  }
+
+  #consumerLink(): Promise<Link> {
+    this.#consumeLink ??= (async () => {
+      const link = new Link('consumer', this.#context);
+      try {
+        await link.open();
+      } catch (error) {
+        this.#consumeLink = undefined;
+        await link.close();
+        throw this.#error(error, 'Connecting the consumer failed');
+      }
+      return link;
+    })();
+    return this.#consumeLink;
+  }
+
+  #error(error: unknown, what: string): Error {
+    return toBusbarError(error, what, this.#context.secrets);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#consumers].map((c) => c.close().catch(() => undefined)));
+    await this.#publisher.close();
+    const consumeLink = await this.#consumeLink?.catch(() => undefined);
+    await Promise.all([this.#publishLink.close(), consumeLink?.close()]);
+  }
+}
