@@ -1,0 +1,174 @@
+import type { Delivery, Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
+import { topicMatches } from '@busbar/core/transport';
+import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from 'nats';
+import { decode } from './codec.js';
+import { consumerName } from './names.js';
+import type { Topology } from './topology.js';
+
+export interface ConsumerContext {
+  readonly js: JetStreamClient;
+  readonly topology: Topology;
+  readonly logger: Logger;
+  readonly ackWaitMs: number;
+  readonly pullExpiresMs: number;
+  /** False while the connection is down: missed heartbeats then mean nothing. */
+  readonly connected: () => boolean;
+}
+
+const noop = async (): Promise<void> => undefined;
+
+/**
+ * A group member: the group's durable pull consumer (explicit ack,
+ * `max_ack_pending` = prefetch) consumed with `consume()`. Every message busbar
+ * still holds gets `working()` every third of the ack wait, so a slow handler
+ * keeps its message. Missed heartbeats or a vanished consumer re-create the
+ * consumer and the pull loop (nats.node#590).
+ */
+export async function subscribeGroup(
+  ctx: ConsumerContext,
+  spec: SubscribeSpec,
+  callbacks: SubscribeCallbacks,
+): Promise<TransportSubscription> {
+  const group = spec.group as string;
+  const stream = await ctx.topology.ensureStream(spec.topic);
+  const name = consumerName(spec.topic, group);
+  const { filter, exact } = ctx.topology.filterFor(spec.topic, stream);
+  const settings = { ackWaitMs: ctx.ackWaitMs, maxAckPending: spec.prefetch, update: true };
+  await ctx.topology.ensureConsumer(stream, name, filter, settings);
+
+  const held = new Set<JsMsg>();
+  let active = true;
+  let messages: ConsumerMessages | undefined;
+  let restarting: Promise<void> | undefined;
+
+  const onMessage = (m: JsMsg): void => {
+    if (!active) {
+      m.nak();
+      return;
+    }
+    if (!exact && !topicMatches(spec.topic, m.subject)) {
+      m.ack();
+      return;
+    }
+    let settled = false;
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      held.delete(m);
+      return true;
+    };
+    held.add(m);
+    const delivery: Delivery = decode(m, {
+      ack: async () => {
+        if (settle()) m.ack();
+      },
+      retry: async ({ delayMs }) => {
+        if (settle()) m.nak(delayMs);
+      },
+      release: async () => {
+        if (settle()) m.nak();
+      },
+    });
+    callbacks.onDelivery(delivery);
+  };
+
+  const start = async (): Promise<void> => {
+    const consumer = await ctx.js.consumers.get(stream, name);
+    const current = await consumer.consume({
+      max_messages: spec.prefetch,
+      expires: ctx.pullExpiresMs,
+      callback: onMessage,
+    });
+    messages = current;
+    void watch(current);
+  };
+
+  const restart = (why: string): void => {
+    if (!active || restarting) return;
+    ctx.logger.warn(`NATS consumer '${name}' on '${stream}' ${why}: re-creating it`);
+    const old = messages;
+    restarting = (async () => {
+      await old?.close().catch(() => undefined);
+      for (let wait = 250; active; wait = Math.min(wait * 2, 5_000)) {
+        try {
+          ctx.topology.forget(spec.topic);
+          const s = await ctx.topology.ensureStream(spec.topic);
+          await ctx.topology.ensureConsumer(s, name, filter, settings);
+          await start();
+          return;
+        } catch (error) {
+          callbacks.onError(error instanceof Error ? error : new Error(String(error)));
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+      }
+    })().finally(() => {
+      restarting = undefined;
+    });
+  };
+
+  const watch = async (current: ConsumerMessages): Promise<void> => {
+    for await (const status of await current.status()) {
+      if (!active || messages !== current) return;
+      const type = String(status.type);
+      if (type === 'heartbeats_missed' && ctx.connected() && Number(status.data) >= 2) restart('missed its heartbeats');
+      else if (type === 'consumer_not_found' || type === 'consumer_deleted' || type === 'stream_not_found') restart('was not found');
+    }
+  };
+
+  await start();
+
+  // One timer per subscription: keeps every held message's ack deadline ahead of its handler.
+  const every = Math.max(250, Math.floor(ctx.ackWaitMs / 3));
+  const keepAlive = setInterval(() => {
+    for (const m of held) m.working();
+  }, every);
+  keepAlive.unref();
+
+  return {
+    stop: async () => {
+      active = false;
+      await restarting;
+      // Keep the inbox open until close: messages still on their way are released (nak) rather than lost until ack wait.
+    },
+    close: async () => {
+      active = false;
+      clearInterval(keepAlive);
+      await messages?.close().catch(() => undefined);
+      held.clear();
+    },
+  };
+}
+
+/** A broadcast subscription: an ordered (ephemeral, unacked) consumer from the next message on. */
+export async function subscribeBroadcast(
+  ctx: ConsumerContext,
+  spec: SubscribeSpec,
+  callbacks: SubscribeCallbacks,
+): Promise<TransportSubscription> {
+  const stream = await ctx.topology.ensureStream(spec.topic);
+  const { filter, exact } = ctx.topology.filterFor(spec.topic, stream);
+  const consumer = await ctx.js.consumers.get(stream, {
+    ...(filter === undefined ? {} : { filterSubjects: filter }),
+    deliver_policy: DeliverPolicy.New,
+  });
+  let active = true;
+  const settle = { ack: noop, retry: noop, release: noop };
+  const messages = await consumer.consume({
+    max_messages: spec.prefetch,
+    expires: ctx.pullExpiresMs,
+    callback: (m) => {
+      if (!active) return;
+      if (!exact && !topicMatches(spec.topic, m.subject)) return;
+      callbacks.onDelivery(decode(m, settle));
+    },
+  });
+  return {
+    stop: async () => {
+      active = false;
+    },
+    close: async () => {
+      active = false;
+      await messages.close().catch(() => undefined);
+    },
+  };
+}

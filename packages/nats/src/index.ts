@@ -1,0 +1,20 @@
+import { defineDriver } from '@busbar/core/transport';
+import { natsOptions } from './options.js';
+import { NatsTransport } from './transport.js';
+
+/**
+ * The NATS JetStream driver for `nats://` URLs. `connect('nats://...')` loads
+ * it by scheme; pass it explicitly with `connect({ url, driver })`.
+ */
+export const driver = defineDriver({
+  name: 'nats',
+  schemes: ['nats'],
+  options: natsOptions,
+  secretOptions: ['pass', 'token'],
+  create: (context) => new NatsTransport(context),
+});
+
+export { natsOptions } from './options.js';
+export { consumerName, streamFor, toSubject } from './names.js';
+export type { NatsOptions } from './options.js';
+export type { StreamTarget } from './names.js';

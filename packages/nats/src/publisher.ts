@@ -1,0 +1,162 @@
+import { ClosedError, PublishError, TimeoutError } from '@busbar/core';
+import { type Msg, type NatsConnection, type Subscription, createInbox } from 'nats';
+import type { NativeRecord } from './codec.js';
+
+/** All records of one `publish()` call share one promise. */
+interface Batch {
+  remaining: number;
+  done: boolean;
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+interface Pending {
+  readonly record: NativeRecord;
+  readonly batch: Batch;
+  readonly deadline: number;
+  readonly topic: string;
+}
+
+const decoder = new TextDecoder();
+/** `{"stream":` : every successful PubAck starts like this, so the hot path needs no JSON parse. */
+const OK_PREFIX = [0x7b, 0x22, 0x73, 0x74, 0x72, 0x65, 0x61, 0x6d, 0x22];
+
+function isOk(data: Uint8Array): boolean {
+  if (data.length < OK_PREFIX.length) return false;
+  for (let i = 0; i < OK_PREFIX.length; i++) if (data[i] !== OK_PREFIX[i]) return false;
+  return true;
+}
+
+/**
+ * Pipelined JetStream publishing: every record goes out with a reply subject
+ * under one wildcard inbox subscription, and its PubAck settles it. Nothing is
+ * allocated per message beyond the pending entry: no timer (one sweeper checks
+ * deadlines), no promise per record of a batch. Records still unacknowledged
+ * after a reconnect are sent again with the same `Nats-Msg-Id`, so the server
+ * drops the copies it already has.
+ */
+export class Publisher {
+  readonly #nc: NatsConnection;
+  readonly #timeoutMs: number;
+  readonly #prefix: string;
+  readonly #sub: Subscription;
+  readonly #pending = new Map<number, Pending>();
+  readonly #onMissingStream: (topic: string) => void;
+  #seq = 0;
+  #sweeper: NodeJS.Timeout | undefined;
+  #idle: (() => void) | undefined;
+
+  constructor(nc: NatsConnection, timeoutMs: number, onMissingStream: (topic: string) => void) {
+    this.#nc = nc;
+    this.#timeoutMs = timeoutMs;
+    this.#onMissingStream = onMissingStream;
+    this.#prefix = `${createInbox()}.`;
+    this.#sub = nc.subscribe(`${this.#prefix}*`, { callback: (_err, msg) => this.#onReply(msg) });
+  }
+
+  publish(records: readonly NativeRecord[], topic: string): Promise<void> {
+    if (this.#nc.isClosed()) return Promise.reject(new ClosedError('The NATS connection is closed: publish rejected'));
+    return new Promise<void>((resolve, reject) => {
+      const batch: Batch = { remaining: records.length, done: false, resolve, reject };
+      const deadline = Date.now() + this.#timeoutMs;
+      for (const record of records) {
+        const token = ++this.#seq;
+        this.#pending.set(token, { record, batch, deadline, topic });
+        this.#send(token, record);
+      }
+      this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(50, Math.min(1_000, this.#timeoutMs / 4)));
+    });
+  }
+
+  #send(token: number, record: NativeRecord): void {
+    this.#nc.publish(record.subject, record.data, { reply: `${this.#prefix}${token}`, headers: record.headers });
+  }
+
+  #onReply(msg: Msg): void {
+    const token = Number(msg.subject.slice(this.#prefix.length));
+    const pending = this.#pending.get(token);
+    if (!pending) return; // a late reply to a re-sent or timed-out record
+    this.#pending.delete(token);
+    if (isOk(msg.data)) return this.#settle(pending.batch, undefined);
+    this.#settle(pending.batch, this.#failure(msg, pending.topic));
+  }
+
+  #failure(msg: Msg, topic: string): Error {
+    if (msg.headers?.code === 503) {
+      this.#onMissingStream(topic);
+      return new PublishError(`No JetStream stream captures '${topic}' (it may have been deleted); retry to re-create it`);
+    }
+    let text = decoder.decode(msg.data);
+    try {
+      const parsed = JSON.parse(text) as { error?: { description?: string; err_code?: number } };
+      if (parsed.error) text = `${parsed.error.description ?? 'error'} (${parsed.error.err_code ?? '?'})`;
+    } catch {
+      // not JSON: keep the raw text
+    }
+    return new PublishError(`JetStream refused a message for '${topic}': ${text}`);
+  }
+
+  #settle(batch: Batch, error: Error | undefined): void {
+    if (batch.done) return;
+    if (error) {
+      batch.done = true;
+      batch.reject(error);
+    } else if (--batch.remaining === 0) {
+      batch.done = true;
+      batch.resolve();
+    }
+    if (this.#pending.size === 0) this.#onIdle();
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    // Entries are in insertion order and share one timeout, so the expired ones come first.
+    for (const [token, pending] of this.#pending) {
+      if (pending.deadline > now) break;
+      this.#pending.delete(token);
+      this.#settle(
+        pending.batch,
+        new TimeoutError(`No PubAck for '${pending.topic}' within ${this.#timeoutMs} ms; the message may or may not be stored`),
+      );
+    }
+    if (this.#pending.size === 0) this.#onIdle();
+  }
+
+  #onIdle(): void {
+    if (this.#sweeper) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+    this.#idle?.();
+  }
+
+  /** After a reconnect: anything sent before may be lost on the wire; the server drops what it already has. */
+  resend(): void {
+    for (const [token, pending] of this.#pending) this.#send(token, pending.record);
+  }
+
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Waits (up to the publish timeout) for every PubAck still expected. */
+  async flush(): Promise<void> {
+    if (this.#pending.size === 0) return;
+    await new Promise<void>((resolve) => {
+      this.#idle = resolve;
+    });
+    this.#idle = undefined;
+  }
+
+  /** Fails what is left (connection gone for good). */
+  failAll(error: Error): void {
+    for (const pending of this.#pending.values()) this.#settle(pending.batch, error);
+    this.#pending.clear();
+    this.#onIdle();
+  }
+
+  close(): void {
+    this.#sub.unsubscribe();
+    this.failAll(new ClosedError('The NATS connection closed before the PubAck arrived'));
+  }
+}

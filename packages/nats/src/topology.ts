@@ -1,0 +1,157 @@
+import { AckPolicy, DeliverPolicy, type JetStreamManager, ReplayPolicy, RetentionPolicy, StorageType, nanos } from 'nats';
+import { apiErrorCode, isNotFound } from './errors.js';
+import { type StreamTarget, streamFor, toSubject } from './names.js';
+import type { NatsOptions } from './options.js';
+
+/** JetStream API error: the subjects overlap with an existing stream. */
+const SUBJECT_OVERLAP = 10065;
+/** JetStream API error: a consumer of that name exists with another config. */
+const CONSUMER_EXISTS = 10148;
+
+export interface ConsumerSettings {
+  readonly ackWaitMs: number;
+  readonly maxAckPending: number;
+  /** Bring an existing consumer's ack wait / max ack pending to these values (members do; `declareGroup` does not). */
+  readonly update: boolean;
+}
+
+/**
+ * Creates streams and durable consumers on first use and caches the result,
+ * so the publish hot path does one `Map` lookup per topic.
+ */
+export class Topology {
+  readonly #jsm: JetStreamManager;
+  readonly #options: NatsOptions;
+  /** topic -> stream name, once the stream is known to capture it. */
+  readonly #topicStreams = new Map<string, string>();
+  readonly #streams = new Map<string, Promise<string>>();
+  readonly #consumers = new Map<string, Promise<void>>();
+
+  constructor(jsm: JetStreamManager, options: NatsOptions) {
+    this.#jsm = jsm;
+    this.#options = options;
+  }
+
+  /** The stream of a topic when it is already ensured (synchronous, for the hot path). */
+  known(topic: string): string | undefined {
+    return this.#topicStreams.get(topic);
+  }
+
+  /** Forget a topic's stream (it was deleted under us): the next use re-creates it. */
+  forget(topic: string): void {
+    const name = this.#topicStreams.get(topic);
+    this.#topicStreams.delete(topic);
+    if (name !== undefined) {
+      this.#streams.delete(name);
+      for (const key of this.#consumers.keys()) if (key.startsWith(`${name}/`)) this.#consumers.delete(key);
+    }
+  }
+
+  /** Makes sure a stream captures `topic` (a topic or a pattern); resolves with the stream's name. */
+  async ensureStream(topic: string): Promise<string> {
+    const known = this.#topicStreams.get(topic);
+    if (known !== undefined) return known;
+    const target = streamFor(topic, this.#options);
+    let pending = this.#streams.get(target.name);
+    if (!pending) {
+      pending = this.#createStream(target);
+      this.#streams.set(target.name, pending);
+      pending.catch(() => this.#streams.delete(target.name));
+    }
+    const name = await pending;
+    if (this.#topicStreams.size < 100_000) this.#topicStreams.set(topic, name);
+    return name;
+  }
+
+  async #createStream(target: StreamTarget): Promise<string> {
+    const o = this.#options;
+    try {
+      const info = await this.#jsm.streams.info(target.name);
+      const missing = target.subjects.filter((s) => !info.config.subjects.includes(s));
+      if (missing.length > 0 && o.updateStreams) {
+        await this.#jsm.streams.update(target.name, { ...info.config, subjects: [...info.config.subjects, ...missing] });
+      }
+      return target.name;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    try {
+      await this.#jsm.streams.add({
+        name: target.name,
+        subjects: [...target.subjects],
+        storage: o.storage === 'memory' ? StorageType.Memory : StorageType.File,
+        retention: RetentionPolicy.Limits,
+        num_replicas: o.replicas,
+        max_age: nanos(o.maxAgeMs),
+        max_bytes: o.maxBytes === 0 ? -1 : o.maxBytes,
+        max_msgs: o.maxMsgs === 0 ? -1 : o.maxMsgs,
+        duplicate_window: nanos(o.duplicateWindowMs),
+      });
+      return target.name;
+    } catch (error) {
+      // Another stream already captures these subjects (the user's own): use it.
+      if (apiErrorCode(error) !== SUBJECT_OVERLAP) throw error;
+      return this.#jsm.streams.find(target.subjects[target.subjects.length - 1] as string);
+    }
+  }
+
+  /**
+   * Makes sure the durable pull consumer `name` exists on `stream` (new ones
+   * start with the messages published from now on) with the given ack settings.
+   */
+  ensureConsumer(stream: string, name: string, filter: string | undefined, settings: ConsumerSettings): Promise<void> {
+    const key = `${stream}/${name}/${settings.ackWaitMs}/${settings.maxAckPending}`;
+    let pending = this.#consumers.get(key);
+    if (!pending) {
+      pending = this.#createConsumer(stream, name, filter, settings);
+      this.#consumers.set(key, pending);
+      pending.catch(() => this.#consumers.delete(key));
+    }
+    return pending;
+  }
+
+  async #createConsumer(stream: string, name: string, filter: string | undefined, settings: ConsumerSettings): Promise<void> {
+    const ackWait = nanos(settings.ackWaitMs);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const info = await this.#jsm.consumers.info(stream, name);
+        const differs = info.config.ack_wait !== ackWait || info.config.max_ack_pending !== settings.maxAckPending;
+        if (settings.update && differs) {
+          await this.#jsm.consumers.update(stream, name, { ack_wait: ackWait, max_ack_pending: settings.maxAckPending });
+        }
+        return;
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+      try {
+        await this.#jsm.consumers.add(stream, {
+          durable_name: name,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.New,
+          replay_policy: ReplayPolicy.Instant,
+          ...(filter === undefined ? {} : { filter_subject: filter }),
+          ack_wait: ackWait,
+          max_ack_pending: settings.maxAckPending,
+          max_deliver: -1,
+        });
+        return;
+      } catch (error) {
+        // Another member created it meanwhile with other settings: read it again and update.
+        if (apiErrorCode(error) !== CONSUMER_EXISTS || attempt > 2) throw error;
+      }
+    }
+  }
+
+  /** The consumer filter for a busbar pattern, or undefined for "the whole stream" (client-side filtering). */
+  filterFor(pattern: string, stream: string): { filter: string | undefined; exact: boolean } {
+    if (!pattern.endsWith('#')) return { filter: toSubject(pattern), exact: true };
+    // `a.#` must match `a` too, which one NATS filter cannot express (2.10's filter_subjects can, 2.9 cannot):
+    // take the whole stream and filter here unless the stream holds exactly `a` and `a.>`.
+    const target = streamFor(pattern, this.#options);
+    const bare = pattern === '#' ? '' : pattern.slice(0, -2);
+    if (target.name === stream && target.subjects.length === 2 && target.subjects[0] === bare) {
+      return { filter: undefined, exact: true };
+    }
+    return { filter: undefined, exact: false };
+  }
+}

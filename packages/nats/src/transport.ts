@@ -1,0 +1,217 @@
+import { ClosedError, ConnectionError, PayloadTooLargeError } from '@busbar/core';
+import {
+  type Capabilities,
+  type OutgoingRecord,
+  type SubscribeCallbacks,
+  type SubscribeSpec,
+  type Transport,
+  type TransportContext,
+  type TransportSubscription,
+  redactUrl,
+} from '@busbar/core/transport';
+import { type ConnectionOptions, type JetStreamClient, type NatsConnection, connect as natsConnect } from 'nats';
+import { type NativeRecord, checkNatsHeaders, encode } from './codec.js';
+import { type ConsumerContext, subscribeBroadcast, subscribeGroup } from './consumer.js';
+import { toBusbarError } from './errors.js';
+import { assertNatsTopic, consumerName } from './names.js';
+import type { NatsOptions } from './options.js';
+import { Publisher } from './publisher.js';
+import { Topology } from './topology.js';
+
+const capabilities: Capabilities = {
+  durableGroups: true,
+  persistent: true,
+  ordering: true,
+  wildcards: true,
+  nativeDelay: true,
+  replay: false,
+};
+
+/** nats-server's default `max_payload`, used until the server's INFO says otherwise. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+/** `max_ack_pending` of a group declared before any member subscribed. */
+const DECLARED_MAX_ACK_PENDING = 1_000;
+
+/** `nats://[user:pass@]host1,host2:port` -> the client's connection options. */
+export function connectionOptions(context: TransportContext<NatsOptions>): ConnectionOptions {
+  const { url, options } = context;
+  const port = url.port || '4222';
+  const hosts = url.hostname ? url.hostname.split(',').filter(Boolean) : ['127.0.0.1'];
+  const user = url.username ? decodeURIComponent(url.username) : options.user;
+  const pass = url.password ? decodeURIComponent(url.password) : options.pass;
+  const token = options.token ?? (user !== undefined && pass === undefined && url.username ? user : undefined);
+  return {
+    servers: [...hosts.map((h) => `${h}:${port}`), ...options.servers],
+    name: context.bus.name,
+    ...(token === undefined ? { user, pass } : { token }),
+    timeout: context.bus.connectTimeoutMs,
+    maxReconnectAttempts: options.maxReconnectAttempts,
+    reconnectTimeWait: options.reconnectTimeWaitMs,
+    pingInterval: 10_000,
+    maxPingOut: 2,
+    noAsyncTraces: true,
+  };
+}
+
+/** The NATS JetStream transport: topics are subjects in streams, groups are durable pull consumers. */
+export class NatsTransport implements Transport {
+  readonly capabilities = capabilities;
+  readonly #context: TransportContext<NatsOptions>;
+  readonly #options: NatsOptions;
+  #nc: NatsConnection | undefined;
+  #js: JetStreamClient | undefined;
+  #topology: Topology | undefined;
+  #publisher: Publisher | undefined;
+  #connected = false;
+  #closed = false;
+
+  constructor(context: TransportContext<NatsOptions>) {
+    this.#context = context;
+    this.#options = context.options;
+  }
+
+  /** The server's `max_payload` (headers + body) once connected. */
+  get maxPayloadBytes(): number {
+    return this.#nc?.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+  }
+
+  validateTopic(topic: string, use: 'publish' | 'subscribe'): void {
+    assertNatsTopic(topic, use, this.#options);
+  }
+
+  async connect(): Promise<void> {
+    const ctx = this.#context;
+    ctx.reportState('nats', 'connecting');
+    let nc: NatsConnection;
+    try {
+      nc = await natsConnect(connectionOptions(ctx));
+    } catch (error) {
+      const failure = toBusbarError(error, `Could not connect to ${redactUrl(ctx.url)}`, ctx.secrets);
+      ctx.reportState('nats', 'down', failure);
+      throw failure instanceof ConnectionError ? failure : new ConnectionError(failure.message, { cause: failure });
+    }
+    this.#nc = nc;
+    this.#connected = true;
+    try {
+      const jsm = await nc.jetstreamManager();
+      this.#js = nc.jetstream();
+      this.#topology = new Topology(jsm, this.#options);
+    } catch (error) {
+      await nc.close().catch(() => undefined);
+      throw toBusbarError(error, `JetStream is not available at ${redactUrl(ctx.url)}`, ctx.secrets);
+    }
+    const topology = this.#topology;
+    this.#publisher = new Publisher(nc, ctx.bus.publishTimeoutMs, (topic) => topology.forget(topic));
+    ctx.reportState('nats', 'up');
+    void this.#watch(nc);
+  }
+
+  async #watch(nc: NatsConnection): Promise<void> {
+    const ctx = this.#context;
+    void nc.closed().then((error) => {
+      this.#connected = false;
+      this.#publisher?.failAll(new ConnectionError('The NATS connection closed'));
+      if (!this.#closed) ctx.reportState('nats', 'down', error ? toBusbarError(error, 'NATS connection lost', ctx.secrets) : undefined);
+    });
+    for await (const status of nc.status()) {
+      if (status.type === 'disconnect') {
+        this.#connected = false;
+        if (!this.#closed) ctx.reportState('nats', 'reconnecting');
+      } else if (status.type === 'reconnect') {
+        this.#connected = true;
+        this.#publisher?.resend();
+        ctx.reportState('nats', 'up');
+      }
+    }
+  }
+
+  #ready(): { nc: NatsConnection; js: JetStreamClient; topology: Topology; publisher: Publisher } {
+    if (this.#closed || !this.#nc || !this.#js || !this.#topology || !this.#publisher) {
+      throw new ClosedError('The NATS transport is not connected');
+    }
+    return { nc: this.#nc, js: this.#js, topology: this.#topology, publisher: this.#publisher };
+  }
+
+  async publish(records: readonly OutgoingRecord[]): Promise<void> {
+    const { topology, publisher } = this.#ready();
+    const first = records[0];
+    if (!first) return;
+    const now = Date.now();
+    const max = this.maxPayloadBytes;
+    const native: NativeRecord[] = new Array(records.length);
+    let sameTopic = true;
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i] as OutgoingRecord;
+      checkNatsHeaders(record.headers);
+      const n = encode(record, now);
+      if (n.size > max) throw new PayloadTooLargeError(n.size, max, record.topic);
+      native[i] = n;
+      if (record.topic !== first.topic) sameTopic = false;
+    }
+    try {
+      if (sameTopic) {
+        if (topology.known(first.topic) === undefined) await topology.ensureStream(first.topic);
+      } else {
+        for (const topic of new Set(records.map((r) => r.topic))) await topology.ensureStream(topic);
+      }
+    } catch (error) {
+      throw toBusbarError(error, `Creating the stream for '${first.topic}' failed`, this.#context.secrets);
+    }
+    return publisher.publish(native, first.topic);
+  }
+
+  #consumerContext(): ConsumerContext {
+    const { js, topology } = this.#ready();
+    return {
+      js,
+      topology,
+      logger: this.#context.logger,
+      ackWaitMs: this.#options.ackWaitMs,
+      pullExpiresMs: this.#options.pullExpiresMs,
+      connected: () => this.#connected,
+    };
+  }
+
+  async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+    const ctx = this.#consumerContext();
+    try {
+      return spec.group === undefined ? await subscribeBroadcast(ctx, spec, callbacks) : await subscribeGroup(ctx, spec, callbacks);
+    } catch (error) {
+      throw toBusbarError(error, `Subscribing to '${spec.topic}' failed`, this.#context.secrets);
+    }
+  }
+
+  async declareGroup(topic: string, group: string): Promise<void> {
+    const { topology } = this.#ready();
+    try {
+      const stream = await topology.ensureStream(topic);
+      const { filter } = topology.filterFor(topic, stream);
+      await topology.ensureConsumer(stream, consumerName(topic, group), filter, {
+        ackWaitMs: this.#options.ackWaitMs,
+        maxAckPending: DECLARED_MAX_ACK_PENDING,
+        update: false,
+      });
+    } catch (error) {
+      throw toBusbarError(error, `Declaring group '${group}' on '${topic}' failed`, this.#context.secrets);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const nc = this.#nc;
+    if (!nc) return;
+    try {
+      await this.#publisher?.flush();
+      this.#publisher?.close();
+      await nc.drain();
+    } catch (error) {
+      await nc.close().catch(() => undefined);
+      if (!String((error as Error)?.message).includes('closed')) {
+        throw toBusbarError(error, 'Closing the NATS connection failed', this.#context.secrets);
+      }
+    } finally {
+      this.#context.reportState('nats', 'down');
+    }
+  }
+}

@@ -1,0 +1,89 @@
+import { connect, silentLogger } from '@busbar/core';
+import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { driver } from '../src/index.js';
+import { cleanupStreams } from './helpers.js';
+
+const ok = await brokerAvailable('nats');
+
+describe.runIf(ok)('nats basics', () => {
+  const prefixes: string[] = [];
+  const open = async (extra: Record<string, unknown> = {}) =>
+    connect({ url: brokerUrls.nats, driver, logger: silentLogger, ...extra });
+  const base = () => {
+    const p = uniqueName('nb');
+    prefixes.push(p);
+    return p;
+  };
+  afterAll(async () => {
+    await cleanupStreams(prefixes);
+  });
+
+  it('publishes to a group and acks', async () => {
+    const bus = await open();
+    const topic = `${base()}.created`;
+    const got = collect<{ n: number; id: string; attempt: number; key: string | undefined; h: string | undefined }>();
+    const sub = await bus.subscribe<{ n: number }>(topic, async (m) => {
+      got.push({ n: m.payload.n, id: m.id, attempt: m.attempt, key: m.key, h: m.headers.tenant });
+    }, { group: 'g1' });
+    const id = await bus.publish(topic, { n: 1 }, { key: 'k1', headers: { tenant: 'acme' } });
+    await bus.publishBatch(topic, [{ payload: { n: 2 } }, { payload: { n: 3 } }]);
+    await got.waitForCount(3, 5000);
+    expect(got.items[0]).toEqual({ n: 1, id, attempt: 1, key: 'k1', h: 'acme' });
+    expect(got.items.map((x) => x.n).sort()).toEqual([1, 2, 3]);
+    await sub.close();
+    await bus.close();
+  });
+
+  it('retries with the delivery count, then dead-letters and re-drives', async () => {
+    const bus = await open();
+    const topic = `${base()}.x`;
+    const attempts: number[] = [];
+    let fail = true;
+    const sub = await bus.subscribe(topic, async (m) => {
+      attempts.push(m.attempt);
+      if (fail) throw new Error('boom');
+    }, { group: 'g', retry: { maxAttempts: 3, initialDelayMs: 50, maxDelayMs: 100 } });
+    const id = await bus.publish(topic, { a: 1 });
+    await waitFor(() => attempts.length >= 3, 5000);
+    await sleep(200);
+    expect(attempts).toEqual([1, 2, 3]);
+    fail = false;
+    const dead: { id: string; attempts: number | undefined; seq: number }[] = [];
+    const moved = await bus.redrive(topic, 'g', {
+      idleMs: 500,
+      filter: (m) => {
+        dead.push({ id: m.id, attempts: m.deadLetter?.attempts, seq: (m.raw as { seq: number }).seq });
+        return true;
+      },
+    });
+    expect(moved).toBe(1);
+    expect(dead).toEqual([{ id, attempts: 3, seq: expect.any(Number) }]);
+    await waitFor(() => attempts.length >= 4, 5000);
+    expect(attempts[3]).toBe(1);
+    await sleep(200);
+    expect(attempts.length).toBe(4);
+    await sub.close();
+    await bus.close();
+  });
+
+  it('broadcast sees new messages; wildcards work', async () => {
+    const bus = await open();
+    const b = base();
+    const got = collect<string>();
+    const sub = await bus.subscribe(`${b}.*`, async (m) => got.push(m.topic));
+    const all = collect<string>();
+    const sub2 = await bus.subscribe(`${b}.#`, async (m) => all.push(m.topic), { group: 'w' });
+    await bus.publish(`${b}.one`, 1);
+    await bus.publish(`${b}.two.three`, 2);
+    await bus.publish(b, 3);
+    await got.waitForCount(1, 5000);
+    await all.waitForCount(3, 5000);
+    await sleep(200);
+    expect(got.items).toEqual([`${b}.one`]);
+    expect(all.items.sort()).toEqual([b, `${b}.one`, `${b}.two.three`].sort());
+    await sub.close();
+    await sub2.close();
+    await bus.close();
+  });
+});
