@@ -1,0 +1,18 @@
+import { defineDriver } from '@busbar/core/transport';
+import { redisOptions } from './options.js';
+import { RedisTransport } from './transport.js';
+
+/** The Redis Streams driver for `redis://` and `rediss://` URLs. */
+export const driver = defineDriver({
+  name: 'redis',
+  schemes: ['redis', 'rediss'],
+  options: redisOptions,
+  secretOptions: ['password'],
+  create: (context) => new RedisTransport(context),
+});
+
+export { RedisIdempotencyStore } from './idempotency.js';
+export { redisOptions } from './options.js';
+export type { RedisOptions } from './options.js';
+export type { RedisEntry } from './codec.js';
+export type { RedisIdempotencyStoreOptions } from './idempotency.js';

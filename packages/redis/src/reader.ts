@@ -1,0 +1,80 @@
+import type { Delivery, RetryRequest } from '@busbar/core/transport';
+import type { DecodedEntry, RedisEntry } from './codec.js';
+
+/** What a delivery needs from the subscription that produced it. */
+export interface DeliveryOwner {
+  ack(d: RedisDelivery): Promise<void>;
+  retry(d: RedisDelivery, request: RetryRequest): Promise<void>;
+  release(d: RedisDelivery): Promise<void>;
+}
+
+/** One stream entry handed to core; settled exactly once through its owner. */
+export class RedisDelivery implements Delivery {
+  readonly id: string;
+  readonly topic: string;
+  readonly key: string | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+  readonly timestamp: number;
+  readonly attempt: number;
+  readonly raw: RedisEntry;
+  /** True when read from the group's retry stream. */
+  readonly fromRetry: boolean;
+  /** When the entry's idle time was last reset (delivery or refresh), for keeping held entries unclaimable. */
+  heldSince: number;
+  settled = false;
+  readonly #owner: DeliveryOwner;
+
+  constructor(owner: DeliveryOwner, topic: string, raw: RedisEntry, entry: DecodedEntry, fromRetry: boolean, now: number) {
+    this.#owner = owner;
+    this.id = entry.id;
+    this.topic = topic;
+    this.key = entry.key;
+    this.headers = entry.headers;
+    this.body = entry.body;
+    this.timestamp = entry.timestamp;
+    this.attempt = entry.baseAttempt + Math.max(0, raw.deliveryCount - 1);
+    this.raw = raw;
+    this.fromRetry = fromRetry;
+    this.heldSince = now;
+  }
+
+  ack(): Promise<void> {
+    return this.#owner.ack(this);
+  }
+
+  retry(request: RetryRequest): Promise<void> {
+    return this.#owner.retry(this, request);
+  }
+
+  release(): Promise<void> {
+    return this.#owner.release(this);
+  }
+}
+
+/** An XREAD/XREADGROUP/XRANGE-style reply read as Buffers: [[key, [[id, fields | null], ...]], ...]. */
+export type StreamReply = [Buffer, [Buffer, Buffer[] | null][]][] | null;
+
+/** A reply's entries per stream key. */
+export function* entriesOf(reply: StreamReply): Generator<[string, string, Buffer[] | null]> {
+  if (!reply) return;
+  for (const [key, entries] of reply) {
+    const stream = key.toString();
+    for (const [id, fields] of entries) yield [stream, id.toString('latin1'), fields];
+  }
+}
+
+/** Waits for capacity without a timer: resolved by the next settle or by stop. */
+export class Gate {
+  #waiter: (() => void) | undefined;
+  wait(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#waiter = resolve;
+    });
+  }
+  open(): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.();
+  }
+}

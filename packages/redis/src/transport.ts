@@ -1,0 +1,179 @@
+import { randomBytes } from 'node:crypto';
+import { ClosedError, ConfigError } from '@busbar/core';
+import {
+  type Capabilities,
+  Coalescer,
+  type OutgoingRecord,
+  type SubscribeCallbacks,
+  type SubscribeSpec,
+  type Transport,
+  type TransportContext,
+  type TransportSubscription,
+  withTimeout,
+} from '@busbar/core/transport';
+import { BroadcastSubscription } from './broadcast.js';
+import { type ClientConfig, type RedisClient, connectClient, createClient } from './client.js';
+import { entryFields } from './codec.js';
+import { isReplyError, toBusbarError } from './errors.js';
+import { GroupSubscription, ensureGroup } from './group.js';
+import { streamKey, topicKeys } from './keys.js';
+import type { RedisOptions } from './options.js';
+
+const capabilities: Capabilities = {
+  durableGroups: true,
+  persistent: true,
+  ordering: true,
+  wildcards: false,
+  nativeDelay: false,
+  replay: false,
+};
+
+const CONNECTION = 'redis';
+
+/** Redis Streams: a stream per topic, a consumer group per busbar group, retries through a per-group sorted set. */
+export class RedisTransport implements Transport {
+  readonly capabilities = capabilities;
+  /** Redis takes up to 512 MB per value; a stream entry that big would stall every reader, so busbar stops at 16 MiB. */
+  readonly maxPayloadBytes = 16 * 1024 * 1024;
+  readonly #ctx: TransportContext<RedisOptions>;
+  readonly #config: ClientConfig;
+  readonly #client: RedisClient;
+  readonly #coalescer: Coalescer<OutgoingRecord>;
+  readonly #subscriptions = new Set<TransportSubscription>();
+  readonly #consumerBase: string;
+  #consumers = 0;
+  #closed = false;
+
+  constructor(ctx: TransportContext<RedisOptions>) {
+    this.#ctx = ctx;
+    const o = ctx.options;
+    this.#config = {
+      url: ctx.url,
+      password: o.password,
+      cluster: o.cluster,
+      clusterNodes: o.clusterNodes,
+      connectTimeoutMs: ctx.bus.connectTimeoutMs,
+      connectionName: ctx.bus.name.replace(/\s/g, '_'),
+    };
+    this.#consumerBase = o.consumerName ?? `${ctx.bus.name}-${randomBytes(4).toString('hex')}`;
+    this.#client = createClient(this.#config, false);
+    this.#watch(this.#client);
+    this.#coalescer = new Coalescer((records) => this.#flush(records), 1_000);
+  }
+
+  #watch(client: RedisClient): void {
+    let up = false;
+    client.on('ready', () => {
+      up = true;
+      this.#ctx.reportState(CONNECTION, 'up');
+    });
+    client.on('error', (error: unknown) => {
+      if (up) this.#ctx.reportState(CONNECTION, 'reconnecting', toBusbarError(error, this.#ctx.secrets, 'Redis connection error'));
+    });
+    client.on('reconnecting', () => {
+      if (up && !this.#closed) this.#ctx.reportState(CONNECTION, 'reconnecting');
+    });
+  }
+
+  async connect(): Promise<void> {
+    this.#ctx.reportState(CONNECTION, 'connecting');
+    await connectClient(this.#client, this.#config, this.#ctx.secrets);
+  }
+
+  publish(records: readonly OutgoingRecord[]): Promise<void> {
+    if (this.#closed) return Promise.reject(new ClosedError('The Redis transport is closed'));
+    if (records.length === 1) return this.#coalescer.submit(records[0] as OutgoingRecord);
+    return this.#flush(records);
+  }
+
+  /**
+   * One auto-pipelined XADD per record, written in one go. After a reconnect
+   * ioredis re-sends XADDs whose reply was lost, so an entry can be written
+   * twice; it keeps its busbar id, and idempotent consumers drop the copy.
+   */
+  async #flush(records: readonly OutgoingRecord[]): Promise<void> {
+    const { maxLen, maxAgeMs, keyPrefix } = this.#ctx.options;
+    const now = Date.now();
+    const writes = records.map((record) => {
+      const args: (string | Buffer | number)[] = [streamKey(keyPrefix, record.topic)];
+      if (maxLen !== undefined) args.push('MAXLEN', '~', maxLen);
+      else if (maxAgeMs !== undefined) args.push('MINID', '~', now - maxAgeMs);
+      args.push('*', ...entryFields(record));
+      return this.#client.call('XADD', args);
+    });
+    try {
+      await withTimeout(
+        Promise.all(writes),
+        this.#ctx.bus.publishTimeoutMs,
+        `Publishing ${records.length} message(s) to Redis timed out after ${this.#ctx.bus.publishTimeoutMs} ms (outcome unknown)`,
+      );
+    } catch (error) {
+      throw toBusbarError(error, this.#ctx.secrets, 'XADD failed');
+    }
+  }
+
+  async declareGroup(topic: string, group: string): Promise<void> {
+    try {
+      await this.#client.call('XGROUP', 'CREATE', streamKey(this.#ctx.options.keyPrefix, topic), group, '$', 'MKSTREAM');
+    } catch (error) {
+      if (!isReplyError(error, 'BUSYGROUP')) throw toBusbarError(error, this.#ctx.secrets, `Creating group '${group}' failed`);
+    }
+  }
+
+  async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+    if (this.#closed) throw new ClosedError('The Redis transport is closed');
+    const o = this.#ctx.options;
+    const claimIdleMs = o.claimIdleMs ?? spec.handlerTimeoutMs + 30_000;
+    if (claimIdleMs <= spec.handlerTimeoutMs) {
+      throw new ConfigError(
+        `Invalid connect options: claimIdleMs (${claimIdleMs} ms) must exceed the subscription's handlerTimeoutMs (${spec.handlerTimeoutMs} ms), or a slow handler's message would be claimed by another member while it runs`,
+      );
+    }
+    const reader = createClient({ ...this.#config, connectionName: `${this.#config.connectionName}-reader` }, true);
+    reader.on('error', () => undefined); // reported through the read loop (sanitized); the event itself must not crash
+    let sub: GroupSubscription | BroadcastSubscription;
+    try {
+      await connectClient(reader, this.#config, this.#ctx.secrets);
+      const common = { client: this.#client, reader, topic: spec.topic, prefetch: spec.prefetch, blockMs: o.blockMs, secrets: this.#ctx.secrets, logger: this.#ctx.logger, callbacks };
+      if (spec.group === undefined) {
+        sub = new BroadcastSubscription({ ...common, stream: streamKey(o.keyPrefix, spec.topic) });
+      } else {
+        const keys = topicKeys(o.keyPrefix, spec.topic, spec.group);
+        await ensureGroup(this.#client, keys, spec.group);
+        sub = new GroupSubscription({
+          ...common,
+          keys,
+          group: spec.group,
+          consumer: `${this.#consumerBase}-${++this.#consumers}`,
+          claimIdleMs,
+          claimIntervalMs: o.claimIntervalMs,
+          retryPollMs: o.retryPollMs,
+        });
+      }
+      await sub.start();
+    } catch (error) {
+      reader.disconnect();
+      throw toBusbarError(error, this.#ctx.secrets, `Subscribing to '${spec.topic}' failed`);
+    }
+    this.#subscriptions.add(sub);
+    return {
+      stop: () => sub.stop(),
+      close: async () => {
+        this.#subscriptions.delete(sub);
+        await sub.close();
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const sub of this.#subscriptions) await sub.close().catch(() => undefined);
+    try {
+      await withTimeout(this.#client.quit(), 2_000, 'quit timed out');
+    } catch {
+      this.#client.disconnect();
+    }
+    this.#ctx.reportState(CONNECTION, 'down');
+  }
+}

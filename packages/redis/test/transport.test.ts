@@ -1,0 +1,139 @@
+import { type Bus, ConfigError, PermanentError, connect, silentLogger } from '@busbar/core';
+import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { driver } from '../src/index.js';
+
+const ok = await brokerAvailable('redis');
+
+describe.runIf(ok)('redis transport', () => {
+  const buses: Bus[] = [];
+  let admin: Redis;
+  const open = async (options: Record<string, unknown> = {}) => {
+    const bus = await connect({ url: brokerUrls.redis, driver, logger: silentLogger, ...options });
+    buses.push(bus);
+    return bus;
+  };
+  beforeAll(() => {
+    admin = new Redis(brokerUrls.redis);
+  });
+  afterAll(async () => {
+    for (const bus of buses) await bus.close();
+    admin.disconnect();
+  });
+
+  it('writes one stream entry per message with body, id, ts, key and headers fields', async () => {
+    const bus = await open();
+    const topic = uniqueName('orders');
+    await bus.publish(topic, { n: 1 }, { key: 'k1', id: 'id-1', headers: { tenant: 'acme' } });
+    const entries = await admin.xrange(`busbar:{${topic}}`, '-', '+');
+    expect(entries).toHaveLength(1);
+    const fields = Object.fromEntries(chunk((entries[0] as [string, string[]])[1]));
+    expect(fields).toMatchObject({ body: '{"n":1}', id: 'id-1', key: 'k1' });
+    expect(JSON.parse(fields.h as string)).toEqual({ tenant: 'acme' });
+    expect(Number(fields.ts)).toBeGreaterThan(Date.now() - 10_000);
+    await admin.del(`busbar:{${topic}}`);
+  });
+
+  it('pipelines concurrent publishes and delivers them to a group, acking in batches', async () => {
+    const bus = await open();
+    const topic = uniqueName('flow');
+    const group = uniqueName('g');
+    const got = collect<number>();
+    await bus.subscribe(topic, async (m) => got.push((m.payload as { n: number }).n), { group, concurrency: 8 });
+    await Promise.all(Array.from({ length: 2_000 }, (_, n) => bus.publish(topic, { n })));
+    await got.waitForCount(2_000, 15_000);
+    expect(new Set(got.items).size).toBe(2_000);
+    await waitFor(async () => ((await admin.xpending(`busbar:{${topic}}`, group)) as [number])[0] === 0, 5_000, 'all acked');
+    await admin.del(`busbar:{${topic}}`, `busbar:{${topic}}:retry:${group}`);
+  });
+
+  it('retries through the group retry set with the attempt carried, only for the failing group', async () => {
+    const bus = await open();
+    const topic = uniqueName('retry');
+    const failing = collect<number>();
+    const other = collect<number>();
+    await bus.subscribe(
+      topic,
+      async (m) => {
+        failing.push(m.attempt);
+        if (m.attempt < 3) throw new Error('not yet');
+      },
+      { group: uniqueName('a'), retry: { maxAttempts: 5, initialDelayMs: 50, maxDelayMs: 100 } },
+    );
+    await bus.subscribe(topic, async (m) => other.push(m.attempt), { group: uniqueName('b') });
+    await bus.publish(topic, { x: 1 });
+    await failing.waitForCount(3, 10_000);
+    await sleep(300);
+    expect(failing.items).toEqual([1, 2, 3]);
+    expect(other.items).toEqual([1]);
+  });
+
+  it('dead-letters to <topic>.<group>.dlq with metadata, and re-drives', async () => {
+    const bus = await open();
+    const topic = uniqueName('dl');
+    const group = uniqueName('g');
+    let fail = true;
+    const seen = collect<number>();
+    await bus.subscribe(
+      topic,
+      async (m) => {
+        seen.push(m.attempt);
+        if (fail) throw new PermanentError('bad order');
+      },
+      { group },
+    );
+    await bus.publish(topic, { x: 1 }, { id: 'dl-1' });
+    await seen.waitForCount(1, 5_000);
+    const dlq = `busbar:{${topic}.${group}.dlq}`;
+    await waitFor(async () => (await admin.xlen(dlq)) === 1, 5_000, 'dead letter written');
+    const [[, fields]] = (await admin.xrange(dlq, '-', '+')) as [[string, string[]]];
+    const headers = JSON.parse(Object.fromEntries(chunk(fields)).h as string) as Record<string, string>;
+    expect(headers['busbar-dl-topic']).toBe(topic);
+    expect(headers['busbar-dl-group']).toBe(group);
+    expect(headers['busbar-dl-message']).toContain('bad order');
+    fail = false;
+    expect(await bus.redrive(topic, group, { idleMs: 500 })).toBe(1);
+    await seen.waitForCount(2, 5_000);
+  });
+
+  it('broadcast subscriptions see messages published after subscribe, each subscriber all of them', async () => {
+    const bus = await open();
+    const topic = uniqueName('bc');
+    await bus.publish(topic, { before: true });
+    const a = collect<unknown>();
+    const b = collect<unknown>();
+    await bus.subscribe(topic, async (m) => a.push(m.payload));
+    await bus.subscribe(topic, async (m) => b.push(m.payload));
+    for (let n = 0; n < 5; n++) await bus.publish(topic, { n });
+    await a.waitForCount(5, 5_000);
+    await b.waitForCount(5, 5_000);
+    await sleep(100);
+    expect(a.items).toEqual([0, 1, 2, 3, 4].map((n) => ({ n })));
+    expect(b.items).toHaveLength(5);
+  });
+
+  it('rejects a claim threshold that does not exceed the handler timeout', async () => {
+    const bus = await open({ claimIdleMs: 1_000 });
+    await expect(bus.subscribe(uniqueName('t'), async () => {}, { group: 'g', handlerTimeoutMs: 1_000 })).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('rejects unknown and ill-typed options with the field path', async () => {
+    await expect(connect({ url: brokerUrls.redis, driver, logger: silentLogger, maxLen: -1 })).rejects.toThrow(/maxLen/);
+    await expect(connect({ url: brokerUrls.redis, driver, logger: silentLogger, nope: 1 })).rejects.toBeInstanceOf(ConfigError);
+  });
+
+  it('trims approximately with maxLen when asked', async () => {
+    const bus = await open({ maxLen: 10 });
+    const topic = uniqueName('trim');
+    await bus.publishBatch(topic, Array.from({ length: 500 }, (_, n) => ({ payload: { n } })));
+    expect(await admin.xlen(`busbar:{${topic}}`)).toBeLessThan(500);
+    await admin.del(`busbar:{${topic}}`);
+  });
+});
+
+function chunk(flat: string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i] as string, flat[i + 1] as string]);
+  return out;
+}
