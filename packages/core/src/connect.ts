@@ -41,11 +41,12 @@ export interface ConnectOptions {
   [option: string]: unknown;
 }
 
-async function loadDriver(scheme: string): Promise<Driver> {
+/** Loads the driver for a scheme. `packages` is a parameter so tests can name a package that is not installed. */
+export async function loadDriver(scheme: string, packages: Readonly<Record<string, string>> = DRIVER_PACKAGES): Promise<Driver> {
   if (scheme === 'memory') return memoryDriver;
-  const packageName = DRIVER_PACKAGES[scheme];
+  const packageName = packages[scheme];
   if (!packageName) {
-    const known = ['memory', ...Object.keys(DRIVER_PACKAGES)].join(', ');
+    const known = ['memory', ...Object.keys(packages)].join(', ');
     throw new ConfigError(`Unknown URL scheme '${scheme}:': busbar knows ${known}`);
   }
   let mod: { driver?: unknown };

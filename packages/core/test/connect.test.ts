@@ -1,0 +1,98 @@
+import { inspect } from 'node:util';
+import { BusbarError, ConfigError, connect, redactUrl, silentLogger } from '@busbar/core';
+import { describe, expect, it } from 'vitest';
+import { loadDriver } from '../src/connect.js';
+
+const CANARY = 'busbar-canary-secret';
+
+async function failure(input: Parameters<typeof connect>[0]): Promise<BusbarError> {
+  const error = await connect(input).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(BusbarError.is(error)).toBe(true);
+  return error as BusbarError;
+}
+
+describe('connect', () => {
+  it('connects to the embedded memory transport', async () => {
+    const bus = await connect('memory://');
+    expect(bus.transport).toBe('memory');
+    expect(bus.capabilities.durableGroups).toBe(true);
+    expect(bus.health().status).toBe('up');
+    await bus.close();
+  });
+
+  it('names the package to install for a scheme whose driver is missing', async () => {
+    const error = await loadDriver('fake', { fake: '@busbar/not-installed' }).catch((e: unknown) => e);
+    expect(BusbarError.is(error, 'BUSBAR_DRIVER_MISSING')).toBe(true);
+    expect((error as Error).message).toBe("The 'fake' scheme needs the @busbar/not-installed package: run `npm install @busbar/not-installed`");
+    const unknown = await failure('gopher://x');
+    expect(unknown.code).toBe('BUSBAR_CONFIG');
+    expect(unknown.message).toContain("Unknown URL scheme 'gopher:'");
+  });
+
+  it('rejects unknown options and wrong types naming each field', async () => {
+    const error = await failure({ url: 'memory://', closeTimeoutMs: 'soon', bogus: 1 } as never);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.code).toBe('BUSBAR_CONFIG');
+    expect(error.retryable).toBe(false);
+    expect(error.message).toContain('closeTimeoutMs');
+    expect(error.message).toContain("unknown option 'bogus'");
+  });
+
+  it('rejects a missing or unparsable URL', async () => {
+    expect((await failure({} as never)).message).toContain('url');
+    expect((await failure('not a url')).code).toBe('BUSBAR_CONFIG');
+  });
+
+  it('never shows a password from an unparsable URL', async () => {
+    const error = await failure(`amqp://user:${CANARY}@[bad`);
+    expect(`${error.message}\n${error.stack}\n${inspect(error)}`).not.toContain(CANARY);
+  });
+
+  it('redacts passwords in URLs', () => {
+    expect(redactUrl(`amqp://user:${CANARY}@host:5672/vhost`)).toBe('amqp://user:***@host:5672/vhost');
+    expect(redactUrl('redis://host:6379')).toBe('redis://host:6379');
+    expect(redactUrl(`not-a-url://u:${CANARY}@h`)).not.toContain(CANARY);
+  });
+
+  it('shows no secret when the bus is inspected or serialized', async () => {
+    const bus = await connect({ url: `memory://user:${CANARY}@demo`, logger: silentLogger });
+    expect(inspect(bus, { depth: 10 })).not.toContain(CANARY);
+    expect(JSON.stringify(bus)).not.toContain(CANARY);
+    expect(inspect(bus)).toContain('***');
+    await bus.close();
+  });
+});
+
+describe('subscribe options', () => {
+  it.each([
+    [{ concurrency: 0 }, 'concurrency'],
+    [{ concurrency: 4, prefetch: 2 }, 'prefetch must be >= concurrency'],
+    [{ retry: { maxAttempts: 0 } }, 'retry.maxAttempts'],
+    [{ retry: { initialDelayMs: 500, maxDelayMs: 100 } }, 'maxDelayMs must be >= initialDelayMs'],
+    [{ retry: { jitter: 2 } }, 'retry.jitter'],
+    [{ idempotency: { store: {} } }, 'idempotency.store'],
+    [{ idempotency: { store: { claim() {}, complete() {}, release() {} } } }, 'need a group'],
+    [{ deadLetter: 'yes' }, 'deadLetter'],
+    [{ grup: 'typo' }, "unknown option 'grup'"],
+  ])('rejects %j', async (options, why) => {
+    const bus = await connect('memory://');
+    const error = await bus.subscribe('a.b', async () => {}, options as never).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(BusbarError.is(error, 'BUSBAR_CONFIG')).toBe(true);
+    expect((error as Error).message).toContain(why);
+    await bus.close();
+  });
+
+  it('rejects wildcard subscriptions with dead-letter topics that are not valid names', async () => {
+    const bus = await connect('memory://');
+    await expect(bus.subscribe('a.b', async () => {}, { group: 'g', deadLetter: { topic: 'bad topic' } })).rejects.toThrow(
+      'segments may only hold',
+    );
+    await bus.close();
+  });
+});

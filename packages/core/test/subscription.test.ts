@@ -1,0 +1,148 @@
+import diagnostics from 'node:diagnostics_channel';
+import { type Bus, type SettledEvent, connect, silentLogger } from '@busbar/core';
+import { uniqueName, waitFor } from '@busbar/testing';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const buses: Bus[] = [];
+async function bus(): Promise<Bus> {
+  const b = await connect({ url: `memory://${uniqueName('unit')}`, logger: silentLogger, closeTimeoutMs: 500 });
+  buses.push(b);
+  return b;
+}
+afterEach(async () => {
+  await Promise.all(buses.splice(0).map((b) => b.close()));
+});
+
+function settled(): { events: SettledEvent[]; stop: () => void } {
+  const events: SettledEvent[] = [];
+  const listener = (e: unknown) => void events.push(e as SettledEvent);
+  diagnostics.subscribe('busbar:settled', listener);
+  return { events, stop: () => diagnostics.unsubscribe('busbar:settled', listener) };
+}
+
+describe('subscription runtime', () => {
+  it('fails a handler that outlives handlerTimeoutMs, aborts its signal and retries the message', async () => {
+    const b = await bus();
+    const attempts: number[] = [];
+    let aborted = false;
+    await b.subscribe(
+      'slow.t',
+      async (m, context) => {
+        attempts.push(m.attempt);
+        if (m.attempt === 1) {
+          context.signal.addEventListener('abort', () => {
+            aborted = true;
+          });
+          await new Promise((resolve) => setTimeout(resolve, 2_000));
+        }
+      },
+      { group: 'g', handlerTimeoutMs: 100, retry: { initialDelayMs: 10, maxDelayMs: 10 } },
+    );
+    await b.publish('slow.t', 1);
+    await waitFor(() => attempts.length >= 2, 3_000, 'the retry');
+    expect(attempts.slice(0, 2)).toEqual([1, 2]);
+    expect(aborted).toBe(true);
+  });
+
+  it('drops (acks) an exhausted message when dead-lettering is off, and says so', async () => {
+    const b = await bus();
+    const events = settled();
+    try {
+      await b.subscribe('drop.t', async () => Promise.reject(new Error('no')), { group: 'g', deadLetter: false, retry: false });
+      const id = await b.publish('drop.t', 1);
+      await waitFor(() => events.events.some((e) => e.id === id), 2_000, 'the outcome');
+      expect(events.events.find((e) => e.id === id)?.outcome).toBe('dropped');
+    } finally {
+      events.stop();
+    }
+  });
+
+  it('dead-letters to a configured topic', async () => {
+    const b = await bus();
+    const dead: unknown[] = [];
+    await b.subscribe('custom.dlq.reader', async (m) => void dead.push(m.payload), { group: 'r' });
+    await b.subscribe('custom.t', async () => Promise.reject(new Error('no')), {
+      group: 'g',
+      retry: false,
+      deadLetter: { topic: 'custom.dlq.reader' },
+    });
+    await b.publish('custom.t', { x: 1 });
+    await waitFor(() => dead.length === 1, 2_000, 'the dead letter');
+    expect(dead[0]).toEqual({ x: 1 });
+  });
+
+  it('retries broadcast subscriptions in process', async () => {
+    const b = await bus();
+    const attempts: number[] = [];
+    await b.subscribe(
+      'bcast.t',
+      async (m) => {
+        attempts.push(m.attempt);
+        if (m.attempt < 3) throw new Error('again');
+      },
+      { retry: { maxAttempts: 3, initialDelayMs: 10, maxDelayMs: 10 } },
+    );
+    await b.publish('bcast.t', 1);
+    await waitFor(() => attempts.length === 3, 2_000, 'three attempts');
+    expect(attempts).toEqual([1, 2, 3]);
+  });
+
+  it('does not feed dead letters back into a wildcard group', async () => {
+    const b = await bus();
+    const seen: string[] = [];
+    await b.subscribe(
+      'wild.#',
+      async (m) => {
+        seen.push(m.topic);
+        throw new Error('always');
+      },
+      { group: 'g', retry: false },
+    );
+    await b.publish('wild.a', 1);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(seen).toEqual(['wild.a']);
+  });
+
+  it('publishes lifecycle events with outcomes and durations', async () => {
+    const b = await bus();
+    const events = settled();
+    const starts: unknown[] = [];
+    const publishStart = (context: unknown) => void starts.push(context);
+    diagnostics.tracingChannel('busbar:publish').subscribe({ start: publishStart, end() {}, asyncStart() {}, asyncEnd() {}, error() {} });
+    try {
+      await b.subscribe('ev.t', async (m) => {
+        if (m.attempt === 1) throw new Error('first');
+      }, { group: 'g', retry: { initialDelayMs: 5, maxDelayMs: 5, jitter: 0 } });
+      const id = await b.publish('ev.t', 1, { headers: { a: 'b' } });
+      await waitFor(() => events.events.filter((e) => e.id === id).length >= 2, 2_000, 'two outcomes');
+      const mine = events.events.filter((e) => e.id === id);
+      expect(mine.map((e) => e.outcome)).toEqual(['retried', 'acked']);
+      expect(mine[0]?.error?.message).toBe('first');
+      expect(mine[0]?.delayMs).toBe(5);
+      expect(mine[1]?.attempt).toBe(2);
+      expect(starts).toContainEqual(expect.objectContaining({ topic: 'ev.t', system: 'memory' }));
+    } finally {
+      events.stop();
+      diagnostics.tracingChannel('busbar:publish').unsubscribe({ start: publishStart, end() {}, asyncStart() {}, asyncEnd() {}, error() {} });
+    }
+  });
+
+  it('lets a publish-start subscriber add headers that reach the consumer (trace propagation)', async () => {
+    const b = await bus();
+    const inject = (context: unknown) => {
+      for (const m of (context as { messages: { headers: Record<string, string> }[] }).messages) m.headers.traceparent = '00-abc-def-01';
+    };
+    const channel = diagnostics.tracingChannel('busbar:publish');
+    const handlers = { start: inject, end() {}, asyncStart() {}, asyncEnd() {}, error() {} };
+    channel.subscribe(handlers);
+    try {
+      const got: Record<string, string>[] = [];
+      await b.subscribe('trace.t', async (m) => void got.push({ ...m.headers }), { group: 'g' });
+      await b.publish('trace.t', 1);
+      await waitFor(() => got.length === 1, 2_000, 'the message');
+      expect(got[0]).toEqual({ traceparent: '00-abc-def-01' });
+    } finally {
+      channel.unsubscribe(handlers);
+    }
+  });
+});
