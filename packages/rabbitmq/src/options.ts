@@ -32,14 +32,16 @@ export const rabbitmqOptions = z.object({
    */
   queueType: z.enum(['quorum', 'classic']).default('quorum'),
   /**
-   * What happens to a message no queue is bound for. `error` (default): it is
-   * published `mandatory`, the broker returns it and `publish` rejects with a
-   * PublishError. `alternate-exchange`: the exchange gets an alternate exchange
-   * `<exchange>.unroutable` whose queue of the same name keeps such messages
-   * (publish resolves). The exchange must be declared with the same setting
-   * every time.
+   * What happens to a message no queue is bound for (a topic nobody
+   * subscribed to yet). Never silent loss:
+   * `alternate-exchange` (default): the exchange gets an alternate exchange
+   * `<exchange>.unroutable` whose durable queue of the same name keeps such
+   * messages, and `publish` resolves. `error`: messages are published
+   * `mandatory`; the broker returns an unroutable one and `publish` rejects
+   * with a PublishError. The exchange keeps the setting it was first declared
+   * with: switching needs a new `exchange` name (or deleting it).
    */
-  unroutable: z.enum(['error', 'alternate-exchange']).default('error'),
+  unroutable: z.enum(['alternate-exchange', 'error']).default('alternate-exchange'),
   /** Per-message TTL (`expiration`) for every published message; expired messages are dropped by the broker. */
   messageTtlMs: z.number().int().positive().optional(),
   /** Group queue length limit (`x-max-length`). With `overflow: 'reject-publish'` (default) a full queue nacks publishes. */

@@ -1,0 +1,23 @@
+import { connect, silentLogger } from '@busbar/core';
+import { CANARY, brokerAvailable, brokerUrls, describeConformance } from '@busbar/testing';
+import { describe } from 'vitest';
+import { driver } from '../src/index.js';
+
+const ok = await brokerAvailable('rabbitmq');
+const url = new URL(brokerUrls.rabbitmq);
+url.password = CANARY;
+
+describe.runIf(ok)('rabbitmq', () => {
+  describeConformance('rabbitmq', {
+    connect: (overrides) => connect({ url: brokerUrls.rabbitmq, driver, logger: silentLogger, ...overrides }),
+    capabilities: {
+      durableGroups: true,
+      persistent: true,
+      ordering: true,
+      wildcards: true,
+      nativeDelay: true,
+      replay: false,
+    },
+    badCredentialsUrl: url.toString(),
+  });
+});
