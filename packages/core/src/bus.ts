@@ -6,13 +6,25 @@ import { type ConnectionEvent, channels } from './events.js';
 import type { Logger } from './logger.js';
 import type { Handler, Message } from './message.js';
 import { assertGroupName, assertTopicName, checkHeaders, isPattern } from './names.js';
-import { type ResolvedSubscribeOptions, type SubscribeOptions, parseOptions, subscribeOptionsSchema } from './options.js';
+import {
+  parseOptions,
+  type ResolvedSubscribeOptions,
+  type SubscribeOptions,
+  subscribeOptionsSchema,
+} from './options.js';
 import { sanitizeError } from './redact.js';
 import { validate } from './schema.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription.js';
-import { type Topic, type TopicLike, defineTopic, toTopic } from './topic.js';
+import { defineTopic, type Topic, type TopicLike, toTopic } from './topic.js';
 import { DEAD_LETTER_READER_GROUP, HEADER } from './transport/headers.js';
-import type { Capabilities, ConnectionHealth, ConnectionState, Delivery, OutgoingRecord, Transport } from './transport/spi.js';
+import type {
+  Capabilities,
+  ConnectionHealth,
+  ConnectionState,
+  Delivery,
+  OutgoingRecord,
+  Transport,
+} from './transport/spi.js';
 
 export interface PublishOptions {
   /** Ordering / partition key: messages with one key stay in order where the broker keeps order. */
@@ -109,11 +121,13 @@ export class Bus {
 
   /** Publishes many messages to one topic in as few round trips as the broker allows. Resolves with their ids. */
   async publishBatch<T>(topic: TopicLike<T>, entries: readonly BatchEntry<T>[]): Promise<string[]> {
-    if (!Array.isArray(entries)) throw new ConfigError('publishBatch needs an array of { payload, key?, headers?, id? }');
+    if (!Array.isArray(entries))
+      throw new ConfigError('publishBatch needs an array of { payload, key?, headers?, id? }');
     const def = toTopic(topic);
     const records: OutgoingRecord[] = [];
     for (const entry of entries) {
-      if (typeof entry !== 'object' || entry === null) throw new ConfigError('publishBatch entries must be objects with a payload');
+      if (typeof entry !== 'object' || entry === null)
+        throw new ConfigError('publishBatch entries must be objects with a payload');
       const { payload, ...options } = entry;
       records.push(await this.#record(def, payload, options));
     }
@@ -184,7 +198,9 @@ export class Bus {
   async #subscribe<T>(def: Topic<T>, handler: Handler<T>, options: ResolvedSubscribeOptions): Promise<Subscription> {
     this.#checkTopic(def.name, 'subscribe');
     if (isPattern(def.name) && !this.#transport.capabilities.wildcards) {
-      throw new UnsupportedError(`The ${this.#init.system} transport does not support wildcard subscriptions ('${def.name}')`);
+      throw new UnsupportedError(
+        `The ${this.#init.system} transport does not support wildcard subscriptions ('${def.name}')`,
+      );
     }
     if (options.group !== undefined) assertGroupName(options.group);
     if (typeof options.deadLetter === 'object') this.#checkTopic(options.deadLetter.topic, 'publish');
@@ -258,7 +274,12 @@ export class Bus {
     const resolved = parseOptions(
       subscribeOptionsSchema,
       // A dead letter must never be dropped: keep retrying a failing reader.
-      { retry: { maxAttempts: Number.MAX_SAFE_INTEGER, maxDelayMs: 30_000 }, ...options, group: DEAD_LETTER_READER_GROUP, deadLetter: false },
+      {
+        retry: { maxAttempts: Number.MAX_SAFE_INTEGER, maxDelayMs: 30_000 },
+        ...options,
+        group: DEAD_LETTER_READER_GROUP,
+        deadLetter: false,
+      },
       'subscribe options',
     );
     return this.#subscribe(tolerant, handler, resolved);
@@ -334,17 +355,22 @@ export class Bus {
       { topic: name, group: DEAD_LETTER_READER_GROUP, prefetch: 100, handlerTimeoutMs: 30_000 },
       {
         onDelivery: (d) => {
-          chain = chain.then(() => move(d)).catch((error) => {
-            this.#init.logger.error('Re-driving a dead letter failed; it stays dead', { error });
-            return d.release().catch(() => undefined);
-          });
+          chain = chain
+            .then(() => move(d))
+            .catch((error) => {
+              this.#init.logger.error('Re-driving a dead letter failed; it stays dead', { error });
+              return d.release().catch(() => undefined);
+            });
         },
         onError: (error) => this.#init.logger.error('Re-drive subscription failed', { error }),
       },
     );
-    const timer = setInterval(() => {
-      if (Date.now() - last >= idleMs) finish();
-    }, Math.max(10, Math.min(idleMs / 4, 250)));
+    const timer = setInterval(
+      () => {
+        if (Date.now() - last >= idleMs) finish();
+      },
+      Math.max(10, Math.min(idleMs / 4, 250)),
+    );
     await done;
     clearInterval(timer);
     await native.stop();
@@ -403,11 +429,16 @@ function checkPublishOptions(options: PublishOptions): void {
   for (const name in options) {
     if (!PUBLISH_OPTION_KEYS.has(name)) throw new ConfigError(`Invalid publish options: unknown option '${name}'`);
   }
-  if (options.key !== undefined && (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 1024)) {
+  if (
+    options.key !== undefined &&
+    (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 1024)
+  ) {
     throw new ConfigError('Invalid publish options: key must be a string of 1-1024 characters');
   }
   if (options.id !== undefined && (typeof options.id !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(options.id))) {
-    throw new ConfigError("Invalid publish options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'");
+    throw new ConfigError(
+      "Invalid publish options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'",
+    );
   }
 }
 

@@ -42,7 +42,10 @@ export interface ConnectOptions {
 }
 
 /** Loads the driver for a scheme. `packages` is a parameter so tests can name a package that is not installed. */
-export async function loadDriver(scheme: string, packages: Readonly<Record<string, string>> = DRIVER_PACKAGES): Promise<Driver> {
+export async function loadDriver(
+  scheme: string,
+  packages: Readonly<Record<string, string>> = DRIVER_PACKAGES,
+): Promise<Driver> {
   if (scheme === 'memory') return memoryDriver;
   const packageName = packages[scheme];
   if (!packageName) {
@@ -54,7 +57,10 @@ export async function loadDriver(scheme: string, packages: Readonly<Record<strin
     mod = (await import(packageName)) as { driver?: unknown };
   } catch (error) {
     const code = (error as { code?: string }).code;
-    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(packageName)) {
+    if (
+      (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') &&
+      String((error as Error).message).includes(packageName)
+    ) {
       throw new DriverMissingError(packageName, scheme);
     }
     throw new ConfigError(`Loading ${packageName} failed: ${(error as Error).message}`, { cause: error });
@@ -83,10 +89,13 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
   const scheme = url.protocol.slice(0, -1);
   const explicit = raw.driver;
   delete raw.driver;
-  if (explicit !== undefined && !isDriver(explicit)) throw new ConfigError('Invalid connect options: driver: expected a busbar driver');
+  if (explicit !== undefined && !isDriver(explicit))
+    throw new ConfigError('Invalid connect options: driver: expected a busbar driver');
   const driver = explicit ?? (await loadDriver(scheme));
   if (!driver.schemes.includes(scheme)) {
-    throw new ConfigError(`The ${driver.name} driver does not serve '${scheme}:' URLs (it serves ${driver.schemes.join(', ')})`);
+    throw new ConfigError(
+      `The ${driver.name} driver does not serve '${scheme}:' URLs (it serves ${driver.schemes.join(', ')})`,
+    );
   }
 
   const secrets: string[] = [];

@@ -10,12 +10,12 @@ const MAX_MESSAGE = 1_000;
 const MAX_STACK = 2_000;
 
 /** Header values travel on every broker, some of which (NATS) forbid line breaks: escape them JSON-style. */
-function escape(text: string, max: number): string {
+function escapeHeader(text: string, max: number): string {
   const cut = text.length > max ? `${text.slice(0, max)}...` : text;
   return JSON.stringify(cut).slice(1, -1);
 }
 
-function unescape(text: string | undefined): string {
+function unescapeHeader(text: string | undefined): string {
   if (text === undefined) return '';
   try {
     return JSON.parse(`"${text}"`) as string;
@@ -33,16 +33,19 @@ export interface DeadLetterFacts {
 }
 
 /** The original headers plus the failure metadata DESIGN.md lists. */
-export function deadLetterHeaders(original: Readonly<Record<string, string>>, facts: DeadLetterFacts): Record<string, string> {
+export function deadLetterHeaders(
+  original: Readonly<Record<string, string>>,
+  facts: DeadLetterFacts,
+): Record<string, string> {
   const error = facts.error instanceof Error ? facts.error : new Error(String(facts.error));
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(original)) {
     if (name !== HEADER.attempt && name !== HEADER.firstFailure) headers[name] = value;
   }
   const first = original[HEADER.firstFailure] ?? String(facts.now);
-  headers[HEADER.dlErrorName] = escape(error.name, 200);
-  headers[HEADER.dlErrorMessage] = escape(error.message, MAX_MESSAGE);
-  headers[HEADER.dlErrorStack] = escape(error.stack ?? '', MAX_STACK);
+  headers[HEADER.dlErrorName] = escapeHeader(error.name, 200);
+  headers[HEADER.dlErrorMessage] = escapeHeader(error.message, MAX_MESSAGE);
+  headers[HEADER.dlErrorStack] = escapeHeader(error.stack ?? '', MAX_STACK);
   headers[HEADER.dlAttempts] = String(facts.attempts);
   headers[HEADER.dlTopic] = facts.topic;
   headers[HEADER.dlGroup] = facts.group ?? '';
@@ -56,9 +59,9 @@ export function parseDeadLetter(headers: Readonly<Record<string, string>>): Dead
   const topic = headers[HEADER.dlTopic];
   if (topic === undefined) return undefined;
   return {
-    errorName: unescape(headers[HEADER.dlErrorName]),
-    errorMessage: unescape(headers[HEADER.dlErrorMessage]),
-    errorStack: unescape(headers[HEADER.dlErrorStack]),
+    errorName: unescapeHeader(headers[HEADER.dlErrorName]),
+    errorMessage: unescapeHeader(headers[HEADER.dlErrorMessage]),
+    errorStack: unescapeHeader(headers[HEADER.dlErrorStack]),
     attempts: Number(headers[HEADER.dlAttempts] ?? 0),
     topic,
     group: headers[HEADER.dlGroup] ?? '',
@@ -71,7 +74,8 @@ export function parseDeadLetter(headers: Readonly<Record<string, string>>): Dead
 export function redriveHeaders(dead: Readonly<Record<string, string>>): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(dead)) {
-    if (!name.startsWith('busbar-dl-') && name !== HEADER.attempt && name !== HEADER.firstFailure) headers[name] = value;
+    if (!name.startsWith('busbar-dl-') && name !== HEADER.attempt && name !== HEADER.firstFailure)
+      headers[name] = value;
   }
   headers[HEADER.redrive] = String(Number(dead[HEADER.redrive] ?? 0) + 1);
   return headers;

@@ -14,7 +14,11 @@ import diagnostics from 'node:diagnostics_channel';
 export interface PublishContext {
   readonly system: string;
   readonly topic: string;
-  readonly messages: ReadonlyArray<{ readonly id: string; readonly key: string | undefined; headers: Record<string, string> }>;
+  readonly messages: ReadonlyArray<{
+    readonly id: string;
+    readonly key: string | undefined;
+    headers: Record<string, string>;
+  }>;
 }
 
 export interface ProcessContext {

@@ -2,46 +2,46 @@
  * @busbar/core: one Producer/Consumer interface over every broker, with
  * retry, dead letters and idempotent consumers built in.
  */
-export { connect, DRIVER_PACKAGES } from './connect.js';
+
+export type { BatchEntry, Health, PublishOptions, RedriveOptions } from './bus.js';
 export { Bus } from './bus.js';
-export { defineTopic, isTopic } from './topic.js';
-export { codecs, jsonCodec, stringCodec, bytesCodec } from './codec.js';
-export { MemoryIdempotencyStore } from './idempotency.js';
+export type { Codec } from './codec.js';
+export { bytesCodec, codecs, jsonCodec, stringCodec } from './codec.js';
+export type { ConnectOptions } from './connect.js';
+export { connect, DRIVER_PACKAGES } from './connect.js';
 export { deadLetterTopic, parseDeadLetter } from './dead-letter.js';
-export { backoffDelay } from './retry.js';
-export { channels } from './events.js';
-export { redactUrl } from './redact.js';
-export { consoleLogger, silentLogger } from './logger.js';
-export { MAX_TOPIC_LENGTH } from './names.js';
+export type { BusbarErrorCode, ValidationIssue } from './errors.js';
 export {
   BusbarError,
-  ConfigError,
-  DriverMissingError,
-  ConnectionError,
-  PublishError,
-  TimeoutError,
   ClosedError,
-  InvalidTopicError,
-  InvalidHeaderError,
-  PayloadTooLargeError,
-  SerializationError,
+  ConfigError,
+  ConnectionError,
   DecodeError,
-  ValidationError,
-  UnsupportedError,
+  DriverMissingError,
   HandlerTimeoutError,
+  InvalidHeaderError,
+  InvalidTopicError,
+  PayloadTooLargeError,
   PermanentError,
+  PublishError,
+  SerializationError,
+  TimeoutError,
+  UnsupportedError,
+  ValidationError,
 } from './errors.js';
-
-export type { ConnectOptions } from './connect.js';
-export type { BatchEntry, Health, PublishOptions, RedriveOptions } from './bus.js';
+export type { ConnectionEvent, Outcome, ProcessContext, PublishContext, SettledEvent } from './events.js';
+export { channels } from './events.js';
+export type { ClaimResult, IdempotencyStore } from './idempotency.js';
+export { MemoryIdempotencyStore } from './idempotency.js';
+export type { Logger } from './logger.js';
+export { consoleLogger, silentLogger } from './logger.js';
+export type { DeadLetterInfo, Handler, HandlerContext, Message } from './message.js';
+export { MAX_TOPIC_LENGTH } from './names.js';
+export type { RetryPolicy, SubscribeOptions } from './options.js';
+export { redactUrl } from './redact.js';
+export { backoffDelay } from './retry.js';
+export type { InferOutput, StandardSchemaV1 } from './schema.js';
 export type { Subscription, SubscriptionStats } from './subscription.js';
 export type { Topic, TopicLike, TopicOptions } from './topic.js';
-export type { Codec } from './codec.js';
-export type { Message, Handler, HandlerContext, DeadLetterInfo } from './message.js';
-export type { IdempotencyStore, ClaimResult } from './idempotency.js';
-export type { SubscribeOptions, RetryPolicy } from './options.js';
-export type { BusbarErrorCode, ValidationIssue } from './errors.js';
-export type { Logger } from './logger.js';
-export type { StandardSchemaV1, InferOutput } from './schema.js';
-export type { PublishContext, ProcessContext, SettledEvent, ConnectionEvent, Outcome } from './events.js';
+export { defineTopic, isTopic } from './topic.js';
 export type { Capabilities, ConnectionHealth, ConnectionState } from './transport/spi.js';

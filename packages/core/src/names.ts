@@ -86,7 +86,9 @@ export function checkHeaders(headers: unknown): Record<string, string> {
       );
     }
     if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX)) {
-      throw new InvalidHeaderError(`Header name '${name}' is reserved: the '${RESERVED_HEADER_PREFIX}' prefix is busbar's`);
+      throw new InvalidHeaderError(
+        `Header name '${name}' is reserved: the '${RESERVED_HEADER_PREFIX}' prefix is busbar's`,
+      );
     }
     const value = (headers as Record<string, unknown>)[name];
     if (typeof value !== 'string') {

@@ -36,7 +36,12 @@ export const busOptionsShape = {
   /** Broker URL: `amqp://`, `kafka://`, `nats://`, `redis://`, `mqtt://`, `memory://`. */
   url: z.string().min(1),
   /** Client name shown by the broker (connection name, client id prefix). */
-  name: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, _ . -').optional(),
+  name: z
+    .string()
+    .min(1)
+    .max(100)
+    .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, _ . -')
+    .optional(),
   logger: loggerSchema.optional(),
   /** Reject bigger messages before sending. Default: the transport's limit. */
   maxPayloadBytes: z.number().int().positive().optional(),
@@ -87,7 +92,9 @@ export const subscribeOptionsSchema = z
       .strictObject({
         store: storeSchema,
         /** How long a processed id is remembered. */
-        ttlMs: ms().positive().default(7 * 24 * 3600_000),
+        ttlMs: ms()
+          .positive()
+          .default(7 * 24 * 3600_000),
         /** How long a claim protects a message being processed. Default: handlerTimeoutMs + 5 s. */
         leaseMs: ms().positive().optional(),
       })

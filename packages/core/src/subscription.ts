@@ -1,9 +1,9 @@
 import { deadLetterHeaders, parseDeadLetter } from './dead-letter.js';
 import { ClosedError, HandlerTimeoutError, isPermanentFailure } from './errors.js';
-import { type Outcome, type SettledEvent, channels } from './events.js';
+import { channels, type Outcome, type SettledEvent } from './events.js';
 import type { Logger } from './logger.js';
 import type { Handler, HandlerContext, Message } from './message.js';
-import { RESERVED_HEADER_PREFIX, isPattern } from './names.js';
+import { isPattern, RESERVED_HEADER_PREFIX } from './names.js';
 import type { ResolvedSubscribeOptions } from './options.js';
 import { backoffDelay } from './retry.js';
 import { validate } from './schema.js';
@@ -18,7 +18,11 @@ export interface SubscriptionHost {
   readonly logger: Logger;
   readonly closeTimeoutMs: number;
   /** Dead-letter topic name for a message of `topic` in `group`. */
-  deadLetterTopicFor(topic: string, group: string | undefined, configured: ResolvedSubscribeOptions['deadLetter']): string;
+  deadLetterTopicFor(
+    topic: string,
+    group: string | undefined,
+    configured: ResolvedSubscribeOptions['deadLetter'],
+  ): string;
   /** Declares the dead-letter reader group, then publishes the record with confirmation. */
   publishDeadLetter(record: OutgoingRecord): Promise<void>;
 }
@@ -106,7 +110,13 @@ export class SubscriptionRuntime<T> implements Subscription {
   #sweeper: NodeJS.Timeout | undefined;
   #idle: (() => void) | undefined;
 
-  constructor(topic: Topic<T>, pattern: string, handler: Handler<T>, options: ResolvedSubscribeOptions, host: SubscriptionHost) {
+  constructor(
+    topic: Topic<T>,
+    pattern: string,
+    handler: Handler<T>,
+    options: ResolvedSubscribeOptions,
+    host: SubscriptionHost,
+  ) {
     this.#def = topic;
     this.topic = pattern;
     this.group = options.group;
@@ -332,10 +342,13 @@ export class SubscriptionRuntime<T> implements Subscription {
     const d = rec.delivery;
     const configured = this.#options.deadLetter;
     if (configured === false) {
-      this.#host.logger.error(`Dropping message ${d.id} from '${d.topic}' after ${attempts} attempt(s): dead-lettering is off`, {
-        group: this.group,
-        error: error instanceof Error ? error : String(error),
-      });
+      this.#host.logger.error(
+        `Dropping message ${d.id} from '${d.topic}' after ${attempts} attempt(s): dead-lettering is off`,
+        {
+          group: this.group,
+          error: error instanceof Error ? error : String(error),
+        },
+      );
       await d.ack().catch((e) => this.#warn('ack failed', e));
       return this.#emit(d, 'dropped', durationMs, error);
     }
@@ -353,7 +366,9 @@ export class SubscriptionRuntime<T> implements Subscription {
       await this.#host.publishDeadLetter(record);
     } catch (publishError) {
       // Never ack what is not safely dead-lettered: give it back to the broker.
-      this.#host.logger.error(`Dead-lettering message ${d.id} to '${topic}' failed; releasing it`, { error: publishError });
+      this.#host.logger.error(`Dead-lettering message ${d.id} to '${topic}' failed; releasing it`, {
+        error: publishError,
+      });
       await d.release().catch((e) => this.#warn('release failed', e));
       return;
     }

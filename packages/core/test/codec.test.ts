@@ -23,14 +23,20 @@ describe('codecs', () => {
     } catch (error) {
       expect(BusbarError.is(error, 'BUSBAR_DECODE')).toBe(true);
     }
-    expect(() => stringCodec.decode(new Uint8Array([0xff, 0xfe]))).toThrow(expect.objectContaining({ code: 'BUSBAR_DECODE' }));
+    expect(() => stringCodec.decode(new Uint8Array([0xff, 0xfe]))).toThrow(
+      expect.objectContaining({ code: 'BUSBAR_DECODE' }),
+    );
   });
 
   it('passes bytes through and checks types', () => {
     const bytes = new Uint8Array([1, 2, 3]);
     expect(bytesCodec.decode(bytesCodec.encode(bytes))).toBe(bytes);
-    expect(() => bytesCodec.encode('x' as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'BUSBAR_SERIALIZATION' }));
-    expect(() => stringCodec.encode(5 as unknown as string)).toThrow(expect.objectContaining({ code: 'BUSBAR_SERIALIZATION' }));
+    expect(() => bytesCodec.encode('x' as unknown as Uint8Array)).toThrow(
+      expect.objectContaining({ code: 'BUSBAR_SERIALIZATION' }),
+    );
+    expect(() => stringCodec.encode(5 as unknown as string)).toThrow(
+      expect.objectContaining({ code: 'BUSBAR_SERIALIZATION' }),
+    );
     expect(stringCodec.decode(stringCodec.encode('héllo'))).toBe('héllo');
   });
 });

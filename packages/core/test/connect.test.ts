@@ -26,7 +26,9 @@ describe('connect', () => {
   it('names the package to install for a scheme whose driver is missing', async () => {
     const error = await loadDriver('fake', { fake: '@busbar/not-installed' }).catch((e: unknown) => e);
     expect(BusbarError.is(error, 'BUSBAR_DRIVER_MISSING')).toBe(true);
-    expect((error as Error).message).toBe("The 'fake' scheme needs the @busbar/not-installed package: run `npm install @busbar/not-installed`");
+    expect((error as Error).message).toBe(
+      "The 'fake' scheme needs the @busbar/not-installed package: run `npm install @busbar/not-installed`",
+    );
     const unknown = await failure('gopher://x');
     expect(unknown.code).toBe('BUSBAR_CONFIG');
     expect(unknown.message).toContain("Unknown URL scheme 'gopher:'");
@@ -79,10 +81,12 @@ describe('subscribe options', () => {
     [{ grup: 'typo' }, "unknown option 'grup'"],
   ])('rejects %j', async (options, why) => {
     const bus = await connect('memory://');
-    const error = await bus.subscribe('a.b', async () => {}, options as never).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const error = await bus
+      .subscribe('a.b', async () => {}, options as never)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(BusbarError.is(error, 'BUSBAR_CONFIG')).toBe(true);
     expect((error as Error).message).toContain(why);
     await bus.close();
@@ -90,9 +94,9 @@ describe('subscribe options', () => {
 
   it('rejects wildcard subscriptions with dead-letter topics that are not valid names', async () => {
     const bus = await connect('memory://');
-    await expect(bus.subscribe('a.b', async () => {}, { group: 'g', deadLetter: { topic: 'bad topic' } })).rejects.toThrow(
-      'segments may only hold',
-    );
+    await expect(
+      bus.subscribe('a.b', async () => {}, { group: 'g', deadLetter: { topic: 'bad topic' } }),
+    ).rejects.toThrow('segments may only hold');
     await bus.close();
   });
 });

@@ -1,4 +1,4 @@
-import { PermanentError, deadLetterTopic, parseDeadLetter } from '@busbar/core';
+import { deadLetterTopic, PermanentError, parseDeadLetter } from '@busbar/core';
 import { describe, expect, it } from 'vitest';
 import { deadLetterHeaders, redriveHeaders } from '../src/dead-letter.js';
 
@@ -44,7 +44,10 @@ describe('dead-letter records', () => {
   });
 
   it('strips the failure metadata for a re-drive and counts re-drives', () => {
-    const dead = deadLetterHeaders({ tenant: 'acme' }, { error: new Error('e'), attempts: 1, topic: 't', group: 'g', now: 1 });
+    const dead = deadLetterHeaders(
+      { tenant: 'acme' },
+      { error: new Error('e'), attempts: 1, topic: 't', group: 'g', now: 1 },
+    );
     const once = redriveHeaders(dead);
     expect(once).toEqual({ tenant: 'acme', 'busbar-redrive': '1' });
     expect(redriveHeaders({ ...dead, 'busbar-redrive': '1' })['busbar-redrive']).toBe('2');

@@ -27,7 +27,12 @@ describe('BusbarError', () => {
 
   it('serializes without its cause', () => {
     const json = JSON.stringify(new ConnectionError('lost', { cause: new Error('inner') }));
-    expect(JSON.parse(json)).toEqual({ name: 'ConnectionError', code: 'BUSBAR_CONNECTION', message: 'lost', retryable: true });
+    expect(JSON.parse(json)).toEqual({
+      name: 'ConnectionError',
+      code: 'BUSBAR_CONNECTION',
+      message: 'lost',
+      retryable: true,
+    });
   });
 
   it('knows which failures skip retries', () => {

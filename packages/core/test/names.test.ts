@@ -3,15 +3,16 @@ import { assertGroupName, assertTopicName, checkHeaders, topicMatches } from '..
 
 describe('topic names', () => {
   it('accepts portable names', () => {
-    for (const name of ['orders', 'orders.created', 'a-b_c.D9', 'x'.repeat(249)]) expect(() => assertTopicName(name, 'publish')).not.toThrow();
+    for (const name of ['orders', 'orders.created', 'a-b_c.D9', 'x'.repeat(249)])
+      expect(() => assertTopicName(name, 'publish')).not.toThrow();
   });
 
   it.each([
     ['', 'non-empty'],
     ['a..b', 'empty segment'],
     ['.a', 'empty segment'],
-    ['a b', "segments may only hold"],
-    ['a/b', "segments may only hold"],
+    ['a b', 'segments may only hold'],
+    ['a/b', 'segments may only hold'],
     ['a.*', 'wildcard'],
     ['a.#', 'wildcard'],
     ['x'.repeat(250), 'over the limit'],

@@ -1,5 +1,5 @@
 import diagnostics from 'node:diagnostics_channel';
-import { type Bus, type SettledEvent, connect, silentLogger } from '@busbar/core';
+import { type Bus, connect, type SettledEvent, silentLogger } from '@busbar/core';
 import { uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -48,7 +48,11 @@ describe('subscription runtime', () => {
     const b = await bus();
     const events = settled();
     try {
-      await b.subscribe('drop.t', async () => Promise.reject(new Error('no')), { group: 'g', deadLetter: false, retry: false });
+      await b.subscribe('drop.t', async () => Promise.reject(new Error('no')), {
+        group: 'g',
+        deadLetter: false,
+        retry: false,
+      });
       const id = await b.publish('drop.t', 1);
       await waitFor(() => events.events.some((e) => e.id === id), 2_000, 'the outcome');
       expect(events.events.find((e) => e.id === id)?.outcome).toBe('dropped');
@@ -108,11 +112,17 @@ describe('subscription runtime', () => {
     const events = settled();
     const starts: unknown[] = [];
     const publishStart = (context: unknown) => void starts.push(context);
-    diagnostics.tracingChannel('busbar:publish').subscribe({ start: publishStart, end() {}, asyncStart() {}, asyncEnd() {}, error() {} });
+    diagnostics
+      .tracingChannel('busbar:publish')
+      .subscribe({ start: publishStart, end() {}, asyncStart() {}, asyncEnd() {}, error() {} });
     try {
-      await b.subscribe('ev.t', async (m) => {
-        if (m.attempt === 1) throw new Error('first');
-      }, { group: 'g', retry: { initialDelayMs: 5, maxDelayMs: 5, jitter: 0 } });
+      await b.subscribe(
+        'ev.t',
+        async (m) => {
+          if (m.attempt === 1) throw new Error('first');
+        },
+        { group: 'g', retry: { initialDelayMs: 5, maxDelayMs: 5, jitter: 0 } },
+      );
       const id = await b.publish('ev.t', 1, { headers: { a: 'b' } });
       await waitFor(() => events.events.filter((e) => e.id === id).length >= 2, 2_000, 'two outcomes');
       const mine = events.events.filter((e) => e.id === id);
@@ -123,14 +133,17 @@ describe('subscription runtime', () => {
       expect(starts).toContainEqual(expect.objectContaining({ topic: 'ev.t', system: 'memory' }));
     } finally {
       events.stop();
-      diagnostics.tracingChannel('busbar:publish').unsubscribe({ start: publishStart, end() {}, asyncStart() {}, asyncEnd() {}, error() {} });
+      diagnostics
+        .tracingChannel('busbar:publish')
+        .unsubscribe({ start: publishStart, end() {}, asyncStart() {}, asyncEnd() {}, error() {} });
     }
   });
 
   it('lets a publish-start subscriber add headers that reach the consumer (trace propagation)', async () => {
     const b = await bus();
     const inject = (context: unknown) => {
-      for (const m of (context as { messages: { headers: Record<string, string> }[] }).messages) m.headers.traceparent = '00-abc-def-01';
+      for (const m of (context as { messages: { headers: Record<string, string> }[] }).messages)
+        m.headers.traceparent = '00-abc-def-01';
     };
     const channel = diagnostics.tracingChannel('busbar:publish');
     const handlers = { start: inject, end() {}, asyncStart() {}, asyncEnd() {}, error() {} };

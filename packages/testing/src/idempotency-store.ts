@@ -8,7 +8,10 @@ import { sleep } from './wait.js';
  * `makeStore` is called more than once: two instances stand for two consumer
  * processes sharing one backend.
  */
-export function describeIdempotencyStore(name: string, makeStore: () => IdempotencyStore | Promise<IdempotencyStore>): void {
+export function describeIdempotencyStore(
+  name: string,
+  makeStore: () => IdempotencyStore | Promise<IdempotencyStore>,
+): void {
   describe(`idempotency store: ${name}`, () => {
     const key = () => `group-a:${uniqueName('msg')}`;
 

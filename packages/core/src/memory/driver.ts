@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { ClosedError } from '../errors.js';
-import { type Driver, defineDriver } from '../transport/spi.js';
 import type {
   Capabilities,
   Delivery,
@@ -11,6 +10,7 @@ import type {
   TransportContext,
   TransportSubscription,
 } from '../transport/spi.js';
+import { type Driver, defineDriver } from '../transport/spi.js';
 import { type MemoryBroker, type MemoryConsumer, type MemoryEntry, type MemoryQueue, memoryBroker } from './broker.js';
 
 const options = z.object({});

@@ -2,11 +2,11 @@
  * `@busbar/core/transport`: the contract driver packages implement, and the
  * helpers they share. Application code does not need this subpath.
  */
-export { defineDriver, isDriver } from './spi.js';
-export { HEADER, DEAD_LETTER_READER_GROUP, attemptFromHeaders } from './headers.js';
-export { withTimeout, deferred, Coalescer } from './util.js';
-export { redactUrl, redactText, sanitizeError } from '../redact.js';
-export { topicMatches, isPattern } from '../names.js';
+
+export type { Logger } from '../logger.js';
+export { isPattern, topicMatches } from '../names.js';
+export { redactText, redactUrl, sanitizeError } from '../redact.js';
+export { attemptFromHeaders, DEAD_LETTER_READER_GROUP, HEADER } from './headers.js';
 export type {
   Capabilities,
   ConnectionHealth,
@@ -21,5 +21,6 @@ export type {
   TransportContext,
   TransportSubscription,
 } from './spi.js';
+export { defineDriver, isDriver } from './spi.js';
 export type { Deferred } from './util.js';
-export type { Logger } from '../logger.js';
+export { Coalescer, deferred, withTimeout } from './util.js';

@@ -1,6 +1,6 @@
-import { type Message, defineTopic } from '@busbar/core';
+import { defineTopic, type Message } from '@busbar/core';
 import { expect, it } from 'vitest';
-import { type Suite, recorder, uniqueIds } from './context.js';
+import { recorder, type Suite, uniqueIds } from './context.js';
 
 interface Order {
   n: number;
@@ -18,7 +18,11 @@ export function deliveryTests(s: Suite): void {
     const before = Date.now();
     const ids: string[] = [];
     for (let n = 0; n < 100; n++) {
-      const payload: Order = { n, text: `ünïcødé ${n} "quoted"`, nested: { list: [n, n + 1], flag: n % 2 === 0, none: null } };
+      const payload: Order = {
+        n,
+        text: `ünïcødé ${n} "quoted"`,
+        nested: { list: [n, n + 1], flag: n % 2 === 0, none: null },
+      };
       ids.push(await bus.publish(topic, payload, { key: `k${n % 5}`, headers: { 'x-n': String(n), tenant: 'acme' } }));
     }
     await s.waitFor(() => uniqueIds(got.messages).size >= 100, 20_000, '100 messages');
@@ -26,7 +30,11 @@ export function deliveryTests(s: Suite): void {
     for (let n = 0; n < 100; n++) {
       const m = byId.get(ids[n] as string) as Message<Order>;
       expect(m, `message ${n}`).toBeDefined();
-      expect(m.payload).toEqual({ n, text: `ünïcødé ${n} "quoted"`, nested: { list: [n, n + 1], flag: n % 2 === 0, none: null } });
+      expect(m.payload).toEqual({
+        n,
+        text: `ünïcødé ${n} "quoted"`,
+        nested: { list: [n, n + 1], flag: n % 2 === 0, none: null },
+      });
       expect(m.key).toBe(`k${n % 5}`);
       expect(m.headers).toEqual({ 'x-n': String(n), tenant: 'acme' });
       expect(m.topic).toBe(topic.name);
@@ -43,7 +51,10 @@ export function deliveryTests(s: Suite): void {
     const got = recorder<{ n: number }>();
     await bus.subscribe<{ n: number }>(topic, got.handler, { group: s.group() });
     await s.settle();
-    const ids = await bus.publishBatch(topic, Array.from({ length: 200 }, (_, n) => ({ payload: { n }, key: `k${n % 3}` })));
+    const ids = await bus.publishBatch(
+      topic,
+      Array.from({ length: 200 }, (_, n) => ({ payload: { n }, key: `k${n % 3}` })),
+    );
     expect(ids).toHaveLength(200);
     expect(new Set(ids).size).toBe(200);
     await s.waitFor(() => uniqueIds(got.messages).size >= 200, 20_000, '200 batched messages');
@@ -85,10 +96,13 @@ export function deliveryTests(s: Suite): void {
     const bus = await s.bus();
     const topics = Array.from({ length: 8 }, (_, i) => s.topic(`many${i}`));
     const got = topics.map(() => recorder<{ t: number; n: number }>());
-    await Promise.all(topics.map((t, i) => bus.subscribe(t, (got[i] as (typeof got)[0]).handler, { group: s.group() })));
+    await Promise.all(
+      topics.map((t, i) => bus.subscribe(t, (got[i] as (typeof got)[0]).handler, { group: s.group() })),
+    );
     await s.settle();
     const sends: Promise<string>[] = [];
-    for (let n = 0; n < 20; n++) for (let t = 0; t < topics.length; t++) sends.push(bus.publish(topics[t] as string, { t, n }));
+    for (let n = 0; n < 20; n++)
+      for (let t = 0; t < topics.length; t++) sends.push(bus.publish(topics[t] as string, { t, n }));
     await Promise.all(sends);
     await s.waitFor(() => got.every((g) => uniqueIds(g.messages).size >= 20), 20_000, '20 messages on each topic');
     got.forEach((g, t) => {
@@ -110,7 +124,10 @@ export function deliveryTests(s: Suite): void {
     await b.subscribe(topic, gotB.handler, { group: groupB });
     await s.settle();
     const publisher = await s.bus();
-    const ids = await publisher.publishBatch(topic, Array.from({ length: 60 }, (_, n) => ({ payload: n, key: `k${n}` })));
+    const ids = await publisher.publishBatch(
+      topic,
+      Array.from({ length: 60 }, (_, n) => ({ payload: n, key: `k${n}` })),
+    );
     const groupAIds = () => new Set([...uniqueIds(gotA1.messages), ...uniqueIds(gotA2.messages)]);
     await s.waitFor(() => groupAIds().size >= 60 && uniqueIds(gotB.messages).size >= 60, 20_000, 'both groups');
     expect(groupAIds()).toEqual(new Set(ids));
@@ -130,8 +147,15 @@ export function deliveryTests(s: Suite): void {
     await x.subscribe<string>(topic, gotX.handler);
     await y.subscribe<string>(topic, gotY.handler);
     await s.settle();
-    const ids = await publisher.publishBatch(topic, Array.from({ length: 10 }, (_, n) => ({ payload: `late-${n}` })));
-    await s.waitFor(() => uniqueIds(gotX.messages).size >= 10 && uniqueIds(gotY.messages).size >= 10, 20_000, 'broadcast');
+    const ids = await publisher.publishBatch(
+      topic,
+      Array.from({ length: 10 }, (_, n) => ({ payload: `late-${n}` })),
+    );
+    await s.waitFor(
+      () => uniqueIds(gotX.messages).size >= 10 && uniqueIds(gotY.messages).size >= 10,
+      20_000,
+      'broadcast',
+    );
     expect(uniqueIds(gotX.messages)).toEqual(new Set(ids));
     expect(uniqueIds(gotY.messages)).toEqual(new Set(ids));
     expect(gotX.messages.some((m) => m.payload.startsWith('early'))).toBe(false);
@@ -155,7 +179,10 @@ export function deliveryTests(s: Suite): void {
       { group: s.group(), concurrency: 5 },
     );
     await s.settle();
-    await bus.publishBatch(topic, Array.from({ length: 20 }, (_, n) => ({ payload: n })));
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 20 }, (_, n) => ({ payload: n })),
+    );
     await s.waitFor(() => done >= 20, 20_000, '20 handled');
     expect(peak).toBeGreaterThan(1);
     expect(peak).toBeLessThanOrEqual(5);
@@ -181,7 +208,8 @@ export function orderingTests(s: Suite): void {
     );
     await s.settle();
     const entries = [];
-    for (let seq = 0; seq < 40; seq++) for (let k = 0; k < 5; k++) entries.push({ payload: { k: `key${k}`, seq }, key: `key${k}` });
+    for (let seq = 0; seq < 40; seq++)
+      for (let k = 0; k < 5; k++) entries.push({ payload: { k: `key${k}`, seq }, key: `key${k}` });
     await bus.publishBatch(topic, entries);
     await s.waitFor(() => total >= 200, 30_000, '200 ordered messages');
     expect(seen.size).toBe(5);

@@ -1,8 +1,15 @@
 import diagnostics from 'node:diagnostics_channel';
-import { MemoryIdempotencyStore, type Message, PermanentError, type SettledEvent, bytesCodec, defineTopic } from '@busbar/core';
+import {
+  bytesCodec,
+  defineTopic,
+  MemoryIdempotencyStore,
+  type Message,
+  PermanentError,
+  type SettledEvent,
+} from '@busbar/core';
 import { expect, it } from 'vitest';
 import { sleep } from '../wait.js';
-import { type Suite, recorder, uniqueIds } from './context.js';
+import { recorder, type Suite } from './context.js';
 
 /** A Standard Schema without depending on a schema library: `{ n: number }`. */
 const numberSchema = {
@@ -38,7 +45,10 @@ export function failureTests(s: Suite): void {
     );
     await s.settle();
     const poisonId = await bus.publish(topic, { n: -1, poison: true }, { key: 'poison', headers: { origin: 'test' } });
-    await bus.publishBatch(topic, Array.from({ length: 20 }, (_, n) => ({ payload: { n } })));
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 20 }, (_, n) => ({ payload: { n } })),
+    );
 
     const dead = recorder<{ n: number; poison?: boolean }>();
     await bus.subscribeDeadLetters<{ n: number; poison?: boolean }>(topic, group, dead.handler as never);
@@ -98,15 +108,25 @@ export function failureTests(s: Suite): void {
     const group = s.group();
     const typed = defineTopic(name, numberSchema);
     const calls: unknown[] = [];
-    await bus.subscribe(typed, async (m) => void calls.push(m.payload), { group, retry: { maxAttempts: 5, initialDelayMs: 50 } });
+    await bus.subscribe(typed, async (m) => void calls.push(m.payload), {
+      group,
+      retry: { maxAttempts: 5, initialDelayMs: 50 },
+    });
     await s.settle();
     // Bypass the schema and the JSON codec on the publishing side.
-    const badJson = await bus.publish(defineTopic(name, undefined, { codec: bytesCodec }), new TextEncoder().encode('{not json'));
+    const badJson = await bus.publish(
+      defineTopic(name, undefined, { codec: bytesCodec }),
+      new TextEncoder().encode('{not json'),
+    );
     const badShape = await bus.publish(name, { n: 'not a number' });
     const fine = await bus.publish(typed, { n: 7 });
     const dead = recorder();
     await bus.subscribeDeadLetters(name, group, dead.handler);
-    await s.waitFor(() => dead.messages.length >= 2 && calls.length >= 1, 20_000, 'two dead letters and one good message');
+    await s.waitFor(
+      () => dead.messages.length >= 2 && calls.length >= 1,
+      20_000,
+      'two dead letters and one good message',
+    );
     expect(calls).toEqual([{ n: 7 }]);
     const byId = new Map(dead.messages.map((m) => [m.id, m]));
     expect(byId.get(badJson)?.deadLetter?.errorName).toBe('DecodeError');
@@ -140,7 +160,10 @@ export function failureTests(s: Suite): void {
         { group },
       );
       await s.settle();
-      const ids = await bus.publishBatch(topic, [1, 2, 3].map((payload) => ({ payload, headers: { kept: 'yes' } })));
+      const ids = await bus.publishBatch(
+        topic,
+        [1, 2, 3].map((payload) => ({ payload, headers: { kept: 'yes' } })),
+      );
       await s.waitFor(() => deadLettered.size >= 3, 20_000, 'three dead letters');
       broken = false;
       expect(await bus.redrive(topic, group, { idleMs: s.ms(1_500) })).toBe(3);
@@ -174,7 +197,12 @@ export function failureTests(s: Suite): void {
       await sleep(5);
       effects.set(m.id, (effects.get(m.id) ?? 0) + 1);
     };
-    const options = { group, concurrency: 4, idempotency: { store }, retry: { maxAttempts: 5, initialDelayMs: 50, maxDelayMs: 200 } };
+    const options = {
+      group,
+      concurrency: 4,
+      idempotency: { store },
+      retry: { maxAttempts: 5, initialDelayMs: 50, maxDelayMs: 200 },
+    };
     await m1.subscribe<number>(topic, handler, options);
     await m2.subscribe<number>(topic, handler, options);
     await s.settle();

@@ -4,7 +4,7 @@ import { deliveryTests, orderingTests, wildcardTests } from './delivery.js';
 import { failureTests } from './failures.js';
 import { credentialTests, durableTests, lifecycleTests } from './lifecycle.js';
 
-export type { ConformanceOptions, BusOverrides } from './context.js';
+export type { BusOverrides, ConformanceOptions } from './context.js';
 export { CANARY } from './context.js';
 
 /**
@@ -21,6 +21,7 @@ export function describeConformance(name: string, options: ConformanceOptions): 
     describe('failures', () => failureTests(suite));
     describe('lifecycle', () => lifecycleTests(suite));
     if (options.capabilities.durableGroups) describe('durable groups', () => durableTests(suite));
-    if (options.badCredentialsUrl) describe('credentials', () => credentialTests(suite, options.badCredentialsUrl as string));
+    if (options.badCredentialsUrl)
+      describe('credentials', () => credentialTests(suite, options.badCredentialsUrl as string));
   });
 }

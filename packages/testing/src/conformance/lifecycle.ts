@@ -2,7 +2,7 @@ import { inspect } from 'node:util';
 import { BusbarError, defineTopic } from '@busbar/core';
 import { expect, it } from 'vitest';
 import { sleep } from '../wait.js';
-import { CANARY, type Suite, recorder, uniqueIds } from './context.js';
+import { CANARY, recorder, type Suite, uniqueIds } from './context.js';
 
 export function lifecycleTests(s: Suite): void {
   it('close() and bus.close() are idempotent; publish and subscribe after close reject with BUSBAR_CLOSED', async () => {
@@ -14,7 +14,9 @@ export function lifecycleTests(s: Suite): void {
     expect(sub.closed).toBe(true);
     await Promise.all([bus.close(), bus.close()]);
     await expect(bus.publish(topic, 1)).rejects.toSatisfy((e: unknown) => BusbarError.is(e, 'BUSBAR_CLOSED'));
-    await expect(bus.subscribe(topic, async () => {})).rejects.toSatisfy((e: unknown) => BusbarError.is(e, 'BUSBAR_CLOSED'));
+    await expect(bus.subscribe(topic, async () => {})).rejects.toSatisfy((e: unknown) =>
+      BusbarError.is(e, 'BUSBAR_CLOSED'),
+    );
     expect(bus.health().status).toBe('down');
   });
 
@@ -43,8 +45,12 @@ export function lifecycleTests(s: Suite): void {
     expect(await code(bus.publish('x'.repeat(300), 1))).toBe('BUSBAR_INVALID_TOPIC');
     expect(await code(bus.publish('nul\u0000byte', 1))).toBe('BUSBAR_INVALID_TOPIC');
     expect(await code(bus.publish(topic, 1, { headers: { 'busbar-attempt': '9' } }))).toBe('BUSBAR_INVALID_HEADER');
-    expect(await code(bus.publish(topic, 1, { headers: JSON.parse('{"__proto__":"x"}') }))).toBe('BUSBAR_INVALID_HEADER');
-    expect(await code(bus.publish(topic, 1, { headers: { ok: 42 as unknown as string } }))).toBe('BUSBAR_INVALID_HEADER');
+    expect(await code(bus.publish(topic, 1, { headers: JSON.parse('{"__proto__":"x"}') }))).toBe(
+      'BUSBAR_INVALID_HEADER',
+    );
+    expect(await code(bus.publish(topic, 1, { headers: { ok: 42 as unknown as string } }))).toBe(
+      'BUSBAR_INVALID_HEADER',
+    );
     expect(await code(bus.publish(topic, 'y'.repeat(5_000)))).toBe('BUSBAR_PAYLOAD_TOO_LARGE');
     const circular: Record<string, unknown> = {};
     circular.self = circular;
@@ -52,7 +58,9 @@ export function lifecycleTests(s: Suite): void {
     expect(await code(bus.publish(topic, { big: 10n }))).toBe('BUSBAR_SERIALIZATION');
     expect(await code(bus.publish(topic, undefined))).toBe('BUSBAR_SERIALIZATION');
     expect(await code(bus.publish(topic, 1, { bogus: true } as never))).toBe('BUSBAR_CONFIG');
-    expect(await code(bus.publishBatch<unknown>(topic, [{ payload: 1 }, { payload: circular }]))).toBe('BUSBAR_SERIALIZATION');
+    expect(await code(bus.publishBatch<unknown>(topic, [{ payload: 1 }, { payload: circular }]))).toBe(
+      'BUSBAR_SERIALIZATION',
+    );
     expect(await code(bus.subscribe(topic, async () => {}, { concurrency: 0 }))).toBe('BUSBAR_CONFIG');
     expect(await code(bus.subscribe(topic, async () => {}, { group: 'bad group' }))).toBe('BUSBAR_INVALID_TOPIC');
     const schema = defineTopic(topic, {
@@ -91,7 +99,10 @@ export function lifecycleTests(s: Suite): void {
     );
     await s.settle();
     const publisher = await s.bus();
-    const ids = await publisher.publishBatch(topic, Array.from({ length: 20 }, (_, n) => ({ payload: n })));
+    const ids = await publisher.publishBatch(
+      topic,
+      Array.from({ length: 20 }, (_, n) => ({ payload: n })),
+    );
     await s.waitFor(() => started >= 2, 20_000, 'two handlers in flight');
     const closing = sub.close();
     await sleep(100);
@@ -147,12 +158,18 @@ export function durableTests(s: Suite): void {
     const early = recorder<number>();
     await before.subscribe<number>(topic, early.handler, { group });
     await s.settle();
-    const firstIds = await publisher.publishBatch(topic, Array.from({ length: 10 }, (_, n) => ({ payload: n })));
+    const firstIds = await publisher.publishBatch(
+      topic,
+      Array.from({ length: 10 }, (_, n) => ({ payload: n })),
+    );
     await s.waitFor(() => uniqueIds(early.messages).size >= 10, 20_000, 'the first ten');
     await sleep(s.ms(200));
     await before.close();
     // Published while the group has no member.
-    const laterIds = await publisher.publishBatch(topic, Array.from({ length: 10 }, (_, n) => ({ payload: 10 + n })));
+    const laterIds = await publisher.publishBatch(
+      topic,
+      Array.from({ length: 10 }, (_, n) => ({ payload: 10 + n })),
+    );
     const after = await s.bus();
     const late = recorder<number>();
     await after.subscribe<number>(topic, late.handler, { group });
@@ -189,7 +206,7 @@ export function durableTests(s: Suite): void {
   });
 }
 
-export function credentialTests(s: Suite, url: string): void {
+export function credentialTests(_s: Suite, url: string): void {
   it('never shows the password when connecting with bad credentials fails', async () => {
     const logged: string[] = [];
     const logger = {
