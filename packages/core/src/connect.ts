@@ -41,6 +41,29 @@ export interface ConnectOptions {
   [option: string]: unknown;
 }
 
+/**
+ * Parses a broker URL. Several brokers take a seed list (`kafka://h1:9092,h2:9092`,
+ * `nats://a:4222,b:4222`), which WHATWG URLs reject: the list is split off and
+ * the URL is parsed with its first host.
+ */
+export function parseUrl(text: string): { url: URL; hosts: string[] } {
+  try {
+    const url = new URL(text);
+    return { url, hosts: url.host ? [url.host] : [] };
+  } catch {
+    const match = /^([a-z][a-z0-9+.-]*:\/\/)([^@/?#]*@)?([^/?#]*)(.*)$/i.exec(text);
+    if (match?.[3]?.includes(',')) {
+      const hosts = match[3].split(',').filter((h) => h.length > 0);
+      try {
+        return { url: new URL(`${match[1]}${match[2] ?? ''}${hosts[0] ?? ''}${match[4] ?? ''}`), hosts };
+      } catch {
+        // fall through to the error below
+      }
+    }
+    throw new ConfigError(`Invalid connect options: url: '${redactUrl(text)}' is not a valid URL`);
+  }
+}
+
 /** Loads the driver for a scheme. `packages` is a parameter so tests can name a package that is not installed. */
 export async function loadDriver(
   scheme: string,
@@ -80,12 +103,7 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
   const raw: Record<string, unknown> =
     typeof input === 'string' ? { url: input } : typeof input === 'object' && input !== null ? { ...input } : {};
   if (typeof raw.url !== 'string') throw new ConfigError('Invalid connect options: url: expected a broker URL string');
-  let url: URL;
-  try {
-    url = new URL(raw.url);
-  } catch {
-    throw new ConfigError(`Invalid connect options: url: '${redactUrl(raw.url)}' is not a valid URL`);
-  }
+  const { url, hosts } = parseUrl(raw.url);
   const scheme = url.protocol.slice(0, -1);
   const explicit = raw.driver;
   delete raw.driver;
@@ -114,6 +132,7 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
   let bus: Bus | undefined;
   const transport = driver.create({
     url,
+    hosts,
     options: driverOptions,
     bus: {
       name: parsed.name ?? `busbar-${process.pid}`,

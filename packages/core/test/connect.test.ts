@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
 import { BusbarError, ConfigError, connect, redactUrl, silentLogger } from '@busbar/core';
 import { describe, expect, it } from 'vitest';
-import { loadDriver } from '../src/connect.js';
+import { loadDriver, parseUrl } from '../src/connect.js';
 
 const CANARY = 'busbar-canary-secret';
 
@@ -65,6 +65,18 @@ describe('connect', () => {
     expect(JSON.stringify(bus)).not.toContain(CANARY);
     expect(inspect(bus)).toContain('***');
     await bus.close();
+  });
+});
+
+describe('parseUrl', () => {
+  it('splits seed lists that WHATWG URLs reject', () => {
+    const { url, hosts } = parseUrl(`kafka://user:${CANARY}@h1:9092,h2:9093,h3/path?x=1`);
+    expect(hosts).toEqual(['h1:9092', 'h2:9093', 'h3']);
+    expect(url.hostname).toBe('h1');
+    expect(url.password).toBe(CANARY);
+    expect(url.pathname).toBe('/path');
+    expect(parseUrl('nats://127.0.0.1:4222').hosts).toEqual(['127.0.0.1:4222']);
+    expect(() => parseUrl(`amqp://u:${CANARY}@,`)).toThrow(expect.objectContaining({ code: 'BUSBAR_CONFIG' }));
   });
 });
 

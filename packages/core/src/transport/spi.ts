@@ -140,8 +140,10 @@ export interface Transport {
 
 /** Everything a driver's factory gets. */
 export interface TransportContext<Options> {
-  /** The parsed URL (never log it: use `redactUrl`). */
+  /** The parsed URL (never log it: use `redactUrl`). For a seed list, parsed with the first host. */
   readonly url: URL;
+  /** Every `host:port` of the URL, in order (`kafka://a:9092,b:9092` gives both). */
+  readonly hosts: readonly string[];
   /** Driver options, validated by the driver's schema. */
   readonly options: Options;
   /** Shared bus options every transport honours. */
