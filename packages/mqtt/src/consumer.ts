@@ -1,0 +1,148 @@
+import { randomUUID } from 'node:crypto';
+import { ConnectionError, UnsupportedError } from '@busbar/core';
+import type { SubscribeCallbacks, SubscribeSpec, TransportContext, TransportSubscription } from '@busbar/core/transport';
+import type { IPublishPacket } from 'mqtt';
+import { type Inbound, ManualAcks } from './acks.js';
+import { DUE, type DecodedFields, decodeFields, headersOf } from './codec.js';
+import { MqttDelivery, type RetrySink, retryProperties } from './delivery.js';
+import { Link } from './link.js';
+import type { MqttOptions } from './options.js';
+import type { Publisher } from './publisher.js';
+import { TopicMap } from './topics.js';
+
+export interface ConsumerHost {
+  readonly ctx: TransportContext<MqttOptions>;
+  readonly map: TopicMap;
+  readonly publisher: Publisher;
+  /** Client id base of group members. */
+  readonly base: string;
+}
+
+/** Member numbers in use in this process, per group session family: two buses here never share a client id. */
+const members = new Map<string, Set<number>>();
+
+export function memberFamily(base: string, group: string, topic: string): string {
+  return `${base}:${group}:${topic}`;
+}
+
+/** Takes the lowest free member number of a family (`prefer` if it is free). */
+export function takeMember(family: string, prefer?: number): number | undefined {
+  let used = members.get(family);
+  if (!used) members.set(family, (used = new Set()));
+  if (prefer !== undefined) {
+    if (used.has(prefer)) return undefined;
+    used.add(prefer);
+    return prefer;
+  }
+  let n = 0;
+  while (used.has(n)) n++;
+  used.add(n);
+  return n;
+}
+
+export function freeMember(family: string, n: number): void {
+  const used = members.get(family);
+  used?.delete(n);
+  if (used?.size === 0) members.delete(family);
+}
+
+async function subscribeFilter(link: Link, filter: string): Promise<void> {
+  const granted = await link.client.subscribeAsync(filter, { qos: 1 });
+  const code = granted[0]?.qos;
+  if (code === undefined || code > 2) {
+    throw new ConnectionError(`The MQTT broker refused the subscription to '${filter}' (reason 0x${(code ?? 0x80).toString(16)})`, {
+      retryable: false,
+    });
+  }
+}
+
+/**
+ * A group member is a persistent MQTT 5 session (clean start off, session
+ * expiry, stable client id) with a shared subscription `$share/<group>/<path>`,
+ * plus a second session on the group's retry topic. A broadcast subscription
+ * is a clean session with a plain subscription.
+ */
+export async function openSubscription(host: ConsumerHost, spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+  const { ctx, map, publisher } = host;
+  const group = spec.group;
+  const family = group === undefined ? undefined : memberFamily(host.base, group, spec.topic);
+  const n = family === undefined ? 0 : (takeMember(family) as number);
+  const clientId = family === undefined ? `${host.base}:bc:${randomUUID()}` : `${family}:${n}`;
+  const links: Link[] = [];
+  const retryTimers = new Set<NodeJS.Timeout>();
+  const userRetryVisible = !map.retryPrefix.startsWith('$');
+
+  const sink: RetrySink = {
+    redeliverOnRelease: group !== undefined,
+    retry: async (topic, fields, contentType, request) => {
+      if (group === undefined) throw new UnsupportedError('Broadcast subscriptions retry in process');
+      await publisher.publishRaw(map.retryPath(group, topic), fields.body, retryProperties(topic, fields, request, Date.now()), contentType);
+    },
+  };
+
+  const deliver = (acks: ManualAcks, topic: string, headers: Record<string, string>, fields: DecodedFields, packet: IPublishPacket, inbound: Inbound | undefined) => {
+    callbacks.onDelivery(new MqttDelivery(topic, headers, fields, packet, acks, inbound, sink));
+  };
+
+  const main = new Link(ctx, { clientId, clean: group === undefined, receiveMaximum: spec.prefetch, name: `subscriber ${spec.topic}${group ? ` (${group})` : ''}` });
+  links.push(main);
+  const mainAcks: ManualAcks = new ManualAcks(main, (packet, inbound) => {
+    const path = packet.topic;
+    if (userRetryVisible && path.startsWith(`${map.retryPrefix}/`)) {
+      // Another group's retry seen through a user wildcard: not a message of this subscription.
+      if (inbound) void mainAcks.ack(inbound);
+      return;
+    }
+    const topic = map.fromPath(path) ?? path;
+    const headers = headersOf(packet);
+    deliver(mainAcks, topic, headers, decodeFields(topic, headers, packet), packet, inbound);
+  });
+
+  const acksList: ManualAcks[] = [mainAcks];
+  try {
+    await main.connect();
+    await subscribeFilter(main, group === undefined ? map.toPath(spec.topic) : TopicMap.shared(group, map.toPath(spec.topic)));
+    if (group !== undefined) {
+      const retryLink = new Link(ctx, { clientId: `${clientId}:retry`, clean: false, receiveMaximum: ctx.options.retryWindow, name: `retries ${spec.topic} (${group})` });
+      links.push(retryLink);
+      const retryAcks: ManualAcks = new ManualAcks(retryLink, (packet, inbound) => {
+        const headers = headersOf(packet);
+        const topic = map.fromRetryPath(packet.topic, group) ?? headers['busbar-topic'] ?? packet.topic;
+        const due = Number(headers[DUE] ?? 0);
+        delete headers[DUE];
+        const fields = decodeFields(topic, headers, packet);
+        const wait = due - Date.now();
+        if (!(wait > 5)) return deliver(retryAcks, topic, headers, fields, packet, inbound);
+        // Held unacked until due: if this process dies the broker still has it and re-sends it to the session.
+        const timer = setTimeout(() => {
+          retryTimers.delete(timer);
+          if (retryAcks.active) deliver(retryAcks, topic, headers, fields, packet, inbound);
+        }, wait);
+        retryTimers.add(timer);
+      });
+      await retryLink.connect();
+      await subscribeFilter(retryLink, TopicMap.shared(group, map.retryPath(group, spec.topic)));
+      acksList.push(retryAcks);
+    }
+  } catch (error) {
+    await Promise.all(links.map((l) => l.close(false).catch(() => undefined)));
+    if (family !== undefined) freeMember(family, n);
+    throw error;
+  }
+
+  let closed = false;
+  return {
+    stop: async () => {
+      for (const acks of acksList) acks.stop();
+      for (const timer of retryTimers) clearTimeout(timer);
+      retryTimers.clear();
+    },
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      for (const acks of acksList) acks.stop();
+      await Promise.all(links.map((l) => l.close(true)));
+      if (family !== undefined) freeMember(family, n);
+    },
+  };
+}

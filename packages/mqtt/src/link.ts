@@ -1,0 +1,140 @@
+import { redactUrl } from '@busbar/core/transport';
+import type { TransportContext } from '@busbar/core/transport';
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import { connectionError, reasonText } from './errors.js';
+import type { MqttOptions } from './options.js';
+
+/** CONNACK reason codes after which reconnecting cannot help. */
+const FATAL = new Set([0x84, 0x85, 0x86, 0x87, 0x8a, 0x8c]);
+
+export interface LinkSpec {
+  readonly clientId: string;
+  /** Clean start; a persistent session (false) also gets the configured session expiry. */
+  readonly clean: boolean;
+  /** Unacked incoming QoS 1/2 messages the broker may send us at once. */
+  readonly receiveMaximum: number;
+  /** Name in `bus.health()`. */
+  readonly name: string;
+  readonly will?: IClientOptions['will'];
+}
+
+/**
+ * One mqtt.js client with busbar's lifecycle: connect within the connect
+ * timeout (failing fast on refused credentials), health reporting, and
+ * reconnection by mqtt.js afterwards.
+ */
+export class Link {
+  readonly client: MqttClient;
+  readonly name: string;
+  /** Called on every CONNACK with whether the broker resumed our session. */
+  onConnack: ((sessionPresent: boolean) => void) | undefined;
+  readonly #ctx: TransportContext<MqttOptions>;
+  #lastError: unknown;
+  #closed = false;
+
+  constructor(ctx: TransportContext<MqttOptions>, spec: LinkSpec) {
+    this.#ctx = ctx;
+    this.name = spec.name;
+    const { url, options } = ctx;
+    const password = url.password ? decodeURIComponent(url.password) : options.password;
+    const opts: IClientOptions = {
+      protocolVersion: 5,
+      clientId: spec.clientId,
+      clean: spec.clean,
+      keepalive: options.keepaliveSeconds,
+      reconnectPeriod: options.reconnectPeriodMs,
+      connectTimeout: ctx.bus.connectTimeoutMs,
+      // Unacked publishes are kept by mqtt.js across reconnects and re-sent; QoS 0 ones too.
+      queueQoSZero: true,
+      resubscribe: true,
+      manualConnect: true,
+      properties: {
+        receiveMaximum: Math.max(1, Math.min(65_535, spec.receiveMaximum)),
+        ...(spec.clean ? {} : { sessionExpiryInterval: options.sessionExpirySeconds }),
+      },
+      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(spec.will ? { will: spec.will } : {}),
+      ...(options.tls ? { rejectUnauthorized: options.tls.rejectUnauthorized, ...(options.tls.ca ? { ca: options.tls.ca } : {}) } : {}),
+    };
+    // The URL without credentials: mqtt.js must not keep the password in a string it may print.
+    const bare = new URL(url.href);
+    bare.username = '';
+    bare.password = '';
+    this.client = mqtt.connect(bare.href, opts);
+    this.client.on('connect', (packet: IConnackPacket) => {
+      ctx.reportState(this.name, 'up');
+      this.onConnack?.(packet.sessionPresent);
+    });
+    this.client.on('error', (error) => {
+      this.#lastError = error;
+      const code = (error as { code?: unknown }).code;
+      if (typeof code === 'number' && FATAL.has(code)) {
+        // Refused credentials or client id: reconnecting in a loop would only hammer the broker.
+        ctx.reportState(this.name, 'down', connectionError(error, this.#where(), ctx.secrets));
+        this.client.end(true);
+      }
+    });
+    this.client.on('disconnect', (packet) => {
+      this.#lastError = new Error(`The broker disconnected us: ${reasonText(packet.reasonCode)}`);
+    });
+    this.client.on('offline', () => {
+      if (!this.#closed) ctx.reportState(this.name, 'reconnecting', this.#lastError);
+    });
+    this.client.on('end', () => ctx.reportState(this.name, 'down'));
+  }
+
+  #where(): string {
+    return redactUrl(`${this.#ctx.url.protocol}//${this.#ctx.url.host}`);
+  }
+
+  /** Connects, or rejects with a redacted `ConnectionError` within the connect timeout. */
+  connect(): Promise<void> {
+    const { client } = this;
+    this.#ctx.reportState(this.name, 'connecting');
+    return new Promise<void>((resolve, reject) => {
+      const done = (error?: unknown) => {
+        clearTimeout(timer);
+        client.off('connect', onConnect);
+        client.off('error', onError);
+        client.off('end', onEnd);
+        if (error === undefined) return resolve();
+        client.end(true);
+        reject(error);
+      };
+      const onConnect = () => done();
+      const onError = (error: Error) => {
+        const code = (error as { code?: unknown }).code;
+        if (typeof code === 'number' && FATAL.has(code)) done(connectionError(error, this.#where(), this.#ctx.secrets));
+      };
+      const onEnd = () => done(connectionError(this.#lastError ?? 'closed', this.#where(), this.#ctx.secrets));
+      const timer = setTimeout(() => {
+        const reason = this.#lastError ?? `no CONNACK within ${this.#ctx.bus.connectTimeoutMs} ms`;
+        done(connectionError(reason, this.#where(), this.#ctx.secrets));
+      }, this.#ctx.bus.connectTimeoutMs);
+      client.on('connect', onConnect);
+      client.on('error', onError);
+      client.on('end', onEnd);
+      client.connect();
+    });
+  }
+
+  /** The broker's Receive Maximum (how many unacked QoS 1/2 publishes it takes from us). */
+  get serverReceiveMaximum(): number {
+    return this.client.serverProperties?.receiveMaximum ?? 65_535;
+  }
+
+  /** Disconnects; `graceful` waits for unacknowledged outgoing messages first. */
+  async close(graceful: boolean): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await new Promise<void>((resolve) => this.client.end(!graceful, () => resolve()));
+  }
+
+  /** Drops the socket so mqtt.js reconnects and the broker re-sends what we left unacked. */
+  bounce(): void {
+    if (this.#closed || !this.client.connected) return;
+    this.client.stream?.destroy();
+  }
+}
+

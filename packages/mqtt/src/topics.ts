@@ -1,0 +1,66 @@
+import { InvalidTopicError } from '@busbar/core';
+import { topicMatches } from '@busbar/core/transport';
+
+/** MQTT's limit on a topic name, in UTF-8 bytes. */
+export const MAX_TOPIC_BYTES = 65_535;
+
+/**
+ * Maps busbar topics onto MQTT topic paths and back: `orders.created` <->
+ * `<prefix>orders/created`; in subscriptions `*` -> `+` and `#` -> `#`.
+ */
+export class TopicMap {
+  readonly prefix: string;
+  readonly retryPrefix: string;
+  readonly #cache = new Map<string, string>();
+
+  constructor(prefix: string, retryPrefix: string) {
+    this.prefix = prefix;
+    this.retryPrefix = retryPrefix.endsWith('/') ? retryPrefix.slice(0, -1) : retryPrefix;
+  }
+
+  /** MQTT topic (or filter) of a busbar topic (or pattern). */
+  toPath(topic: string): string {
+    let path = this.#cache.get(topic);
+    if (path === undefined) {
+      path = this.prefix + topic.replaceAll('.', '/').replaceAll('*', '+');
+      if (this.#cache.size < 10_000) this.#cache.set(topic, path);
+    }
+    return path;
+  }
+
+  /** Busbar topic of an MQTT topic, or undefined for one outside the prefix. */
+  fromPath(path: string): string | undefined {
+    if (!path.startsWith(this.prefix)) return undefined;
+    return path.slice(this.prefix.length).replaceAll('/', '.');
+  }
+
+  /** Where a group's retries of `topic` go; only that group subscribes to it. */
+  retryPath(group: string, topic: string): string {
+    return `${this.retryPrefix}/${group}/${this.toPath(topic)}`;
+  }
+
+  /** The original busbar topic of a message received on a retry path. */
+  fromRetryPath(path: string, group: string): string | undefined {
+    const head = `${this.retryPrefix}/${group}/`;
+    return path.startsWith(head) ? this.fromPath(path.slice(head.length)) : undefined;
+  }
+
+  /** Shared-subscription filter of a group (`$share/<group>/<filter>`). */
+  static shared(group: string, filter: string): string {
+    return `$share/${group}/${filter}`;
+  }
+
+  /** Broker-specific checks on top of core's portable grammar. */
+  validate(topic: string): void {
+    const path = this.toPath(topic);
+    if (Buffer.byteLength(path, 'utf8') > MAX_TOPIC_BYTES) {
+      throw new InvalidTopicError(`Topic '${topic.slice(0, 80)}...' maps to an MQTT topic over ${MAX_TOPIC_BYTES} bytes`);
+    }
+  }
+}
+
+/** Value of the first entry whose busbar pattern matches `topic`. */
+export function firstMatch<V>(entries: readonly (readonly [string, V])[], topic: string): V | undefined {
+  for (const [pattern, value] of entries) if (topicMatches(pattern, topic)) return value;
+  return undefined;
+}

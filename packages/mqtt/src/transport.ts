@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import type {
+  Capabilities,
+  OutgoingRecord,
+  SubscribeCallbacks,
+  SubscribeSpec,
+  Transport,
+  TransportContext,
+  TransportSubscription,
+} from '@busbar/core/transport';
+import { type ConsumerHost, freeMember, memberFamily, openSubscription, takeMember } from './consumer.js';
+import { Link } from './link.js';
+import type { MqttOptions } from './options.js';
+import { Publisher } from './publisher.js';
+import { TopicMap } from './topics.js';
+
+const capabilities: Capabilities = {
+  durableGroups: true,
+  persistent: true,
+  // Shared subscriptions hand messages round-robin to members and retries are republished: no per-key order.
+  ordering: false,
+  wildcards: true,
+  nativeDelay: false,
+  replay: false,
+};
+
+/** `mqtt://`, `mqtts://`, `ws://`, `wss://`: MQTT 5 on mqtt.js (tested against Mosquitto 2). */
+export class MqttTransport implements Transport {
+  readonly capabilities = capabilities;
+  readonly maxPayloadBytes: number;
+  readonly #ctx: TransportContext<MqttOptions>;
+  readonly #map: TopicMap;
+  readonly #link: Link;
+  readonly #publisher: Publisher;
+  readonly #host: ConsumerHost;
+  readonly #declared = new Set<string>();
+  #warned = false;
+
+  constructor(ctx: TransportContext<MqttOptions>) {
+    this.#ctx = ctx;
+    const { options } = ctx;
+    this.maxPayloadBytes = options.maxPayloadBytes;
+    this.#map = new TopicMap(options.topicPrefix, options.retryTopicPrefix);
+    const base = options.clientIdBase ?? ctx.bus.name;
+    const will = options.will;
+    this.#link = new Link(ctx, {
+      clientId: `${base}:pub:${randomUUID().slice(0, 8)}`,
+      clean: true,
+      receiveMaximum: 100,
+      name: 'publisher',
+      ...(will
+        ? { will: { topic: this.#map.toPath(will.topic), payload: Buffer.from(will.payload), qos: will.qos, retain: will.retain } }
+        : {}),
+    });
+    this.#publisher = new Publisher(this.#link, this.#map, options, ctx.bus.publishTimeoutMs, ctx.secrets);
+    this.#host = { ctx, map: this.#map, publisher: this.#publisher, base };
+  }
+
+  validateTopic(topic: string): void {
+    this.#map.validate(topic);
+  }
+
+  connect(): Promise<void> {
+    return this.#link.connect();
+  }
+
+  publish(records: readonly OutgoingRecord[]): Promise<void> {
+    return this.#publisher.publish(records);
+  }
+
+  subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+    if (spec.group !== undefined) this.#warnUnstableId();
+    return openSubscription(this.#host, spec, callbacks);
+  }
+
+  /**
+   * Creates (or refreshes) the session of member 0 of `group` on `topic`:
+   * connect with its client id, clean start off, subscribe QoS 1 to the shared
+   * subscription, disconnect. The broker then queues the group's messages for
+   * that session until a member 0 resumes it.
+   */
+  async declareGroup(topic: string, group: string): Promise<void> {
+    const family = memberFamily(this.#host.base, group, topic);
+    if (this.#declared.has(family)) return;
+    // Member 0 is live in this process: the session exists and must not be taken over.
+    if (takeMember(family, 0) === undefined) return;
+    const link = new Link(this.#ctx, { clientId: `${family}:0`, clean: false, receiveMaximum: 1, name: `declare ${topic} (${group})` });
+    // Messages the session already holds arrive now: they are neither delivered nor acked.
+    link.client.handleMessage = (_packet, callback) => callback(new Error('not acked'));
+    try {
+      await link.connect();
+      const granted = await link.client.subscribeAsync(TopicMap.shared(group, this.#map.toPath(topic)), { qos: 1 });
+      if ((granted[0]?.qos ?? 0x80) > 2) throw new Error(`The MQTT broker refused the subscription for group '${group}'`);
+      this.#declared.add(family);
+    } finally {
+      await link.close(true).catch(() => undefined);
+      freeMember(family, 0);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#publisher.flush();
+    await this.#link.close(true);
+  }
+
+  #warnUnstableId(): void {
+    if (this.#warned || this.#ctx.options.clientIdBase !== undefined || this.#ctx.bus.name !== `busbar-${process.pid}`) return;
+    this.#warned = true;
+    this.#ctx.logger.warn(
+      'MQTT group sessions are named after the bus name, which defaults to one per process id: set `name` (or `clientIdBase`) to a value stable across restarts, or messages queued for a previous process stay in its session',
+    );
+  }
+}
