@@ -1,0 +1,129 @@
+import { BusbarError, MemoryIdempotencyStore } from '@busbar/core';
+import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { deleteQueues, open } from './helpers.js';
+
+const ok = await brokerAvailable('rabbitmq');
+const target = new URL(brokerUrls.rabbitmq);
+
+describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
+  const queues: string[] = [];
+  afterAll(() => deleteQueues(...queues));
+
+  it('10,000 confirmed publishes while a group consumes, every connection cut 3 times: none lost', { timeout: 120_000 }, async () => {
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5672) } });
+    const url = proxy.url(brokerUrls.rabbitmq);
+    const topic = uniqueName('cuts');
+    const plain = uniqueName('plain');
+    const idem = uniqueName('idem');
+    queues.push(`${topic}.${plain}`, `${topic}.${idem}`);
+    const consumer = await open({ publishTimeoutMs: 5_000 }, url);
+    const publisher = await open({ publishTimeoutMs: 5_000 }, url);
+    try {
+      const deliveries = new Map<string, number>();
+      const effects = new Map<string, number>();
+      await consumer.subscribe(topic, async (m) => void deliveries.set(m.id, (deliveries.get(m.id) ?? 0) + 1), {
+        group: plain,
+        concurrency: 8,
+      });
+      await consumer.subscribe(topic, async (m) => void effects.set(m.id, (effects.get(m.id) ?? 0) + 1), {
+        group: idem,
+        concurrency: 8,
+        idempotency: { store: new MemoryIdempotencyStore() },
+      });
+
+      const total = 10_000;
+      const confirmed = new Set<string>();
+      let failures = 0;
+      let next = 0;
+      let cuts = 0;
+      const cutSizes: number[] = [];
+      // Each cut hits every connection while they are up and traffic flows.
+      const chaos = (async () => {
+        for (const at of [2_500, 5_000, 7_500]) {
+          await waitFor(
+            () => confirmed.size >= at && publisher.health().status === 'up' && consumer.health().status === 'up',
+            60_000,
+            `${at} confirmed and connections up`,
+          );
+          cutSizes.push(proxy.connections);
+          proxy.cutAll();
+          cuts++;
+        }
+      })();
+      // 100 publishers in parallel; a failed publish is retried with the same id, as a caller would.
+      await Promise.all(
+        Array.from({ length: 100 }, async () => {
+          while (next < total) {
+            const n = next++;
+            const id = `m-${n}`;
+            for (let attempt = 0; ; attempt++) {
+              try {
+                await publisher.publish(topic, { n }, { id });
+                confirmed.add(id);
+                break;
+              } catch (error) {
+                failures++;
+                if (!BusbarError.is(error) || !error.retryable || attempt > 50) throw error;
+                await sleep(50);
+              }
+            }
+          }
+        }),
+      );
+      await chaos;
+      expect(cuts).toBe(3);
+      // Consumer bus: publish + consume connections; publisher bus: publish connection only.
+      expect(cutSizes).toEqual([3, 3, 3]);
+      expect(confirmed.size).toBe(total);
+      await waitFor(() => deliveries.size >= total && effects.size >= total, 90_000, 'every confirmed message in both groups');
+      const lost = [...confirmed].filter((id) => !deliveries.has(id) || !effects.has(id));
+      let duplicates = 0;
+      for (const count of deliveries.values()) duplicates += count - 1;
+      const duplicatedEffects = [...effects.values()].filter((c) => c > 1).length;
+      console.info(
+        `[rabbitmq cuts] messages=${total} cuts=${cuts} (connections cut each time: ${cutSizes.join('/')}) publishFailuresRetried=${failures} lost=${lost.length} ` +
+          `duplicateDeliveries=${duplicates} duplicatedEffectsWithIdempotency=${duplicatedEffects}`,
+      );
+      expect(lost).toEqual([]);
+      expect(duplicatedEffects).toBe(0);
+      expect(consumer.health().status).toBe('up');
+    } finally {
+      await Promise.all([consumer.close(), publisher.close()]);
+      await proxy.close();
+    }
+  });
+
+  it('a blackholed connection makes publish reject within the confirm timeout; it recovers after', { timeout: 60_000 }, async () => {
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5672) } });
+    const bus = await open({ publishTimeoutMs: 1_000 }, proxy.url(brokerUrls.rabbitmq));
+    const topic = uniqueName('bh');
+    const group = uniqueName('g');
+    queues.push(`${topic}.${group}`);
+    try {
+      const got = new Set<string>();
+      await bus.subscribe(topic, async (m) => void got.add(m.id), { group });
+      await bus.publish(topic, 'before');
+      proxy.blackhole(true);
+      const started = Date.now();
+      const results = await Promise.allSettled(Array.from({ length: 20 }, (_, n) => bus.publish(topic, n)));
+      const elapsed = Date.now() - started;
+      for (const r of results) {
+        expect(r.status).toBe('rejected');
+        const error = (r as PromiseRejectedResult).reason;
+        expect(BusbarError.is(error, 'BUSBAR_TIMEOUT')).toBe(true);
+        expect(error.retryable).toBe(true);
+      }
+      expect(elapsed).toBeLessThan(2_500);
+      proxy.blackhole(false);
+      proxy.cutAll();
+      await waitFor(() => bus.health().status !== 'up', 5_000, 'the cut noticed');
+      await waitFor(() => bus.health().status === 'up', 20_000, 'reconnected');
+      const id = await bus.publish(topic, 'after');
+      await waitFor(() => got.has(id), 10_000, 'delivery after recovery');
+    } finally {
+      await bus.close();
+      await proxy.close();
+    }
+  });
+});
