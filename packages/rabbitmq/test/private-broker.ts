@@ -66,11 +66,18 @@ export async function startPrivateBroker(): Promise<PrivateBroker> {
     }
     await rm(dir, { recursive: true, force: true });
   };
-  try {
-    await ctl('await_startup', '--timeout', '60');
-  } catch (error) {
-    await stop();
-    throw error;
+  // await_startup fails at once while the node is not registered yet: poll it.
+  for (const deadline = Date.now() + 90_000; ; ) {
+    try {
+      await ctl('await_startup', '--timeout', '5');
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) {
+        await stop();
+        throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
   }
   return {
     url: `amqp://guest:guest@127.0.0.1:${port}`,
