@@ -1,0 +1,17 @@
+import { connect, silentLogger } from '@busbar/core';
+import { driver } from '@busbar/nats';
+import { brokerAvailable, brokerUrls } from '@busbar/testing';
+import { describe } from 'vitest';
+import { tracingTests, useTracing } from './tracing-suite.js';
+
+const ok = await brokerAvailable('nats');
+
+describe.runIf(ok)('tracing on nats', () => {
+  const harness = useTracing();
+  tracingTests(
+    'nats',
+    harness,
+    () => connect({ url: brokerUrls.nats, driver, logger: silentLogger, maxAgeMs: 3_600_000 }),
+    30_000,
+  );
+});
