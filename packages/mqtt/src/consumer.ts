@@ -70,7 +70,6 @@ export async function openSubscription(host: ConsumerHost, spec: SubscribeSpec, 
   const clientId = family === undefined ? `${host.base}:bc:${randomUUID()}` : `${family}:${n}`;
   const links: Link[] = [];
   const retryTimers = new Set<NodeJS.Timeout>();
-  const userRetryVisible = !map.retryPrefix.startsWith('$');
 
   const sink: RetrySink = {
     redeliverOnRelease: group !== undefined,
@@ -88,7 +87,7 @@ export async function openSubscription(host: ConsumerHost, spec: SubscribeSpec, 
   links.push(main);
   const mainAcks: ManualAcks = new ManualAcks(main, (packet, inbound) => {
     const path = packet.topic;
-    if (userRetryVisible && path.startsWith(`${map.retryPrefix}/`)) {
+    if (path.startsWith(map.retryHead)) {
       // Another group's retry seen through a user wildcard: not a message of this subscription.
       if (inbound) void mainAcks.ack(inbound);
       return;

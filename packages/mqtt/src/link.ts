@@ -63,6 +63,9 @@ export class Link {
     bare.password = '';
     this.client = mqtt.connect(bare.href, opts);
     this.client.on('connect', (packet: IConnackPacket) => {
+      // PUBACKs are tiny: do not let Nagle hold them back.
+      const socket = this.client.stream as { setNoDelay?: (on: boolean) => void } | undefined;
+      socket?.setNoDelay?.(true);
       ctx.reportState(this.name, 'up');
       this.onConnack?.(packet.sessionPresent);
     });

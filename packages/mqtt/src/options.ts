@@ -69,9 +69,10 @@ export const mqttOptions = z.object({
   maxInflight: z.number().int().min(1).max(65_535).optional(),
   /**
    * MQTT topic level under which retries are republished: `<retryTopicPrefix>/<group>/<topic path>`.
-   * The `$` keeps user `#` subscriptions from matching it.
+   * Not `$`-prefixed: Mosquitto 2.0 does not route `$` topics to shared subscriptions. User
+   * wildcard subscriptions that match it (`#`, `+/...`) skip (and PUBACK) retry messages.
    */
-  retryTopicPrefix: pathPrefix.default('$busbar/retry'),
+  retryTopicPrefix: pathPrefix.refine((s) => !s.startsWith('$') && s.length > 0, "must not be empty or start with '$'").default('busbar-retry'),
   /** Retried messages a member may hold (unacked, waiting until due) at once. */
   retryWindow: z.number().int().min(1).max(65_535).default(10_000),
   /** MQTT keepalive, seconds. */

@@ -11,11 +11,14 @@ export const MAX_TOPIC_BYTES = 65_535;
 export class TopicMap {
   readonly prefix: string;
   readonly retryPrefix: string;
+  /** `<retryPrefix>/`: every retry topic starts with it. */
+  readonly retryHead: string;
   readonly #cache = new Map<string, string>();
 
   constructor(prefix: string, retryPrefix: string) {
     this.prefix = prefix;
     this.retryPrefix = retryPrefix.endsWith('/') ? retryPrefix.slice(0, -1) : retryPrefix;
+    this.retryHead = `${this.retryPrefix}/`;
   }
 
   /** MQTT topic (or filter) of a busbar topic (or pattern). */
