@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import { ConfigError, InvalidHeaderError, InvalidTopicError, ValidationError, defineTopic, isTopic } from '@busbar/core';
+import type { Topic, TopicLike, ValidationIssue } from '@busbar/core';
+import { mapPgError } from './errors.js';
+import { DEFAULT_OUTBOX_TABLE, type TableName, migrationHint, tableName } from './sql.js';
+import type { SqlClient } from './types.js';
+
+export interface OutboxOptions {
+  /** Outbox table, `table` or `schema.table`. Default `busbar_outbox`. */
+  table?: string;
+}
+
+export interface OutboxAddOptions {
+  /** Ordering key: the relay publishes the rows of one key in insertion order. */
+  key?: string;
+  headers?: Record<string, string>;
+  /** The busbar message id; default a fresh UUID. It travels with every (re-)send, so consumers can dedupe. */
+  id?: string;
+}
+
+export interface Outbox {
+  readonly table: string;
+  /**
+   * Writes a message inside the caller's transaction (`client` is the pg
+   * client that ran `BEGIN`). The payload is checked against the topic's
+   * schema and encoded with its codec now; the message id is fixed now.
+   * Resolves with the message id. The relay is woken by a NOTIFY that
+   * PostgreSQL delivers when the transaction commits (and drops on rollback).
+   */
+  add<T>(client: SqlClient, topic: TopicLike<T>, payload: T, options?: OutboxAddOptions): Promise<string>;
+}
+
+const ID = /^[A-Za-z0-9_.:-]{1,200}$/;
+const HEADER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype']);
+const ADD_OPTIONS = new Set(['key', 'headers', 'id']);
+
+/** The LISTEN/NOTIFY channel of an outbox table (channel names are limited to 63 bytes). */
+export function notifyChannel(table: TableName): string {
+  return `busbar_outbox:${table.name}`.slice(0, 63);
+}
+
+export function createOutbox(options: OutboxOptions = {}): Outbox {
+  const table = tableName(options.table ?? DEFAULT_OUTBOX_TABLE);
+  const insert = `WITH row AS (
+  INSERT INTO ${table.sql} (message_id, topic, key, headers, payload, content_type) VALUES ($1, $2, $3, $4, $5, $6) RETURNING 1
+) SELECT pg_notify($7, '') FROM row`;
+  const channel = notifyChannel(table);
+  return {
+    table: table.name,
+    async add<T>(client: SqlClient, topic: TopicLike<T>, payload: T, addOptions: OutboxAddOptions = {}): Promise<string> {
+      if (!client || typeof client.query !== 'function') throw new ConfigError('outbox.add needs a pg client as its first argument');
+      const def: Topic<T> = isTopic(topic) ? topic : (defineTopic(topic) as Topic<T>);
+      if (def.name.includes('*') || def.name.includes('#')) {
+        throw new InvalidTopicError(`Topic '${def.name}' has a wildcard, which only subscriptions may use`);
+      }
+      checkAddOptions(addOptions);
+      const value = def.schema ? await validate(def, payload) : payload;
+      const body = def.codec.encode(value);
+      const headers = checkHeaders(addOptions.headers);
+      const id = addOptions.id ?? randomUUID();
+      try {
+        await client.query(insert, [
+          id,
+          def.name,
+          addOptions.key ?? null,
+          headers,
+          Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+          def.codec.contentType,
+          channel,
+        ]);
+      } catch (error) {
+        throw mapPgError(error, [], `Adding a message for '${def.name}' to the outbox failed`, migrationHint('outbox', table));
+      }
+      return id;
+    },
+  };
+}
+
+/** An outbox on the default table `busbar_outbox`. */
+export const outbox: Outbox = createOutbox();
+
+async function validate<T>(def: Topic<T>, payload: T): Promise<T> {
+  const schema = def.schema;
+  if (!schema) return payload;
+  const result = await schema['~standard'].validate(payload);
+  if (!result.issues) return result.value;
+  const issues: ValidationIssue[] = result.issues.map((issue) => ({
+    message: issue.message,
+    path: issue.path?.map((p) => (typeof p === 'object' && p !== null ? p.key : p)),
+  }));
+  const text = issues
+    .slice(0, 5)
+    .map((i) => (i.path && i.path.length > 0 ? `${i.path.map(String).join('.')}: ${i.message}` : i.message))
+    .join('; ');
+  throw new ValidationError(`Payload for '${def.name}' is invalid: ${text}`, issues);
+}
+
+function checkAddOptions(options: OutboxAddOptions): void {
+  if (typeof options !== 'object' || options === null) throw new ConfigError('outbox.add options must be an object');
+  for (const name in options) {
+    if (!ADD_OPTIONS.has(name)) throw new ConfigError(`Invalid outbox.add options: unknown option '${name}'`);
+  }
+  const { key, id } = options;
+  if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 1024)) {
+    throw new ConfigError('Invalid outbox.add options: key must be a string of 1-1024 characters');
+  }
+  if (id !== undefined && (typeof id !== 'string' || !ID.test(id))) {
+    throw new ConfigError("Invalid outbox.add options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'");
+  }
+}
+
+/** The same rules as the bus applies at publish, so a row never fails at the relay for its headers. */
+function checkHeaders(headers: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (headers === undefined) return out;
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
+    throw new InvalidHeaderError('Headers must be an object of string values');
+  }
+  for (const name of Object.keys(headers)) {
+    if (FORBIDDEN.has(name)) throw new InvalidHeaderError(`Header name '${name}' is not allowed`);
+    if (!HEADER_NAME.test(name)) throw new InvalidHeaderError(`Header name '${name.slice(0, 60)}' is invalid`);
+    if (name.toLowerCase().startsWith('busbar-')) throw new InvalidHeaderError(`Header name '${name}' is reserved`);
+    const value = (headers as Record<string, unknown>)[name];
+    if (typeof value !== 'string') throw new InvalidHeaderError(`Header '${name}' must be a string`);
+    if (value.includes('\0')) throw new InvalidHeaderError(`Header '${name}' contains U+0000`);
+    out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,242 @@
+import diagnostics from 'node:diagnostics_channel';
+import { type Bus, connect, defineTopic, silentLogger } from '@busbar/core';
+import { brokerAvailable, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { type OutboxEvent, type Relay, createOutbox, createRelay, OUTBOX_CHANNEL, PostgresIdempotencyStore } from '../src/index.js';
+import { type TestDb, testDb, tx } from './helpers.js';
+
+const ok = await brokerAvailable('postgres');
+
+describe.runIf(ok)('outbox relay', () => {
+  let db: TestDb;
+  let bus: Bus;
+  const relays: Relay[] = [];
+  const events: OutboxEvent[] = [];
+  const onEvent = (e: unknown) => events.push(e as OutboxEvent);
+
+  beforeAll(async () => {
+    db = await testDb();
+    bus = await connect({ url: `memory://${uniqueName('pg-relay')}`, logger: silentLogger });
+    diagnostics.subscribe(OUTBOX_CHANNEL, onEvent);
+  });
+  afterEach(async () => {
+    await Promise.all(relays.splice(0).map((r) => r.stop()));
+  });
+  afterAll(async () => {
+    diagnostics.unsubscribe(OUTBOX_CHANNEL, onEvent);
+    await bus?.close();
+    await db?.close();
+  });
+
+  const relay = (options: Omit<Parameters<typeof createRelay>[0], 'bus' | 'pool'> & { bus?: Bus }): Relay => {
+    const r = createRelay({ pool: db.pool, bus, ...options });
+    relays.push(r);
+    return r;
+  };
+  const Paid = (topic: string) => defineTopic(topic, z.object({ orderId: z.string(), n: z.number() }));
+
+  it('publishes committed rows with their fixed id, key, headers and payload', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = Paid(uniqueName('orders'));
+    const got = collect<{ id: string; key: string | undefined; headers: Record<string, string>; payload: unknown }>();
+    await bus.subscribe(topic, (m) => got.push({ id: m.id, key: m.key, headers: { ...m.headers }, payload: m.payload }), { group: 'g' });
+    const id = await tx(db.pool, (c) => box.add(c, topic, { orderId: 'o-1', n: 1 }, { key: 'o-1', headers: { tenant: 'acme' } }));
+    await relay({ table: outboxTable, pollIntervalMs: 60_000 }).start();
+    await got.waitForCount(1, 5_000);
+    expect(got.items).toEqual([{ id, key: 'o-1', headers: { tenant: 'acme' }, payload: { orderId: 'o-1', n: 1 } }]);
+    await waitFor(async () => (await db.pool.query(`SELECT published_at FROM ${outboxTable}`)).rows[0].published_at !== null, 5_000, 'marked');
+  });
+
+  it('is woken by NOTIFY at commit (no waiting for the poll)', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('wake');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    await relay({ table: outboxTable, pollIntervalMs: 600_000 }).start();
+    await sleep(200);
+    const started = Date.now();
+    const id = await tx(db.pool, (c) => box.add(c, topic, { a: 1 }));
+    await got.waitForCount(1, 3_000);
+    expect(got.items).toEqual([id]);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  it('falls back to polling for rows written without a NOTIFY', async () => {
+    const { outboxTable } = await db.tables();
+    const topic = uniqueName('poll');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    await relay({ table: outboxTable, pollIntervalMs: 200 }).start();
+    await sleep(100);
+    await db.pool.query(`INSERT INTO ${outboxTable} (message_id, topic, payload) VALUES ('raw-1', $1, '"x"'::bytea)`, [topic]);
+    await got.waitForCount(1, 3_000);
+    expect(got.items).toEqual(['raw-1']);
+  });
+
+  it('does not skip a lower id that commits after a higher one', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('late');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    await relay({ table: outboxTable, pollIntervalMs: 100 }).start();
+    const slow = await db.pool.connect();
+    try {
+      await slow.query('BEGIN');
+      const lowId = await box.add(slow, topic, { which: 'low' }, { id: 'low' });
+      const highId = await tx(db.pool, (c) => box.add(c, topic, { which: 'high' }, { id: 'high' }));
+      await got.waitForCount(1, 3_000);
+      expect(got.items).toEqual([highId]);
+      const ids = (await db.pool.query(`SELECT id::int, message_id FROM ${outboxTable} ORDER BY id`)).rows;
+      expect(ids.map((r) => r.message_id)).toEqual(['high']); // 'low' is not visible yet...
+      await slow.query('COMMIT');
+      await got.waitForCount(2, 3_000);
+      expect(got.items).toEqual([highId, lowId]);
+      const all = (await db.pool.query(`SELECT id::int, message_id FROM ${outboxTable} ORDER BY id`)).rows;
+      expect(all.map((r) => r.message_id)).toEqual(['low', 'high']); // ...though its id is lower
+    } finally {
+      slow.release();
+    }
+  });
+
+  it('re-sends a batch whose relay died between the broker confirm and the commit; the idempotent consumer applies it once', async () => {
+    const { outboxTable, idempotencyTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const store = new PostgresIdempotencyStore({ pool: db.pool, table: idempotencyTable });
+    await db.pool.query(`CREATE TABLE ${db.schema}.payments (order_id text, message_id text)`);
+    const topic = Paid(uniqueName('pay'));
+    const arrivals = collect<string>();
+    await bus.subscribe(topic, (m) => arrivals.push(m.id), { group: 'audit' });
+    await bus.subscribe(
+      topic,
+      async (m, ctx) => {
+        await tx(db.pool, async (c) => {
+          await c.query(`INSERT INTO ${db.schema}.payments VALUES ($1, $2)`, [m.payload.orderId, m.id]);
+          await store.completeIn(c, ctx.idempotencyKey);
+        });
+      },
+      { group: 'payments', idempotency: { store } },
+    );
+    // First crash: the relay process dies (the hook throws) after the confirm, before marking.
+    // Second crash: its database session is killed at the same point.
+    let calls = 0;
+    const r = relay({
+      table: outboxTable,
+      pollIntervalMs: 100,
+      beforeMark: async () => {
+        calls++;
+        if (calls === 1) throw new Error('relay crashed');
+        if (calls === 2) {
+          await db.pool.query(
+            `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle in transaction' AND query LIKE $1`,
+            [`%"${outboxTable.replace('.', '"."')}"%SKIP LOCKED%`],
+          );
+        }
+      },
+    });
+    const id = await tx(db.pool, (c) => box.add(c, topic, { orderId: 'o-9', n: 9 }));
+    await r.start();
+    await arrivals.waitForCount(3, 10_000);
+    await waitFor(async () => (await db.pool.query(`SELECT published_at FROM ${outboxTable}`)).rows[0].published_at !== null, 10_000, 'marked');
+    await sleep(300);
+    expect(arrivals.items).toEqual([id, id, id]);
+    const payments = (await db.pool.query(`SELECT * FROM ${db.schema}.payments`)).rows;
+    expect(payments).toEqual([{ order_id: 'o-9', message_id: id }]);
+    expect(events.filter((e) => e.type === 'error' && e.stage === 'batch').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('delete mode removes rows in the publishing transaction', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('del');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    await tx(db.pool, async (c) => {
+      for (let i = 0; i < 5; i++) await box.add(c, topic, i, { key: 'k' });
+    });
+    await relay({ table: outboxTable, mode: 'delete', pollIntervalMs: 100 }).start();
+    await got.waitForCount(5, 5_000);
+    await waitFor(async () => (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable}`)).rows[0].n === 0, 5_000, 'deleted');
+  });
+
+  it('cleans up published rows after the retention period, never pending ones', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('retain');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    const r = relay({ table: outboxTable, retentionMs: 60_000, pollIntervalMs: 100 });
+    await r.start();
+    await tx(db.pool, (c) => box.add(c, topic, 'old'));
+    await got.waitForCount(1, 5_000);
+    await waitFor(async () => (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NOT NULL`)).rows[0].n === 1, 5_000, 'marked');
+    await db.pool.query(`UPDATE ${outboxTable} SET published_at = now() - interval '2 minutes'`);
+    // A pending row written straight to the table (no relay will pick it before cleanup: its topic has no subscriber but that is fine).
+    await tx(db.pool, (c) => box.add(c, topic, 'new'));
+    await got.waitForCount(2, 5_000);
+    await r.cleanup();
+    const rows = (await db.pool.query(`SELECT payload FROM ${outboxTable}`)).rows;
+    expect(rows.map((x) => Buffer.from(x.payload).toString())).toEqual(['"new"']);
+    expect(events.some((e) => e.type === 'cleaned' && e.table === outboxTable && e.deleted === 1)).toBe(true);
+  });
+
+  it('reports batches and errors on diagnostics_channel and keeps failed rows pending', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const closedBus = await connect({ url: `memory://${uniqueName('closed')}`, logger: silentLogger });
+    await closedBus.close();
+    const topic = uniqueName('evt');
+    await tx(db.pool, (c) => box.add(c, topic, 1));
+    const bad = relay({ table: outboxTable, bus: closedBus, pollIntervalMs: 100, name: 'bad-relay' });
+    await bad.start();
+    await waitFor(() => events.some((e) => e.type === 'error' && e.relay === 'bad-relay'), 5_000, 'error event');
+    await bad.stop();
+    const failed = events.find((e) => e.type === 'error' && e.relay === 'bad-relay');
+    expect(failed).toMatchObject({ stage: 'batch', table: outboxTable });
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NULL`)).rows[0].n).toBe(1);
+
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    const good = relay({ table: outboxTable, pollIntervalMs: 100, name: 'good-relay' });
+    await good.start();
+    await got.waitForCount(1, 5_000);
+    await waitFor(() => events.some((e) => e.type === 'published' && e.relay === 'good-relay'), 5_000, 'published event');
+    expect(events.find((e) => e.type === 'published' && e.relay === 'good-relay')).toMatchObject({ count: 1, deferred: 0 });
+  });
+
+  it('stops gracefully: the batch in flight is committed before stop() resolves', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('stop');
+    await bus.subscribe(topic, () => undefined, { group: 'g' });
+    let entered!: () => void;
+    const inBatch = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const r = relay({
+      table: outboxTable,
+      pollIntervalMs: 100,
+      beforeMark: async () => {
+        entered();
+        await sleep(300);
+      },
+    });
+    await tx(db.pool, (c) => box.add(c, topic, 1));
+    await r.start();
+    await inBatch;
+    await r.stop();
+    expect(r.running).toBe(false);
+    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NOT NULL`)).rows[0].n).toBe(1);
+    await r.stop();
+  });
+
+  it('rejects bad options with the field named', () => {
+    expect(() => createRelay({ pool: db.pool, bus, batchSize: 0 })).toThrow(/batchSize/);
+    expect(() => createRelay({ pool: db.pool, bus, mode: 'move' as 'mark' })).toThrow(/mode/);
+    expect(() => createRelay({ bus } as never)).toThrow(/pool or url/);
+    expect(() => createRelay({ pool: db.pool, bus, extra: 1 } as never)).toThrow(/unknown option 'extra'/);
+  });
+});
