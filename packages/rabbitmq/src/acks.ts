@@ -55,7 +55,10 @@ export class ChannelAcks {
     this.#batch = undefined;
     const pending = this.#pending;
     this.#pending = [];
-    if (!this.#alive) return batch.reject(stale());
+    if (!this.#alive) {
+      batch.reject(stale());
+      return;
+    }
     try {
       const acking = new Set(pending);
       let upTo = -1;

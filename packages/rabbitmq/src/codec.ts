@@ -32,7 +32,11 @@ export function toBuffer(body: Uint8Array): Buffer {
  * set. Headers are passed through untouched when nothing is added, to avoid a
  * copy per message.
  */
-export function publishOptions(record: OutgoingRecord, settings: PublishSettings, extra?: Record<string, string>): Options.Publish {
+export function publishOptions(
+  record: OutgoingRecord,
+  settings: PublishSettings,
+  extra?: Record<string, string>,
+): Options.Publish {
   let headers: Record<string, string> = record.headers as Record<string, string>;
   const stale = headers[HEADER.topic] !== undefined && !settings.topicHeader && extra === undefined;
   if (record.key !== undefined || settings.topicHeader || extra !== undefined || stale) {

@@ -131,7 +131,9 @@ export class Consumer implements TransportSubscription {
     try {
       channel = await model.createChannel();
       const acks = new ChannelAcks(channel);
-      channel.on('error', (error: Error) => this.#hooks.logger.debug('Consumer channel error', { error: this.#hooks.toError(error, 'Channel') }));
+      channel.on('error', (error: Error) =>
+        this.#hooks.logger.debug('Consumer channel error', { error: this.#hooks.toError(error, 'Channel') }),
+      );
       channel.on('close', () => this.#channelClosed(acks));
       await channel.prefetch(Math.max(1, Math.min(65_535, this.#spec.prefetch)));
       const queue = await this.#hooks.declare(channel);

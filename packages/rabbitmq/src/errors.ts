@@ -21,7 +21,8 @@ export function toBusbarError(error: unknown, what: string, secrets: readonly st
   const clean = sanitizeError(error, secrets);
   const code = replyCode(error);
   const message = `${what}: ${clean.message}`;
-  if (code !== undefined && CONFIG_CODES.has(code) && !isAuthFailure(error)) return new ConfigError(message, { cause: clean });
+  if (code !== undefined && CONFIG_CODES.has(code) && !isAuthFailure(error))
+    return new ConfigError(message, { cause: clean });
   if (what.startsWith('Publish')) return new PublishError(message, { cause: clean });
   return new ConnectionError(message, { cause: clean });
 }

@@ -15,5 +15,5 @@ export const driver = defineDriver({
   create: (context) => new RabbitMQTransport(context),
 });
 
-export { rabbitmqOptions, DEFAULT_RETRY_BUCKETS } from './options.js';
 export type { RabbitMQOptions } from './options.js';
+export { DEFAULT_RETRY_BUCKETS, rabbitmqOptions } from './options.js';

@@ -84,7 +84,9 @@ export class Link {
     });
     recovering.on('error', (error: Error) => {
       this.#lastError = error;
-      this.#context.logger.debug(`Connection '${this.name}' error`, { error: sanitizeError(error, this.#context.secrets) });
+      this.#context.logger.debug(`Connection '${this.name}' error`, {
+        error: sanitizeError(error, this.#context.secrets),
+      });
     });
     await this.#waitFirst(recovering);
   }
@@ -119,7 +121,9 @@ export class Link {
       try {
         listener(model);
       } catch (error) {
-        this.#context.logger.error(`Restoring '${this.name}' after a reconnect failed`, { error: sanitizeError(error, this.#context.secrets) });
+        this.#context.logger.error(`Restoring '${this.name}' after a reconnect failed`, {
+          error: sanitizeError(error, this.#context.secrets),
+        });
       }
     }
   }

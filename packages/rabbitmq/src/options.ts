@@ -55,7 +55,11 @@ export const rabbitmqOptions = z.object({
   /** User header whose value (an integer 0-255) becomes the AMQP message priority. Off unless set. */
   priorityHeader: z.string().min(1).optional(),
   /** Retry delay buckets in ms: a retry delay is rounded up to the next bucket (one TTL queue per bucket used). */
-  retryBuckets: z.array(z.number().int().positive()).min(1).max(200).default([...DEFAULT_RETRY_BUCKETS]),
+  retryBuckets: z
+    .array(z.number().int().positive())
+    .min(1)
+    .max(200)
+    .default([...DEFAULT_RETRY_BUCKETS]),
   /** Heartbeat interval asked of the broker, seconds (0 disables). A dead peer is noticed after about twice this. */
   heartbeatSeconds: z.number().int().min(0).max(600).default(10),
   /** Reconnect backoff (amqplib's connection recovery): first delay. */

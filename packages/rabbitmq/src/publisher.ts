@@ -65,13 +65,27 @@ export class Publisher {
 
   publish(messages: readonly Outgoing[]): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('The RabbitMQ transport is closed'));
-    const call: Call = { remaining: messages.length, deadline: Date.now() + this.#settings.timeoutMs, done: false, result: deferred() };
+    const call: Call = {
+      remaining: messages.length,
+      deadline: Date.now() + this.#settings.timeoutMs,
+      done: false,
+      result: deferred(),
+    };
     if (messages.length === 0) return Promise.resolve();
     this.#calls.push(call);
-    this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1_000, Math.max(10, Math.floor(this.#settings.timeoutMs / 10))));
+    this.#sweeper ??= setInterval(
+      () => this.#sweep(),
+      Math.min(1_000, Math.max(10, Math.floor(this.#settings.timeoutMs / 10))),
+    );
     let direct = this.#queue.length === 0;
     for (const m of messages) {
-      const entry: Entry = { exchange: m.exchange, routingKey: m.routingKey, content: m.content, options: m.options, call };
+      const entry: Entry = {
+        exchange: m.exchange,
+        routingKey: m.routingKey,
+        content: m.content,
+        options: m.options,
+        call,
+      };
       // In order: once one message has to wait (no channel, no drain yet), the rest queue behind it.
       if (direct && !this.#blocked && this.#channel) direct = this.#write(this.#channel, entry);
       else {
@@ -137,13 +151,21 @@ export class Publisher {
     if (error) {
       const text = String((error as Error).message ?? error);
       const why = text === 'message nacked' ? 'the broker nacked it' : `outcome unknown (${text})`;
-      this.#fail(call, new PublishError(`Publish to '${entry.routingKey}' failed: ${why}`, { cause: sanitizeError(error, this.#settings.secrets) }));
+      this.#fail(
+        call,
+        new PublishError(`Publish to '${entry.routingKey}' failed: ${why}`, {
+          cause: sanitizeError(error, this.#settings.secrets),
+        }),
+      );
     } else if (returned) {
       this.#fail(
         call,
-        new PublishError(`Message to '${entry.routingKey}' is unroutable: no queue is bound for it on '${entry.exchange || '(default)'}'`, {
-          retryable: false,
-        }),
+        new PublishError(
+          `Message to '${entry.routingKey}' is unroutable: no queue is bound for it on '${entry.exchange || '(default)'}'`,
+          {
+            retryable: false,
+          },
+        ),
       );
     } else if (--call.remaining === 0) {
       call.done = true;
@@ -163,7 +185,10 @@ export class Publisher {
       const call = this.#calls[this.#head] as Call;
       if (!call.done) {
         if (call.deadline > now) break;
-        this.#fail(call, new TimeoutError(`Publish not confirmed within ${this.#settings.timeoutMs} ms: the outcome is unknown`));
+        this.#fail(
+          call,
+          new TimeoutError(`Publish not confirmed within ${this.#settings.timeoutMs} ms: the outcome is unknown`),
+        );
       }
       this.#head++;
     }
@@ -228,7 +253,8 @@ export class Publisher {
     this.#sweeper = undefined;
     const channel = this.#channel;
     this.#channel = undefined;
-    for (const entry of this.#queue) this.#fail(entry.call, new ClosedError('The RabbitMQ transport closed before this message was sent'));
+    for (const entry of this.#queue)
+      this.#fail(entry.call, new ClosedError('The RabbitMQ transport closed before this message was sent'));
     this.#queue = [];
     await channel?.close().catch(() => undefined);
   }

@@ -9,15 +9,19 @@ const MAX_NAME_BYTES = 255;
 export function groupQueueName(topic: string, group: string): string {
   const name = `${topic}.${group}`;
   if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
-    throw new InvalidTopicError(`Queue name '${name.slice(0, 40)}...' for group '${group}' is over RabbitMQ's limit of 255 bytes`);
+    throw new InvalidTopicError(
+      `Queue name '${name.slice(0, 40)}...' for group '${group}' is over RabbitMQ's limit of 255 bytes`,
+    );
   }
   return name;
 }
 
 /** RabbitMQ-specific topic rules on top of the portable grammar. */
 export function checkTopic(topic: string, options: ResolvedOptions, use: 'publish' | 'subscribe'): void {
-  if (topic.startsWith('amq.')) throw new InvalidTopicError(`Topic '${topic}' starts with 'amq.', which RabbitMQ reserves`);
-  if (Buffer.byteLength(topic) > MAX_NAME_BYTES) throw new InvalidTopicError(`Topic '${topic.slice(0, 40)}...' is over 255 bytes`);
+  if (topic.startsWith('amq.'))
+    throw new InvalidTopicError(`Topic '${topic}' starts with 'amq.', which RabbitMQ reserves`);
+  if (Buffer.byteLength(topic) > MAX_NAME_BYTES)
+    throw new InvalidTopicError(`Topic '${topic.slice(0, 40)}...' is over 255 bytes`);
   if (use === 'subscribe' && options.exchangeType !== 'topic' && (topic.includes('*') || topic.includes('#'))) {
     throw new InvalidTopicError(`Wildcards need exchangeType 'topic' (this bus uses '${options.exchangeType}')`);
   }
@@ -34,7 +38,12 @@ export function groupQueueArguments(options: ResolvedOptions): Record<string, un
 }
 
 /** Binds `queue` so it receives `topic` (a pattern with `*`/`#` on a topic exchange). */
-export async function bindTopic(channel: Channel, queue: string, topic: string, options: ResolvedOptions): Promise<void> {
+export async function bindTopic(
+  channel: Channel,
+  queue: string,
+  topic: string,
+  options: ResolvedOptions,
+): Promise<void> {
   switch (options.exchangeType) {
     case 'fanout':
       await channel.bindQueue(queue, options.exchange, '');
@@ -61,7 +70,12 @@ export async function declareExchange(channel: Channel, options: ResolvedOptions
 }
 
 /** Declares a group's durable queue and its binding. */
-export async function declareGroupQueue(channel: Channel, topic: string, group: string, options: ResolvedOptions): Promise<string> {
+export async function declareGroupQueue(
+  channel: Channel,
+  topic: string,
+  group: string,
+  options: ResolvedOptions,
+): Promise<string> {
   const queue = groupQueueName(topic, group);
   await channel.assertQueue(queue, { durable: true, arguments: groupQueueArguments(options) });
   await bindTopic(channel, queue, topic, options);
@@ -87,7 +101,11 @@ export function retryExchangeName(options: ResolvedOptions, bucketMs: number): s
  * Expired messages are dead-lettered to the default exchange with their
  * routing key, which is the group queue's name: they go back to that group only.
  */
-export async function declareRetryBucket(channel: Channel, bucketMs: number, options: ResolvedOptions): Promise<string> {
+export async function declareRetryBucket(
+  channel: Channel,
+  bucketMs: number,
+  options: ResolvedOptions,
+): Promise<string> {
   const name = retryExchangeName(options, bucketMs);
   const args: Record<string, unknown> = {
     'x-queue-type': options.queueType,

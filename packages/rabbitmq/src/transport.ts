@@ -6,10 +6,10 @@ import {
   type RetryRequest,
   type SubscribeCallbacks,
   type SubscribeSpec,
+  sanitizeError,
   type Transport,
   type TransportContext,
   type TransportSubscription,
-  sanitizeError,
 } from '@busbar/core/transport';
 import type { Channel } from 'amqplib';
 import { type PublishSettings, publishOptions, toBuffer } from './codec.js';
@@ -69,7 +69,12 @@ export class RabbitMQTransport implements Transport {
       expiration: options.messageTtlMs === undefined ? undefined : String(options.messageTtlMs),
       priorityHeader: options.priorityHeader,
     };
-    this.#retrySettings = { mandatory: true, topicHeader: false, expiration: undefined, priorityHeader: options.priorityHeader };
+    this.#retrySettings = {
+      mandatory: true,
+      topicHeader: false,
+      expiration: undefined,
+      priorityHeader: options.priorityHeader,
+    };
     this.#publishLink = new Link('publisher', context);
     this.#publisher = new Publisher(this.#publishLink, {
       timeoutMs: context.bus.publishTimeoutMs,
@@ -112,7 +117,10 @@ export class RabbitMQTransport implements Transport {
   }
 
   async declareGroup(topic: string, group: string): Promise<void> {
-    await this.#withChannel((channel) => declareGroupQueue(channel, topic, group, this.#options), 'Declaring a group failed');
+    await this.#withChannel(
+      (channel) => declareGroupQueue(channel, topic, group, this.#options),
+      'Declaring a group failed',
+    );
   }
 
   async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
@@ -157,9 +165,10 @@ export class RabbitMQTransport implements Transport {
     const bucket = retryBucket(request.delayMs, this.#options.retryBuckets);
     let declared = this.#buckets.get(bucket);
     if (!declared) {
-      declared = this.#withChannel((channel) => declareRetryBucket(channel, bucket, this.#options), 'Declaring a retry queue failed').then(
-        () => undefined,
-      );
+      declared = this.#withChannel(
+        (channel) => declareRetryBucket(channel, bucket, this.#options),
+        'Declaring a retry queue failed',
+      ).then(() => undefined);
       this.#buckets.set(bucket, declared);
       declared.catch(() => this.#buckets.delete(bucket));
     }

@@ -12,7 +12,9 @@ describe.runIf(ok)('rabbitmq consumer crash', () => {
   const queues: string[] = [];
   afterAll(() => deleteQueues(...queues));
 
-  it('a consumer process killed mid-batch: its unacked messages are redelivered to the group', { timeout: 60_000 }, async () => {
+  it('a consumer process killed mid-batch: its unacked messages are redelivered to the group', {
+    timeout: 60_000,
+  }, async () => {
     const topic = uniqueName('crash');
     const group = uniqueName('g');
     const queue = `${topic}.${group}`;
@@ -21,9 +23,14 @@ describe.runIf(ok)('rabbitmq consumer crash', () => {
     try {
       // Create the group's queue, then leave it to the other process.
       await (await bus.subscribe(topic, async () => undefined, { group })).close();
-      const ids = await bus.publishBatch(topic, Array.from({ length: 100 }, (_, n) => ({ payload: n })));
+      const ids = await bus.publishBatch(
+        topic,
+        Array.from({ length: 100 }, (_, n) => ({ payload: n })),
+      );
 
-      const child = spawn(process.execPath, [fixture, brokerUrls.rabbitmq, queue, '20', '10'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, [fixture, brokerUrls.rabbitmq, queue, '20', '10'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       let out = '';
       child.stdout.on('data', (chunk) => {
         out += String(chunk);

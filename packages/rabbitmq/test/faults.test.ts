@@ -10,7 +10,9 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
   const queues: string[] = [];
   afterAll(() => deleteQueues(...queues));
 
-  it('10,000 confirmed publishes while a group consumes, every connection cut 3 times: none lost', { timeout: 120_000 }, async () => {
+  it('10,000 confirmed publishes while a group consumes, every connection cut 3 times: none lost', {
+    timeout: 120_000,
+  }, async () => {
     const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5672) } });
     const url = proxy.url(brokerUrls.rabbitmq);
     const topic = uniqueName('cuts');
@@ -76,7 +78,11 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
       // Consumer bus: publish + consume connections; publisher bus: publish connection only.
       expect(cutSizes).toEqual([3, 3, 3]);
       expect(confirmed.size).toBe(total);
-      await waitFor(() => deliveries.size >= total && effects.size >= total, 90_000, 'every confirmed message in both groups');
+      await waitFor(
+        () => deliveries.size >= total && effects.size >= total,
+        90_000,
+        'every confirmed message in both groups',
+      );
       const lost = [...confirmed].filter((id) => !deliveries.has(id) || !effects.has(id));
       let duplicates = 0;
       for (const count of deliveries.values()) duplicates += count - 1;
@@ -94,7 +100,9 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
     }
   });
 
-  it('a blackholed connection makes publish reject within the confirm timeout; it recovers after', { timeout: 60_000 }, async () => {
+  it('a blackholed connection makes publish reject within the confirm timeout; it recovers after', {
+    timeout: 60_000,
+  }, async () => {
     const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5672) } });
     const bus = await open({ publishTimeoutMs: 1_000 }, proxy.url(brokerUrls.rabbitmq));
     const topic = uniqueName('bh');

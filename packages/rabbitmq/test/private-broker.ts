@@ -54,7 +54,8 @@ export async function startPrivateBroker(): Promise<PrivateBroker> {
     RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq.conf'),
     RABBITMQ_PID_FILE: path.join(dir, 'pid'),
   };
-  const ctl = (...args: string[]) => run(path.join(BIN, 'rabbitmqctl'), ['-n', node, ...args], { env, cwd: dir, timeout: 60_000 });
+  const ctl = (...args: string[]) =>
+    run(path.join(BIN, 'rabbitmqctl'), ['-n', node, ...args], { env, cwd: dir, timeout: 60_000 });
   const server = spawn(path.join(BIN, 'rabbitmq-server'), [], { env, cwd: dir, stdio: 'ignore', detached: true });
   server.unref();
   const stop = async () => {

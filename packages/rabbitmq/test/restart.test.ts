@@ -2,7 +2,7 @@ import { type Bus, connect, silentLogger } from '@busbar/core';
 import { waitFor } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
-import { type PrivateBroker, canStartPrivateBroker, startPrivateBroker } from './private-broker.js';
+import { canStartPrivateBroker, type PrivateBroker, startPrivateBroker } from './private-broker.js';
 
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 if (!canStartPrivateBroker) {
@@ -21,7 +21,8 @@ describe.runIf(canStartPrivateBroker)('rabbitmq app restart (rabbitmqctl stop_ap
   }, 60_000);
 
   it('a durable group loses nothing and a live subscription resumes by itself', { timeout: 120_000 }, async () => {
-    const open = (): Promise<Bus> => connect({ url: broker.url, driver, logger: silentLogger, publishTimeoutMs: 5_000 });
+    const open = (): Promise<Bus> =>
+      connect({ url: broker.url, driver, logger: silentLogger, publishTimeoutMs: 5_000 });
     const consumer = await open();
     const publisher = await open();
     try {
@@ -33,7 +34,10 @@ describe.runIf(canStartPrivateBroker)('rabbitmq app restart (rabbitmqctl stop_ap
       const parked = await consumer.subscribe(topic, async (m) => void durable.add(m.id), { group: 'parked' });
       await parked.close();
 
-      const before = await publisher.publishBatch(topic, Array.from({ length: 200 }, (_, n) => ({ payload: n })));
+      const before = await publisher.publishBatch(
+        topic,
+        Array.from({ length: 200 }, (_, n) => ({ payload: n })),
+      );
       await waitFor(() => live.size >= 200, 20_000, 'live group before the restart');
 
       const states: string[] = [];
@@ -44,13 +48,24 @@ describe.runIf(canStartPrivateBroker)('rabbitmq app restart (rabbitmqctl stop_ap
         const error = await publisher.publish(topic, 'down').catch((e) => e);
         expect(error.retryable).toBe(true);
       });
-      await waitFor(() => consumer.health().status === 'up' && publisher.health().status === 'up', 30_000, 'reconnected');
+      await waitFor(
+        () => consumer.health().status === 'up' && publisher.health().status === 'up',
+        30_000,
+        'reconnected',
+      );
 
-      const after = await publisher.publishBatch(topic, Array.from({ length: 200 }, (_, n) => ({ payload: 200 + n })));
+      const after = await publisher.publishBatch(
+        topic,
+        Array.from({ length: 200 }, (_, n) => ({ payload: 200 + n })),
+      );
       await waitFor(() => after.every((id) => live.has(id)), 30_000, 'live group after the restart');
 
       await consumer.subscribe(topic, async (m) => void durable.add(m.id), { group: 'parked' });
-      await waitFor(() => before.every((id) => durable.has(id)) && after.every((id) => durable.has(id)), 30_000, 'parked group');
+      await waitFor(
+        () => before.every((id) => durable.has(id)) && after.every((id) => durable.has(id)),
+        30_000,
+        'parked group',
+      );
       expect(states).toEqual(['reconnecting']);
       expect(before.filter((id) => !durable.has(id))).toEqual([]);
       await liveSub.close();

@@ -27,7 +27,8 @@ describe.runIf(ok)('rabbitmq transport', () => {
       expect(m.payload).toEqual({ n: 1 });
       expect(m.attempt).toBe(1);
       expect(m.timestamp.getTime()).toBeGreaterThanOrEqual(before);
-      const props = (m.raw as { properties: { deliveryMode: number; messageId: string; contentType: string } }).properties;
+      const props = (m.raw as { properties: { deliveryMode: number; messageId: string; contentType: string } })
+        .properties;
       expect(props.deliveryMode).toBe(2);
       expect(props.messageId).toBe(id);
       expect(props.contentType).toBe('application/json');
@@ -192,11 +193,15 @@ describe.runIf(ok)('rabbitmq transport', () => {
     const bus = await open();
     try {
       await expect(bus.publish('amq.x', 1)).rejects.toMatchObject({ code: 'BUSBAR_INVALID_TOPIC' });
-      const long = Array.from({ length: 20 }, () => 'abcdefghij').join('.').slice(0, 240);
+      const long = Array.from({ length: 20 }, () => 'abcdefghij')
+        .join('.')
+        .slice(0, 240);
       await expect(bus.subscribe(long, async () => undefined, { group: 'g'.repeat(40) })).rejects.toMatchObject({
         code: 'BUSBAR_INVALID_TOPIC',
       });
-      await expect(bus.publish('t', 'x'.repeat(17 * 1024 * 1024))).rejects.toMatchObject({ code: 'BUSBAR_PAYLOAD_TOO_LARGE' });
+      await expect(bus.publish('t', 'x'.repeat(17 * 1024 * 1024))).rejects.toMatchObject({
+        code: 'BUSBAR_PAYLOAD_TOO_LARGE',
+      });
     } finally {
       await bus.close();
     }
@@ -209,7 +214,9 @@ describe.runIf(ok)('rabbitmq transport', () => {
     const started = Date.now();
     const error = await open({}, 'amqp://guest:s3cret-pw@127.0.0.1:5672').catch((e) => e);
     expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
-    expect(JSON.stringify({ m: error.message, s: error.stack, c: String(error.cause?.message) })).not.toContain('s3cret-pw');
+    expect(JSON.stringify({ m: error.message, s: error.stack, c: String(error.cause?.message) })).not.toContain(
+      's3cret-pw',
+    );
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
