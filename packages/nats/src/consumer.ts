@@ -89,6 +89,7 @@ export async function subscribeGroup(
     const old = messages;
     restarting = (async () => {
       await old?.close().catch(() => undefined);
+      await ctx.topology.consumerInfo(stream, name).catch(() => undefined);
       for (let wait = 250; active; wait = Math.min(wait * 2, 5_000)) {
         try {
           ctx.topology.forget(spec.topic);
@@ -128,7 +129,12 @@ export async function subscribeGroup(
     stop: async () => {
       active = false;
       await restarting;
-      // Keep the inbox open until close: messages still on their way are released (nak) rather than lost until ack wait.
+      // Stop pulling at once: a live pull loop would take back every message core releases (a nak storm).
+      // A message the server sent in the last round trip is dropped with the inbox and returns after the ack wait.
+      await messages?.close().catch(() => undefined);
+      // nats-server 2.9 loses a nak'd message popped for a stale pull request (one whose inbox is gone) and
+      // delivers the next one twice; a consumer info makes the server drop stale requests before core releases.
+      await ctx.topology.consumerInfo(stream, name).catch(() => undefined);
     },
     close: async () => {
       active = false;

@@ -142,6 +142,10 @@ export class Topology {
     }
   }
 
+  async consumerInfo(stream: string, name: string): Promise<void> {
+    await this.#jsm.consumers.info(stream, name);
+  }
+
   /** The consumer filter for a busbar pattern, or undefined for "the whole stream" (client-side filtering). */
   filterFor(pattern: string, stream: string): { filter: string | undefined; exact: boolean } {
     if (!pattern.endsWith('#')) return { filter: toSubject(pattern), exact: true };

@@ -1,0 +1,23 @@
+import { connect, silentLogger } from '@busbar/core';
+import { CANARY, brokerAvailable, brokerUrls, describeConformance } from '@busbar/testing';
+import { describe } from 'vitest';
+import { driver } from '../src/index.js';
+
+const ok = await brokerAvailable('nats');
+
+describe.runIf(ok)('nats', () => {
+  describeConformance('nats', {
+    // Test streams expire after an hour so the shared server does not keep them forever.
+    connect: (overrides) => connect({ url: brokerUrls.nats, driver, logger: silentLogger, maxAgeMs: 3_600_000, ...overrides }),
+    capabilities: {
+      durableGroups: true,
+      persistent: true,
+      ordering: true,
+      wildcards: true,
+      nativeDelay: true,
+      replay: false,
+    },
+    // Nothing listens on port 1: the connection fails without the password ever being shown.
+    badCredentialsUrl: `nats://busbar:${CANARY}@127.0.0.1:1`,
+  });
+});
