@@ -1,0 +1,96 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as connectBus, silentLogger, type Bus } from '@busbar/core';
+import { brokerUrls, sleep } from '@busbar/testing';
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import { driver } from '../src/index.js';
+
+export function openBus(options: Record<string, unknown> = {}): Promise<Bus> {
+  return connectBus({ url: brokerUrls.mqtt, driver, logger: silentLogger, ...options });
+}
+
+/** A raw mqtt.js client (MQTT 5) for looking at what busbar put on the wire. */
+export async function rawClient(url = brokerUrls.mqtt): Promise<{ client: MqttClient; packets: IPublishPacket[] }> {
+  const client = await mqtt.connectAsync(url, { protocolVersion: 5 });
+  const packets: IPublishPacket[] = [];
+  client.on('message', (_topic, _payload, packet) => packets.push(packet));
+  return { client, packets };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A private Mosquitto with persistence on, in a temp dir, on its own port; never the shared broker. */
+export class PrivateMosquitto {
+  readonly dir = mkdtempSync(join(tmpdir(), 'busbar-mqtt-'));
+  port = 0;
+  #proc: ChildProcess | undefined;
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  async start(extra: string[] = []): Promise<void> {
+    if (this.port === 0) this.port = await freePort();
+    const conf = join(this.dir, 'mosquitto.conf');
+    writeFileSync(
+      conf,
+      [
+        `listener ${this.port} 127.0.0.1`,
+        'allow_anonymous true',
+        'persistence true',
+        `persistence_location ${this.dir}/`,
+        'set_tcp_nodelay true',
+        'max_queued_messages 20000',
+        'log_dest none',
+        ...extra,
+        '',
+      ].join('\n'),
+    );
+    this.#proc = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
+    for (let i = 0; i < 100; i++) {
+      if (await reachable(this.port)) return;
+      await sleep(50);
+    }
+    throw new Error('private mosquitto did not start');
+  }
+
+  /** SIGTERM: Mosquitto writes its persistence file on a clean shutdown. */
+  async stop(): Promise<void> {
+    const proc = this.#proc;
+    this.#proc = undefined;
+    if (!proc || proc.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      proc.once('exit', () => resolve());
+      proc.kill('SIGTERM');
+    });
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function reachable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+export const hasMosquitto = existsSync('/usr/sbin/mosquitto');
