@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { inspect } from 'node:util';
+import type { Connections } from './connections.js';
 import { deadLetterTopic, parseDeadLetter, redriveHeaders } from './dead-letter.js';
 import { BusbarError, ClosedError, ConfigError, PayloadTooLargeError, UnsupportedError } from './errors.js';
-import { type ConnectionEvent, channels } from './events.js';
+import { channels } from './events.js';
 import type { Logger } from './logger.js';
 import type { Handler, Message } from './message.js';
 import { assertGroupName, assertTopicName, checkHeaders, isPattern } from './names.js';
@@ -65,6 +66,7 @@ export interface BusInit {
   readonly maxPayloadBytes: number;
   readonly closeTimeoutMs: number;
   readonly secrets: readonly string[];
+  readonly connections: Connections;
 }
 
 /** A connection to one broker: publish, subscribe, read and re-drive dead letters. Created by `connect()`. */
@@ -72,7 +74,6 @@ export class Bus {
   readonly #init: BusInit;
   readonly #transport: Transport;
   readonly #subscriptions = new Set<{ stats(): SubscriptionStats; close(): Promise<void> }>();
-  readonly #connections = new Map<string, ConnectionHealth>();
   readonly #validTopics = new Set<string>();
   readonly #declared = new Map<string, Promise<void>>();
   #closing: Promise<void> | undefined;
@@ -89,22 +90,6 @@ export class Bus {
 
   get capabilities(): Capabilities {
     return this.#transport.capabilities;
-  }
-
-  /** For transports: record a connection state change. */
-  reportState(connection: string, state: ConnectionState, error?: unknown): void {
-    const text = error === undefined ? undefined : sanitizeError(error, this.#init.secrets).message;
-    const previous = this.#connections.get(connection);
-    if (previous?.state === state && previous.error === text) return;
-    this.#connections.set(connection, { name: connection, state, since: new Date(), ...(text ? { error: text } : {}) });
-    if (previous && previous.state !== state && !this.#closing) {
-      const log = state === 'up' ? 'info' : 'warn';
-      this.#init.logger[log](`Connection '${connection}' is ${state}`, text ? { error: text } : undefined);
-    }
-    if (channels.connection.hasSubscribers) {
-      const event: ConnectionEvent = { system: this.#init.system, connection, state, ...(text ? { error: text } : {}) };
-      channels.connection.publish(event);
-    }
   }
 
   /**
@@ -382,7 +367,7 @@ export class Bus {
 
   /** The state of every connection and subscription. */
   health(): Health {
-    const connections = [...this.#connections.values()];
+    const connections = this.#init.connections.list();
     const status = connections.some((c) => c.state === 'down')
       ? 'down'
       : connections.every((c) => c.state === 'up')
@@ -399,6 +384,7 @@ export class Bus {
   /** Closes every subscription (gracefully), flushes publishes, disconnects. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#init.connections.quiet = true;
       await Promise.all([...this.#subscriptions].map((s) => s.close()));
       this.#subscriptions.clear();
       try {

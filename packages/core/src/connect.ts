@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Bus } from './bus.js';
+import { Connections } from './connections.js';
 import { BusbarError, ConfigError, ConnectionError, DriverMissingError } from './errors.js';
 import { consoleLogger, redactingLogger } from './logger.js';
 import { memoryDriver } from './memory/driver.js';
@@ -129,7 +130,7 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
   const driverOptions: Record<string, unknown> = {};
   for (const name of Object.keys(driver.options.shape)) driverOptions[name] = parsed[name];
 
-  let bus: Bus | undefined;
+  const connections = new Connections(driver.name, logger, secrets);
   const transport = driver.create({
     url,
     hosts,
@@ -141,9 +142,9 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
     },
     secrets,
     logger,
-    reportState: (connection, state, error) => bus?.reportState(connection, state, error),
+    reportState: (connection, state, error) => connections.report(connection, state, error),
   });
-  bus = new Bus({
+  const bus = new Bus({
     transport,
     system: driver.name,
     redactedUrl: redactUrl(url),
@@ -151,6 +152,7 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
     maxPayloadBytes: Math.min(parsed.maxPayloadBytes ?? Number.POSITIVE_INFINITY, transport.maxPayloadBytes),
     closeTimeoutMs: parsed.closeTimeoutMs,
     secrets,
+    connections,
   });
   try {
     await withTimeout(
