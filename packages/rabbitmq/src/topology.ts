@@ -17,14 +17,11 @@ export function groupQueueName(topic: string, group: string): string {
 }
 
 /** RabbitMQ-specific topic rules on top of the portable grammar. */
-export function checkTopic(topic: string, options: ResolvedOptions, use: 'publish' | 'subscribe'): void {
+export function checkTopic(topic: string): void {
   if (topic.startsWith('amq.'))
     throw new InvalidTopicError(`Topic '${topic}' starts with 'amq.', which RabbitMQ reserves`);
   if (Buffer.byteLength(topic) > MAX_NAME_BYTES)
     throw new InvalidTopicError(`Topic '${topic.slice(0, 40)}...' is over 255 bytes`);
-  if (use === 'subscribe' && options.exchangeType !== 'topic' && (topic.includes('*') || topic.includes('#'))) {
-    throw new InvalidTopicError(`Wildcards need exchangeType 'topic' (this bus uses '${options.exchangeType}')`);
-  }
 }
 
 /** Arguments of every group queue (they must match on every declaration, or the broker refuses it). */
@@ -62,7 +59,8 @@ export async function declareExchange(channel: Channel, options: ResolvedOptions
   if (options.unroutable === 'alternate-exchange') {
     const name = `${options.exchange}.unroutable`;
     await channel.assertExchange(name, 'fanout', { durable: true });
-    await channel.assertQueue(name, { durable: true, arguments: { 'x-queue-type': options.queueType } });
+    // Always quorum: buses with different queueType settings share this queue.
+    await channel.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
     await channel.bindQueue(name, name, '');
     args.alternateExchange = name;
   }

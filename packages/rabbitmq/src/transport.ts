@@ -88,8 +88,8 @@ export class RabbitMQTransport implements Transport {
     });
   }
 
-  validateTopic(topic: string, use: 'publish' | 'subscribe'): void {
-    checkTopic(topic, this.#options, use);
+  validateTopic(topic: string): void {
+    checkTopic(topic);
   }
 
   async connect(): Promise<void> {

@@ -1,0 +1,94 @@
+import type { ConsumeMessage } from 'amqplib';
+import { describe, expect, it } from 'vitest';
+import { publishOptions, readMessage } from '../src/codec.js';
+import { DEFAULT_RETRY_BUCKETS } from '../src/options.js';
+import { retryBucket } from '../src/topology.js';
+
+const settings = { mandatory: false, topicHeader: false, expiration: undefined, priorityHeader: undefined };
+
+function delivered(
+  headers: Record<string, unknown>,
+  redelivered = false,
+  extra: Record<string, unknown> = {},
+): ConsumeMessage {
+  return {
+    content: Buffer.from('{}'),
+    fields: { deliveryTag: 1, redelivered, exchange: 'busbar', routingKey: 'a.b', consumerTag: 'c' },
+    properties: { headers, messageId: 'id-1', timestamp: 1_700_000_000, ...extra },
+  } as unknown as ConsumeMessage;
+}
+
+describe('rabbitmq codec', () => {
+  it('maps a record onto persistent AMQP properties; key only as a header when set', () => {
+    const record = {
+      topic: 'a.b',
+      id: 'id-1',
+      key: undefined,
+      headers: { tenant: 'acme' },
+      body: new Uint8Array([1]),
+      contentType: 'application/json',
+      timestamp: 1_700_000_000_123,
+    };
+    const plain = publishOptions(record, settings);
+    expect(plain).toMatchObject({
+      deliveryMode: 2,
+      messageId: 'id-1',
+      timestamp: 1_700_000_000,
+      contentType: 'application/json',
+    });
+    expect(plain.headers).toBe(record.headers);
+    expect(publishOptions({ ...record, key: 'k' }, settings).headers).toEqual({ tenant: 'acme', 'busbar-key': 'k' });
+    expect(publishOptions(record, { ...settings, priorityHeader: 'tenant' }).priority).toBeUndefined();
+    expect(publishOptions({ ...record, headers: { p: '7' } }, { ...settings, priorityHeader: 'p' }).priority).toBe(7);
+  });
+
+  it('never carries a stale busbar-topic into a normal publish', () => {
+    const record = {
+      topic: 'x.dlq',
+      id: 'i',
+      key: undefined,
+      headers: { 'busbar-topic': 'x', keep: '1' },
+      body: new Uint8Array(),
+      contentType: 'text/plain',
+      timestamp: 0,
+    };
+    expect(publishOptions(record, settings).headers).toEqual({ keep: '1' });
+  });
+
+  it('reads the attempt from busbar-attempt plus the broker delivery count or redelivered flag', () => {
+    expect(readMessage(delivered({})).attempt).toBe(1);
+    expect(readMessage(delivered({}, true)).attempt).toBe(2);
+    expect(readMessage(delivered({ 'x-delivery-count': 3 }, true)).attempt).toBe(4);
+    expect(readMessage(delivered({ 'busbar-attempt': '3' })).attempt).toBe(3);
+    expect(readMessage(delivered({ 'busbar-attempt': '3', 'x-delivery-count': 1 }, true)).attempt).toBe(4);
+  });
+
+  it('keeps string headers, drops broker bookkeeping, reads topic/key/timestamp', () => {
+    const m = readMessage(
+      delivered({ a: 'x', n: 5, b: Buffer.from('y'), 'x-death': [{}], 'busbar-topic': 'orig', 'busbar-key': 'k' }),
+    );
+    expect(m.headers).toEqual({ a: 'x', n: '5', b: 'y', 'busbar-topic': 'orig', 'busbar-key': 'k' });
+    expect(m.topic).toBe('orig');
+    expect(m.key).toBe('k');
+    expect(m.timestamp).toBe(1_700_000_000_000);
+    expect(m.id).toBe('id-1');
+  });
+
+  it('derives a stable id for messages without a messageId', () => {
+    const a = readMessage(delivered({}, false, { messageId: undefined }));
+    const b = readMessage(delivered({}, true, { messageId: undefined }));
+    expect(a.id).toMatch(/^amqp-[0-9a-f]{32}$/);
+    expect(b.id).toBe(a.id);
+  });
+
+  it('rounds retry delays up to a bucket', () => {
+    expect(retryBucket(1, DEFAULT_RETRY_BUCKETS)).toBe(10);
+    expect(retryBucket(200, DEFAULT_RETRY_BUCKETS)).toBe(200);
+    expect(retryBucket(201, DEFAULT_RETRY_BUCKETS)).toBe(300);
+    expect(retryBucket(30_001, DEFAULT_RETRY_BUCKETS)).toBe(50_000);
+    expect(retryBucket(1e12, DEFAULT_RETRY_BUCKETS)).toBe(Math.max(...DEFAULT_RETRY_BUCKETS));
+    for (let i = 1; i < DEFAULT_RETRY_BUCKETS.length; i++) {
+      expect((DEFAULT_RETRY_BUCKETS[i] as number) / (DEFAULT_RETRY_BUCKETS[i - 1] as number)).toBeLessThanOrEqual(2);
+    }
+  });
+});
