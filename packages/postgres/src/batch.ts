@@ -35,9 +35,10 @@ export interface BatchSql {
 
 export function batchSql(table: TableName, mode: 'mark' | 'delete'): BatchSql {
   return {
+    // ORDER BY names the table's bigint id: the bare alias would sort the text form ('123' < '32').
     // SKIP LOCKED lets relays share the table; re-checking published_at under the row lock drops rows another relay just committed.
     select: `SELECT id::text AS id, message_id, topic, key, headers, payload, content_type FROM ${table.sql}
-WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+WHERE published_at IS NULL ORDER BY ${table.sql}.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
     // A row may go out only if no older pending row of its key sits outside this batch (locked by another relay,
     // or skipped): otherwise two relays could publish one key out of order.
     held: `SELECT b.id::text AS id FROM unnest($1::bigint[], $2::text[]) AS b(id, key)
