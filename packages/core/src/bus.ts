@@ -21,7 +21,6 @@ import { DEAD_LETTER_READER_GROUP, HEADER } from './transport/headers.js';
 import type {
   Capabilities,
   ConnectionHealth,
-  ConnectionState,
   Delivery,
   OutgoingRecord,
   Transport,
