@@ -1,4 +1,10 @@
-import type { Delivery, Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
+import type {
+  Delivery,
+  Logger,
+  SubscribeCallbacks,
+  SubscribeSpec,
+  TransportSubscription,
+} from '@busbar/core/transport';
 import { topicMatches } from '@busbar/core/transport';
 import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from 'nats';
 import { decode } from './codec.js';
@@ -112,7 +118,8 @@ export async function subscribeGroup(
       if (!active || messages !== current) return;
       const type = String(status.type);
       if (type === 'heartbeats_missed' && ctx.connected() && Number(status.data) >= 2) restart('missed its heartbeats');
-      else if (type === 'consumer_not_found' || type === 'consumer_deleted' || type === 'stream_not_found') restart('was not found');
+      else if (type === 'consumer_not_found' || type === 'consumer_deleted' || type === 'stream_not_found')
+        restart('was not found');
     }
   };
 

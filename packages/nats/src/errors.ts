@@ -36,7 +36,8 @@ export function toBusbarError(error: unknown, what: string, secrets: readonly st
   const text = `${what}: ${clean.message}`;
   if (code === 'TIMEOUT') return new TimeoutError(text, { cause: clean });
   if (typeof code === 'string' && CONNECTION_CODES.has(code)) return new ConnectionError(text, { cause: clean });
-  if (code === 'INVALID_OPTION' || code === 'BAD_SUBJECT' || code === 'BAD_HEADER') return new ConfigError(text, { cause: clean });
+  if (code === 'INVALID_OPTION' || code === 'BAD_SUBJECT' || code === 'BAD_HEADER')
+    return new ConfigError(text, { cause: clean });
   if (apiErrorCode(error) !== undefined) return new PublishError(text, { cause: clean, retryable: false });
   return new ConnectionError(text, { cause: clean });
 }

@@ -14,7 +14,7 @@ export const driver = defineDriver({
   create: (context) => new NatsTransport(context),
 });
 
-export { natsOptions } from './options.js';
+export type { StreamTarget } from './names.js';
 export { consumerName, streamFor, toSubject } from './names.js';
 export type { NatsOptions } from './options.js';
-export type { StreamTarget } from './names.js';
+export { natsOptions } from './options.js';

@@ -7,7 +7,10 @@ const streamName = z.string().regex(STREAM_NAME, "use 1-200 letters, digits, '_'
 /** A busbar topic or pattern a stream captures: dot-separated tokens, `*` for one, trailing `#` for the rest. */
 const topicPattern = z
   .string()
-  .regex(/^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.#)?$|^#$/, "use busbar topics with optional '*' tokens and a trailing '#'");
+  .regex(
+    /^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.#)?$|^#$/,
+    "use busbar topics with optional '*' tokens and a trailing '#'",
+  );
 
 const ms = () => z.number().int().nonnegative();
 

@@ -1,5 +1,5 @@
 import { ClosedError, PublishError, TimeoutError } from '@busbar/core';
-import { type Msg, type NatsConnection, type Subscription, createInbox } from 'nats';
+import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
 import type { NativeRecord } from './codec.js';
 
 /** All records of one `publish()` call share one promise. */
@@ -77,14 +77,15 @@ export class Publisher {
     const pending = this.#pending.get(token);
     if (!pending) return; // a late reply to a re-sent or timed-out record
     this.#pending.delete(token);
-    if (isOk(msg.data)) return this.#settle(pending.batch, undefined);
-    this.#settle(pending.batch, this.#failure(msg, pending.topic));
+    this.#settle(pending.batch, isOk(msg.data) ? undefined : this.#failure(msg, pending.topic));
   }
 
   #failure(msg: Msg, topic: string): Error {
     if (msg.headers?.code === 503) {
       this.#onMissingStream(topic);
-      return new PublishError(`No JetStream stream captures '${topic}' (it may have been deleted); retry to re-create it`);
+      return new PublishError(
+        `No JetStream stream captures '${topic}' (it may have been deleted); retry to re-create it`,
+      );
     }
     let text = decoder.decode(msg.data);
     try {
@@ -116,7 +117,9 @@ export class Publisher {
       this.#pending.delete(token);
       this.#settle(
         pending.batch,
-        new TimeoutError(`No PubAck for '${pending.topic}' within ${this.#timeoutMs} ms; the message may or may not be stored`),
+        new TimeoutError(
+          `No PubAck for '${pending.topic}' within ${this.#timeoutMs} ms; the message may or may not be stored`,
+        ),
       );
     }
     if (this.#pending.size === 0) this.#onIdle();

@@ -1,4 +1,12 @@
-import { AckPolicy, DeliverPolicy, type JetStreamManager, ReplayPolicy, RetentionPolicy, StorageType, nanos } from 'nats';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type JetStreamManager,
+  nanos,
+  ReplayPolicy,
+  RetentionPolicy,
+  StorageType,
+} from 'nats';
 import { apiErrorCode, isNotFound } from './errors.js';
 import { type StreamTarget, streamFor, toSubject } from './names.js';
 import type { NatsOptions } from './options.js';
@@ -69,7 +77,10 @@ export class Topology {
       const info = await this.#jsm.streams.info(target.name);
       const missing = target.subjects.filter((s) => !info.config.subjects.includes(s));
       if (missing.length > 0 && o.updateStreams) {
-        await this.#jsm.streams.update(target.name, { ...info.config, subjects: [...info.config.subjects, ...missing] });
+        await this.#jsm.streams.update(target.name, {
+          ...info.config,
+          subjects: [...info.config.subjects, ...missing],
+        });
       }
       return target.name;
     } catch (error) {
@@ -110,14 +121,22 @@ export class Topology {
     return pending;
   }
 
-  async #createConsumer(stream: string, name: string, filter: string | undefined, settings: ConsumerSettings): Promise<void> {
+  async #createConsumer(
+    stream: string,
+    name: string,
+    filter: string | undefined,
+    settings: ConsumerSettings,
+  ): Promise<void> {
     const ackWait = nanos(settings.ackWaitMs);
     for (let attempt = 0; ; attempt++) {
       try {
         const info = await this.#jsm.consumers.info(stream, name);
         const differs = info.config.ack_wait !== ackWait || info.config.max_ack_pending !== settings.maxAckPending;
         if (settings.update && differs) {
-          await this.#jsm.consumers.update(stream, name, { ack_wait: ackWait, max_ack_pending: settings.maxAckPending });
+          await this.#jsm.consumers.update(stream, name, {
+            ack_wait: ackWait,
+            max_ack_pending: settings.maxAckPending,
+          });
         }
         return;
       } catch (error) {

@@ -2,15 +2,15 @@ import { ClosedError, ConnectionError, PayloadTooLargeError } from '@busbar/core
 import {
   type Capabilities,
   type OutgoingRecord,
+  redactUrl,
   type SubscribeCallbacks,
   type SubscribeSpec,
   type Transport,
   type TransportContext,
   type TransportSubscription,
-  redactUrl,
 } from '@busbar/core/transport';
 import { type ConnectionOptions, type JetStreamClient, type NatsConnection, connect as natsConnect } from 'nats';
-import { type NativeRecord, checkNatsHeaders, encode } from './codec.js';
+import { checkNatsHeaders, encode, type NativeRecord } from './codec.js';
 import { type ConsumerContext, subscribeBroadcast, subscribeGroup } from './consumer.js';
 import { toBusbarError } from './errors.js';
 import { assertNatsTopic, consumerName } from './names.js';
@@ -111,7 +111,8 @@ export class NatsTransport implements Transport {
     void nc.closed().then((error) => {
       this.#connected = false;
       this.#publisher?.failAll(new ConnectionError('The NATS connection closed'));
-      if (!this.#closed) ctx.reportState('nats', 'down', error ? toBusbarError(error, 'NATS connection lost', ctx.secrets) : undefined);
+      if (!this.#closed)
+        ctx.reportState('nats', 'down', error ? toBusbarError(error, 'NATS connection lost', ctx.secrets) : undefined);
     });
     for await (const status of nc.status()) {
       if (status.type === 'disconnect') {
@@ -175,7 +176,9 @@ export class NatsTransport implements Transport {
   async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
     const ctx = this.#consumerContext();
     try {
-      return spec.group === undefined ? await subscribeBroadcast(ctx, spec, callbacks) : await subscribeGroup(ctx, spec, callbacks);
+      return spec.group === undefined
+        ? await subscribeBroadcast(ctx, spec, callbacks)
+        : await subscribeGroup(ctx, spec, callbacks);
     } catch (error) {
       throw toBusbarError(error, `Subscribing to '${spec.topic}' failed`, this.#context.secrets);
     }

@@ -23,9 +23,13 @@ describe.runIf(ok)('nats basics', () => {
     const bus = await open();
     const topic = `${base()}.created`;
     const got = collect<{ n: number; id: string; attempt: number; key: string | undefined; h: string | undefined }>();
-    const sub = await bus.subscribe<{ n: number }>(topic, async (m) => {
-      got.push({ n: m.payload.n, id: m.id, attempt: m.attempt, key: m.key, h: m.headers.tenant });
-    }, { group: 'g1' });
+    const sub = await bus.subscribe<{ n: number }>(
+      topic,
+      async (m) => {
+        got.push({ n: m.payload.n, id: m.id, attempt: m.attempt, key: m.key, h: m.headers.tenant });
+      },
+      { group: 'g1' },
+    );
     const id = await bus.publish(topic, { n: 1 }, { key: 'k1', headers: { tenant: 'acme' } });
     await bus.publishBatch(topic, [{ payload: { n: 2 } }, { payload: { n: 3 } }]);
     await got.waitForCount(3, 5000);
@@ -40,10 +44,14 @@ describe.runIf(ok)('nats basics', () => {
     const topic = `${base()}.x`;
     const attempts: number[] = [];
     let fail = true;
-    const sub = await bus.subscribe(topic, async (m) => {
-      attempts.push(m.attempt);
-      if (fail) throw new Error('boom');
-    }, { group: 'g', retry: { maxAttempts: 3, initialDelayMs: 50, maxDelayMs: 100 } });
+    const sub = await bus.subscribe(
+      topic,
+      async (m) => {
+        attempts.push(m.attempt);
+        if (fail) throw new Error('boom');
+      },
+      { group: 'g', retry: { maxAttempts: 3, initialDelayMs: 50, maxDelayMs: 100 } },
+    );
     const id = await bus.publish(topic, { a: 1 });
     await waitFor(() => attempts.length >= 3, 5000);
     await sleep(200);

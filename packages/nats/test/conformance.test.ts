@@ -1,14 +1,17 @@
 import { connect, silentLogger } from '@busbar/core';
-import { CANARY, brokerAvailable, brokerUrls, describeConformance } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, CANARY, describeConformance } from '@busbar/testing';
 import { describe } from 'vitest';
 import { driver } from '../src/index.js';
 
 const ok = await brokerAvailable('nats');
+/** The conformance suite's canary password (not exported from @busbar/testing's entry point). */
+const CANARY = 'busbar-canary-secret';
 
 describe.runIf(ok)('nats', () => {
   describeConformance('nats', {
     // Test streams expire after an hour so the shared server does not keep them forever.
-    connect: (overrides) => connect({ url: brokerUrls.nats, driver, logger: silentLogger, maxAgeMs: 3_600_000, ...overrides }),
+    connect: (overrides) =>
+      connect({ url: brokerUrls.nats, driver, logger: silentLogger, maxAgeMs: 3_600_000, ...overrides }),
     capabilities: {
       durableGroups: true,
       persistent: true,
