@@ -1,5 +1,5 @@
 import { connect, silentLogger } from '@busbar/core';
-import { brokerAvailable, brokerUrls, CANARY, describeConformance } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, describeConformance } from '@busbar/testing';
 import { describe } from 'vitest';
 import { driver } from '../src/index.js';
 
