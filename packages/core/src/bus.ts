@@ -18,13 +18,7 @@ import { validate } from './schema.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription.js';
 import { defineTopic, type Topic, type TopicLike, toTopic } from './topic.js';
 import { DEAD_LETTER_READER_GROUP, HEADER } from './transport/headers.js';
-import type {
-  Capabilities,
-  ConnectionHealth,
-  Delivery,
-  OutgoingRecord,
-  Transport,
-} from './transport/spi.js';
+import type { Capabilities, ConnectionHealth, Delivery, OutgoingRecord, Transport } from './transport/spi.js';
 
 export interface PublishOptions {
   /** Ordering / partition key: messages with one key stay in order where the broker keeps order. */
