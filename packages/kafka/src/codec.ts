@@ -1,0 +1,95 @@
+import { HEADER, attemptFromHeaders } from '@busbar/core/transport';
+import type { OutgoingRecord } from '@busbar/core/transport';
+import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+
+/** Driver headers: when a retried message is due, and where a message was first read (kept into dead letters). */
+export const KAFKA_HEADER = {
+  due: 'busbar-due',
+  partition: 'busbar-kafka-partition',
+  offset: 'busbar-kafka-offset',
+} as const;
+
+/** The native record behind a delivery (`message.raw` for Kafka). */
+export interface KafkaRaw {
+  /** The topic the record was read from (a retry topic for retried messages). */
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: Buffer | null;
+  readonly headers: Readonly<Record<string, Buffer | string | (Buffer | string)[] | undefined>> | undefined;
+  readonly timestamp: string;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Rough bytes a record takes in a batch: body, key, headers and the per-record overhead. */
+export function recordSize(record: OutgoingRecord): number {
+  let size = record.body.byteLength + 70 + record.id.length + (record.key?.length ?? 0);
+  for (const name in record.headers) size += name.length + (record.headers[name] as string).length + 2;
+  return size;
+}
+
+/** busbar record -> kafkajs message. The id travels in `busbar-id` (Kafka has no id field). */
+export function toKafkaMessage(record: OutgoingRecord, extra?: Readonly<Record<string, string>>): Message {
+  const headers: IHeaders = { ...record.headers, ...extra, [HEADER.id]: record.id };
+  const body = record.body;
+  return {
+    key: record.key ?? null,
+    value: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+    headers,
+    timestamp: String(record.timestamp),
+  };
+}
+
+function headerText(value: IHeaders[string]): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) return headerText(value[value.length - 1]);
+  return typeof value === 'string' ? value : value.toString('utf8');
+}
+
+/** kafkajs headers -> busbar's string headers, own keys only. */
+export function fromKafkaHeaders(raw: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!raw) return out;
+  for (const name of Object.keys(raw)) {
+    if (name === '__proto__') continue;
+    const text = headerText(raw[name]);
+    if (text !== undefined) out[name] = text;
+  }
+  return out;
+}
+
+export interface DecodedRecord {
+  readonly id: string;
+  readonly topic: string;
+  readonly key: string | undefined;
+  readonly headers: Record<string, string>;
+  readonly body: Uint8Array;
+  readonly timestamp: number;
+  readonly attempt: number;
+  readonly raw: KafkaRaw;
+}
+
+/**
+ * A fetched record as core sees it. Records of a retry topic report their
+ * original topic; records not published by busbar get a stable id from their
+ * position in the log.
+ */
+export function decode(topic: string, partition: number, message: KafkaMessage, fromRetryTopic: boolean): DecodedRecord {
+  const headers = fromKafkaHeaders(message.headers);
+  if (!fromRetryTopic) {
+    headers[KAFKA_HEADER.partition] = String(partition);
+    headers[KAFKA_HEADER.offset] = message.offset;
+  }
+  const id = headers[HEADER.id] ?? `${topic}-${partition}-${message.offset}`;
+  return {
+    id,
+    topic: fromRetryTopic ? (headers[HEADER.topic] ?? topic) : topic,
+    key: message.key === null || message.key === undefined ? undefined : message.key.toString('utf8'),
+    headers,
+    body: message.value ?? EMPTY,
+    timestamp: Number(message.timestamp),
+    attempt: attemptFromHeaders(headers),
+    raw: { topic, partition, offset: message.offset, key: message.key ?? null, headers: message.headers, timestamp: message.timestamp },
+  };
+}

@@ -1,0 +1,64 @@
+import type { Delivery, RetryRequest } from '@busbar/core/transport';
+import type { DecodedRecord, KafkaRaw } from './codec.js';
+import type { PartitionTracker, TrackedOffset } from './tracker.js';
+
+/** What a delivery reports back to its subscription. */
+export interface SettleHost {
+  settled(tracker: PartitionTracker, entry: TrackedOffset, released: boolean): void;
+  scheduleRetry(delivery: KafkaDelivery, delayMs: number, attempt: number, headers: Readonly<Record<string, string>>): Promise<void>;
+}
+
+/**
+ * One Kafka record owned by core. Acking marks its offset settled (committed
+ * in the background with its neighbours); nothing is committed past it
+ * before that.
+ */
+export class KafkaDelivery implements Delivery {
+  readonly id: string;
+  readonly topic: string;
+  readonly key: string | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+  readonly timestamp: number;
+  readonly attempt: number;
+  readonly raw: KafkaRaw;
+  readonly #host: SettleHost;
+  readonly #tracker: PartitionTracker;
+  readonly #entry: TrackedOffset;
+  #settled = false;
+
+  constructor(record: DecodedRecord, host: SettleHost, tracker: PartitionTracker, entry: TrackedOffset) {
+    this.id = record.id;
+    this.topic = record.topic;
+    this.key = record.key;
+    this.headers = record.headers;
+    this.body = record.body;
+    this.timestamp = record.timestamp;
+    this.attempt = record.attempt;
+    this.raw = record.raw;
+    this.#host = host;
+    this.#tracker = tracker;
+    this.#entry = entry;
+  }
+
+  async ack(): Promise<void> {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#host.settled(this.#tracker, this.#entry, false);
+  }
+
+  /** Written to the group's retry topic (acks=all) before the source offset may be committed. */
+  async retry(request: RetryRequest): Promise<void> {
+    if (this.#settled) return;
+    await this.#host.scheduleRetry(this, request.delayMs, request.attempt, request.headers);
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#host.settled(this.#tracker, this.#entry, false);
+  }
+
+  async release(): Promise<void> {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#host.settled(this.#tracker, this.#entry, true);
+  }
+}

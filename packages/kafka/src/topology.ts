@@ -1,0 +1,135 @@
+import { createHash } from 'node:crypto';
+import { DEAD_LETTER_READER_GROUP } from '@busbar/core/transport';
+import type { Admin } from 'kafkajs';
+import { errorType, toBusbarError } from './errors.js';
+
+const MAX_TOPIC = 249;
+
+/** `<topic>.<group>.retry`: one retry topic per group, so a retry reaches only the group that failed. */
+export function retryTopicFor(topic: string, group: string): string {
+  const name = `${topic}.${group}.retry`;
+  if (name.length <= MAX_TOPIC) return name;
+  // Too long for Kafka: keep a readable prefix and make it unique with a hash.
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 16);
+  return `${name.slice(0, MAX_TOPIC - 23)}.${hash}.retry`;
+}
+
+/**
+ * The Kafka consumer group behind a busbar group. Dead-letter readers (one
+ * busbar group for every dead-letter topic) get a Kafka group per topic, so
+ * that reading one topic's dead letters never rebalances another's.
+ */
+export function kafkaGroupId(topic: string, group: string): string {
+  return group === DEAD_LETTER_READER_GROUP ? `${group}.${topic}` : group;
+}
+
+/** Dead-letter readers start at the beginning when they have no committed offset: every dead letter is owed to them. */
+export function isDeadLetterReader(group: string): boolean {
+  return group === DEAD_LETTER_READER_GROUP;
+}
+
+export interface TopologyConfig {
+  readonly admin: Admin;
+  readonly partitions: number;
+  readonly replicationFactor: number | undefined;
+  readonly secrets: readonly string[];
+}
+
+/** Creates topics on first use (broker auto-creation stays off) and initialises group offsets. */
+export class Topology {
+  readonly #config: TopologyConfig;
+  readonly #known = new Map<string, Promise<void>>();
+
+  constructor(config: TopologyConfig) {
+    this.#config = config;
+  }
+
+  /** Creates the topics that do not exist yet; existing topics are used as they are. */
+  ensureTopics(topics: Iterable<string>): Promise<void> {
+    const waits: Promise<void>[] = [];
+    let missing: string[] | undefined;
+    for (const topic of topics) {
+      const known = this.#known.get(topic);
+      if (known) waits.push(known);
+      else (missing ??= []).push(topic);
+    }
+    if (missing) {
+      const created = this.#create(missing);
+      for (const topic of missing) {
+        this.#known.set(topic, created);
+        created.catch(() => this.#known.delete(topic));
+      }
+      waits.push(created);
+    }
+    return waits.length === 1 ? (waits[0] as Promise<void>) : Promise.all(waits).then(() => undefined);
+  }
+
+  async #create(topics: string[]): Promise<void> {
+    const { admin, partitions, replicationFactor } = this.#config;
+    try {
+      await admin.createTopics({
+        // kafkajs' own wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which KRaft brokers answer until metadata catches up.
+        waitForLeaders: false,
+        topics: topics.map((topic) => ({
+          topic,
+          numPartitions: partitions,
+          ...(replicationFactor === undefined ? {} : { replicationFactor }),
+        })),
+      });
+      await this.#waitForLeaders(topics);
+    } catch (error) {
+      throw toBusbarError(error, `Creating topic '${topics.join("', '")}' failed`, this.#config.secrets, topics[0]);
+    }
+  }
+
+  async #waitForLeaders(topics: string[]): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (let wait = 20; ; wait = Math.min(wait * 2, 500)) {
+      try {
+        const { topics: found } = await this.#config.admin.fetchTopicMetadata({ topics });
+        if (found.length === topics.length && found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+      } catch (error) {
+        const type = errorType(error);
+        if (type !== 'UNKNOWN_TOPIC_OR_PARTITION' && type !== 'LEADER_NOT_AVAILABLE') throw error;
+      }
+      if (Date.now() > deadline) throw new Error(`Topic leaders not available after 30 s: '${topics.join("', '")}'`);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+
+  /** Partitions of `topic` that `groupId` has no committed offset for. */
+  async uncommitted(groupId: string, topic: string): Promise<number[]> {
+    const [entry] = await this.#config.admin.fetchOffsets({ groupId, topics: [topic] });
+    return (entry?.partitions ?? []).filter((p) => Number(p.offset) < 0).map((p) => p.partition);
+  }
+
+  /** The log end offset of each partition of `topic`. */
+  async endOffsets(topic: string): Promise<Map<number, string>> {
+    const offsets = await this.#config.admin.fetchTopicOffsets(topic);
+    return new Map(offsets.map((o) => [o.partition, o.high]));
+  }
+
+  /**
+   * Makes a group keep what is published from now on: the topic exists and,
+   * if the group has no offsets yet, they are set to the current end. An
+   * active group initialises itself when its members join.
+   */
+  async declareGroup(topic: string, group: string): Promise<void> {
+    await this.ensureTopics([topic]);
+    if (isDeadLetterReader(group)) return;
+    const groupId = kafkaGroupId(topic, group);
+    const missing = await this.uncommitted(groupId, topic);
+    if (missing.length === 0) return;
+    const end = await this.endOffsets(topic);
+    try {
+      await this.#config.admin.setOffsets({
+        groupId,
+        topic,
+        partitions: missing.map((partition) => ({ partition, offset: end.get(partition) ?? '0' })),
+      });
+    } catch (error) {
+      // "must have no running instances": its members commit start offsets when they join.
+      if (!String((error as Error).message).includes('running instances')) throw error;
+    }
+  }
+}

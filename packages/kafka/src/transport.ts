@@ -1,0 +1,182 @@
+import { ConfigError, ConnectionError, InvalidTopicError } from '@busbar/core';
+import { redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
+import type {
+  Capabilities,
+  OutgoingRecord,
+  SubscribeCallbacks,
+  SubscribeSpec,
+  Transport,
+  TransportContext,
+  TransportSubscription,
+} from '@busbar/core/transport';
+import { type Admin, CompressionCodecs, CompressionTypes, Kafka, type KafkaConfig, type LogEntry, logLevel } from 'kafkajs';
+import { KafkaSubscription } from './consumer.js';
+import { toBusbarError } from './errors.js';
+import type { KafkaOptions } from './options.js';
+import { Publisher } from './publisher.js';
+import { Topology } from './topology.js';
+
+const capabilities: Capabilities = {
+  durableGroups: true,
+  persistent: true,
+  ordering: true,
+  wildcards: false,
+  nativeDelay: false,
+  replay: false,
+};
+
+const COMPRESSION: Record<KafkaOptions['compression'], CompressionTypes> = {
+  none: CompressionTypes.None,
+  gzip: CompressionTypes.GZIP,
+  snappy: CompressionTypes.Snappy,
+  lz4: CompressionTypes.LZ4,
+  zstd: CompressionTypes.ZSTD,
+};
+
+/** Room for what core does not count against `maxPayloadBytes`: id, key, busbar headers, record and batch overhead. */
+const RECORD_OVERHEAD = 1_536;
+
+const LEGAL_TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
+
+/** `kafka://[user:pass@]host:port` on kafkajs. */
+export class KafkaTransport implements Transport {
+  readonly capabilities = capabilities;
+  readonly maxPayloadBytes: number;
+  readonly #context: TransportContext<KafkaOptions>;
+  readonly #kafka: Kafka;
+  readonly #admin: Admin;
+  readonly #topology: Topology;
+  readonly #publisher: Publisher;
+  readonly #subscriptions = new Set<KafkaSubscription>();
+  readonly #secrets: readonly string[];
+  #closed = false;
+
+  constructor(context: TransportContext<KafkaOptions>) {
+    this.#context = context;
+    const o = context.options;
+    const compression = COMPRESSION[o.compression];
+    if (compression !== CompressionTypes.None && compression !== CompressionTypes.GZIP && !CompressionCodecs[compression]) {
+      throw new ConfigError(
+        `Invalid connect options: compression: '${o.compression}' needs a codec registered in kafkajs' CompressionCodecs first (see the @busbar/kafka README)`,
+      );
+    }
+    const tlsKey = typeof o.tls === 'object' ? o.tls.key : undefined;
+    this.#secrets = tlsKey ? [...context.secrets, tlsKey] : context.secrets;
+    this.maxPayloadBytes = o.maxMessageBytes - RECORD_OVERHEAD;
+    this.#kafka = new Kafka(this.#clientConfig());
+    this.#admin = this.#kafka.admin();
+    this.#topology = new Topology({
+      admin: this.#admin,
+      partitions: o.partitions,
+      replicationFactor: o.replicationFactor,
+      secrets: this.#secrets,
+    });
+    this.#publisher = new Publisher({
+      kafka: this.#kafka,
+      compression,
+      maxBatchBytes: Math.floor(o.maxMessageBytes * 0.9),
+      timeoutMs: context.bus.publishTimeoutMs,
+      secrets: this.#secrets,
+      ensureTopics: (topics) => this.#topology.ensureTopics(topics),
+      onState: (state, error) => context.reportState('producer', state, error),
+    });
+  }
+
+  #clientConfig(): KafkaConfig {
+    const { url, options: o, bus, logger } = this.#context;
+    const brokers = [`${url.hostname || '127.0.0.1'}:${url.port || '9092'}`, ...(o.brokers ?? [])];
+    const username = decodeURIComponent(url.username);
+    const password = decodeURIComponent(url.password);
+    const secrets = this.#secrets;
+    const config: KafkaConfig = {
+      clientId: o.clientId ?? bus.name,
+      brokers,
+      connectionTimeout: Math.min(bus.connectTimeoutMs, 10_000),
+      requestTimeout: 30_000,
+      retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 8 },
+      // kafkajs logs every reconnect attempt as an error: keep its chatter at debug level, redacted.
+      logLevel: logLevel.WARN,
+      logCreator:
+        () =>
+        ({ namespace, log }: LogEntry) =>
+          logger.debug(`kafkajs ${namespace}: ${sanitizeError(new Error(log.message), secrets).message}`),
+    };
+    if (o.tls !== false) config.ssl = o.tls === true ? true : { ...o.tls };
+    if (username) {
+      const mechanism = o.saslMechanism ?? 'plain';
+      config.sasl = { mechanism, username, password } as KafkaConfig['sasl'];
+    } else if (o.saslMechanism) {
+      throw new ConfigError('Invalid connect options: saslMechanism: the URL has no user name and password (kafka://user:pass@host:9092)');
+    }
+    return config;
+  }
+
+  validateTopic(topic: string): void {
+    if (!LEGAL_TOPIC.test(topic) || topic === '.' || topic === '..') {
+      throw new InvalidTopicError(`'${topic}' is not a valid Kafka topic name ([a-zA-Z0-9._-], at most 249 characters, not '.' or '..')`);
+    }
+  }
+
+  async connect(): Promise<void> {
+    const { bus, url } = this.#context;
+    this.#context.reportState('producer', 'connecting');
+    try {
+      await withTimeout(
+        Promise.all([this.#admin.connect(), this.#publisher.connect()]),
+        bus.connectTimeoutMs,
+        `Connecting to ${redactUrl(url)} timed out after ${bus.connectTimeoutMs} ms`,
+      );
+    } catch (error) {
+      const clean = sanitizeError(error, this.#secrets);
+      this.#context.reportState('producer', 'down', clean);
+      throw new ConnectionError(`Could not connect to Kafka at ${redactUrl(url)}: ${clean.message}`, { cause: clean });
+    }
+  }
+
+  publish(records: readonly OutgoingRecord[]): Promise<void> {
+    return this.#publisher.publish(records);
+  }
+
+  async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+    const subscription = new KafkaSubscription(spec, callbacks, {
+      kafka: this.#kafka,
+      options: this.#context.options,
+      topology: this.#topology,
+      publisher: this.#publisher,
+      logger: this.#context.logger,
+      secrets: this.#secrets,
+      joinTimeoutMs: Math.max(this.#context.bus.connectTimeoutMs, 30_000),
+      reportState: this.#context.reportState,
+    });
+    try {
+      await subscription.start();
+    } catch (error) {
+      await subscription.close().catch(() => undefined);
+      throw toBusbarError(error, `Subscribing to '${spec.topic}' failed`, this.#secrets, spec.topic);
+    }
+    this.#subscriptions.add(subscription);
+    const close = subscription.close.bind(subscription);
+    subscription.close = async () => {
+      this.#subscriptions.delete(subscription);
+      await close();
+    };
+    return subscription;
+  }
+
+  async declareGroup(topic: string, group: string): Promise<void> {
+    try {
+      await this.#topology.declareGroup(topic, group);
+    } catch (error) {
+      throw toBusbarError(error, `Declaring group '${group}' on '${topic}' failed`, this.#secrets, topic);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#subscriptions].map((s) => s.close().catch(() => undefined)));
+    await this.#publisher.close();
+    await this.#admin.disconnect().catch(() => undefined);
+    this.#context.reportState('producer', 'down');
+  }
+}
