@@ -1,0 +1,184 @@
+import { connect, silentLogger } from '@busbar/core';
+import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { afterAll, describe, expect, it } from 'vitest';
+import { driver } from '../src/index.js';
+import { cleanupStreams } from './helpers.js';
+import { privateServer } from './server.js';
+
+const ok = await brokerAvailable('nats');
+
+interface Tally {
+  readonly confirmed: Set<string>;
+  readonly received: Map<string, number>;
+}
+
+function figures(t: Tally): { confirmed: number; lost: number; duplicates: number } {
+  let lost = 0;
+  let duplicates = 0;
+  for (const id of t.confirmed) if (!t.received.has(id)) lost++;
+  for (const n of t.received.values()) duplicates += n - 1;
+  return { confirmed: t.confirmed.size, lost, duplicates };
+}
+
+/** Publishes `total` messages with fixed ids in batches, `parallel` batches at once, re-sending a failed batch (same ids). */
+async function publishAll(
+  publish: (entries: { payload: number; id: string }[]) => Promise<string[]>,
+  run: string,
+  total: number,
+  confirmed: Set<string>,
+  parallel = 4,
+  batch = 50,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < total) {
+      const start = next;
+      next += batch;
+      const entries = Array.from({ length: Math.min(batch, total - start) }, (_, i) => ({
+        payload: start + i,
+        id: `${run}-${start + i}`,
+      }));
+      for (let attempt = 0; ; attempt++) {
+        try {
+          for (const id of await publish(entries)) confirmed.add(id);
+          break;
+        } catch (error) {
+          if (attempt > 100) throw error;
+          await sleep(100);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+}
+
+describe.runIf(ok)('nats faults', () => {
+  const prefixes: string[] = [];
+  afterAll(async () => {
+    await cleanupStreams(prefixes);
+  });
+
+  it('10,000 messages through a group while the connections are cut 3 times: none lost', async () => {
+    const prefix = uniqueName('nf');
+    prefixes.push(prefix);
+    const topic = `${prefix}.orders`;
+    const target = new URL(brokerUrls.nats);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 4222) } });
+    const options = {
+      url: proxy.url(brokerUrls.nats),
+      driver,
+      logger: silentLogger,
+      reconnectTimeWaitMs: 100,
+      ackWaitMs: 5_000,
+      publishTimeoutMs: 5_000,
+    };
+    const consumerBus = await connect(options);
+    const producerBus = await connect(options);
+    const t: Tally = { confirmed: new Set(), received: new Map() };
+    await consumerBus.subscribe<number>(
+      topic,
+      async (m) => {
+        t.received.set(m.id, (t.received.get(m.id) ?? 0) + 1);
+      },
+      { group: 'workers', concurrency: 16, prefetch: 256 },
+    );
+    let cuts = 0;
+    const cutter = setInterval(() => {
+      if (cuts < 3 && t.confirmed.size >= (cuts + 1) * 2_500) {
+        cuts++;
+        proxy.cutAll();
+      }
+    }, 5);
+    try {
+      await publishAll((entries) => producerBus.publishBatch(topic, entries), prefix, 10_000, t.confirmed);
+      await waitFor(() => [...t.confirmed].every((id) => t.received.has(id)), 60_000, 'every confirmed message');
+    } finally {
+      clearInterval(cutter);
+    }
+    await sleep(500);
+    const result = { ...figures(t), cuts };
+    console.log('[nats fault proxy]', JSON.stringify(result));
+    expect(cuts).toBe(3);
+    expect(result.confirmed).toBe(10_000);
+    expect(result.lost).toBe(0);
+    await producerBus.close();
+    await consumerBus.close();
+    await proxy.close();
+  }, 120_000);
+
+  it('a private file-store nats-server restarted mid-run: nothing lost, consumers resume', async () => {
+    const server = await privateServer();
+    try {
+      const topic = `${uniqueName('nr')}.events`;
+      const options = {
+        url: server.url,
+        driver,
+        logger: silentLogger,
+        reconnectTimeWaitMs: 100,
+        ackWaitMs: 5_000,
+        publishTimeoutMs: 3_000,
+      };
+      const consumerBus = await connect(options);
+      const producerBus = await connect(options);
+      const t: Tally = { confirmed: new Set(), received: new Map() };
+      await consumerBus.subscribe<number>(
+        topic,
+        async (m) => {
+          t.received.set(m.id, (t.received.get(m.id) ?? 0) + 1);
+        },
+        { group: 'workers', concurrency: 8 },
+      );
+      let restarted = false;
+      let confirmedAtStop = 0;
+      const restarter = (async () => {
+        await waitFor(() => t.confirmed.size >= 1_000, 30_000, '1,000 confirmed');
+        confirmedAtStop = t.confirmed.size;
+        await server.stop();
+        await sleep(500);
+        await server.start();
+        restarted = true;
+      })();
+      await publishAll((entries) => producerBus.publishBatch(topic, entries), 'restart', 3_000, t.confirmed, 2, 50);
+      await restarter;
+      await waitFor(() => [...t.confirmed].every((id) => t.received.has(id)), 60_000, 'every confirmed message');
+      // Consumers resume: a message published after the restart still arrives.
+      const late = await producerBus.publish(topic, -1);
+      await waitFor(() => t.received.has(late), 20_000, 'a message published after the restart');
+      const result = { ...figures(t), confirmedAtStop };
+      console.log('[nats server restart]', JSON.stringify(result));
+      expect(restarted).toBe(true);
+      expect(confirmedAtStop).toBeLessThan(3_000);
+      expect(result.lost).toBe(0);
+      await producerBus.close();
+      await consumerBus.close();
+    } finally {
+      await server.destroy();
+    }
+  }, 120_000);
+
+  it('a handler slower than the ack wait is not redelivered to another member while it works', async () => {
+    const prefix = uniqueName('ns');
+    prefixes.push(prefix);
+    const topic = `${prefix}.slow`;
+    const options = { url: brokerUrls.nats, driver, logger: silentLogger, ackWaitMs: 1_000 };
+    const a = await connect(options);
+    const b = await connect(options);
+    const runs: string[] = [];
+    let done = 0;
+    const handler = (member: string) => async () => {
+      runs.push(member);
+      await sleep(3_500);
+      done++;
+    };
+    await a.subscribe(topic, handler('a'), { group: 'g' });
+    await b.subscribe(topic, handler('b'), { group: 'g' });
+    await a.publish(topic, 'slow');
+    await waitFor(() => done >= 1, 10_000, 'the slow handler to finish');
+    // Two more ack waits: an unacked message would come back by now.
+    await sleep(2_500);
+    expect(runs.length).toBe(1);
+    expect(done).toBe(1);
+    await a.close();
+    await b.close();
+  }, 30_000);
+});
