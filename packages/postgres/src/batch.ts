@@ -1,4 +1,4 @@
-import { type BatchEntry, type Codec, type Topic, defineTopic } from '@busbar/core';
+import { type BatchEntry, type Codec, defineTopic, type Topic } from '@busbar/core';
 import type { RelayBus } from './options.js';
 import type { TableName } from './sql.js';
 import type { SqlClient } from './types.js';

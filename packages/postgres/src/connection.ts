@@ -1,5 +1,4 @@
-import { ConfigError } from '@busbar/core';
-import { redactUrl } from '@busbar/core';
+import { ConfigError, redactUrl } from '@busbar/core';
 import pg from 'pg';
 import type { PoolLike } from './types.js';
 
@@ -33,7 +32,9 @@ export function resolveConnection(options: ConnectionOptions, what: string, max:
     const parsed = new URL(options.url);
     password = decodeURIComponent(parsed.password);
     if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
-      throw new ConfigError(`${what}: url must start with postgres:// or postgresql://, got '${redactUrl(options.url)}'`);
+      throw new ConfigError(
+        `${what}: url must start with postgres:// or postgresql://, got '${redactUrl(options.url)}'`,
+      );
     }
   } catch (error) {
     if (error instanceof ConfigError) throw error;

@@ -2,7 +2,15 @@ import { BusbarError, ConfigError, ConnectionError } from '@busbar/core';
 import { redactText, sanitizeError } from '@busbar/core/transport';
 
 /** SQLSTATE classes and socket errors that mean "the connection, not the statement, failed": worth retrying. */
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH']);
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+]);
 const RETRYABLE_SQLSTATE = /^(08|53|57P0|40001|40P01)/;
 
 function codeOf(error: unknown): string | undefined {
@@ -30,14 +38,21 @@ export function isUndefinedTable(error: unknown): boolean {
  * (retryable), a missing table a ConfigError that says which migration to
  * run, anything else a sanitized copy. Secrets never pass through.
  */
-export function mapPgError(error: unknown, secrets: readonly string[], context: string, missingTableHint?: string): Error {
+export function mapPgError(
+  error: unknown,
+  secrets: readonly string[],
+  context: string,
+  missingTableHint?: string,
+): Error {
   if (BusbarError.is(error)) return error;
   const clean = sanitizeError(error, secrets);
   if (isUndefinedTable(error) && missingTableHint) {
     return new ConfigError(`${context}: ${clean.message}; ${missingTableHint}`, { cause: clean });
   }
   if (isConnectionFailure(error)) {
-    return new ConnectionError(`${context}: ${clean.message || codeOf(error) || 'connection failed'}`, { cause: clean });
+    return new ConnectionError(`${context}: ${clean.message || codeOf(error) || 'connection failed'}`, {
+      cause: clean,
+    });
   }
   clean.message = `${context}: ${clean.message}`;
   return clean;

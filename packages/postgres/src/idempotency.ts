@@ -1,5 +1,5 @@
-import { BusbarError, ConfigError } from '@busbar/core';
 import type { ClaimResult, IdempotencyStore } from '@busbar/core';
+import { BusbarError, ConfigError } from '@busbar/core';
 import { type ConnectionOptions, type ResolvedConnection, resolveConnection } from './connection.js';
 import { mapPgError } from './errors.js';
 import { DEFAULT_IDEMPOTENCY_TABLE, migrationHint, tableName } from './sql.js';
@@ -20,9 +20,13 @@ export interface PostgresIdempotencyStoreOptions extends ConnectionOptions {
 export class AlreadyProcessedError extends BusbarError {
   readonly key: string;
   constructor(key: string) {
-    super('BUSBAR_TIMEOUT', `Idempotency key '${key}' was already recorded by another attempt; roll back this transaction`, {
-      retryable: true,
-    });
+    super(
+      'BUSBAR_TIMEOUT',
+      `Idempotency key '${key}' was already recorded by another attempt; roll back this transaction`,
+      {
+        retryable: true,
+      },
+    );
     this.key = key;
   }
 }
@@ -48,7 +52,8 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   #closed = false;
 
   constructor(options: PostgresIdempotencyStoreOptions) {
-    if (typeof options !== 'object' || options === null) throw new ConfigError('PostgresIdempotencyStore needs { pool } or { url }');
+    if (typeof options !== 'object' || options === null)
+      throw new ConfigError('PostgresIdempotencyStore needs { pool } or { url }');
     for (const name of Object.keys(options)) {
       if (!['pool', 'url', 'table', 'maxConnections'].includes(name)) {
         throw new ConfigError(`Invalid idempotency store options: unknown option '${name}'`);
@@ -104,7 +109,9 @@ RETURNING 1`,
    */
   async completeIn(client: SqlClient, key: string | undefined, ttlMs: number = 7 * 24 * 3600_000): Promise<void> {
     if (typeof key !== 'string' || key === '') {
-      throw new ConfigError('completeIn needs the idempotency key (context.idempotencyKey; the subscription needs a group and idempotency)');
+      throw new ConfigError(
+        'completeIn needs the idempotency key (context.idempotencyKey; the subscription needs a group and idempotency)',
+      );
     }
     let rowCount: number | null;
     try {

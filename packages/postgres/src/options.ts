@@ -7,8 +7,12 @@ import type { PoolLike } from './types.js';
 export type RelayBus = Pick<Bus, 'publishBatch'>;
 
 const isPool = (v: unknown): v is PoolLike =>
-  typeof v === 'object' && v !== null && typeof (v as PoolLike).connect === 'function' && typeof (v as PoolLike).query === 'function';
-const isBus = (v: unknown): v is RelayBus => typeof v === 'object' && v !== null && typeof (v as RelayBus).publishBatch === 'function';
+  typeof v === 'object' &&
+  v !== null &&
+  typeof (v as PoolLike).connect === 'function' &&
+  typeof (v as PoolLike).query === 'function';
+const isBus = (v: unknown): v is RelayBus =>
+  typeof v === 'object' && v !== null && typeof (v as RelayBus).publishBatch === 'function';
 const ms = () => z.number().int().nonnegative();
 
 export const relayOptionsSchema = z
@@ -42,7 +46,10 @@ export const relayOptionsSchema = z
      */
     beforeMark: z.custom<(ids: readonly string[]) => void | Promise<void>>((v) => typeof v === 'function').optional(),
   })
-  .refine((o) => (o.pool === undefined) !== (o.url === undefined), { message: 'give either pool or url', path: ['pool'] });
+  .refine((o) => (o.pool === undefined) !== (o.url === undefined), {
+    message: 'give either pool or url',
+    path: ['pool'],
+  });
 
 export type RelayOptions = z.input<typeof relayOptionsSchema>;
 export type ResolvedRelayOptions = z.output<typeof relayOptionsSchema>;
@@ -52,7 +59,8 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, what: stri
   if (result.success) return result.data;
   const lines = result.error.issues.slice(0, 8).map((issue) => {
     const path = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
-    if (issue.code === 'unrecognized_keys') return `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    if (issue.code === 'unrecognized_keys')
+      return `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
     return `${path}: ${issue.message}`;
   });
   throw new ConfigError(`Invalid ${what}: ${lines.join('; ')}`);

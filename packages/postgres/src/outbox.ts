@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { ConfigError, InvalidHeaderError, InvalidTopicError, ValidationError, defineTopic, isTopic } from '@busbar/core';
 import type { Topic, TopicLike, ValidationIssue } from '@busbar/core';
+import {
+  ConfigError,
+  defineTopic,
+  InvalidHeaderError,
+  InvalidTopicError,
+  isTopic,
+  ValidationError,
+} from '@busbar/core';
 import { mapPgError } from './errors.js';
-import { DEFAULT_OUTBOX_TABLE, type TableName, migrationHint, tableName } from './sql.js';
+import { DEFAULT_OUTBOX_TABLE, migrationHint, type TableName, tableName } from './sql.js';
 import type { SqlClient } from './types.js';
 
 export interface OutboxOptions {
@@ -48,8 +55,14 @@ export function createOutbox(options: OutboxOptions = {}): Outbox {
   const channel = notifyChannel(table);
   return {
     table: table.name,
-    async add<T>(client: SqlClient, topic: TopicLike<T>, payload: T, addOptions: OutboxAddOptions = {}): Promise<string> {
-      if (!client || typeof client.query !== 'function') throw new ConfigError('outbox.add needs a pg client as its first argument');
+    async add<T>(
+      client: SqlClient,
+      topic: TopicLike<T>,
+      payload: T,
+      addOptions: OutboxAddOptions = {},
+    ): Promise<string> {
+      if (!client || typeof client.query !== 'function')
+        throw new ConfigError('outbox.add needs a pg client as its first argument');
       const def: Topic<T> = isTopic(topic) ? topic : (defineTopic(topic) as Topic<T>);
       if (def.name.includes('*') || def.name.includes('#')) {
         throw new InvalidTopicError(`Topic '${def.name}' has a wildcard, which only subscriptions may use`);
@@ -70,7 +83,12 @@ export function createOutbox(options: OutboxOptions = {}): Outbox {
           channel,
         ]);
       } catch (error) {
-        throw mapPgError(error, [], `Adding a message for '${def.name}' to the outbox failed`, migrationHint('outbox', table));
+        throw mapPgError(
+          error,
+          [],
+          `Adding a message for '${def.name}' to the outbox failed`,
+          migrationHint('outbox', table),
+        );
       }
       return id;
     },
@@ -106,7 +124,9 @@ function checkAddOptions(options: OutboxAddOptions): void {
     throw new ConfigError('Invalid outbox.add options: key must be a string of 1-1024 characters');
   }
   if (id !== undefined && (typeof id !== 'string' || !ID.test(id))) {
-    throw new ConfigError("Invalid outbox.add options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'");
+    throw new ConfigError(
+      "Invalid outbox.add options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'",
+    );
   }
 }
 

@@ -4,9 +4,9 @@ import { type BatchResult, type BatchSql, batchSql, publishBatch } from './batch
 import { type ResolvedConnection, resolveConnection } from './connection.js';
 import { isConnectionFailure, mapPgError } from './errors.js';
 import { emit } from './events.js';
-import { type RelayOptions, type ResolvedRelayOptions, parse, relayOptionsSchema } from './options.js';
+import { parse, type RelayOptions, type ResolvedRelayOptions, relayOptionsSchema } from './options.js';
 import { notifyChannel } from './outbox.js';
-import { type TableName, migrationHint, tableName } from './sql.js';
+import { migrationHint, type TableName, tableName } from './sql.js';
 import type { PooledClient } from './types.js';
 
 const ignore = (): void => undefined;
@@ -121,7 +121,10 @@ class OutboxRelay implements Relay {
       }
       if (result.error !== undefined) {
         this.#reportError('batch', result.error);
-        backoff = Math.min(this.#options.maxBackoffMs, backoff === 0 ? Math.max(10, this.#options.pollIntervalMs / 4) : backoff * 2);
+        backoff = Math.min(
+          this.#options.maxBackoffMs,
+          backoff === 0 ? Math.max(10, this.#options.pollIntervalMs / 4) : backoff * 2,
+        );
         await this.#sleep(backoff, true);
         continue;
       }
@@ -145,7 +148,13 @@ class OutboxRelay implements Relay {
     client.on('error', ignore);
     try {
       await client.query('BEGIN');
-      const result = await publishBatch(client, this.#sql, this.#options.bus, this.#options.batchSize, this.#options.beforeMark);
+      const result = await publishBatch(
+        client,
+        this.#sql,
+        this.#options.bus,
+        this.#options.batchSize,
+        this.#options.beforeMark,
+      );
       await client.query('COMMIT');
       if (result.published > 0) {
         emit(() => ({
@@ -163,7 +172,12 @@ class OutboxRelay implements Relay {
     } catch (error) {
       destroy = !BusbarError.is(error) && isConnectionFailure(error);
       if (!destroy) await client.query('ROLLBACK').catch(() => (destroy = true));
-      throw mapPgError(error, conn.secrets, `Outbox relay batch on '${this.#table.name}' failed`, migrationHint('outbox', this.#table));
+      throw mapPgError(
+        error,
+        conn.secrets,
+        `Outbox relay batch on '${this.#table.name}' failed`,
+        migrationHint('outbox', this.#table),
+      );
     } finally {
       client.removeListener('error', ignore);
       client.release(destroy);
@@ -250,7 +264,10 @@ class OutboxRelay implements Relay {
         }
         if (deleted > 0) emit(() => ({ type: 'cleaned', relay: this.#name, table: this.#table.name, deleted }));
       } catch (error) {
-        this.#reportError('cleanup', mapPgError(error, conn.secrets, 'Outbox cleanup failed', migrationHint('outbox', this.#table)));
+        this.#reportError(
+          'cleanup',
+          mapPgError(error, conn.secrets, 'Outbox cleanup failed', migrationHint('outbox', this.#table)),
+        );
       } finally {
         this.#cleaning = undefined;
       }

@@ -1,7 +1,7 @@
 import { BusbarError, connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, collect, describeIdempotencyStore, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AlreadyProcessedError, PostgresIdempotencyStore, migrate } from '../src/index.js';
+import { AlreadyProcessedError, migrate, PostgresIdempotencyStore } from '../src/index.js';
 import { type TestDb, testDb, tx } from './helpers.js';
 
 const ok = await brokerAvailable('postgres');
@@ -47,7 +47,9 @@ describe.runIf(ok)('PostgresIdempotencyStore', () => {
         throw new Error('card declined');
       }),
     ).rejects.toThrow('card declined');
-    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${db.schema}.charges WHERE id = $1`, [key])).rows[0].n).toBe(0);
+    expect(
+      (await db.pool.query(`SELECT count(*)::int AS n FROM ${db.schema}.charges WHERE id = $1`, [key])).rows[0].n,
+    ).toBe(0);
     // Still only claimed: the failed attempt releases it and the retry claims it again.
     expect(await store.claim(key, 5_000)).toBe('busy');
     await store.release(key);
@@ -94,7 +96,10 @@ describe.runIf(ok)('PostgresIdempotencyStore', () => {
         async (m, ctx) => {
           runs.push(m.id);
           await tx(db.pool, async (c) => {
-            await c.query(`INSERT INTO ${db.schema}.ledger VALUES ($1, $2)`, [m.id, (m.payload as { amount: number }).amount]);
+            await c.query(`INSERT INTO ${db.schema}.ledger VALUES ($1, $2)`, [
+              m.id,
+              (m.payload as { amount: number }).amount,
+            ]);
             await store.completeIn(c, ctx.idempotencyKey);
             if (failOnce) {
               failOnce = false;
@@ -140,7 +145,9 @@ describe.runIf(ok)('PostgresIdempotencyStore', () => {
   });
 
   it('rejects unknown options', () => {
-    expect(() => new PostgresIdempotencyStore({ pool: db.pool, tabel: 'x' } as never)).toThrow(/unknown option 'tabel'/);
+    expect(() => new PostgresIdempotencyStore({ pool: db.pool, tabel: 'x' } as never)).toThrow(
+      /unknown option 'tabel'/,
+    );
     expect(() => new PostgresIdempotencyStore({} as never)).toThrow(/pool or a url/);
   });
 });

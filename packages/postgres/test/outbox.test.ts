@@ -28,7 +28,13 @@ describe.runIf(ok)('outbox.add', () => {
     });
     const { rows } = await db.pool.query(`SELECT * FROM ${outboxTable}`);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ message_id: id, topic: 'orders.created', key: 'o-1', headers: { tenant: 'acme' }, published_at: null });
+    expect(rows[0]).toMatchObject({
+      message_id: id,
+      topic: 'orders.created',
+      key: 'o-1',
+      headers: { tenant: 'acme' },
+      published_at: null,
+    });
     expect(JSON.parse(Buffer.from(rows[0].payload).toString())).toEqual({ orderId: 'o-1', total: 10 });
     expect(rows[0].content_type).toBe('application/json');
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
@@ -88,7 +94,9 @@ describe.runIf(ok)('outbox.add', () => {
   it('rejects bad input before writing anything', async () => {
     const { outboxTable } = await db.tables();
     const box = createOutbox({ table: outboxTable });
-    await expect(box.add(db.pool, Order, { orderId: 1, total: 'x' } as never)).rejects.toMatchObject({ code: 'BUSBAR_VALIDATION' });
+    await expect(box.add(db.pool, Order, { orderId: 1, total: 'x' } as never)).rejects.toMatchObject({
+      code: 'BUSBAR_VALIDATION',
+    });
     await expect(box.add(db.pool, 'orders.*', {})).rejects.toMatchObject({ code: 'BUSBAR_INVALID_TOPIC' });
     await expect(box.add(db.pool, 'bad topic', {})).rejects.toMatchObject({ code: 'BUSBAR_INVALID_TOPIC' });
     await expect(box.add(db.pool, 'a.b', {}, { headers: { 'busbar-attempt': '1' } })).rejects.toMatchObject({
@@ -98,7 +106,9 @@ describe.runIf(ok)('outbox.add', () => {
       code: 'BUSBAR_INVALID_HEADER',
     });
     await expect(box.add(db.pool, 'a.b', {}, { id: 'has space' })).rejects.toMatchObject({ code: 'BUSBAR_CONFIG' });
-    await expect(box.add(db.pool, 'a.b', {}, { priority: 1 } as never)).rejects.toMatchObject({ code: 'BUSBAR_CONFIG' });
+    await expect(box.add(db.pool, 'a.b', {}, { priority: 1 } as never)).rejects.toMatchObject({
+      code: 'BUSBAR_CONFIG',
+    });
     await expect(box.add(db.pool, 'a.b', 10n)).rejects.toMatchObject({ code: 'BUSBAR_SERIALIZATION' });
     expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable}`)).rows[0].n).toBe(0);
   });

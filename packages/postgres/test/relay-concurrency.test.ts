@@ -2,7 +2,7 @@ import diagnostics from 'node:diagnostics_channel';
 import { connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type OutboxEvent, OUTBOX_CHANNEL, createOutbox, createRelay } from '../src/index.js';
+import { createOutbox, createRelay, OUTBOX_CHANNEL, type OutboxEvent } from '../src/index.js';
 import { type TestDb, testDb, tx } from './helpers.js';
 
 const ok = await brokerAvailable('postgres');
@@ -38,7 +38,8 @@ describe.runIf(ok)('two relays on one table', () => {
     const perRelay = new Map<string, number>();
     const onEvent = (e: unknown) => {
       const event = e as OutboxEvent;
-      if (event.type === 'published' && event.table === outboxTable) perRelay.set(event.relay, (perRelay.get(event.relay) ?? 0) + event.count);
+      if (event.type === 'published' && event.table === outboxTable)
+        perRelay.set(event.relay, (perRelay.get(event.relay) ?? 0) + event.count);
     };
     diagnostics.subscribe(OUTBOX_CHANNEL, onEvent);
     const relays = ['relay-a', 'relay-b'].map((name) =>
@@ -79,7 +80,8 @@ describe.runIf(ok)('two relays on one table', () => {
     }
     expect(outOfOrder).toEqual([]);
     expect(last.size).toBe(KEYS);
-    const pending = (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NULL`)).rows[0].n;
+    const pending = (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NULL`))
+      .rows[0].n;
     expect(pending).toBe(0);
     // Both relays did part of the work.
     console.log('rows published per relay', Object.fromEntries(perRelay));

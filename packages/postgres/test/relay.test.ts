@@ -3,7 +3,14 @@ import { type Bus, connect, defineTopic, silentLogger } from '@busbar/core';
 import { brokerAvailable, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { type OutboxEvent, type Relay, createOutbox, createRelay, OUTBOX_CHANNEL, PostgresIdempotencyStore } from '../src/index.js';
+import {
+  createOutbox,
+  createRelay,
+  OUTBOX_CHANNEL,
+  type OutboxEvent,
+  PostgresIdempotencyStore,
+  type Relay,
+} from '../src/index.js';
 import { type TestDb, testDb, tx } from './helpers.js';
 
 const ok = await brokerAvailable('postgres');
@@ -41,12 +48,22 @@ describe.runIf(ok)('outbox relay', () => {
     const box = createOutbox({ table: outboxTable });
     const topic = Paid(uniqueName('orders'));
     const got = collect<{ id: string; key: string | undefined; headers: Record<string, string>; payload: unknown }>();
-    await bus.subscribe(topic, (m) => got.push({ id: m.id, key: m.key, headers: { ...m.headers }, payload: m.payload }), { group: 'g' });
-    const id = await tx(db.pool, (c) => box.add(c, topic, { orderId: 'o-1', n: 1 }, { key: 'o-1', headers: { tenant: 'acme' } }));
+    await bus.subscribe(
+      topic,
+      (m) => got.push({ id: m.id, key: m.key, headers: { ...m.headers }, payload: m.payload }),
+      { group: 'g' },
+    );
+    const id = await tx(db.pool, (c) =>
+      box.add(c, topic, { orderId: 'o-1', n: 1 }, { key: 'o-1', headers: { tenant: 'acme' } }),
+    );
     await relay({ table: outboxTable, pollIntervalMs: 60_000 }).start();
     await got.waitForCount(1, 5_000);
     expect(got.items).toEqual([{ id, key: 'o-1', headers: { tenant: 'acme' }, payload: { orderId: 'o-1', n: 1 } }]);
-    await waitFor(async () => (await db.pool.query(`SELECT published_at FROM ${outboxTable}`)).rows[0].published_at !== null, 5_000, 'marked');
+    await waitFor(
+      async () => (await db.pool.query(`SELECT published_at FROM ${outboxTable}`)).rows[0].published_at !== null,
+      5_000,
+      'marked',
+    );
   });
 
   it('is woken by NOTIFY at commit (no waiting for the poll)', async () => {
@@ -71,7 +88,9 @@ describe.runIf(ok)('outbox relay', () => {
     await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
     await relay({ table: outboxTable, pollIntervalMs: 200 }).start();
     await sleep(100);
-    await db.pool.query(`INSERT INTO ${outboxTable} (message_id, topic, payload) VALUES ('raw-1', $1, '"x"'::bytea)`, [topic]);
+    await db.pool.query(`INSERT INTO ${outboxTable} (message_id, topic, payload) VALUES ('raw-1', $1, '"x"'::bytea)`, [
+      topic,
+    ]);
     await got.waitForCount(1, 3_000);
     expect(got.items).toEqual(['raw-1']);
   });
@@ -140,12 +159,45 @@ describe.runIf(ok)('outbox relay', () => {
     const id = await tx(db.pool, (c) => box.add(c, topic, { orderId: 'o-9', n: 9 }));
     await r.start();
     await arrivals.waitForCount(3, 10_000);
-    await waitFor(async () => (await db.pool.query(`SELECT published_at FROM ${outboxTable}`)).rows[0].published_at !== null, 10_000, 'marked');
+    await waitFor(
+      async () => (await db.pool.query(`SELECT published_at FROM ${outboxTable}`)).rows[0].published_at !== null,
+      10_000,
+      'marked',
+    );
     await sleep(300);
     expect(arrivals.items).toEqual([id, id, id]);
     const payments = (await db.pool.query(`SELECT * FROM ${db.schema}.payments`)).rows;
     expect(payments).toEqual([{ order_id: 'o-9', message_id: id }]);
     expect(events.filter((e) => e.type === 'error' && e.stage === 'batch').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('holds a row while an older row of its key is locked elsewhere (another relay), others flow', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('hold');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    await tx(db.pool, async (c) => {
+      await box.add(c, topic, 1, { key: 'a', id: 'a1' });
+      await box.add(c, topic, 2, { key: 'a', id: 'a2' });
+      await box.add(c, topic, 3, { key: 'b', id: 'b1' });
+      await box.add(c, topic, 4, { id: 'nokey' });
+    });
+    // Stands for another relay in the middle of its batch: it holds 'a1' locked.
+    const other = await db.pool.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${outboxTable} WHERE message_id = 'a1' FOR UPDATE`);
+      await relay({ table: outboxTable, pollIntervalMs: 100 }).start();
+      await got.waitForCount(2, 3_000);
+      await sleep(300);
+      expect(got.items).toEqual(['b1', 'nokey']);
+      await other.query('ROLLBACK');
+      await got.waitForCount(4, 3_000);
+      expect(got.items).toEqual(['b1', 'nokey', 'a1', 'a2']);
+    } finally {
+      other.release();
+    }
   });
 
   it('delete mode removes rows in the publishing transaction', async () => {
@@ -159,7 +211,11 @@ describe.runIf(ok)('outbox relay', () => {
     });
     await relay({ table: outboxTable, mode: 'delete', pollIntervalMs: 100 }).start();
     await got.waitForCount(5, 5_000);
-    await waitFor(async () => (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable}`)).rows[0].n === 0, 5_000, 'deleted');
+    await waitFor(
+      async () => (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable}`)).rows[0].n === 0,
+      5_000,
+      'deleted',
+    );
   });
 
   it('cleans up published rows after the retention period, never pending ones', async () => {
@@ -172,7 +228,13 @@ describe.runIf(ok)('outbox relay', () => {
     await r.start();
     await tx(db.pool, (c) => box.add(c, topic, 'old'));
     await got.waitForCount(1, 5_000);
-    await waitFor(async () => (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NOT NULL`)).rows[0].n === 1, 5_000, 'marked');
+    await waitFor(
+      async () =>
+        (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NOT NULL`)).rows[0]
+          .n === 1,
+      5_000,
+      'marked',
+    );
     await db.pool.query(`UPDATE ${outboxTable} SET published_at = now() - interval '2 minutes'`);
     // A pending row written straight to the table (no relay will pick it before cleanup: its topic has no subscriber but that is fine).
     await tx(db.pool, (c) => box.add(c, topic, 'new'));
@@ -196,15 +258,24 @@ describe.runIf(ok)('outbox relay', () => {
     await bad.stop();
     const failed = events.find((e) => e.type === 'error' && e.relay === 'bad-relay');
     expect(failed).toMatchObject({ stage: 'batch', table: outboxTable });
-    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NULL`)).rows[0].n).toBe(1);
+    expect(
+      (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NULL`)).rows[0].n,
+    ).toBe(1);
 
     const got = collect<string>();
     await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
     const good = relay({ table: outboxTable, pollIntervalMs: 100, name: 'good-relay' });
     await good.start();
     await got.waitForCount(1, 5_000);
-    await waitFor(() => events.some((e) => e.type === 'published' && e.relay === 'good-relay'), 5_000, 'published event');
-    expect(events.find((e) => e.type === 'published' && e.relay === 'good-relay')).toMatchObject({ count: 1, deferred: 0 });
+    await waitFor(
+      () => events.some((e) => e.type === 'published' && e.relay === 'good-relay'),
+      5_000,
+      'published event',
+    );
+    expect(events.find((e) => e.type === 'published' && e.relay === 'good-relay')).toMatchObject({
+      count: 1,
+      deferred: 0,
+    });
   });
 
   it('stops gracefully: the batch in flight is committed before stop() resolves', async () => {
@@ -229,7 +300,9 @@ describe.runIf(ok)('outbox relay', () => {
     await inBatch;
     await r.stop();
     expect(r.running).toBe(false);
-    expect((await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NOT NULL`)).rows[0].n).toBe(1);
+    expect(
+      (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NOT NULL`)).rows[0].n,
+    ).toBe(1);
     await r.stop();
   });
 

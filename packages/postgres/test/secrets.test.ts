@@ -2,7 +2,7 @@ import { inspect } from 'node:util';
 import { BusbarError, connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, uniqueName } from '@busbar/testing';
 import { describe, expect, it } from 'vitest';
-import { PostgresIdempotencyStore, createRelay } from '../src/index.js';
+import { createRelay, PostgresIdempotencyStore } from '../src/index.js';
 
 const ok = await brokerAvailable('postgres');
 const CANARY = 'busbar-canary-secret';
