@@ -1,0 +1,78 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Health } from '@busbar/core';
+
+/** Anything with busbar's `health()`: a `Bus`. */
+export interface HealthSource {
+  health(): Health;
+}
+
+export type HealthCheck = 'ready' | 'live';
+
+export interface HealthOptions {
+  /**
+   * Liveness only: a connection may be down or reconnecting this long before
+   * the process is reported dead (so a broker restart does not get every pod
+   * killed). Default 60 000 ms.
+   */
+  maxDownMs?: number;
+}
+
+export interface HealthReport {
+  readonly ok: boolean;
+  /** 200 when ok, else 503. */
+  readonly statusCode: 200 | 503;
+  readonly body: {
+    readonly status: 'ok' | 'unavailable';
+    readonly check: HealthCheck;
+    readonly buses: readonly Health[];
+  };
+}
+
+const list = (sources: HealthSource | readonly HealthSource[]): readonly HealthSource[] =>
+  Array.isArray(sources) ? sources : [sources as HealthSource];
+
+/**
+ * Readiness: every connection of every bus is up and no subscription is
+ * closing (so a draining instance stops getting traffic).
+ */
+export function readiness(sources: HealthSource | readonly HealthSource[]): HealthReport {
+  const buses = list(sources).map((s) => s.health());
+  const ok = buses.every((h) => h.status === 'up' && h.subscriptions.every((s) => s.state === 'running'));
+  return report('ready', ok, buses);
+}
+
+/**
+ * Liveness: false only when a connection has been down or reconnecting for
+ * longer than `maxDownMs`, i.e. when restarting the process may help.
+ */
+export function liveness(sources: HealthSource | readonly HealthSource[], options: HealthOptions = {}): HealthReport {
+  const maxDownMs = options.maxDownMs ?? 60_000;
+  const now = Date.now();
+  const buses = list(sources).map((s) => s.health());
+  const ok = buses.every((h) => h.connections.every((c) => c.state === 'up' || now - c.since.getTime() <= maxDownMs));
+  return report('live', ok, buses);
+}
+
+function report(check: HealthCheck, ok: boolean, buses: readonly Health[]): HealthReport {
+  return { ok, statusCode: ok ? 200 : 503, body: { status: ok ? 'ok' : 'unavailable', check, buses } };
+}
+
+/** Writes a report as JSON; works with a plain `http` response and with Express's (which extends it). */
+export function sendHealth(res: ServerResponse, result: HealthReport): void {
+  const body = JSON.stringify(result.body);
+  res.writeHead(result.statusCode, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+/**
+ * A `(req, res)` handler for `http.createServer` or Express
+ * (`app.get('/readyz', healthHandler(bus))`). For Fastify, call
+ * {@link readiness} / {@link liveness} in a route and send `statusCode` and `body`.
+ */
+export function healthHandler(
+  sources: HealthSource | readonly HealthSource[],
+  check: HealthCheck = 'ready',
+  options: HealthOptions = {},
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (_req, res) => sendHealth(res, check === 'ready' ? readiness(sources) : liveness(sources, options));
+}

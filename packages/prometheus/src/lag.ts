@@ -1,0 +1,53 @@
+/**
+ * Consumer lag as busbar's metrics read it. Core has no lag API yet: a bus
+ * that offers `lag()` (the proposed `Bus.lag`) is read directly, and any
+ * other source (a broker admin query of your own) plugs in as a
+ * {@link LagSource}.
+ */
+export interface LagReading {
+  readonly topic: string;
+  readonly group?: string;
+  /** Messages stored for the group that it has not received yet. */
+  readonly lag?: number;
+  /** Delivered to a member but not settled yet. */
+  readonly pending?: number;
+  /** Messages the broker holds for the topic. */
+  readonly backlog?: number;
+}
+
+/** Called at each scrape; may be async. A source that throws is skipped for that scrape. */
+export type LagSource = () => Promise<readonly LagReading[]> | readonly LagReading[];
+
+interface LagCapable {
+  lag(): Promise<readonly LagReading[]> | readonly LagReading[];
+}
+
+function hasLag(value: object): value is LagCapable {
+  return typeof (value as { lag?: unknown }).lag === 'function';
+}
+
+/** A lag source reading `bus.lag()`, or undefined when the bus (its core version or transport) cannot tell lag. */
+export function busLagSource(bus: object): LagSource | undefined {
+  if (!hasLag(bus)) return undefined;
+  return () => bus.lag();
+}
+
+/** Reads every source, at most `timeoutMs` each, so one slow broker query cannot stall a scrape. */
+export async function readLag(sources: Iterable<LagSource>, timeoutMs: number): Promise<LagReading[]> {
+  const readings = await Promise.all(
+    [...sources].map(async (source) => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const timeout = new Promise<readonly LagReading[]>((resolve) => {
+          timer = setTimeout(() => resolve([]), timeoutMs);
+        });
+        return await Promise.race([Promise.resolve().then(source), timeout]);
+      } catch {
+        return [];
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return readings.flat();
+}
