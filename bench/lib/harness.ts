@@ -1,0 +1,233 @@
+import { performance } from 'node:perf_hooks';
+import type { BrokerBench, Side } from './types.js';
+import { deadline, makePayload, median, percentile } from './util.js';
+
+export type Scenario = 'publishBatch' | 'publishConcurrent' | 'consume' | 'latency';
+export const SCENARIOS: readonly Scenario[] = ['publishBatch', 'publishConcurrent', 'consume', 'latency'];
+
+export interface Sample {
+  /** msgs/s (throughput scenarios) */
+  readonly rate: number;
+  /** client CPU (user + system) microseconds per message */
+  readonly cpuUs: number;
+  /** latency scenario only, ms */
+  readonly p50?: number;
+  readonly p99?: number;
+}
+
+export interface SideSummary {
+  readonly rate: number;
+  readonly cpuUs: number;
+  readonly p50?: number;
+  readonly p99?: number;
+  readonly samples: readonly Sample[];
+}
+
+export interface ScenarioResult {
+  readonly scenario: Scenario;
+  readonly messages: number;
+  readonly busbar: SideSummary;
+  readonly raw?: SideSummary;
+  /** median over rounds of busbar / mean(raw, raw control) (throughput), or busbar p99 - raw p99 in ms (latency) */
+  readonly ratio?: number;
+  /** median over rounds of raw control / raw: the noise of this run (1.00 = quiet) */
+  readonly control?: number;
+  readonly noisy?: boolean;
+  readonly error?: string;
+}
+
+export interface BenchConfig {
+  readonly messages: number | undefined;
+  readonly payload: number;
+  readonly rounds: number;
+  readonly latencyRate: number;
+  readonly latencyMessages: number;
+  readonly scenarios: readonly Scenario[];
+  readonly log: (line: string) => void;
+}
+
+const BLOCK_TIMEOUT_MS = 180_000;
+
+/** One measured block of one scenario on one side, on a fresh destination. */
+export async function block(
+  bench: BrokerBench,
+  side: Side,
+  scenario: Scenario,
+  count: number,
+  config: BenchConfig,
+): Promise<Sample> {
+  const payload = makePayload(config.payload);
+  const target = await side.fresh();
+  try {
+    if (scenario === 'publishBatch' || scenario === 'publishConcurrent') {
+      const cpu = process.cpuUsage();
+      const t0 = performance.now();
+      await deadline(
+        scenario === 'publishBatch'
+          ? side.publishBatch(target, count, payload)
+          : side.publishConcurrent(target, count, payload),
+        BLOCK_TIMEOUT_MS,
+        `${bench.name} ${side.label} ${scenario}`,
+      );
+      return sample(count, performance.now() - t0, cpu);
+    }
+    if (scenario === 'consume') {
+      if (bench.backlog) await side.publishBatch(target, count, payload);
+      let first = 0;
+      let last = 0;
+      const cpu = process.cpuUsage();
+      const running = await side.consume(target, count, () => {
+        last = performance.now();
+        if (first === 0) first = last;
+      });
+      try {
+        const t0 = performance.now();
+        if (!bench.backlog) await side.publishConcurrent(target, count, payload);
+        await deadline(running.done, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} consume`);
+        // With a backlog, time from the first delivery (group joins, e.g. Kafka's, are not consumption).
+        const elapsed = bench.backlog ? last - first : last - t0;
+        const n = bench.backlog ? count - 1 : count;
+        return sample(n, elapsed, cpu, count);
+      } finally {
+        await running.close();
+      }
+    }
+    return await latency(bench, side, target, config);
+  } finally {
+    await side.drop(target).catch((error) => config.log(`  (cleanup failed: ${String(error)})`));
+  }
+}
+
+function sample(count: number, elapsedMs: number, cpu: NodeJS.CpuUsage, cpuCount = count): Sample {
+  const used = process.cpuUsage(cpu);
+  return { rate: (count / elapsedMs) * 1000, cpuUs: (used.user + used.system) / cpuCount };
+}
+
+/** Publishes at a fixed rate (one `publishOne` per message, not awaited in series) and records publish -> handler latency. */
+async function latency(
+  bench: BrokerBench,
+  side: Side,
+  target: Awaited<ReturnType<Side['fresh']>>,
+  config: BenchConfig,
+): Promise<Sample> {
+  const count = config.latencyMessages;
+  const payload = makePayload(Math.max(config.payload, 8));
+  const samples: number[] = [];
+  const cpu = process.cpuUsage();
+  const running = await side.consume(target, count, (body) => {
+    const sent = new DataView(body.buffer, body.byteOffset, 8).getFloat64(0, true);
+    samples.push(performance.now() - sent);
+  });
+  try {
+    const tickMs = 5;
+    const perTick = Math.max(1, Math.round((config.latencyRate * tickMs) / 1000));
+    const start = performance.now();
+    const pending: Promise<void>[] = [];
+    let sent = 0;
+    // Scheduled against the start time, so a slow tick does not lower the rate.
+    while (sent < count) {
+      const due = Math.min(count, Math.floor(((performance.now() - start) / 1000) * config.latencyRate) + perTick);
+      while (sent < due) {
+        const body = Buffer.from(payload);
+        body.writeDoubleLE(performance.now(), 0);
+        pending.push(side.publishOne(target, body));
+        sent++;
+      }
+      await new Promise((resolve) => setTimeout(resolve, tickMs));
+    }
+    await deadline(Promise.all(pending), BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} latency publish`);
+    await deadline(running.done, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} latency consume`);
+  } finally {
+    await running.close();
+  }
+  const used = process.cpuUsage(cpu);
+  samples.sort((a, b) => a - b);
+  return {
+    rate: config.latencyRate,
+    cpuUs: (used.user + used.system) / count,
+    p50: percentile(samples, 50),
+    p99: percentile(samples, 99),
+  };
+}
+
+function summarize(samples: Sample[]): SideSummary {
+  const p50 = samples.filter((s) => s.p50 !== undefined).map((s) => s.p50 as number);
+  const p99 = samples.filter((s) => s.p99 !== undefined).map((s) => s.p99 as number);
+  return {
+    rate: median(samples.map((s) => s.rate)),
+    cpuUs: median(samples.map((s) => s.cpuUs)),
+    ...(p50.length ? { p50: median(p50), p99: median(p99) } : {}),
+    samples,
+  };
+}
+
+/**
+ * Runs one scenario: a warm-up block per side, then `rounds` rounds of
+ * raw, busbar, raw-control (order reversed every other round: A B A' / A' B A),
+ * each block on a fresh destination.
+ */
+export async function runScenario(
+  bench: BrokerBench,
+  sides: { busbar: Side; raw?: Side },
+  scenario: Scenario,
+  config: BenchConfig,
+): Promise<ScenarioResult> {
+  const count = scenario === 'latency' ? config.latencyMessages : (config.messages ?? bench.defaultMessages);
+  const warm = scenario === 'latency' ? config : { ...config, latencyMessages: Math.ceil(config.latencyMessages / 4) };
+  const warmCount = Math.max(100, Math.ceil(count / 4));
+  for (const side of [sides.raw, sides.busbar]) if (side) await block(bench, side, scenario, warmCount, warm);
+
+  const busbar: Sample[] = [];
+  const raw: Sample[] = [];
+  const control: Sample[] = [];
+  const ratios: number[] = [];
+  const controls: number[] = [];
+  for (let round = 0; round < config.rounds; round++) {
+    if (!sides.raw) {
+      busbar.push(await block(bench, sides.busbar, scenario, count, config));
+      continue;
+    }
+    const order: Array<'raw' | 'busbar' | 'control'> =
+      round % 2 === 0 ? ['raw', 'busbar', 'control'] : ['control', 'busbar', 'raw'];
+    const got: Partial<Record<'raw' | 'busbar' | 'control', Sample>> = {};
+    for (const which of order) {
+      got[which] = await block(bench, which === 'busbar' ? sides.busbar : sides.raw, scenario, count, config);
+    }
+    const a = got.raw as Sample;
+    const b = got.busbar as Sample;
+    const c = got.control as Sample;
+    raw.push(a);
+    busbar.push(b);
+    control.push(c);
+    if (scenario === 'latency') {
+      ratios.push((b.p99 as number) - ((a.p99 as number) + (c.p99 as number)) / 2);
+      controls.push((c.p99 as number) / (a.p99 as number));
+    } else {
+      ratios.push(b.rate / ((a.rate + c.rate) / 2));
+      controls.push(c.rate / a.rate);
+    }
+    config.log(
+      `  ${scenario} round ${round + 1}: raw ${fmtSample(a, scenario)} | busbar ${fmtSample(b, scenario)} | control ${fmtSample(c, scenario)}`,
+    );
+  }
+  if (!sides.raw) {
+    config.log(`  ${scenario}: busbar ${fmtSample(summarize(busbar), scenario)}`);
+    return { scenario, messages: count, busbar: summarize(busbar) };
+  }
+  const ctl = median(controls);
+  return {
+    scenario,
+    messages: count,
+    busbar: summarize(busbar),
+    raw: summarize([...raw, ...control]),
+    ratio: median(ratios),
+    control: ctl,
+    // p99 of a few hundred samples is itself noisy: only throughput controls decide noise.
+    noisy: scenario !== 'latency' && Math.abs(ctl - 1) > 0.05,
+  };
+}
+
+export function fmtSample(s: { rate: number; cpuUs: number; p50?: number; p99?: number }, scenario: Scenario): string {
+  if (scenario === 'latency') return `p50 ${s.p50?.toFixed(2)} ms p99 ${s.p99?.toFixed(2)} ms`;
+  return `${Math.round(s.rate)}/s ${s.cpuUs.toFixed(1)} us/msg`;
+}

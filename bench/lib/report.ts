@@ -1,0 +1,134 @@
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import type { Scenario, ScenarioResult } from './harness.js';
+
+export interface BrokerResult {
+  readonly transport: string;
+  readonly version: string;
+  readonly scenarios: readonly ScenarioResult[];
+  readonly error?: string;
+}
+
+export interface RssResult {
+  readonly transport: string;
+  readonly backlog: number;
+  readonly drainRate: number;
+  readonly baselineRssMb: number;
+  readonly peakRssMb: number;
+  readonly error?: string;
+}
+
+export interface Machine {
+  readonly cpu: string;
+  readonly cores: number;
+  readonly memoryGiB: number;
+  readonly node: string;
+  readonly os: string;
+  readonly loadAverage: readonly number[];
+}
+
+export function machine(): Machine {
+  return {
+    cpu: os.cpus()[0]?.model.trim() ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    os: `${os.type()} ${os.release()}`,
+    loadAverage: os.loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}
+
+export function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+const LABEL: Record<Scenario, string> = {
+  publishBatch: 'publishBatch',
+  publishConcurrent: 'publish x1000 in flight',
+  consume: 'consume + ack',
+  latency: 'e2e latency',
+};
+
+function rate(n: number | undefined): string {
+  if (n === undefined || Number.isNaN(n)) return '-';
+  return n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : `${Math.round(n)}`;
+}
+
+/** Rows of [transport, test, raw, busbar, ratio, raw us/msg, busbar us/msg, control]. */
+export function rows(results: readonly BrokerResult[]): string[][] {
+  const out: string[][] = [];
+  for (const r of results) {
+    if (r.error) {
+      out.push([r.transport, 'error', r.error.slice(0, 80), '', '', '', '', '']);
+      continue;
+    }
+    for (const s of r.scenarios) {
+      if (s.error) {
+        out.push([r.transport, LABEL[s.scenario], `error: ${s.error.slice(0, 70)}`, '', '', '', '', '']);
+        continue;
+      }
+      const lat = s.scenario === 'latency';
+      const show = (x: ScenarioResult['busbar'] | undefined) =>
+        x === undefined ? '-' : lat ? `${x.p50?.toFixed(2)} / ${x.p99?.toFixed(2)} ms` : `${rate(x.rate)}/s`;
+      const ratio =
+        s.ratio === undefined
+          ? '-'
+          : lat
+            ? `${s.ratio >= 0 ? '+' : ''}${s.ratio.toFixed(2)} ms p99`
+            : s.ratio.toFixed(2);
+      out.push([
+        r.transport,
+        LABEL[s.scenario],
+        show(s.raw),
+        show(s.busbar),
+        ratio,
+        s.raw ? s.raw.cpuUs.toFixed(1) : '-',
+        s.busbar.cpuUs.toFixed(1),
+        s.control === undefined ? '-' : `${s.control.toFixed(2)}${s.noisy ? ' (noisy)' : ''}`,
+      ]);
+    }
+  }
+  return out;
+}
+
+export const HEADERS = [
+  'transport',
+  'test',
+  'raw',
+  'busbar',
+  'busbar/raw',
+  'raw us/msg',
+  'busbar us/msg',
+  'raw/raw control',
+];
+
+export function textTable(header: readonly string[], body: readonly string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => (row[i] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => (c ?? '').padEnd(widths[i] as number)).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+export function markdownTable(header: readonly string[], body: readonly string[][]): string {
+  const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...body.map(line)].join('\n');
+}
+
+export const RSS_HEADERS = ['transport', 'backlog', 'drain rate', 'RSS before', 'peak RSS while draining'];
+
+export function rssRows(results: readonly RssResult[]): string[][] {
+  return results.map((r) =>
+    r.error
+      ? [r.transport, String(r.backlog), `error: ${r.error.slice(0, 80)}`, '', '']
+      : [
+          r.transport,
+          r.backlog.toLocaleString('en-US'),
+          `${rate(r.drainRate)}/s`,
+          `${r.baselineRssMb.toFixed(0)} MB`,
+          `${r.peakRssMb.toFixed(0)} MB`,
+        ],
+  );
+}

@@ -1,0 +1,202 @@
+/**
+ * `npm run bench -- --transports redis,nats --messages 20000 --payload 256 --rounds 8`
+ * busbar against the raw client on every broker that answers, interleaved in one process.
+ * `--rss` runs the backlog memory test instead (`--rss-messages 1000000`).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { BENCHES } from './benches.js';
+import { type BenchConfig, runScenario, SCENARIOS, type Scenario, type ScenarioResult } from './lib/harness.js';
+import {
+  type BrokerResult,
+  gitCommit,
+  HEADERS,
+  machine,
+  markdownTable,
+  RSS_HEADERS,
+  type RssResult,
+  rows,
+  rssRows,
+  textTable,
+} from './lib/report.js';
+import { runRss } from './lib/rss.js';
+import type { BrokerBench } from './lib/types.js';
+
+const { values } = parseArgs({
+  options: {
+    transports: { type: 'string', default: Object.keys(BENCHES).join(',') },
+    messages: { type: 'string' },
+    payload: { type: 'string', default: '256' },
+    rounds: { type: 'string', default: '6' },
+    tests: { type: 'string', default: SCENARIOS.join(',') },
+    'latency-rate': { type: 'string', default: '1000' },
+    'latency-messages': { type: 'string', default: '1000' },
+    rss: { type: 'boolean', default: false },
+    'rss-messages': { type: 'string', default: '1000000' },
+    'no-md': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  console.log(`npm run bench -- [options]
+  --transports a,b     ${Object.keys(BENCHES).join(',')} (default: all that answer)
+  --messages N         messages per block (default: per broker, ~0.5 s of work)
+  --payload BYTES      payload size (default 256)
+  --rounds N           measured rounds of raw / busbar / raw-control blocks (default 6)
+  --tests a,b          ${SCENARIOS.join(',')}
+  --latency-rate N     messages/s in the latency test (default 1000)
+  --latency-messages N messages per latency block (default 1000)
+  --rss                backlog memory test instead: peak RSS while busbar drains --rss-messages (default 1000000)
+  --no-md              do not rewrite bench/RESULTS.md`);
+  process.exit(0);
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const benchDir = path.resolve(here, '..');
+const names = (values.transports ?? '').split(',').filter(Boolean);
+for (const name of names) {
+  if (!BENCHES[name]) {
+    console.error(`Unknown transport '${name}' (known: ${Object.keys(BENCHES).join(', ')})`);
+    process.exit(2);
+  }
+}
+const tests = (values.tests ?? '').split(',').filter(Boolean) as Scenario[];
+for (const t of tests) {
+  if (!SCENARIOS.includes(t)) {
+    console.error(`Unknown test '${t}' (known: ${SCENARIOS.join(', ')})`);
+    process.exit(2);
+  }
+}
+
+const config: BenchConfig = {
+  messages: values.messages ? Number(values.messages) : undefined,
+  payload: Number(values.payload),
+  rounds: Number(values.rounds),
+  latencyRate: Number(values['latency-rate']),
+  latencyMessages: Number(values['latency-messages']),
+  scenarios: tests,
+  log: (line) => console.log(line),
+};
+
+async function benchBroker(bench: BrokerBench): Promise<BrokerResult> {
+  const version = await bench.version().catch((e) => `unknown (${String(e)})`);
+  console.log(`\n== ${bench.name} (${version})`);
+  const busbar = await bench.busbar();
+  const raw = bench.raw ? await bench.raw() : undefined;
+  const scenarios: ScenarioResult[] = [];
+  try {
+    for (const scenario of config.scenarios) {
+      try {
+        scenarios.push(await runScenario(bench, { busbar, ...(raw ? { raw } : {}) }, scenario, config));
+      } catch (error) {
+        console.log(`  ${scenario} failed: ${String(error)}`);
+        scenarios.push({
+          scenario,
+          messages: 0,
+          busbar: { rate: Number.NaN, cpuUs: Number.NaN, samples: [] },
+          error: String((error as Error).message ?? error),
+        });
+      }
+    }
+  } finally {
+    await busbar.close().catch(() => undefined);
+    await raw?.close().catch(() => undefined);
+  }
+  return { transport: bench.name, version, scenarios };
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const info = machine();
+  console.log(
+    `busbar bench ${started.toISOString()} on ${info.cpu}, ${info.cores} cores, ${info.memoryGiB} GiB, Node ${info.node}, load ${info.loadAverage.join(' ')}`,
+  );
+  const present: BrokerBench[] = [];
+  for (const name of names) {
+    const bench = BENCHES[name] as BrokerBench;
+    if (await bench.available()) present.push(bench);
+    else console.log(`(skipping ${name}: broker not reachable)`);
+  }
+  const resultsDir = path.join(benchDir, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+
+  if (values.rss) {
+    const rss: RssResult[] = [];
+    for (const bench of present) {
+      rss.push(await runRss(bench, Number(values['rss-messages']), config.payload, here));
+      await bench.shutdown?.().catch(() => undefined);
+    }
+    console.log(`\n${textTable(RSS_HEADERS, rssRows(rss))}`);
+    const file = path.join(resultsDir, `rss-${stamp}.json`);
+    writeFileSync(file, `${JSON.stringify({ started, machine: info, commit: gitCommit(), rss }, null, 2)}\n`);
+    console.log(`\nJSON: ${path.relative(process.cwd(), file)}`);
+    return;
+  }
+
+  const results: BrokerResult[] = [];
+  for (const bench of present) {
+    try {
+      results.push(await benchBroker(bench));
+    } catch (error) {
+      console.log(`  ${bench.name} failed: ${String(error)}`);
+      results.push({ transport: bench.name, version: '', scenarios: [], error: String(error) });
+    } finally {
+      await bench.shutdown?.().catch(() => undefined);
+    }
+  }
+  const table = rows(results);
+  console.log(`\n${textTable(HEADERS, table)}`);
+  console.log(
+    '\nbusbar/raw: median over rounds of busbar / mean(raw, raw control) msgs/s (latency: busbar p99 - raw p99).' +
+      '\nraw/raw control: median over rounds of the second raw block / the first; more than 5% off 1.00 = too noisy.',
+  );
+  const finished = new Date();
+  const json = { started, finished, machine: info, commit: gitCommit(), config, results };
+  const file = path.join(resultsDir, `${stamp}.json`);
+  writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+  console.log(`\nJSON: ${path.relative(process.cwd(), file)}`);
+  if (!values['no-md']) {
+    writeFileSync(path.join(benchDir, 'RESULTS.md'), resultsMarkdown(json, table));
+    console.log('Markdown: bench/RESULTS.md');
+  }
+}
+
+function resultsMarkdown(
+  json: {
+    started: Date;
+    finished: Date;
+    machine: ReturnType<typeof machine>;
+    commit: string;
+    config: BenchConfig;
+    results: BrokerResult[];
+  },
+  table: string[][],
+): string {
+  const m = json.machine;
+  const versions = json.results.map((r) => `${r.transport}: ${r.version}`).join('; ');
+  return `# busbar bench results
+
+Run ${json.started.toISOString()} (${Math.round((json.finished.getTime() - json.started.getTime()) / 1000)} s), commit \`${json.commit}\`, with
+\`npm run bench -- --rounds ${json.config.rounds} --payload ${json.config.payload}${json.config.messages ? ` --messages ${json.config.messages}` : ''}\`.
+
+Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}; broker and client share the cores over loopback; load average at start ${m.loadAverage.join(' ')}.
+Brokers: ${versions}.
+
+${markdownTable(HEADERS, table)}
+
+- raw / busbar: median msgs/s over the rounds (latency: p50 / p99 in ms at ${json.config.latencyRate} msgs/s).
+- busbar/raw: median over rounds of busbar / mean(raw, raw control) (target >= 0.90); latency: busbar p99 minus raw p99 (target < 1 ms).
+- us/msg: client CPU (user + system, \`process.cpuUsage\`) per message, median.
+- raw/raw control: the raw side run twice per round; more than 5% off 1.00 means the machine was too noisy for that line.
+- Every block uses a fresh topic/queue/stream (deleted after), warm-up first, blocks interleaved raw, busbar, raw (reversed every other round).
+`;
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
