@@ -1,0 +1,99 @@
+import { type BusbarErrorCode, connect, silentLogger } from '@busbar/core';
+import { brokerAvailable, brokerUrls, uniqueName } from '@busbar/testing';
+import { connect as natsConnect } from 'nats';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { consumerName, driver, streamFor } from '../src/index.js';
+import { natsOptions } from '../src/options.js';
+import { type PrivateServer, privateServer } from './server.js';
+
+const ok = await brokerAvailable('nats');
+
+async function code(promise: Promise<unknown>): Promise<BusbarErrorCode | string> {
+  try {
+    await promise;
+    return 'resolved';
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
+}
+
+describe.runIf(ok)('nats bad input', () => {
+  let server: PrivateServer;
+  beforeAll(async () => {
+    server = await privateServer('max_payload: 65536');
+  });
+  afterAll(async () => {
+    await server?.destroy();
+  });
+
+  it('rejects invalid driver options with the field path', async () => {
+    const bad: Record<string, unknown>[] = [
+      { streamPrefix: 'a.b' },
+      { streamPrefix: 'has space' },
+      { streams: { 'bad.name': ['x.#'] } },
+      { streams: { 'bad*': ['x'] } },
+      { streams: { 'a/b': ['x'] } },
+      { streams: { 'a\\b': ['x'] } },
+      { streams: { ok: ['x.>'] } },
+      { streams: { ok: [] } },
+      { replicas: 0 },
+      { replicas: 6 },
+      { storage: 'disk' },
+      { ackWaitMs: 10 },
+      { duplicateWindowMs: 0 },
+      { servers: ['has space:4222'] },
+      { bogus: true },
+    ];
+    for (const extra of bad) {
+      const result = await code(connect({ url: brokerUrls.nats, driver, logger: silentLogger, ...extra }));
+      expect(result, JSON.stringify(extra)).toBe('BUSBAR_CONFIG');
+    }
+    expect(natsOptions.safeParse({ streams: { ORDERS: ['orders.#'] } }).success).toBe(true);
+  });
+
+  it('rejects bad topics, headers and oversize payloads before sending anything', async () => {
+    const bus = await connect({ url: server.url, driver, logger: silentLogger });
+    const topic = `${uniqueName('nbad')}.x`;
+    expect(await code(bus.publish('a b', 1))).toBe('BUSBAR_INVALID_TOPIC');
+    expect(await code(bus.publish('a..b', 1))).toBe('BUSBAR_INVALID_TOPIC');
+    expect(await code(bus.publish('a.*', 1))).toBe('BUSBAR_INVALID_TOPIC');
+    expect(await code(bus.publish('a.>', 1))).toBe('BUSBAR_INVALID_TOPIC');
+    expect(await code(bus.publish('a.#', 1))).toBe('BUSBAR_INVALID_TOPIC');
+    // A first-segment wildcard spans several streams under the default mapping.
+    expect(await code(bus.subscribe('*.x', async () => {}, { group: 'g' }))).toBe('BUSBAR_INVALID_TOPIC');
+    expect(await code(bus.publish(topic, 1, { headers: { h: 'a\r\nb' } }))).toBe('BUSBAR_INVALID_HEADER');
+    expect(await code(bus.publish(topic, 1, { headers: { h: 'a\nb' } }))).toBe('BUSBAR_INVALID_HEADER');
+    expect(await code(bus.publish(topic, 1, { headers: { 'Nats-Msg-Id': 'x' } }))).toBe('BUSBAR_INVALID_HEADER');
+    expect(await code(bus.publish(topic, 1, { headers: { 'nats-expected-stream': 'x' } }))).toBe(
+      'BUSBAR_INVALID_HEADER',
+    );
+    // The server's max_payload (64 KiB here) comes from its INFO.
+    expect(await code(bus.publish(topic, 'x'.repeat(70_000)))).toBe('BUSBAR_PAYLOAD_TOO_LARGE');
+    expect(await code(bus.publishBatch(topic, [{ payload: 'ok' }, { payload: 'x'.repeat(70_000) }]))).toBe(
+      'BUSBAR_PAYLOAD_TOO_LARGE',
+    );
+    // Nothing of the rejected publishes reached the server: the stream does not even exist yet.
+    const nc = await natsConnect({ servers: `127.0.0.1:${server.port}` });
+    const jsm = await nc.jetstreamManager();
+    const streams = await jsm.streams.names().next();
+    expect(streams).toEqual([]);
+    // A message just under the limit goes through.
+    expect(await code(bus.publish(topic, 'x'.repeat(60_000)))).toBe('resolved');
+    expect(await jsm.streams.names().next()).toEqual([streamFor(topic, natsOptions.parse({})).name]);
+    await nc.close();
+    await bus.close();
+  });
+
+  it('names streams and consumers without . * > / \\', () => {
+    const o = natsOptions.parse({});
+    expect(streamFor('orders.created', o)).toEqual({ name: 'BUSBAR_orders', subjects: ['orders', 'orders.>'] });
+    const mapped = natsOptions.parse({ streams: { SHOP: ['orders.#', 'payments.*'] } });
+    expect(streamFor('orders.created.g.dlq', mapped).name).toBe('SHOP');
+    expect(streamFor('payments.x', mapped).subjects).toEqual(['orders', 'orders.>', 'payments.*']);
+    expect(streamFor('other.x', mapped).name).toBe('BUSBAR_other');
+    for (const topic of ['a.b.c', 'a.*.c', 'a.#', 'x']) {
+      expect(consumerName(topic, 'grp')).toMatch(/^[A-Za-z0-9_-]+$/);
+    }
+    expect(consumerName('a.b', 'g')).not.toBe(consumerName('a_b', 'g'));
+  });
+});
