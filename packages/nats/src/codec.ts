@@ -24,6 +24,9 @@ function idFrom(msgId: string, topic: string, redrive: string | undefined): stri
   return suffix && msgId.endsWith(suffix) ? msgId.slice(prefix.length, -suffix.length) : msgId.slice(prefix.length);
 }
 
+/** `<stream>:<sequence>` of the message a dead letter came from. */
+export const SOURCE_SEQ = 'busbar-dl-seq';
+
 /** Re-published records (dead letters, re-drives) keep their original time; fresh ones use the stream's timestamp. */
 const STALE_MS = 1_000;
 
@@ -80,6 +83,9 @@ export function decode(m: JsMsg, settle: Pick<Delivery, 'ack' | 'retry' | 'relea
     }
   }
   const info = m.info;
+  // Copied into a dead letter by core (and dropped on re-drive with the other busbar-dl-* headers), so a dead
+  // letter names the stream position of the message it came from.
+  out[SOURCE_SEQ] ??= `${info.stream}:${info.streamSequence}`;
   const ts = out[HEADER.timestamp];
   return {
     id: msgId === undefined ? `${info.stream}:${info.streamSequence}` : idFrom(msgId, m.subject, out[HEADER.redrive]),

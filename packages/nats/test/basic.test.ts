@@ -57,16 +57,25 @@ describe.runIf(ok)('nats basics', () => {
     await sleep(200);
     expect(attempts).toEqual([1, 2, 3]);
     fail = false;
-    const dead: { id: string; attempts: number | undefined; seq: number }[] = [];
+    const dead: { id: string; attempts: number | undefined; seq: number; source: string | undefined }[] = [];
     const moved = await bus.redrive(topic, 'g', {
       idleMs: 500,
       filter: (m) => {
-        dead.push({ id: m.id, attempts: m.deadLetter?.attempts, seq: (m.raw as { seq: number }).seq });
+        const raw = m.raw as { seq: number; headers: { get(k: string): string } };
+        dead.push({
+          id: m.id,
+          attempts: m.deadLetter?.attempts,
+          seq: raw.seq,
+          source: raw.headers.get('busbar-dl-seq'),
+        });
         return true;
       },
     });
     expect(moved).toBe(1);
-    expect(dead).toEqual([{ id, attempts: 3, seq: expect.any(Number) }]);
+    expect(dead).toEqual([
+      { id, attempts: 3, seq: expect.any(Number), source: expect.stringMatching(/^BUSBAR_nb-.*:\d+$/) },
+    ]);
+    expect(Number(dead[0]?.source?.split(':')[1])).toBeLessThan(dead[0]?.seq ?? 0);
     await waitFor(() => attempts.length >= 4, 5000);
     expect(attempts[3]).toBe(1);
     await sleep(200);
