@@ -18,7 +18,7 @@ import { validate } from './schema.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription.js';
 import { defineTopic, type Topic, type TopicLike, toTopic } from './topic.js';
 import { DEAD_LETTER_READER_GROUP, HEADER } from './transport/headers.js';
-import type { Capabilities, ConnectionHealth, Delivery, OutgoingRecord, Transport } from './transport/spi.js';
+import type { Capabilities, ConnectionHealth, Delivery, LagInfo, OutgoingRecord, Transport } from './transport/spi.js';
 
 export interface PublishOptions {
   /** Ordering / partition key: messages with one key stay in order where the broker keeps order. */
@@ -38,6 +38,11 @@ export interface Health {
   readonly transport: string;
   readonly connections: readonly ConnectionHealth[];
   readonly subscriptions: readonly SubscriptionStats[];
+}
+
+export interface GroupLag extends LagInfo {
+  readonly topic: string;
+  readonly group: string;
 }
 
 export interface RedriveOptions {
@@ -122,7 +127,8 @@ export class Bus {
     const headers = checkHeaders(options?.headers);
     let size = body.byteLength;
     for (const name in headers) size += name.length + (headers[name] as string).length;
-    if (size > this.#init.maxPayloadBytes) throw new PayloadTooLargeError(size, this.#init.maxPayloadBytes, def.name);
+    const limit = Math.min(this.#init.maxPayloadBytes, this.#transport.maxPayloadBytes);
+    if (size > limit) throw new PayloadTooLargeError(size, limit, def.name);
     return {
       topic: def.name,
       id: options?.id ?? randomUUID(),
@@ -356,6 +362,26 @@ export class Bus {
     await Promise.all(held.map((d) => d.release().catch(() => undefined)));
     await native.close();
     return count;
+  }
+
+  /**
+   * Consumer lag of every group subscription of this bus, where the transport
+   * can measure it (empty otherwise).
+   */
+  async lag(): Promise<GroupLag[]> {
+    const transport = this.#transport;
+    if (!transport.lag) return [];
+    const seen = new Set<string>();
+    const out: GroupLag[] = [];
+    for (const sub of this.#subscriptions) {
+      const { topic, group } = sub.stats();
+      const id = `${group}\u0000${topic}`;
+      if (group === undefined || isPattern(topic) || seen.has(id)) continue;
+      seen.add(id);
+      const info = await transport.lag(topic, group).catch(() => undefined);
+      if (info) out.push({ topic, group, ...info });
+    }
+    return out;
   }
 
   /** The state of every connection and subscription. */

@@ -149,7 +149,7 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
     system: driver.name,
     redactedUrl: redactUrl(url),
     logger,
-    maxPayloadBytes: Math.min(parsed.maxPayloadBytes ?? Number.POSITIVE_INFINITY, transport.maxPayloadBytes),
+    maxPayloadBytes: parsed.maxPayloadBytes ?? Number.POSITIVE_INFINITY,
     closeTimeoutMs: parsed.closeTimeoutMs,
     secrets,
     connections,

@@ -3,7 +3,7 @@
  * retry, dead letters and idempotent consumers built in.
  */
 
-export type { BatchEntry, Health, PublishOptions, RedriveOptions } from './bus.js';
+export type { BatchEntry, GroupLag, Health, PublishOptions, RedriveOptions } from './bus.js';
 export { Bus } from './bus.js';
 export type { Codec } from './codec.js';
 export { bytesCodec, codecs, jsonCodec, stringCodec } from './codec.js';
@@ -44,4 +44,4 @@ export type { InferOutput, StandardSchemaV1 } from './schema.js';
 export type { Subscription, SubscriptionStats } from './subscription.js';
 export type { Topic, TopicLike, TopicOptions } from './topic.js';
 export { defineTopic, isTopic } from './topic.js';
-export type { Capabilities, ConnectionHealth, ConnectionState } from './transport/spi.js';
+export type { Capabilities, ConnectionHealth, ConnectionState, LagInfo } from './transport/spi.js';

@@ -159,3 +159,22 @@ describe('subscription runtime', () => {
     }
   });
 });
+
+describe('bus.lag()', () => {
+  it('reports backlog and unsettled messages per group where the transport measures it', async () => {
+    const b = await bus();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await b.subscribe('lag.t', () => gate, { group: 'g', prefetch: 2 });
+    await b.publishBatch(
+      'lag.t',
+      Array.from({ length: 10 }, (_, n) => ({ payload: n })),
+    );
+    await waitFor(async () => (await b.lag())[0]?.pending === 2, 2_000, 'two in flight');
+    expect(await b.lag()).toEqual([{ topic: 'lag.t', group: 'g', lag: 8, pending: 2 }]);
+    release();
+    await waitFor(async () => (await b.lag())[0]?.lag === 0, 2_000, 'drained');
+  });
+});

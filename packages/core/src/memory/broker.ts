@@ -49,6 +49,13 @@ export class MemoryQueue {
     return entry;
   }
 
+  /** Delivered to a consumer and not settled yet. */
+  get unacked(): number {
+    let n = 0;
+    for (const c of this.#consumers) n += c.unacked;
+    return n;
+  }
+
   addConsumer(consumer: MemoryConsumer): void {
     this.#consumers.push(consumer);
     this.schedule();
@@ -98,6 +105,11 @@ export class MemoryBroker {
   readonly #queues = new Map<string, MemoryQueue>();
   /** Live broadcast subscriptions. */
   readonly #broadcast = new Set<{ pattern: string; queue: MemoryQueue }>();
+
+  /** The group's queue if it exists (no side effect, unlike `queue`). */
+  existing(pattern: string, group: string): MemoryQueue | undefined {
+    return this.#queues.get(`${group}\u0000${pattern}`);
+  }
 
   queue(pattern: string, group: string): MemoryQueue {
     const id = `${group}\u0000${pattern}`;

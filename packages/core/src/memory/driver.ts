@@ -3,6 +3,7 @@ import { ClosedError } from '../errors.js';
 import type {
   Capabilities,
   Delivery,
+  LagInfo,
   OutgoingRecord,
   SubscribeCallbacks,
   SubscribeSpec,
@@ -53,6 +54,11 @@ class MemoryTransport implements Transport {
 
   async declareGroup(topic: string, group: string): Promise<void> {
     this.#broker.queue(topic, group);
+  }
+
+  async lag(topic: string, group: string): Promise<LagInfo | undefined> {
+    const queue = this.#broker.existing(topic, group);
+    return queue ? { lag: queue.depth, pending: queue.unacked } : undefined;
   }
 
   async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {

@@ -13,6 +13,7 @@ export type {
   ConnectionState,
   Delivery,
   Driver,
+  LagInfo,
   OutgoingRecord,
   RetryRequest,
   SubscribeCallbacks,

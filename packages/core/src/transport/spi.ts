@@ -103,6 +103,16 @@ export interface TransportSubscription {
   close(): Promise<void>;
 }
 
+/** Consumer progress of one group on one topic, as the broker reports it. Omitted fields are unknown. */
+export interface LagInfo {
+  /** Messages kept for the group that it has not received yet (Kafka group lag, JetStream num_pending, RabbitMQ ready, Redis lag). */
+  readonly lag?: number;
+  /** Delivered to a member but not settled (Redis PEL, JetStream num_ack_pending, RabbitMQ unacknowledged). */
+  readonly pending?: number;
+  /** Messages the broker holds for the topic (Redis XLEN, JetStream stream messages). */
+  readonly backlog?: number;
+}
+
 export type ConnectionState = 'connecting' | 'up' | 'reconnecting' | 'down';
 
 export interface ConnectionHealth {
@@ -115,7 +125,11 @@ export interface ConnectionHealth {
 
 export interface Transport {
   readonly capabilities: Capabilities;
-  /** The largest body + headers the broker takes; core rejects bigger messages before sending. */
+  /**
+   * The largest body + headers the broker takes; core rejects bigger messages
+   * before sending. Read on every publish, so it may change once connected
+   * (NATS learns `max_payload` from the server).
+   */
   readonly maxPayloadBytes: number;
   /** Broker-specific topic checks on top of core's portable grammar; throw `InvalidTopicError`. */
   validateTopic?(topic: string, use: 'publish' | 'subscribe'): void;
@@ -134,6 +148,8 @@ export interface Transport {
    * Used before the first dead letter is written so dead letters can be read back.
    */
   declareGroup(topic: string, group: string): Promise<void>;
+  /** Optional: the consumer lag of `group` on `topic` (a concrete topic, not a pattern). */
+  lag?(topic: string, group: string): Promise<LagInfo | undefined>;
   /** Flush what is in flight, then disconnect. Called once. */
   close(): Promise<void>;
 }
