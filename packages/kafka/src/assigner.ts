@@ -1,4 +1,5 @@
-import { AssignerProtocol, type PartitionAssigner } from 'kafkajs';
+import type { PartitionAssigner } from 'kafkajs';
+import { AssignerProtocol } from './kafkajs.js';
 
 /**
  * Round robin that respects what each member subscribed to. kafkajs' own
@@ -35,7 +36,9 @@ export const subscriptionRoundRobin: PartitionAssigner = ({ cluster }) => ({
         .sort((a, b) => a - b);
       for (const partition of partitions) {
         const owner = assignment.get(owners[turn++ % owners.length] as string) as Record<string, number[]>;
-        (owner[topic] ??= []).push(partition);
+        const list = owner[topic];
+        if (list) list.push(partition);
+        else owner[topic] = [partition];
       }
     }
     return [...assignment].map(([memberId, topicPartitions]) => ({

@@ -1,5 +1,5 @@
-import { HEADER, attemptFromHeaders } from '@busbar/core/transport';
 import type { OutgoingRecord } from '@busbar/core/transport';
+import { attemptFromHeaders, HEADER } from '@busbar/core/transport';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
 
 /** Driver headers: when a retried message is due, and where a message was first read (kept into dead letters). */
@@ -75,7 +75,12 @@ export interface DecodedRecord {
  * original topic; records not published by busbar get a stable id from their
  * position in the log.
  */
-export function decode(topic: string, partition: number, message: KafkaMessage, fromRetryTopic: boolean): DecodedRecord {
+export function decode(
+  topic: string,
+  partition: number,
+  message: KafkaMessage,
+  fromRetryTopic: boolean,
+): DecodedRecord {
   const headers = fromKafkaHeaders(message.headers);
   if (!fromRetryTopic) {
     headers[KAFKA_HEADER.partition] = String(partition);
@@ -90,6 +95,13 @@ export function decode(topic: string, partition: number, message: KafkaMessage, 
     body: message.value ?? EMPTY,
     timestamp: Number(message.timestamp),
     attempt: attemptFromHeaders(headers),
-    raw: { topic, partition, offset: message.offset, key: message.key ?? null, headers: message.headers, timestamp: message.timestamp },
+    raw: {
+      topic,
+      partition,
+      offset: message.offset,
+      key: message.key ?? null,
+      headers: message.headers,
+      timestamp: message.timestamp,
+    },
   };
 }

@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { HEADER, deferred, sanitizeError } from '@busbar/core/transport';
 import type { Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
+import { deferred, HEADER, sanitizeError } from '@busbar/core/transport';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { subscriptionRoundRobin } from './assigner.js';
-import { KAFKA_HEADER, decode } from './codec.js';
+import { decode, KAFKA_HEADER } from './codec.js';
 import { KafkaDelivery, type SettleHost } from './delivery.js';
 import type { KafkaOptions } from './options.js';
 import type { Publisher } from './publisher.js';
-import { type Topology, isDeadLetterReader, kafkaGroupId, retryTopicFor } from './topology.js';
+import { isDeadLetterReader, kafkaGroupId, retryTopicFor, type Topology } from './topology.js';
 import { PartitionTracker, type TrackedOffset } from './tracker.js';
 
 export interface ConsumerDeps {
@@ -18,7 +18,11 @@ export interface ConsumerDeps {
   readonly logger: Logger;
   readonly secrets: readonly string[];
   readonly joinTimeoutMs: number;
-  readonly reportState: (connection: string, state: 'connecting' | 'up' | 'reconnecting' | 'down', error?: unknown) => void;
+  readonly reportState: (
+    connection: string,
+    state: 'connecting' | 'up' | 'reconnecting' | 'down',
+    error?: unknown,
+  ) => void;
 }
 
 const key = (topic: string, partition: number) => `${partition}\u0000${topic}`;
@@ -54,7 +58,8 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     this.#callbacks = callbacks;
     this.#deps = deps;
     this.#broadcast = spec.group === undefined;
-    this.#groupId = spec.group === undefined ? `busbar-broadcast-${randomUUID()}` : kafkaGroupId(spec.topic, spec.group);
+    this.#groupId =
+      spec.group === undefined ? `busbar-broadcast-${randomUUID()}` : kafkaGroupId(spec.topic, spec.group);
     this.retryTopic = spec.group === undefined ? undefined : retryTopicFor(spec.topic, spec.group);
     this.#name = `consumer ${spec.topic} (${spec.group ?? 'broadcast'})`;
     // Awaited (raced) in start(); a crash after that must not surface as an unhandled rejection.
@@ -107,7 +112,9 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
-        this.#deps.logger.warn(`Kafka ${this.#name} has not joined its group after ${this.#deps.joinTimeoutMs} ms; it keeps trying`);
+        this.#deps.logger.warn(
+          `Kafka ${this.#name} has not joined its group after ${this.#deps.joinTimeoutMs} ms; it keeps trying`,
+        );
         resolve();
       }, this.#deps.joinTimeoutMs);
     });
@@ -252,12 +259,31 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   }
 
   /** From KafkaDelivery: schedule a retry on the group's retry topic. */
-  async scheduleRetry(delivery: KafkaDelivery, delayMs: number, attempt: number, headers: Readonly<Record<string, string>>): Promise<void> {
+  async scheduleRetry(
+    delivery: KafkaDelivery,
+    delayMs: number,
+    attempt: number,
+    headers: Readonly<Record<string, string>>,
+  ): Promise<void> {
     const topic = this.retryTopic;
     if (topic === undefined) throw new Error('A broadcast subscription has no retry topic');
     await this.#deps.publisher.publish(
-      [{ topic, id: delivery.id, key: delivery.key, headers, body: delivery.body, contentType: '', timestamp: delivery.timestamp }],
-      { [HEADER.attempt]: String(attempt), [HEADER.topic]: delivery.topic, [KAFKA_HEADER.due]: String(Date.now() + delayMs) },
+      [
+        {
+          topic,
+          id: delivery.id,
+          key: delivery.key,
+          headers,
+          body: delivery.body,
+          contentType: '',
+          timestamp: delivery.timestamp,
+        },
+      ],
+      {
+        [HEADER.attempt]: String(attempt),
+        [HEADER.topic]: delivery.topic,
+        [KAFKA_HEADER.due]: String(Date.now() + delayMs),
+      },
     );
   }
 
@@ -280,15 +306,24 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     }
     if (due.length === 0) return;
     this.#committing = this.#consumer
-      .commitOffsets(due.map(({ tracker, offset }) => ({ topic: tracker.topic, partition: tracker.partition, offset: String(offset) })))
+      .commitOffsets(
+        due.map(({ tracker, offset }) => ({
+          topic: tracker.topic,
+          partition: tracker.partition,
+          offset: String(offset),
+        })),
+      )
       .then(
         () => {
           for (const { tracker, offset } of due) tracker.committed(offset);
         },
         (error: unknown) => {
-          this.#deps.logger.warn(`Kafka ${this.#name}: committing offsets failed; the messages may be delivered again`, {
-            error: sanitizeError(error, this.#deps.secrets),
-          });
+          this.#deps.logger.warn(
+            `Kafka ${this.#name}: committing offsets failed; the messages may be delivered again`,
+            {
+              error: sanitizeError(error, this.#deps.secrets),
+            },
+          );
         },
       )
       .finally(() => {

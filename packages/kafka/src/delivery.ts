@@ -5,7 +5,12 @@ import type { PartitionTracker, TrackedOffset } from './tracker.js';
 /** What a delivery reports back to its subscription. */
 export interface SettleHost {
   settled(tracker: PartitionTracker, entry: TrackedOffset, released: boolean): void;
-  scheduleRetry(delivery: KafkaDelivery, delayMs: number, attempt: number, headers: Readonly<Record<string, string>>): Promise<void>;
+  scheduleRetry(
+    delivery: KafkaDelivery,
+    delayMs: number,
+    attempt: number,
+    headers: Readonly<Record<string, string>>,
+  ): Promise<void>;
 }
 
 /**

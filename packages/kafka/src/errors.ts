@@ -29,7 +29,8 @@ const AUTH_TYPES = new Set([
 /** The innermost kafkajs error (retries wrap the real one). */
 export function rootCause(error: unknown): KafkaJsErrorShape {
   let current = error as KafkaJsErrorShape | undefined;
-  for (let i = 0; i < 5 && current?.originalError !== undefined; i++) current = current.originalError as KafkaJsErrorShape;
+  for (let i = 0; i < 5 && current?.originalError !== undefined; i++)
+    current = current.originalError as KafkaJsErrorShape;
   return current ?? {};
 }
 
@@ -59,8 +60,9 @@ export function toBusbarError(error: unknown, what: string, secrets: readonly st
     return new ConfigError(text, { cause: clean });
   }
   if (type !== undefined && AUTH_TYPES.has(type)) return new ConnectionError(text, { cause: clean, retryable: false });
-  if (root.name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT') return new TimeoutError(text, { cause: clean });
-  if (root.name !== undefined && CONNECTION_NAMES.has(root.name)) return new ConnectionError(text, { cause: clean, retryable: true });
+  if (root.name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT')
+    return new TimeoutError(text, { cause: clean });
+  if (root.name !== undefined && CONNECTION_NAMES.has(root.name))
+    return new ConnectionError(text, { cause: clean, retryable: true });
   return new PublishError(text, { cause: clean, retryable: root.retriable ?? true });
 }
-

@@ -13,7 +13,7 @@ export const driver: Driver<typeof kafkaOptions> = defineDriver({
   create: (context) => new KafkaTransport(context),
 });
 
+export type { KafkaRaw } from './codec.js';
+export type { KafkaOptions, KafkaOptionsInput } from './options.js';
 export { kafkaOptions } from './options.js';
 export { retryTopicFor } from './topology.js';
-export type { KafkaOptions, KafkaOptionsInput } from './options.js';
-export type { KafkaRaw } from './codec.js';

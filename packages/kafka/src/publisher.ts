@@ -1,5 +1,5 @@
 import { ClosedError } from '@busbar/core';
-import { type Deferred, type OutgoingRecord, deferred, withTimeout } from '@busbar/core/transport';
+import { type Deferred, deferred, type OutgoingRecord, withTimeout } from '@busbar/core/transport';
 import type { CompressionTypes, Kafka, Message, Producer, TopicMessages } from 'kafkajs';
 import { recordSize, toKafkaMessage } from './codec.js';
 import { errorType, toBusbarError } from './errors.js';
@@ -23,7 +23,12 @@ export interface PublisherConfig {
 }
 
 /** After these the idempotent producer's sequence state is unusable (kafkajs#598): start a new producer. */
-const FENCED = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH', 'INVALID_PRODUCER_ID_MAPPING']);
+const FENCED = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+  'INVALID_PRODUCER_EPOCH',
+  'INVALID_PRODUCER_ID_MAPPING',
+]);
 
 /**
  * One idempotent producer (acks=all) fed by a queue: publishes that arrive
@@ -134,7 +139,12 @@ export class Publisher {
       const type = errorType(error);
       if (type !== undefined && FENCED.has(type)) this.#replace();
       const topics = [...byTopic.keys()].join("', '");
-      const failure = toBusbarError(error, `Publishing to '${topics}' failed`, this.#config.secrets, [...byTopic.keys()][0]);
+      const failure = toBusbarError(
+        error,
+        `Publishing to '${topics}' failed`,
+        this.#config.secrets,
+        [...byTopic.keys()][0],
+      );
       for (const pending of batch) pending.done.reject(failure);
     }
   }

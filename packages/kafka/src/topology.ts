@@ -47,13 +47,13 @@ export class Topology {
   /** Creates the topics that do not exist yet; existing topics are used as they are. */
   ensureTopics(topics: Iterable<string>): Promise<void> {
     const waits: Promise<void>[] = [];
-    let missing: string[] | undefined;
+    const missing: string[] = [];
     for (const topic of topics) {
       const known = this.#known.get(topic);
       if (known) waits.push(known);
-      else (missing ??= []).push(topic);
+      else missing.push(topic);
     }
-    if (missing) {
+    if (missing.length > 0) {
       const created = this.#create(missing);
       for (const topic of missing) {
         this.#known.set(topic, created);
@@ -87,7 +87,11 @@ export class Topology {
     for (let wait = 20; ; wait = Math.min(wait * 2, 500)) {
       try {
         const { topics: found } = await this.#config.admin.fetchTopicMetadata({ topics });
-        if (found.length === topics.length && found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return;
+        if (
+          found.length === topics.length &&
+          found.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))
+        )
+          return;
       } catch (error) {
         const type = errorType(error);
         if (type !== 'UNKNOWN_TOPIC_OR_PARTITION' && type !== 'LEADER_NOT_AVAILABLE') throw error;

@@ -1,5 +1,4 @@
 import { ConfigError, ConnectionError, InvalidTopicError } from '@busbar/core';
-import { redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
 import type {
   Capabilities,
   OutgoingRecord,
@@ -9,9 +8,11 @@ import type {
   TransportContext,
   TransportSubscription,
 } from '@busbar/core/transport';
-import { type Admin, CompressionCodecs, CompressionTypes, Kafka, type KafkaConfig, type LogEntry, logLevel } from 'kafkajs';
+import { redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
+import type { Admin, CompressionTypes as CompressionType, Kafka as KafkaClient, KafkaConfig, LogEntry } from 'kafkajs';
 import { KafkaSubscription } from './consumer.js';
 import { toBusbarError } from './errors.js';
+import { CompressionCodecs, CompressionTypes, Kafka, logLevel } from './kafkajs.js';
 import type { KafkaOptions } from './options.js';
 import { Publisher } from './publisher.js';
 import { Topology } from './topology.js';
@@ -25,7 +26,7 @@ const capabilities: Capabilities = {
   replay: false,
 };
 
-const COMPRESSION: Record<KafkaOptions['compression'], CompressionTypes> = {
+const COMPRESSION: Record<KafkaOptions['compression'], CompressionType> = {
   none: CompressionTypes.None,
   gzip: CompressionTypes.GZIP,
   snappy: CompressionTypes.Snappy,
@@ -43,7 +44,7 @@ export class KafkaTransport implements Transport {
   readonly capabilities = capabilities;
   readonly maxPayloadBytes: number;
   readonly #context: TransportContext<KafkaOptions>;
-  readonly #kafka: Kafka;
+  readonly #kafka: KafkaClient;
   readonly #admin: Admin;
   readonly #topology: Topology;
   readonly #publisher: Publisher;
@@ -55,7 +56,11 @@ export class KafkaTransport implements Transport {
     this.#context = context;
     const o = context.options;
     const compression = COMPRESSION[o.compression];
-    if (compression !== CompressionTypes.None && compression !== CompressionTypes.GZIP && !CompressionCodecs[compression]) {
+    if (
+      compression !== CompressionTypes.None &&
+      compression !== CompressionTypes.GZIP &&
+      !CompressionCodecs[compression]
+    ) {
       throw new ConfigError(
         `Invalid connect options: compression: '${o.compression}' needs a codec registered in kafkajs' CompressionCodecs first (see the @busbar/kafka README)`,
       );
@@ -106,14 +111,18 @@ export class KafkaTransport implements Transport {
       const mechanism = o.saslMechanism ?? 'plain';
       config.sasl = { mechanism, username, password } as KafkaConfig['sasl'];
     } else if (o.saslMechanism) {
-      throw new ConfigError('Invalid connect options: saslMechanism: the URL has no user name and password (kafka://user:pass@host:9092)');
+      throw new ConfigError(
+        'Invalid connect options: saslMechanism: the URL has no user name and password (kafka://user:pass@host:9092)',
+      );
     }
     return config;
   }
 
   validateTopic(topic: string): void {
     if (!LEGAL_TOPIC.test(topic) || topic === '.' || topic === '..') {
-      throw new InvalidTopicError(`'${topic}' is not a valid Kafka topic name ([a-zA-Z0-9._-], at most 249 characters, not '.' or '..')`);
+      throw new InvalidTopicError(
+        `'${topic}' is not a valid Kafka topic name ([a-zA-Z0-9._-], at most 249 characters, not '.' or '..')`,
+      );
     }
   }
 

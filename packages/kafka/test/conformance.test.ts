@@ -8,7 +8,14 @@ const ok = await brokerAvailable('kafka');
 describe.runIf(ok)('kafka', () => {
   describeConformance('kafka', {
     connect: (overrides) => connect({ url: brokerUrls.kafka, driver, logger: silentLogger, ...overrides }),
-    capabilities: { durableGroups: true, persistent: true, ordering: true, wildcards: false, nativeDelay: false, replay: false },
+    capabilities: {
+      durableGroups: true,
+      persistent: true,
+      ordering: true,
+      wildcards: false,
+      nativeDelay: false,
+      replay: false,
+    },
     timeoutScale: 2,
     settleMs: 300,
   });
