@@ -1,7 +1,8 @@
 import { connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { connect as natsConnect } from 'nats';
 import { afterAll, describe, expect, it } from 'vitest';
-import { driver } from '../src/index.js';
+import { consumerName, driver } from '../src/index.js';
 import { cleanupStreams } from './helpers.js';
 
 const ok = await brokerAvailable('nats');
@@ -101,6 +102,34 @@ describe.runIf(ok)('nats basics', () => {
     expect(all.items.sort()).toEqual([b, `${b}.one`, `${b}.two.three`].sort());
     await sub.close();
     await sub2.close();
+    await bus.close();
+  });
+
+  it('re-creates a durable consumer deleted under a running subscription', async () => {
+    const bus = await open({ pullExpiresMs: 2_000 });
+    const b = base();
+    const topic = `${b}.re`;
+    const got = collect<number>();
+    const sub = await bus.subscribe<number>(topic, async (m) => got.push(m.payload), { group: 'g' });
+    await bus.publish(topic, 1);
+    await got.waitForCount(1, 5_000);
+    const nc = await natsConnect({ servers: new URL(brokerUrls.nats).host });
+    const jsm = await nc.jetstreamManager();
+    expect(await jsm.consumers.delete(`BUSBAR_${b}`, consumerName(topic, 'g'))).toBe(true);
+    // Published once the consumer exists again (it starts from new messages): keep publishing until one arrives.
+    await waitFor(
+      async () => {
+        await bus.publish(topic, 2);
+        return got.items.includes(2);
+      },
+      20_000,
+      'a message after the consumer was re-created',
+    );
+    expect((await jsm.consumers.info(`BUSBAR_${b}`, consumerName(topic, 'g'))).config.durable_name).toBe(
+      consumerName(topic, 'g'),
+    );
+    await nc.close();
+    await sub.close();
     await bus.close();
   });
 });
