@@ -1,5 +1,5 @@
 import { deadLetterHeaders, parseDeadLetter } from './dead-letter.js';
-import { ClosedError, HandlerTimeoutError, isPermanentFailure } from './errors.js';
+import { BusbarError, ClosedError, HandlerTimeoutError, isPermanentFailure } from './errors.js';
 import { channels, type Outcome, type SettledEvent } from './events.js';
 import type { Logger } from './logger.js';
 import type { Handler, HandlerContext, Message } from './message.js';
@@ -233,7 +233,11 @@ export class SubscriptionRuntime<T> implements Subscription {
       }
       await this.#run(rec, message, idemKey);
     } catch (error) {
-      if (idem && idemKey) await idem.store.release(idemKey).catch((e) => this.#warn('idempotency release failed', e));
+      // A timed-out handler may still be running: keep its claim until the lease lapses, so the retry cannot run beside it.
+      const stillRunning = BusbarError.is(error, 'BUSBAR_HANDLER_TIMEOUT');
+      if (idem && idemKey && !stillRunning) {
+        await idem.store.release(idemKey).catch((e) => this.#warn('idempotency release failed', e));
+      }
       if (rec.abandoned) return;
       return this.#fail(rec, error, Date.now() - started);
     }

@@ -1,5 +1,5 @@
 import diagnostics from 'node:diagnostics_channel';
-import { type Bus, connect, type SettledEvent, silentLogger } from '@busbar/core';
+import { type Bus, connect, MemoryIdempotencyStore, type SettledEvent, silentLogger } from '@busbar/core';
 import { uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 
@@ -176,5 +176,36 @@ describe('bus.lag()', () => {
     expect(await b.lag()).toEqual([{ topic: 'lag.t', group: 'g', lag: 8, pending: 2 }]);
     release();
     await waitFor(async () => (await b.lag())[0]?.lag === 0, 2_000, 'drained');
+  });
+});
+
+describe('idempotency with handler timeouts', () => {
+  it('never runs the retry of a timed-out handler beside the original', async () => {
+    const b = await bus();
+    const store = new MemoryIdempotencyStore();
+    let running = 0;
+    let overlap = false;
+    const runs: number[] = [];
+    await b.subscribe(
+      'idem.slow',
+      async (m) => {
+        running++;
+        if (running > 1) overlap = true;
+        runs.push(m.attempt);
+        if (m.attempt === 1) await new Promise((resolve) => setTimeout(resolve, 600));
+        running--;
+      },
+      {
+        group: 'g',
+        concurrency: 4,
+        handlerTimeoutMs: 100,
+        retry: { initialDelayMs: 10, maxDelayMs: 10 },
+        idempotency: { store, leaseMs: 1_000 },
+      },
+    );
+    await b.publish('idem.slow', 1);
+    await waitFor(() => runs.length >= 2, 5_000, 'the retry to run once the lease lapsed');
+    expect(overlap).toBe(false);
+    expect(runs).toEqual([1, 2]);
   });
 });
