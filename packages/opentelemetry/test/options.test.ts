@@ -124,6 +124,37 @@ describe('instrumentBusbar options', () => {
     }
   });
 
+  it('a handler timeout marks the span from the settlement, before the handler returns', async () => {
+    const uninstall = instrumentBusbar({ tracerProvider, metrics: false });
+    const bus = await memory();
+    try {
+      const topic = uniqueName('slow');
+      let runs = 0;
+      await bus.subscribe(
+        topic,
+        async () => {
+          runs++;
+          if (runs === 1) await new Promise((resolve) => setTimeout(resolve, 1_000));
+        },
+        { group: 'g', handlerTimeoutMs: 50, retry: { maxAttempts: 3, initialDelayMs: 10, maxDelayMs: 10, jitter: 0 } },
+      );
+      await bus.publish(topic, 'x');
+      await waitFor(
+        () => spansOf(topic).filter((s) => s.kind === SpanKind.CONSUMER).length === 2,
+        5_000,
+        'two attempts',
+      );
+      const first = spansOf(topic).find((s) => s.attributes['busbar.message.attempt'] === 1);
+      expect(first?.attributes['busbar.outcome']).toBe('retried');
+      expect(first?.attributes['error.type']).toBe('HandlerTimeoutError');
+      expect(first?.status.code).toBe(2);
+      expect(first?.events.map((e) => e.name)).toContain('busbar.retry');
+    } finally {
+      uninstall();
+      await bus.close();
+    }
+  });
+
   it('after uninstall nothing is traced and no trace context is injected', async () => {
     const uninstall = instrumentBusbar({ tracerProvider, metrics: false });
     uninstall();
