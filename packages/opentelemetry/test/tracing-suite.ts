@@ -107,6 +107,13 @@ export function tracingTests(
     expect(consumer?.spanContext().traceId).toBe(producer?.spanContext().traceId);
     expect(consumer?.parentSpanContext?.spanId).toBe(producer?.spanContext().spanId);
     expect(consumer?.status.code).toBe(SpanStatusCode.UNSET);
+    // Broker-native coordinates, read from the driver's raw record.
+    if (system === 'kafka') {
+      expect(consumer?.attributes['messaging.destination.partition.id']).toMatch(/^\d+$/);
+      expect(consumer?.attributes['messaging.kafka.offset']).toBeTypeOf('number');
+    }
+    if (system === 'rabbitmq')
+      expect(consumer?.attributes['messaging.rabbitmq.destination.routing_key']).toBeTypeOf('string');
     // The trace context crossed the broker in the message headers, and the handler ran inside the consumer span.
     expect(seen[0]?.traceparent).toContain(producer?.spanContext().traceId);
     expect(seen[0]?.activeSpanId).toBe(consumer?.spanContext().spanId);
