@@ -52,8 +52,12 @@ export function publishOptions(
     messageId: record.id,
     timestamp: Math.floor(record.timestamp / 1000),
     contentType: record.contentType,
-    headers,
   };
+  // An empty table still costs encoding on both ends: leave it out.
+  for (const _ in headers) {
+    options.headers = headers;
+    break;
+  }
   if (settings.expiration !== undefined) options.expiration = settings.expiration;
   if (settings.priorityHeader !== undefined) {
     const priority = Number(record.headers[settings.priorityHeader]);

@@ -90,10 +90,11 @@ export class Consumer implements TransportSubscription {
   }
 
   /** First start: errors (bad queue arguments, refused names) reject the subscribe call. */
-  async start(): Promise<void> {
-    const model = this.#link.model;
+  async start(waitMs: number): Promise<void> {
     try {
-      if (!model) throw this.#hooks.toError(new Error('not connected'), 'Subscribing failed');
+      const model = await this.#link.current(waitMs).catch((error) => {
+        throw this.#hooks.toError(error, 'Subscribing failed');
+      });
       await this.#openOn(model, true);
     } catch (error) {
       this.#stopped = true;

@@ -31,6 +31,24 @@ export class Link {
     return this.#model;
   }
 
+  /** The live connection; waits up to `timeoutMs` while reconnecting, then rejects. */
+  async current(timeoutMs: number): Promise<ChannelModel> {
+    if (this.#model) return this.#model;
+    if (this.#closed) throw new Error('connection closed');
+    return new Promise<ChannelModel>((resolve, reject) => {
+      const off = this.onUp((model) => {
+        clearTimeout(timer);
+        off();
+        resolve(model);
+      });
+      const timer = setTimeout(() => {
+        off();
+        const why = sanitizeError(this.#lastError ?? new Error('no answer'), this.#context.secrets).message;
+        reject(new Error(`not connected to RabbitMQ within ${timeoutMs} ms (${why})`));
+      }, timeoutMs);
+    });
+  }
+
   /** Called with every new connection (the first one too, if added before it). */
   onUp(listener: Listener): () => void {
     this.#listeners.add(listener);

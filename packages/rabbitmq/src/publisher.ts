@@ -181,10 +181,12 @@ export class Publisher {
 
   #sweep(): void {
     const now = Date.now();
+    let expired = false;
     while (this.#head < this.#calls.length) {
       const call = this.#calls[this.#head] as Call;
       if (!call.done) {
         if (call.deadline > now) break;
+        expired = true;
         this.#fail(
           call,
           new TimeoutError(`Publish not confirmed within ${this.#settings.timeoutMs} ms: the outcome is unknown`),
@@ -192,6 +194,8 @@ export class Publisher {
       }
       this.#head++;
     }
+    // Messages still waiting for a channel whose callers gave up: never send them later.
+    if (expired && this.#queue.length > 0) this.#queue = this.#queue.filter((entry) => !entry.call.done);
     if (this.#head === this.#calls.length) {
       this.#calls = [];
       this.#head = 0;

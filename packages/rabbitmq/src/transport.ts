@@ -144,7 +144,7 @@ export class RabbitMQTransport implements Transport {
         return queue;
       },
     });
-    await consumer.start();
+    await consumer.start(this.#context.bus.connectTimeoutMs);
     this.#consumers.add(consumer);
     const close = consumer.close.bind(consumer);
     return {
@@ -173,6 +173,7 @@ export class RabbitMQTransport implements Transport {
       declared.catch(() => this.#buckets.delete(bucket));
     }
     await declared;
+    const exchange = retryExchangeName(this.#options, bucket);
     const record: OutgoingRecord = {
       topic: delivery.topic,
       id: delivery.id,
@@ -183,22 +184,27 @@ export class RabbitMQTransport implements Transport {
       timestamp: delivery.timestamp,
     };
     const extra = { [HEADER.attempt]: String(request.attempt), [HEADER.topic]: delivery.topic };
-    await this.#publisher.publish([
-      {
-        exchange: retryExchangeName(this.#options, bucket),
-        routingKey: queue,
-        content: delivery.raw.content,
-        options: publishOptions(record, this.#retrySettings, extra),
-      },
-    ]);
+    try {
+      await this.#publisher.publish([
+        {
+          exchange,
+          routingKey: queue,
+          content: delivery.raw.content,
+          options: publishOptions(record, this.#retrySettings, extra),
+        },
+      ]);
+    } catch (error) {
+      // Maybe the bucket was deleted behind our back: declare it again next time.
+      this.#buckets.delete(bucket);
+      throw error;
+    }
   }
 
   /** Runs topology work on a short-lived channel of the publishing connection (a failed declaration closes its channel). */
   async #withChannel<T>(work: (channel: Channel) => Promise<T>, what: string): Promise<T> {
-    const model = this.#publishLink.model;
-    if (!model) throw new ConnectionError(`${what}: not connected to RabbitMQ (reconnecting)`);
     let channel: Channel | undefined;
     try {
+      const model = await this.#publishLink.current(this.#context.bus.connectTimeoutMs);
       channel = await model.createChannel();
       channel.on('error', () => undefined);
       return await work(channel);

@@ -37,6 +37,7 @@ describe('rabbitmq codec', () => {
       contentType: 'application/json',
     });
     expect(plain.headers).toBe(record.headers);
+    expect(publishOptions({ ...record, headers: {} }, settings).headers).toBeUndefined();
     expect(publishOptions({ ...record, key: 'k' }, settings).headers).toEqual({ tenant: 'acme', 'busbar-key': 'k' });
     expect(publishOptions(record, { ...settings, priorityHeader: 'tenant' }).priority).toBeUndefined();
     expect(publishOptions({ ...record, headers: { p: '7' } }, { ...settings, priorityHeader: 'p' }).priority).toBe(7);

@@ -100,6 +100,35 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
     }
   });
 
+  it('publish and subscribe during an outage wait for the reconnect (within their timeouts)', {
+    timeout: 60_000,
+  }, async () => {
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5672) } });
+    const bus = await open({ publishTimeoutMs: 10_000, connectTimeoutMs: 10_000 }, proxy.url(brokerUrls.rabbitmq));
+    const topic = uniqueName('outage');
+    const group = uniqueName('g');
+    queues.push(`${topic}.${group}`);
+    try {
+      // The group's queue exists before the outage (else a message sent first would be unroutable).
+      await (await bus.subscribe(topic, async () => undefined, { group })).close();
+      proxy.refuse(1_500);
+      await waitFor(() => bus.health().status !== 'up', 5_000, 'the outage noticed');
+      const started = Date.now();
+      const got = new Set<string>();
+      const [, id] = await Promise.all([
+        bus.subscribe(topic, async (m) => void got.add(m.id), { group }),
+        // Queued until the publisher channel is back.
+        sleep(200).then(() => bus.publish(topic, 'queued')),
+      ]);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+      await waitFor(() => got.has(id), 10_000, 'the queued message');
+      expect(bus.health().status).toBe('up');
+    } finally {
+      await bus.close();
+      await proxy.close();
+    }
+  });
+
   it('a blackholed connection makes publish reject within the confirm timeout; it recovers after', {
     timeout: 60_000,
   }, async () => {
