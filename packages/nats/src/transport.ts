@@ -39,11 +39,10 @@ export function connectionOptions(context: TransportContext<NatsOptions>): Conne
   const hosts = url.hostname ? url.hostname.split(',').filter(Boolean) : ['127.0.0.1'];
   const user = url.username ? decodeURIComponent(url.username) : options.user;
   const pass = url.password ? decodeURIComponent(url.password) : options.pass;
-  const token = options.token ?? (user !== undefined && pass === undefined && url.username ? user : undefined);
   return {
     servers: [...hosts.map((h) => `${h}:${port}`), ...options.servers],
     name: context.bus.name,
-    ...(token === undefined ? { user, pass } : { token }),
+    ...(options.token === undefined ? { user, pass } : { token: options.token }),
     timeout: context.bus.connectTimeoutMs,
     maxReconnectAttempts: options.maxReconnectAttempts,
     reconnectTimeWait: options.reconnectTimeWaitMs,

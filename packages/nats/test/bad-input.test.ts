@@ -96,4 +96,35 @@ describe.runIf(ok)('nats bad input', () => {
     }
     expect(consumerName('a.b', 'g')).not.toBe(consumerName('a_b', 'g'));
   });
+
+  it('a wrong password fails with a ConnectionError that never shows it', async () => {
+    const secure = await privateServer('authorization { user: app, password: right-one }');
+    try {
+      const canary = 'busbar-canary-secret';
+      let caught: unknown;
+      try {
+        await connect({ url: `nats://app:${canary}@127.0.0.1:${secure.port}`, driver, logger: silentLogger });
+      } catch (error) {
+        caught = error;
+      }
+      expect((caught as { code?: string }).code).toBe('BUSBAR_CONNECTION');
+      const text = [
+        String(caught),
+        (caught as Error).stack,
+        JSON.stringify(caught),
+        String((caught as Error).cause),
+      ].join('\n');
+      expect(text).not.toContain(canary);
+      const good = await connect({
+        url: `nats://app:right-one@127.0.0.1:${secure.port}`,
+        driver,
+        logger: silentLogger,
+      });
+      expect(good.health().status).toBe('up');
+      expect(JSON.stringify(good.toJSON())).not.toContain('right-one');
+      await good.close();
+    } finally {
+      await secure.destroy();
+    }
+  });
 });
