@@ -2,6 +2,7 @@ import { ConfigError, ConnectionError } from '@busbar/core';
 import {
   type Capabilities,
   HEADER,
+  type LagInfo,
   type OutgoingRecord,
   type RetryRequest,
   type SubscribeCallbacks,
@@ -24,6 +25,7 @@ import {
   declareExchange,
   declareGroupQueue,
   declareRetryBucket,
+  groupQueueName,
   retryBucket,
   retryExchangeName,
 } from './topology.js';
@@ -121,6 +123,20 @@ export class RabbitMQTransport implements Transport {
       (channel) => declareGroupQueue(channel, topic, group, this.#options),
       'Declaring a group failed',
     );
+  }
+
+  /** `lag`: messages ready in the group's queue (not yet delivered). Unacked counts are not in queue.declare-ok. */
+  async lag(topic: string, group: string): Promise<LagInfo | undefined> {
+    const queue = groupQueueName(topic, group);
+    return this.#withChannel(async (channel) => {
+      try {
+        const info = await channel.checkQueue(queue);
+        return { lag: info.messageCount };
+      } catch (error) {
+        if ((error as { code?: unknown }).code === 404) return undefined;
+        throw error;
+      }
+    }, 'Reading the queue length failed');
   }
 
   async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {

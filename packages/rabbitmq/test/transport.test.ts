@@ -220,6 +220,38 @@ describe.runIf(ok)('rabbitmq transport', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
+  it('reports the lag of a group (ready messages in its queue)', async () => {
+    const bus = await open();
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      const topic = uniqueName('lag');
+      const group = uniqueName('g');
+      queues.push(`${topic}.${group}`);
+      const started = collect<number>();
+      await bus.subscribe(
+        topic,
+        async (m) => {
+          started.push(m.payload as number);
+          await blocked;
+        },
+        { group, prefetch: 1 },
+      );
+      await bus.publishBatch(
+        topic,
+        Array.from({ length: 5 }, (_, n) => ({ payload: n })),
+      );
+      await started.waitForCount(1, 5_000);
+      // One is with the blocked handler (prefetch 1), four wait in the queue.
+      expect(await bus.lag()).toEqual([{ topic, group, lag: 4 }]);
+    } finally {
+      release();
+      await bus.close();
+    }
+  });
+
   it('reports health up', async () => {
     const bus = await open();
     try {
