@@ -62,3 +62,75 @@ export function counterTests(connect: () => Promise<Bus>, timeoutMs = 15_000): v
     expect(samples.some((s) => s.name === 'busbar_connection_up')).toBe(true);
   });
 }
+
+/**
+ * Consumer lag through `bus.lag()` and the Prometheus gauges, on transports
+ * that measure it; skipped (and reported as skipped) where the driver has no lag yet.
+ */
+export function lagTests(connect: () => Promise<Bus>, timeoutMs = 15_000): void {
+  let bus: Bus;
+  let metrics: BusbarMetrics;
+  const registry = new Registry();
+  beforeAll(async () => {
+    metrics = registerBusbarMetrics({ registry });
+    bus = await connect();
+    metrics.watch(bus);
+  });
+  afterAll(async () => {
+    metrics?.unregister();
+    await bus?.close();
+  });
+
+  it('reports the lag of a stalled group and its drain', async (ctx) => {
+    const topic = uniqueName('lag');
+    const group = uniqueName('g');
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let done = 0;
+    const sub = await bus.subscribe(
+      topic,
+      async () => {
+        await gate;
+        done++;
+      },
+      { group, concurrency: 1, prefetch: 1 },
+    );
+    try {
+      await bus.publishBatch(
+        topic,
+        [1, 2, 3, 4, 5].map((payload) => ({ payload })),
+      );
+      const outstanding = async () => {
+        const reading = (await bus.lag()).find((r) => r.topic === topic && r.group === group);
+        return reading === undefined ? undefined : (reading.lag ?? 0) + (reading.pending ?? 0);
+      };
+      if ((await outstanding()) === undefined) {
+        ctx.skip(`the ${bus.transport} transport does not report lag`);
+        return;
+      }
+      // Everything published is still owed to the group: not received yet, or received and unsettled.
+      await waitFor(async () => ((await outstanding()) ?? 0) >= 4, timeoutMs, 'the lag of five unsettled messages');
+      expect(await outstanding()).toBeLessThanOrEqual(5);
+      const samples = parseExposition(await registry.metrics());
+      const gauge =
+        total(samples, 'busbar_consumer_lag', { topic, group }) +
+        total(samples, 'busbar_consumer_pending', { topic, group });
+      expect(gauge).toBeGreaterThanOrEqual(4);
+      expect(gauge).toBeLessThanOrEqual(5);
+
+      open();
+      await waitFor(() => done === 5, timeoutMs, 'the five messages');
+      await waitFor(async () => (await outstanding()) === 0, timeoutMs, 'the lag back to zero');
+      const after = parseExposition(await registry.metrics());
+      expect(
+        total(after, 'busbar_consumer_lag', { topic, group }) +
+          total(after, 'busbar_consumer_pending', { topic, group }),
+      ).toBe(0);
+    } finally {
+      open();
+      await sub.close();
+    }
+  });
+}

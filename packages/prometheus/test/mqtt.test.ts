@@ -2,10 +2,12 @@ import { connect, silentLogger } from '@busbar/core';
 import { driver } from '@busbar/mqtt';
 import { brokerAvailable, brokerUrls } from '@busbar/testing';
 import { describe } from 'vitest';
-import { counterTests } from './counters-suite.js';
+import { counterTests, lagTests } from './counters-suite.js';
 
 const ok = await brokerAvailable('mqtt');
+const open = () => connect({ url: brokerUrls.mqtt, driver, logger: silentLogger });
 
-describe.runIf(ok)('prometheus counters on mqtt', () => {
-  counterTests(() => connect({ url: brokerUrls.mqtt, driver, logger: silentLogger }), 30_000);
+describe.runIf(ok)('prometheus counters and lag on mqtt', () => {
+  counterTests(open, 30_000);
+  lagTests(open, 30_000);
 });
