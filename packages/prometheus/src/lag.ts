@@ -1,8 +1,9 @@
 /**
- * Consumer lag as busbar's metrics read it. Core has no lag API yet: a bus
- * that offers `lag()` (the proposed `Bus.lag`) is read directly, and any
+ * Consumer lag as busbar's metrics read it: a watched bus is read through
+ * `bus.lag()` (its transport's `lag`, where the driver has one), and any
  * other source (a broker admin query of your own) plugs in as a
- * {@link LagSource}.
+ * {@link LagSource}. Same shape as core's `GroupLag`, with `group` optional
+ * for topic-level readings such as a stream's length.
  */
 export interface LagReading {
   readonly topic: string;
@@ -26,7 +27,7 @@ function hasLag(value: object): value is LagCapable {
   return typeof (value as { lag?: unknown }).lag === 'function';
 }
 
-/** A lag source reading `bus.lag()`, or undefined when the bus (its core version or transport) cannot tell lag. */
+/** A lag source reading `bus.lag()`, or undefined for a health source without `lag()`. */
 export function busLagSource(bus: object): LagSource | undefined {
   if (!hasLag(bus)) return undefined;
   return () => bus.lag();
