@@ -1,3 +1,4 @@
+import type { LagInfo } from '@busbar/core/transport';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -158,6 +159,21 @@ export class Topology {
         // Another member created it meanwhile with other settings: read it again and update.
         if (apiErrorCode(error) !== CONSUMER_EXISTS || attempt > 2) throw error;
       }
+    }
+  }
+
+  /** Counters of a group's consumer, or undefined when its stream or consumer does not exist (nothing is created). */
+  async lag(topic: string, consumer: string): Promise<LagInfo | undefined> {
+    const stream = this.#topicStreams.get(topic) ?? streamFor(topic, this.#options).name;
+    try {
+      const [c, s] = await Promise.all([
+        this.#jsm.consumers.info(stream, consumer),
+        this.#jsm.streams.info(stream, { subjects_filter: topic }),
+      ]);
+      return { lag: c.num_pending, pending: c.num_ack_pending, backlog: s.state.subjects?.[topic] ?? 0 };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
     }
   }
 

@@ -1,6 +1,7 @@
 import { ClosedError, ConnectionError, PayloadTooLargeError } from '@busbar/core';
 import {
   type Capabilities,
+  type LagInfo,
   type OutgoingRecord,
   redactUrl,
   type SubscribeCallbacks,
@@ -32,15 +33,21 @@ const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /** `max_ack_pending` of a group declared before any member subscribed. */
 const DECLARED_MAX_ACK_PENDING = 1_000;
 
+/** `host:port` of every seed (`nats://a:4222,b:4223`, or `nats://a,b:4222` where hosts share the URL's port). */
+export function serverList(context: TransportContext<NatsOptions>): string[] {
+  const port = context.url.port || '4222';
+  const seeds = (context.hosts.length > 0 ? context.hosts : [context.url.host]).flatMap((h) => h.split(','));
+  const servers = seeds.filter(Boolean).map((h) => (/:\d+$/.test(h) && !h.endsWith(']') ? h : `${h}:${port}`));
+  return [...(servers.length > 0 ? servers : [`127.0.0.1:${port}`]), ...context.options.servers];
+}
+
 /** `nats://[user:pass@]host1,host2:port` -> the client's connection options. */
 export function connectionOptions(context: TransportContext<NatsOptions>): ConnectionOptions {
   const { url, options } = context;
-  const port = url.port || '4222';
-  const hosts = url.hostname ? url.hostname.split(',').filter(Boolean) : ['127.0.0.1'];
   const user = url.username ? decodeURIComponent(url.username) : options.user;
   const pass = url.password ? decodeURIComponent(url.password) : options.pass;
   return {
-    servers: [...hosts.map((h) => `${h}:${port}`), ...options.servers],
+    servers: serverList(context),
     name: context.bus.name,
     ...(options.token === undefined ? { user, pass } : { token: options.token }),
     timeout: context.bus.connectTimeoutMs,
@@ -195,6 +202,16 @@ export class NatsTransport implements Transport {
       });
     } catch (error) {
       throw toBusbarError(error, `Declaring group '${group}' on '${topic}' failed`, this.#context.secrets);
+    }
+  }
+
+  /** JetStream's own counters: num_pending (lag), num_ack_pending (pending), the topic's messages in its stream (backlog). */
+  async lag(topic: string, group: string): Promise<LagInfo | undefined> {
+    const { topology } = this.#ready();
+    try {
+      return await topology.lag(topic, consumerName(topic, group));
+    } catch (error) {
+      throw toBusbarError(error, `Reading the lag of group '${group}' on '${topic}' failed`, this.#context.secrets);
     }
   }
 

@@ -4,6 +4,7 @@ import { connect as natsConnect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consumerName, driver, streamFor } from '../src/index.js';
 import { natsOptions } from '../src/options.js';
+import { serverList } from '../src/transport.js';
 import { type PrivateServer, privateServer } from './server.js';
 
 const ok = await brokerAvailable('nats');
@@ -82,6 +83,17 @@ describe.runIf(ok)('nats bad input', () => {
     expect(await jsm.streams.names().next()).toEqual([streamFor(topic, natsOptions.parse({})).name]);
     await nc.close();
     await bus.close();
+  });
+
+  it('turns seed lists into the client server list', () => {
+    const ctx = (url: string, hosts: string[], servers: string[] = []) =>
+      ({ url: new URL(url), hosts, options: natsOptions.parse({ servers }) }) as unknown as Parameters<
+        typeof serverList
+      >[0];
+    expect(serverList(ctx('nats://a:4223', ['a:4223']))).toEqual(['a:4223']);
+    expect(serverList(ctx('nats://a,b:4223', ['a,b:4223']))).toEqual(['a:4223', 'b:4223']);
+    expect(serverList(ctx('nats://a:4222', ['a:4222', 'b:5222'], ['c:6222']))).toEqual(['a:4222', 'b:5222', 'c:6222']);
+    expect(serverList(ctx('nats://a', ['a', 'b']))).toEqual(['a:4222', 'b:4222']);
   });
 
   it('names streams and consumers without . * > / \\', () => {

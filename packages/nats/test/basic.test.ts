@@ -132,4 +132,31 @@ describe.runIf(ok)('nats basics', () => {
     await sub.close();
     await bus.close();
   });
+
+  it('reports lag, pending and backlog from JetStream counters', async () => {
+    const bus = await open();
+    const topic = `${base()}.lagging`;
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const sub = await bus.subscribe(topic, () => blocked, { group: 'slow', concurrency: 1, prefetch: 2 });
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 6 }, (_, n) => ({ payload: n })),
+    );
+    await waitFor(
+      async () => {
+        const [row] = await bus.lag();
+        return row?.pending === 2;
+      },
+      5_000,
+      'two messages pending',
+    );
+    const [row] = await bus.lag();
+    expect(row).toMatchObject({ topic, group: 'slow', lag: 4, pending: 2, backlog: 6 });
+    release();
+    await sub.close();
+    await bus.close();
+  });
 });
