@@ -1,6 +1,6 @@
 import { connect, silentLogger } from '@busbar/core';
 import { driver } from '@busbar/redis';
-import { brokerAvailable, brokerUrls, createFaultProxy, waitFor } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, createFaultProxy, uniqueName, waitFor } from '@busbar/testing';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { readiness, registerBusbarMetrics } from '../src/index.js';
@@ -33,6 +33,33 @@ describe.runIf(ok)('reconnects and connection state on redis', () => {
     } finally {
       metrics.unregister();
       await bus.close();
+      await proxy.close();
+    }
+  });
+  it('a publish the broker never confirms counts as status="error"', async () => {
+    const target = new URL(brokerUrls.redis);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 6379) } });
+    const registry = new Registry();
+    const metrics = registerBusbarMetrics({ registry });
+    const bus = await connect({
+      url: proxy.url(brokerUrls.redis),
+      driver,
+      logger: silentLogger,
+      publishTimeoutMs: 300,
+    });
+    try {
+      const topic = uniqueName('fail');
+      await bus.publish(topic, 'ok');
+      proxy.blackhole(true);
+      await expect(bus.publish(topic, 'lost')).rejects.toThrow();
+      const samples = parseExposition(await registry.metrics());
+      expect(total(samples, 'busbar_messages_published_total', { topic, status: 'success' })).toBe(1);
+      expect(total(samples, 'busbar_messages_published_total', { topic, status: 'error' })).toBe(1);
+      expect(total(samples, 'busbar_publish_duration_seconds_count', { topic, status: 'error' })).toBe(1);
+    } finally {
+      proxy.blackhole(false);
+      metrics.unregister();
+      await bus.close().catch(() => undefined);
       await proxy.close();
     }
   });
