@@ -1,8 +1,9 @@
-import type { Logger, RetryRequest, SubscribeCallbacks, TransportSubscription } from '@busbar/core/transport';
+import { type Logger, type RetryRequest, type SubscribeCallbacks, type TransportSubscription, withTimeout } from '@busbar/core/transport';
 import { Redis } from 'ioredis';
 import type { RedisClient } from './client.js';
 import { decodeEntry } from './codec.js';
 import { toBusbarError } from './errors.js';
+import { settlesWithin } from './group.js';
 import { type DeliveryOwner, Gate, RedisDelivery, type StreamReply, entriesOf } from './reader.js';
 
 export interface BroadcastInit {
@@ -117,8 +118,13 @@ export class BroadcastSubscription implements TransportSubscription, DeliveryOwn
     if (this.#stopped) return;
     this.#stopped = true;
     this.#gate.open();
-    if (this.#readerId !== undefined) await this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId).catch(() => undefined);
-    await this.#loop;
+    const grace = this.#i.blockMs + 1_000;
+    if (this.#readerId !== undefined && this.#i.client.status === 'ready') {
+      await withTimeout(this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId), grace, 'unblock').catch(() => undefined);
+    }
+    // With Redis unreachable the read never returns (and ioredis does not reject commands queued while it
+    // reconnects, even on disconnect): give up on it after the grace period.
+    if (!(await settlesWithin(this.#loop, grace))) this.#i.reader.disconnect();
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { ConnectionError } from '@busbar/core';
 import { redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
-import { Cluster, type ClusterOptions, Redis, type RedisOptions as IORedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Command, Redis, type RedisOptions as IORedisOptions } from 'ioredis';
 
 export type RedisClient = Redis | Cluster;
 
@@ -80,4 +80,15 @@ export async function connectClient(client: RedisClient, config: ClientConfig, s
   } finally {
     client.off('error', onError);
   }
+}
+
+/**
+ * A command with a Buffer reply. ioredis' auto-pipelining drops the command
+ * name of `callBuffer`, so binary replies on an auto-pipelined client go
+ * through `sendCommand` directly.
+ */
+export function callBuffer(client: RedisClient, name: string, ...args: (string | number | Buffer)[]): Promise<unknown> {
+  const command = new Command(name, args, { replyEncoding: null });
+  void client.sendCommand(command);
+  return command.promise;
 }

@@ -1,6 +1,6 @@
-import type { Logger, RetryRequest, SubscribeCallbacks, TransportSubscription } from '@busbar/core/transport';
+import { type Logger, type RetryRequest, type SubscribeCallbacks, type TransportSubscription, withTimeout } from '@busbar/core/transport';
 import { Redis } from 'ioredis';
-import type { RedisClient } from './client.js';
+import { type RedisClient, callBuffer } from './client.js';
 import { decodeEntry, retryPayload } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import type { TopicKeys } from './keys.js';
@@ -20,12 +20,30 @@ export interface GroupInit {
   readonly claimIntervalMs: number;
   readonly retryPollMs: number;
   readonly blockMs: number;
+  /** Bound on acks, retries, releases and close-time commands: ioredis queues commands while disconnected. */
+  readonly opTimeoutMs: number;
   readonly secrets: readonly string[];
   readonly logger: Logger;
   readonly callbacks: SubscribeCallbacks;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** True if `promise` settles within `ms` (its outcome is ignored). */
+export async function settlesWithin(promise: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!promise) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const done = promise.then(
+    () => true,
+    () => true,
+  );
+  const result = await Promise.race([done, timeout]);
+  clearTimeout(timer);
+  return result;
+}
 
 /** Creates the group on the topic stream (from now on) and on its retry stream; an existing group is fine. */
 export async function ensureGroup(client: RedisClient, keys: TopicKeys, group: string): Promise<void> {
@@ -53,6 +71,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
   readonly #gate = new Gate();
   #acks: { main: string[]; retry: string[]; done: Promise<void> } | undefined;
   #stopped = false;
+  #intakeClosed = false;
   #rereadPending = true;
   #loop: Promise<void> | undefined;
   #claimTimer: NodeJS.Timeout | undefined;
@@ -155,6 +174,8 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
 
   #deliver(stream: string, entryId: string, fields: Buffer[] | null, deliveryCount: number): void {
     if (this.#held.has(`${stream} ${entryId}`)) return;
+    // A reply that arrives after stop resolved: the entries stay pending here and go to the next claimer.
+    if (this.#intakeClosed) return;
     const fromRetry = stream === this.#i.keys.retryStream;
     if (fields === null) {
       // Trimmed or deleted while pending: nothing left to deliver; drop it from the pending list.
@@ -203,7 +224,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
       writes.push(client.call('XDEL', keys.retryStream, ...batch.retry));
     }
     try {
-      await Promise.all(writes);
+      await withTimeout(Promise.all(writes), this.#i.opTimeoutMs, 'XACK timed out');
     } catch (error) {
       throw toBusbarError(error, this.#i.secrets, 'XACK failed');
     }
@@ -214,7 +235,8 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     const { client, keys, group } = this.#i;
     const payload = retryPayload(d, d.raw.entryId, request.attempt, request.headers);
     try {
-      await scheduleRetry.run(client, [keys.retrySet, d.raw.stream], [group, d.raw.entryId, Math.max(0, Math.round(request.delayMs)), payload, d.fromRetry ? '1' : '0']);
+      const args = [group, d.raw.entryId, Math.max(0, Math.round(request.delayMs)), payload, d.fromRetry ? '1' : '0'];
+      await withTimeout(scheduleRetry.run(client, [keys.retrySet, d.raw.stream], args), this.#i.opTimeoutMs, 'Scheduling a retry timed out');
     } catch (error) {
       // Not scheduled, not acked: core releases it next; it must stay claimable.
       d.settled = false;
@@ -229,7 +251,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     const { client, group, consumer, claimIdleMs } = this.#i;
     // Still pending, but idle "long enough": the next claim pass of any member takes it.
     try {
-      await setIdle.run(client, [d.raw.stream], [group, consumer, claimIdleMs + 1, d.raw.entryId]);
+      await withTimeout(setIdle.run(client, [d.raw.stream], [group, consumer, claimIdleMs + 1, d.raw.entryId]), this.#i.opTimeoutMs, 'Release timed out');
     } catch (error) {
       throw toBusbarError(error, this.#i.secrets, 'Releasing an entry failed');
     }
@@ -265,7 +287,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     do {
       const room = this.#i.prefetch - this.#held.size;
       if (room <= 0 || this.#stopped) return;
-      const [next, entries] = (await client.callBuffer('XAUTOCLAIM', stream, group, consumer, claimIdleMs, cursor, 'COUNT', room)) as [Buffer, [Buffer, Buffer[] | null][], Buffer[]?];
+      const [next, entries] = (await callBuffer(client, 'XAUTOCLAIM', stream, group, consumer, claimIdleMs, cursor, 'COUNT', room)) as [Buffer, [Buffer, Buffer[] | null][], Buffer[]?];
       cursor = next.toString();
       if (entries.length === 0) continue;
       const first = (entries[0] as [Buffer, unknown])[0].toString();
@@ -305,12 +327,16 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     clearInterval(this.#claimTimer);
     clearTimeout(this.#moveTimer);
     this.#gate.open();
-    if (this.#readerId !== undefined) {
+    const grace = this.#i.blockMs + 1_000;
+    if (this.#readerId !== undefined && this.#i.client.status === 'ready') {
       // Ends the blocking read at once instead of after blockMs.
-      await this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId).catch(() => undefined);
+      await withTimeout(this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId), grace, 'unblock').catch(() => undefined);
     }
-    await this.#loop;
-    await this.#claiming;
+    // With Redis unreachable the read never returns (and ioredis does not reject commands queued while it
+    // reconnects, even on disconnect): give up on it after the grace period.
+    if (!(await settlesWithin(this.#loop, grace))) this.#i.reader.disconnect();
+    await settlesWithin(this.#claiming, grace);
+    this.#intakeClosed = true;
   }
 
   async close(): Promise<void> {
@@ -319,10 +345,14 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     const { client, keys, group, consumer, reader } = this.#i;
     try {
       // A consumer without pending entries is forgotten; one with pending entries stays until others claim them.
-      const [main, retry] = (await Promise.all([
-        client.call('XPENDING', keys.stream, group, '-', '+', 1, consumer),
-        client.call('XPENDING', keys.retryStream, group, '-', '+', 1, consumer),
-      ])) as unknown[][];
+      const [main, retry] = (await withTimeout(
+        Promise.all([
+          client.call('XPENDING', keys.stream, group, '-', '+', 1, consumer),
+          client.call('XPENDING', keys.retryStream, group, '-', '+', 1, consumer),
+        ]),
+        this.#i.opTimeoutMs,
+        'XPENDING timed out',
+      )) as unknown[][];
       if (main?.length === 0 && retry?.length === 0) {
         await client.call('XGROUP', 'DELCONSUMER', keys.stream, group, consumer);
         await client.call('XGROUP', 'DELCONSUMER', keys.retryStream, group, consumer);

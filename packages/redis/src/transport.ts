@@ -134,7 +134,7 @@ export class RedisTransport implements Transport {
     let sub: GroupSubscription | BroadcastSubscription;
     try {
       await connectClient(reader, this.#config, this.#ctx.secrets);
-      const common = { client: this.#client, reader, topic: spec.topic, prefetch: spec.prefetch, blockMs: o.blockMs, secrets: this.#ctx.secrets, logger: this.#ctx.logger, callbacks };
+      const common = { client: this.#client, reader, topic: spec.topic, prefetch: spec.prefetch, blockMs: o.blockMs, opTimeoutMs: this.#ctx.bus.publishTimeoutMs, secrets: this.#ctx.secrets, logger: this.#ctx.logger, callbacks };
       if (spec.group === undefined) {
         sub = new BroadcastSubscription({ ...common, stream: streamKey(o.keyPrefix, spec.topic) });
       } else {
