@@ -1,4 +1,4 @@
-import { type BatchEntry, type Codec, defineTopic, type Topic } from '@busbar/core';
+import { type BatchEntry, BusbarError, type Codec, defineTopic, type Topic } from '@busbar/core';
 import type { RelayBus } from './options.js';
 import type { TableName } from './sql.js';
 import type { SqlClient } from './types.js';
@@ -20,6 +20,8 @@ export interface BatchResult {
   readonly published: number;
   /** Rows left for later: an older row of their key was pending outside this batch. */
   readonly deferred: number;
+  /** Rows the bus refused for good (too large, invalid name or header): marked with `error`, not sent. */
+  readonly failed: readonly { readonly id: string; readonly messageId: string; readonly error: string }[];
   readonly firstId: string;
   readonly lastId: string;
   /** A publish that failed after the others were marked: its rows stay pending. */
@@ -31,6 +33,7 @@ export interface BatchSql {
   readonly select: string;
   readonly held: string;
   readonly mark: string;
+  readonly fail: string;
 }
 
 export function batchSql(table: TableName, mode: 'mark' | 'delete'): BatchSql {
@@ -48,6 +51,9 @@ WHERE b.key IS NOT NULL AND EXISTS (
       mode === 'mark'
         ? `UPDATE ${table.sql} SET published_at = now() WHERE id = ANY($1::bigint[])`
         : `DELETE FROM ${table.sql} WHERE id = ANY($1::bigint[])`,
+    // Failed rows are kept (in both modes) with their error for inspection; retention cleanup removes them.
+    fail: `UPDATE ${table.sql} AS t SET published_at = now(), error = f.error
+FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE t.id = f.id`,
   };
 }
 
@@ -78,7 +84,7 @@ export async function publishBatch(
   beforeMark: ((ids: readonly string[]) => void | Promise<void>) | undefined,
 ): Promise<BatchResult> {
   const rows = (await client.query(sql.select, [batchSize])).rows as OutboxRow[];
-  if (rows.length === 0) return { fetched: 0, published: 0, deferred: 0, firstId: '', lastId: '' };
+  if (rows.length === 0) return { fetched: 0, published: 0, deferred: 0, failed: [], firstId: '', lastId: '' };
   let ready = rows;
   if (rows.some((r) => r.key !== null)) {
     const held = await client.query(sql.held, [rows.map((r) => r.id), rows.map((r) => r.key)]);
@@ -88,45 +94,87 @@ export async function publishBatch(
     }
   }
   const groups = new Map<string, { topic: Topic<Uint8Array>; rows: OutboxRow[] }>();
+  const failed: FailedRow[] = [];
   for (const row of ready) {
     const groupKey = `${row.content_type}\n${row.topic}`;
     let group = groups.get(groupKey);
     if (!group) {
-      group = { topic: passthroughTopic(row.topic, row.content_type), rows: [] };
+      try {
+        group = { topic: passthroughTopic(row.topic, row.content_type), rows: [] };
+      } catch (error) {
+        failed.push({ row, error });
+        continue;
+      }
       groups.set(groupKey, group);
     }
     group.rows.push(row);
   }
-  const results = await Promise.allSettled(
-    [...groups.values()].map((group) =>
-      bus.publishBatch(
-        group.topic,
-        group.rows.map((row): BatchEntry<Uint8Array> => {
-          const entry: BatchEntry<Uint8Array> = { payload: row.payload, id: row.message_id, headers: row.headers };
-          if (row.key !== null) entry.key = row.key;
-          return entry;
-        }),
-      ),
-    ),
-  );
+  const list = [...groups.values()];
+  const results = await Promise.allSettled(list.map((group) => bus.publishBatch(group.topic, group.rows.map(entryOf))));
   const done: OutboxRow[] = [];
   let error: unknown;
-  let i = 0;
-  for (const group of groups.values()) {
-    const result = results[i++] as PromiseSettledResult<unknown>;
-    if (result.status === 'fulfilled') done.push(...group.rows);
-    else error ??= result.reason;
-  }
+  await Promise.all(
+    list.map(async (group, i) => {
+      const result = results[i] as PromiseSettledResult<unknown>;
+      if (result.status === 'fulfilled') return void done.push(...group.rows);
+      if (!isPermanent(result.reason)) return void (error ??= result.reason);
+      // One bad row (too large, a name the broker refuses) must not block its topic: send the rows one by one.
+      for (const row of group.rows) {
+        try {
+          await bus.publishBatch(group.topic, [entryOf(row)]);
+          done.push(row);
+        } catch (rowError) {
+          if (!isPermanent(rowError)) return void (error ??= rowError);
+          failed.push({ row, error: rowError });
+        }
+      }
+    }),
+  );
   if (done.length > 0) {
     if (beforeMark) await beforeMark(done.map((r) => r.message_id));
     await client.query(sql.mark, [done.map((r) => r.id)]);
   }
-  const base = {
+  if (failed.length > 0) {
+    await client.query(sql.fail, [failed.map((f) => f.row.id), failed.map((f) => errorText(f.error))]);
+  }
+  done.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+  const base: BatchResult = {
     fetched: rows.length,
     published: done.length,
     deferred: rows.length - ready.length,
+    failed: failed.map((f) => ({ id: f.row.id, messageId: f.row.message_id, error: errorText(f.error) })),
     firstId: done[0]?.id ?? '',
     lastId: done[done.length - 1]?.id ?? '',
   };
   return error === undefined ? base : { ...base, error };
+}
+
+interface FailedRow {
+  readonly row: OutboxRow;
+  readonly error: unknown;
+}
+
+/** Errors that no retry can fix: the row itself is bad for this bus. A closed bus or a lost connection is not among them. */
+const PERMANENT_CODES = new Set([
+  'BUSBAR_PAYLOAD_TOO_LARGE',
+  'BUSBAR_INVALID_TOPIC',
+  'BUSBAR_INVALID_HEADER',
+  'BUSBAR_SERIALIZATION',
+  'BUSBAR_VALIDATION',
+  'BUSBAR_CONFIG',
+]);
+
+function isPermanent(error: unknown): boolean {
+  return BusbarError.is(error) && PERMANENT_CODES.has(error.code);
+}
+
+function errorText(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  return text.slice(0, 1000);
+}
+
+function entryOf(row: OutboxRow): BatchEntry<Uint8Array> {
+  const entry: BatchEntry<Uint8Array> = { payload: row.payload, id: row.message_id, headers: row.headers };
+  if (row.key !== null) entry.key = row.key;
+  return entry;
 }

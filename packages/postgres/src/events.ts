@@ -18,6 +18,15 @@ export type OutboxEvent =
       readonly lastId: string;
       readonly durationMs: number;
     }
+  | {
+      /** The bus refused the row for good (too large, invalid topic or header): it is marked with `error` and skipped. */
+      readonly type: 'failed';
+      readonly relay: string;
+      readonly table: string;
+      readonly id: string;
+      readonly messageId: string;
+      readonly error: string;
+    }
   | { readonly type: 'cleaned'; readonly relay: string; readonly table: string; readonly deleted: number }
   | {
       readonly type: 'error';

@@ -31,7 +31,7 @@ export const relayOptionsSchema = z
     pollIntervalMs: ms().min(10).default(1_000),
     /** `mark`: set published_at and keep the row until retentionMs; `delete`: delete it in the publishing transaction. */
     mode: z.enum(['mark', 'delete']).default('mark'),
-    /** In `mark` mode, published rows older than this are deleted. */
+    /** Published rows (mark mode) and failed rows (both modes) older than this are deleted. */
     retentionMs: ms().default(7 * 24 * 3600_000),
     /** How often the retention cleanup runs (0 disables it). */
     cleanupIntervalMs: ms().default(60_000),

@@ -69,7 +69,7 @@ class OutboxRelay implements Relay {
     this.#running = true;
     this.#conn = resolveConnection(this.#options, 'relay options', 4);
     await this.#listen();
-    if (this.#options.mode === 'mark' && this.#options.cleanupIntervalMs > 0) {
+    if (this.#options.cleanupIntervalMs > 0) {
       this.#cleanupTimer = setInterval(() => this.#cleanup(), this.#options.cleanupIntervalMs);
       this.#cleanupTimer.unref();
     }
@@ -117,7 +117,7 @@ class OutboxRelay implements Relay {
       try {
         result = await this.#batch(conn);
       } catch (error) {
-        result = { fetched: 0, published: 0, deferred: 0, firstId: '', lastId: '', error };
+        result = { fetched: 0, published: 0, deferred: 0, failed: [], firstId: '', lastId: '', error };
       }
       if (result.error !== undefined) {
         this.#reportError('batch', result.error);
@@ -156,6 +156,16 @@ class OutboxRelay implements Relay {
         this.#options.beforeMark,
       );
       await client.query('COMMIT');
+      for (const row of result.failed) {
+        emit(() => ({
+          type: 'failed',
+          relay: this.#name,
+          table: this.#table.name,
+          id: row.id,
+          messageId: row.messageId,
+          error: row.error,
+        }));
+      }
       if (result.published > 0) {
         emit(() => ({
           type: 'published',

@@ -53,6 +53,7 @@ export function outboxMigrationSql(name = DEFAULT_OUTBOX_TABLE): string {
   const t = tableName(name);
   return `
 CREATE TABLE IF NOT EXISTS ${t.sql} (
+  -- error: set (with published_at) when the bus refused the row for good; the row was not sent.
   id bigserial PRIMARY KEY,
   message_id text NOT NULL,
   topic text NOT NULL,
@@ -61,7 +62,8 @@ CREATE TABLE IF NOT EXISTS ${t.sql} (
   payload bytea NOT NULL,
   content_type text NOT NULL DEFAULT 'application/json',
   created_at timestamptz NOT NULL DEFAULT now(),
-  published_at timestamptz
+  published_at timestamptz,
+  error text
 );
 CREATE INDEX IF NOT EXISTS ${t.indexBare('pending')} ON ${t.sql} (id) WHERE published_at IS NULL;
 CREATE INDEX IF NOT EXISTS ${t.indexBare('pending_key')} ON ${t.sql} (key, id) WHERE published_at IS NULL AND key IS NOT NULL;

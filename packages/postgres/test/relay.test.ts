@@ -200,6 +200,43 @@ describe.runIf(ok)('outbox relay', () => {
     }
   });
 
+  it('marks a row the bus refuses for good (too large, bad topic) as failed; the rest of its topic and key flows', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const small = await connect({
+      url: `memory://${uniqueName('small')}`,
+      logger: silentLogger,
+      maxPayloadBytes: 1_000,
+    });
+    try {
+      const topic = uniqueName('poison');
+      const got = collect<string>();
+      await small.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+      await tx(db.pool, async (c) => {
+        await box.add(c, topic, 'first', { key: 'k', id: 'first' });
+        await box.add(c, topic, 'x'.repeat(5_000), { key: 'k', id: 'too-big' });
+        await box.add(c, topic, 'last', { key: 'k', id: 'last' });
+      });
+      await db.pool.query(
+        `INSERT INTO ${outboxTable} (message_id, topic, payload) VALUES ('bad-topic', 'no spaces allowed', '"x"'::bytea)`,
+      );
+      await relay({ table: outboxTable, bus: small, pollIntervalMs: 100, name: 'poison-relay' }).start();
+      await got.waitForCount(2, 5_000);
+      expect(got.items).toEqual(['first', 'last']);
+      const rows = (await db.pool.query(`SELECT message_id, error, published_at FROM ${outboxTable} ORDER BY id`)).rows;
+      expect(rows.map((r) => [r.message_id, r.published_at !== null, r.error?.split(':')[0] ?? null])).toEqual([
+        ['first', true, null],
+        ['too-big', true, 'PayloadTooLargeError'],
+        ['last', true, null],
+        ['bad-topic', true, 'InvalidTopicError'],
+      ]);
+      const failed = events.filter((e) => e.type === 'failed' && e.relay === 'poison-relay');
+      expect(failed.map((e) => (e.type === 'failed' ? e.messageId : '')).sort()).toEqual(['bad-topic', 'too-big']);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('delete mode removes rows in the publishing transaction', async () => {
     const { outboxTable } = await db.tables();
     const box = createOutbox({ table: outboxTable });
