@@ -117,14 +117,20 @@ export async function publishBatch(
     list.map(async (group, i) => {
       const result = results[i] as PromiseSettledResult<unknown>;
       if (result.status === 'fulfilled') return void done.push(...group.rows);
-      if (!isPermanent(result.reason)) return void (error ??= result.reason);
+      if (!isPermanent(result.reason)) {
+        error ??= result.reason;
+        return;
+      }
       // One bad row (too large, a name the broker refuses) must not block its topic: send the rows one by one.
       for (const row of group.rows) {
         try {
           await bus.publishBatch(group.topic, [entryOf(row)]);
           done.push(row);
         } catch (rowError) {
-          if (!isPermanent(rowError)) return void (error ??= rowError);
+          if (!isPermanent(rowError)) {
+            error ??= rowError;
+            return;
+          }
           failed.push({ row, error: rowError });
         }
       }
