@@ -79,14 +79,13 @@ export class Consumer implements TransportSubscription {
   #stopped = false;
   #closed = false;
   #opening: Promise<void> | undefined;
-  readonly #offUp: () => void;
+  #offUp: () => void = () => undefined;
 
   constructor(link: Link, spec: SubscribeSpec, callbacks: SubscribeCallbacks, hooks: ConsumerHooks) {
     this.#link = link;
     this.#spec = spec;
     this.#callbacks = callbacks;
     this.#hooks = hooks;
-    this.#offUp = link.onUp((model) => void this.#reopen(model));
   }
 
   /** First start: errors (bad queue arguments, refused names) reject the subscribe call. */
@@ -96,6 +95,8 @@ export class Consumer implements TransportSubscription {
         throw this.#hooks.toError(error, 'Subscribing failed');
       });
       await this.#openOn(model, true);
+      // Only now: a reconnect during the first open must not open a second channel beside it.
+      if (!this.#stopped) this.#offUp = this.#link.onUp((next) => void this.#reopen(next));
     } catch (error) {
       this.#stopped = true;
       this.#closed = true;
@@ -157,7 +158,11 @@ export class Consumer implements TransportSubscription {
     const tag = message.fields.deliveryTag;
     acks.delivered(tag);
     if (this.#stopped) {
-      acks.nack(tag, true);
+      try {
+        acks.nack(tag, true);
+      } catch {
+        // The channel is gone: the broker requeues it anyway.
+      }
       return;
     }
     this.#callbacks.onDelivery(new RabbitDelivery(message, readMessage(message), acks, this, queue));
