@@ -1,10 +1,16 @@
-import { type Logger, type RetryRequest, type SubscribeCallbacks, type TransportSubscription, withTimeout } from '@busbar/core/transport';
+import {
+  type Logger,
+  type RetryRequest,
+  type SubscribeCallbacks,
+  type TransportSubscription,
+  withTimeout,
+} from '@busbar/core/transport';
 import { Redis } from 'ioredis';
 import type { RedisClient } from './client.js';
 import { decodeEntry } from './codec.js';
 import { toBusbarError } from './errors.js';
 import { settlesWithin } from './group.js';
-import { type DeliveryOwner, Gate, RedisDelivery, type StreamReply, entriesOf } from './reader.js';
+import { type DeliveryOwner, entriesOf, Gate, RedisDelivery, type StreamReply } from './reader.js';
 
 export interface BroadcastInit {
   readonly client: RedisClient;
@@ -66,7 +72,14 @@ export class BroadcastSubscription implements TransportSubscription, DeliveryOwn
       }
       try {
         const reply = (await this.#i.reader.callBuffer(
-          'XREAD', 'COUNT', room, 'BLOCK', this.#i.blockMs, 'STREAMS', this.#i.stream, this.#lastId,
+          'XREAD',
+          'COUNT',
+          room,
+          'BLOCK',
+          this.#i.blockMs,
+          'STREAMS',
+          this.#i.stream,
+          this.#lastId,
         )) as StreamReply;
         const now = Date.now();
         for (const [stream, entryId, fields] of entriesOf(reply)) {
@@ -79,7 +92,9 @@ export class BroadcastSubscription implements TransportSubscription, DeliveryOwn
             continue;
           }
           this.#unsettled++;
-          this.#i.callbacks.onDelivery(new RedisDelivery(this, this.#i.topic, { stream, entryId, deliveryCount: 1 }, decoded, false, now));
+          this.#i.callbacks.onDelivery(
+            new RedisDelivery(this, this.#i.topic, { stream, entryId, deliveryCount: 1 }, decoded, false, now),
+          );
         }
         backoff = 0;
       } catch (error) {
@@ -120,7 +135,9 @@ export class BroadcastSubscription implements TransportSubscription, DeliveryOwn
     this.#gate.open();
     const grace = this.#i.blockMs + 1_000;
     if (this.#readerId !== undefined && this.#i.client.status === 'ready') {
-      await withTimeout(this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId), grace, 'unblock').catch(() => undefined);
+      await withTimeout(this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId), grace, 'unblock').catch(
+        () => undefined,
+      );
     }
     // With Redis unreachable the read never returns (and ioredis does not reject commands queued while it
     // reconnects, even on disconnect): give up on it after the grace period.

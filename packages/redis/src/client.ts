@@ -1,6 +1,6 @@
 import { ConnectionError } from '@busbar/core';
 import { redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
-import { Cluster, type ClusterOptions, Command, Redis, type RedisOptions as IORedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Command, type RedisOptions as IORedisOptions, Redis } from 'ioredis';
 
 export type RedisClient = Redis | Cluster;
 
@@ -65,7 +65,11 @@ export function createClient(config: ClientConfig, blocking: boolean): RedisClie
  * built from the last (sanitized) error ioredis reported: its own connect
  * rejection only says "Connection is closed".
  */
-export async function connectClient(client: RedisClient, config: ClientConfig, secrets: readonly string[]): Promise<void> {
+export async function connectClient(
+  client: RedisClient,
+  config: ClientConfig,
+  secrets: readonly string[],
+): Promise<void> {
   let last: unknown;
   const onError = (error: unknown) => {
     last = error;

@@ -1,4 +1,4 @@
-import { type Delivery, type OutgoingRecord, attemptFromHeaders } from '@busbar/core/transport';
+import { attemptFromHeaders, type Delivery, type OutgoingRecord } from '@busbar/core/transport';
 
 /**
  * Stream entry layout: `body` (raw bytes), `id` (busbar id), `ts` (publish
@@ -105,7 +105,12 @@ function fromRetryPayload(p: RetryPayload): DecodedEntry {
 }
 
 /** The retry payload for a delivery being retried. */
-export function retryPayload(d: Delivery, entryId: string, attempt: number, headers: Readonly<Record<string, string>>): string {
+export function retryPayload(
+  d: Delivery,
+  entryId: string,
+  attempt: number,
+  headers: Readonly<Record<string, string>>,
+): string {
   const payload: RetryPayload = {
     i: d.id,
     ...(d.key === undefined ? {} : { k: d.key }),

@@ -1,7 +1,8 @@
 import { BusbarError, ConnectionError, PublishError } from '@busbar/core';
 import { sanitizeError } from '@busbar/core/transport';
 
-const CONNECTION = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EPIPE|Connection is closed|connect ETIMEDOUT|MaxRetriesPerRequest|WRONGPASS|NOAUTH|NOPERM|LOADING|CLUSTERDOWN|Stream isn't writeable/;
+const CONNECTION =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EPIPE|Connection is closed|connect ETIMEDOUT|MaxRetriesPerRequest|WRONGPASS|NOAUTH|NOPERM|LOADING|CLUSTERDOWN|Stream isn't writeable/;
 
 /**
  * Maps an ioredis error to a busbar error. ioredis attaches the command and

@@ -1,10 +1,16 @@
-import { type Logger, type RetryRequest, type SubscribeCallbacks, type TransportSubscription, withTimeout } from '@busbar/core/transport';
+import {
+  type Logger,
+  type RetryRequest,
+  type SubscribeCallbacks,
+  type TransportSubscription,
+  withTimeout,
+} from '@busbar/core/transport';
 import { Redis } from 'ioredis';
-import { type RedisClient, callBuffer } from './client.js';
+import { callBuffer, type RedisClient } from './client.js';
 import { decodeEntry, retryPayload } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import type { TopicKeys } from './keys.js';
-import { type DeliveryOwner, Gate, RedisDelivery, type StreamReply, entriesOf } from './reader.js';
+import { type DeliveryOwner, entriesOf, Gate, RedisDelivery, type StreamReply } from './reader.js';
 import { moveDue, scheduleRetry, setIdle } from './scripts.js';
 
 export interface GroupInit {
@@ -126,8 +132,19 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
           continue;
         }
         const reply = (await reader.callBuffer(
-          'XREADGROUP', 'GROUP', group, consumer, 'COUNT', room, 'BLOCK', this.#i.blockMs,
-          'STREAMS', keys.stream, keys.retryStream, '>', '>',
+          'XREADGROUP',
+          'GROUP',
+          group,
+          consumer,
+          'COUNT',
+          room,
+          'BLOCK',
+          this.#i.blockMs,
+          'STREAMS',
+          keys.stream,
+          keys.retryStream,
+          '>',
+          '>',
         )) as StreamReply;
         for (const [stream, id, fields] of entriesOf(reply)) this.#deliver(stream, id, fields, 1);
         backoff = 0;
@@ -154,7 +171,17 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     let from = '0';
     let left = room;
     while (left > 0 && !this.#stopped) {
-      const reply = (await reader.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', left, 'STREAMS', stream, from)) as StreamReply;
+      const reply = (await reader.callBuffer(
+        'XREADGROUP',
+        'GROUP',
+        group,
+        consumer,
+        'COUNT',
+        left,
+        'STREAMS',
+        stream,
+        from,
+      )) as StreamReply;
       const rows = [...entriesOf(reply)];
       if (rows.length === 0) return;
       from = (rows[rows.length - 1] as [string, string, unknown])[1];
@@ -168,7 +195,12 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
 
   async #deliveryCounts(stream: string, start: string, end: string, count: number): Promise<Map<string, number>> {
     const { client, group, consumer } = this.#i;
-    const rows = (await client.call('XPENDING', stream, group, start, end, count, consumer)) as [string, string, number, number][];
+    const rows = (await client.call('XPENDING', stream, group, start, end, count, consumer)) as [
+      string,
+      string,
+      number,
+      number,
+    ][];
     return new Map(rows.map((row) => [row[0], Number(row[3])]));
   }
 
@@ -187,9 +219,23 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
       decoded = decodeEntry(entryId, fields);
     } catch {
       // A malformed entry still goes to core, whose codec fails on it and dead-letters it.
-      decoded = { id: entryId, key: undefined, headers: {}, body: new Uint8Array(0), timestamp: Date.now(), baseAttempt: 1 };
+      decoded = {
+        id: entryId,
+        key: undefined,
+        headers: {},
+        body: new Uint8Array(0),
+        timestamp: Date.now(),
+        baseAttempt: 1,
+      };
     }
-    const d = new RedisDelivery(this, this.#i.topic, { stream, entryId, deliveryCount }, decoded, fromRetry, Date.now());
+    const d = new RedisDelivery(
+      this,
+      this.#i.topic,
+      { stream, entryId, deliveryCount },
+      decoded,
+      fromRetry,
+      Date.now(),
+    );
     this.#held.set(`${stream} ${entryId}`, d);
     this.#i.callbacks.onDelivery(d);
   }
@@ -236,7 +282,11 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     const payload = retryPayload(d, d.raw.entryId, request.attempt, request.headers);
     try {
       const args = [group, d.raw.entryId, Math.max(0, Math.round(request.delayMs)), payload, d.fromRetry ? '1' : '0'];
-      await withTimeout(scheduleRetry.run(client, [keys.retrySet, d.raw.stream], args), this.#i.opTimeoutMs, 'Scheduling a retry timed out');
+      await withTimeout(
+        scheduleRetry.run(client, [keys.retrySet, d.raw.stream], args),
+        this.#i.opTimeoutMs,
+        'Scheduling a retry timed out',
+      );
     } catch (error) {
       // Not scheduled, not acked: core releases it next; it must stay claimable.
       d.settled = false;
@@ -251,7 +301,11 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     const { client, group, consumer, claimIdleMs } = this.#i;
     // Still pending, but idle "long enough": the next claim pass of any member takes it.
     try {
-      await withTimeout(setIdle.run(client, [d.raw.stream], [group, consumer, claimIdleMs + 1, d.raw.entryId]), this.#i.opTimeoutMs, 'Release timed out');
+      await withTimeout(
+        setIdle.run(client, [d.raw.stream], [group, consumer, claimIdleMs + 1, d.raw.entryId]),
+        this.#i.opTimeoutMs,
+        'Release timed out',
+      );
     } catch (error) {
       throw toBusbarError(error, this.#i.secrets, 'Releasing an entry failed');
     }
@@ -263,7 +317,10 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
       await this.#refreshHeld();
       for (const stream of [this.#i.keys.stream, this.#i.keys.retryStream]) await this.#claim(stream);
     } catch (error) {
-      if (!this.#stopped) this.#i.logger.warn(`Claim pass on '${this.#i.topic}' failed`, { error: toBusbarError(error, this.#i.secrets, 'XAUTOCLAIM failed') });
+      if (!this.#stopped)
+        this.#i.logger.warn(`Claim pass on '${this.#i.topic}' failed`, {
+          error: toBusbarError(error, this.#i.secrets, 'XAUTOCLAIM failed'),
+        });
     }
   }
 
@@ -278,7 +335,8 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
       list.push(d.raw.entryId);
       ids.set(d.raw.stream, list);
     }
-    for (const [stream, list] of ids) await setIdle.run(this.#i.client, [stream], [this.#i.group, this.#i.consumer, 0, ...list]);
+    for (const [stream, list] of ids)
+      await setIdle.run(this.#i.client, [stream], [this.#i.group, this.#i.consumer, 0, ...list]);
   }
 
   async #claim(stream: string): Promise<void> {
@@ -287,7 +345,17 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     do {
       const room = this.#i.prefetch - this.#held.size;
       if (room <= 0 || this.#stopped) return;
-      const [next, entries] = (await callBuffer(client, 'XAUTOCLAIM', stream, group, consumer, claimIdleMs, cursor, 'COUNT', room)) as [Buffer, [Buffer, Buffer[] | null][], Buffer[]?];
+      const [next, entries] = (await callBuffer(
+        client,
+        'XAUTOCLAIM',
+        stream,
+        group,
+        consumer,
+        claimIdleMs,
+        cursor,
+        'COUNT',
+        room,
+      )) as [Buffer, [Buffer, Buffer[] | null][], Buffer[]?];
       cursor = next.toString();
       if (entries.length === 0) continue;
       const first = (entries[0] as [Buffer, unknown])[0].toString();
@@ -316,7 +384,10 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
       const [moved, dueIn] = (await moveDue.run(client, [keys.retrySet, keys.retryStream], [100])) as [number, number];
       next = moved === 100 ? 0 : dueIn >= 0 ? Math.min(dueIn, next) : next;
     } catch (error) {
-      if (!this.#stopped) this.#i.logger.warn(`Moving due retries of '${this.#i.topic}' failed`, { error: toBusbarError(error, this.#i.secrets, 'retry move failed') });
+      if (!this.#stopped)
+        this.#i.logger.warn(`Moving due retries of '${this.#i.topic}' failed`, {
+          error: toBusbarError(error, this.#i.secrets, 'retry move failed'),
+        });
     }
     this.#scheduleMove(next);
   }
@@ -330,7 +401,9 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     const grace = this.#i.blockMs + 1_000;
     if (this.#readerId !== undefined && this.#i.client.status === 'ready') {
       // Ends the blocking read at once instead of after blockMs.
-      await withTimeout(this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId), grace, 'unblock').catch(() => undefined);
+      await withTimeout(this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId), grace, 'unblock').catch(
+        () => undefined,
+      );
     }
     // With Redis unreachable the read never returns (and ioredis does not reject commands queued while it
     // reconnects, even on disconnect): give up on it after the grace period.

@@ -1,6 +1,6 @@
 import { type ClaimResult, ConfigError, type IdempotencyStore } from '@busbar/core';
 import { redactUrl } from '@busbar/core/transport';
-import { type ClientConfig, type RedisClient, connectClient, createClient } from './client.js';
+import { type ClientConfig, connectClient, createClient, type RedisClient } from './client.js';
 import { toBusbarError } from './errors.js';
 import { claimKey, releaseKey } from './scripts.js';
 
@@ -41,7 +41,9 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
       throw new ConfigError(`RedisIdempotencyStore: expected a redis:// or rediss:// URL, got '${redactUrl(url)}'`);
     }
-    this.#secrets = [options.password ?? '', url.password ? decodeURIComponent(url.password) : '', url.password].filter(Boolean);
+    this.#secrets = [options.password ?? '', url.password ? decodeURIComponent(url.password) : '', url.password].filter(
+      Boolean,
+    );
     this.#prefix = options.keyPrefix ?? 'busbar:idem:';
     this.#config = {
       url,
@@ -65,7 +67,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   async claim(key: string, leaseMs: number): Promise<ClaimResult> {
     await this.#ready();
     try {
-      return (await claimKey.run(this.#client, [this.#prefix + key], [Math.max(1, Math.round(leaseMs))])) as ClaimResult;
+      return (await claimKey.run(
+        this.#client,
+        [this.#prefix + key],
+        [Math.max(1, Math.round(leaseMs))],
+      )) as ClaimResult;
     } catch (error) {
       throw toBusbarError(error, this.#secrets, 'Idempotency claim failed');
     }

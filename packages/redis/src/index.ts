@@ -11,8 +11,8 @@ export const driver = defineDriver({
   create: (context) => new RedisTransport(context),
 });
 
-export { RedisIdempotencyStore } from './idempotency.js';
-export { redisOptions } from './options.js';
-export type { RedisOptions } from './options.js';
 export type { RedisEntry } from './codec.js';
 export type { RedisIdempotencyStoreOptions } from './idempotency.js';
+export { RedisIdempotencyStore } from './idempotency.js';
+export type { RedisOptions } from './options.js';
+export { redisOptions } from './options.js';

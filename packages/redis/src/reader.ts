@@ -25,7 +25,14 @@ export class RedisDelivery implements Delivery {
   settled = false;
   readonly #owner: DeliveryOwner;
 
-  constructor(owner: DeliveryOwner, topic: string, raw: RedisEntry, entry: DecodedEntry, fromRetry: boolean, now: number) {
+  constructor(
+    owner: DeliveryOwner,
+    topic: string,
+    raw: RedisEntry,
+    entry: DecodedEntry,
+    fromRetry: boolean,
+    now: number,
+  ) {
     this.#owner = owner;
     this.id = entry.id;
     this.topic = topic;

@@ -12,10 +12,10 @@ import {
   withTimeout,
 } from '@busbar/core/transport';
 import { BroadcastSubscription } from './broadcast.js';
-import { type ClientConfig, type RedisClient, connectClient, createClient } from './client.js';
+import { type ClientConfig, connectClient, createClient, type RedisClient } from './client.js';
 import { entryFields } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
-import { GroupSubscription, ensureGroup } from './group.js';
+import { ensureGroup, GroupSubscription } from './group.js';
 import { streamKey, topicKeys } from './keys.js';
 import type { RedisOptions } from './options.js';
 
@@ -68,7 +68,12 @@ export class RedisTransport implements Transport {
       this.#ctx.reportState(CONNECTION, 'up');
     });
     client.on('error', (error: unknown) => {
-      if (up) this.#ctx.reportState(CONNECTION, 'reconnecting', toBusbarError(error, this.#ctx.secrets, 'Redis connection error'));
+      if (up)
+        this.#ctx.reportState(
+          CONNECTION,
+          'reconnecting',
+          toBusbarError(error, this.#ctx.secrets, 'Redis connection error'),
+        );
     });
     client.on('reconnecting', () => {
       if (up && !this.#closed) this.#ctx.reportState(CONNECTION, 'reconnecting');
@@ -114,9 +119,17 @@ export class RedisTransport implements Transport {
 
   async declareGroup(topic: string, group: string): Promise<void> {
     try {
-      await this.#client.call('XGROUP', 'CREATE', streamKey(this.#ctx.options.keyPrefix, topic), group, '$', 'MKSTREAM');
+      await this.#client.call(
+        'XGROUP',
+        'CREATE',
+        streamKey(this.#ctx.options.keyPrefix, topic),
+        group,
+        '$',
+        'MKSTREAM',
+      );
     } catch (error) {
-      if (!isReplyError(error, 'BUSYGROUP')) throw toBusbarError(error, this.#ctx.secrets, `Creating group '${group}' failed`);
+      if (!isReplyError(error, 'BUSYGROUP'))
+        throw toBusbarError(error, this.#ctx.secrets, `Creating group '${group}' failed`);
     }
   }
 
@@ -134,7 +147,17 @@ export class RedisTransport implements Transport {
     let sub: GroupSubscription | BroadcastSubscription;
     try {
       await connectClient(reader, this.#config, this.#ctx.secrets);
-      const common = { client: this.#client, reader, topic: spec.topic, prefetch: spec.prefetch, blockMs: o.blockMs, opTimeoutMs: this.#ctx.bus.publishTimeoutMs, secrets: this.#ctx.secrets, logger: this.#ctx.logger, callbacks };
+      const common = {
+        client: this.#client,
+        reader,
+        topic: spec.topic,
+        prefetch: spec.prefetch,
+        blockMs: o.blockMs,
+        opTimeoutMs: this.#ctx.bus.publishTimeoutMs,
+        secrets: this.#ctx.secrets,
+        logger: this.#ctx.logger,
+        callbacks,
+      };
       if (spec.group === undefined) {
         sub = new BroadcastSubscription({ ...common, stream: streamKey(o.keyPrefix, spec.topic) });
       } else {

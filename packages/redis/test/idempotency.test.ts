@@ -1,7 +1,7 @@
 import { BusbarError, connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, collect, uniqueName } from '@busbar/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RedisIdempotencyStore, driver } from '../src/index.js';
+import { driver, RedisIdempotencyStore } from '../src/index.js';
 
 const ok = await brokerAvailable('redis');
 
@@ -44,7 +44,12 @@ describe.runIf(ok)('RedisIdempotencyStore', () => {
   it('two consumers racing on one key: exactly one wins each round', async () => {
     for (let round = 0; round < 20; round++) {
       const key = uniqueName('race');
-      const results = await Promise.all([store.claim(key, 5_000), other.claim(key, 5_000), store.claim(key, 5_000), other.claim(key, 5_000)]);
+      const results = await Promise.all([
+        store.claim(key, 5_000),
+        other.claim(key, 5_000),
+        store.claim(key, 5_000),
+        other.claim(key, 5_000),
+      ]);
       expect(results.filter((r) => r === 'claimed')).toHaveLength(1);
       expect(results.filter((r) => r === 'busy')).toHaveLength(3);
     }

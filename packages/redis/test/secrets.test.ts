@@ -1,8 +1,8 @@
 import { inspect } from 'node:util';
-import { BusbarError, type Logger, connect } from '@busbar/core';
+import { BusbarError, connect, type Logger } from '@busbar/core';
 import { brokerAvailable, brokerUrls } from '@busbar/testing';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RedisIdempotencyStore, driver } from '../src/index.js';
+import { driver, RedisIdempotencyStore } from '../src/index.js';
 
 const ok = await brokerAvailable('redis');
 const CANARY = 'Canary-Pw-7f3e9a';
@@ -10,7 +10,8 @@ const CANARY = 'Canary-Pw-7f3e9a';
 /** Every rendering of an error a user or log pipeline could see. */
 function renderings(error: unknown): string {
   const parts: string[] = [String(error), inspect(error, { depth: 10, showHidden: true }), JSON.stringify(error) ?? ''];
-  for (let e: unknown = error, i = 0; e instanceof Error && i < 6; e = e.cause, i++) parts.push(e.message, e.stack ?? '', JSON.stringify(e) ?? '');
+  for (let e: unknown = error, i = 0; e instanceof Error && i < 6; e = e.cause, i++)
+    parts.push(e.message, e.stack ?? '', JSON.stringify(e) ?? '');
   return parts.join('\n');
 }
 
@@ -27,7 +28,9 @@ describe.runIf(ok)('redis credentials never leak', () => {
     logged.length = 0;
     printed.length = 0;
     for (const method of ['log', 'warn', 'error', 'info', 'debug'] as const) {
-      vi.spyOn(console, method).mockImplementation((...args: unknown[]) => void printed.push(args.map((a) => inspect(a)).join(' ')));
+      vi.spyOn(console, method).mockImplementation(
+        (...args: unknown[]) => void printed.push(args.map((a) => inspect(a)).join(' ')),
+      );
     }
   });
   afterEach(() => {
@@ -36,7 +39,12 @@ describe.runIf(ok)('redis credentials never leak', () => {
   const host = new URL(brokerUrls.redis).host;
 
   it('AUTH failure with the password in the URL (ioredis puts AUTH args in its errors)', async () => {
-    const error = await connect({ url: `redis://canary-user:${CANARY}@${host}`, driver, logger, connectTimeoutMs: 2_000 }).catch((e: unknown) => e);
+    const error = await connect({
+      url: `redis://canary-user:${CANARY}@${host}`,
+      driver,
+      logger,
+      connectTimeoutMs: 2_000,
+    }).catch((e: unknown) => e);
     expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
     expect(String((error as Error).message)).toMatch(/WRONGPASS|invalid username-password/);
     expect(renderings(error)).not.toContain(CANARY);
@@ -44,9 +52,13 @@ describe.runIf(ok)('redis credentials never leak', () => {
   });
 
   it('AUTH failure with the password as an option', async () => {
-    const error = await connect({ url: `redis://canary-user@${host}`, password: CANARY, driver, logger, connectTimeoutMs: 2_000 }).catch(
-      (e: unknown) => e,
-    );
+    const error = await connect({
+      url: `redis://canary-user@${host}`,
+      password: CANARY,
+      driver,
+      logger,
+      connectTimeoutMs: 2_000,
+    }).catch((e: unknown) => e);
     expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
     expect(renderings(error)).not.toContain(CANARY);
     expect(logged.join('\n') + printed.join('\n')).not.toContain(CANARY);
@@ -54,7 +66,12 @@ describe.runIf(ok)('redis credentials never leak', () => {
 
   it('a URL-encoded password and an unreachable server', async () => {
     const encoded = encodeURIComponent(`${CANARY}/@:`);
-    const error = await connect({ url: `redis://u:${encoded}@127.0.0.1:1`, driver, logger, connectTimeoutMs: 1_000 }).catch((e: unknown) => e);
+    const error = await connect({
+      url: `redis://u:${encoded}@127.0.0.1:1`,
+      driver,
+      logger,
+      connectTimeoutMs: 1_000,
+    }).catch((e: unknown) => e);
     expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
     expect(renderings(error)).not.toContain(CANARY);
     expect(logged.join('\n') + printed.join('\n')).not.toContain(CANARY);

@@ -1,4 +1,4 @@
-import { type Bus, ConfigError, PermanentError, connect, silentLogger } from '@busbar/core';
+import { type Bus, ConfigError, connect, PermanentError, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,7 +44,11 @@ describe.runIf(ok)('redis transport', () => {
     await Promise.all(Array.from({ length: 2_000 }, (_, n) => bus.publish(topic, { n })));
     await got.waitForCount(2_000, 15_000);
     expect(new Set(got.items).size).toBe(2_000);
-    await waitFor(async () => ((await admin.xpending(`busbar:{${topic}}`, group)) as [number])[0] === 0, 5_000, 'all acked');
+    await waitFor(
+      async () => ((await admin.xpending(`busbar:{${topic}}`, group)) as [number])[0] === 0,
+      5_000,
+      'all acked',
+    );
     await admin.del(`busbar:{${topic}}`, `busbar:{${topic}}:retry:${group}`);
   });
 
@@ -115,18 +119,27 @@ describe.runIf(ok)('redis transport', () => {
 
   it('rejects a claim threshold that does not exceed the handler timeout', async () => {
     const bus = await open({ claimIdleMs: 1_000 });
-    await expect(bus.subscribe(uniqueName('t'), async () => {}, { group: 'g', handlerTimeoutMs: 1_000 })).rejects.toBeInstanceOf(ConfigError);
+    await expect(
+      bus.subscribe(uniqueName('t'), async () => {}, { group: 'g', handlerTimeoutMs: 1_000 }),
+    ).rejects.toBeInstanceOf(ConfigError);
   });
 
   it('rejects unknown and ill-typed options with the field path', async () => {
-    await expect(connect({ url: brokerUrls.redis, driver, logger: silentLogger, maxLen: -1 })).rejects.toThrow(/maxLen/);
-    await expect(connect({ url: brokerUrls.redis, driver, logger: silentLogger, nope: 1 })).rejects.toBeInstanceOf(ConfigError);
+    await expect(connect({ url: brokerUrls.redis, driver, logger: silentLogger, maxLen: -1 })).rejects.toThrow(
+      /maxLen/,
+    );
+    await expect(connect({ url: brokerUrls.redis, driver, logger: silentLogger, nope: 1 })).rejects.toBeInstanceOf(
+      ConfigError,
+    );
   });
 
   it('trims approximately with maxLen when asked', async () => {
     const bus = await open({ maxLen: 10 });
     const topic = uniqueName('trim');
-    await bus.publishBatch(topic, Array.from({ length: 500 }, (_, n) => ({ payload: { n } })));
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 500 }, (_, n) => ({ payload: { n } })),
+    );
     expect(await admin.xlen(`busbar:{${topic}}`)).toBeLessThan(500);
     await admin.del(`busbar:{${topic}}`);
   });

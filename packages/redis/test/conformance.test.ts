@@ -1,0 +1,23 @@
+import { connect, silentLogger } from '@busbar/core';
+import { brokerAvailable, brokerUrls, CANARY, describeConformance } from '@busbar/testing';
+import { describe } from 'vitest';
+import { driver } from '../src/index.js';
+
+const ok = await brokerAvailable('redis');
+const host = new URL(brokerUrls.redis).host;
+
+describe.runIf(ok)('redis', () => {
+  describeConformance('redis', {
+    connect: (overrides) => connect({ url: brokerUrls.redis, driver, logger: silentLogger, ...overrides }),
+    capabilities: {
+      durableGroups: true,
+      persistent: true,
+      ordering: true,
+      wildcards: false,
+      nativeDelay: false,
+      replay: false,
+    },
+    // The shared Redis has no password: an ACL user that does not exist makes AUTH fail.
+    badCredentialsUrl: `redis://busbar-canary-user:${CANARY}@${host}`,
+  });
+});
