@@ -50,6 +50,7 @@ class OutboxRelay implements Relay {
   #listenTimer: NodeJS.Timeout | undefined;
   #cleanupTimer: NodeJS.Timeout | undefined;
   #cleaning: Promise<void> | undefined;
+  #listening: Promise<void> | undefined;
 
   constructor(options: ResolvedRelayOptions) {
     this.#options = options;
@@ -68,7 +69,8 @@ class OutboxRelay implements Relay {
     if (this.#running) return;
     this.#running = true;
     this.#conn = resolveConnection(this.#options, 'relay options', 4);
-    await this.#listen();
+    this.#listening = this.#listen();
+    await this.#listening;
     if (this.#options.cleanupIntervalMs > 0) {
       this.#cleanupTimer = setInterval(() => this.#cleanup(), this.#options.cleanupIntervalMs);
       this.#cleanupTimer.unref();
@@ -86,6 +88,7 @@ class OutboxRelay implements Relay {
       clearTimeout(this.#listenTimer);
       await this.#loop;
       await this.#cleaning;
+      await this.#listening;
       this.#dropListener();
       if (this.#conn?.owned) await this.#conn.pool.end().catch(() => undefined);
       emit(() => ({ type: 'stopped', relay: this.#name, table: this.#table.name }));
@@ -245,7 +248,7 @@ class OutboxRelay implements Relay {
     if (!this.#running || this.#listenTimer) return;
     this.#listenTimer = setTimeout(() => {
       this.#listenTimer = undefined;
-      if (this.#running && !this.#listener) void this.#listen();
+      if (this.#running && !this.#listener) this.#listening = this.#listen();
     }, this.#options.pollIntervalMs);
     this.#listenTimer.unref();
   }
