@@ -246,10 +246,13 @@ class OutboxRelay implements Relay {
 
   #retryListen(): void {
     if (!this.#running || this.#listenTimer) return;
-    this.#listenTimer = setTimeout(() => {
-      this.#listenTimer = undefined;
-      if (this.#running && !this.#listener) this.#listening = this.#listen();
-    }, this.#options.pollIntervalMs);
+    this.#listenTimer = setTimeout(
+      () => {
+        this.#listenTimer = undefined;
+        if (this.#running && !this.#listener) this.#listening = this.#listen();
+      },
+      Math.min(this.#options.pollIntervalMs, 1_000),
+    );
     this.#listenTimer.unref();
   }
 

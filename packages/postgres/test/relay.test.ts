@@ -81,6 +81,33 @@ describe.runIf(ok)('outbox relay', () => {
     expect(Date.now() - started).toBeLessThan(2_000);
   });
 
+  it('re-opens its LISTEN connection when the session is killed', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('relisten');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    await relay({ table: outboxTable, pollIntervalMs: 600_000, name: 'relisten' }).start();
+    const listeners = async () =>
+      (
+        await db.pool.query(`SELECT pid FROM pg_stat_activity WHERE query = $1`, [
+          `LISTEN "busbar_outbox:${outboxTable}"`,
+        ])
+      ).rows.map((r) => r.pid as number);
+    const [first] = await listeners();
+    expect(first).toBeTypeOf('number');
+    await db.pool.query('SELECT pg_terminate_backend($1)', [first]);
+    await waitFor(
+      () => events.some((e) => e.type === 'error' && e.relay === 'relisten' && e.stage === 'listen'),
+      5_000,
+      'listen error',
+    );
+    await waitFor(async () => (await listeners()).some((pid) => pid !== first), 5_000, 'a new LISTEN session');
+    const id = await tx(db.pool, (c) => box.add(c, topic, 1));
+    await got.waitForCount(1, 3_000);
+    expect(got.items).toEqual([id]);
+  });
+
   it('falls back to polling for rows written without a NOTIFY', async () => {
     const { outboxTable } = await db.tables();
     const topic = uniqueName('poll');
