@@ -3,6 +3,7 @@ import { ClosedError, ConfigError } from '@busbar/core';
 import {
   type Capabilities,
   Coalescer,
+  type LagInfo,
   type OutgoingRecord,
   type SubscribeCallbacks,
   type SubscribeSpec,
@@ -17,6 +18,7 @@ import { entryFields } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import { ensureGroup, GroupSubscription } from './group.js';
 import { streamKey, topicKeys } from './keys.js';
+import { groupLag } from './lag.js';
 import type { RedisOptions } from './options.js';
 
 const capabilities: Capabilities = {
@@ -114,6 +116,14 @@ export class RedisTransport implements Transport {
       );
     } catch (error) {
       throw toBusbarError(error, this.#ctx.secrets, 'XADD failed');
+    }
+  }
+
+  async lag(topic: string, group: string): Promise<LagInfo | undefined> {
+    try {
+      return await groupLag(this.#client, topicKeys(this.#ctx.options.keyPrefix, topic, group), group);
+    } catch (error) {
+      throw toBusbarError(error, this.#ctx.secrets, `Reading the lag of '${group}' on '${topic}' failed`);
     }
   }
 

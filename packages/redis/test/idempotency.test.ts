@@ -1,9 +1,22 @@
 import { BusbarError, connect, silentLogger } from '@busbar/core';
-import { brokerAvailable, brokerUrls, collect, uniqueName } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, collect, describeIdempotencyStore, uniqueName } from '@busbar/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { driver, RedisIdempotencyStore } from '../src/index.js';
 
 const ok = await brokerAvailable('redis');
+
+describe.runIf(ok)('redis idempotency store contract', () => {
+  const stores: RedisIdempotencyStore[] = [];
+  const prefix = `${uniqueName('idem')}:`;
+  afterAll(async () => {
+    for (const store of stores) await store.close();
+  });
+  describeIdempotencyStore('redis', () => {
+    const store = new RedisIdempotencyStore({ url: brokerUrls.redis, keyPrefix: prefix });
+    stores.push(store);
+    return store;
+  });
+});
 
 describe.runIf(ok)('RedisIdempotencyStore', () => {
   const prefix = `${uniqueName('idem')}:`;

@@ -117,6 +117,37 @@ describe.runIf(ok)('redis transport', () => {
     expect(b.items).toHaveLength(5);
   });
 
+  it('reports lag, pending and backlog of a group (XINFO GROUPS, XLEN)', async () => {
+    const bus = await open();
+    const topic = uniqueName('lag');
+    const group = uniqueName('g');
+    let release!: () => void;
+    const blocked = new Promise<void>((r) => {
+      release = r;
+    });
+    const started = collect<string>();
+    await bus.subscribe(
+      topic,
+      async (m) => {
+        started.push(m.id);
+        await blocked;
+      },
+      { group, prefetch: 2, concurrency: 1 },
+    );
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 10 }, (_, n) => ({ payload: { n } })),
+    );
+    await started.waitForCount(1, 5_000);
+    await waitFor(async () => (await bus.lag())[0]?.pending === 2, 5_000, 'two pending');
+    const [info] = await bus.lag();
+    expect(info).toMatchObject({ topic, group, pending: 2, lag: 8, backlog: 10 });
+    release();
+    await started.waitForCount(10, 5_000);
+    await waitFor(async () => (await bus.lag())[0]?.pending === 0, 5_000, 'nothing pending');
+    expect((await bus.lag())[0]).toMatchObject({ lag: 0, pending: 0 });
+  });
+
   it('rejects a claim threshold that does not exceed the handler timeout', async () => {
     const bus = await open({ claimIdleMs: 1_000 });
     await expect(
