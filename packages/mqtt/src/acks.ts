@@ -14,6 +14,24 @@ interface PacketWriter {
   _sendPacket(packet: { cmd: 'puback'; messageId: number }, cb?: (error?: Error) => void): void;
 }
 
+/**
+ * Whether a packet that reuses a pending packet id is a re-send of the same message. The spec says
+ * it must be, but Mosquitto restoring a session after a restart can renumber: never PUBACK (or
+ * swallow) a different message on the strength of its packet id alone.
+ */
+function sameMessage(a: IPublishPacket, b: IPublishPacket): boolean {
+  if (a.topic !== b.topic) return false;
+  const pa = a.payload;
+  const pb = b.payload;
+  if (typeof pa === 'string' || typeof pb === 'string') return String(pa) === String(pb);
+  return pa.equals(pb) && userProperty(a) === userProperty(b);
+}
+
+function userProperty(p: IPublishPacket): unknown {
+  const value = p.properties?.userProperties?.['busbar-id'];
+  return Array.isArray(value) ? value[0] : value;
+}
+
 /** Tells mqtt.js not to PUBACK now (its publish handler skips the PUBACK when `handleMessage` reports an error). */
 const DEFER = new Error('busbar: PUBACK deferred until the handler settles');
 
@@ -55,7 +73,7 @@ export class ManualAcks {
       }
       const id = packet.messageId;
       const known = this.#pending.get(id);
-      if (known !== undefined) {
+      if (known !== undefined && sameMessage(known.packet, packet)) {
         if (known.ackedOffline) {
           // The re-send of a message core already acked: PUBACK it now, do not deliver again.
           this.#pending.delete(id);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { HEADER, attemptFromHeaders } from '@busbar/core/transport';
 import type { OutgoingRecord } from '@busbar/core/transport';
+import { attemptFromHeaders, HEADER } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 
 /** MQTT 5 user properties as mqtt-packet models them (a repeated name becomes an array). */
@@ -47,12 +47,17 @@ export interface DecodedFields {
  * Fields of a received message. A message busbar did not publish has no
  * `busbar-id`: its id is a hash of topic and body, stable across redeliveries.
  */
-export function decodeFields(topic: string, headers: Readonly<Record<string, string>>, packet: IPublishPacket): DecodedFields {
+export function decodeFields(
+  topic: string,
+  headers: Readonly<Record<string, string>>,
+  packet: IPublishPacket,
+): DecodedFields {
   const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
   const ts = headers[HEADER.timestamp];
   const timestamp = ts === undefined ? Number.NaN : Number(ts);
   return {
-    id: headers[HEADER.id] ?? createHash('sha256').update(topic).update('\u0000').update(body).digest('hex').slice(0, 32),
+    id:
+      headers[HEADER.id] ?? createHash('sha256').update(topic).update('\u0000').update(body).digest('hex').slice(0, 32),
     key: headers[HEADER.key],
     timestamp: Number.isFinite(timestamp) ? timestamp : Date.now(),
     attempt: attemptFromHeaders(headers),

@@ -1,9 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { ConnectionError, UnsupportedError } from '@busbar/core';
-import type { SubscribeCallbacks, SubscribeSpec, TransportContext, TransportSubscription } from '@busbar/core/transport';
+import type {
+  SubscribeCallbacks,
+  SubscribeSpec,
+  TransportContext,
+  TransportSubscription,
+} from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import { type Inbound, ManualAcks } from './acks.js';
-import { DUE, type DecodedFields, decodeFields, headersOf } from './codec.js';
+import { type DecodedFields, DUE, decodeFields, headersOf } from './codec.js';
 import { MqttDelivery, type RetrySink, retryProperties } from './delivery.js';
 import { Link } from './link.js';
 import type { MqttOptions } from './options.js';
@@ -28,7 +33,10 @@ export function memberFamily(base: string, group: string, topic: string): string
 /** Takes the lowest free member number of a family (`prefer` if it is free). */
 export function takeMember(family: string, prefer?: number): number | undefined {
   let used = members.get(family);
-  if (!used) members.set(family, (used = new Set()));
+  if (!used) {
+    used = new Set();
+    members.set(family, used);
+  }
   if (prefer !== undefined) {
     if (used.has(prefer)) return undefined;
     used.add(prefer);
@@ -47,13 +55,23 @@ export function freeMember(family: string, n: number): void {
 }
 
 async function subscribeFilter(link: Link, filter: string): Promise<void> {
-  const granted = await link.client.subscribeAsync(filter, { qos: 1 });
+  const granted = await link.client.subscribeAsync(filter, { qos: 1, rh: 1 });
   const code = granted[0]?.qos;
   if (code === undefined || code > 2) {
-    throw new ConnectionError(`The MQTT broker refused the subscription to '${filter}' (reason 0x${(code ?? 0x80).toString(16)})`, {
-      retryable: false,
-    });
+    throw new ConnectionError(
+      `The MQTT broker refused the subscription to '${filter}' (reason 0x${(code ?? 0x80).toString(16)})`,
+      {
+        retryable: false,
+      },
+    );
   }
+  // Subscribe again on every reconnect, even when the session was resumed: Mosquitto 2.0 restores
+  // a persistent session after a restart but not its shared subscriptions.
+  link.client.on('connect', () => {
+    link.client.subscribe(filter, { qos: 1, rh: 1 }, (error) => {
+      if (error) link.client.emit('error', error);
+    });
+  });
 }
 
 /**
@@ -62,7 +80,11 @@ async function subscribeFilter(link: Link, filter: string): Promise<void> {
  * plus a second session on the group's retry topic. A broadcast subscription
  * is a clean session with a plain subscription.
  */
-export async function openSubscription(host: ConsumerHost, spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+export async function openSubscription(
+  host: ConsumerHost,
+  spec: SubscribeSpec,
+  callbacks: SubscribeCallbacks,
+): Promise<TransportSubscription> {
   const { ctx, map, publisher } = host;
   const group = spec.group;
   const family = group === undefined ? undefined : memberFamily(host.base, group, spec.topic);
@@ -75,15 +97,32 @@ export async function openSubscription(host: ConsumerHost, spec: SubscribeSpec, 
     redeliverOnRelease: group !== undefined,
     retry: async (topic, fields, contentType, request) => {
       if (group === undefined) throw new UnsupportedError('Broadcast subscriptions retry in process');
-      await publisher.publishRaw(map.retryPath(group, topic), fields.body, retryProperties(topic, fields, request, Date.now()), contentType);
+      await publisher.publishRaw(
+        map.retryPath(group, topic),
+        fields.body,
+        retryProperties(topic, fields, request, Date.now()),
+        contentType,
+      );
     },
   };
 
-  const deliver = (acks: ManualAcks, topic: string, headers: Record<string, string>, fields: DecodedFields, packet: IPublishPacket, inbound: Inbound | undefined) => {
+  const deliver = (
+    acks: ManualAcks,
+    topic: string,
+    headers: Record<string, string>,
+    fields: DecodedFields,
+    packet: IPublishPacket,
+    inbound: Inbound | undefined,
+  ) => {
     callbacks.onDelivery(new MqttDelivery(topic, headers, fields, packet, acks, inbound, sink));
   };
 
-  const main = new Link(ctx, { clientId, clean: group === undefined, receiveMaximum: spec.prefetch, name: `subscriber ${spec.topic}${group ? ` (${group})` : ''}` });
+  const main = new Link(ctx, {
+    clientId,
+    clean: group === undefined,
+    receiveMaximum: spec.prefetch,
+    name: `subscriber ${spec.topic}${group ? ` (${group})` : ''}`,
+  });
   links.push(main);
   const mainAcks: ManualAcks = new ManualAcks(main, (packet, inbound) => {
     const path = packet.topic;
@@ -100,9 +139,17 @@ export async function openSubscription(host: ConsumerHost, spec: SubscribeSpec, 
   const acksList: ManualAcks[] = [mainAcks];
   try {
     await main.connect();
-    await subscribeFilter(main, group === undefined ? map.toPath(spec.topic) : TopicMap.shared(group, map.toPath(spec.topic)));
+    await subscribeFilter(
+      main,
+      group === undefined ? map.toPath(spec.topic) : TopicMap.shared(group, map.toPath(spec.topic)),
+    );
     if (group !== undefined) {
-      const retryLink = new Link(ctx, { clientId: `${clientId}:retry`, clean: false, receiveMaximum: ctx.options.retryWindow, name: `retries ${spec.topic} (${group})` });
+      const retryLink = new Link(ctx, {
+        clientId: `${clientId}:retry`,
+        clean: false,
+        receiveMaximum: ctx.options.retryWindow,
+        name: `retries ${spec.topic} (${group})`,
+      });
       links.push(retryLink);
       const retryAcks: ManualAcks = new ManualAcks(retryLink, (packet, inbound) => {
         const headers = headersOf(packet);

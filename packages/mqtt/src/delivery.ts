@@ -1,8 +1,8 @@
-import { HEADER } from '@busbar/core/transport';
 import type { Delivery, RetryRequest } from '@busbar/core/transport';
+import { HEADER } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import type { Inbound, ManualAcks } from './acks.js';
-import { DUE, type DecodedFields, type UserProperties } from './codec.js';
+import { type DecodedFields, DUE, type UserProperties } from './codec.js';
 
 /** What a delivery needs from its subscription to retry: republish to the group's retry topic, confirmed. */
 export interface RetrySink {
@@ -27,7 +27,15 @@ export class MqttDelivery implements Delivery {
   readonly #sink: RetrySink;
   #settled = false;
 
-  constructor(topic: string, headers: Record<string, string>, fields: DecodedFields, packet: IPublishPacket, acks: ManualAcks, inbound: Inbound | undefined, sink: RetrySink) {
+  constructor(
+    topic: string,
+    headers: Record<string, string>,
+    fields: DecodedFields,
+    packet: IPublishPacket,
+    acks: ManualAcks,
+    inbound: Inbound | undefined,
+    sink: RetrySink,
+  ) {
     this.id = fields.id;
     this.topic = topic;
     this.key = fields.key;
@@ -64,7 +72,12 @@ export class MqttDelivery implements Delivery {
 }
 
 /** User properties of a retried message: the headers core asks for plus id, key, timestamp, attempt and due time. */
-export function retryProperties(topic: string, fields: DecodedFields, request: RetryRequest, now: number): UserProperties {
+export function retryProperties(
+  topic: string,
+  fields: DecodedFields,
+  request: RetryRequest,
+  now: number,
+): UserProperties {
   const props: UserProperties = { ...request.headers };
   props[HEADER.id] = fields.id;
   props[HEADER.timestamp] = String(fields.timestamp);

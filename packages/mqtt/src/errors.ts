@@ -3,18 +3,18 @@ import { sanitizeError } from '@busbar/core/transport';
 
 /** MQTT 5 reason codes worth naming in errors. */
 const REASONS: Readonly<Record<number, string>> = {
-  0x80: 'unspecified error',
-  0x83: 'implementation specific error (Mosquitto: message_size_limit or plugin)',
-  0x87: 'not authorized',
-  0x8e: 'session taken over by another client with the same client id',
-  0x90: 'topic name invalid',
-  0x95: 'packet too large',
-  0x97: 'quota exceeded',
-  0x99: 'payload format invalid',
-  0x86: 'bad user name or password',
-  0x88: 'server unavailable',
-  0x8a: 'banned',
-  0x85: 'client identifier not valid',
+  128: 'unspecified error',
+  131: 'implementation specific error (Mosquitto: message_size_limit or plugin)',
+  135: 'not authorized',
+  142: 'session taken over by another client with the same client id',
+  144: 'topic name invalid',
+  149: 'packet too large',
+  151: 'quota exceeded',
+  153: 'payload format invalid',
+  134: 'bad user name or password',
+  136: 'server unavailable',
+  138: 'banned',
+  133: 'client identifier not valid',
 };
 
 export function reasonText(code: number | undefined): string {

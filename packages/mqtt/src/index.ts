@@ -11,5 +11,5 @@ export const driver: Driver<typeof mqttOptions> = defineDriver({
   create: (context) => new MqttTransport(context),
 });
 
-export { mqttOptions };
 export type { MqttOptions } from './options.js';
+export { mqttOptions };

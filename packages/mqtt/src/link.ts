@@ -1,5 +1,5 @@
-import { redactUrl } from '@busbar/core/transport';
 import type { TransportContext } from '@busbar/core/transport';
+import { redactUrl } from '@busbar/core/transport';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { connectionError, reasonText } from './errors.js';
 import type { MqttOptions } from './options.js';
@@ -46,7 +46,8 @@ export class Link {
       connectTimeout: ctx.bus.connectTimeoutMs,
       // Unacked publishes are kept by mqtt.js across reconnects and re-sent; QoS 0 ones too.
       queueQoSZero: true,
-      resubscribe: true,
+      // The consumer re-subscribes itself on every reconnect (see consumer.ts).
+      resubscribe: false,
       manualConnect: true,
       properties: {
         receiveMaximum: Math.max(1, Math.min(65_535, spec.receiveMaximum)),
@@ -55,7 +56,9 @@ export class Link {
       ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
       ...(password !== undefined ? { password } : {}),
       ...(spec.will ? { will: spec.will } : {}),
-      ...(options.tls ? { rejectUnauthorized: options.tls.rejectUnauthorized, ...(options.tls.ca ? { ca: options.tls.ca } : {}) } : {}),
+      ...(options.tls
+        ? { rejectUnauthorized: options.tls.rejectUnauthorized, ...(options.tls.ca ? { ca: options.tls.ca } : {}) }
+        : {}),
     };
     // The URL without credentials: mqtt.js must not keep the password in a string it may print.
     const bare = new URL(url.href);
@@ -140,4 +143,3 @@ export class Link {
     this.client.stream?.destroy();
   }
 }
-

@@ -5,13 +5,16 @@ const qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
 /** A busbar topic or pattern (`*` one segment, trailing `#` the rest). */
 const topicPattern = z
   .string()
-  .regex(/^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.#)?$|^#$/, "use busbar topics with optional '*' segments and a trailing '#'");
+  .regex(
+    /^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*(\.#)?$|^#$/,
+    "use busbar topics with optional '*' segments and a trailing '#'",
+  );
 
 /** A literal MQTT topic level prefix: no wildcards, no U+0000, not `$`-reserved. */
 const pathPrefix = z
   .string()
   .max(1_000)
-  .refine((s) => !/[+#\u0000]/.test(s), "must not contain '+', '#' or U+0000");
+  .refine((s) => !s.includes('+') && !s.includes('#') && !s.includes('\u0000'), "must not contain '+', '#' or U+0000");
 
 /**
  * Options of the MQTT 5 driver, passed beside the URL:
@@ -61,7 +64,12 @@ export const mqttOptions = z.object({
     .regex(/^[A-Za-z0-9_.-]+$/, 'use letters, digits, _ . -')
     .optional(),
   /** Largest body + headers accepted, in bytes (match Mosquitto's `message_size_limit`). Default 16 MiB. */
-  maxPayloadBytes: z.number().int().min(1).max(268_000_000).default(16 * 1024 * 1024),
+  maxPayloadBytes: z
+    .number()
+    .int()
+    .min(1)
+    .max(268_000_000)
+    .default(16 * 1024 * 1024),
   /**
    * Unacknowledged QoS 1/2 publishes per connection. Default: the broker's Receive Maximum
    * from CONNACK (Mosquitto: `max_inflight_messages`, 20).
@@ -72,7 +80,9 @@ export const mqttOptions = z.object({
    * Not `$`-prefixed: Mosquitto 2.0 does not route `$` topics to shared subscriptions. User
    * wildcard subscriptions that match it (`#`, `+/...`) skip (and PUBACK) retry messages.
    */
-  retryTopicPrefix: pathPrefix.refine((s) => !s.startsWith('$') && s.length > 0, "must not be empty or start with '$'").default('busbar-retry'),
+  retryTopicPrefix: pathPrefix
+    .refine((s) => !s.startsWith('$') && s.length > 0, "must not be empty or start with '$'")
+    .default('busbar-retry'),
   /** Retried messages a member may hold (unacked, waiting until due) at once. */
   retryWindow: z.number().int().min(1).max(65_535).default(10_000),
   /** MQTT keepalive, seconds. */

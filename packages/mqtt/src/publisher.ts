@@ -3,11 +3,12 @@ import type { OutgoingRecord } from '@busbar/core/transport';
 import type { IClientPublishOptions } from 'mqtt';
 
 type QoS = 0 | 1 | 2;
+
 import { toBuffer, type UserProperties, userProperties } from './codec.js';
 import { publishError, publishTimeout } from './errors.js';
 import type { Link } from './link.js';
 import type { MqttOptions } from './options.js';
-import { type TopicMap, firstMatch } from './topics.js';
+import { firstMatch, type TopicMap } from './topics.js';
 
 /** A `publish()` call: settles when every one of its messages is acknowledged, or on the first failure. */
 interface Batch {
@@ -71,10 +72,11 @@ export class Publisher {
       s = {
         path: this.#map.toPath(topic),
         qos: firstMatch(this.#topicQos, topic) ?? this.#options.qos,
-        retain: firstMatch(
-          this.#options.retainTopics.map((p) => [p, true] as const),
-          topic,
-        ) === true,
+        retain:
+          firstMatch(
+            this.#options.retainTopics.map((p) => [p, true] as const),
+            topic,
+          ) === true,
       };
       if (this.#settings.size < 10_000) this.#settings.set(topic, s);
     }
@@ -115,7 +117,15 @@ export class Publisher {
     return batch;
   }
 
-  #submit(path: string, payload: Buffer, qos: QoS, retain: boolean, props: UserProperties, contentType: string | undefined, batch: Batch): void {
+  #submit(
+    path: string,
+    payload: Buffer,
+    qos: QoS,
+    retain: boolean,
+    props: UserProperties,
+    contentType: string | undefined,
+    batch: Batch,
+  ): void {
     const options: IClientPublishOptions = {
       qos,
       retain,
@@ -188,6 +198,7 @@ export class Publisher {
     this.#closed = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#sweeper = undefined;
-    for (const batch of this.#batches) this.#settle(batch, new ClosedError('The MQTT transport closed before the broker acknowledged'));
+    for (const batch of this.#batches)
+      this.#settle(batch, new ClosedError('The MQTT transport closed before the broker acknowledged'));
   }
 }

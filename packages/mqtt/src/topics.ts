@@ -57,7 +57,9 @@ export class TopicMap {
   validate(topic: string): void {
     const path = this.toPath(topic);
     if (Buffer.byteLength(path, 'utf8') > MAX_TOPIC_BYTES) {
-      throw new InvalidTopicError(`Topic '${topic.slice(0, 80)}...' maps to an MQTT topic over ${MAX_TOPIC_BYTES} bytes`);
+      throw new InvalidTopicError(
+        `Topic '${topic.slice(0, 80)}...' maps to an MQTT topic over ${MAX_TOPIC_BYTES} bytes`,
+      );
     }
   }
 }

@@ -49,7 +49,14 @@ export class MqttTransport implements Transport {
       receiveMaximum: 100,
       name: 'publisher',
       ...(will
-        ? { will: { topic: this.#map.toPath(will.topic), payload: Buffer.from(will.payload), qos: will.qos, retain: will.retain } }
+        ? {
+            will: {
+              topic: this.#map.toPath(will.topic),
+              payload: Buffer.from(will.payload),
+              qos: will.qos,
+              retain: will.retain,
+            },
+          }
         : {}),
     });
     this.#publisher = new Publisher(this.#link, this.#map, options, ctx.bus.publishTimeoutMs, ctx.secrets);
@@ -84,13 +91,19 @@ export class MqttTransport implements Transport {
     if (this.#declared.has(family)) return;
     // Member 0 is live in this process: the session exists and must not be taken over.
     if (takeMember(family, 0) === undefined) return;
-    const link = new Link(this.#ctx, { clientId: `${family}:0`, clean: false, receiveMaximum: 1, name: `declare ${topic} (${group})` });
+    const link = new Link(this.#ctx, {
+      clientId: `${family}:0`,
+      clean: false,
+      receiveMaximum: 1,
+      name: `declare ${topic} (${group})`,
+    });
     // Messages the session already holds arrive now: they are neither delivered nor acked.
     link.client.handleMessage = (_packet, callback) => callback(new Error('not acked'));
     try {
       await link.connect();
       const granted = await link.client.subscribeAsync(TopicMap.shared(group, this.#map.toPath(topic)), { qos: 1 });
-      if ((granted[0]?.qos ?? 0x80) > 2) throw new Error(`The MQTT broker refused the subscription for group '${group}'`);
+      if ((granted[0]?.qos ?? 0x80) > 2)
+        throw new Error(`The MQTT broker refused the subscription for group '${group}'`);
       this.#declared.add(family);
     } finally {
       await link.close(true).catch(() => undefined);
@@ -104,7 +117,8 @@ export class MqttTransport implements Transport {
   }
 
   #warnUnstableId(): void {
-    if (this.#warned || this.#ctx.options.clientIdBase !== undefined || this.#ctx.bus.name !== `busbar-${process.pid}`) return;
+    if (this.#warned || this.#ctx.options.clientIdBase !== undefined || this.#ctx.bus.name !== `busbar-${process.pid}`)
+      return;
     this.#warned = true;
     this.#ctx.logger.warn(
       'MQTT group sessions are named after the bus name, which defaults to one per process id: set `name` (or `clientIdBase`) to a value stable across restarts, or messages queued for a previous process stay in its session',

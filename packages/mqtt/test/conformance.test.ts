@@ -2,6 +2,7 @@ import { connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, describeConformance } from '@busbar/testing';
 
 const CANARY = 'busbar-canary-secret';
+
 import { describe } from 'vitest';
 import { driver } from '../src/index.js';
 

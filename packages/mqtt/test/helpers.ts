@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as connectBus, silentLogger, type Bus } from '@busbar/core';
+import { type Bus, connect as connectBus, silentLogger } from '@busbar/core';
 import { brokerUrls, sleep } from '@busbar/testing';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { driver } from '../src/index.js';
@@ -25,7 +25,9 @@ async function freePort(): Promise<number> {
     const server = net.createServer();
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -42,6 +44,8 @@ export class PrivateMosquitto {
 
   async start(extra: string[] = []): Promise<void> {
     if (this.port === 0) this.port = await freePort();
+    // Started as root, Mosquitto drops to its own user: without this it cannot write its persistence file.
+    chmodSync(this.dir, 0o777);
     const conf = join(this.dir, 'mosquitto.conf');
     writeFileSync(
       conf,

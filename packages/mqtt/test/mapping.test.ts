@@ -15,7 +15,10 @@ describe.runIf(ok)('mqtt: topics, properties, QoS, retain, will', () => {
     const prefix = `${uniqueName('pfx')}/`;
     const bus = await openBus({ topicPrefix: prefix });
     const raw = await rawClient();
-    cleanup.push(() => bus.close(), () => raw.client.endAsync());
+    cleanup.push(
+      () => bus.close(),
+      () => raw.client.endAsync(),
+    );
     await raw.client.subscribeAsync(`${prefix}orders/created`, { qos: 1 });
     const id = await bus.publish('orders.created', { total: 1 }, { key: 'k1', headers: { tenant: 'acme' } });
     await waitFor(() => raw.packets.length === 1, 5_000, 'the raw message');
@@ -35,11 +38,17 @@ describe.runIf(ok)('mqtt: topics, properties, QoS, retain, will', () => {
     const root = uniqueName('wild');
     const bus = await openBus();
     const raw = await rawClient();
-    cleanup.push(() => bus.close(), () => raw.client.endAsync());
+    cleanup.push(
+      () => bus.close(),
+      () => raw.client.endAsync(),
+    );
     const one: string[] = [];
     const all: { topic: string; id: string; headers: Record<string, string> }[] = [];
     await bus.subscribe(`${root}.*`, async (m) => void one.push(m.topic));
-    await bus.subscribe(`${root}.#`, async (m) => void all.push({ topic: m.topic, id: m.id, headers: { ...m.headers } }));
+    await bus.subscribe(
+      `${root}.#`,
+      async (m) => void all.push({ topic: m.topic, id: m.id, headers: { ...m.headers } }),
+    );
     const props = { userProperties: { source: 'raw' } };
     await raw.client.publishAsync(`${root}/a`, '"x"', { qos: 1, properties: props });
     await raw.client.publishAsync(`${root}/a/b`, '"x"', { qos: 1, properties: props });
@@ -59,7 +68,10 @@ describe.runIf(ok)('mqtt: topics, properties, QoS, retain, will', () => {
     const root = uniqueName('qos');
     const bus = await openBus({ topicQos: { [`${root}.zero.#`]: 0, [`${root}.two`]: 2 } });
     const raw = await rawClient();
-    cleanup.push(() => bus.close(), () => raw.client.endAsync());
+    cleanup.push(
+      () => bus.close(),
+      () => raw.client.endAsync(),
+    );
     await raw.client.subscribeAsync(`${root}/#`, { qos: 2 });
     await bus.publish(`${root}.zero.x`, 0);
     await bus.publish(`${root}.one`, 1);
@@ -73,7 +85,11 @@ describe.runIf(ok)('mqtt: topics, properties, QoS, retain, will', () => {
     const root = uniqueName('ret');
     const bus = await openBus({ retainTopics: [`${root}.state`] });
     const raw = await rawClient();
-    cleanup.push(() => bus.close(), () => raw.client.publishAsync(`${root}/state`, '', { qos: 1, retain: true }), () => raw.client.endAsync());
+    cleanup.push(
+      () => bus.close(),
+      () => raw.client.publishAsync(`${root}/state`, '', { qos: 1, retain: true }),
+      () => raw.client.endAsync(),
+    );
     await bus.publish(`${root}.state`, { on: true });
     await bus.publish(`${root}.other`, { on: true });
     await raw.client.subscribeAsync(`${root}/#`, { qos: 1 });
@@ -87,7 +103,10 @@ describe.runIf(ok)('mqtt: topics, properties, QoS, retain, will', () => {
     const target = new URL(brokerUrls.mqtt);
     const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 1883) } });
     const raw = await rawClient();
-    cleanup.push(() => proxy.close(), () => raw.client.endAsync());
+    cleanup.push(
+      () => proxy.close(),
+      () => raw.client.endAsync(),
+    );
     await raw.client.subscribeAsync(`${root}/#`, { qos: 1 });
     const will = { topic: `${root}.gone`, payload: 'bye', qos: 1 as const };
     const clean = await openBus({ url: proxy.url(brokerUrls.mqtt), will });

@@ -21,10 +21,14 @@ describe.runIf(ok)('mqtt: persistent sessions and ack after processing', () => {
     const dying = await openBus({ url: proxy.url(brokerUrls.mqtt), name, closeTimeoutMs: 200 });
     cleanup.push(() => dying.close());
     let started = 0;
-    await dying.subscribe(topic, () => {
-      started++;
-      return new Promise<void>(() => undefined);
-    }, { group });
+    await dying.subscribe(
+      topic,
+      () => {
+        started++;
+        return new Promise<void>(() => undefined);
+      },
+      { group },
+    );
     const id = await dying.publish(topic, { n: 1 });
     await waitFor(() => started === 1, 5_000, 'the handler to start');
     // The process "dies": its connection goes away and cannot come back.
@@ -47,9 +51,13 @@ describe.runIf(ok)('mqtt: persistent sessions and ack after processing', () => {
     const got = new Map<number, string[]>();
     const member = async (label: string): Promise<Bus> => {
       const bus = await openBus({ name });
-      await bus.subscribe<{ n: number }>(topic, async (m) => {
-        got.set(m.payload.n, [...(got.get(m.payload.n) ?? []), label]);
-      }, { group });
+      await bus.subscribe<{ n: number }>(
+        topic,
+        async (m) => {
+          got.set(m.payload.n, [...(got.get(m.payload.n) ?? []), label]);
+        },
+        { group },
+      );
       return bus;
     };
     const first = await member('first');
@@ -59,7 +67,10 @@ describe.runIf(ok)('mqtt: persistent sessions and ack after processing', () => {
     // Member 1 is offline now; its persistent session stays in the shared subscription.
     const publisher = await openBus();
     cleanup.push(() => publisher.close());
-    await publisher.publishBatch(topic, Array.from({ length: 100 }, (_, n) => ({ payload: { n } })));
+    await publisher.publishBatch(
+      topic,
+      Array.from({ length: 100 }, (_, n) => ({ payload: { n } })),
+    );
     await sleep(500);
     const beforeReturn = got.size;
     const back = await member('back');
@@ -79,9 +90,13 @@ describe.runIf(ok)('mqtt: persistent sessions and ack after processing', () => {
     cleanup.push(() => bus.close());
     const dead: string[] = [];
     // subscribeDeadLetters declares the reader group first; dead letters written before it are kept.
-    await bus.subscribe(topic, async () => {
-      throw new Error('always');
-    }, { group: 'g1', retry: false });
+    await bus.subscribe(
+      topic,
+      async () => {
+        throw new Error('always');
+      },
+      { group: 'g1', retry: false },
+    );
     await bus.publish(topic, 'x');
     await sleep(500);
     await bus.subscribeDeadLetters(topic, 'g1', async (m) => void dead.push(String(m.payload)));
