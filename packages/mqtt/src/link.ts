@@ -16,6 +16,8 @@ export interface LinkSpec {
   /** Name in `bus.health()`. */
   readonly name: string;
   readonly will?: IClientOptions['will'];
+  /** Short-lived helper connection: not shown in `bus.health()`. */
+  readonly quiet?: boolean;
 }
 
 /**
@@ -29,12 +31,20 @@ export class Link {
   /** Called on every CONNACK with whether the broker resumed our session. */
   onConnack: ((sessionPresent: boolean) => void) | undefined;
   readonly #ctx: TransportContext<MqttOptions>;
+  readonly #report: TransportContext<MqttOptions>['reportState'];
   #lastError: unknown;
   #closed = false;
 
   constructor(ctx: TransportContext<MqttOptions>, spec: LinkSpec) {
     this.#ctx = ctx;
     this.name = spec.name;
+    // An intentional close is not an outage: only unexpected ends are reported as down.
+    const report: TransportContext<MqttOptions>['reportState'] = spec.quiet
+      ? () => undefined
+      : (name, state, error) => {
+          if (!(this.#closed && state !== 'up')) ctx.reportState(name, state, error);
+        };
+    this.#report = report;
     const { url, options } = ctx;
     const password = url.password ? decodeURIComponent(url.password) : options.password;
     const opts: IClientOptions = {
@@ -69,7 +79,7 @@ export class Link {
       // PUBACKs are tiny: do not let Nagle hold them back.
       const socket = this.client.stream as { setNoDelay?: (on: boolean) => void } | undefined;
       socket?.setNoDelay?.(true);
-      ctx.reportState(this.name, 'up');
+      report(this.name, 'up');
       this.onConnack?.(packet.sessionPresent);
     });
     this.client.on('error', (error) => {
@@ -77,7 +87,7 @@ export class Link {
       const code = (error as { code?: unknown }).code;
       if (typeof code === 'number' && FATAL.has(code)) {
         // Refused credentials or client id: reconnecting in a loop would only hammer the broker.
-        ctx.reportState(this.name, 'down', connectionError(error, this.#where(), ctx.secrets));
+        report(this.name, 'down', connectionError(error, this.#where(), ctx.secrets));
         this.client.end(true);
       }
     });
@@ -85,9 +95,9 @@ export class Link {
       this.#lastError = new Error(`The broker disconnected us: ${reasonText(packet.reasonCode)}`);
     });
     this.client.on('offline', () => {
-      if (!this.#closed) ctx.reportState(this.name, 'reconnecting', this.#lastError);
+      report(this.name, 'reconnecting', this.#lastError);
     });
-    this.client.on('end', () => ctx.reportState(this.name, 'down'));
+    this.client.on('end', () => report(this.name, 'down'));
   }
 
   #where(): string {
@@ -97,7 +107,7 @@ export class Link {
   /** Connects, or rejects with a redacted `ConnectionError` within the connect timeout. */
   connect(): Promise<void> {
     const { client } = this;
-    this.#ctx.reportState(this.name, 'connecting');
+    this.#report(this.name, 'connecting');
     return new Promise<void>((resolve, reject) => {
       const done = (error?: unknown) => {
         clearTimeout(timer);

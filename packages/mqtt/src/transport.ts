@@ -96,6 +96,7 @@ export class MqttTransport implements Transport {
       clean: false,
       receiveMaximum: 1,
       name: `declare ${topic} (${group})`,
+      quiet: true,
     });
     // Messages the session already holds arrive now: they are neither delivered nor acked.
     link.client.handleMessage = (_packet, callback) => callback(new Error('not acked'));
