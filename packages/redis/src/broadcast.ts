@@ -9,8 +9,15 @@ import { Redis } from 'ioredis';
 import type { RedisClient } from './client.js';
 import { decodeEntry } from './codec.js';
 import { toBusbarError } from './errors.js';
-import { settlesWithin } from './group.js';
-import { type DeliveryOwner, entriesOf, Gate, RedisDelivery, type StreamReply } from './reader.js';
+import {
+  type DeliveryOwner,
+  entriesOf,
+  Gate,
+  RedisDelivery,
+  type StreamReply,
+  settlesWithin,
+  sleep,
+} from './reader.js';
 
 export interface BroadcastInit {
   readonly client: RedisClient;
@@ -23,8 +30,6 @@ export interface BroadcastInit {
   readonly logger: Logger;
   readonly callbacks: SubscribeCallbacks;
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * A broadcast subscription: XREAD from the stream's last entry at subscribe

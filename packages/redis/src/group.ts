@@ -6,12 +6,24 @@ import {
   withTimeout,
 } from '@busbar/core/transport';
 import { Redis } from 'ioredis';
-import { callBuffer, type RedisClient } from './client.js';
+import { AckBatcher } from './acks.js';
+import { claimIdle, refreshHeld } from './claim.js';
+import type { RedisClient } from './client.js';
 import { decodeEntry, retryPayload } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import type { TopicKeys } from './keys.js';
-import { type DeliveryOwner, entriesOf, Gate, RedisDelivery, type StreamReply } from './reader.js';
-import { moveDue, scheduleRetry, setIdle } from './scripts.js';
+import {
+  type DeliveryOwner,
+  entriesOf,
+  Gate,
+  RedisDelivery,
+  type StreamReply,
+  settlesWithin,
+  sleep,
+} from './reader.js';
+import { RetryMover } from './retry.js';
+import { scheduleRetry, setIdle } from './scripts.js';
+import { deliveryCounts, ensureGroup, forgetConsumer } from './topology.js';
 
 export interface GroupInit {
   readonly client: RedisClient;
@@ -33,38 +45,6 @@ export interface GroupInit {
   readonly callbacks: SubscribeCallbacks;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** True if `promise` settles within `ms` (its outcome is ignored). */
-export async function settlesWithin(promise: Promise<unknown> | undefined, ms: number): Promise<boolean> {
-  if (!promise) return true;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  const done = promise.then(
-    () => true,
-    () => true,
-  );
-  const result = await Promise.race([done, timeout]);
-  clearTimeout(timer);
-  return result;
-}
-
-/** Creates the group on the topic stream (from now on) and on its retry stream; an existing group is fine. */
-export async function ensureGroup(client: RedisClient, keys: TopicKeys, group: string): Promise<void> {
-  for (const [key, from] of [
-    [keys.stream, '$'],
-    [keys.retryStream, '0'],
-  ] as const) {
-    try {
-      await client.call('XGROUP', 'CREATE', key, group, from, 'MKSTREAM');
-    } catch (error) {
-      if (!isReplyError(error, 'BUSYGROUP')) throw error;
-    }
-  }
-}
-
 /**
  * A member of a consumer group: one blocking XREADGROUP over the topic stream
  * and the group's retry stream on its own connection, acks batched into one
@@ -75,19 +55,20 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
   readonly #i: GroupInit;
   readonly #held = new Map<string, RedisDelivery>();
   readonly #gate = new Gate();
-  #acks: { main: string[]; retry: string[]; done: Promise<void> } | undefined;
+  readonly #acks: AckBatcher;
   #stopped = false;
   #intakeClosed = false;
   #rereadPending = true;
   #loop: Promise<void> | undefined;
   #claimTimer: NodeJS.Timeout | undefined;
   #claiming: Promise<void> = Promise.resolve();
-  #moveTimer: NodeJS.Timeout | undefined;
-  #moveAt = Number.POSITIVE_INFINITY;
+  readonly #mover: RetryMover;
   #readerId: number | undefined;
 
   constructor(init: GroupInit) {
     this.#i = init;
+    this.#mover = new RetryMover(init);
+    this.#acks = new AckBatcher(init.client, init.keys, init.group, init.opTimeoutMs, init.secrets);
   }
 
   async start(): Promise<void> {
@@ -103,7 +84,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
       this.#claiming = this.#claiming.then(() => this.#claimTick());
     }, this.#i.claimIntervalMs);
     this.#claiming = this.#claimTick();
-    this.#scheduleMove(0);
+    this.#mover.schedule(0);
   }
 
   async #learnReaderId(): Promise<void> {
@@ -193,15 +174,9 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     }
   }
 
-  async #deliveryCounts(stream: string, start: string, end: string, count: number): Promise<Map<string, number>> {
+  #deliveryCounts(stream: string, start: string, end: string, count: number): Promise<Map<string, number>> {
     const { client, group, consumer } = this.#i;
-    const rows = (await client.call('XPENDING', stream, group, start, end, count, consumer)) as [
-      string,
-      string,
-      number,
-      number,
-    ][];
-    return new Map(rows.map((row) => [row[0], Number(row[3])]));
+    return deliveryCounts(client, { stream, group, consumer }, start, end, count);
   }
 
   #deliver(stream: string, entryId: string, fields: Buffer[] | null, deliveryCount: number): void {
@@ -250,30 +225,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
 
   ack(d: RedisDelivery): Promise<void> {
     if (!this.#settle(d)) return Promise.resolve();
-    if (!this.#acks) {
-      const batch = { main: [] as string[], retry: [] as string[], done: Promise.resolve() };
-      batch.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#flushAcks(batch));
-      this.#acks = batch;
-    }
-    (d.fromRetry ? this.#acks.retry : this.#acks.main).push(d.raw.entryId);
-    return this.#acks.done;
-  }
-
-  async #flushAcks(batch: { main: string[]; retry: string[] }): Promise<void> {
-    this.#acks = undefined;
-    const { client, keys, group } = this.#i;
-    const writes: Promise<unknown>[] = [];
-    if (batch.main.length > 0) writes.push(client.call('XACK', keys.stream, group, ...batch.main));
-    if (batch.retry.length > 0) {
-      // Only this group reads its retry stream: an acked retry entry is deleted, so the stream stays small.
-      writes.push(client.call('XACK', keys.retryStream, group, ...batch.retry));
-      writes.push(client.call('XDEL', keys.retryStream, ...batch.retry));
-    }
-    try {
-      await withTimeout(Promise.all(writes), this.#i.opTimeoutMs, 'XACK timed out');
-    } catch (error) {
-      throw toBusbarError(error, this.#i.secrets, 'XACK failed');
-    }
+    return this.#acks.add(d.raw.entryId, d.fromRetry);
   }
 
   async retry(d: RedisDelivery, request: RetryRequest): Promise<void> {
@@ -293,7 +245,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
       this.#held.set(`${d.raw.stream} ${d.raw.entryId}`, d);
       throw toBusbarError(error, this.#i.secrets, 'Scheduling a retry failed');
     }
-    this.#scheduleMove(request.delayMs);
+    this.#mover.schedule(request.delayMs);
   }
 
   async release(d: RedisDelivery): Promise<void> {
@@ -313,9 +265,15 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
 
   async #claimTick(): Promise<void> {
     if (this.#stopped) return;
+    const { keys } = this.#i;
     try {
-      await this.#refreshHeld();
-      for (const stream of [this.#i.keys.stream, this.#i.keys.retryStream]) await this.#claim(stream);
+      await refreshHeld(this.#i, this.#held.values());
+      for (const stream of [keys.stream, keys.retryStream]) {
+        await claimIdle(this.#i, stream, {
+          room: () => (this.#stopped ? 0 : this.#i.prefetch - this.#held.size),
+          deliver: (id, fields, count) => this.#deliver(stream, id, fields, count),
+        });
+      }
     } catch (error) {
       if (!this.#stopped)
         this.#i.logger.warn(`Claim pass on '${this.#i.topic}' failed`, {
@@ -324,79 +282,11 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     }
   }
 
-  /** Held entries (queued in core or running) get their idle time reset well before the claim threshold. */
-  async #refreshHeld(): Promise<void> {
-    const due = Date.now() - this.#i.claimIdleMs / 3;
-    const ids = new Map<string, string[]>();
-    for (const d of this.#held.values()) {
-      if (d.heldSince > due) continue;
-      d.heldSince = Date.now();
-      const list = ids.get(d.raw.stream) ?? [];
-      list.push(d.raw.entryId);
-      ids.set(d.raw.stream, list);
-    }
-    for (const [stream, list] of ids)
-      await setIdle.run(this.#i.client, [stream], [this.#i.group, this.#i.consumer, 0, ...list]);
-  }
-
-  async #claim(stream: string): Promise<void> {
-    const { client, group, consumer, claimIdleMs } = this.#i;
-    let cursor = '0-0';
-    do {
-      const room = this.#i.prefetch - this.#held.size;
-      if (room <= 0 || this.#stopped) return;
-      const [next, entries] = (await callBuffer(
-        client,
-        'XAUTOCLAIM',
-        stream,
-        group,
-        consumer,
-        claimIdleMs,
-        cursor,
-        'COUNT',
-        room,
-      )) as [Buffer, [Buffer, Buffer[] | null][], Buffer[]?];
-      cursor = next.toString();
-      if (entries.length === 0) continue;
-      const first = (entries[0] as [Buffer, unknown])[0].toString();
-      const last = (entries[entries.length - 1] as [Buffer, unknown])[0].toString();
-      const counts = await this.#deliveryCounts(stream, first, last, entries.length);
-      for (const [id, fields] of entries) this.#deliver(stream, id.toString(), fields, counts.get(id.toString()) ?? 1);
-    } while (cursor !== '0-0');
-  }
-
-  #scheduleMove(delayMs: number): void {
-    if (this.#stopped) return;
-    const at = Date.now() + Math.max(0, delayMs);
-    if (this.#moveTimer && at >= this.#moveAt) return;
-    clearTimeout(this.#moveTimer);
-    this.#moveAt = at;
-    this.#moveTimer = setTimeout(() => void this.#move(), Math.max(0, delayMs));
-    this.#moveTimer.unref();
-  }
-
-  async #move(): Promise<void> {
-    this.#moveTimer = undefined;
-    this.#moveAt = Number.POSITIVE_INFINITY;
-    let next = this.#i.retryPollMs;
-    try {
-      const { client, keys } = this.#i;
-      const [moved, dueIn] = (await moveDue.run(client, [keys.retrySet, keys.retryStream], [100])) as [number, number];
-      next = moved === 100 ? 0 : dueIn >= 0 ? Math.min(dueIn, next) : next;
-    } catch (error) {
-      if (!this.#stopped)
-        this.#i.logger.warn(`Moving due retries of '${this.#i.topic}' failed`, {
-          error: toBusbarError(error, this.#i.secrets, 'retry move failed'),
-        });
-    }
-    this.#scheduleMove(next);
-  }
-
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#claimTimer);
-    clearTimeout(this.#moveTimer);
+    this.#mover.stop();
     this.#gate.open();
     const grace = this.#i.blockMs + 1_000;
     if (this.#readerId !== undefined && this.#i.client.status === 'ready') {
@@ -414,22 +304,10 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
 
   async close(): Promise<void> {
     await this.stop();
-    await this.#acks?.done.catch(() => undefined);
+    await this.#acks.flushed();
     const { client, keys, group, consumer, reader } = this.#i;
     try {
-      // A consumer without pending entries is forgotten; one with pending entries stays until others claim them.
-      const [main, retry] = (await withTimeout(
-        Promise.all([
-          client.call('XPENDING', keys.stream, group, '-', '+', 1, consumer),
-          client.call('XPENDING', keys.retryStream, group, '-', '+', 1, consumer),
-        ]),
-        this.#i.opTimeoutMs,
-        'XPENDING timed out',
-      )) as unknown[][];
-      if (main?.length === 0 && retry?.length === 0) {
-        await client.call('XGROUP', 'DELCONSUMER', keys.stream, group, consumer);
-        await client.call('XGROUP', 'DELCONSUMER', keys.retryStream, group, consumer);
-      }
+      await withTimeout(forgetConsumer(client, keys, group, consumer), this.#i.opTimeoutMs, 'XPENDING timed out');
     } catch {
       // Best effort: a leftover consumer entry only shows in XINFO CONSUMERS.
     } finally {

@@ -16,10 +16,11 @@ import { BroadcastSubscription } from './broadcast.js';
 import { type ClientConfig, connectClient, createClient, type RedisClient } from './client.js';
 import { entryFields } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
-import { ensureGroup, GroupSubscription } from './group.js';
+import { GroupSubscription } from './group.js';
 import { streamKey, topicKeys } from './keys.js';
 import { groupLag } from './lag.js';
 import type { RedisOptions } from './options.js';
+import { ensureGroup } from './topology.js';
 
 const capabilities: Capabilities = {
   durableGroups: true,
