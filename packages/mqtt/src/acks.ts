@@ -53,6 +53,7 @@ export class ManualAcks {
   readonly #pending = new Map<number, Inbound>();
   #generation = 0;
   #bounceTimer: NodeJS.Timeout | undefined;
+  #corked = false;
   /** False once stopped: further messages are neither delivered nor acked. */
   active = true;
 
@@ -104,9 +105,23 @@ export class ManualAcks {
       return Promise.resolve();
     }
     this.#pending.delete(id);
+    this.#cork();
     return new Promise<void>((resolve) => {
       // A PUBACK lost with the connection only means the broker re-sends: at least once either way.
       (this.#client as unknown as PacketWriter)._sendPacket({ cmd: 'puback', messageId: id }, () => resolve());
+    });
+  }
+
+  /** PUBACKs settled in the same turn leave in one write. */
+  #cork(): void {
+    if (this.#corked) return;
+    const stream = this.#client.stream as { cork?: () => void; uncork?: () => void } | undefined;
+    if (!stream?.cork) return;
+    this.#corked = true;
+    stream.cork();
+    queueMicrotask(() => {
+      this.#corked = false;
+      stream.uncork?.();
     });
   }
 

@@ -53,6 +53,8 @@ export class Publisher {
   readonly #topicQos: [string, QoS][];
   #waitHead = 0;
   #inflight = 0;
+  #corked = false;
+  #drainQueued = false;
   #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -132,7 +134,9 @@ export class Publisher {
       properties: contentType ? { userProperties: props, contentType } : { userProperties: props },
     };
     const item: Item = { path, payload, options, batch };
-    if (this.#inflight < this.#window() && this.#waitHead === this.#waiting.length) this.#send(item);
+    // QoS 0 does not count against the broker's Receive Maximum.
+    if (qos === 0) this.#send(item, false);
+    else if (this.#inflight < this.#window() && this.#waitHead === this.#waiting.length) this.#send(item, true);
     else this.#waiting.push(item);
   }
 
@@ -140,25 +144,45 @@ export class Publisher {
     return this.#options.maxInflight ?? this.#link.serverReceiveMaximum;
   }
 
-  #send(item: Item): void {
-    this.#inflight++;
+  /** Corks the socket until the end of this turn, so messages sent together leave in one write. */
+  #cork(): void {
+    if (this.#corked) return;
+    const stream = this.#link.client.stream as { cork?: () => void; uncork?: () => void } | undefined;
+    if (!stream?.cork) return;
+    this.#corked = true;
+    stream.cork();
+    queueMicrotask(() => {
+      this.#corked = false;
+      stream.uncork?.();
+    });
+  }
+
+  #send(item: Item, counted: boolean): void {
+    if (counted) this.#inflight++;
+    this.#cork();
     this.#link.client.publish(item.path, item.payload, item.options, (error) => {
-      this.#inflight--;
+      if (counted) this.#inflight--;
       const { batch } = item;
       if (!batch.settled) {
         if (error) this.#settle(batch, publishError(error, this.#secrets));
         else if (--batch.remaining === 0) this.#settle(batch, undefined);
       }
-      this.#drain();
+      // mqtt.js handles the PUBACKs of one socket read one by one (process.nextTick): refill the
+      // window once they are all in, not once per PUBACK.
+      if (counted && !this.#drainQueued && this.#waitHead < this.#waiting.length) {
+        this.#drainQueued = true;
+        queueMicrotask(this.#drain);
+      }
     });
   }
 
-  #drain(): void {
+  readonly #drain = (): void => {
+    this.#drainQueued = false;
     const window = this.#window();
     while (this.#inflight < window && this.#waitHead < this.#waiting.length) {
       const item = this.#waiting[this.#waitHead++] as Item;
       // A timed-out or failed call's remaining messages are not sent at all.
-      if (!item.batch.settled) this.#send(item);
+      if (!item.batch.settled) this.#send(item, true);
     }
     if (this.#waitHead === this.#waiting.length) {
       this.#waiting.length = 0;
@@ -167,7 +191,7 @@ export class Publisher {
       this.#waiting.splice(0, this.#waitHead);
       this.#waitHead = 0;
     }
-  }
+  };
 
   #settle(batch: Batch, error: unknown): void {
     batch.settled = true;
