@@ -8,11 +8,14 @@ import type {
   TransportContext,
   TransportSubscription,
 } from '@busbar/core/transport';
+import { sanitizeError } from '@busbar/core/transport';
 import { type ConsumerHost, freeMember, memberFamily, openSubscription, takeMember } from './consumer.js';
 import { Link } from './link.js';
 import type { MqttOptions } from './options.js';
 import { Publisher } from './publisher.js';
 import { TopicMap } from './topics.js';
+
+const NOT_ACKED = new Error('busbar: left unacked in the declared session');
 
 const capabilities: Capabilities = {
   durableGroups: true,
@@ -33,7 +36,8 @@ export class MqttTransport implements Transport {
   readonly #link: Link;
   readonly #publisher: Publisher;
   readonly #host: ConsumerHost;
-  readonly #declared = new Set<string>();
+  /** Declared group sessions (family -> topic and group), re-declared after every reconnect. */
+  readonly #declared = new Map<string, { topic: string; group: string }>();
   #warned = false;
 
   constructor(ctx: TransportContext<MqttOptions>) {
@@ -67,8 +71,20 @@ export class MqttTransport implements Transport {
     this.#map.validate(topic);
   }
 
-  connect(): Promise<void> {
-    return this.#link.connect();
+  async connect(): Promise<void> {
+    await this.#link.connect();
+    // Mosquitto 2.0 restores sessions but not their shared subscriptions after a restart: declare
+    // again whenever the connection comes back (the publisher cannot tell a restart from a blip).
+    // Attached after the first CONNACK: every event from here on is a reconnect.
+    this.#link.client.on('connect', () => {
+      for (const [family, { topic, group }] of this.#declared) {
+        this.#declare(family, topic, group).catch((error: unknown) => {
+          this.#ctx.logger.warn(`Re-declaring group '${group}' on '${topic}' failed`, {
+            error: sanitizeError(error, this.#ctx.secrets),
+          });
+        });
+      }
+    });
   }
 
   publish(records: readonly OutgoingRecord[]): Promise<void> {
@@ -89,8 +105,12 @@ export class MqttTransport implements Transport {
   async declareGroup(topic: string, group: string): Promise<void> {
     const family = memberFamily(this.#host.base, group, topic);
     if (this.#declared.has(family)) return;
+    if (await this.#declare(family, topic, group)) this.#declared.set(family, { topic, group });
+  }
+
+  async #declare(family: string, topic: string, group: string): Promise<boolean> {
     // Member 0 is live in this process: the session exists and must not be taken over.
-    if (takeMember(family, 0) === undefined) return;
+    if (takeMember(family, 0) === undefined) return false;
     const link = new Link(this.#ctx, {
       clientId: `${family}:0`,
       clean: false,
@@ -99,13 +119,14 @@ export class MqttTransport implements Transport {
       quiet: true,
     });
     // Messages the session already holds arrive now: they are neither delivered nor acked.
-    link.client.handleMessage = (_packet, callback) => callback(new Error('not acked'));
+    link.client.handleMessage = (_packet, callback) => callback(NOT_ACKED);
     try {
       await link.connect();
-      const granted = await link.client.subscribeAsync(TopicMap.shared(group, this.#map.toPath(topic)), { qos: 1 });
+      const filter = TopicMap.shared(group, this.#map.toPath(topic));
+      const granted = await link.client.subscribeAsync(filter, { qos: 1, rh: 1 });
       if ((granted[0]?.qos ?? 0x80) > 2)
         throw new Error(`The MQTT broker refused the subscription for group '${group}'`);
-      this.#declared.add(family);
+      return true;
     } finally {
       await link.close(true).catch(() => undefined);
       freeMember(family, 0);
