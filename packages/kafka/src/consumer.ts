@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
 import { deferred, HEADER, sanitizeError } from '@busbar/core/transport';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import { subscriptionRoundRobin } from './assigner.js';
 import { decode, KAFKA_HEADER } from './codec.js';
 import { KafkaDelivery, type SettleHost } from './delivery.js';
+import { startConsumer } from './native.js';
 import type { KafkaOptions } from './options.js';
 import type { Publisher } from './publisher.js';
 import { isDeadLetterReader, kafkaGroupId, retryTopicFor, type Topology } from './topology.js';
@@ -41,7 +41,10 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   readonly #groupId: string;
   readonly #broadcast: boolean;
   readonly retryTopic: string | undefined;
-  readonly #consumer: Consumer;
+  #consumer: Consumer | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
+  #lastActivity = Date.now();
+  #replacing = false;
   readonly #name: string;
   readonly #trackers = new Map<string, PartitionTracker>();
   readonly #holds = new Map<number, NodeJS.Timeout>();
@@ -64,17 +67,6 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     this.#name = `consumer ${spec.topic} (${spec.group ?? 'broadcast'})`;
     // Awaited (raced) in start(); a crash after that must not surface as an unhandled rejection.
     this.#joined.promise.catch(() => undefined);
-    const o = deps.options;
-    this.#consumer = deps.kafka.consumer({
-      groupId: this.#groupId,
-      partitionAssigners: [subscriptionRoundRobin],
-      sessionTimeout: o.sessionTimeoutMs,
-      rebalanceTimeout: o.rebalanceTimeoutMs,
-      heartbeatInterval: o.heartbeatIntervalMs,
-      maxWaitTimeInMs: o.maxWaitTimeMs,
-      maxBytesPerPartition: Math.max(o.maxMessageBytes + 1024, 1_048_576),
-      allowAutoTopicCreation: false,
-    });
   }
 
   get settleCommits(): boolean {
@@ -85,29 +77,10 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     const { topology } = this.#deps;
     const topics = this.retryTopic ? [this.#spec.topic, this.retryTopic] : [this.#spec.topic];
     await topology.ensureTopics(topics);
-    const c = this.#consumer;
-    c.on(c.events.GROUP_JOIN, (event) => this.#onJoin(event.payload.memberAssignment));
-    c.on(c.events.REBALANCING, () => void this.#flush());
-    c.on(c.events.CRASH, (event) => {
-      const { error, restart } = event.payload;
-      this.#deps.reportState(this.#name, restart ? 'reconnecting' : 'down', sanitizeError(error, this.#deps.secrets));
-      if (!restart) {
-        this.#joined.reject(error);
-        this.#callbacks.onError(sanitizeError(error, this.#deps.secrets));
-      }
-    });
     this.#deps.reportState(this.#name, 'connecting');
-    await c.connect();
-    const fromStart = this.#spec.group !== undefined && isDeadLetterReader(this.#spec.group);
-    await c.subscribe({ topics: [this.#spec.topic], fromBeginning: fromStart || this.#deps.options.fromBeginning });
-    // Everything in a group's retry topic is owed to the group.
-    if (this.retryTopic) await c.subscribe({ topics: [this.retryTopic], fromBeginning: true });
-    await c.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 4,
-      eachBatch: (payload) => this.#eachBatch(payload),
-    });
+    await this.#launch();
+    this.#watchdog = setInterval(() => this.#checkAlive(), 5_000);
+    this.#watchdog.unref();
     // Resolve once the start offsets are fixed, so anything published from now on is seen.
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
@@ -125,8 +98,67 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     }
   }
 
-  #onJoin(assignment: Record<string, number[]>): void {
-    const c = this.#consumer;
+  #launch(): Promise<Consumer> {
+    const fromStart = this.#spec.group !== undefined && isDeadLetterReader(this.#spec.group);
+    const topics = {
+      topic: this.#spec.topic,
+      fromBeginning: fromStart || this.#deps.options.fromBeginning,
+      retryTopic: this.retryTopic,
+    };
+    return startConsumer(this.#deps.kafka, this.#groupId, this.#deps.options, topics, {
+      onCreated: (c) => {
+        this.#consumer = c;
+      },
+      onJoin: (c, assignment) => {
+        if (c === this.#consumer) this.#onJoin(c, assignment);
+      },
+      onRebalancing: () => void this.#flush(),
+      onActivity: () => {
+        this.#lastActivity = Date.now();
+      },
+      onCrash: (error, restart) => {
+        const clean = sanitizeError(error, this.#deps.secrets);
+        this.#deps.reportState(this.#name, restart ? 'reconnecting' : 'down', clean);
+        if (!restart) {
+          this.#joined.reject(error);
+          this.#callbacks.onError(clean);
+        }
+      },
+      eachBatch: (c, payload) => (c === this.#consumer ? this.#eachBatch(c, payload) : Promise.resolve()),
+    });
+  }
+
+  /**
+   * kafkajs can hang for good after connections are cut (a request whose
+   * answer never comes): a consumer that has neither fetched nor heartbeated
+   * for a while is replaced by a new one, which rejoins the group.
+   */
+  #checkAlive(): void {
+    const limit = Math.max(3 * this.#deps.options.sessionTimeoutMs, 15_000);
+    if (this.#stopping || this.#replacing || Date.now() - this.#lastActivity < limit) return;
+    this.#replacing = true;
+    const old = this.#consumer;
+    this.#deps.logger.warn(`Kafka ${this.#name} has been silent for ${limit} ms; replacing its consumer`);
+    this.#deps.reportState(this.#name, 'reconnecting');
+    this.#consumer = undefined;
+    void old?.disconnect().catch(() => undefined);
+    this.#launch().then(
+      () => {
+        this.#lastActivity = Date.now();
+        this.#replacing = false;
+        if (this.#stopping) void this.close();
+      },
+      (error: unknown) => {
+        this.#deps.logger.warn(`Kafka ${this.#name}: replacing the consumer failed; trying again`, {
+          error: sanitizeError(error, this.#deps.secrets),
+        });
+        this.#lastActivity = Date.now();
+        this.#replacing = false;
+      },
+    );
+  }
+
+  #onJoin(c: Consumer, assignment: Record<string, number[]>): void {
     const owned = new Set<string>();
     for (const [topic, partitions] of Object.entries(assignment)) for (const p of partitions) owned.add(key(topic, p));
     // Partitions lost in the rebalance: never commit for them again (their new owner reads from the last commit).
@@ -144,7 +176,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     this.#deps.reportState(this.#name, 'up');
     if (this.#positioned) return;
     c.pause([{ topic: this.#spec.topic }]);
-    this.#position(assignment[this.#spec.topic] ?? []).then(
+    this.#position(c, assignment[this.#spec.topic] ?? []).then(
       () => {
         this.#positioned = true;
         if (!this.#stopping) c.resume([{ topic: this.#spec.topic }]);
@@ -164,12 +196,12 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
    * commits that position for every partition at once so that members joining
    * later (or after a rebalance) do not skip what was published meanwhile.
    */
-  async #position(assigned: readonly number[]): Promise<void> {
+  async #position(c: Consumer, assigned: readonly number[]): Promise<void> {
     const { topology } = this.#deps;
     const topic = this.#spec.topic;
     if (this.#broadcast) {
       const end = await topology.endOffsets(topic);
-      for (const partition of assigned) this.#consumer.seek({ topic, partition, offset: end.get(partition) ?? '0' });
+      for (const partition of assigned) c.seek({ topic, partition, offset: end.get(partition) ?? '0' });
       return;
     }
     if (isDeadLetterReader(this.#spec.group as string)) return;
@@ -177,11 +209,12 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     if (missing.length === 0) return;
     const end = await topology.endOffsets(topic);
     const offsets = missing.map((partition) => ({ topic, partition, offset: end.get(partition) ?? '0' }));
-    await this.#consumer.commitOffsets(offsets);
-    for (const o of offsets) if (assigned.includes(o.partition)) this.#consumer.seek(o);
+    await c.commitOffsets(offsets);
+    for (const o of offsets) if (assigned.includes(o.partition)) c.seek(o);
   }
 
-  async #eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale, pause }: EachBatchPayload): Promise<void> {
+  async #eachBatch(c: Consumer, payload: EachBatchPayload): Promise<void> {
+    const { batch, resolveOffset, heartbeat, isRunning, isStale, pause } = payload;
     const { topic, partition } = batch;
     const fromRetry = topic === this.retryTopic;
     const k = key(topic, partition);
@@ -192,7 +225,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     }
     const prefetch = this.#spec.prefetch;
     for (const message of batch.messages) {
-      if (this.#stopping || !isRunning() || isStale()) return;
+      if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
       if (fromRetry) {
         const due = Number(message.headers?.[KAFKA_HEADER.due]?.toString() ?? 0);
         if (due > Date.now()) {
@@ -251,7 +284,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       if (this.#stopping || this.#trackers.get(key(tracker.topic, tracker.partition)) !== tracker) return;
       // Give it back within this consumer: read the partition again from here.
       tracker.rewind(entry);
-      this.#consumer.seek({ topic: tracker.topic, partition: tracker.partition, offset: String(entry.offset) });
+      this.#consumer?.seek({ topic: tracker.topic, partition: tracker.partition, offset: String(entry.offset) });
       return;
     }
     entry.done = true;
@@ -304,8 +337,9 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       const offset = tracker.dirty();
       if (offset !== undefined) due.push({ tracker, offset });
     }
-    if (due.length === 0) return;
-    this.#committing = this.#consumer
+    const consumer = this.#consumer;
+    if (due.length === 0 || consumer === undefined) return;
+    this.#committing = consumer
       .commitOffsets(
         due.map(({ tracker, offset }) => ({
           topic: tracker.topic,
@@ -335,7 +369,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
 
   #pauseAll(): void {
     const topics = this.retryTopic ? [this.#spec.topic, this.retryTopic] : [this.#spec.topic];
-    this.#consumer.pause(topics.map((topic) => ({ topic })));
+    this.#consumer?.pause(topics.map((topic) => ({ topic })));
   }
 
   async stop(): Promise<void> {
@@ -357,6 +391,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     this.#commitTimer = undefined;
     // A graceful close commits what finished (kafkajs' disconnect does not, kafkajs#507).
     await this.#flush();
-    await this.#consumer.disconnect().catch(() => undefined);
+    if (this.#watchdog) clearInterval(this.#watchdog);
+    await this.#consumer?.disconnect().catch(() => undefined);
   }
 }

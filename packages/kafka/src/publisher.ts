@@ -1,4 +1,4 @@
-import { ClosedError } from '@busbar/core';
+import { BusbarError, ClosedError } from '@busbar/core';
 import { type Deferred, deferred, type OutgoingRecord, withTimeout } from '@busbar/core/transport';
 import type { CompressionTypes, Kafka, Message, Producer, TopicMessages } from 'kafkajs';
 import { recordSize, toKafkaMessage } from './codec.js';
@@ -137,7 +137,8 @@ export class Publisher {
       for (const pending of batch) pending.done.resolve();
     } catch (error) {
       const type = errorType(error);
-      if (type !== undefined && FENCED.has(type)) this.#replace();
+      // A send that outlived the publish timeout may be stuck on a dead connection kafkajs never notices.
+      if ((type !== undefined && FENCED.has(type)) || BusbarError.is(error, 'BUSBAR_TIMEOUT')) this.#replace();
       const topics = [...byTopic.keys()].join("', '");
       const failure = toBusbarError(
         error,
