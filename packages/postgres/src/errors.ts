@@ -1,5 +1,5 @@
 import { BusbarError, ConfigError, ConnectionError } from '@busbar/core';
-import { redactText, sanitizeError } from '@busbar/core/transport';
+import { sanitizeError } from '@busbar/core/transport';
 
 /** SQLSTATE classes and socket errors that mean "the connection, not the statement, failed": worth retrying. */
 const CONNECTION_CODES = new Set([
@@ -56,9 +56,4 @@ export function mapPgError(
   }
   clean.message = `${context}: ${clean.message}`;
   return clean;
-}
-
-/** Removes the password from a connection string for messages. */
-export function redactConnection(url: string, secrets: readonly string[]): string {
-  return redactText(url, secrets);
 }

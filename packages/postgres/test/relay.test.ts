@@ -1,6 +1,6 @@
 import diagnostics from 'node:diagnostics_channel';
 import { type Bus, connect, defineTopic, silentLogger } from '@busbar/core';
-import { brokerAvailable, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
@@ -368,6 +368,34 @@ describe.runIf(ok)('outbox relay', () => {
       (await db.pool.query(`SELECT count(*)::int AS n FROM ${outboxTable} WHERE published_at IS NOT NULL`)).rows[0].n,
     ).toBe(1);
     await r.stop();
+  });
+
+  it('works from a connection string, with its own pool that stop() ends', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('url');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    const r = createRelay({
+      url: brokerUrls.postgres,
+      bus,
+      table: outboxTable,
+      pollIntervalMs: 100,
+      name: 'url-relay',
+    });
+    await r.start();
+    const id = await tx(db.pool, (c) => box.add(c, topic, 1));
+    await got.waitForCount(1, 3_000);
+    expect(got.items).toEqual([id]);
+    await r.stop();
+    const listening = async () =>
+      (
+        await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1`, [
+          `LISTEN "busbar_outbox:${outboxTable}"`,
+        ])
+      ).rows[0].n;
+    await waitFor(async () => (await listening()) === 0, 3_000, 'the LISTEN session to end');
+    expect(r.running).toBe(false);
   });
 
   it('rejects bad options with the field named', () => {
