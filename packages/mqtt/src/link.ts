@@ -144,7 +144,16 @@ export class Link {
   async close(graceful: boolean): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await new Promise<void>((resolve) => this.client.end(!graceful, () => resolve()));
+    await new Promise<void>((resolve) => {
+      // A graceful end waits for unacknowledged publishes, which a dead peer never acknowledges: bound it.
+      const timer = graceful
+        ? setTimeout(() => this.client.end(true, () => resolve()), Math.min(5_000, this.#ctx.bus.publishTimeoutMs))
+        : undefined;
+      this.client.end(!graceful, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   /** Drops the socket so mqtt.js reconnects and the broker re-sends what we left unacked. */

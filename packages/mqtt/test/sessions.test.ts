@@ -1,4 +1,4 @@
-import type { Bus } from '@busbar/core';
+import { type Bus, BusbarError } from '@busbar/core';
 import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openBus } from './helpers.js';
@@ -102,5 +102,20 @@ describe.runIf(ok)('mqtt: persistent sessions and ack after processing', () => {
     await bus.subscribeDeadLetters(topic, 'g1', async (m) => void dead.push(String(m.payload)));
     await waitFor(() => dead.length === 1, 10_000, 'the dead letter');
     expect(dead).toEqual(['x']);
+  });
+
+  it('a publish the broker does not acknowledge in time rejects with a retryable TimeoutError', async () => {
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 1883) } });
+    cleanup.push(() => proxy.close());
+    const bus = await openBus({ url: proxy.url(brokerUrls.mqtt), publishTimeoutMs: 500 });
+    cleanup.push(() => bus.close());
+    await bus.publish(`s.${uniqueName('t')}`, 1);
+    proxy.blackhole(true);
+    const started = Date.now();
+    const error = await bus.publish(`s.${uniqueName('t')}`, 2).catch((e: unknown) => e);
+    expect(BusbarError.is(error, 'BUSBAR_TIMEOUT')).toBe(true);
+    expect((error as BusbarError).retryable).toBe(true);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    proxy.blackhole(false);
   });
 });
