@@ -26,10 +26,12 @@ describe.runIf(ok)('rabbitmq channel-level recovery (connection stays up)', () =
       await got.waitForCount(1, 5_000);
       await raw((ch) => ch.deleteQueue(`${topic}.${group}`));
       // The broker cancels the consumer; the driver re-creates channel, queue, binding and consumer.
+      // A consumer on the queue means it was declared and bound again (the binding comes before the consume).
       await waitFor(
-        async () => (await raw((ch) => ch.checkQueue(`${topic}.${group}`)).catch(() => undefined)) !== undefined,
+        async () =>
+          ((await raw((ch) => ch.checkQueue(`${topic}.${group}`)).catch(() => undefined))?.consumerCount ?? 0) > 0,
         10_000,
-        'the queue declared again',
+        'the queue declared, bound and consumed again',
       );
       await bus.publish(topic, 2);
       await got.waitForCount(2, 10_000);
