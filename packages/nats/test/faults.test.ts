@@ -101,6 +101,12 @@ describe.runIf(ok)('nats faults', () => {
     expect(cuts).toBe(3);
     expect(result.confirmed).toBe(10_000);
     expect(result.lost).toBe(0);
+    // Health saw the cuts and is back up.
+    await waitFor(
+      () => consumerBus.health().status === 'up' && producerBus.health().status === 'up',
+      10_000,
+      'health up',
+    );
     await producerBus.close();
     await consumerBus.close();
     await proxy.close();
