@@ -67,10 +67,11 @@ class OutboxRelay implements Relay {
   async start(): Promise<void> {
     if (this.#stopping) throw new ConfigError('This relay was stopped; create a new one');
     if (this.#running) return;
+    this.#conn ??= resolveConnection(this.#options, 'relay options', 4);
     this.#running = true;
-    this.#conn = resolveConnection(this.#options, 'relay options', 4);
     this.#listening = this.#listen();
     await this.#listening;
+    if (!this.#running) return; // stopped while the LISTEN connection opened
     if (this.#options.cleanupIntervalMs > 0) {
       this.#cleanupTimer = setInterval(() => this.#cleanup(), this.#options.cleanupIntervalMs);
       this.#cleanupTimer.unref();
@@ -104,7 +105,7 @@ class OutboxRelay implements Relay {
         const result = await this.#batch(conn);
         if (result.error !== undefined) throw result.error;
         total += result.published;
-        if (result.published === 0) return total;
+        if (result.published === 0 && result.failed.length === 0) return total;
       }
     } finally {
       if (!this.#conn && conn.owned) await conn.pool.end().catch(() => undefined);
