@@ -34,6 +34,16 @@ const COMPRESSION: Record<KafkaOptions['compression'], CompressionType> = {
   zstd: CompressionTypes.ZSTD,
 };
 
+/** kafkajs ships placeholders for the optional codecs that throw when used. */
+function codecAvailable(type: CompressionType): boolean {
+  const factory = (CompressionCodecs as Record<number, (() => unknown) | undefined>)[type];
+  try {
+    return typeof factory === 'function' && factory() !== undefined;
+  } catch {
+    return false;
+  }
+}
+
 /** Room for what core does not count against `maxPayloadBytes`: id, key, busbar headers, record and batch overhead. */
 const RECORD_OVERHEAD = 1_536;
 
@@ -56,11 +66,7 @@ export class KafkaTransport implements Transport {
     this.#context = context;
     const o = context.options;
     const compression = COMPRESSION[o.compression];
-    if (
-      compression !== CompressionTypes.None &&
-      compression !== CompressionTypes.GZIP &&
-      !CompressionCodecs[compression]
-    ) {
+    if (compression !== CompressionTypes.None && !codecAvailable(compression)) {
       throw new ConfigError(
         `Invalid connect options: compression: '${o.compression}' needs a codec registered in kafkajs' CompressionCodecs first (see the @busbar/kafka README)`,
       );
