@@ -87,6 +87,18 @@ export async function connectClient(
 }
 
 /**
+ * A command whose key is not its first argument (XGROUP CREATE <key>, XINFO
+ * GROUPS <key>), sent without auto-pipelining: ioredis' cluster
+ * auto-pipelining routes by the first argument and would send it to the
+ * wrong node; a plain command follows MOVED redirections.
+ */
+export function subcommand(client: RedisClient, name: string, ...args: (string | number)[]): Promise<unknown> {
+  const command = new Command(name, args, { replyEncoding: 'utf8' });
+  void client.sendCommand(command);
+  return command.promise;
+}
+
+/**
  * A command with a Buffer reply. ioredis' auto-pipelining drops the command
  * name of `callBuffer`, so binary replies on an auto-pipelined client go
  * through `sendCommand` directly.

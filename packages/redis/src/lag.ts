@@ -1,5 +1,5 @@
 import type { LagInfo } from '@busbar/core/transport';
-import type { RedisClient } from './client.js';
+import { type RedisClient, subcommand } from './client.js';
 import type { TopicKeys } from './keys.js';
 
 /** One group's entry of an XINFO GROUPS reply, as field -> value. */
@@ -24,8 +24,8 @@ const orNull = (promise: Promise<unknown>) => promise.catch(() => null);
  */
 export async function groupLag(client: RedisClient, keys: TopicKeys, group: string): Promise<LagInfo | undefined> {
   const [main, retry, backlog, retryLen, scheduled] = await Promise.all([
-    orNull(client.call('XINFO', 'GROUPS', keys.stream)),
-    orNull(client.call('XINFO', 'GROUPS', keys.retryStream)),
+    orNull(subcommand(client, 'XINFO', 'GROUPS', keys.stream)),
+    orNull(subcommand(client, 'XINFO', 'GROUPS', keys.retryStream)),
     client.call('XLEN', keys.stream),
     client.call('XLEN', keys.retryStream),
     client.call('ZCARD', keys.retrySet),

@@ -1,4 +1,4 @@
-import type { RedisClient } from './client.js';
+import { type RedisClient, subcommand } from './client.js';
 import { isReplyError } from './errors.js';
 import type { TopicKeys } from './keys.js';
 
@@ -9,7 +9,7 @@ export async function ensureGroup(client: RedisClient, keys: TopicKeys, group: s
     [keys.retryStream, '0'],
   ] as const) {
     try {
-      await client.call('XGROUP', 'CREATE', key, group, from, 'MKSTREAM');
+      await subcommand(client, 'XGROUP', 'CREATE', key, group, from, 'MKSTREAM');
     } catch (error) {
       if (!isReplyError(error, 'BUSYGROUP')) throw error;
     }
@@ -49,6 +49,6 @@ export async function forgetConsumer(
     client.call('XPENDING', keys.retryStream, group, '-', '+', 1, consumer),
   ])) as unknown[][];
   if (main?.length !== 0 || retry?.length !== 0) return;
-  await client.call('XGROUP', 'DELCONSUMER', keys.stream, group, consumer);
-  await client.call('XGROUP', 'DELCONSUMER', keys.retryStream, group, consumer);
+  await subcommand(client, 'XGROUP', 'DELCONSUMER', keys.stream, group, consumer);
+  await subcommand(client, 'XGROUP', 'DELCONSUMER', keys.retryStream, group, consumer);
 }

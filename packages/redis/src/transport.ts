@@ -13,7 +13,7 @@ import {
   withTimeout,
 } from '@busbar/core/transport';
 import { BroadcastSubscription } from './broadcast.js';
-import { type ClientConfig, connectClient, createClient, type RedisClient } from './client.js';
+import { type ClientConfig, connectClient, createClient, type RedisClient, subcommand } from './client.js';
 import { entryFields } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import { GroupSubscription } from './group.js';
@@ -70,22 +70,23 @@ export class RedisTransport implements Transport {
       up = true;
       this.#ctx.reportState(CONNECTION, 'up');
     });
+    let last: unknown;
+    // An error event alone (a reply error, a node's hiccup in a cluster) is not a lost connection; 'reconnecting' is.
     client.on('error', (error: unknown) => {
-      if (up)
-        this.#ctx.reportState(
-          CONNECTION,
-          'reconnecting',
-          toBusbarError(error, this.#ctx.secrets, 'Redis connection error'),
-        );
+      last = error;
     });
     client.on('reconnecting', () => {
-      if (up && !this.#closed) this.#ctx.reportState(CONNECTION, 'reconnecting');
+      if (!up || this.#closed) return;
+      const error = last === undefined ? undefined : toBusbarError(last, this.#ctx.secrets, 'Redis connection lost');
+      this.#ctx.reportState(CONNECTION, 'reconnecting', error);
     });
   }
 
   async connect(): Promise<void> {
     this.#ctx.reportState(CONNECTION, 'connecting');
     await connectClient(this.#client, this.#config, this.#ctx.secrets);
+    // A Cluster resolves connect() before it emits 'ready'.
+    this.#ctx.reportState(CONNECTION, 'up');
   }
 
   publish(records: readonly OutgoingRecord[]): Promise<void> {
@@ -130,7 +131,8 @@ export class RedisTransport implements Transport {
 
   async declareGroup(topic: string, group: string): Promise<void> {
     try {
-      await this.#client.call(
+      await subcommand(
+        this.#client,
         'XGROUP',
         'CREATE',
         streamKey(this.#ctx.options.keyPrefix, topic),

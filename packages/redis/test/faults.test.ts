@@ -1,13 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type Bus, connect, silentLogger } from '@busbar/core';
-import { brokerAvailable, brokerUrls, createFaultProxy, reachable, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
+import { freePort, startRedis, stopRedis, tempDir } from './private-redis.js';
 
 const ok = await brokerAvailable('redis');
 
@@ -109,10 +105,11 @@ describe.runIf(ok)('redis faults', () => {
   });
 
   it('a private redis-server with AOF restarted mid-run: nothing lost', { timeout: 120_000 }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'busbar-redis-aof-'));
+    const dir = tempDir('aof');
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}`;
-    let server = await startRedis(port, dir);
+    const aof = ['--appendonly', 'yes', '--appendfsync', 'everysec'];
+    let server = await startRedis(port, dir.path, aof);
     const topic = uniqueName('aof');
     const group = uniqueName('g');
     const tally: Tally = { confirmed: new Set(), failed: 0, received: new Map() };
@@ -147,7 +144,7 @@ describe.runIf(ok)('redis faults', () => {
         if (!restarted && done >= 1_500) {
           restarted = true;
           await stopRedis(server);
-          server = await startRedis(port, dir);
+          server = await startRedis(port, dir.path, aof);
         }
         if (done % 100 === 0) await sleep(5);
       });
@@ -165,61 +162,7 @@ describe.runIf(ok)('redis faults', () => {
       await consumer.close();
       await publisher.close();
       await stopRedis(server);
-      rmSync(dir, { recursive: true, force: true });
+      dir.remove();
     }
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(
-    '/usr/bin/redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--appendonly',
-      'yes',
-      '--appendfsync',
-      'everysec',
-      '--save',
-      '',
-      '--dir',
-      dir,
-      '--daemonize',
-      'no',
-    ],
-    { stdio: 'ignore' },
-  );
-  await waitFor(() => reachable(`redis://127.0.0.1:${port}`, 200), 10_000, 'private redis-server up');
-  // Accepting TCP is not yet serving (AOF loading answers LOADING): wait for a PING.
-  const probe = new Redis({
-    port,
-    host: '127.0.0.1',
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  await waitFor(async () => (await probe.ping().catch(() => '')) === 'PONG', 10_000, 'redis-server ready');
-  probe.disconnect();
-  return child;
-}
-
-/** SIGTERM: Redis shuts down cleanly, flushing and fsyncing its AOF. */
-async function stopRedis(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  await exited;
-}
