@@ -6,7 +6,11 @@ import { z } from 'zod';
  */
 export const redisOptions = z.object({
   /** Prefix of every key busbar creates. Keys are `<prefix>{<topic>}` (streams) and `<prefix>{<topic>}:...` (retry keys). */
-  keyPrefix: z.string().max(200).default('busbar:'),
+  keyPrefix: z
+    .string()
+    .max(200)
+    .regex(/^[^{}\s]*$/, 'must not contain braces (they would change the cluster hash tag) or whitespace')
+    .default('busbar:'),
   /**
    * Approximate stream trimming on every XADD (`MAXLEN ~ n`). Off by default:
    * trimming deletes entries whether or not every group consumed them, so it

@@ -50,6 +50,9 @@ export class RedisTransport implements Transport {
   constructor(ctx: TransportContext<RedisOptions>) {
     this.#ctx = ctx;
     const o = ctx.options;
+    if (o.maxLen !== undefined && o.maxAgeMs !== undefined) {
+      throw new ConfigError('Invalid connect options: maxLen, maxAgeMs: choose one trimming strategy, not both');
+    }
     this.#config = {
       url: ctx.url,
       password: o.password,

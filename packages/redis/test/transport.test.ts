@@ -162,6 +162,11 @@ describe.runIf(ok)('redis transport', () => {
     await expect(connect({ url: brokerUrls.redis, driver, logger: silentLogger, nope: 1 })).rejects.toBeInstanceOf(
       ConfigError,
     );
+    const bad = (options: Record<string, unknown>) =>
+      connect({ url: brokerUrls.redis, driver, logger: silentLogger, ...options });
+    await expect(bad({ keyPrefix: 'a{b}' })).rejects.toThrow(/keyPrefix/);
+    await expect(bad({ maxLen: 5, maxAgeMs: 5 })).rejects.toThrow(/maxAgeMs/);
+    await expect(bad({ clusterNodes: ['nohost'] })).rejects.toThrow(/clusterNodes/);
   });
 
   it('trims approximately with maxLen when asked', async () => {
