@@ -135,7 +135,8 @@ class OutboxRelay implements Relay {
       backoff = 0;
       // Rows held behind another relay's batch free up when it commits, which sends no NOTIFY: look again soon.
       if (result.deferred > 0) await this.#sleep(Math.min(this.#options.pollIntervalMs, 50), false);
-      else if (result.published === 0) await this.#sleep(this.#options.pollIntervalMs, false);
+      else if (result.published === 0 && result.failed.length === 0)
+        await this.#sleep(this.#options.pollIntervalMs, false);
     }
   }
 
