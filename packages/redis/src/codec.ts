@@ -1,4 +1,4 @@
-import { attemptFromHeaders, type Delivery, type OutgoingRecord } from '@busbar/core/transport';
+import { attemptFromHeaders, type Delivery, HEADER, type OutgoingRecord } from '@busbar/core/transport';
 
 /**
  * Stream entry layout: `body` (raw bytes), `id` (busbar id), `ts` (publish
@@ -7,6 +7,13 @@ import { attemptFromHeaders, type Delivery, type OutgoingRecord } from '@busbar/
  * {@link RetryPayload} that the retry scripts move around without parsing.
  */
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/**
+ * The Redis entry id a delivery was read from (for a retry, the entry it was
+ * first read from). Core copies it into a dead letter, which so keeps the
+ * original entry id.
+ */
+export const ENTRY_HEADER = 'busbar-redis-entry';
 
 /** The native record a Redis delivery exposes as `message.raw`. */
 export interface RedisEntry {
@@ -69,11 +76,13 @@ export function decodeEntry(entryId: string, fields: Buffer[]): DecodedEntry {
     else if (name === 'h') headers = parseHeaders(value.toString());
     else if (name === 'r') return fromRetryPayload(JSON.parse(value.toString()) as RetryPayload);
   }
-  // An entry that busbar did not write: derive what it can (the id from the entry id, the timestamp from it too).
+  // A dead letter keeps the entry id it had on its original topic; every other entry reports its own.
+  const keep = headers[HEADER.dlTopic] !== undefined && headers[ENTRY_HEADER] !== undefined;
+  // For an entry that busbar did not write, the id and timestamp come from the entry id.
   return {
     id: id ?? entryId,
     key,
-    headers,
+    headers: keep ? headers : { ...headers, [ENTRY_HEADER]: entryId },
     body: body ?? new Uint8Array(0),
     timestamp: ts || Number(entryId.slice(0, entryId.indexOf('-'))),
     baseAttempt: headers === EMPTY_HEADERS ? 1 : attemptFromHeaders(headers),

@@ -96,6 +96,9 @@ describe.runIf(ok)('redis transport', () => {
     expect(headers['busbar-dl-topic']).toBe(topic);
     expect(headers['busbar-dl-group']).toBe(group);
     expect(headers['busbar-dl-message']).toContain('bad order');
+    // The dead letter keeps the original entry id.
+    const [[originalEntry]] = (await admin.xrange(`busbar:{${topic}}`, '-', '+')) as [[string, string[]]];
+    expect(headers['busbar-redis-entry']).toBe(originalEntry);
     fail = false;
     expect(await bus.redrive(topic, group, { idleMs: 500 })).toBe(1);
     await seen.waitForCount(2, 5_000);
