@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOutbox, createRelay, PostgresIdempotencyStore } from '../src/index.js';
 import { type TestDb, testDb, tx } from './helpers.js';
 
-const ok = (await brokerAvailable('postgres')) && (await brokerAvailable('rabbitmq'));
+const ok = (await brokerAvailable('postgres')) && (await brokerAvailable('redis'));
 
-describe.runIf(ok)('relay through a real broker (RabbitMQ)', () => {
+describe.runIf(ok)('relay through a real broker (Redis Streams)', () => {
   let db: TestDb;
   beforeAll(async () => {
     db = await testDb();
@@ -22,7 +22,7 @@ describe.runIf(ok)('relay through a real broker (RabbitMQ)', () => {
     const box = createOutbox({ table: outboxTable });
     const store = new PostgresIdempotencyStore({ pool: db.pool, table: idempotencyTable });
     await db.pool.query(`CREATE TABLE ${db.schema}.applied (message_id text, seq int)`);
-    const bus = await connect({ url: brokerUrls.rabbitmq, logger: silentLogger });
+    const bus = await connect({ url: brokerUrls.redis, logger: silentLogger });
     const topic = uniqueName('outbox');
     const group = uniqueName('g');
     const arrivals = collect<string>();
