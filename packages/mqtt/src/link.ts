@@ -4,6 +4,18 @@ import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 
 import { connectionError, reasonText } from './errors.js';
 import type { MqttOptions } from './options.js';
 
+/** Session expiry of persistent sessions: see the `sessionExpirySeconds` option. */
+export function sessionExpiry(ctx: TransportContext<MqttOptions>): number {
+  const { options } = ctx;
+  if (options.sessionExpirySeconds !== undefined) return options.sessionExpirySeconds;
+  return hasDefaultName(ctx) ? 300 : 86_400;
+}
+
+/** True when group sessions are named after the per-process default bus name. */
+export function hasDefaultName(ctx: TransportContext<MqttOptions>): boolean {
+  return ctx.options.clientIdBase === undefined && ctx.bus.name === `busbar-${process.pid}`;
+}
+
 /** CONNACK reason codes after which reconnecting cannot help. */
 const FATAL = new Set([0x84, 0x85, 0x86, 0x87, 0x8a, 0x8c]);
 
@@ -61,7 +73,7 @@ export class Link {
       manualConnect: true,
       properties: {
         receiveMaximum: Math.max(1, Math.min(65_535, spec.receiveMaximum)),
-        ...(spec.clean ? {} : { sessionExpiryInterval: options.sessionExpirySeconds }),
+        ...(spec.clean ? {} : { sessionExpiryInterval: sessionExpiry(ctx) }),
       },
       ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
       ...(password !== undefined ? { password } : {}),

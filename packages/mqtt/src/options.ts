@@ -50,9 +50,11 @@ export const mqttOptions = z.object({
     .optional(),
   /**
    * MQTT 5 session expiry of group members' persistent sessions, in seconds: how long the
-   * broker keeps a member's subscription and queued messages while it is offline. Default 1 day.
+   * broker keeps a member's subscription and queued messages while it is offline. Default 1 day,
+   * or 5 minutes when neither `name` nor `clientIdBase` is set (the default bus name changes with
+   * every process, so nothing would ever resume those sessions).
    */
-  sessionExpirySeconds: z.number().int().min(1).max(0xffff_fffe).default(86_400),
+  sessionExpirySeconds: z.number().int().min(1).max(0xffff_fffe).optional(),
   /**
    * Client id base for group members (default: the bus `name`). Member n of group g on topic t
    * uses `<base>:<g>:<t>:<n>`; it must be stable across restarts and distinct per process.

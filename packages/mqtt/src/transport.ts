@@ -10,7 +10,7 @@ import type {
 } from '@busbar/core/transport';
 import { sanitizeError } from '@busbar/core/transport';
 import { type ConsumerHost, freeMember, memberFamily, openSubscription, takeMember } from './consumer.js';
-import { Link } from './link.js';
+import { hasDefaultName, Link } from './link.js';
 import type { MqttOptions } from './options.js';
 import { Publisher } from './publisher.js';
 import { TopicMap } from './topics.js';
@@ -139,11 +139,10 @@ export class MqttTransport implements Transport {
   }
 
   #warnUnstableId(): void {
-    if (this.#warned || this.#ctx.options.clientIdBase !== undefined || this.#ctx.bus.name !== `busbar-${process.pid}`)
-      return;
+    if (this.#warned || !hasDefaultName(this.#ctx)) return;
     this.#warned = true;
     this.#ctx.logger.warn(
-      'MQTT group sessions are named after the bus name, which defaults to one per process id: set `name` (or `clientIdBase`) to a value stable across restarts, or messages queued for a previous process stay in its session',
+      'MQTT group sessions are named after the bus name, which defaults to one per process id: set `name` (or `clientIdBase`) to a value stable across restarts. Until then these sessions expire 5 minutes after the process ends, and the messages the broker handed them are lost',
     );
   }
 }
