@@ -101,6 +101,15 @@ export class Topology {
     }
   }
 
+  /**
+   * Whether `topic` exists. Asking kafkajs' admin about a missing topic by name
+   * makes its metadata refreshes fail until restart, so this lists topics instead.
+   */
+  async exists(topic: string): Promise<boolean> {
+    if (this.#known.has(topic)) return true;
+    return (await this.#config.admin.listTopics()).includes(topic);
+  }
+
   /** Partitions of `topic` that `groupId` has no committed offset for. */
   async uncommitted(groupId: string, topic: string): Promise<number[]> {
     const [entry] = await this.#config.admin.fetchOffsets({ groupId, topics: [topic] });

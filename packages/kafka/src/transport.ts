@@ -1,6 +1,7 @@
 import { ConfigError, ConnectionError, InvalidTopicError } from '@busbar/core';
 import type {
   Capabilities,
+  LagInfo,
   OutgoingRecord,
   SubscribeCallbacks,
   SubscribeSpec,
@@ -15,7 +16,7 @@ import { toBusbarError } from './errors.js';
 import { CompressionCodecs, CompressionTypes, Kafka, logLevel } from './kafkajs.js';
 import type { KafkaOptions } from './options.js';
 import { Publisher } from './publisher.js';
-import { Topology } from './topology.js';
+import { kafkaGroupId, Topology } from './topology.js';
 
 const capabilities: Capabilities = {
   durableGroups: true,
@@ -95,7 +96,9 @@ export class KafkaTransport implements Transport {
 
   #clientConfig(): KafkaConfig {
     const { url, options: o, bus, logger } = this.#context;
-    const brokers = [`${url.hostname || '127.0.0.1'}:${url.port || '9092'}`, ...(o.brokers ?? [])];
+    const seeds = this.#context.hosts.length > 0 ? this.#context.hosts : [url.host || '127.0.0.1'];
+    const withPort = seeds.map((host) => (/:\d+$/.test(host) ? host : `${host}:9092`));
+    const brokers = [...new Set([...withPort, ...(o.brokers ?? [])])];
     const username = decodeURIComponent(url.username);
     const password = decodeURIComponent(url.password);
     const secrets = this.#secrets;
@@ -183,6 +186,27 @@ export class KafkaTransport implements Transport {
       await this.#topology.declareGroup(topic, group);
     } catch (error) {
       throw toBusbarError(error, `Declaring group '${group}' on '${topic}' failed`, this.#secrets, topic);
+    }
+  }
+
+  /** Group lag on `topic`: log end offsets minus the group's committed offsets (in-flight messages count as lag). */
+  async lag(topic: string, group: string): Promise<LagInfo | undefined> {
+    try {
+      if (!(await this.#topology.exists(topic))) return undefined;
+      const [committed, end] = await Promise.all([
+        this.#admin.fetchOffsets({ groupId: kafkaGroupId(topic, group), topics: [topic] }),
+        this.#topology.endOffsets(topic),
+      ]);
+      const partitions = committed[0]?.partitions ?? [];
+      if (partitions.every((p) => Number(p.offset) < 0)) return undefined;
+      let lag = 0;
+      for (const p of partitions) {
+        const offset = Number(p.offset);
+        if (offset >= 0) lag += Math.max(0, Number(end.get(p.partition) ?? 0) - offset);
+      }
+      return { lag };
+    } catch (error) {
+      throw toBusbarError(error, `Reading the lag of '${group}' on '${topic}' failed`, this.#secrets, topic);
     }
   }
 

@@ -1,5 +1,5 @@
 import { connect, silentLogger } from '@busbar/core';
-import { brokerAvailable, brokerUrls, describeConformance } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, CANARY, describeConformance } from '@busbar/testing';
 import { describe } from 'vitest';
 import { driver } from '../src/index.js';
 
@@ -17,6 +17,9 @@ describe.runIf(ok)('kafka', () => {
       replay: false,
     },
     timeoutScale: 2,
-    settleMs: 300,
+    // subscribe() resolves once the group has joined and its start offsets are fixed: no settling needed.
+    settleMs: 0,
+    // No SASL on the test broker: a closed port, with the canary as password.
+    badCredentialsUrl: `kafka://busbar:${CANARY}@127.0.0.1:1`,
   });
 });
