@@ -1,4 +1,4 @@
-import { type Bus, ConfigError, connect, PermanentError, silentLogger } from '@busbar/core';
+import { type Bus, bytesCodec, ConfigError, connect, defineTopic, PermanentError, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -102,6 +102,23 @@ describe.runIf(ok)('redis transport', () => {
     fail = false;
     expect(await bus.redrive(topic, group, { idleMs: 500 })).toBe(1);
     await seen.waitForCount(2, 5_000);
+  });
+
+  it('keeps binary bodies byte for byte and text bodies with any Unicode', async () => {
+    const bus = await open();
+    const bin = defineTopic<Uint8Array>(uniqueName('bin'), undefined, { codec: bytesCodec });
+    const text = uniqueName('text');
+    const bytes = collect<Uint8Array>();
+    const texts = collect<unknown>();
+    await bus.subscribe(bin, async (m) => bytes.push(m.payload), { group: 'g' });
+    await bus.subscribe(text, async (m) => texts.push(m.payload), { group: 'g' });
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+    await bus.publish(bin, all);
+    await bus.publish(text, { s: 'zß水🚀\u0000"' });
+    await bytes.waitForCount(1, 5_000);
+    await texts.waitForCount(1, 5_000);
+    expect(Buffer.from(bytes.items[0] as Uint8Array).equals(Buffer.from(all))).toBe(true);
+    expect(texts.items[0]).toEqual({ s: 'zß水🚀\u0000"' });
   });
 
   it('broadcast subscriptions see messages published after subscribe, each subscriber all of them', async () => {
