@@ -45,6 +45,7 @@ export class Link {
   readonly #ctx: TransportContext<MqttOptions>;
   readonly #report: TransportContext<MqttOptions>['reportState'];
   #lastError: unknown;
+  #takenOver = false;
   #closed = false;
 
   constructor(ctx: TransportContext<MqttOptions>, spec: LinkSpec) {
@@ -86,6 +87,13 @@ export class Link {
     const bare = new URL(url.href);
     bare.username = '';
     bare.password = '';
+    // `mqtt://a:1883,b:1883`: mqtt.js fails over between the hosts.
+    if (ctx.hosts.length > 1) {
+      opts.servers = ctx.hosts.map((hostPort) => {
+        const { hostname, port } = new URL(`${url.protocol}//${hostPort}`);
+        return { host: hostname, port: Number(port || url.port || 1883) };
+      });
+    }
     this.client = mqtt.connect(bare.href, opts);
     this.client.on('connect', (packet: IConnackPacket) => {
       // PUBACKs are tiny: do not let Nagle hold them back.
@@ -105,6 +113,12 @@ export class Link {
     });
     this.client.on('disconnect', (packet) => {
       this.#lastError = new Error(`The broker disconnected us: ${reasonText(packet.reasonCode)}`);
+      if (packet.reasonCode === 0x8e && !this.#takenOver) {
+        this.#takenOver = true;
+        ctx.logger.warn(
+          `MQTT client id '${spec.clientId}' was taken over by another connection: do two processes use the same bus name?`,
+        );
+      }
     });
     this.client.on('offline', () => {
       report(this.name, 'reconnecting', this.#lastError);
@@ -150,6 +164,11 @@ export class Link {
   /** The broker's Receive Maximum (how many unacked QoS 1/2 publishes it takes from us). */
   get serverReceiveMaximum(): number {
     return this.client.serverProperties?.receiveMaximum ?? 65_535;
+  }
+
+  /** The broker's Maximum Packet Size from CONNACK (Mosquitto: `max_packet_size`), if it set one. */
+  get serverMaximumPacketSize(): number | undefined {
+    return this.client.serverProperties?.maximumPacketSize;
   }
 
   /** Disconnects; `graceful` waits for unacknowledged outgoing messages first. */

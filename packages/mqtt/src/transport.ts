@@ -30,7 +30,7 @@ const capabilities: Capabilities = {
 /** `mqtt://`, `mqtts://`, `ws://`, `wss://`: MQTT 5 on mqtt.js (tested against Mosquitto 2). */
 export class MqttTransport implements Transport {
   readonly capabilities = capabilities;
-  readonly maxPayloadBytes: number;
+  readonly #maxPayloadBytes: number;
   readonly #ctx: TransportContext<MqttOptions>;
   readonly #map: TopicMap;
   readonly #link: Link;
@@ -43,7 +43,7 @@ export class MqttTransport implements Transport {
   constructor(ctx: TransportContext<MqttOptions>) {
     this.#ctx = ctx;
     const { options } = ctx;
-    this.maxPayloadBytes = options.maxPayloadBytes;
+    this.#maxPayloadBytes = options.maxPayloadBytes;
     this.#map = new TopicMap(options.topicPrefix, options.retryTopicPrefix);
     const base = options.clientIdBase ?? ctx.bus.name;
     const will = options.will;
@@ -65,6 +65,13 @@ export class MqttTransport implements Transport {
     });
     this.#publisher = new Publisher(this.#link, this.#map, options, ctx.bus.publishTimeoutMs, ctx.secrets);
     this.#host = { ctx, map: this.#map, publisher: this.#publisher, base };
+  }
+
+  /** The configured limit, lowered to what the broker's Maximum Packet Size leaves for body and properties. */
+  get maxPayloadBytes(): number {
+    const packet = this.#link.serverMaximumPacketSize;
+    // Room for the fixed header, the topic and busbar's own properties.
+    return packet === undefined ? this.#maxPayloadBytes : Math.min(this.#maxPayloadBytes, Math.max(0, packet - 2_048));
   }
 
   validateTopic(topic: string): void {

@@ -42,7 +42,11 @@ export class PrivateMosquitto {
     return `mqtt://127.0.0.1:${this.port}`;
   }
 
-  async start(extra: string[] = []): Promise<void> {
+  #extra: string[] = [];
+
+  /** Starts (or restarts, with the same settings) the broker; `extra` config lines are kept for restarts. */
+  async start(extra?: string[]): Promise<void> {
+    if (extra) this.#extra = extra;
     if (this.port === 0) this.port = await freePort();
     // Started as root, Mosquitto drops to its own user: without this it cannot write its persistence file.
     chmodSync(this.dir, 0o777);
@@ -57,7 +61,7 @@ export class PrivateMosquitto {
         'set_tcp_nodelay true',
         'max_queued_messages 20000',
         'log_dest none',
-        ...extra,
+        ...this.#extra,
         '',
       ].join('\n'),
     );

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, PermanentError, silentLogger } from '@busbar/core';
+import { BusbarError, connect, PermanentError, silentLogger } from '@busbar/core';
 import { sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
@@ -14,7 +14,12 @@ describe.runIf(hasMosquitto)('mqtt on a private mosquitto (ACL, websockets, rest
     const acl = join(broker.dir, 'acl');
     // Anonymous clients may do anything except touch the dead-letter topics of `denied.*` topics.
     writeFileSync(acl, 'topic readwrite #\ntopic deny denied/+/+/dlq\n');
-    await broker.start([`acl_file ${acl}`, `listener ${wsPort} 127.0.0.1`, 'protocol websockets']);
+    await broker.start([
+      'max_packet_size 8192',
+      `acl_file ${acl}`,
+      `listener ${wsPort} 127.0.0.1`,
+      'protocol websockets',
+    ]);
   }, 10_000);
   afterAll(() => broker.destroy());
 
@@ -91,6 +96,32 @@ describe.runIf(hasMosquitto)('mqtt on a private mosquitto (ACL, websockets, rest
       );
       await waitFor(() => dead.length === 2, 10_000, 'both dead letters');
       expect(dead.sort()).toEqual([1, 2]);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it("lowers the payload limit to the broker's Maximum Packet Size", async () => {
+    const bus = await open(broker.url);
+    try {
+      const topic = `big.${uniqueName('t')}`;
+      const error = await bus.publish(topic, 'x'.repeat(7_000)).catch((e: unknown) => e);
+      expect(BusbarError.is(error, 'BUSBAR_PAYLOAD_TOO_LARGE'), String(error)).toBe(true);
+      await bus.publish(topic, 'x'.repeat(5_000));
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('fails over between the hosts of a multi-host URL', async () => {
+    const bus = await open(`mqtt://127.0.0.1:1,127.0.0.1:${broker.port}`);
+    try {
+      const topic = `multi.${uniqueName('t')}`;
+      const got: number[] = [];
+      await bus.subscribe<number>(topic, async (m) => void got.push(m.payload));
+      await bus.publish(topic, 7);
+      await waitFor(() => got.length === 1, 5_000, 'the message');
+      expect(got).toEqual([7]);
     } finally {
       await bus.close();
     }
