@@ -1,13 +1,12 @@
-import { existsSync } from 'node:fs';
 import { connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, collect, describeConformance, uniqueName } from '@busbar/testing';
 import { Cluster } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { driver, RedisIdempotencyStore } from '../src/index.js';
-import { type PrivateCluster, REDIS_SERVER, startCluster } from './private-redis.js';
+import { installed, type PrivateCluster, REDIS_CLI, REDIS_SERVER, startCluster } from './private-redis.js';
 
 // A private three-node Redis Cluster (redis-server + redis-cli --cluster create), when redis-server is installed.
-const ok = (await brokerAvailable('redis')) && existsSync(REDIS_SERVER);
+const ok = (await brokerAvailable('redis')) && installed(REDIS_SERVER) && installed(REDIS_CLI);
 const cluster: PrivateCluster | undefined = ok ? await startCluster() : undefined;
 const [first, second] = cluster?.ports ?? [0, 0];
 

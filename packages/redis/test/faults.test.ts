@@ -3,7 +3,7 @@ import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitF
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
-import { freePort, startRedis, stopRedis, tempDir } from './private-redis.js';
+import { freePort, installed, REDIS_SERVER, startRedis, stopRedis, tempDir } from './private-redis.js';
 
 const ok = await brokerAvailable('redis');
 
@@ -104,65 +104,69 @@ describe.runIf(ok)('redis faults', () => {
     }
   });
 
-  it('a private redis-server with AOF restarted mid-run: nothing lost', { timeout: 120_000 }, async () => {
-    const dir = tempDir('aof');
-    const port = await freePort();
-    const url = `redis://127.0.0.1:${port}`;
-    const aof = ['--appendonly', 'yes', '--appendfsync', 'everysec'];
-    let server = await startRedis(port, dir.path, aof);
-    const topic = uniqueName('aof');
-    const group = uniqueName('g');
-    const tally: Tally = { confirmed: new Set(), failed: 0, received: new Map() };
-    const options = {
-      url,
-      driver,
-      logger: silentLogger,
-      claimIdleMs: 5_000,
-      claimIntervalMs: 500,
-      publishTimeoutMs: 20_000,
-    };
-    const consumer = await connect(options);
-    const publisher = await connect(options);
-    try {
-      await consumer.subscribe(
-        topic,
-        async (m) => {
-          // Some failures so retries sit in the retry set across the restart; only successes are counted.
-          if (m.attempt === 1 && Number((m.payload as { n: number }).n) % 50 === 0)
-            throw new Error('first attempt fails');
-          tally.received.set(m.id, (tally.received.get(m.id) ?? 0) + 1);
-        },
-        {
-          group,
-          concurrency: 8,
-          handlerTimeoutMs: 2_000,
-          retry: { maxAttempts: 5, initialDelayMs: 500, maxDelayMs: 1_000 },
-        },
-      );
-      let restarted = false;
-      await publishAll(publisher, topic, 3_000, 10, tally, async (done) => {
-        if (!restarted && done >= 1_500) {
-          restarted = true;
-          await stopRedis(server);
-          server = await startRedis(port, dir.path, aof);
-        }
-        if (done % 100 === 0) await sleep(5);
-      });
-      expect(restarted).toBe(true);
-      await waitFor(
-        () => [...tally.confirmed].every((id) => tally.received.has(id)),
-        60_000,
-        'every confirmed message',
-      );
-      const figures = summary(tally);
-      console.info(`redis AOF restart: ${JSON.stringify(figures)}`);
-      expect(figures.lost).toBe(0);
-      expect(figures.confirmed).toBe(3_000);
-    } finally {
-      await consumer.close();
-      await publisher.close();
-      await stopRedis(server);
-      dir.remove();
-    }
-  });
+  it.runIf(installed(REDIS_SERVER))(
+    'a private redis-server with AOF restarted mid-run: nothing lost',
+    { timeout: 120_000 },
+    async () => {
+      const dir = tempDir('aof');
+      const port = await freePort();
+      const url = `redis://127.0.0.1:${port}`;
+      const aof = ['--appendonly', 'yes', '--appendfsync', 'everysec'];
+      let server = await startRedis(port, dir.path, aof);
+      const topic = uniqueName('aof');
+      const group = uniqueName('g');
+      const tally: Tally = { confirmed: new Set(), failed: 0, received: new Map() };
+      const options = {
+        url,
+        driver,
+        logger: silentLogger,
+        claimIdleMs: 5_000,
+        claimIntervalMs: 500,
+        publishTimeoutMs: 20_000,
+      };
+      const consumer = await connect(options);
+      const publisher = await connect(options);
+      try {
+        await consumer.subscribe(
+          topic,
+          async (m) => {
+            // Some failures so retries sit in the retry set across the restart; only successes are counted.
+            if (m.attempt === 1 && Number((m.payload as { n: number }).n) % 50 === 0)
+              throw new Error('first attempt fails');
+            tally.received.set(m.id, (tally.received.get(m.id) ?? 0) + 1);
+          },
+          {
+            group,
+            concurrency: 8,
+            handlerTimeoutMs: 2_000,
+            retry: { maxAttempts: 5, initialDelayMs: 500, maxDelayMs: 1_000 },
+          },
+        );
+        let restarted = false;
+        await publishAll(publisher, topic, 3_000, 10, tally, async (done) => {
+          if (!restarted && done >= 1_500) {
+            restarted = true;
+            await stopRedis(server);
+            server = await startRedis(port, dir.path, aof);
+          }
+          if (done % 100 === 0) await sleep(5);
+        });
+        expect(restarted).toBe(true);
+        await waitFor(
+          () => [...tally.confirmed].every((id) => tally.received.has(id)),
+          60_000,
+          'every confirmed message',
+        );
+        const figures = summary(tally);
+        console.info(`redis AOF restart: ${JSON.stringify(figures)}`);
+        expect(figures.lost).toBe(0);
+        expect(figures.confirmed).toBe(3_000);
+      } finally {
+        await consumer.close();
+        await publisher.close();
+        await stopRedis(server);
+        dir.remove();
+      }
+    },
+  );
 });

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,18 @@ import { reachable, waitFor } from '@busbar/testing';
 import { Redis } from 'ioredis';
 
 /** Helpers for tests that need their own redis-server (AOF restarts, a cluster): never the shared one. */
-export const REDIS_SERVER = '/usr/bin/redis-server';
+export const REDIS_SERVER = 'redis-server';
+export const REDIS_CLI = 'redis-cli';
+
+/** True when `command` is on the PATH (checked with `--version`). */
+export function installed(command: string): boolean {
+  try {
+    execFileSync(command, ['--version'], { stdio: 'ignore', timeout: 5_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -92,14 +103,7 @@ export async function startCluster(): Promise<PrivateCluster> {
       children.push(await startRedis(port, dir, clusterArgs));
     }
     const nodes = ports.map((p) => `127.0.0.1:${p}`);
-    await promisify(execFile)('redis-cli', [
-      '--cluster',
-      'create',
-      ...nodes,
-      '--cluster-replicas',
-      '0',
-      '--cluster-yes',
-    ]);
+    await promisify(execFile)(REDIS_CLI, ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes']);
     for (const port of ports) {
       const probe = new Redis({ port, host: '127.0.0.1' });
       await waitFor(
