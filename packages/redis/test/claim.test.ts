@@ -76,6 +76,69 @@ describe.runIf(ok)('redis claim loop', () => {
     }
   });
 
+  it('a restart with the same consumerName re-reads its own pending entries at once; deleted ones are acked away', {
+    timeout: 60_000,
+  }, async () => {
+    const target = new URL(brokerUrls.redis);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 6379) } });
+    const topic = uniqueName('own');
+    const group = uniqueName('g');
+    const consumerName = uniqueName('fixed');
+    // A claim threshold far beyond the test: only the re-read of own pending entries can bring them back.
+    const options = {
+      driver,
+      logger: silentLogger,
+      consumerName,
+      claimIdleMs: 120_000,
+      publishTimeoutMs: 1_000,
+      closeTimeoutMs: 200,
+    };
+    const admin = new Redis(brokerUrls.redis);
+    const first = await connect({ url: proxy.url(brokerUrls.redis), ...options });
+    let second: Bus | undefined;
+    try {
+      const started = collect<string>();
+      await first.subscribe(
+        topic,
+        async (m) => {
+          started.push(m.id);
+          await new Promise(() => {});
+        },
+        { group, concurrency: 4, prefetch: 4 },
+      );
+      await first.publishBatch(
+        topic,
+        ['m0', 'm1', 'm2', 'm3'].map((id) => ({ payload: { id }, id })),
+      );
+      await started.waitForCount(4, 5_000);
+      proxy.refuse(60_000);
+      // Two of the pending entries disappear (trimmed or deleted) while pending.
+      const entries = (await admin.xrange(`busbar:{${topic}}`, '-', '+')) as [string, string[]][];
+      await admin.xdel(
+        `busbar:{${topic}}`,
+        (entries[0] as [string, string[]])[0],
+        (entries[1] as [string, string[]])[0],
+      );
+      const restartedAt = Date.now();
+      second = await connect({ url: brokerUrls.redis, ...options });
+      const got = collect<{ id: string; attempt: number }>();
+      await second.subscribe(topic, async (m) => got.push({ id: m.id, attempt: m.attempt }), { group });
+      await got.waitForCount(2, 10_000);
+      expect(Date.now() - restartedAt).toBeLessThan(10_000);
+      expect(got.items.map((g) => g.id).sort()).toEqual(['m2', 'm3']);
+      expect(got.items.every((g) => g.attempt === 2)).toBe(true);
+      await expect
+        .poll(async () => ((await admin.xpending(`busbar:{${topic}}`, group)) as [number])[0], { timeout: 5_000 })
+        .toBe(0);
+    } finally {
+      await second?.close();
+      await first.close().catch(() => undefined);
+      await proxy.close();
+      await admin.del(`busbar:{${topic}}`, `busbar:{${topic}}:retry:${group}`);
+      admin.disconnect();
+    }
+  });
+
   it('a slow member keeps an entry it holds past the threshold (its idle time is refreshed)', {
     timeout: 30_000,
   }, async () => {
