@@ -2,7 +2,7 @@ import { driver } from '@busbar/redis';
 import { Redis } from 'ioredis';
 import { busbarSide } from './lib/busbar-side.js';
 import type { BrokerBench, Running, Side } from './lib/types.js';
-import { BATCH, PREFETCH, pool, uniqueTopic, WINDOW } from './lib/util.js';
+import { BATCH, PREFETCH, pool, uniqueGroup, uniqueTopic, WINDOW } from './lib/util.js';
 
 const url = process.env.BUSBAR_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Entries per pipeline on the raw side (PERFORMANCE.md: pipelines of 100). */
@@ -30,7 +30,7 @@ async function rawSide(): Promise<Side> {
   return {
     label: 'raw',
     async fresh() {
-      const target = { topic: uniqueTopic(), group: 'g' };
+      const target = { topic: uniqueTopic(), group: uniqueGroup() };
       await redis.xgroup('CREATE', key(target.topic), target.group, '$', 'MKSTREAM');
       return target;
     },

@@ -92,7 +92,7 @@ async function benchBroker(bench: BrokerBench): Promise<BrokerResult> {
       try {
         scenarios.push(await runScenario(bench, { busbar, ...(raw ? { raw } : {}) }, scenario, config));
       } catch (error) {
-        console.log(`  ${scenario} failed: ${String(error)}`);
+        console.log(`  ${scenario} failed: ${(error as Error).stack ?? String(error)}`);
         scenarios.push({
           scenario,
           messages: 0,
@@ -196,7 +196,11 @@ ${markdownTable(HEADERS, table)}
 `;
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+// Exit explicitly: client libraries (kafkajs timers) can keep the event loop alive after close.
+main().then(
+  () => process.exit(process.exitCode ?? 0),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -8,7 +8,7 @@ import {
   silentLogger,
 } from '@busbar/core';
 import type { Running, Side, Target } from './types.js';
-import { BATCH, CONCURRENCY, PREFETCH, uniqueTopic, WINDOW } from './util.js';
+import { BATCH, CONCURRENCY, PREFETCH, uniqueGroup, uniqueTopic, WINDOW } from './util.js';
 
 export interface BusbarSideOptions {
   readonly connect: ConnectOptions;
@@ -29,7 +29,7 @@ export async function busbarSide(label: string, options: BusbarSideOptions): Pro
   return {
     label,
     async fresh() {
-      const target = { topic: uniqueTopic(), group: 'g' };
+      const target = { topic: uniqueTopic(), group: uniqueGroup() };
       if (options.declareGroup !== false) {
         // A group exists once it has been subscribed; closing keeps it (durable) for the backlog.
         const sub = await bus.subscribe(topicOf(target), () => undefined, { group: target.group });

@@ -84,10 +84,10 @@ export async function block(
         const t0 = performance.now();
         if (!bench.backlog) await side.publishConcurrent(target, count, payload);
         await deadline(running.done, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} consume`);
-        // With a backlog, time from the first delivery (group joins, e.g. Kafka's, are not consumption).
-        const elapsed = bench.backlog ? last - first : last - t0;
-        const n = bench.backlog ? count - 1 : count;
-        return sample(n, elapsed, cpu, count);
+        // From when the subscription was live (or the first delivery, if earlier): a group join
+        // (Kafka's takes seconds) is not consumption, but the first fetch is.
+        const start = bench.backlog && first > 0 ? Math.min(first, t0) : t0;
+        return sample(count, last - start, cpu);
       } finally {
         await running.close();
       }

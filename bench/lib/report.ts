@@ -48,7 +48,7 @@ export function gitCommit(): string {
 
 const LABEL: Record<Scenario, string> = {
   publishBatch: 'publishBatch',
-  publishConcurrent: 'publish x1000 in flight',
+  publishConcurrent: 'publish, concurrent',
   consume: 'consume + ack',
   latency: 'e2e latency',
 };

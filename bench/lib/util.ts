@@ -10,6 +10,12 @@ export const CONCURRENCY = 100;
 let counter = 0;
 const runId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 
+/** A group name no other block uses (Kafka group ids are global, not per topic). */
+export function uniqueGroup(): string {
+  counter++;
+  return `g${runId}x${counter}`;
+}
+
 /** A topic name no other run uses, portable on every broker (first segment unique too: NATS streams are per first segment). */
 export function uniqueTopic(): string {
   counter++;
