@@ -3,7 +3,7 @@
  * busbar against the raw client on every broker that answers, interleaved in one process.
  * `--rss` runs the backlog memory test instead (`--rss-messages 1000000`).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -134,6 +134,11 @@ async function main(): Promise<void> {
     const file = path.join(resultsDir, `rss-${stamp}.json`);
     writeFileSync(file, `${JSON.stringify({ started, machine: info, commit: gitCommit(), rss }, null, 2)}\n`);
     console.log(`\nJSON: ${path.relative(process.cwd(), file)}`);
+    if (!values['no-md']) {
+      const section = rssMarkdown(started, info, Number(values['rss-messages']), rss);
+      writeFileSync(resultsFile, withRssSection(readResults(), section));
+      console.log('Markdown: bench/RESULTS.md (backlog memory section)');
+    }
     return;
   }
 
@@ -160,9 +165,35 @@ async function main(): Promise<void> {
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`\nJSON: ${path.relative(process.cwd(), file)}`);
   if (!values['no-md']) {
-    writeFileSync(path.join(benchDir, 'RESULTS.md'), resultsMarkdown(json, table));
+    const previous = /<!-- rss:start -->[\s\S]*<!-- rss:end -->/.exec(readResults())?.[0];
+    writeFileSync(resultsFile, withRssSection(resultsMarkdown(json, table), previous));
     console.log('Markdown: bench/RESULTS.md');
   }
+}
+
+const resultsFile = path.join(benchDir, 'RESULTS.md');
+
+function readResults(): string {
+  return existsSync(resultsFile) ? readFileSync(resultsFile, 'utf8') : '# busbar bench results\n';
+}
+
+/** Replaces (or appends) the backlog memory section, kept between markers so each kind of run updates only its part. */
+function withRssSection(text: string, section: string | undefined): string {
+  if (!section) return text;
+  const marked = section.startsWith('<!-- rss:start -->') ? section : `<!-- rss:start -->\n${section}<!-- rss:end -->`;
+  const re = /<!-- rss:start -->[\s\S]*<!-- rss:end -->/;
+  return re.test(text) ? text.replace(re, marked) : `${text.trimEnd()}\n\n${marked}\n`;
+}
+
+function rssMarkdown(started: Date, m: ReturnType<typeof machine>, messages: number, rss: RssResult[]): string {
+  return `## Memory while draining a backlog (\`npm run bench -- --rss\`)
+
+Run ${started.toISOString()} on the same kind of machine (${m.cpu}, ${m.cores} cores, Node ${m.node}): a backlog of
+${messages.toLocaleString('en-US')} messages is published through busbar, then a fresh process drains it with a group
+subscription (prefetch ${1000}, concurrency ${100}); RSS is that process's resident memory.
+
+${markdownTable(RSS_HEADERS, rssRows(rss))}
+`;
 }
 
 function resultsMarkdown(

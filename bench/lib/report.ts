@@ -15,6 +15,8 @@ export interface RssResult {
   readonly drainRate: number;
   readonly baselineRssMb: number;
   readonly peakRssMb: number;
+  /** RSS at 10%, 50% and 90% of the drain */
+  readonly atMb?: readonly number[];
   readonly error?: string;
 }
 
@@ -117,17 +119,25 @@ export function markdownTable(header: readonly string[], body: readonly string[]
   return [line(header), line(header.map(() => '---')), ...body.map(line)].join('\n');
 }
 
-export const RSS_HEADERS = ['transport', 'backlog', 'drain rate', 'RSS before', 'peak RSS while draining'];
+export const RSS_HEADERS = [
+  'transport',
+  'backlog',
+  'drain rate',
+  'RSS before',
+  'RSS at 10 / 50 / 90%',
+  'peak RSS while draining',
+];
 
 export function rssRows(results: readonly RssResult[]): string[][] {
   return results.map((r) =>
     r.error
-      ? [r.transport, String(r.backlog), `error: ${r.error.slice(0, 80)}`, '', '']
+      ? [r.transport, r.backlog.toLocaleString('en-US'), r.error.slice(0, 80), '', '', '']
       : [
           r.transport,
           r.backlog.toLocaleString('en-US'),
           `${rate(r.drainRate)}/s`,
           `${r.baselineRssMb.toFixed(0)} MB`,
+          `${(r.atMb ?? []).join(' / ')} MB`,
           `${r.peakRssMb.toFixed(0)} MB`,
         ],
   );
