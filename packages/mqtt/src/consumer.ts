@@ -54,7 +54,7 @@ export function freeMember(family: string, n: number): void {
   if (used?.size === 0) members.delete(family);
 }
 
-async function subscribeFilter(link: Link, filter: string): Promise<void> {
+async function subscribeFilter(link: Link, filter: string, onError: (error: Error) => void): Promise<void> {
   const granted = await link.client.subscribeAsync(filter, { qos: 1, rh: 1 });
   const code = granted[0]?.qos;
   if (code === undefined || code > 2) {
@@ -68,8 +68,12 @@ async function subscribeFilter(link: Link, filter: string): Promise<void> {
   // Subscribe again on every reconnect, even when the session was resumed: Mosquitto 2.0 restores
   // a persistent session after a restart but not its shared subscriptions.
   link.client.on('connect', () => {
-    link.client.subscribe(filter, { qos: 1, rh: 1 }, (error) => {
-      if (error) link.client.emit('error', error);
+    link.client.subscribe(filter, { qos: 1, rh: 1 }, (error, granted) => {
+      const code = granted?.[0]?.qos;
+      if (error || code === undefined || code > 2) {
+        const reason = error ? 'connection lost' : `reason 0x${(code ?? 0x80).toString(16)}`;
+        onError(new ConnectionError(`Subscribing again to '${filter}' after a reconnect failed (${reason})`));
+      }
     });
   });
 }
@@ -142,6 +146,7 @@ export async function openSubscription(
     await subscribeFilter(
       main,
       group === undefined ? map.toPath(spec.topic) : TopicMap.shared(group, map.toPath(spec.topic)),
+      callbacks.onError,
     );
     if (group !== undefined) {
       const retryLink = new Link(ctx, {
@@ -167,7 +172,7 @@ export async function openSubscription(
         retryTimers.add(timer);
       });
       await retryLink.connect();
-      await subscribeFilter(retryLink, TopicMap.shared(group, map.retryPath(group, spec.topic)));
+      await subscribeFilter(retryLink, TopicMap.shared(group, map.retryPath(group, spec.topic)), callbacks.onError);
       acksList.push(retryAcks);
     }
   } catch (error) {
