@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { BusbarError } from '@busbar/core';
 import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -175,5 +176,27 @@ describe.runIf(ok)('mqtt: bad input', () => {
       const field = Object.keys(options)[0] as string;
       expect((error as Error).message, JSON.stringify(options)).toContain(field);
     }
+  });
+
+  it('never shows a password given as an option when connecting fails', async () => {
+    const secret = 'busbar-canary-secret';
+    const logs: string[] = [];
+    const logger = {
+      debug: (m: string) => void logs.push(m),
+      info: (m: string) => void logs.push(m),
+      warn: (m: string, f?: unknown) => void logs.push(m, inspect(f)),
+      error: (m: string, f?: unknown) => void logs.push(m, inspect(f)),
+    };
+    const error = await openBus({
+      url: 'mqtt://busbar@127.0.0.1:1',
+      password: secret,
+      connectTimeoutMs: 1_000,
+      logger,
+    }).catch((e: unknown) => e);
+    expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
+    const text = [inspect(error, { depth: 10 }), JSON.stringify(error), String((error as Error).stack), ...logs].join(
+      '\n',
+    );
+    expect(text).not.toContain(secret);
   });
 });
