@@ -22,6 +22,7 @@ export type BusbarErrorCode =
   | 'BUSBAR_VALIDATION'
   | 'BUSBAR_UNSUPPORTED'
   | 'BUSBAR_HANDLER_TIMEOUT'
+  | 'BUSBAR_DUPLICATE'
   | 'BUSBAR_PERMANENT';
 
 export interface BusbarErrorOptions {

@@ -21,7 +21,7 @@ export class AlreadyProcessedError extends BusbarError {
   readonly key: string;
   constructor(key: string) {
     super(
-      'BUSBAR_TIMEOUT',
+      'BUSBAR_DUPLICATE',
       `Idempotency key '${key}' was already recorded by another attempt; roll back this transaction`,
       {
         retryable: true,
