@@ -1,14 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
-import { deferred, HEADER, sanitizeError } from '@busbar/core/transport';
+import { deferred, sanitizeError } from '@busbar/core/transport';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { decode, KAFKA_HEADER } from './codec.js';
+import { Committer } from './commits.js';
 import { KafkaDelivery, type SettleHost } from './delivery.js';
 import { startConsumer } from './native.js';
 import type { KafkaOptions } from './options.js';
 import type { Publisher } from './publisher.js';
+import { publishRetry } from './retry.js';
 import { isDeadLetterReader, kafkaGroupId, retryTopicFor, type Topology } from './topology.js';
-import { PartitionTracker, type TrackedOffset } from './tracker.js';
+import type { PartitionTracker, TrackedOffset } from './tracker.js';
 
 export interface ConsumerDeps {
   readonly kafka: Kafka;
@@ -24,8 +26,6 @@ export interface ConsumerDeps {
     error?: unknown,
   ) => void;
 }
-
-const key = (topic: string, partition: number) => `${partition}\u0000${topic}`;
 
 /**
  * One subscription = one kafkajs consumer in the group (a unique group for a
@@ -46,15 +46,13 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   #lastActivity = Date.now();
   #replacing = false;
   readonly #name: string;
-  readonly #trackers = new Map<string, PartitionTracker>();
+  readonly #commits: Committer;
   readonly #holds = new Map<number, NodeJS.Timeout>();
   #waiters: (() => void)[] = [];
   #unsettled = 0;
   #stopping = false;
   #positioned = false;
   readonly #joined = deferred();
-  #commitTimer: NodeJS.Timeout | undefined;
-  #committing: Promise<void> | undefined;
 
   constructor(spec: SubscribeSpec, callbacks: SubscribeCallbacks, deps: ConsumerDeps) {
     this.#spec = spec;
@@ -67,10 +65,13 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     this.#name = `consumer ${spec.topic} (${spec.group ?? 'broadcast'})`;
     // Awaited (raced) in start(); a crash after that must not surface as an unhandled rejection.
     this.#joined.promise.catch(() => undefined);
-  }
-
-  get settleCommits(): boolean {
-    return !this.#broadcast;
+    this.#commits = new Committer({
+      name: this.#name,
+      intervalMs: deps.options.commitIntervalMs,
+      logger: deps.logger,
+      secrets: deps.secrets,
+      consumer: () => this.#consumer,
+    });
   }
 
   async start(): Promise<void> {
@@ -112,7 +113,9 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       onJoin: (c, assignment) => {
         if (c === this.#consumer) this.#onJoin(c, assignment);
       },
-      onRebalancing: () => void this.#flush(),
+      onRebalancing: () => {
+        if (!this.#broadcast) void this.#commits.flush();
+      },
       onActivity: () => {
         this.#lastActivity = Date.now();
       },
@@ -159,13 +162,10 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   }
 
   #onJoin(c: Consumer, assignment: Record<string, number[]>): void {
-    const owned = new Set<string>();
-    for (const [topic, partitions] of Object.entries(assignment)) for (const p of partitions) owned.add(key(topic, p));
-    // Partitions lost in the rebalance: never commit for them again (their new owner reads from the last commit).
-    for (const [k, tracker] of this.#trackers) {
-      if (!owned.has(k)) this.#trackers.delete(k);
-      else if (tracker.fetchNext !== undefined) {
-        // kafkajs restarts kept partitions from the committed offset: continue after what core already holds.
+    // Partitions lost in the rebalance are never committed again (their new owner reads from the last commit).
+    for (const tracker of this.#commits.assign(assignment)) {
+      // kafkajs restarts kept partitions from the committed offset: continue after what core already holds.
+      if (tracker.fetchNext !== undefined) {
         c.seek({ topic: tracker.topic, partition: tracker.partition, offset: String(tracker.fetchNext) });
       }
     }
@@ -217,12 +217,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     const { batch, resolveOffset, heartbeat, isRunning, isStale, pause } = payload;
     const { topic, partition } = batch;
     const fromRetry = topic === this.retryTopic;
-    const k = key(topic, partition);
-    let tracker = this.#trackers.get(k);
-    if (!tracker) {
-      tracker = new PartitionTracker(topic, partition);
-      this.#trackers.set(k, tracker);
-    }
+    const tracker = this.#commits.tracker(topic, partition);
     const prefetch = this.#spec.prefetch;
     for (const message of batch.messages) {
       if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
@@ -235,7 +230,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       }
       while (this.#unsettled >= prefetch) {
         await this.#waitForRoom();
-        if (this.#stopping || !isRunning() || isStale()) return;
+        if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
         await heartbeat();
       }
       const entry = tracker.add(Number(message.offset));
@@ -278,93 +273,23 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       this.#waiters = [];
       for (const wake of waiters) wake();
     }
-    if (this.#broadcast) return;
     if (released) {
       entry.released = true;
-      if (this.#stopping || this.#trackers.get(key(tracker.topic, tracker.partition)) !== tracker) return;
+      if (this.#broadcast || this.#stopping || !this.#commits.owns(tracker)) return;
       // Give it back within this consumer: read the partition again from here.
       tracker.rewind(entry);
       this.#consumer?.seek({ topic: tracker.topic, partition: tracker.partition, offset: String(entry.offset) });
       return;
     }
     entry.done = true;
-    if (tracker.advance()) this.#commitSoon();
+    // Broadcast offsets are tracked (to free memory) but never committed.
+    if (tracker.advance() && !this.#broadcast) this.#commits.soon();
   }
 
   /** From KafkaDelivery: schedule a retry on the group's retry topic. */
-  async scheduleRetry(
-    delivery: KafkaDelivery,
-    delayMs: number,
-    attempt: number,
-    headers: Readonly<Record<string, string>>,
-  ): Promise<void> {
-    const topic = this.retryTopic;
-    if (topic === undefined) throw new Error('A broadcast subscription has no retry topic');
-    await this.#deps.publisher.publish(
-      [
-        {
-          topic,
-          id: delivery.id,
-          key: delivery.key,
-          headers,
-          body: delivery.body,
-          contentType: '',
-          timestamp: delivery.timestamp,
-        },
-      ],
-      {
-        [HEADER.attempt]: String(attempt),
-        [HEADER.topic]: delivery.topic,
-        [KAFKA_HEADER.due]: String(Date.now() + delayMs),
-      },
-    );
-  }
-
-  #commitSoon(): void {
-    if (this.#commitTimer !== undefined || this.#committing !== undefined) return;
-    this.#commitTimer = setTimeout(() => {
-      this.#commitTimer = undefined;
-      void this.#flush();
-    }, this.#deps.options.commitIntervalMs);
-  }
-
-  /** Commits every partition whose committable offset moved. One commit in flight at a time. */
-  async #flush(): Promise<void> {
-    while (this.#committing) await this.#committing;
-    if (this.#broadcast) return;
-    const due: { tracker: PartitionTracker; offset: number }[] = [];
-    for (const tracker of this.#trackers.values()) {
-      const offset = tracker.dirty();
-      if (offset !== undefined) due.push({ tracker, offset });
-    }
-    const consumer = this.#consumer;
-    if (due.length === 0 || consumer === undefined) return;
-    this.#committing = consumer
-      .commitOffsets(
-        due.map(({ tracker, offset }) => ({
-          topic: tracker.topic,
-          partition: tracker.partition,
-          offset: String(offset),
-        })),
-      )
-      .then(
-        () => {
-          for (const { tracker, offset } of due) tracker.committed(offset);
-        },
-        (error: unknown) => {
-          this.#deps.logger.warn(
-            `Kafka ${this.#name}: committing offsets failed; the messages may be delivered again`,
-            {
-              error: sanitizeError(error, this.#deps.secrets),
-            },
-          );
-        },
-      )
-      .finally(() => {
-        this.#committing = undefined;
-      });
-    await this.#committing;
-    if (!this.#stopping) for (const { tracker } of due) if (tracker.dirty() !== undefined) this.#commitSoon();
+  scheduleRetry(delivery: KafkaDelivery, delayMs: number, attempt: number, headers: Readonly<Record<string, string>>) {
+    if (this.retryTopic === undefined) return Promise.reject(new Error('A broadcast subscription has no retry topic'));
+    return publishRetry(this.#deps.publisher, this.retryTopic, delivery, delayMs, attempt, headers);
   }
 
   #pauseAll(): void {
@@ -387,10 +312,8 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
 
   async close(): Promise<void> {
     await this.stop();
-    if (this.#commitTimer !== undefined) clearTimeout(this.#commitTimer);
-    this.#commitTimer = undefined;
     // A graceful close commits what finished (kafkajs' disconnect does not, kafkajs#507).
-    await this.#flush();
+    if (!this.#broadcast) await this.#commits.close();
     if (this.#watchdog) clearInterval(this.#watchdog);
     await this.#consumer?.disconnect().catch(() => undefined);
   }

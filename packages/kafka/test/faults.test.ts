@@ -122,7 +122,19 @@ describe.runIf(ok)('kafka faults on a private broker', () => {
     });
     expect(restart).toBeDefined();
     await restart;
-    await waitFor(() => [...resolved].every((id) => seen.has(id)), 90_000, 'every resolved message after the restart');
+    await waitFor(
+      () => [...resolved].every((id) => seen.has(id)),
+      90_000,
+      'every resolved message after the restart',
+    ).catch((e) => {
+      console.log(
+        `[kafka fault] restart: missing ${[...resolved].filter((id) => !seen.has(id)).length} ${[...resolved]
+          .filter((id) => !seen.has(id))
+          .slice(0, 20)
+          .join(',')} ${JSON.stringify(consumer.health())}\n`,
+      );
+      throw e;
+    });
     const lost = [...resolved].filter((id) => !seen.has(id)).length;
     const duplicates = [...seen.values()].reduce((sum, n) => sum + n - 1, 0);
     console.log(

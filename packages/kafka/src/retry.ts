@@ -1,0 +1,33 @@
+import type { Delivery } from '@busbar/core/transport';
+import { HEADER } from '@busbar/core/transport';
+import { KAFKA_HEADER } from './codec.js';
+import type { Publisher } from './publisher.js';
+
+/**
+ * Writes a failed message to its group's retry topic (acks=all) with the
+ * attempt, original topic and due time in headers, keeping id, key, body,
+ * timestamp and headers.
+ */
+export function publishRetry(
+  publisher: Publisher,
+  retryTopic: string,
+  delivery: Delivery,
+  delayMs: number,
+  attempt: number,
+  headers: Readonly<Record<string, string>>,
+): Promise<void> {
+  const record = {
+    topic: retryTopic,
+    id: delivery.id,
+    key: delivery.key,
+    headers,
+    body: delivery.body,
+    contentType: '',
+    timestamp: delivery.timestamp,
+  };
+  return publisher.publish([record], {
+    [HEADER.attempt]: String(attempt),
+    [HEADER.topic]: delivery.topic,
+    [KAFKA_HEADER.due]: String(Date.now() + delayMs),
+  });
+}
