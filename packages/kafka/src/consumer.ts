@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
-import { deferred, sanitizeError } from '@busbar/core/transport';
+import { deferred, sanitizeError, withTimeout } from '@busbar/core/transport';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { decode, KAFKA_HEADER } from './codec.js';
 import { Committer } from './commits.js';
@@ -313,8 +313,10 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   async close(): Promise<void> {
     await this.stop();
     // A graceful close commits what finished (kafkajs' disconnect does not, kafkajs#507).
-    if (!this.#broadcast) await this.#commits.close();
+    // Both are bounded: with the broker gone kafkajs retries for a long time, and a close must end.
+    const bound = Math.max(this.#deps.options.sessionTimeoutMs, 10_000);
+    if (!this.#broadcast) await withTimeout(this.#commits.close(), bound, 'final commit').catch(() => undefined);
     if (this.#watchdog) clearInterval(this.#watchdog);
-    await this.#consumer?.disconnect().catch(() => undefined);
+    await withTimeout(this.#consumer?.disconnect() ?? Promise.resolve(), bound, 'disconnect').catch(() => undefined);
   }
 }

@@ -125,28 +125,36 @@ export class Publisher {
     }
     const topicMessages: TopicMessages[] = [];
     for (const [topic, messages] of byTopic) topicMessages.push({ topic, messages });
-    try {
-      await this.#config.ensureTopics(byTopic.keys());
-      await this.connect();
-      await withTimeout(
-        this.#producer.sendBatch({ topicMessages, acks: -1, compression: this.#config.compression }),
-        this.#config.timeoutMs,
-        `Publishing ${batch.length === 1 ? 'to' : 'a batch to'} Kafka timed out after ${this.#config.timeoutMs} ms`,
-      );
-      this.#config.onState('up');
-      for (const pending of batch) pending.done.resolve();
-    } catch (error) {
-      const type = errorType(error);
-      // A send that outlived the publish timeout may be stuck on a dead connection kafkajs never notices.
-      if ((type !== undefined && FENCED.has(type)) || BusbarError.is(error, 'BUSBAR_TIMEOUT')) this.#replace();
-      const topics = [...byTopic.keys()].join("', '");
-      const failure = toBusbarError(
-        error,
-        `Publishing to '${topics}' failed`,
-        this.#config.secrets,
-        [...byTopic.keys()][0],
-      );
-      for (const pending of batch) pending.done.reject(failure);
+    const deadline = Date.now() + this.#config.timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#config.ensureTopics(byTopic.keys());
+        await this.connect();
+        await withTimeout(
+          this.#producer.sendBatch({ topicMessages, acks: -1, compression: this.#config.compression }),
+          Math.max(1, deadline - Date.now()),
+          `Publishing to Kafka timed out after ${this.#config.timeoutMs} ms`,
+        );
+        this.#config.onState('up');
+        for (const pending of batch) pending.done.resolve();
+        return;
+      } catch (error) {
+        const type = errorType(error);
+        const fenced = type !== undefined && FENCED.has(type);
+        // A send that outlived the publish timeout may be stuck on a dead connection kafkajs never notices.
+        if (fenced || BusbarError.is(error, 'BUSBAR_TIMEOUT')) this.#replace();
+        // The broker refused the batch for its sequence numbers (kafkajs#598): a fresh producer sends it again.
+        if (fenced && attempt < 3 && Date.now() < deadline) continue;
+        const topics = [...byTopic.keys()];
+        const failure = toBusbarError(
+          error,
+          `Publishing to '${topics.join("', '")}' failed`,
+          this.#config.secrets,
+          topics[0],
+        );
+        for (const pending of batch) pending.done.reject(failure);
+        return;
+      }
     }
   }
 

@@ -163,7 +163,7 @@ export class KafkaTransport implements Transport {
       publisher: this.#publisher,
       logger: this.#context.logger,
       secrets: this.#secrets,
-      joinTimeoutMs: Math.max(this.#context.bus.connectTimeoutMs, 30_000),
+      joinTimeoutMs: Math.max(this.#context.bus.connectTimeoutMs, 15_000),
       reportState: this.#context.reportState,
     });
     try {
