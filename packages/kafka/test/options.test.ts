@@ -52,6 +52,16 @@ describe('kafka options', () => {
 const ok = await brokerAvailable('kafka');
 
 describe.runIf(ok)('kafka bad input', () => {
+  it('takes a seed list and skips a dead seed', async () => {
+    const { host } = new URL(brokerUrls.kafka);
+    const bus = await connect({ url: `kafka://127.0.0.1:1,${host}`, driver, logger: silentLogger });
+    try {
+      expect(await code(bus.publish(uniqueName('seeds'), 'hello'))).toBe('resolved');
+    } finally {
+      await bus.close();
+    }
+  });
+
   it('rejects a payload over maxMessageBytes before sending, and accepts one just under', async () => {
     const bus = await connect({ url: brokerUrls.kafka, driver, logger: silentLogger, maxMessageBytes: 100_000 });
     try {
