@@ -24,7 +24,7 @@ interface Order {
   total: number;
   currency: string;
 }
-const OrderPlaced = defineTopic<Order>('orders.placed');
+const OrderPlaced = defineTopic<Order>('orders.traced');
 const log = (who: string, text: string) => console.log(`[${who.padEnd(8)}] ${text}`);
 
 // --- observability setup: what an application does once at start-up -------
@@ -59,7 +59,7 @@ async function charge(message: Message<Order>): Promise<void> {
   log('payments', `charged ${order.orderId} (attempt ${message.attempt})`);
 }
 const payments = await bus.subscribe(OrderPlaced, charge, {
-  group: 'payments',
+  group: 'billing',
   retry: { maxAttempts: 3, initialDelayMs: 100, maxDelayMs: 1_000 },
 });
 
@@ -110,9 +110,9 @@ for (const span of trail) {
 }
 
 const text = await (await fetch(`${server.url}/metrics`)).text();
-console.log('\nGET /metrics (busbar lines for orders.placed):');
+console.log('\nGET /metrics (busbar lines for orders.traced):');
 for (const line of text.split('\n')) {
-  if (/^busbar_(messages_processed_total|dead_letters_total|messages_published_total)\{.*orders\.placed/.test(line))
+  if (/^busbar_(messages_processed_total|dead_letters_total|messages_published_total)\{.*orders\.traced/.test(line))
     console.log(`  ${line}`);
 }
 const ready = await fetch(`${server.url}/readyz`);
