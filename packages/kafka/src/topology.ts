@@ -1,9 +1,26 @@
 import { createHash } from 'node:crypto';
 import { DEAD_LETTER_READER_GROUP } from '@busbar/core/transport';
 import type { Admin } from 'kafkajs';
-import { errorType, toBusbarError } from './errors.js';
+import { errorType, rootCause, toBusbarError } from './errors.js';
 
 const MAX_TOPIC = 249;
+
+/**
+ * Retries an admin call through the short windows after a topic is created or
+ * a broker restarts, when the broker still answers NOT_LEADER, LEADER_NOT_AVAILABLE
+ * or "coordinator loading" (kafkajs' admin gives up at once on some of them).
+ */
+export async function retrying<T>(call: () => Promise<T>, budgetMs = 10_000): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  for (let wait = 50; ; wait = Math.min(wait * 2, 1_000)) {
+    try {
+      return await call();
+    } catch (error) {
+      if (rootCause(error).retriable !== true || Date.now() + wait > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
 
 /** `<topic>.<group>.retry`: one retry topic per group, so a retry reaches only the group that failed. */
 export function retryTopicFor(topic: string, group: string): string {
@@ -77,6 +94,8 @@ export class Topology {
         })),
       });
       await this.#waitForLeaders(topics);
+      // Metadata can name a leader before that broker serves the partition: wait until it answers ListOffsets.
+      await retrying(() => Promise.all(topics.map((topic) => this.#config.admin.fetchTopicOffsets(topic))));
     } catch (error) {
       throw toBusbarError(error, `Creating topic '${topics.join("', '")}' failed`, this.#config.secrets, topics[0]);
     }
@@ -112,13 +131,13 @@ export class Topology {
 
   /** Partitions of `topic` that `groupId` has no committed offset for. */
   async uncommitted(groupId: string, topic: string): Promise<number[]> {
-    const [entry] = await this.#config.admin.fetchOffsets({ groupId, topics: [topic] });
+    const [entry] = await retrying(() => this.#config.admin.fetchOffsets({ groupId, topics: [topic] }));
     return (entry?.partitions ?? []).filter((p) => Number(p.offset) < 0).map((p) => p.partition);
   }
 
   /** The log end offset of each partition of `topic`. */
   async endOffsets(topic: string): Promise<Map<number, string>> {
-    const offsets = await this.#config.admin.fetchTopicOffsets(topic);
+    const offsets = await retrying(() => this.#config.admin.fetchTopicOffsets(topic));
     return new Map(offsets.map((o) => [o.partition, o.high]));
   }
 

@@ -16,7 +16,7 @@ import { toBusbarError } from './errors.js';
 import { CompressionCodecs, CompressionTypes, Kafka, logLevel } from './kafkajs.js';
 import type { KafkaOptions } from './options.js';
 import { Publisher } from './publisher.js';
-import { kafkaGroupId, Topology } from './topology.js';
+import { kafkaGroupId, retrying, Topology } from './topology.js';
 
 const capabilities: Capabilities = {
   durableGroups: true,
@@ -194,7 +194,7 @@ export class KafkaTransport implements Transport {
     try {
       if (!(await this.#topology.exists(topic))) return undefined;
       const [committed, end] = await Promise.all([
-        this.#admin.fetchOffsets({ groupId: kafkaGroupId(topic, group), topics: [topic] }),
+        retrying(() => this.#admin.fetchOffsets({ groupId: kafkaGroupId(topic, group), topics: [topic] })),
         this.#topology.endOffsets(topic),
       ]);
       const partitions = committed[0]?.partitions ?? [];
