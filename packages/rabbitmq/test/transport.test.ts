@@ -1,5 +1,5 @@
 import { BusbarError, type Message, PermanentError } from '@busbar/core';
-import { brokerAvailable, collect, uniqueName, waitFor } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, collect, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deleteQueues, open, raw } from './helpers.js';
 
@@ -212,7 +212,9 @@ describe.runIf(ok)('rabbitmq transport', () => {
 
   it('never shows the password; a wrong one fails fast with a ConnectionError', async () => {
     const started = Date.now();
-    const error = await open({}, 'amqp://guest:s3cret-pw@127.0.0.1:5672').catch((e) => e);
+    const wrong = new URL(brokerUrls.rabbitmq);
+    wrong.password = 's3cret-pw';
+    const error = await open({}, wrong.toString()).catch((e) => e);
     expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
     expect(JSON.stringify({ m: error.message, s: error.stack, c: String(error.cause?.message) })).not.toContain(
       's3cret-pw',
