@@ -100,6 +100,7 @@ export class Link {
     recovering.on('blocked', (reason: string) => {
       this.#context.logger.warn(`RabbitMQ blocked connection '${this.name}' (publishes wait): ${reason}`);
     });
+    recovering.on('unblocked', () => this.#context.logger.info(`RabbitMQ unblocked connection '${this.name}'`));
     recovering.on('error', (error: Error) => {
       this.#lastError = error;
       this.#context.logger.debug(`Connection '${this.name}' error`, {
