@@ -57,7 +57,10 @@ async function rawSide(): Promise<Side> {
       await producer.send({ topic: target.topic, acks: -1, messages: [{ value: payload }] });
     },
     async consume(target, count, onBody): Promise<Running> {
-      const consumer: Consumer = kafka.consumer({ groupId: target.group, maxWaitTimeInMs: 100 });
+      const consumer: Consumer = kafka.consumer({
+        groupId: target.group,
+        maxWaitTimeInMs: Number(process.env.RAWWAIT ?? 500),
+      });
       let seen = 0;
       let resolve!: () => void;
       const done = new Promise<void>((r) => {

@@ -27,7 +27,8 @@ async function rawSide(): Promise<Side> {
       await jsm.consumers.add(streamOf(target.topic), {
         durable_name: target.group,
         ack_policy: AckPolicy.Explicit,
-        max_ack_pending: PREFETCH * 10,
+        // Same as busbar: prefetch = unacked messages the server lets the consumer hold.
+        max_ack_pending: PREFETCH,
       });
       return target;
     },

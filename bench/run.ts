@@ -23,6 +23,7 @@ import {
 } from './lib/report.js';
 import { runRss } from './lib/rss.js';
 import type { BrokerBench } from './lib/types.js';
+import { deadline } from './lib/util.js';
 
 const { values } = parseArgs({
   options: {
@@ -117,7 +118,8 @@ async function main(): Promise<void> {
   const present: BrokerBench[] = [];
   for (const name of names) {
     const bench = BENCHES[name] as BrokerBench;
-    if (await bench.available()) present.push(bench);
+    // Bounded: a frozen broker (accepts TCP, never answers) must be skipped, not hang the run.
+    if (await deadline(bench.available(), 10_000, 'probe').catch(() => false)) present.push(bench);
     else console.log(`(skipping ${name}: broker not reachable)`);
   }
   const resultsDir = path.join(benchDir, 'results');

@@ -113,11 +113,25 @@ async function latency(
   const count = config.latencyMessages;
   const payload = makePayload(Math.max(config.payload, 8));
   const samples: number[] = [];
-  const cpu = process.cpuUsage();
-  const running = await side.consume(target, count, (body) => {
+  let primed!: () => void;
+  const flowing = new Promise<void>((resolve) => {
+    primed = resolve;
+  });
+  let seen = 0;
+  // One priming message first: steady-state latency, not the subscription's start-up (measured apart: see RESULTS.md).
+  const running = await side.consume(target, count + 1, (body) => {
+    if (seen++ === 0) return primed();
     const sent = new DataView(body.buffer, body.byteOffset, 8).getFloat64(0, true);
     samples.push(performance.now() - sent);
   });
+  try {
+    await side.publishOne(target, payload);
+    await deadline(flowing, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} latency priming`);
+  } catch (error) {
+    await running.close();
+    throw error;
+  }
+  const cpu = process.cpuUsage();
   try {
     const tickMs = 5;
     const perTick = Math.max(1, Math.round((config.latencyRate * tickMs) / 1000));
