@@ -42,6 +42,16 @@ export const rabbitmqOptions = z.object({
    * with: switching needs a new `exchange` name (or deleting it).
    */
   unroutable: z.enum(['alternate-exchange', 'error']).default('alternate-exchange'),
+  /**
+   * Queue expiry (`x-expires`) for group queues (dead-letter reader queues
+   * included), retry queues and the unroutable queue: the broker deletes a
+   * queue, with its messages, once it had no consumer and no declaration for
+   * this long. Off by default: meant for tests and short-lived environments,
+   * never for groups or dead letters that must survive idle periods. Retry
+   * queues get at least twice their delay plus a minute and are re-declared
+   * in time, so pending retries never expire with them.
+   */
+  queueExpiresMs: z.number().int().positive().optional(),
   /** Per-message TTL (`expiration`) for every published message; expired messages are dropped by the broker. */
   messageTtlMs: z.number().int().positive().optional(),
   /** Group queue length limit (`x-max-length`). With `overflow: 'reject-publish'` (default) a full queue nacks publishes. */

@@ -31,6 +31,7 @@ export function groupQueueArguments(options: ResolvedOptions): Record<string, un
   if (options.maxLengthBytes !== undefined) args['x-max-length-bytes'] = options.maxLengthBytes;
   if (options.maxLength !== undefined || options.maxLengthBytes !== undefined) args['x-overflow'] = options.overflow;
   if (options.maxPriority !== undefined) args['x-max-priority'] = options.maxPriority;
+  if (options.queueExpiresMs !== undefined) args['x-expires'] = options.queueExpiresMs;
   return args;
 }
 
@@ -60,7 +61,9 @@ export async function declareExchange(channel: Channel, options: ResolvedOptions
     const name = `${options.exchange}.unroutable`;
     await channel.assertExchange(name, 'fanout', { durable: true });
     // Always quorum: buses with different queueType settings share this queue.
-    await channel.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    const queueArgs: Record<string, unknown> = { 'x-queue-type': 'quorum' };
+    if (options.queueExpiresMs !== undefined) queueArgs['x-expires'] = options.queueExpiresMs;
+    await channel.assertQueue(name, { durable: true, arguments: queueArgs });
     await channel.bindQueue(name, name, '');
     args.alternateExchange = name;
   }
@@ -89,6 +92,12 @@ export function retryBucket(delayMs: number, buckets: readonly number[]): number
   return best || Math.max(...buckets);
 }
 
+/** `x-expires` of a retry queue: outlives every message in it by a wide margin (undefined: never expires). */
+export function retryQueueExpiry(bucketMs: number, options: ResolvedOptions): number | undefined {
+  if (options.queueExpiresMs === undefined) return undefined;
+  return Math.max(options.queueExpiresMs, 2 * bucketMs + 60_000);
+}
+
 export function retryExchangeName(options: ResolvedOptions, bucketMs: number): string {
   return `${options.exchange}.retry.${bucketMs}`;
 }
@@ -115,6 +124,8 @@ export async function declareRetryBucket(
     args['x-dead-letter-strategy'] = 'at-least-once';
     args['x-overflow'] = 'reject-publish';
   }
+  const expires = retryQueueExpiry(bucketMs, options);
+  if (expires !== undefined) args['x-expires'] = expires;
   await channel.assertExchange(name, 'fanout', { durable: true });
   await channel.assertQueue(name, { durable: true, arguments: args });
   await channel.bindQueue(name, name, '');

@@ -28,6 +28,7 @@ import {
   groupQueueName,
   retryBucket,
   retryExchangeName,
+  retryQueueExpiry,
 } from './topology.js';
 
 /**
@@ -46,7 +47,8 @@ export class RabbitMQTransport implements Transport {
   readonly #settings: PublishSettings;
   readonly #retrySettings: PublishSettings;
   #consumeLink: Promise<Link> | undefined;
-  readonly #buckets = new Map<number, Promise<void>>();
+  /** Retry buckets declared since the last reconnect, with when (a declaration resets `x-expires`). */
+  readonly #buckets = new Map<number, { done: Promise<void>; at: number }>();
   readonly #consumers = new Set<Consumer>();
   #closed = false;
 
@@ -180,15 +182,18 @@ export class RabbitMQTransport implements Transport {
   async #retry(queue: string, delivery: RabbitDelivery, request: RetryRequest): Promise<void> {
     const bucket = retryBucket(request.delayMs, this.#options.retryBuckets);
     let declared = this.#buckets.get(bucket);
-    if (!declared) {
-      declared = this.#withChannel(
+    const expires = retryQueueExpiry(bucket, this.#options);
+    // With queue expiry, declare again well before it could lapse (publishing does not count as use).
+    if (!declared || (expires !== undefined && Date.now() - declared.at > expires / 2)) {
+      const done = this.#withChannel(
         (channel) => declareRetryBucket(channel, bucket, this.#options),
         'Declaring a retry queue failed',
       ).then(() => undefined);
+      declared = { done, at: Date.now() };
       this.#buckets.set(bucket, declared);
-      declared.catch(() => this.#buckets.delete(bucket));
+      done.catch(() => this.#buckets.delete(bucket));
     }
-    await declared;
+    await declared.done;
     const exchange = retryExchangeName(this.#options, bucket);
     const record: OutgoingRecord = {
       topic: delivery.topic,

@@ -1,8 +1,8 @@
 import type { ConsumeMessage } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { publishOptions, readMessage } from '../src/codec.js';
-import { DEFAULT_RETRY_BUCKETS } from '../src/options.js';
-import { retryBucket } from '../src/topology.js';
+import { DEFAULT_RETRY_BUCKETS, rabbitmqOptions } from '../src/options.js';
+import { retryBucket, retryQueueExpiry } from '../src/topology.js';
 
 const settings = { mandatory: false, topicHeader: false, expiration: undefined, priorityHeader: undefined };
 
@@ -80,6 +80,13 @@ describe('rabbitmq codec', () => {
     const b = readMessage(delivered({}, true, { messageId: undefined }));
     expect(a.id).toMatch(/^amqp-[0-9a-f]{32}$/);
     expect(b.id).toBe(a.id);
+  });
+
+  it('lets a retry queue expire only long after its messages', () => {
+    const options = rabbitmqOptions.parse({ queueExpiresMs: 60_000 });
+    expect(retryQueueExpiry(100, options)).toBe(60_200);
+    expect(retryQueueExpiry(3_600_000, options)).toBe(7_260_000);
+    expect(retryQueueExpiry(100, rabbitmqOptions.parse({}))).toBeUndefined();
   });
 
   it('rounds retry delays up to a bucket', () => {

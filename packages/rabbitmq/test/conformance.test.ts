@@ -2,6 +2,7 @@ import { connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, describeConformance } from '@busbar/testing';
 import { describe } from 'vitest';
 import { driver } from '../src/index.js';
+import { testOptions } from './helpers.js';
 
 const ok = await brokerAvailable('rabbitmq');
 const url = new URL(brokerUrls.rabbitmq);
@@ -10,7 +11,8 @@ url.password = 'busbar-canary-secret';
 
 describe.runIf(ok)('rabbitmq', () => {
   describeConformance('rabbitmq', {
-    connect: (overrides) => connect({ url: brokerUrls.rabbitmq, driver, logger: silentLogger, ...overrides }),
+    connect: (overrides) =>
+      connect({ url: brokerUrls.rabbitmq, driver, logger: silentLogger, ...testOptions, ...overrides }),
     capabilities: {
       durableGroups: true,
       persistent: true,

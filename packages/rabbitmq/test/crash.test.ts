@@ -2,23 +2,19 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { brokerAvailable, brokerUrls, uniqueName, waitFor } from '@busbar/testing';
-import { afterAll, describe, expect, it } from 'vitest';
-import { deleteQueues, open } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { open } from './helpers.js';
 
 const ok = await brokerAvailable('rabbitmq');
 const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'held-consumer.mjs');
 
 describe.runIf(ok)('rabbitmq consumer crash', () => {
-  const queues: string[] = [];
-  afterAll(() => deleteQueues(...queues));
-
   it('a consumer process killed mid-batch: its unacked messages are redelivered to the group', {
     timeout: 60_000,
   }, async () => {
     const topic = uniqueName('crash');
     const group = uniqueName('g');
     const queue = `${topic}.${group}`;
-    queues.push(queue);
     const bus = await open();
     try {
       // Create the group's queue, then leave it to the other process.

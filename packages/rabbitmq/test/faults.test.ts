@@ -1,15 +1,12 @@
 import { BusbarError, MemoryIdempotencyStore } from '@busbar/core';
 import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
-import { afterAll, describe, expect, it } from 'vitest';
-import { deleteQueues, open } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { open } from './helpers.js';
 
 const ok = await brokerAvailable('rabbitmq');
 const target = new URL(brokerUrls.rabbitmq);
 
 describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
-  const queues: string[] = [];
-  afterAll(() => deleteQueues(...queues));
-
   it('10,000 confirmed publishes while a group consumes, every connection cut 3 times: none lost', {
     timeout: 120_000,
   }, async () => {
@@ -18,7 +15,6 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
     const topic = uniqueName('cuts');
     const plain = uniqueName('plain');
     const idem = uniqueName('idem');
-    queues.push(`${topic}.${plain}`, `${topic}.${idem}`);
     const consumer = await open({ publishTimeoutMs: 5_000 }, url);
     const publisher = await open({ publishTimeoutMs: 5_000 }, url);
     try {
@@ -107,7 +103,6 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
     const bus = await open({ publishTimeoutMs: 10_000, connectTimeoutMs: 10_000 }, proxy.url(brokerUrls.rabbitmq));
     const topic = uniqueName('outage');
     const group = uniqueName('g');
-    queues.push(`${topic}.${group}`);
     try {
       // The group's queue exists before the outage (else a message sent first would be unroutable).
       await (await bus.subscribe(topic, async () => undefined, { group })).close();
@@ -136,7 +131,6 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
     const bus = await open({ publishTimeoutMs: 1_000 }, proxy.url(brokerUrls.rabbitmq));
     const topic = uniqueName('bh');
     const group = uniqueName('g');
-    queues.push(`${topic}.${group}`);
     try {
       const got = new Set<string>();
       await bus.subscribe(topic, async (m) => void got.add(m.id), { group });

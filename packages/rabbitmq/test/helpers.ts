@@ -3,8 +3,15 @@ import { brokerUrls } from '@busbar/testing';
 import amqplib from 'amqplib';
 import { driver } from '../src/index.js';
 
+/**
+ * Test buses use their own exchange and let the broker expire idle queues
+ * (`queueExpiresMs`), so runs on the shared broker never pile up queues and
+ * never delete quorum queues in bursts.
+ */
+export const testOptions = { exchange: 'busbar-test', queueExpiresMs: 600_000 } as const;
+
 export function open(extra: Record<string, unknown> = {}, url: string = brokerUrls.rabbitmq): Promise<Bus> {
-  return connect({ url, driver, logger: silentLogger, ...extra });
+  return connect({ url, driver, logger: silentLogger, ...testOptions, ...extra });
 }
 
 /** A raw amqplib connection for checking what busbar left on the broker (and cleaning it up). */
@@ -17,10 +24,4 @@ export async function raw<T>(work: (channel: amqplib.Channel) => Promise<T>): Pr
   } finally {
     await conn.close().catch(() => undefined);
   }
-}
-
-export async function deleteQueues(...names: string[]): Promise<void> {
-  await raw(async (channel) => {
-    for (const name of names) await channel.deleteQueue(name).catch(() => undefined);
-  }).catch(() => undefined);
 }

@@ -1,15 +1,13 @@
 import { BusbarError } from '@busbar/core';
 import { brokerAvailable, collect, sleep, uniqueName } from '@busbar/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { deleteQueues, open, raw } from './helpers.js';
+import { open, raw } from './helpers.js';
 
 const ok = await brokerAvailable('rabbitmq');
 
 describe.runIf(ok)('rabbitmq options', () => {
-  const queues: string[] = [];
   const exchanges: string[] = [];
   afterAll(async () => {
-    await deleteQueues(...queues);
     await raw(async (ch) => {
       for (const name of exchanges) await ch.deleteExchange(name).catch(() => undefined);
     }).catch(() => undefined);
@@ -19,7 +17,6 @@ describe.runIf(ok)('rabbitmq options', () => {
   const isolated = (extra: Record<string, unknown> = {}) => {
     const exchange = uniqueName('x');
     exchanges.push(exchange, `${exchange}.unroutable`);
-    queues.push(`${exchange}.unroutable`);
     return open({ exchange, ...extra });
   };
 
@@ -28,7 +25,6 @@ describe.runIf(ok)('rabbitmq options', () => {
     try {
       const topic = uniqueName('prio');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`);
       const first = await bus.subscribe(topic, async () => undefined, { group });
       await first.close();
       for (const p of ['1', '9', '5']) await bus.publish(topic, p, { headers: { priority: p } });
@@ -49,7 +45,6 @@ describe.runIf(ok)('rabbitmq options', () => {
     try {
       const topic = uniqueName('full');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`);
       await (await bus.subscribe(topic, async () => undefined, { group })).close();
       await bus.publish(topic, 1);
       await bus.publish(topic, 2);
@@ -66,7 +61,6 @@ describe.runIf(ok)('rabbitmq options', () => {
     try {
       const topic = uniqueName('ttl');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`);
       await (await bus.subscribe(topic, async () => undefined, { group })).close();
       await bus.publish(topic, 'gone');
       await sleep(300);
@@ -85,7 +79,6 @@ describe.runIf(ok)('rabbitmq options', () => {
         const topic = uniqueName(exchangeType);
         const other = uniqueName('other');
         const group = uniqueName('g');
-        queues.push(`${topic}.${group}`);
         const got = collect<string>();
         await bus.subscribe(topic, async (m) => void got.push(m.topic), { group });
         await bus.publish(topic, 1);
@@ -103,10 +96,25 @@ describe.runIf(ok)('rabbitmq options', () => {
     });
   }
 
+  it('queueExpiresMs sets x-expires on group queues', async () => {
+    const bus = await open({ queueExpiresMs: 600_000 });
+    try {
+      const topic = uniqueName('exp');
+      const group = uniqueName('g');
+      await (await bus.subscribe(topic, async () => undefined, { group })).close();
+      // The broker refuses an equivalent declaration without the argument, naming it.
+      const error = await raw((ch) =>
+        ch.assertQueue(`${topic}.${group}`, { durable: true, arguments: { 'x-queue-type': 'quorum' } }),
+      ).catch((e) => e);
+      expect(String(error?.message)).toContain('x-expires');
+    } finally {
+      await bus.close();
+    }
+  });
+
   it('a group queue declared with other arguments fails the subscribe with a ConfigError', async () => {
     const topic = uniqueName('mismatch');
     const group = uniqueName('g');
-    queues.push(`${topic}.${group}`);
     const quorum = await open();
     const classic = await open({ queueType: 'classic' });
     try {

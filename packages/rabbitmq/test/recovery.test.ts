@@ -1,25 +1,26 @@
 import { brokerAvailable, collect, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { deleteQueues, open, raw } from './helpers.js';
+import { open, raw } from './helpers.js';
 
 const ok = await brokerAvailable('rabbitmq');
 
+// These tests delete queues under running consumers: classic queues only, since deleting and re-declaring
+// quorum queues at once is what we suspect wedged RabbitMQ 3.10's Ra segment writer on the shared broker.
 describe.runIf(ok)('rabbitmq channel-level recovery (connection stays up)', () => {
-  const queues: string[] = [];
   const exchanges: string[] = [];
   afterAll(async () => {
-    await deleteQueues(...queues);
     await raw(async (ch) => {
       for (const name of exchanges) await ch.deleteExchange(name).catch(() => undefined);
     }).catch(() => undefined);
   });
 
   it('a group queue deleted under a live subscription is declared again and consumption resumes', async () => {
-    const bus = await open();
+    const exchange = uniqueName('xd');
+    exchanges.push(exchange, `${exchange}.unroutable`);
+    const bus = await open({ exchange, queueType: 'classic' });
     try {
       const topic = uniqueName('del');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`);
       const got = collect<number>();
       await bus.subscribe(topic, async (m) => void got.push(m.payload as number), { group });
       await bus.publish(topic, 1);
@@ -44,12 +45,10 @@ describe.runIf(ok)('rabbitmq channel-level recovery (connection stays up)', () =
   it('a deleted retry queue is declared again; the retried message is not lost', async () => {
     const exchange = uniqueName('xr');
     exchanges.push(exchange, `${exchange}.unroutable`, `${exchange}.retry.50`);
-    queues.push(`${exchange}.unroutable`, `${exchange}.retry.50`);
-    const bus = await open({ exchange, retryBuckets: [50] });
+    const bus = await open({ exchange, retryBuckets: [50], queueType: 'classic' });
     try {
       const topic = uniqueName('rq');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`);
       const attempts = collect<number>();
       await bus.subscribe(
         topic,

@@ -1,20 +1,16 @@
 import { BusbarError, type Message, PermanentError } from '@busbar/core';
 import { brokerAvailable, brokerUrls, collect, uniqueName, waitFor } from '@busbar/testing';
-import { afterAll, describe, expect, it } from 'vitest';
-import { deleteQueues, open, raw } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { open, raw } from './helpers.js';
 
 const ok = await brokerAvailable('rabbitmq');
 
 describe.runIf(ok)('rabbitmq transport', () => {
-  const queues: string[] = [];
-  afterAll(() => deleteQueues(...queues));
-
   it('publishes with confirms and delivers to a group with id, key, headers and timestamp', async () => {
     const bus = await open();
     try {
       const topic = uniqueName('orders');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`);
       const got: Message<unknown>[] = [];
       await bus.subscribe(topic, async (m) => void got.push(m), { group });
       const before = Math.floor(Date.now() / 1000) * 1000;
@@ -42,7 +38,6 @@ describe.runIf(ok)('rabbitmq transport', () => {
     try {
       const base = uniqueName('w');
       const group = uniqueName('g');
-      queues.push(`${base}.*.${group}`);
       const got = collect<string>();
       await bus.subscribe(`${base}.*`, async (m) => got.push(m.topic), { group });
       await bus.publish(`${base}.a`, 1);
@@ -69,7 +64,6 @@ describe.runIf(ok)('rabbitmq transport', () => {
       // A routable publish on the same channel still works after a return.
       const topic = uniqueName('t');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`);
       const got = collect<number>();
       await bus.subscribe(topic, async (m) => void got.push(m.payload as number), { group });
       await bus.publish(topic, 7);
@@ -95,7 +89,6 @@ describe.runIf(ok)('rabbitmq transport', () => {
       await raw(async (ch) => {
         await ch.deleteExchange(exchange);
         await ch.deleteExchange(`${exchange}.unroutable`);
-        await ch.deleteQueue(`${exchange}.unroutable`);
       });
     }
   });
@@ -106,7 +99,6 @@ describe.runIf(ok)('rabbitmq transport', () => {
       const topic = uniqueName('r');
       const group = uniqueName('g');
       const other = uniqueName('o');
-      queues.push(`${topic}.${group}`, `${topic}.${other}`, `${topic}.${group}.dlq.busbar-dlq`);
       const attempts: number[] = [];
       const otherSeen = collect<number>();
       await bus.subscribe(topic, async (m) => void otherSeen.push(m.attempt), { group: other });
@@ -147,7 +139,6 @@ describe.runIf(ok)('rabbitmq transport', () => {
     try {
       const topic = uniqueName('p');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`, `${topic}.${group}.dlq.busbar-dlq`);
       let fail = true;
       const seen = collect<number>();
       await bus.subscribe(
@@ -231,7 +222,6 @@ describe.runIf(ok)('rabbitmq transport', () => {
     try {
       const topic = uniqueName('lag');
       const group = uniqueName('g');
-      queues.push(`${topic}.${group}`);
       const started = collect<number>();
       await bus.subscribe(
         topic,
