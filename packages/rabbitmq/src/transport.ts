@@ -44,6 +44,8 @@ export class RabbitMQTransport implements Transport {
   readonly #options: ResolvedOptions;
   readonly #publishLink: Link;
   readonly #publisher: Publisher;
+  /** Retries go on their own confirm channel: a channel error there (a deleted retry exchange) never fails user publishes. */
+  readonly #retryPublisher: Publisher;
   readonly #settings: PublishSettings;
   readonly #retrySettings: PublishSettings;
   #consumeLink: Promise<Link> | undefined;
@@ -80,14 +82,21 @@ export class RabbitMQTransport implements Transport {
       priorityHeader: options.priorityHeader,
     };
     this.#publishLink = new Link('publisher', context);
+    const onError = (message: string, error: unknown) =>
+      context.logger.warn(message, { error: sanitizeError(error, context.secrets) });
     this.#publisher = new Publisher(this.#publishLink, {
       timeoutMs: context.bus.publishTimeoutMs,
       secrets: context.secrets,
-      onError: (message, error) => context.logger.warn(message, { error: sanitizeError(error, context.secrets) }),
-      prepare: async (channel) => {
+      onError,
+      prepare: (channel) => declareExchange(channel, options),
+    });
+    this.#retryPublisher = new Publisher(this.#publishLink, {
+      timeoutMs: context.bus.publishTimeoutMs,
+      secrets: context.secrets,
+      onError,
+      prepare: async () => {
         // Retry buckets may have been deleted while we were away: declare them again on first use.
         this.#buckets.clear();
-        await declareExchange(channel, options);
       },
     });
   }
@@ -206,7 +215,7 @@ export class RabbitMQTransport implements Transport {
     };
     const extra = { [HEADER.attempt]: String(request.attempt), [HEADER.topic]: delivery.topic };
     try {
-      await this.#publisher.publish([
+      await this.#retryPublisher.publish([
         {
           exchange,
           routingKey: queue,
@@ -259,7 +268,7 @@ export class RabbitMQTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all([...this.#consumers].map((c) => c.close().catch(() => undefined)));
-    await this.#publisher.close();
+    await Promise.all([this.#publisher.close(), this.#retryPublisher.close()]);
     const consumeLink = await this.#consumeLink?.catch(() => undefined);
     await Promise.all([this.#publishLink.close(), consumeLink?.close()]);
   }
