@@ -30,7 +30,7 @@ const { values } = parseArgs({
     transports: { type: 'string', default: Object.keys(BENCHES).join(',') },
     messages: { type: 'string' },
     payload: { type: 'string', default: '256' },
-    rounds: { type: 'string', default: '6' },
+    rounds: { type: 'string', default: '8' },
     tests: { type: 'string', default: SCENARIOS.join(',') },
     'latency-rate': { type: 'string', default: '1000' },
     'latency-messages': { type: 'string', default: '1000' },
@@ -46,7 +46,7 @@ if (values.help) {
   --transports a,b     ${Object.keys(BENCHES).join(',')} (default: all that answer)
   --messages N         messages per block (default: per broker, ~0.5 s of work)
   --payload BYTES      payload size (default 256)
-  --rounds N           measured rounds of raw / busbar / raw-control blocks (default 6)
+  --rounds N           measured rounds of raw / busbar / raw-control blocks (default 8)
   --tests a,b          ${SCENARIOS.join(',')}
   --latency-rate N     messages/s in the latency test (default 1000)
   --latency-messages N messages per latency block (default 1000)
@@ -167,8 +167,12 @@ async function main(): Promise<void> {
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`\nJSON: ${path.relative(process.cwd(), file)}`);
   if (!values['no-md']) {
-    const previous = /<!-- rss:start -->[\s\S]*<!-- rss:end -->/.exec(readResults())?.[0];
-    writeFileSync(resultsFile, withRssSection(resultsMarkdown(json, table), previous));
+    const old = readResults();
+    const rssPart = /<!-- rss:start -->[\s\S]*<!-- rss:end -->/.exec(old)?.[0];
+    // Hand-written findings (profiles, fixes proposed) survive re-runs.
+    const notes = /<!-- notes:start -->[\s\S]*<!-- notes:end -->/.exec(old)?.[0];
+    const text = withRssSection(resultsMarkdown(json, table), rssPart);
+    writeFileSync(resultsFile, notes ? `${text.trimEnd()}\n\n${notes}\n` : text);
     console.log('Markdown: bench/RESULTS.md');
   }
 }
@@ -184,7 +188,11 @@ function withRssSection(text: string, section: string | undefined): string {
   if (!section) return text;
   const marked = section.startsWith('<!-- rss:start -->') ? section : `<!-- rss:start -->\n${section}<!-- rss:end -->`;
   const re = /<!-- rss:start -->[\s\S]*<!-- rss:end -->/;
-  return re.test(text) ? text.replace(re, marked) : `${text.trimEnd()}\n\n${marked}\n`;
+  if (re.test(text)) return text.replace(re, marked);
+  // Before the notes section when there is one, so the order stays: throughput, memory, notes.
+  const notes = text.indexOf('<!-- notes:start -->');
+  if (notes >= 0) return `${text.slice(0, notes).trimEnd()}\n\n${marked}\n\n${text.slice(notes)}`;
+  return `${text.trimEnd()}\n\n${marked}\n`;
 }
 
 function rssMarkdown(started: Date, m: ReturnType<typeof machine>, messages: number, rss: RssResult[]): string {

@@ -84,10 +84,10 @@ export async function block(
         const t0 = performance.now();
         if (!bench.backlog) await side.publishConcurrent(target, count, payload);
         await deadline(running.done, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} consume`);
-        // From when the subscription was live (or the first delivery, if earlier): a group join
-        // (Kafka's takes seconds) is not consumption, but the first fetch is.
-        const start = bench.backlog && first > 0 ? Math.min(first, t0) : t0;
-        return sample(count, last - start, cpu);
+        // With a backlog: steady state from the first delivery to the last (group joins and start-up
+        // stalls are not consumption; Kafka's are reported apart). Without: from the first publish.
+        if (bench.backlog) return sample(count - 1, last - first, cpu, count);
+        return sample(count, last - t0, cpu);
       } finally {
         await running.close();
       }

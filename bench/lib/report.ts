@@ -17,6 +17,8 @@ export interface RssResult {
   readonly peakRssMb: number;
   /** RSS at 10%, 50% and 90% of the drain */
   readonly atMb?: readonly number[];
+  /** heap in use after a full GC at 10%, 50% and 90% */
+  readonly liveMb?: readonly number[];
   readonly error?: string;
 }
 
@@ -131,7 +133,7 @@ export const RSS_HEADERS = [
 export function rssRows(results: readonly RssResult[]): string[][] {
   return results.map((r) =>
     r.error
-      ? [r.transport, r.backlog.toLocaleString('en-US'), r.error.slice(0, 80), '', '', '']
+      ? [r.transport, r.backlog.toLocaleString('en-US'), r.error.slice(0, 80), '', '', '', '']
       : [
           r.transport,
           r.backlog.toLocaleString('en-US'),
@@ -139,6 +141,7 @@ export function rssRows(results: readonly RssResult[]): string[][] {
           `${r.baselineRssMb.toFixed(0)} MB`,
           `${(r.atMb ?? []).join(' / ')} MB`,
           `${r.peakRssMb.toFixed(0)} MB`,
+          `${(r.liveMb ?? []).join(' / ')} MB`,
         ],
   );
 }

@@ -10,6 +10,8 @@ export interface RssChildReport {
   readonly peakMb: number;
   /** RSS (MB) when 10%, 50% and 90% of the backlog had been handled: flat when these stay close. */
   readonly atMb: readonly number[];
+  /** Heap in use after a full GC at the same marks. */
+  readonly liveMb: readonly number[];
   readonly rate: number;
 }
 
@@ -41,7 +43,7 @@ export async function runRss(
     console.log(`   filled in ${((Date.now() - t0) / 1000).toFixed(1)} s; draining in a child process`);
     const report = await child(distDir, bench.name, target.topic, target.group, messages);
     console.log(
-      `   drained at ${Math.round(report.rate)}/s; RSS ${report.baselineMb} MB before, at 10/50/90%: ${report.atMb.join(' / ')} MB, peak ${report.peakMb} MB`,
+      `   drained at ${Math.round(report.rate)}/s; RSS ${report.baselineMb} MB before, at 10/50/90%: ${report.atMb.join(' / ')} MB, peak ${report.peakMb} MB; live heap after GC ${report.liveMb.join(' / ')} MB`,
     );
     return {
       ...base,
@@ -68,7 +70,7 @@ function child(
   return new Promise((resolve, reject) => {
     const proc = spawn(
       process.execPath,
-      [path.join(distDir, 'lib', 'rss-child.js'), transport, topic, group, String(count)],
+      ['--expose-gc', path.join(distDir, 'lib', 'rss-child.js'), transport, topic, group, String(count)],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
       },
