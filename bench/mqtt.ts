@@ -109,7 +109,7 @@ async function rawSide(): Promise<Side> {
 export const mqtt: BrokerBench = {
   name: 'mqtt',
   defaultMessages: 10_000,
-  // Mosquitto queues for offline shared-subscription members only per session; measured end to end instead.
+  // A group's backlog sits in per-member session queues (max_queued_messages): consume is measured end to end instead.
   backlog: false,
   available: () => startBroker().catch(() => false),
   async version() {

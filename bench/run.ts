@@ -200,7 +200,9 @@ function rssMarkdown(started: Date, m: ReturnType<typeof machine>, messages: num
 
 Run ${started.toISOString()} on the same kind of machine (${m.cpu}, ${m.cores} cores, Node ${m.node}): a backlog of
 ${messages.toLocaleString('en-US')} messages is published through busbar, then a fresh process drains it with a group
-subscription (prefetch ${1000}, concurrency ${100}); RSS is that process's resident memory.
+subscription (prefetch ${1000}, concurrency ${100}); RSS is that process's resident memory. The live heap is
+\`heapUsed\` right after a forced full GC at 10%, 50% and 90% of the drain: flat means nothing grows with the
+backlog (RSS rises to a plateau because V8 lets garbage and young-generation space accumulate before collecting).
 
 ${markdownTable(RSS_HEADERS, rssRows(rss))}
 `;

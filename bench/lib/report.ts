@@ -128,6 +128,7 @@ export const RSS_HEADERS = [
   'RSS before',
   'RSS at 10 / 50 / 90%',
   'peak RSS while draining',
+  'live heap after GC at 10 / 50 / 90%',
 ];
 
 export function rssRows(results: readonly RssResult[]): string[][] {

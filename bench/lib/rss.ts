@@ -30,7 +30,9 @@ export async function runRss(
   const base = { transport: bench.name, backlog: messages };
   if (!bench.backlog || bench.name === 'memory') {
     const why =
-      bench.name === 'memory' ? 'in-process broker: the backlog is the heap' : 'no group backlog (measured end to end)';
+      bench.name === 'memory'
+        ? 'in-process broker: the backlog is the heap'
+        : "not measured: an MQTT group's backlog sits in per-member session queues (max_queued_messages); consume is measured end to end";
     console.log(`== ${bench.name}: skipped (${why})`);
     return { ...base, drainRate: 0, baselineRssMb: 0, peakRssMb: 0, error: `n/a: ${why}` };
   }
@@ -51,6 +53,7 @@ export async function runRss(
       baselineRssMb: report.baselineMb,
       peakRssMb: report.peakMb,
       atMb: report.atMb,
+      liveMb: report.liveMb,
     };
   } catch (error) {
     return { ...base, drainRate: 0, baselineRssMb: 0, peakRssMb: 0, error: String((error as Error).message ?? error) };
