@@ -56,8 +56,11 @@ async function startBroker(): Promise<boolean> {
 
 const pathOf = (topic: string) => topic.replaceAll('.', '/');
 
-function client(options: mqttLib.IClientOptions = {}): Promise<MqttClient> {
-  return mqttLib.connectAsync(url, { protocolVersion: 5, clean: true, reconnectPeriod: 0, ...options });
+async function client(options: mqttLib.IClientOptions = {}): Promise<MqttClient> {
+  const c = await mqttLib.connectAsync(url, { protocolVersion: 5, clean: true, reconnectPeriod: 0, ...options });
+  // Same socket option as the busbar driver (Nagle off).
+  (c.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
+  return c;
 }
 
 /** Raw mqtt.js, best practice: QoS 1 with the broker's Receive Maximum in flight, shared subscription, auto PUBACK. */

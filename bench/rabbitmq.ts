@@ -44,7 +44,8 @@ function confirmed(
 
 /** Raw amqplib, best practice: confirm channel with ~1000 in flight, prefetch, ack multiple every 100. */
 async function rawSide(): Promise<Side> {
-  const conn: ChannelModel = await amqplib.connect(url);
+  // Same socket option as the busbar driver (Nagle off), or small publishes wait for delayed ACKs.
+  const conn: ChannelModel = await amqplib.connect(url, { noDelay: true });
   const ch = await conn.createConfirmChannel();
   await ch.assertExchange(EXCHANGE, 'topic', { durable: true });
   const state: { drain?: Promise<void> } = {};
