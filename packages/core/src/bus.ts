@@ -97,7 +97,8 @@ export class Bus {
    */
   async publish<T>(topic: TopicLike<T>, payload: T, options?: PublishOptions): Promise<string> {
     const def = toTopic(topic);
-    const record = await this.#record(def, payload, options);
+    const pending = this.#record(def, payload, options);
+    const record = pending instanceof Promise ? await pending : pending;
     await this.#send(def.name, [record]);
     return record.id;
   }
@@ -112,18 +113,31 @@ export class Bus {
       if (typeof entry !== 'object' || entry === null)
         throw new ConfigError('publishBatch entries must be objects with a payload');
       const { payload, ...options } = entry;
-      records.push(await this.#record(def, payload, options));
+      const pending = this.#record(def, payload, options);
+      records.push(pending instanceof Promise ? await pending : pending);
     }
     if (records.length > 0) await this.#send(def.name, records);
     return records.map((r) => r.id);
   }
 
-  async #record<T>(def: Topic<T>, payload: T, options: PublishOptions | undefined): Promise<OutgoingRecord> {
+  /**
+   * Validates and encodes one message. Synchronous unless the schema validates
+   * asynchronously: most publishes then cost no extra promise (measured: an
+   * await per message was a visible share of core's publish time).
+   */
+  #record<T>(def: Topic<T>, payload: T, options: PublishOptions | undefined): OutgoingRecord | Promise<OutgoingRecord> {
     if (this.#closing) throw new ClosedError('The bus is closed: publish rejected');
     this.#checkTopic(def.name, 'publish');
     if (options !== undefined) checkPublishOptions(options);
-    const value = def.schema ? await validate(def.schema, payload, `Payload for '${def.name}'`) : payload;
-    const body = def.codec.encode(value as T);
+    if (!def.schema) return this.#encode(def, payload, options);
+    const value = validate(def.schema, payload, `Payload for '${def.name}'`);
+    return value instanceof Promise
+      ? value.then((v) => this.#encode(def, v, options))
+      : this.#encode(def, value, options);
+  }
+
+  #encode<T>(def: Topic<T>, value: T, options: PublishOptions | undefined): OutgoingRecord {
+    const body = def.codec.encode(value);
     const headers = checkHeaders(options?.headers);
     let size = body.byteLength;
     for (const name in headers) size += name.length + (headers[name] as string).length;
