@@ -101,7 +101,9 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     let backoff = 0;
     while (!this.#stopped) {
       const room = this.#i.prefetch - this.#held.size;
-      if (room <= 0) {
+      // Read in chunks: wait until half the prefetch is free (or nothing is held), else every ack
+      // would trigger its own XREADGROUP COUNT 1 round trip (measured: the main consume cost).
+      if (room <= 0 || (this.#held.size > 0 && room < Math.ceil(this.#i.prefetch / 2))) {
         await this.#gate.wait();
         continue;
       }
