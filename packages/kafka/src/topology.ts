@@ -16,7 +16,10 @@ export async function retrying<T>(call: () => Promise<T>, budgetMs = 10_000): Pr
     try {
       return await call();
     } catch (error) {
-      if (rootCause(error).retriable !== true || Date.now() + wait > deadline) throw error;
+      // kafkajs' fetchTopicOffsets can also die with a TypeError ("low.pop() is undefined") when the broker's
+      // metadata for a just-created topic is not complete yet: the same window, so it is retried too.
+      const transient = rootCause(error).retriable === true || error instanceof TypeError;
+      if (!transient || Date.now() + wait > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
