@@ -83,6 +83,10 @@ function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record
   return out;
 }
 
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -109,6 +113,10 @@ export class SubscriptionRuntime<T> implements Subscription {
   #closing: Promise<void> | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #idle: (() => void) | undefined;
+  /** Acks sent for handled messages and not yet answered by the broker. */
+  #acking = 0;
+  #acksDone: (() => void) | undefined;
+  #pumping = false;
 
   constructor(
     topic: Topic<T>,
@@ -169,15 +177,23 @@ export class SubscriptionRuntime<T> implements Subscription {
   };
 
   #pump(): void {
-    const limit = this.#options.concurrency;
-    while (this.#inFlight.size < limit && this.#queue.length > 0) {
-      let index = 0;
-      if (limit > 1 && this.#busyKeys.size > 0) {
-        index = this.#queue.findIndex((d) => d.key === undefined || !this.#busyKeys.has(d.key));
-        if (index < 0) return;
+    // A message settled synchronously inside this loop calls back in here: the running loop picks up its slot.
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      const limit = this.#options.concurrency;
+      while (this.#inFlight.size < limit && this.#queue.length > 0) {
+        let index = 0;
+        if (limit > 1 && this.#busyKeys.size > 0) {
+          index = this.#queue.findIndex((d) => d.key === undefined || !this.#busyKeys.has(d.key));
+          if (index < 0) return;
+        }
+        const delivery =
+          index === 0 ? (this.#queue.shift() as Delivery) : (this.#queue.splice(index, 1)[0] as Delivery);
+        this.#start(delivery);
       }
-      const delivery = index === 0 ? (this.#queue.shift() as Delivery) : (this.#queue.splice(index, 1)[0] as Delivery);
-      this.#start(delivery);
+    } finally {
+      this.#pumping = false;
     }
   }
 
@@ -186,28 +202,55 @@ export class SubscriptionRuntime<T> implements Subscription {
     this.#inFlight.add(rec);
     const keyed = this.#options.concurrency > 1 && delivery.key !== undefined;
     if (keyed) this.#busyKeys.add(delivery.key as string);
-    this.#process(rec)
-      .catch((error) => this.#host.logger.error('Unexpected failure settling a message', { error }))
-      .finally(() => {
-        this.#inFlight.delete(rec);
-        if (keyed) this.#busyKeys.delete(delivery.key as string);
-        if (this.#state === 'running') this.#pump();
-        else if (this.#inFlight.size === 0) this.#idle?.();
-      });
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.#process(rec);
+    } catch (error) {
+      this.#host.logger.error('Unexpected failure settling a message', { error });
+    }
+    if (pending === undefined) this.#finish(rec, keyed);
+    else {
+      pending
+        .catch((error) => this.#host.logger.error('Unexpected failure settling a message', { error }))
+        .finally(() => this.#finish(rec, keyed));
+    }
   }
 
-  async #process(rec: InFlight): Promise<void> {
+  #finish(rec: InFlight, keyed: boolean): void {
+    this.#inFlight.delete(rec);
+    if (keyed) this.#busyKeys.delete(rec.delivery.key as string);
+    if (this.#state === 'running') this.#pump();
+    else if (this.#inFlight.size === 0) this.#idle?.();
+  }
+
+  /**
+   * Decodes, validates, runs the handler and settles. Returns undefined when all of it happened
+   * synchronously (no async schema, no idempotency store, a handler that returned no promise): the
+   * common case then costs no promise at all. The ack itself never holds the slot (see #ack).
+   */
+  #process(rec: InFlight): Promise<void> | undefined {
     const d = rec.delivery;
     let payload: T;
     try {
       const decoded = this.#def.codec.decode(d.body);
       const schema = this.#def.schema;
-      payload = schema ? await validate(schema, decoded, `Message ${d.id} on '${d.topic}'`) : (decoded as T);
+      const valid = schema ? validate(schema, decoded, `Message ${d.id} on '${d.topic}'`) : (decoded as T);
+      if (valid instanceof Promise) {
+        return valid.then(
+          (value) => this.#handle(rec, value),
+          (error: unknown) => this.#deadLetter(rec, error, 0, 0),
+        );
+      }
+      payload = valid;
     } catch (error) {
       // Undecodable or schema-invalid: retrying cannot help.
       return this.#deadLetter(rec, error, 0, 0);
     }
+    return this.#handle(rec, payload);
+  }
 
+  #handle(rec: InFlight, payload: T): Promise<void> | undefined {
+    const d = rec.delivery;
     const message: Message<T> = {
       id: d.id,
       topic: d.topic,
@@ -219,41 +262,79 @@ export class SubscriptionRuntime<T> implements Subscription {
       deadLetter: d.headers[HEADER.dlTopic] === undefined ? undefined : parseDeadLetter(d.headers),
       raw: d.raw,
     };
+    if (this.#options.idempotency) return this.#handleOnce(rec, message);
+    const started = Date.now();
+    let result: unknown;
+    try {
+      result = this.#invoke(rec, message, undefined);
+    } catch (error) {
+      return this.#fail(rec, error, Date.now() - started);
+    }
+    if (!isPromiseLike(result)) {
+      this.#ack(d, 'acked', Date.now() - started);
+      return undefined;
+    }
+    return this.#bounded(rec, result).then(
+      () => {
+        if (!rec.abandoned) this.#ack(d, 'acked', Date.now() - started);
+      },
+      (error: unknown) => (rec.abandoned ? undefined : this.#fail(rec, error, Date.now() - started)),
+    );
+  }
 
-    const idem = this.#options.idempotency;
-    const idemKey = idem ? `${this.group}:${d.id}` : undefined;
+  /** The handler behind the idempotency store: claim, run, complete (or release on failure). */
+  async #handleOnce(rec: InFlight, message: Message<T>): Promise<void> {
+    const d = rec.delivery;
+    const idem = this.#options.idempotency as NonNullable<ResolvedSubscribeOptions['idempotency']>;
+    const idemKey = `${this.group}:${d.id}`;
     const started = Date.now();
     try {
-      if (idem && idemKey) {
-        if ((await this.#claim(idemKey)) === 'done') {
-          if (rec.abandoned) return;
-          await d.ack();
-          return this.#emit(d, 'duplicate', 0);
-        }
+      if ((await this.#claim(idemKey)) === 'done') {
+        if (!rec.abandoned) this.#ack(d, 'duplicate', 0);
+        return;
       }
-      await this.#run(rec, message, idemKey);
+      const result = this.#invoke(rec, message, idemKey);
+      if (isPromiseLike(result)) await this.#bounded(rec, result);
     } catch (error) {
       // A timed-out handler may still be running: keep its claim until the lease lapses, so the retry cannot run beside it.
       const stillRunning = BusbarError.is(error, 'BUSBAR_HANDLER_TIMEOUT');
-      if (idem && idemKey && !stillRunning) {
-        await idem.store.release(idemKey).catch((e) => this.#warn('idempotency release failed', e));
-      }
+      if (!stillRunning) await idem.store.release(idemKey).catch((e) => this.#warn('idempotency release failed', e));
       if (rec.abandoned) return;
       return this.#fail(rec, error, Date.now() - started);
     }
-    if (idem && idemKey) {
-      // If this fails the message is still acked: a later duplicate may run again, which at-least-once allows.
-      await idem.store.complete(idemKey, idem.ttlMs).catch((e) => this.#warn('idempotency complete failed', e));
-    }
-    if (rec.abandoned) return;
-    try {
-      await d.ack();
-    } catch (error) {
-      this.#warn('ack failed; the broker will redeliver', error);
+    // If this fails the message is still acked: a later duplicate may run again, which at-least-once allows.
+    await idem.store.complete(idemKey, idem.ttlMs).catch((e) => this.#warn('idempotency complete failed', e));
+    if (!rec.abandoned) this.#ack(d, 'acked', Date.now() - started);
+  }
+
+  /**
+   * Acks without holding the handler's concurrency slot: the next message starts while the broker
+   * confirms this one (waiting cost a broker round trip per `concurrency` messages, measured as the
+   * main consume cost on Redis). The delivery stays counted by the transport's prefetch until then,
+   * and close() waits for every ack.
+   */
+  #ack(d: Delivery, outcome: 'acked' | 'duplicate', durationMs: number): void {
+    this.#acking++;
+    // Nobody listens for settle events (the usual case): shared callbacks, no closures per message.
+    if (!channels.settled.hasSubscribers) {
+      d.ack().then(this.#ackedQuietly, this.#ackFailed);
       return;
     }
-    this.#emit(d, 'acked', Date.now() - started);
+    d.ack().then(() => {
+      this.#acked();
+      this.#emit(d, outcome, durationMs);
+    }, this.#ackFailed);
   }
+
+  #acked(): void {
+    if (--this.#acking === 0) this.#acksDone?.();
+  }
+
+  readonly #ackedQuietly = (): void => this.#acked();
+  readonly #ackFailed = (error: unknown): void => {
+    this.#acked();
+    this.#warn('ack failed; the broker will redeliver', error);
+  };
 
   async #claim(key: string): Promise<'claimed' | 'done'> {
     const store = this.#options.idempotency?.store;
@@ -267,34 +348,29 @@ export class SubscriptionRuntime<T> implements Subscription {
     }
   }
 
-  #run(rec: InFlight, message: Message<T>, idemKey: string | undefined): Promise<void> {
+  /** Calls the handler (inside the `busbar:process` trace when someone listens); returns what it returned. */
+  #invoke(rec: InFlight, message: Message<T>, idemKey: string | undefined): unknown {
+    const context = new Context(rec, idemKey);
+    if (!channels.process.hasSubscribers) return this.#handler(message, context);
+    return channels.process.tracePromise(async () => this.#handler(message, context), {
+      system: this.#host.system,
+      topic: message.topic,
+      group: this.group,
+      message: {
+        id: message.id,
+        key: message.key,
+        headers: message.headers,
+        attempt: message.attempt,
+        raw: message.raw,
+      },
+    });
+  }
+
+  /** An async handler's result, rejected early by the sweeper when the handler times out. */
+  #bounded(rec: InFlight, result: PromiseLike<unknown>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       rec.fail = reject;
-      const context = new Context(rec, idemKey);
-      let result: unknown;
-      try {
-        if (channels.process.hasSubscribers) {
-          result = channels.process.tracePromise(async () => this.#handler(message, context), {
-            system: this.#host.system,
-            topic: message.topic,
-            group: this.group,
-            message: {
-              id: message.id,
-              key: message.key,
-              headers: message.headers,
-              attempt: message.attempt,
-              raw: message.raw,
-            },
-          });
-        } else {
-          result = this.#handler(message, context);
-        }
-      } catch (error) {
-        reject(error);
-        return;
-      }
-      if (result instanceof Promise) result.then(() => resolve(), reject);
-      else resolve();
+      result.then(() => resolve(), reject);
     });
   }
 
@@ -451,6 +527,15 @@ export class SubscriptionRuntime<T> implements Subscription {
       this.#emit(rec.delivery, 'released', Date.now() - rec.startedAt);
     }
     while (this.#settling.size > 0) await Promise.all(this.#settling);
+    if (this.#acking > 0) {
+      // Drivers bound their acks; the timer only keeps a broken one from hanging close().
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.#acksDone = resolve;
+        timer = setTimeout(resolve, this.#host.closeTimeoutMs);
+      });
+      clearTimeout(timer);
+    }
     if (this.#sweeper) clearInterval(this.#sweeper);
     if (this.#native) await this.#native.close().catch((e) => this.#warn('closing failed', e));
     this.#state = 'closed';

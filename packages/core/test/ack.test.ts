@@ -1,0 +1,93 @@
+import { connect, silentLogger } from '@busbar/core';
+import { type Delivery, defineDriver, type Transport } from '@busbar/core/transport';
+import { uniqueName, waitFor } from '@busbar/testing';
+import { describe, expect, it } from 'vitest';
+import { memoryDriver } from '../src/memory/driver.js';
+
+/** The memory transport with broker acks that take `delayMs` to be answered (a slow or distant broker). */
+function slowAcks(delayMs: number, answered: { count: number }) {
+  return defineDriver({
+    name: 'slow-ack',
+    schemes: ['slowack'],
+    options: memoryDriver.options,
+    create(context) {
+      const inner = memoryDriver.create(context);
+      const slow = (d: Delivery): Delivery => ({
+        id: d.id,
+        topic: d.topic,
+        key: d.key,
+        headers: d.headers,
+        body: d.body,
+        timestamp: d.timestamp,
+        attempt: d.attempt,
+        raw: d.raw,
+        ack: async () => {
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          await d.ack();
+          answered.count++;
+        },
+        retry: (request) => d.retry(request),
+        release: () => d.release(),
+      });
+      const transport: Transport = {
+        get capabilities() {
+          return inner.capabilities;
+        },
+        get maxPayloadBytes() {
+          return inner.maxPayloadBytes;
+        },
+        connect: () => inner.connect(),
+        publish: (records) => inner.publish(records),
+        subscribe: (spec, callbacks) =>
+          inner.subscribe(spec, { ...callbacks, onDelivery: (d) => callbacks.onDelivery(slow(d)) }),
+        declareGroup: (topic, group) => inner.declareGroup(topic, group),
+        close: () => inner.close(),
+      };
+      return transport;
+    },
+  });
+}
+
+describe('acks', () => {
+  it("do not hold the handler's concurrency slot while the broker answers", async () => {
+    const answered = { count: 0 };
+    const bus = await connect({
+      url: `slowack://${uniqueName('ack')}`,
+      driver: slowAcks(2_000, answered),
+      logger: silentLogger,
+    });
+    try {
+      const handled: string[] = [];
+      await bus.subscribe('acks.t', (m) => void handled.push(m.id), { group: 'g', concurrency: 1, prefetch: 10 });
+      await bus.publishBatch('acks.t', [
+        { payload: 1 },
+        { payload: 2 },
+        { payload: 3 },
+        { payload: 4 },
+        { payload: 5 },
+      ]);
+      // With concurrency 1, each message would otherwise wait 2 s for the previous one's ack.
+      await waitFor(() => handled.length === 5, 1_500, 'all five handled');
+      expect(answered.count).toBe(0);
+    } finally {
+      await bus.close();
+    }
+  });
+
+  it('are all answered before close() resolves', async () => {
+    const answered = { count: 0 };
+    const bus = await connect({
+      url: `slowack://${uniqueName('ack')}`,
+      driver: slowAcks(300, answered),
+      logger: silentLogger,
+    });
+    let handled = 0;
+    const sub = await bus.subscribe('acks.t', () => void handled++, { group: 'g', concurrency: 2, prefetch: 10 });
+    await bus.publishBatch('acks.t', [{ payload: 1 }, { payload: 2 }, { payload: 3 }]);
+    await waitFor(() => handled === 3, 1_000, 'all three handled');
+    expect(answered.count).toBe(0);
+    await sub.close();
+    expect(answered.count).toBe(3);
+    await bus.close();
+  });
+});
