@@ -1,14 +1,20 @@
 /**
- * `node --cpu-prof --cpu-prof-dir=/tmp/prof bench/dist/profile.js redis consume 50000 [raw]`:
- * runs one scenario's blocks on one side only, for a CPU profile of busbar's (or the raw client's) hot path.
+ * `node bench/dist/profile.js redis consume 50000 [raw]`: runs one scenario's blocks on one side only and
+ * writes a CPU profile of busbar's (or the raw client's) hot path to /tmp/prof (BUSBAR_PROF_DIR). For the
+ * consume scenario only the drain is profiled, not the publishing of its backlog.
  * Summarize with `node bench/dist/profile-summary.js /tmp/prof/<file>.cpuprofile`.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
 import { BENCHES } from './benches.js';
 import { type BenchConfig, block, type Scenario } from './lib/harness.js';
+import type { Side } from './lib/types.js';
 
 const [transport, scenario, countText, which] = process.argv.slice(2);
 const bench = BENCHES[transport as string];
 if (!bench) throw new Error('usage: profile.js <transport> <scenario> [count] [raw]');
+const dir = process.env.BUSBAR_PROF_DIR ?? '/tmp/prof';
 const config: BenchConfig = {
   messages: undefined,
   payload: 256,
@@ -18,12 +24,39 @@ const config: BenchConfig = {
   scenarios: [scenario as Scenario],
   log: console.log,
 };
+const session = new Session();
+session.connect();
+await session.post('Profiler.enable');
+await session.post('Profiler.setSamplingInterval', { interval: 50 });
+
 await bench.available();
-const side = which === 'raw' && bench.raw ? await bench.raw() : await bench.busbar();
-for (let i = 0; i < 3; i++) {
-  const s = await block(bench, side, scenario as Scenario, Number(countText ?? bench.defaultMessages), config);
-  console.log(`${side.label} ${scenario}: ${Math.round(s.rate)}/s ${s.cpuUs.toFixed(1)} us/msg`);
+const base = which === 'raw' && bench.raw ? await bench.raw() : await bench.busbar();
+const onlyDrain = scenario === 'consume' && bench.backlog;
+// For a backlog drain, profile from subscribe to the last message; otherwise the whole block.
+const side: Side = onlyDrain
+  ? {
+      ...base,
+      async consume(target, count, onBody) {
+        await session.post('Profiler.start');
+        const running = await base.consume(target, count, onBody);
+        return { ...running, done: running.done.finally(() => stop()) };
+      },
+    }
+  : base;
+let profiles = 0;
+async function stop(): Promise<void> {
+  const { profile } = await session.post('Profiler.stop');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${transport}-${scenario}-${base.label}-${process.pid}-${profiles++}.cpuprofile`);
+  writeFileSync(file, JSON.stringify(profile));
+  console.log(`profile: ${file}`);
 }
-await side.close();
+for (let i = 0; i < 3; i++) {
+  if (!onlyDrain) await session.post('Profiler.start');
+  const s = await block(bench, side, scenario as Scenario, Number(countText ?? bench.defaultMessages), config);
+  if (!onlyDrain) await stop();
+  console.log(`${base.label} ${scenario}: ${Math.round(s.rate)}/s ${s.cpuUs.toFixed(1)} us/msg`);
+}
+await base.close();
 await bench.shutdown?.();
 process.exit(0);

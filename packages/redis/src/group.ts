@@ -16,6 +16,7 @@ import {
   type DeliveryOwner,
   entriesOf,
   Gate,
+  Held,
   RedisDelivery,
   type StreamReply,
   settlesWithin,
@@ -53,7 +54,7 @@ export interface GroupInit {
  */
 export class GroupSubscription implements TransportSubscription, DeliveryOwner {
   readonly #i: GroupInit;
-  readonly #held = new Map<string, RedisDelivery>();
+  readonly #held: Held;
   readonly #gate = new Gate();
   readonly #acks: AckBatcher;
   #stopped = false;
@@ -67,6 +68,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
 
   constructor(init: GroupInit) {
     this.#i = init;
+    this.#held = new Held(init.keys.retryStream);
     this.#mover = new RetryMover(init);
     this.#acks = new AckBatcher(init.client, init.keys, init.group, init.opTimeoutMs, init.secrets);
   }
@@ -97,41 +99,50 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
   }
 
   async #run(): Promise<void> {
-    const { reader, keys, group, consumer } = this.#i;
+    const { keys, group } = this.#i;
+    const chunk = Math.max(1, Math.ceil(this.#i.prefetch / 2));
     let backoff = 0;
+    // The next read, sent before the current reply is delivered: Redis serves it while this process
+    // runs handlers (measured: without it the drain alternated between waiting and working).
+    let ahead: Promise<StreamReply> | undefined;
+    let aheadCount = 0;
     while (!this.#stopped) {
-      const room = this.#i.prefetch - this.#held.size;
-      // Read in chunks: wait until half the prefetch is free (or nothing is held), else every ack
-      // would trigger its own XREADGROUP COUNT 1 round trip (measured: the main consume cost).
-      if (room <= 0 || (this.#held.size > 0 && room < Math.ceil(this.#i.prefetch / 2))) {
-        await this.#gate.wait();
-        continue;
-      }
       try {
-        if (this.#rereadPending) {
-          this.#rereadPending = false;
-          await this.#readOwnPending(keys.stream, room);
-          await this.#readOwnPending(keys.retryStream, room);
-          continue;
+        let reply: StreamReply;
+        let asked: number;
+        if (ahead) {
+          reply = await ahead;
+          asked = aheadCount;
+          ahead = undefined;
+        } else {
+          const room = this.#i.prefetch - this.#held.size;
+          // Read in chunks: wait until half the prefetch is free (or nothing is held), else every ack
+          // would trigger its own XREADGROUP COUNT 1 round trip.
+          if (room <= 0 || (this.#held.size > 0 && room < chunk)) {
+            await this.#gate.wait();
+            continue;
+          }
+          if (this.#rereadPending) {
+            this.#rereadPending = false;
+            await this.#readOwnPending(keys.stream, room);
+            await this.#readOwnPending(keys.retryStream, room);
+            continue;
+          }
+          asked = Math.min(room, chunk);
+          reply = await this.#read(asked, true);
         }
-        const reply = (await reader.callBuffer(
-          'XREADGROUP',
-          'GROUP',
-          group,
-          consumer,
-          'COUNT',
-          room,
-          'BLOCK',
-          this.#i.blockMs,
-          'STREAMS',
-          keys.stream,
-          keys.retryStream,
-          '>',
-          '>',
-        )) as StreamReply;
-        for (const [stream, id, fields] of entriesOf(reply)) this.#deliver(stream, id, fields, 1);
+        const rows = entriesOf(reply);
+        // A full reply means more is waiting: ask for it now without blocking (a blocking read queued
+        // behind this one would hold up stop()), if the entries in hand leave room for it.
+        aheadCount = Math.min(chunk, this.#i.prefetch - this.#held.size - rows.length);
+        if (rows.length >= asked && !this.#stopped && aheadCount > 0) {
+          ahead = this.#read(aheadCount, false);
+          ahead.catch(() => undefined); // awaited (and its error handled) on the next turn
+        }
+        for (const [stream, id, fields] of rows) this.#deliver(stream, id, fields, 1);
         backoff = 0;
       } catch (error) {
+        ahead = undefined;
         if (this.#stopped) break;
         this.#rereadPending = true;
         if (isReplyError(error, 'NOGROUP')) {
@@ -146,6 +157,17 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
         await sleep(backoff);
       }
     }
+    // A read sent ahead and not delivered: its entries stay pending for this consumer (re-read or claimed later).
+    await ahead?.catch(() => undefined);
+  }
+
+  /** XREADGROUP of new entries on the topic stream and the group's retry stream. */
+  #read(count: number, block: boolean): Promise<StreamReply> {
+    const { reader, keys, group, consumer } = this.#i;
+    const args: (string | number)[] = ['GROUP', group, consumer, 'COUNT', count];
+    if (block) args.push('BLOCK', this.#i.blockMs);
+    args.push('STREAMS', keys.stream, keys.retryStream, '>', '>');
+    return reader.callBuffer('XREADGROUP', ...args) as Promise<StreamReply>;
   }
 
   /** Re-reads entries this consumer was given but never settled (a restart with the same name, a lost reply). */
@@ -165,10 +187,10 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
         stream,
         from,
       )) as StreamReply;
-      const rows = [...entriesOf(reply)];
+      const rows = entriesOf(reply);
       if (rows.length === 0) return;
       from = (rows[rows.length - 1] as [string, string, unknown])[1];
-      const fresh = rows.filter(([, id]) => !this.#held.has(`${stream} ${id}`));
+      const fresh = rows.filter(([, id]) => !this.#held.has(stream, id));
       if (fresh.length === 0) continue;
       const counts = await this.#deliveryCounts(stream, (fresh[0] as [string, string, unknown])[1], from, rows.length);
       for (const [, id, fields] of fresh) this.#deliver(stream, id, fields, counts.get(id) ?? 1);
@@ -182,7 +204,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
   }
 
   #deliver(stream: string, entryId: string, fields: Buffer[] | null, deliveryCount: number): void {
-    if (this.#held.has(`${stream} ${entryId}`)) return;
+    if (this.#held.has(stream, entryId)) return;
     // A reply that arrives after stop resolved: the entries stay pending here and go to the next claimer.
     if (this.#intakeClosed) return;
     const fromRetry = stream === this.#i.keys.retryStream;
@@ -213,14 +235,14 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
       fromRetry,
       Date.now(),
     );
-    this.#held.set(`${stream} ${entryId}`, d);
+    this.#held.add(d);
     this.#i.callbacks.onDelivery(d);
   }
 
   #settle(d: RedisDelivery): boolean {
     if (d.settled) return false;
     d.settled = true;
-    this.#held.delete(`${d.raw.stream} ${d.raw.entryId}`);
+    this.#held.delete(d);
     this.#gate.open();
     return true;
   }
@@ -244,7 +266,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     } catch (error) {
       // Not scheduled, not acked: core releases it next; it must stay claimable.
       d.settled = false;
-      this.#held.set(`${d.raw.stream} ${d.raw.entryId}`, d);
+      this.#held.add(d);
       throw toBusbarError(error, this.#i.secrets, 'Scheduling a retry failed');
     }
     this.#mover.schedule(request.delayMs);

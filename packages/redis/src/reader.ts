@@ -62,12 +62,47 @@ export class RedisDelivery implements Delivery {
 /** An XREAD/XREADGROUP/XRANGE-style reply read as Buffers: [[key, [[id, fields | null], ...]], ...]. */
 export type StreamReply = [Buffer, [Buffer, Buffer[] | null][]][] | null;
 
-/** A reply's entries per stream key. */
-export function* entriesOf(reply: StreamReply): Generator<[string, string, Buffer[] | null]> {
-  if (!reply) return;
+/** A reply's entries with their stream key (a plain array: a generator cost more per entry). */
+export function entriesOf(reply: StreamReply): [string, string, Buffer[] | null][] {
+  const rows: [string, string, Buffer[] | null][] = [];
+  if (!reply) return rows;
   for (const [key, entries] of reply) {
     const stream = key.toString();
-    for (const [id, fields] of entries) yield [stream, id.toString('latin1'), fields];
+    for (const [id, fields] of entries) rows.push([stream, id.toString('latin1'), fields]);
+  }
+  return rows;
+}
+
+/**
+ * Unsettled deliveries by stream and entry id. Two maps keyed by the entry id itself: a
+ * `${stream} ${id}` key cost a string concatenation and a fresh hash per lookup (measured
+ * on the consume path).
+ */
+export class Held {
+  readonly #main = new Map<string, RedisDelivery>();
+  readonly #retry = new Map<string, RedisDelivery>();
+  readonly #retryStream: string;
+  constructor(retryStream: string) {
+    this.#retryStream = retryStream;
+  }
+  #of(stream: string): Map<string, RedisDelivery> {
+    return stream === this.#retryStream ? this.#retry : this.#main;
+  }
+  get size(): number {
+    return this.#main.size + this.#retry.size;
+  }
+  has(stream: string, entryId: string): boolean {
+    return this.#of(stream).has(entryId);
+  }
+  add(d: RedisDelivery): void {
+    (d.fromRetry ? this.#retry : this.#main).set(d.raw.entryId, d);
+  }
+  delete(d: RedisDelivery): void {
+    (d.fromRetry ? this.#retry : this.#main).delete(d.raw.entryId);
+  }
+  *values(): IterableIterator<RedisDelivery> {
+    yield* this.#main.values();
+    yield* this.#retry.values();
   }
 }
 
