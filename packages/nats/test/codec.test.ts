@@ -1,0 +1,35 @@
+import { headers as natsHeaders } from 'nats';
+import { describe, expect, it } from 'vitest';
+import { MSG_ID, parseHeaderBlock } from '../src/codec.js';
+
+/** What busbar read through nats.js' own decoder before the fast path (the oracle). */
+function viaNats(block: string): { msgId: string | undefined; out: Record<string, string> } {
+  const h = natsHeaders();
+  const decoded = (h.constructor as unknown as { decode(a: Uint8Array): typeof h }).decode(
+    new TextEncoder().encode(block),
+  );
+  const out: Record<string, string> = {};
+  let msgId: string | undefined;
+  for (const [name, values] of decoded) {
+    if (name === MSG_ID) msgId = values[0];
+    else if (!name.startsWith('Nats-')) out[name] = values.length === 1 ? (values[0] as string) : values.join(',');
+  }
+  return { msgId, out };
+}
+
+describe('NATS header block', () => {
+  const blocks = [
+    'NATS/1.0\r\n\r\n',
+    'NATS/1.0\r\nNats-Msg-Id: orders.created:abc\r\n\r\n',
+    'NATS/1.0\r\nNats-Msg-Id: t:1\r\nbusbar-key: k-1\r\nX-Trace:  spaced value \r\n\r\n',
+    'NATS/1.0\r\na: 1\r\na: 2\r\nb:\r\nc: é ü 日本\r\nNats-Expected-Stream: s\r\n\r\n',
+    'NATS/1.0\r\nx: a:b:c\r\nnot a header line\r\ny: 1\r\n\r\n',
+  ];
+  for (const block of blocks) {
+    it(`reads ${JSON.stringify(block)} as nats.js does`, () => {
+      const out: Record<string, string> = {};
+      const msgId = parseHeaderBlock(block, out);
+      expect({ msgId, out }).toEqual(viaNats(block));
+    });
+  }
+});
