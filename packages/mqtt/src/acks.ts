@@ -1,4 +1,5 @@
 import type { IPublishPacket, MqttClient } from 'mqtt';
+import { META } from './codec.js';
 import type { Link } from './link.js';
 
 /** One received QoS 1 message awaiting its PUBACK. */
@@ -28,7 +29,8 @@ function sameMessage(a: IPublishPacket, b: IPublishPacket): boolean {
 }
 
 function userProperty(p: IPublishPacket): unknown {
-  const value = p.properties?.userProperties?.['busbar-id'];
+  const props = p.properties?.userProperties;
+  const value = props?.[META] ?? props?.['busbar-id'];
   return Array.isArray(value) ? value[0] : value;
 }
 

@@ -2,7 +2,7 @@ import type { Delivery, RetryRequest } from '@busbar/core/transport';
 import { HEADER } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import type { Inbound, ManualAcks } from './acks.js';
-import { type DecodedFields, DUE, type UserProperties } from './codec.js';
+import { type DecodedFields, DUE, META, type UserProperties } from './codec.js';
 
 /** What a delivery needs from its subscription to retry: republish to the group's retry topic, confirmed. */
 export interface RetrySink {
@@ -79,8 +79,9 @@ export function retryProperties(
   now: number,
 ): UserProperties {
   const props: UserProperties = { ...request.headers };
-  props[HEADER.id] = fields.id;
-  props[HEADER.timestamp] = String(fields.timestamp);
+  delete props[HEADER.id];
+  delete props[HEADER.timestamp];
+  props[META] = `${fields.timestamp} ${fields.id}`;
   if (fields.key !== undefined) props[HEADER.key] = fields.key;
   props[HEADER.attempt] = String(request.attempt);
   props[HEADER.topic] = topic;

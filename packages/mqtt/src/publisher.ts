@@ -53,7 +53,6 @@ export class Publisher {
   readonly #topicQos: [string, QoS][];
   #waitHead = 0;
   #inflight = 0;
-  #corked = false;
   #drainQueued = false;
   #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
@@ -144,22 +143,8 @@ export class Publisher {
     return this.#options.maxInflight ?? this.#link.serverReceiveMaximum;
   }
 
-  /** Corks the socket until the end of this turn, so messages sent together leave in one write. */
-  #cork(): void {
-    if (this.#corked) return;
-    const stream = this.#link.client.stream as { cork?: () => void; uncork?: () => void } | undefined;
-    if (!stream?.cork) return;
-    this.#corked = true;
-    stream.cork();
-    queueMicrotask(() => {
-      this.#corked = false;
-      stream.uncork?.();
-    });
-  }
-
   #send(item: Item, counted: boolean): void {
     if (counted) this.#inflight++;
-    this.#cork();
     this.#link.client.publish(item.path, item.payload, item.options, (error) => {
       if (counted) this.#inflight--;
       const { batch } = item;

@@ -30,9 +30,32 @@ describe.runIf(ok)('mqtt: topics, properties, QoS, retain, will', () => {
     expect(packet?.properties?.contentType).toBe('application/json');
     const props = packet?.properties?.userProperties as Record<string, string>;
     expect(props.tenant).toBe('acme');
-    expect(props['busbar-id']).toBe(id);
+    // Publish time and id share one property.
+    const [ts, sentId] = (props.busbar as string).split(' ');
+    expect(sentId).toBe(id);
+    expect(Number(ts)).toBeGreaterThan(Date.now() - 10_000);
     expect(props['busbar-key']).toBe('k1');
-    expect(Number(props['busbar-ts'])).toBeGreaterThan(Date.now() - 10_000);
+    expect(Object.keys(props).sort()).toEqual(['busbar', 'busbar-key', 'tenant']);
+  });
+
+  it('reads id and time from the separate properties busbar 0.1.0 wrote', async () => {
+    const topic = uniqueName('old');
+    const bus = await openBus();
+    const raw = await rawClient();
+    cleanup.push(
+      () => bus.close(),
+      () => raw.client.endAsync(),
+    );
+    const got: { id: string; timestamp: Date; headers: Record<string, string> }[] = [];
+    await bus.subscribe(topic, (m) => void got.push({ id: m.id, timestamp: m.timestamp, headers: { ...m.headers } }));
+    await raw.client.publishAsync(topic, JSON.stringify({ n: 1 }), {
+      qos: 1,
+      properties: { userProperties: { 'busbar-id': 'old-1', 'busbar-ts': '1700000000000', tenant: 'acme' } },
+    });
+    await waitFor(() => got.length === 1, 5_000, 'the message');
+    expect(got[0]?.id).toBe('old-1');
+    expect(got[0]?.timestamp.getTime()).toBe(1700000000000);
+    expect(got[0]?.headers).toEqual({ tenant: 'acme' });
   });
 
   it('maps * to + and # to # in subscriptions, and receives messages busbar did not publish', async () => {
