@@ -382,7 +382,7 @@ export class SubscriptionRuntime<T> implements Subscription {
       return this.#deadLetter(rec, error, d.attempt, durationMs);
     }
     const delayMs = backoffDelay(retry, d.attempt);
-    const headers = { ...d.headers };
+    const headers = { ...d.headers, ...d.deadLetterHeaders?.() };
     headers[HEADER.firstFailure] ??= String(Date.now());
     const request = { delayMs, attempt: d.attempt + 1, headers };
     try {
@@ -437,7 +437,10 @@ export class SubscriptionRuntime<T> implements Subscription {
       topic,
       id: d.id,
       key: d.key,
-      headers: deadLetterHeaders(d.headers, { error, attempts, topic: d.topic, group: this.group, now: Date.now() }),
+      headers: deadLetterHeaders(
+        { ...d.headers, ...d.deadLetterHeaders?.() },
+        { error, attempts, topic: d.topic, group: this.group, now: Date.now() },
+      ),
       body: d.body,
       contentType: this.#def.codec.contentType,
       timestamp: d.timestamp,

@@ -2,7 +2,7 @@ import type { OutgoingRecord } from '@busbar/core/transport';
 import { attemptFromHeaders, HEADER } from '@busbar/core/transport';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
 
-/** Driver headers: when a retried message is due, and where a message was first read (kept into dead letters). */
+/** Driver headers: when a retried message is due, and where a message was first read (on retries and dead letters). */
 export const KAFKA_HEADER = {
   due: 'busbar-due',
   partition: 'busbar-kafka-partition',
@@ -68,6 +68,8 @@ export interface DecodedRecord {
   readonly timestamp: number;
   readonly attempt: number;
   readonly raw: KafkaRaw;
+  /** Read from the group's retry topic (its headers hold the position of the first read). */
+  readonly fromRetry: boolean;
 }
 
 /**
@@ -82,10 +84,6 @@ export function decode(
   fromRetryTopic: boolean,
 ): DecodedRecord {
   const headers = fromKafkaHeaders(message.headers);
-  if (!fromRetryTopic) {
-    headers[KAFKA_HEADER.partition] = String(partition);
-    headers[KAFKA_HEADER.offset] = message.offset;
-  }
   const id = headers[HEADER.id] ?? `${topic}-${partition}-${message.offset}`;
   return {
     id,
@@ -95,6 +93,7 @@ export function decode(
     body: message.value ?? EMPTY,
     timestamp: Number(message.timestamp),
     attempt: attemptFromHeaders(headers),
+    fromRetry: fromRetryTopic,
     raw: {
       topic,
       partition,

@@ -219,25 +219,40 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     const fromRetry = topic === this.retryTopic;
     const tracker = this.#commits.tracker(topic, partition);
     const prefetch = this.#spec.prefetch;
-    for (const message of batch.messages) {
-      if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
-      if (fromRetry) {
-        const due = Number(message.headers?.[KAFKA_HEADER.due]?.toString() ?? 0);
-        if (due > Date.now()) {
-          this.#hold(partition, due, pause);
-          return;
-        }
-      }
-      while (this.#unsettled >= prefetch) {
-        await this.#waitForRoom();
+    // The fetch position moves past what core holds. Told to kafkajs before every wait and on every way out,
+    // not per message: each resolveOffset parses the offset into a Long (a visible share of consume).
+    let admitted: string | undefined;
+    const resolve = () => {
+      if (admitted !== undefined) resolveOffset(admitted);
+      admitted = undefined;
+    };
+    try {
+      for (const message of batch.messages) {
         if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
-        await heartbeat();
+        if (fromRetry) {
+          const due = Number(message.headers?.[KAFKA_HEADER.due]?.toString() ?? 0);
+          if (due > Date.now()) {
+            this.#hold(partition, due, pause);
+            return;
+          }
+        }
+        if (this.#unsettled >= prefetch) {
+          resolve();
+          while (this.#unsettled >= prefetch) {
+            await this.#waitForRoom();
+            if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
+            await heartbeat();
+          }
+        }
+        const entry = tracker.add(Number(message.offset));
+        admitted = message.offset;
+        this.#unsettled++;
+        this.#callbacks.onDelivery(
+          new KafkaDelivery(decode(topic, partition, message, fromRetry), this, tracker, entry),
+        );
       }
-      const entry = tracker.add(Number(message.offset));
-      resolveOffset(message.offset);
-      this.#unsettled++;
-      const record = decode(topic, partition, message, fromRetry);
-      this.#callbacks.onDelivery(new KafkaDelivery(record, this, tracker, entry));
+    } finally {
+      resolve();
     }
   }
 

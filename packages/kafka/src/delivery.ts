@@ -1,5 +1,5 @@
 import type { Delivery, RetryRequest } from '@busbar/core/transport';
-import type { DecodedRecord, KafkaRaw } from './codec.js';
+import { type DecodedRecord, KAFKA_HEADER, type KafkaRaw } from './codec.js';
 import type { PartitionTracker, TrackedOffset } from './tracker.js';
 
 /** What a delivery reports back to its subscription. */
@@ -30,6 +30,7 @@ export class KafkaDelivery implements Delivery {
   readonly #host: SettleHost;
   readonly #tracker: PartitionTracker;
   readonly #entry: TrackedOffset;
+  readonly #fromRetry: boolean;
   #settled = false;
 
   constructor(record: DecodedRecord, host: SettleHost, tracker: PartitionTracker, entry: TrackedOffset) {
@@ -44,6 +45,13 @@ export class KafkaDelivery implements Delivery {
     this.#host = host;
     this.#tracker = tracker;
     this.#entry = entry;
+    this.#fromRetry = record.fromRetry;
+  }
+
+  /** The partition and offset it was first read from, for its retries and dead letter. */
+  deadLetterHeaders(): Readonly<Record<string, string>> | undefined {
+    if (this.#fromRetry) return undefined;
+    return { [KAFKA_HEADER.partition]: String(this.raw.partition), [KAFKA_HEADER.offset]: this.raw.offset };
   }
 
   async ack(): Promise<void> {

@@ -54,4 +54,43 @@ describe.runIf(ok)('kafka consumers', () => {
       await bus.close();
     }
   }, 30_000);
+
+  it('a dead letter names the partition and offset of the first read, also after a retry', async () => {
+    const bus = await connect({ url: brokerUrls.kafka, driver, logger: silentLogger });
+    try {
+      const topic = uniqueName('dlpos');
+      const group = uniqueName('g');
+      const reads = collect<{ topic: string; partition: number; offset: string }>();
+      await bus.subscribe<{ n: number }>(
+        topic,
+        async (m) => {
+          if (m.payload.n < 3) return;
+          reads.push(m.raw as { topic: string; partition: number; offset: string });
+          throw new Error('always');
+        },
+        { group, retry: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 10 } },
+      );
+      // Same key, same partition: the failing message is at offset 3 there, its retry at 0 in the retry topic.
+      await bus.publishBatch(
+        topic,
+        [0, 1, 2, 3].map((n) => ({ payload: { n }, key: 'k' })),
+      );
+      await reads.waitForCount(2, 20_000);
+      expect(reads.items[0]?.offset).toBe('3');
+      // The second read came from the group's retry topic.
+      expect(reads.items[1]?.topic).not.toBe(topic);
+      const dead = collect<Record<string, string>>();
+      await bus.subscribeDeadLetters(topic, group, (m) => {
+        const raw = m.raw as { headers: Record<string, Buffer> };
+        dead.push(Object.fromEntries(Object.entries(raw.headers).map(([k, v]) => [k, v.toString()])));
+      });
+      await dead.waitForCount(1, 20_000);
+      const first = reads.items[0];
+      expect(dead.items[0]?.['busbar-kafka-partition']).toBe(String(first?.partition));
+      expect(dead.items[0]?.['busbar-kafka-offset']).toBe(first?.offset);
+      expect(dead.items[0]?.['busbar-dl-attempts']).toBe('2');
+    } finally {
+      await bus.close();
+    }
+  }, 60_000);
 });

@@ -24,7 +24,10 @@ function idFrom(msgId: string, topic: string, redrive: string | undefined): stri
   return suffix && msgId.endsWith(suffix) ? msgId.slice(prefix.length, -suffix.length) : msgId.slice(prefix.length);
 }
 
-/** `<stream>:<sequence>` of the message a dead letter came from. */
+/**
+ * `<stream>:<sequence>` of the message a dead letter came from (written by core when dead-lettering, and
+ * dropped on re-drive with the other busbar-dl-* headers).
+ */
 export const SOURCE_SEQ = 'busbar-dl-seq';
 
 /** Re-published records (dead letters, re-drives) keep their original time; fresh ones use the stream's timestamp. */
@@ -78,6 +81,9 @@ export interface Decoded {
   readonly headers: Record<string, string>;
   readonly timestamp: number;
   readonly attempt: number;
+  /** Stream and stream sequence it was read from. */
+  readonly stream: string;
+  readonly sequence: number;
 }
 
 /** A message busbar did not publish has no `Nats-Msg-Id`: its id is `<stream>:<sequence>`. */
@@ -86,9 +92,6 @@ export function decode(m: JsMsg): Decoded {
   const block = headerBlock(m);
   const msgId = block === undefined ? headersFromNats(m, out) : parseHeaderBlock(block, out);
   const info = ackInfo(m);
-  // Copied into a dead letter by core (and dropped on re-drive with the other busbar-dl-* headers), so a dead
-  // letter names the stream position of the message it came from.
-  out[SOURCE_SEQ] ??= `${info.stream}:${info.streamSequence}`;
   const ts = out[HEADER.timestamp];
   return {
     id: msgId === undefined ? `${info.stream}:${info.streamSequence}` : idFrom(msgId, m.subject, out[HEADER.redrive]),
@@ -96,6 +99,8 @@ export function decode(m: JsMsg): Decoded {
     headers: out,
     timestamp: ts === undefined ? Math.floor(info.timestampNanos / 1e6) : Number(ts),
     attempt: info.deliveryCount,
+    stream: info.stream,
+    sequence: info.streamSequence,
   };
 }
 

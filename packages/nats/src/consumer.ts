@@ -8,7 +8,7 @@ import type {
 } from '@busbar/core/transport';
 import { topicMatches } from '@busbar/core/transport';
 import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from 'nats';
-import { decode } from './codec.js';
+import { decode, SOURCE_SEQ } from './codec.js';
 import { consumerName } from './names.js';
 import type { Topology } from './topology.js';
 
@@ -37,6 +37,8 @@ class NatsDelivery implements Delivery {
   readonly attempt: number;
   readonly raw: JsMsg;
   readonly #held: Set<NatsDelivery> | undefined;
+  readonly #stream: string;
+  readonly #sequence: number;
   #settled = false;
 
   constructor(m: JsMsg, held: Set<NatsDelivery> | undefined) {
@@ -50,6 +52,13 @@ class NatsDelivery implements Delivery {
     this.attempt = d.attempt;
     this.raw = m;
     this.#held = held;
+    this.#stream = d.stream;
+    this.#sequence = d.sequence;
+  }
+
+  /** The stream position, for its dead letter (a retry is the same stream message, nak'd). */
+  deadLetterHeaders(): Readonly<Record<string, string>> {
+    return { [SOURCE_SEQ]: `${this.#stream}:${this.#sequence}` };
   }
 
   /** True the first time: a delivery is settled once; later calls are no-ops. */

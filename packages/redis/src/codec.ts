@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { attemptFromHeaders, type Delivery, HEADER, type OutgoingRecord } from '@busbar/core/transport';
+import { attemptFromHeaders, type Delivery, type OutgoingRecord } from '@busbar/core/transport';
 
 /**
  * Stream entry layout: `body` (raw bytes), `id` (busbar id), `ts` (publish
@@ -10,9 +10,8 @@ import { attemptFromHeaders, type Delivery, HEADER, type OutgoingRecord } from '
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
- * The Redis entry id a delivery was read from (for a retry, the entry it was
- * first read from). Core copies it into a dead letter, which so keeps the
- * original entry id.
+ * The Redis entry id a message was first read from: written by core into its
+ * retries and its dead letter (see RedisDelivery.deadLetterHeaders).
  */
 export const ENTRY_HEADER = 'busbar-redis-entry';
 
@@ -102,13 +101,11 @@ export function decodeEntry(entryId: string, fields: Buffer[]): DecodedEntry {
         return fromRetryPayload(JSON.parse(value.toString()) as RetryPayload);
     }
   }
-  // A dead letter keeps the entry id it had on its original topic; every other entry reports its own.
-  const keep = headers[HEADER.dlTopic] !== undefined && headers[ENTRY_HEADER] !== undefined;
   // For an entry that busbar did not write, the id and timestamp come from the entry id.
   return {
     id: id ?? entryId,
     key,
-    headers: keep ? headers : withEntryId(headers, entryId),
+    headers,
     body: body ?? new Uint8Array(0),
     timestamp: ts || Number(entryId.slice(0, entryId.indexOf('-'))),
     baseAttempt: headers === EMPTY_HEADERS ? 1 : attemptFromHeaders(headers),
@@ -142,12 +139,6 @@ function digits(value: Buffer): number {
     n = n * 10 + c;
   }
   return n;
-}
-
-function withEntryId(headers: Readonly<Record<string, string>>, entryId: string): Readonly<Record<string, string>> {
-  // The common case (no headers) as a literal: a spread with a computed key costs per message.
-  if (headers === EMPTY_HEADERS) return { 'busbar-redis-entry': entryId };
-  return { ...headers, [ENTRY_HEADER]: entryId };
 }
 
 function parseHeaders(text: string): Readonly<Record<string, string>> {

@@ -1,5 +1,5 @@
 import type { Delivery, RetryRequest } from '@busbar/core/transport';
-import type { DecodedEntry, RedisEntry } from './codec.js';
+import { type DecodedEntry, ENTRY_HEADER, type RedisEntry } from './codec.js';
 
 /** What a delivery needs from the subscription that produced it. */
 export interface DeliveryOwner {
@@ -44,6 +44,11 @@ export class RedisDelivery implements Delivery {
     this.raw = raw;
     this.fromRetry = fromRetry;
     this.heldSince = now;
+  }
+
+  /** The entry id it was first read from (a retry's headers already hold it). */
+  deadLetterHeaders(): Readonly<Record<string, string>> | undefined {
+    return this.fromRetry ? undefined : { [ENTRY_HEADER]: this.raw.entryId };
   }
 
   ack(): Promise<void> {

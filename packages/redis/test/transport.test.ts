@@ -1,4 +1,4 @@
-import { type Bus, bytesCodec, ConfigError, connect, defineTopic, PermanentError, silentLogger } from '@busbar/core';
+import { type Bus, bytesCodec, ConfigError, connect, defineTopic, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,12 +84,13 @@ describe.runIf(ok)('redis transport', () => {
       topic,
       async (m) => {
         seen.push(m.attempt);
-        if (fail) throw new PermanentError('bad order');
+        if (fail) throw new Error('bad order');
       },
-      { group },
+      { group, retry: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 10 } },
     );
     await bus.publish(topic, { x: 1 }, { id: 'dl-1' });
-    await seen.waitForCount(1, 5_000);
+    // Through the retry stream first: the dead letter still names the entry of the first read.
+    await seen.waitForCount(2, 5_000);
     const dlq = `busbar:{${topic}.${group}.dlq}`;
     await waitFor(async () => (await admin.xlen(dlq)) === 1, 5_000, 'dead letter written');
     const [[, fields]] = (await admin.xrange(dlq, '-', '+')) as [[string, string[]]];
@@ -102,7 +103,7 @@ describe.runIf(ok)('redis transport', () => {
     expect(headers['busbar-redis-entry']).toBe(originalEntry);
     fail = false;
     expect(await bus.redrive(topic, group, { idleMs: 500 })).toBe(1);
-    await seen.waitForCount(2, 5_000);
+    await seen.waitForCount(3, 5_000);
   });
 
   it('keeps binary bodies byte for byte and text bodies with any Unicode', async () => {

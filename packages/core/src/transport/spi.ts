@@ -66,6 +66,13 @@ export interface Delivery {
   readonly attempt: number;
   /** The native record. */
   readonly raw: unknown;
+  /**
+   * Optional: where the broker keeps this message (partition and offset, stream sequence, entry id), as
+   * `busbar-*` headers that its retries and its dead letter carry on. Called only when the message fails,
+   * so a delivery pays nothing for it otherwise. A delivery read back from a driver's retry queue returns
+   * nothing: its headers already hold the facts of the first read.
+   */
+  deadLetterHeaders?(): Readonly<Record<string, string>> | undefined;
   /** The group is done with this message. Drivers may coalesce acks; resolve once written. */
   ack(): Promise<void>;
   /**
