@@ -29,16 +29,29 @@ export function recordSize(record: OutgoingRecord): number {
   return size;
 }
 
-/** busbar record -> kafkajs message. The id travels in `busbar-id` (Kafka has no id field). */
-export function toKafkaMessage(record: OutgoingRecord, extra?: Readonly<Record<string, string>>): Message {
+/** A record whose publish time is this much older than the send keeps it as the Kafka timestamp. */
+const STALE_MS = 1_000;
+
+/**
+ * busbar record -> kafkajs message. The id travels in `busbar-id` (Kafka has no id field). The record's
+ * time is set only when it is stale (a dead letter, a re-drive, an outbox row): otherwise kafkajs stamps the
+ * send time itself, and a string timestamp costs kafkajs a Long parse per message (measured: about a third of
+ * busbar's produce cost).
+ */
+export function toKafkaMessage(
+  record: OutgoingRecord,
+  extra: Readonly<Record<string, string>> | undefined,
+  now: number,
+): Message {
   const headers: IHeaders = { ...record.headers, ...extra, [HEADER.id]: record.id };
   const body = record.body;
-  return {
+  const message: Message = {
     key: record.key ?? null,
     value: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
     headers,
-    timestamp: String(record.timestamp),
   };
+  if (now - record.timestamp > STALE_MS) message.timestamp = String(record.timestamp);
+  return message;
 }
 
 function headerText(value: IHeaders[string]): string | undefined {

@@ -113,6 +113,7 @@ export class Publisher {
 
   async #send(batch: Pending[]): Promise<void> {
     const byTopic = new Map<string, Message[]>();
+    const now = Date.now();
     for (const pending of batch) {
       for (const record of pending.records) {
         let list = byTopic.get(record.topic);
@@ -120,7 +121,7 @@ export class Publisher {
           list = [];
           byTopic.set(record.topic, list);
         }
-        list.push(toKafkaMessage(record, pending.extra));
+        list.push(toKafkaMessage(record, pending.extra, now));
       }
     }
     const topicMessages: TopicMessages[] = [];
