@@ -101,6 +101,7 @@ async function rawSide(): Promise<Side> {
 export const kafkaBench: BrokerBench = {
   name: 'kafka',
   defaultMessages: 15_000,
+  consumeMessages: 100_000,
   backlog: true,
   async available() {
     const admin = new Kafka({

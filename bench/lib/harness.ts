@@ -186,7 +186,10 @@ export async function runScenario(
   scenario: Scenario,
   config: BenchConfig,
 ): Promise<ScenarioResult> {
-  const count = scenario === 'latency' ? config.latencyMessages : (config.messages ?? bench.defaultMessages);
+  const count =
+    scenario === 'latency'
+      ? config.latencyMessages
+      : (config.messages ?? (scenario === 'consume' ? bench.consumeMessages : undefined) ?? bench.defaultMessages);
   const warm = scenario === 'latency' ? config : { ...config, latencyMessages: Math.ceil(config.latencyMessages / 4) };
   const warmCount = Math.max(100, Math.ceil(count / 4));
   for (const side of [sides.raw, sides.busbar]) if (side) await block(bench, side, scenario, warmCount, warm);

@@ -42,6 +42,12 @@ export interface BrokerBench {
   /** Messages per block by default (sized to the broker's speed so a block lasts ~0.5 s). */
   readonly defaultMessages: number;
   /**
+   * Messages per consume block, when a backlog of `defaultMessages` fits in one or two fetches: the raw
+   * side then times a loop over records already decoded, not consumption (Kafka: 15,000 small records
+   * come in about three fetches).
+   */
+  readonly consumeMessages?: number;
+  /**
    * True when a group keeps messages published while no member is connected,
    * so consume can drain a prepared backlog. False (MQTT shared subscriptions):
    * consume is measured end to end, with the publisher running at the same time.
