@@ -101,7 +101,9 @@ export class SubscriptionRuntime<T> implements Subscription {
   readonly #handler: Handler<T>;
   readonly #options: ResolvedSubscribeOptions;
   readonly #host: SubscriptionHost;
-  readonly #queue: Delivery[] = [];
+  /** Deliveries waiting for a slot, from #head on (shift() on a long array copies it: measured in #pump). */
+  #queue: (Delivery | undefined)[] = [];
+  #head = 0;
   readonly #inFlight = new Set<InFlight>();
   readonly #busyKeys = new Set<string>();
   readonly #settling = new Set<Promise<void>>();
@@ -154,7 +156,7 @@ export class SubscriptionRuntime<T> implements Subscription {
       group: this.group,
       state: this.#state,
       inFlight: this.#inFlight.size,
-      queued: this.#queue.length,
+      queued: this.#queue.length - this.#head,
     };
   }
 
@@ -182,18 +184,46 @@ export class SubscriptionRuntime<T> implements Subscription {
     this.#pumping = true;
     try {
       const limit = this.#options.concurrency;
-      while (this.#inFlight.size < limit && this.#queue.length > 0) {
-        let index = 0;
+      const queue = this.#queue;
+      // A handler that closes the subscription synchronously stops the loop (close releases the rest).
+      while (this.#state === 'running' && this.#inFlight.size < limit && this.#head < queue.length) {
+        let index = this.#head;
         if (limit > 1 && this.#busyKeys.size > 0) {
-          index = this.#queue.findIndex((d) => d.key === undefined || !this.#busyKeys.has(d.key));
+          index = this.#runnable();
           if (index < 0) return;
         }
-        const delivery =
-          index === 0 ? (this.#queue.shift() as Delivery) : (this.#queue.splice(index, 1)[0] as Delivery);
+        let delivery: Delivery;
+        if (index === this.#head) {
+          delivery = queue[index] as Delivery;
+          queue[this.#head++] = undefined;
+        } else {
+          delivery = queue.splice(index, 1)[0] as Delivery;
+        }
         this.#start(delivery);
       }
     } finally {
       this.#pumping = false;
+      this.#compact();
+    }
+  }
+
+  /** The first queued delivery whose key is not being handled, or -1. */
+  #runnable(): number {
+    const queue = this.#queue;
+    for (let i = this.#head; i < queue.length; i++) {
+      const key = (queue[i] as Delivery).key;
+      if (key === undefined || !this.#busyKeys.has(key)) return i;
+    }
+    return -1;
+  }
+
+  #compact(): void {
+    if (this.#head === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
     }
   }
 
@@ -508,7 +538,10 @@ export class SubscriptionRuntime<T> implements Subscription {
   async #close(): Promise<void> {
     this.#state = 'closing';
     if (this.#native) await this.#native.stop().catch((e) => this.#warn('stopping intake failed', e));
-    for (const d of this.#queue.splice(0)) this.#track(d.release().catch((e) => this.#warn('release failed', e)));
+    const waiting = this.#queue.slice(this.#head) as Delivery[];
+    this.#queue = [];
+    this.#head = 0;
+    for (const d of waiting) this.#track(d.release().catch((e) => this.#warn('release failed', e)));
     for (const [timer, d] of this.#retryTimers) {
       clearTimeout(timer);
       this.#track(d.release().catch((e) => this.#warn('release failed', e)));
