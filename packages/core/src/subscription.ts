@@ -218,6 +218,7 @@ export class SubscriptionRuntime<T> implements Subscription {
   }
 
   #compact(): void {
+    if (this.#head === 0) return;
     if (this.#head === this.#queue.length) {
       this.#queue.length = 0;
       this.#head = 0;

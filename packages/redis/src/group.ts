@@ -139,7 +139,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
           ahead = this.#read(aheadCount, false);
           ahead.catch(() => undefined); // awaited (and its error handled) on the next turn
         }
-        for (const [stream, id, fields] of rows) this.#deliver(stream, id, fields, 1);
+        for (const [stream, id, fields] of rows) this.#deliver(stream, id, fields, 1, true);
         backoff = 0;
       } catch (error) {
         ahead = undefined;
@@ -203,8 +203,9 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     return deliveryCounts(client, { stream, group, consumer }, start, end, count);
   }
 
-  #deliver(stream: string, entryId: string, fields: Buffer[] | null, deliveryCount: number): void {
-    if (this.#held.has(stream, entryId)) return;
+  /** `fresh`: read with `>`, so never handed to anyone before (no need to look it up in what is held). */
+  #deliver(stream: string, entryId: string, fields: Buffer[] | null, deliveryCount: number, fresh = false): void {
+    if (!fresh && this.#held.has(stream, entryId)) return;
     // A reply that arrives after stop resolved: the entries stay pending here and go to the next claimer.
     if (this.#intakeClosed) return;
     const fromRetry = stream === this.#i.keys.retryStream;
