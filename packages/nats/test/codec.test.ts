@@ -1,6 +1,6 @@
-import { headers as natsHeaders } from 'nats';
+import { type JsMsg, headers as natsHeaders } from 'nats';
 import { describe, expect, it } from 'vitest';
-import { MSG_ID, parseHeaderBlock } from '../src/codec.js';
+import { ackInfo, MSG_ID, parseHeaderBlock } from '../src/codec.js';
 
 /** What busbar read through nats.js' own decoder before the fast path (the oracle). */
 function viaNats(block: string): { msgId: string | undefined; out: Record<string, string> } {
@@ -32,4 +32,20 @@ describe('NATS header block', () => {
       expect({ msgId, out }).toEqual(viaNats(block));
     });
   }
+});
+
+describe('NATS ack subject', () => {
+  const msg = (reply: string) => ({ reply, info: { stream: 'via-nats-info' } }) as unknown as JsMsg;
+  it('reads stream, delivery count, sequence and time from both subject formats', () => {
+    const v1 = ackInfo(msg('$JS.ACK.ORDERS.c1.3.42.40.1700000000123456789.7'));
+    expect(v1).toMatchObject({ stream: 'ORDERS', deliveryCount: 3, streamSequence: 42 });
+    expect(Math.floor(v1.timestampNanos / 1e6)).toBe(1700000000123);
+    const v2 = ackInfo(msg('$JS.ACK.hub.acchash.ORDERS.c1.1.9.9.1700000000123456789.0.xyz'));
+    expect(v2).toMatchObject({ stream: 'ORDERS', deliveryCount: 1, streamSequence: 9 });
+  });
+
+  it("leaves anything else to nats.js' own parser", () => {
+    expect(ackInfo(msg('_INBOX.abc')).stream).toBe('via-nats-info');
+    expect(ackInfo(msg('$JS.ACK.a.b.c')).stream).toBe('via-nats-info');
+  });
 });
