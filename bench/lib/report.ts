@@ -134,7 +134,7 @@ export const RSS_HEADERS = [
 export function rssRows(results: readonly RssResult[]): string[][] {
   return results.map((r) =>
     r.error
-      ? [r.transport, r.backlog.toLocaleString('en-US'), r.error.slice(0, 80), '', '', '', '']
+      ? [r.transport, r.backlog.toLocaleString('en-US'), r.error.slice(0, 200), '', '', '', '']
       : [
           r.transport,
           r.backlog.toLocaleString('en-US'),
