@@ -50,6 +50,8 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   readonly #holds = new Map<number, NodeJS.Timeout>();
   #waiters: (() => void)[] = [];
   #unsettled = 0;
+  /** Seeks this subscription made (on release): a batch being handed over may have gone stale. */
+  #seeks = 0;
   #stopping = false;
   #positioned = false;
   readonly #joined = deferred();
@@ -226,9 +228,16 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       if (admitted !== undefined) resolveOffset(admitted);
       admitted = undefined;
     };
+    // isStale() builds a string key per call (kafkajs seekOffsets): ask it when a seek may have happened
+    // (this subscription seeks on release) or after an await, not per message.
+    let seeks = -1;
     try {
       for (const message of batch.messages) {
-        if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
+        if (this.#stopping || c !== this.#consumer) return;
+        if (seeks !== this.#seeks) {
+          if (!isRunning() || isStale()) return;
+          seeks = this.#seeks;
+        }
         if (fromRetry) {
           const due = Number(message.headers?.[KAFKA_HEADER.due]?.toString() ?? 0);
           if (due > Date.now()) {
@@ -243,6 +252,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
             if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
             await heartbeat();
           }
+          seeks = -1;
         }
         const entry = tracker.add(Number(message.offset));
         admitted = message.offset;
@@ -295,6 +305,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       if (this.#broadcast || this.#stopping || !this.#commits.owns(tracker)) return;
       // Give it back within this consumer: read the partition again from here.
       tracker.rewind(entry);
+      this.#seeks++;
       this.#consumer?.seek({ topic: tracker.topic, partition: tracker.partition, offset: String(entry.offset) });
       return;
     }
