@@ -345,13 +345,21 @@ export class SubscriptionRuntime<T> implements Subscription {
    * and close() waits for every ack.
    */
   #ack(d: Delivery, outcome: 'acked' | 'duplicate', durationMs: number): void {
+    let acked: Promise<void>;
+    try {
+      acked = d.ack();
+    } catch (error) {
+      // A driver that throws instead of rejecting: same outcome, and nothing left counted.
+      this.#warn('ack failed; the broker will redeliver', error);
+      return;
+    }
     this.#acking++;
     // Nobody listens for settle events (the usual case): shared callbacks, no closures per message.
     if (!channels.settled.hasSubscribers) {
-      d.ack().then(this.#ackedQuietly, this.#ackFailed);
+      acked.then(this.#ackedQuietly, this.#ackFailed);
       return;
     }
-    d.ack().then(() => {
+    acked.then(() => {
       this.#acked();
       this.#emit(d, outcome, durationMs);
     }, this.#ackFailed);

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { memoryDriver } from '../src/memory/driver.js';
 
 /** The memory transport with broker acks that take `delayMs` to be answered (a slow or distant broker). */
-function slowAcks(delayMs: number, answered: { count: number }) {
+function slowAcks(delayMs: number, answered: { count: number }, throwing = false) {
   return defineDriver({
     name: 'slow-ack',
     schemes: ['slowack'],
@@ -21,11 +21,16 @@ function slowAcks(delayMs: number, answered: { count: number }) {
         timestamp: d.timestamp,
         attempt: d.attempt,
         raw: d.raw,
-        ack: async () => {
-          await new Promise((resolve) => setTimeout(resolve, delayMs));
-          await d.ack();
-          answered.count++;
-        },
+        ack: throwing
+          ? () => {
+              answered.count++;
+              throw new Error('connection closed');
+            }
+          : async () => {
+              await new Promise((resolve) => setTimeout(resolve, delayMs));
+              await d.ack();
+              answered.count++;
+            },
         retry: (request) => d.retry(request),
         release: () => d.release(),
       });
@@ -88,6 +93,22 @@ describe('acks', () => {
     expect(answered.count).toBe(0);
     await sub.close();
     expect(answered.count).toBe(3);
+    await bus.close();
+  });
+
+  it('that a driver throws (instead of rejecting) do not hold up close()', { timeout: 10_000 }, async () => {
+    const answered = { count: 0 };
+    const bus = await connect({
+      url: `slowack://${uniqueName('ack')}`,
+      driver: slowAcks(0, answered, true),
+      logger: silentLogger,
+      // close() would wait this long for an ack it still counted.
+      closeTimeoutMs: 60_000,
+    });
+    const sub = await bus.subscribe('acks.t', () => undefined, { group: 'g' });
+    await bus.publish('acks.t', 1);
+    await waitFor(() => answered.count === 1, 1_000, 'the ack attempt');
+    await sub.close();
     await bus.close();
   });
 });

@@ -69,23 +69,30 @@ class NatsDelivery implements Delivery {
     return true;
   }
 
+  // nats.js throws (a closed connection) rather than rejecting: these turn that into a rejection.
   ack(): Promise<void> {
-    if (this.#settle()) this.raw.ack();
-    return done;
+    return this.#settle() ? attempt(() => this.raw.ack()) : done;
   }
 
   retry(request: RetryRequest): Promise<void> {
-    if (this.#settle()) this.raw.nak(request.delayMs);
-    return done;
+    return this.#settle() ? attempt(() => this.raw.nak(request.delayMs)) : done;
   }
 
   release(): Promise<void> {
-    if (this.#settle()) this.raw.nak();
-    return done;
+    return this.#settle() ? attempt(() => this.raw.nak()) : done;
   }
 }
 
 const done = Promise.resolve();
+
+function attempt(send: () => void): Promise<void> {
+  try {
+    send();
+    return done;
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
 
 /**
  * A group member: the group's durable pull consumer (explicit ack,

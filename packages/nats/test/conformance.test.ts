@@ -10,8 +10,17 @@ const CANARY = 'busbar-canary-secret';
 describe.runIf(ok)('nats', () => {
   describeConformance('nats', {
     // Test streams expire after an hour so the shared server does not keep them forever.
+    // A message the server hands to a closing member's last pull request is dropped with its inbox and comes
+    // back after the ack wait (README, "close."); 10 s keeps that path inside the lifecycle tests' time budget.
     connect: (overrides) =>
-      connect({ url: brokerUrls.nats, driver, logger: silentLogger, maxAgeMs: 3_600_000, ...overrides }),
+      connect({
+        url: brokerUrls.nats,
+        driver,
+        logger: silentLogger,
+        maxAgeMs: 3_600_000,
+        ackWaitMs: 10_000,
+        ...overrides,
+      }),
     capabilities: {
       durableGroups: true,
       persistent: true,
