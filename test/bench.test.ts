@@ -1,0 +1,113 @@
+import { execFile } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { brokerAvailable, brokerUrls } from '@busbar/testing';
+import { describe, expect, it } from 'vitest';
+
+// `npm run bench` as users run it (built JavaScript; `npm test` builds first), tiny and with one round:
+// this checks that the bench works and reports what it says, not how fast anything is.
+const run = promisify(execFile);
+const redis = await brokerAvailable('redis');
+
+interface Sample {
+  rate: number;
+  cpuUs: number;
+  p50?: number;
+  p99?: number;
+}
+interface Summary {
+  rate: number;
+  p99?: number;
+  samples: Sample[];
+}
+interface Scenario {
+  scenario: string;
+  messages: number;
+  busbar: Summary;
+  raw?: Summary;
+  ratio?: number;
+  control?: number;
+}
+
+async function bench(args: string[]): Promise<{ stdout: string; json: Record<string, unknown> }> {
+  const { stdout } = await run(process.execPath, ['bench/dist/run.js', '--no-md', ...args], {
+    env: { ...process.env, BUSBAR_BENCH_REDIS_URL: brokerUrls.redis },
+    timeout: 170_000,
+  });
+  const file = /JSON: (\S+)/.exec(stdout)?.[1];
+  expect(file, stdout).toBeDefined();
+  const json = JSON.parse(readFileSync(file as string, 'utf8')) as Record<string, unknown>;
+  rmSync(file as string);
+  return { stdout, json };
+}
+
+describe.runIf(redis)('npm run bench', () => {
+  it('measures busbar and the raw client side by side and reports busbar / mean(raw, raw control)', {
+    timeout: 180_000,
+  }, async () => {
+    const { stdout, json } = await bench([
+      '--transports',
+      'memory,redis',
+      '--messages',
+      '400',
+      '--rounds',
+      '1',
+      '--latency-messages',
+      '60',
+    ]);
+    expect(stdout).not.toContain('skipping redis');
+    expect(stdout).toMatch(/^redis\s+publishBatch\s/m);
+    const results = json.results as { transport: string; error?: string; scenarios: Scenario[] }[];
+    const byName = new Map(results.map((r) => [r.transport, r]));
+    const scenarios = ['publishBatch', 'publishConcurrent', 'consume', 'latency'];
+
+    const memory = byName.get('memory');
+    expect(memory?.scenarios.map((s) => s.scenario)).toEqual(scenarios);
+    for (const s of memory?.scenarios ?? []) {
+      expect(s.raw).toBeUndefined();
+      expect(s.busbar.rate).toBeGreaterThan(0);
+    }
+
+    const r = byName.get('redis');
+    expect(r?.error).toBeUndefined();
+    expect(r?.scenarios.map((s) => s.scenario)).toEqual(scenarios);
+    for (const s of r?.scenarios ?? []) {
+      // One round: one busbar block, one raw block and one raw control block.
+      expect(s.busbar.samples).toHaveLength(1);
+      expect(s.raw?.samples).toHaveLength(2);
+      const [raw, control] = s.raw?.samples as [Sample, Sample];
+      const busbar = s.busbar.samples[0] as Sample;
+      if (s.scenario === 'latency') {
+        expect(busbar.p50).toBeLessThanOrEqual(busbar.p99 as number);
+        expect(s.ratio).toBeCloseTo((busbar.p99 as number) - ((raw.p99 as number) + (control.p99 as number)) / 2, 6);
+      } else {
+        expect(s.messages).toBe(400);
+        expect(busbar.rate).toBeGreaterThan(0);
+        expect(s.ratio).toBeCloseTo(busbar.rate / ((raw.rate + control.rate) / 2), 6);
+        expect(s.control).toBeCloseTo(control.rate / raw.rate, 6);
+      }
+    }
+  });
+
+  it('--rss drains a backlog in a child process and reports its RSS and live heap', { timeout: 180_000 }, async () => {
+    const { json } = await bench(['--rss', '--transports', 'memory,redis', '--rss-messages', '5000']);
+    const rss = json.rss as {
+      transport: string;
+      backlog: number;
+      drainRate: number;
+      baselineRssMb: number;
+      peakRssMb: number;
+      liveMb?: number[];
+      error?: string;
+    }[];
+    const memory = rss.find((x) => x.transport === 'memory');
+    expect(memory?.error).toMatch(/^n\/a: /);
+    const r = rss.find((x) => x.transport === 'redis');
+    expect(r?.error).toBeUndefined();
+    expect(r?.backlog).toBe(5000);
+    expect(r?.drainRate).toBeGreaterThan(0);
+    expect(r?.baselineRssMb).toBeGreaterThan(0);
+    expect(r?.peakRssMb).toBeGreaterThanOrEqual(r?.baselineRssMb as number);
+    expect(r?.liveMb).toHaveLength(3);
+  });
+});
