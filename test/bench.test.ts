@@ -75,7 +75,7 @@ describe.runIf(redis)('npm run bench', () => {
       // One round: one busbar block, one raw block and one raw control block.
       expect(s.busbar.samples).toHaveLength(1);
       expect(s.raw?.samples).toHaveLength(2);
-      const [raw, control] = s.raw?.samples as [Sample, Sample];
+      const [raw, control] = (s.raw as Summary).samples as [Sample, Sample];
       const busbar = s.busbar.samples[0] as Sample;
       if (s.scenario === 'latency') {
         expect(busbar.p50).toBeLessThanOrEqual(busbar.p99 as number);
