@@ -83,6 +83,11 @@ function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record
   return out;
 }
 
+/** The headers a failed message's retry or dead letter carries: its own plus where the broker kept it. */
+function failureHeaders(d: Delivery): Record<string, string> {
+  return { ...d.headers, ...d.deadLetterHeaders?.() };
+}
+
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }
@@ -421,7 +426,7 @@ export class SubscriptionRuntime<T> implements Subscription {
       return this.#deadLetter(rec, error, d.attempt, durationMs);
     }
     const delayMs = backoffDelay(retry, d.attempt);
-    const headers = { ...d.headers, ...d.deadLetterHeaders?.() };
+    const headers = failureHeaders(d);
     headers[HEADER.firstFailure] ??= String(Date.now());
     const request = { delayMs, attempt: d.attempt + 1, headers };
     try {
@@ -476,10 +481,13 @@ export class SubscriptionRuntime<T> implements Subscription {
       topic,
       id: d.id,
       key: d.key,
-      headers: deadLetterHeaders(
-        { ...d.headers, ...d.deadLetterHeaders?.() },
-        { error, attempts, topic: d.topic, group: this.group, now: Date.now() },
-      ),
+      headers: deadLetterHeaders(failureHeaders(d), {
+        error,
+        attempts,
+        topic: d.topic,
+        group: this.group,
+        now: Date.now(),
+      }),
       body: d.body,
       contentType: this.#def.codec.contentType,
       timestamp: d.timestamp,

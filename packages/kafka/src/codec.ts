@@ -1,5 +1,5 @@
 import type { OutgoingRecord } from '@busbar/core/transport';
-import { attemptFromHeaders, HEADER } from '@busbar/core/transport';
+import { attemptFromHeaders, HEADER, keepsOwnTimestamp } from '@busbar/core/transport';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
 
 /** Driver headers: when a retried message is due, and where a message was first read (on retries and dead letters). */
@@ -29,9 +29,6 @@ export function recordSize(record: OutgoingRecord): number {
   return size;
 }
 
-/** A record whose publish time is this much older than the send keeps it as the Kafka timestamp. */
-const STALE_MS = 1_000;
-
 /**
  * busbar record -> kafkajs message. The id travels in `busbar-id` (Kafka has no id field). The record's
  * time is set only when it is stale (a dead letter, a re-drive, an outbox row): otherwise kafkajs stamps the
@@ -50,7 +47,7 @@ export function toKafkaMessage(
     value: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
     headers,
   };
-  if (now - record.timestamp > STALE_MS) message.timestamp = String(record.timestamp);
+  if (keepsOwnTimestamp(record, now)) message.timestamp = String(record.timestamp);
   return message;
 }
 

@@ -1,5 +1,5 @@
 import { InvalidHeaderError } from '@busbar/core';
-import { HEADER, type OutgoingRecord } from '@busbar/core/transport';
+import { HEADER, keepsOwnTimestamp, type OutgoingRecord } from '@busbar/core/transport';
 import { type JsMsg, type MsgHdrs, headers as natsHeaders } from 'nats';
 
 /** The JetStream dedup header; busbar sets it on every message. */
@@ -29,9 +29,6 @@ function idFrom(msgId: string, topic: string, redrive: string | undefined): stri
  * dropped on re-drive with the other busbar-dl-* headers).
  */
 export const SOURCE_SEQ = 'busbar-dl-seq';
-
-/** Re-published records (dead letters, re-drives) keep their original time; fresh ones use the stream's timestamp. */
-const STALE_MS = 1_000;
 
 export interface NativeRecord {
   readonly subject: string;
@@ -67,7 +64,7 @@ export function encode(record: OutgoingRecord, now: number): NativeRecord {
     h.set(HEADER.key, record.key);
     size += HEADER.key.length + record.key.length + 4;
   }
-  if (now - record.timestamp > STALE_MS) {
+  if (keepsOwnTimestamp(record, now)) {
     h.set(HEADER.timestamp, String(record.timestamp));
     size += 30;
   }

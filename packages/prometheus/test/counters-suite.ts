@@ -5,11 +5,11 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type BusbarMetrics, registerBusbarMetrics } from '../src/index.js';
 import { parseExposition, total } from './exposition.js';
 
-/** The Prometheus counters move for success, retry and dead-letter on one transport. */
-export function counterTests(connect: () => Promise<Bus>, timeoutMs = 15_000): void {
-  let bus: Bus;
-  let metrics: BusbarMetrics;
+/** A bus watched by its own metrics registry for one suite's tests: opened before them, closed after. */
+function watchedBus(connect: () => Promise<Bus>): { readonly bus: Bus; readonly registry: Registry } {
   const registry = new Registry();
+  let metrics: BusbarMetrics | undefined;
+  let bus: Bus | undefined;
   beforeAll(async () => {
     metrics = registerBusbarMetrics({ registry });
     bus = await connect();
@@ -19,10 +19,22 @@ export function counterTests(connect: () => Promise<Bus>, timeoutMs = 15_000): v
     metrics?.unregister();
     await bus?.close();
   });
+  return {
+    registry,
+    get bus() {
+      return bus as Bus;
+    },
+  };
+}
+
+/** The Prometheus counters move for success, retry and dead-letter on one transport. */
+export function counterTests(connect: () => Promise<Bus>, timeoutMs = 15_000): void {
+  const watched = watchedBus(connect);
 
   it(
     'counts success, retry and dead-letter, and the output parses',
     async () => {
+      const { bus, registry } = watched;
       const topic = uniqueName('prom');
       const group = uniqueName('g');
       const runs = new Map<string, number>();
@@ -72,22 +84,12 @@ export function counterTests(connect: () => Promise<Bus>, timeoutMs = 15_000): v
  * that measure it (MQTT cannot: see noLagTests).
  */
 export function lagTests(connect: () => Promise<Bus>, timeoutMs = 15_000): void {
-  let bus: Bus;
-  let metrics: BusbarMetrics;
-  const registry = new Registry();
-  beforeAll(async () => {
-    metrics = registerBusbarMetrics({ registry });
-    bus = await connect();
-    metrics.watch(bus);
-  });
-  afterAll(async () => {
-    metrics?.unregister();
-    await bus?.close();
-  });
+  const watched = watchedBus(connect);
 
   it(
     'reports the lag of a stalled group and its drain',
     async () => {
+      const { bus, registry } = watched;
       const topic = uniqueName('lag');
       const group = uniqueName('g');
       let open!: () => void;

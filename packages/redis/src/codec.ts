@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { attemptFromHeaders, type Delivery, type OutgoingRecord } from '@busbar/core/transport';
+import { attemptFromHeaders, type Delivery, keepsOwnTimestamp, type OutgoingRecord } from '@busbar/core/transport';
 
 /**
  * Stream entry layout: `body` (raw bytes), `id` (busbar id), `ts` (publish
@@ -37,9 +37,6 @@ export interface RetryPayload {
   readonly s: string;
 }
 
-/** A record whose publish time is this much older than the write keeps it in `ts`; others read it from the entry id. */
-const STALE_MS = 1_000;
-
 /**
  * XADD arguments after the key and trimming options, appended to `args`. `ts` is written only for a record
  * older than a second (a dead letter, a re-drive, an outbox row): a fresh entry's id is its publish time in
@@ -52,7 +49,7 @@ export function pushEntryFields(args: (string | Buffer | number)[], record: Outg
   // which ioredis encodes back to exactly the same bytes.
   const body = isUtf8(bytes) ? bytes.toString('utf8') : bytes;
   args.push('body', body, 'id', record.id);
-  if (now - record.timestamp > STALE_MS) args.push('ts', String(record.timestamp));
+  if (keepsOwnTimestamp(record, now)) args.push('ts', String(record.timestamp));
   if (record.key !== undefined) args.push('key', record.key);
   for (const _ in record.headers) {
     args.push('h', JSON.stringify(record.headers));

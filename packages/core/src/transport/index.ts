@@ -24,4 +24,4 @@ export type {
 } from './spi.js';
 export { defineDriver, isDriver } from './spi.js';
 export type { Deferred } from './util.js';
-export { Coalescer, deferred, withTimeout } from './util.js';
+export { Coalescer, deferred, keepsOwnTimestamp, withTimeout } from './util.js';

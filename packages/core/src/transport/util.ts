@@ -18,6 +18,15 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, message: string)
   });
 }
 
+/**
+ * True for a record published more than a second before `now` (a dead letter, a re-drive, an outbox row):
+ * it must carry its own publish time. A fresh record can leave its time to the broker (stream timestamp,
+ * entry id, send time), which saves a header or field per message on brokers that have one.
+ */
+export function keepsOwnTimestamp(record: { readonly timestamp: number }, now: number): boolean {
+  return now - record.timestamp > 1_000;
+}
+
 export interface Deferred<T> {
   readonly promise: Promise<T>;
   resolve(value: T): void;
