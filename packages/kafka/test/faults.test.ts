@@ -1,8 +1,16 @@
 import { type Bus, connect, silentLogger } from '@busbar/core';
-import { brokerAvailable, createFaultProxy, type FaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
+import {
+  brokerAvailable,
+  createFaultProxy,
+  type FaultProxy,
+  freePort,
+  sleep,
+  uniqueName,
+  waitFor,
+} from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
-import { freePort, type PrivateBroker, privateBroker } from './private-broker.js';
+import { type PrivateBroker, privateBroker } from './private-broker.js';
 
 // Needs java and the Kafka jars (scripts/kafka/kafka.sh fetch); the shared broker being up says they are there.
 const ok = await brokerAvailable('kafka');

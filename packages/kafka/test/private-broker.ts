@@ -1,25 +1,13 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { freePort } from '@busbar/testing';
 
 const run = promisify(execFile);
 const script = fileURLToPath(new URL('../../../scripts/kafka/kafka.sh', import.meta.url));
-
-/** A free TCP port on the loopback interface. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** A private single-node Kafka (scripts/kafka/kafka.sh) on its own ports and temp dir, for tests that break it. */
 export interface PrivateBroker {

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Bus, connect as connectBus, silentLogger } from '@busbar/core';
-import { brokerUrls, sleep } from '@busbar/testing';
+import { brokerUrls, freePort, sleep } from '@busbar/testing';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { driver } from '../src/index.js';
 
@@ -18,18 +18,6 @@ export async function rawClient(url = brokerUrls.mqtt): Promise<{ client: MqttCl
   const packets: IPublishPacket[] = [];
   client.on('message', (_topic, _payload, packet) => packets.push(packet));
   return { client, packets };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 /** A private Mosquitto with persistence on, in a temp dir, on its own port; never the shared broker. */

@@ -1,10 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '@busbar/testing';
 
 const BIN = '/usr/lib/rabbitmq/bin';
 const run = promisify(execFile);
@@ -18,17 +18,6 @@ export interface PrivateBroker {
   /** `rabbitmqctl stop_app` then, always, `start_app`, with `during` run while the app is down. */
   restartApp(during?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**

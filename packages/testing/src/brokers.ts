@@ -73,3 +73,15 @@ export function uniqueName(prefix = 't'): string {
   counter++;
   return `${prefix}-${process.pid.toString(36)}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}-${counter}`;
 }
+
+/** A TCP port on the loopback interface that nothing listens on right now (for a private broker or proxy). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}

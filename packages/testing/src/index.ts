@@ -4,7 +4,7 @@
  */
 
 export type { BrokerName } from './brokers.js';
-export { brokerAvailable, brokerUrls, reachable, uniqueName } from './brokers.js';
+export { brokerAvailable, brokerUrls, freePort, reachable, uniqueName } from './brokers.js';
 export type { ConformanceOptions } from './conformance/index.js';
 export { CANARY, describeConformance } from './conformance/index.js';
 export type { FaultProxy, FaultProxyOptions } from './fault-proxy.js';
