@@ -38,3 +38,58 @@ export function attemptFromHeaders(headers: Readonly<Record<string, string>>): n
   const n = Number.parseInt(value, 10);
   return Number.isFinite(n) && n >= 1 ? n : 1;
 }
+
+/**
+ * The one rule every driver applies to a header value read from the wire, so a foreign producer's
+ * headers look the same whichever broker carried them (the native value stays in `message.raw`):
+ * - a string is kept as is; bytes that are valid UTF-8 become that text, other bytes base64;
+ * - null or undefined (a Kafka header with a null value) becomes '' (present, empty);
+ * - numbers, bigints and booleans their `String()`, a Date its ISO form;
+ * - an array (and a key repeated on the wire: see {@link addWireHeader}) joins its values with ', ',
+ *   as HTTP combines repeated fields (RFC 9110, 5.3);
+ * - anything else (an AMQP table, a Long) its JSON, bigints as strings.
+ */
+export function wireHeaderValue(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value === null || value === undefined) return '';
+  if (value instanceof Uint8Array) return bytesToText(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? '' : value.toISOString();
+  if (Array.isArray(value)) return value.map(wireHeaderValue).join(', ');
+  try {
+    return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function bytesToText(bytes: Uint8Array): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  }
+}
+
+/**
+ * Adds one header read from the wire to `headers`: the value goes through {@link wireHeaderValue}, a
+ * repeated key is joined to the earlier value with ', ', and a name such as `__proto__` becomes an own
+ * property instead of changing the record's prototype.
+ */
+export function addWireHeader(headers: Record<string, string>, name: string, value: unknown): void {
+  const text = wireHeaderValue(value);
+  const earlier = Object.hasOwn(headers, name) ? headers[name] : undefined;
+  const joined = earlier === undefined ? text : `${earlier}, ${text}`;
+  if (name === '__proto__') {
+    Object.defineProperty(headers, name, { value: joined, enumerable: true, writable: true, configurable: true });
+  } else headers[name] = joined;
+}
+
+/** A number read from a busbar header, or `fallback` when absent or not a finite number (foreign or damaged input). */
+export function numericHeader(value: string | undefined, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : fallback;
+}

@@ -6,7 +6,14 @@
 export type { Logger } from '../logger.js';
 export { isPattern, topicMatches } from '../names.js';
 export { redactText, redactUrl, sanitizeError } from '../redact.js';
-export { attemptFromHeaders, DEAD_LETTER_READER_GROUP, HEADER } from './headers.js';
+export {
+  addWireHeader,
+  attemptFromHeaders,
+  DEAD_LETTER_READER_GROUP,
+  HEADER,
+  numericHeader,
+  wireHeaderValue,
+} from './headers.js';
 export type {
   Capabilities,
   ConnectionHealth,

@@ -20,6 +20,14 @@ export interface ConformanceOptions {
   settleMs?: number;
   /** A URL with a wrong password (the canary `busbar-canary-secret`) that must fail to connect without showing it. */
   badCredentialsUrl?: string;
+  /**
+   * Makes the broker refuse every write to `topic` (the suite passes a dead-letter topic) until the
+   * returned function is called: whatever makes this broker say no (a full or wrong-typed key, a topic
+   * whose size limit is too small, an ACL, a subject no stream covers). The bad-input section checks that
+   * a failing dead-letter write backs off instead of looping, and that the message gets there once the
+   * broker takes writes again.
+   */
+  refuseWrites: (topic: string) => Promise<() => Promise<void>>;
 }
 
 export const CANARY = 'busbar-canary-secret';
