@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { inspect } from 'node:util';
 import type { Connections } from './connections.js';
-import { deadLetterTopic, parseDeadLetter, redriveHeaders } from './dead-letter.js';
-import { BusbarError, ClosedError, ConfigError, PayloadTooLargeError, UnsupportedError } from './errors.js';
+import { deadLetterTopic, parseDeadLetter, recordBytes, redriveHeaders } from './dead-letter.js';
+import {
+  BusbarError,
+  ClosedError,
+  ConfigError,
+  PayloadTooLargeError,
+  SerializationError,
+  UnsupportedError,
+} from './errors.js';
 import { channels } from './events.js';
 import type { Logger } from './logger.js';
 import type { Handler, Message } from './message.js';
@@ -16,6 +23,7 @@ import {
 import { sanitizeError } from './redact.js';
 import { validate } from './schema.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription.js';
+import { toFailure } from './thrown.js';
 import { defineTopic, type Topic, type TopicLike, toTopic } from './topic.js';
 import { DEAD_LETTER_READER_GROUP, HEADER } from './transport/headers.js';
 import type { Capabilities, ConnectionHealth, Delivery, LagInfo, OutgoingRecord, Transport } from './transport/spi.js';
@@ -55,6 +63,27 @@ export interface RedriveOptions {
 }
 
 const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id']);
+
+/** The least time close() gives a driver to disconnect, even when handlers used up closeTimeoutMs. */
+const CLOSE_GRACE_MS = 500;
+
+/** The codec's bytes, or a SerializationError whatever a user codec throws or returns. */
+function encodeWith<T>(def: Topic<T>, value: T): Uint8Array {
+  let body: unknown;
+  try {
+    body = def.codec.encode(value);
+  } catch (error) {
+    if (BusbarError.is(error)) throw error;
+    const failure = toFailure(error);
+    throw new SerializationError(`Encoding the payload for '${def.name}' failed: ${failure.message}`, {
+      cause: failure,
+    });
+  }
+  if (!(body instanceof Uint8Array)) {
+    throw new SerializationError(`The codec of '${def.name}' returned ${typeof body}, not a Uint8Array`);
+  }
+  return body;
+}
 const BATCH_ENTRY_KEYS = new Set([...PUBLISH_OPTION_KEYS, 'payload']);
 
 export interface BusInit {
@@ -72,7 +101,7 @@ export interface BusInit {
 export class Bus {
   readonly #init: BusInit;
   readonly #transport: Transport;
-  readonly #subscriptions = new Set<{ stats(): SubscriptionStats; close(): Promise<void> }>();
+  readonly #subscriptions = new Set<{ stats(): SubscriptionStats; close(deadline?: number): Promise<void> }>();
   readonly #validTopics = new Set<string>();
   readonly #declared = new Map<string, Promise<void>>();
   #closing: Promise<void> | undefined;
@@ -143,21 +172,21 @@ export class Bus {
   }
 
   #encode<T>(def: Topic<T>, value: T, options: PublishOptions | undefined): OutgoingRecord {
-    const body = def.codec.encode(value);
-    const headers = checkHeaders(options?.headers);
-    let size = body.byteLength;
-    for (const name in headers) size += name.length + (headers[name] as string).length;
-    const limit = Math.min(this.#init.maxPayloadBytes, this.#transport.maxPayloadBytes);
-    if (size > limit) throw new PayloadTooLargeError(size, limit, def.name);
-    return {
+    const body = encodeWith(def, value);
+    const record: OutgoingRecord = {
       topic: def.name,
       id: options?.id ?? randomUUID(),
       key: options?.key,
-      headers,
+      headers: checkHeaders(options?.headers),
       body,
       contentType: def.codec.contentType,
       timestamp: Date.now(),
     };
+    // Brokers count bytes, not UTF-16 code units: a string of 1,000 emoji is 4,000 bytes on the wire.
+    const size = recordBytes(record);
+    const limit = Math.min(this.#init.maxPayloadBytes, this.#transport.maxPayloadBytes);
+    if (size > limit) throw new PayloadTooLargeError(size, limit, def.name);
+    return record;
   }
 
   /** Not async: one promise less per publish when nobody traces (the caller awaits the driver's). */
@@ -212,14 +241,21 @@ export class Bus {
       );
     }
     if (options.group !== undefined) assertGroupName(options.group);
-    if (typeof options.deadLetter === 'object') this.#checkTopic(options.deadLetter.topic, 'publish');
+    const dlq =
+      options.deadLetter === false
+        ? undefined
+        : typeof options.deadLetter === 'object'
+          ? options.deadLetter.topic
+          : deadLetterTopic(def.name, options.group);
+    // A dead-letter topic the broker cannot have is an error now, not at the first failure hours later.
+    if (dlq !== undefined) this.#checkTopic(dlq, 'publish');
     const runtime = new SubscriptionRuntime(def, def.name, handler, options, {
       transport: this.#transport,
       system: this.#init.system,
       logger: this.#init.logger,
       closeTimeoutMs: this.#init.closeTimeoutMs,
-      deadLetterTopicFor: (topic, group, configured) =>
-        typeof configured === 'object' ? configured.topic : deadLetterTopic(topic, group),
+      deadLetterTopic: dlq,
+      maxRecordBytes: () => this.#transport.maxPayloadBytes,
       publishDeadLetter: (record) => this.#publishDeadLetter(record),
     });
     let native: Awaited<ReturnType<Transport['subscribe']>>;
@@ -230,6 +266,7 @@ export class Bus {
           group: options.group,
           prefetch: options.prefetch ?? Math.max(100, options.concurrency * 2),
           handlerTimeoutMs: options.handlerTimeoutMs,
+          deadLetterTopic: dlq,
         },
         { onDelivery: runtime.onDelivery, onError: runtime.onError },
       );
@@ -429,12 +466,25 @@ export class Bus {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#init.connections.quiet = true;
-      await Promise.all([...this.#subscriptions].map((s) => s.close()));
+      const deadline = Date.now() + this.#init.closeTimeoutMs;
+      await Promise.all([...this.#subscriptions].map((s) => s.close(deadline)));
       this.#subscriptions.clear();
+      // A broker that is down or silent must not hold close() past its bound: the driver gets what is left
+      // of closeTimeoutMs (at least CLOSE_GRACE_MS) to flush and disconnect, then close() returns anyway.
+      const budget = Math.max(deadline - Date.now(), CLOSE_GRACE_MS);
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), budget);
+      });
       try {
-        await this.#transport.close();
+        const result = await Promise.race([this.#transport.close().then(() => 'closed' as const), timedOut]);
+        if (result === 'timeout') {
+          this.#init.logger.warn(`Disconnecting from the broker took over ${budget} ms; close() returned anyway`);
+        }
       } catch (error) {
         throw this.#clean(error);
+      } finally {
+        clearTimeout(timer);
       }
     })();
     return this.#closing;

@@ -5,7 +5,7 @@ import { BusbarError, ConfigError, ConnectionError, DriverMissingError } from '.
 import { consoleLogger, redactingLogger } from './logger.js';
 import { memoryDriver } from './memory/driver.js';
 import { busOptionsShape, parseOptions } from './options.js';
-import { redactUrl, sanitizeError } from './redact.js';
+import { redactUrl, safeDecode, sanitizeError } from './redact.js';
 import { type Driver, isDriver } from './transport/spi.js';
 import { withTimeout } from './transport/util.js';
 
@@ -105,6 +105,13 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
     typeof input === 'string' ? { url: input } : typeof input === 'object' && input !== null ? { ...input } : {};
   if (typeof raw.url !== 'string') throw new ConfigError('Invalid connect options: url: expected a broker URL string');
   const { url, hosts } = parseUrl(raw.url);
+  for (const part of [url.username, url.password]) {
+    if (safeDecode(part) === part && /%(?![0-9a-f]{2})/i.test(part)) {
+      throw new ConfigError(
+        'Invalid connect options: url: the user name or password has a malformed %-escape (write a literal % as %25)',
+      );
+    }
+  }
   const scheme = url.protocol.slice(0, -1);
   const explicit = raw.driver;
   delete raw.driver;
@@ -118,7 +125,7 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
   }
 
   const secrets: string[] = [];
-  if (url.password) secrets.push(decodeURIComponent(url.password), url.password);
+  if (url.password) secrets.push(safeDecode(url.password), url.password);
   for (const name of driver.secretOptions ?? []) {
     const value = raw[name];
     if (typeof value === 'string' && value) secrets.push(value);

@@ -1,9 +1,24 @@
 import type { DeadLetterInfo } from './message.js';
-import { HEADER } from './transport/headers.js';
+import { toFailure } from './thrown.js';
+import { HEADER, numericHeader } from './transport/headers.js';
+import type { OutgoingRecord } from './transport/spi.js';
 
-/** `<topic>.<group>.dlq`, or `<topic>.dlq` for a broadcast subscription. */
+/**
+ * `<topic>.<group>.dlq`, or `<topic>.dlq` for a broadcast subscription. Named after the subscription, so a
+ * wildcard subscription has one dead-letter topic whatever names its messages arrive with (a foreign
+ * producer's name may not even be a valid busbar topic): `*` becomes `any` and `#` becomes `all`
+ * (`orders.*` in group `billing` -> `orders.any.billing.dlq`).
+ */
 export function deadLetterTopic(topic: string, group?: string): string {
-  return group === undefined ? `${topic}.dlq` : `${topic}.${group}.dlq`;
+  const base = topic.includes('*') || topic.includes('#') ? patternName(topic) : topic;
+  return group === undefined ? `${base}.dlq` : `${base}.${group}.dlq`;
+}
+
+function patternName(pattern: string): string {
+  return pattern
+    .split('.')
+    .map((segment) => (segment === '*' ? 'any' : segment === '#' ? 'all' : segment))
+    .join('.');
 }
 
 const MAX_MESSAGE = 1_000;
@@ -37,7 +52,7 @@ export function deadLetterHeaders(
   original: Readonly<Record<string, string>>,
   facts: DeadLetterFacts,
 ): Record<string, string> {
-  const error = facts.error instanceof Error ? facts.error : new Error(String(facts.error));
+  const error = toFailure(facts.error);
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(original)) {
     if (name !== HEADER.attempt && name !== HEADER.firstFailure) headers[name] = value;
@@ -62,11 +77,11 @@ export function parseDeadLetter(headers: Readonly<Record<string, string>>): Dead
     errorName: unescapeHeader(headers[HEADER.dlErrorName]),
     errorMessage: unescapeHeader(headers[HEADER.dlErrorMessage]),
     errorStack: unescapeHeader(headers[HEADER.dlErrorStack]),
-    attempts: Number(headers[HEADER.dlAttempts] ?? 0),
+    attempts: numericHeader(headers[HEADER.dlAttempts], 0),
     topic,
     group: headers[HEADER.dlGroup] ?? '',
-    firstFailureAt: new Date(Number(headers[HEADER.dlFirstFailure] ?? 0)),
-    lastFailureAt: new Date(Number(headers[HEADER.dlLastFailure] ?? 0)),
+    firstFailureAt: new Date(numericHeader(headers[HEADER.dlFirstFailure], 0)),
+    lastFailureAt: new Date(numericHeader(headers[HEADER.dlLastFailure], 0)),
   };
 }
 
@@ -77,6 +92,27 @@ export function redriveHeaders(dead: Readonly<Record<string, string>>): Record<s
     if (!name.startsWith('busbar-dl-') && name !== HEADER.attempt && name !== HEADER.firstFailure)
       headers[name] = value;
   }
-  headers[HEADER.redrive] = String(Number(dead[HEADER.redrive] ?? 0) + 1);
+  headers[HEADER.redrive] = String(numericHeader(dead[HEADER.redrive], 0) + 1);
   return headers;
+}
+
+/** Bytes a record takes against a broker's limit: body, key and header names and values, in UTF-8. */
+export function recordBytes(record: Pick<OutgoingRecord, 'body' | 'key' | 'headers'>): number {
+  let size = record.body.byteLength + (record.key === undefined ? 0 : Buffer.byteLength(record.key));
+  for (const name in record.headers) size += name.length + Buffer.byteLength(record.headers[name] as string);
+  return size;
+}
+
+/**
+ * A dead letter is its message plus up to a few KB of failure metadata, so a message near the broker's limit
+ * can make a dead letter the broker refuses. Trim the metadata (stack first, then the message) to fit rather
+ * than fail: the original body, key and headers are what the dead letter is for.
+ */
+export function fitDeadLetter(record: OutgoingRecord, limit: number): OutgoingRecord {
+  if (!Number.isFinite(limit) || recordBytes(record) <= limit) return record;
+  const headers: Record<string, string> = { ...record.headers, [HEADER.dlErrorStack]: '' };
+  const trimmed = { ...record, headers };
+  if (recordBytes(trimmed) <= limit) return trimmed;
+  headers[HEADER.dlErrorMessage] = escapeHeader(unescapeHeader(headers[HEADER.dlErrorMessage]), 100);
+  return trimmed;
 }

@@ -34,7 +34,18 @@ export interface ProcessContext {
   };
 }
 
-export type Outcome = 'acked' | 'duplicate' | 'retried' | 'dead-lettered' | 'dropped' | 'released';
+/**
+ * `dead-letter-failed`: the broker refused the dead-letter write; the message waits (with backoff) and the
+ * write is tried again, so a `dead-lettered` event for the same message follows once the broker takes it.
+ */
+export type Outcome =
+  | 'acked'
+  | 'duplicate'
+  | 'retried'
+  | 'dead-lettered'
+  | 'dead-letter-failed'
+  | 'dropped'
+  | 'released';
 
 export interface SettledEvent {
   readonly system: string;

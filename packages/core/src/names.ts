@@ -94,13 +94,39 @@ export function checkHeaders(headers: unknown): Record<string, string> {
     if (typeof value !== 'string') {
       throw new InvalidHeaderError(`Header '${name}' must be a string, got ${value === null ? 'null' : typeof value}`);
     }
-    if (value.includes('\0')) throw new InvalidHeaderError(`Header '${name}' contains U+0000`);
+    checkHeaderValue(name, value);
     out[name] = value;
   }
   if (Object.getOwnPropertySymbols(headers).length > 0) {
     throw new InvalidHeaderError('Header names must be strings, not symbols');
   }
   return out;
+}
+
+/** The longest header value every broker carries: an MQTT 5 user property string holds 65,535 UTF-8 bytes. */
+export const MAX_HEADER_VALUE_BYTES = 65_535;
+
+// C0 controls but tab, DEL and C1 controls: NATS headers are text lines (CR/LF end them), MQTT 5 says
+// they should not appear in strings and Mosquitto drops the connection of a client that sends them.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters being rejected
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/;
+
+/** A header value that travels unchanged on every broker, or an InvalidHeaderError saying why not. */
+function checkHeaderValue(name: string, value: string): void {
+  const bad = CONTROL.exec(value);
+  if (bad) {
+    const code = (bad[0].codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0');
+    throw new InvalidHeaderError(`Header '${name}' contains the control character U+${code}, which brokers reject`);
+  }
+  if (!value.isWellFormed()) {
+    throw new InvalidHeaderError(`Header '${name}' contains a lone surrogate, which is not valid UTF-8`);
+  }
+  // Cheap bound first: a UTF-16 code unit is at most 3 UTF-8 bytes.
+  if (value.length * 3 > MAX_HEADER_VALUE_BYTES && Buffer.byteLength(value) > MAX_HEADER_VALUE_BYTES) {
+    throw new InvalidHeaderError(
+      `Header '${name}' is ${Buffer.byteLength(value)} bytes, over the portable limit of ${MAX_HEADER_VALUE_BYTES}`,
+    );
+  }
 }
 
 function printable(text: string): string {

@@ -29,7 +29,14 @@ const loggerSchema = z.custom<Logger>(
   { message: 'expected an object with debug, info, warn and error methods' },
 );
 
-const ms = () => z.number().int().nonnegative();
+/**
+ * The longest delay a Node timer can hold (2^31-1 ms, about 24.8 days): a larger one fires at once
+ * (setTimeout overflows to 1 ms), which turned a "retry in a month" into a hot loop. Delays and timeouts
+ * are validated against it instead of being silently clamped.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+const ms = () => z.number().int().nonnegative().max(MAX_TIMER_MS, 'at most 2147483647 ms (about 24.8 days)');
 
 /** Options every bus takes, whatever the transport. */
 export const busOptionsShape = {
@@ -92,8 +99,11 @@ export const subscribeOptionsSchema = z
       .strictObject({
         store: storeSchema,
         /** How long a processed id is remembered. */
-        ttlMs: ms()
+        ttlMs: z
+          .number()
+          .int()
           .positive()
+          .max(Number.MAX_SAFE_INTEGER)
           .default(7 * 24 * 3600_000),
         /** How long a claim protects a message being processed. Default: handlerTimeoutMs + 5 s. */
         leaseMs: ms().positive().optional(),

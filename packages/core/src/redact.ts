@@ -7,28 +7,63 @@
 
 const MASK = '***';
 
-/** `amqp://user:secret@host/vhost` -> `amqp://user:***@host/vhost`. Works on unparsable strings too. */
+/**
+ * `amqp://user:secret@host/vhost` -> `amqp://user:***@host/vhost`, on the parsed URL. A string that does not
+ * parse shows only what cannot be a credential: its scheme and what follows the last `@` (a password may
+ * hold `/`, `:`, `#` or `@` itself, so no pattern over the text can tell where it ends).
+ */
 export function redactUrl(url: string | URL): string {
-  const text = String(url);
+  let parsed: URL;
   try {
-    const parsed = new URL(text);
-    if (parsed.password) parsed.password = MASK;
-    return parsed.toString();
+    parsed = typeof url === 'string' ? new URL(url) : url;
   } catch {
-    return text.replace(/(\/\/[^:/@\s]*:)[^@/\s]*@/g, `$1${MASK}@`);
+    return redactUnparsable(String(url));
+  }
+  if (!parsed.password) return parsed.toString();
+  const copy = new URL(parsed.toString());
+  copy.password = MASK;
+  return copy.toString();
+}
+
+function redactUnparsable(text: string): string {
+  const scheme = /^([a-z][a-z0-9+.-]*:)(\/\/)?/i.exec(text);
+  if (!scheme) return '(unparsable URL)';
+  const rest = text.slice(scheme[0].length);
+  const at = rest.lastIndexOf('@');
+  if (at >= 0) return `${scheme[0]}${MASK}@${rest.slice(at + 1)}`;
+  // No '@': no credentials by the URL grammar, but a mistyped one may still hold a password; keep the host only.
+  const host = /^[^/?#:]*/.exec(rest)?.[0] ?? '';
+  return `${scheme[0]}${host}${rest.length > host.length ? '/...' : ''}`;
+}
+
+/** `decodeURIComponent` that never throws: a malformed escape (`%zz`) is taken literally. */
+export function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
   }
 }
 
 /** Replaces every occurrence of each secret (and its URL-encoded form) with `***`. */
 export function redactText(text: string, secrets: readonly string[]): string {
-  let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@/\s]*@/gi, `$1${MASK}@`);
+  // The known secrets first, longest first (one may contain another), in every form a client may print.
+  let out = text;
+  const forms = new Set<string>();
   for (const secret of secrets) {
     if (!secret) continue;
-    out = out.split(secret).join(MASK);
-    const encoded = encodeURIComponent(secret);
-    if (encoded !== secret) out = out.split(encoded).join(MASK);
+    forms.add(secret);
+    forms.add(encodeURIComponent(secret));
+    forms.add(safeDecode(secret));
+    forms.add(encodeURIComponent(secret).toLowerCase());
   }
-  return out;
+  for (const form of [...forms].sort((a, b) => b.length - a.length)) {
+    if (form.length > 0) out = out.split(form).join(MASK);
+  }
+  // Then any URL with userinfo that some library printed: everything between '//' and the '@' goes.
+  return out.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)([^\s@/]*(?:\/[^\s@/]*)*)@/gi, (whole, scheme: string, info: string) =>
+    info.includes(':') ? `${scheme}${info.slice(0, info.indexOf(':'))}:${MASK}@` : whole,
+  );
 }
 
 /**

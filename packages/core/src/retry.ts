@@ -8,6 +8,20 @@ import type { RetryPolicy } from './options.js';
  */
 export function backoffDelay(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
   const exponential = policy.initialDelayMs * policy.multiplier ** Math.max(0, attempt - 1);
-  const capped = Math.min(policy.maxDelayMs, exponential);
+  // 0 x Infinity (a huge attempt count with no initial delay) is NaN: that is no delay, not a NaN timer.
+  const capped = Number.isNaN(exponential) ? 0 : Math.min(policy.maxDelayMs, exponential);
   return Math.round(capped * (1 - policy.jitter * random()));
 }
+
+/**
+ * How a refused dead-letter write is tried again: from 1 s, doubling, up to 5 minutes. A broker that refuses
+ * a write (full, forbidden, too large) rarely changes its mind within milliseconds, and the message waits in
+ * the retry path meanwhile, not in the consumer's window.
+ */
+export const DEAD_LETTER_BACKOFF: RetryPolicy = {
+  maxAttempts: Number.MAX_SAFE_INTEGER,
+  initialDelayMs: 1_000,
+  maxDelayMs: 300_000,
+  multiplier: 2,
+  jitter: 0.2,
+};

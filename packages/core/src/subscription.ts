@@ -1,14 +1,15 @@
-import { deadLetterHeaders, parseDeadLetter } from './dead-letter.js';
+import { deadLetterHeaders, fitDeadLetter, parseDeadLetter } from './dead-letter.js';
 import { BusbarError, ClosedError, HandlerTimeoutError, isPermanentFailure } from './errors.js';
 import { channels, type Outcome, type SettledEvent } from './events.js';
 import type { Logger } from './logger.js';
 import type { Handler, HandlerContext, Message } from './message.js';
 import { isPattern, RESERVED_HEADER_PREFIX } from './names.js';
 import type { ResolvedSubscribeOptions } from './options.js';
-import { backoffDelay } from './retry.js';
+import { backoffDelay, DEAD_LETTER_BACKOFF } from './retry.js';
 import { validate } from './schema.js';
+import { toFailure } from './thrown.js';
 import type { Topic } from './topic.js';
-import { HEADER } from './transport/headers.js';
+import { HEADER, numericHeader } from './transport/headers.js';
 import type { Delivery, OutgoingRecord, Transport, TransportSubscription } from './transport/spi.js';
 
 /** What a subscription needs from its bus. */
@@ -17,12 +18,10 @@ export interface SubscriptionHost {
   readonly system: string;
   readonly logger: Logger;
   readonly closeTimeoutMs: number;
-  /** Dead-letter topic name for a message of `topic` in `group`. */
-  deadLetterTopicFor(
-    topic: string,
-    group: string | undefined,
-    configured: ResolvedSubscribeOptions['deadLetter'],
-  ): string;
+  /** Where this subscription's dead letters go (named after the subscription, checked at subscribe); undefined when off. */
+  readonly deadLetterTopic: string | undefined;
+  /** The largest record the transport takes (dead letters grow by their metadata and are trimmed to fit). */
+  maxRecordBytes(): number;
   /** Declares the dead-letter reader group, then publishes the record with confirmation. */
   publishDeadLetter(record: OutgoingRecord): Promise<void>;
 }
@@ -86,6 +85,14 @@ function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record
 /** The headers a failed message's retry or dead letter carries: its own plus where the broker kept it. */
 function failureHeaders(d: Delivery): Record<string, string> {
   return { ...d.headers, ...d.deadLetterHeaders?.() };
+}
+
+/** The failure a pending dead letter recorded in its headers, for its settle event. */
+function storedFailure(headers: Readonly<Record<string, string>>): Error {
+  const info = parseDeadLetter(headers);
+  const error = new Error(info?.errorMessage ?? 'unknown failure');
+  Object.defineProperty(error, 'name', { value: info?.errorName || 'Error' });
+  return error;
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
@@ -171,7 +178,11 @@ export class SubscriptionRuntime<T> implements Subscription {
       this.#track(delivery.release().catch((e) => this.#warn('release failed', e)));
       return;
     }
-    if (this.#skipDeadLetters && delivery.headers[HEADER.dlTopic] !== undefined) {
+    if (
+      this.#skipDeadLetters &&
+      delivery.headers[HEADER.dlTopic] !== undefined &&
+      delivery.headers[HEADER.dlPending] === undefined
+    ) {
       this.#track(delivery.ack().catch((e) => this.#warn('ack failed', e)));
       return;
     }
@@ -266,6 +277,8 @@ export class SubscriptionRuntime<T> implements Subscription {
    */
   #process(rec: InFlight): Promise<void> | undefined {
     const d = rec.delivery;
+    // Already failed for good; only its dead-letter write was refused: try that again, not the handler.
+    if (d.headers[HEADER.dlPending] !== undefined) return this.#writeDeadLetter(rec, undefined, 0);
     let payload: T;
     try {
       const decoded = this.#def.codec.decode(d.body);
@@ -418,8 +431,9 @@ export class SubscriptionRuntime<T> implements Subscription {
     });
   }
 
-  async #fail(rec: InFlight, error: unknown, durationMs: number): Promise<void> {
+  async #fail(rec: InFlight, thrown: unknown, durationMs: number): Promise<void> {
     const d = rec.delivery;
+    const error = toFailure(thrown);
     const retry = this.#options.retry;
     const maxAttempts = retry === false ? 1 : retry.maxAttempts;
     if (retry === false || isPermanentFailure(error) || d.attempt >= maxAttempts) {
@@ -451,6 +465,7 @@ export class SubscriptionRuntime<T> implements Subscription {
       timestamp: d.timestamp,
       attempt: request.attempt,
       raw: d.raw,
+      deadLetterHeaders: () => d.deadLetterHeaders?.(),
       ack: () => d.ack(),
       release: () => d.release(),
       retry: (next) => d.retry(next),
@@ -462,49 +477,99 @@ export class SubscriptionRuntime<T> implements Subscription {
     this.#retryTimers.set(timer, d);
   }
 
-  async #deadLetter(rec: InFlight, error: unknown, attempts: number, durationMs: number): Promise<void> {
+  async #deadLetter(rec: InFlight, thrown: unknown, attempts: number, durationMs: number): Promise<void> {
     const d = rec.delivery;
-    const configured = this.#options.deadLetter;
-    if (configured === false) {
+    const error = toFailure(thrown);
+    const topic = this.#host.deadLetterTopic;
+    if (topic === undefined) {
       this.#host.logger.error(
         `Dropping message ${d.id} from '${d.topic}' after ${attempts} attempt(s): dead-lettering is off`,
-        {
-          group: this.group,
-          error: error instanceof Error ? error : String(error),
-        },
+        { group: this.group, error },
       );
       await d.ack().catch((e) => this.#warn('ack failed', e));
       return this.#emit(d, 'dropped', durationMs, error);
     }
-    const topic = this.#host.deadLetterTopicFor(d.topic, this.group, configured);
-    const record: OutgoingRecord = {
-      topic,
-      id: d.id,
-      key: d.key,
-      headers: deadLetterHeaders(failureHeaders(d), {
-        error,
-        attempts,
-        topic: d.topic,
-        group: this.group,
-        now: Date.now(),
-      }),
-      body: d.body,
-      contentType: this.#def.codec.contentType,
-      timestamp: d.timestamp,
-    };
+    const headers = deadLetterHeaders(failureHeaders(d), {
+      error,
+      attempts,
+      topic: d.topic,
+      group: this.group,
+      now: Date.now(),
+    });
+    return this.#writeDeadLetter(rec, { error, headers }, durationMs);
+  }
+
+  /**
+   * Writes the dead letter, then acks. `failure` is undefined for a message that comes back after a refused
+   * dead-letter write: its headers already hold the dead-letter metadata. A refused write is never a release
+   * (the broker would hand the message straight back: a hot loop): the message goes through the retry path
+   * with an exponential backoff of its own, and only the write is tried again.
+   */
+  async #writeDeadLetter(
+    rec: InFlight,
+    failure: { error: Error; headers: Record<string, string> } | undefined,
+    durationMs: number,
+  ): Promise<void> {
+    const d = rec.delivery;
+    const topic = this.#host.deadLetterTopic;
+    if (topic === undefined) return this.#deadLetter(rec, new Error('dead-lettering was turned off'), 0, 0);
+    const headers = failure?.headers ?? { ...d.headers };
+    const refusals = numericHeader(headers[HEADER.dlPending], 0);
+    delete headers[HEADER.dlPending];
+    delete headers[HEADER.attempt];
+    const record = fitDeadLetter(
+      {
+        topic,
+        id: d.id,
+        key: d.key,
+        headers,
+        body: d.body,
+        contentType: this.#def.codec.contentType,
+        timestamp: d.timestamp,
+      },
+      this.#host.maxRecordBytes(),
+    );
     try {
       await this.#host.publishDeadLetter(record);
     } catch (publishError) {
-      // Never ack what is not safely dead-lettered: give it back to the broker.
-      this.#host.logger.error(`Dead-lettering message ${d.id} to '${topic}' failed; releasing it`, {
-        error: publishError,
-      });
-      await d.release().catch((e) => this.#warn('release failed', e));
-      return;
+      return this.#deadLetterRefused(rec, record, refusals + 1, publishError);
     }
     if (rec.abandoned) return;
     await d.ack().catch((e) => this.#warn('ack after dead-lettering failed; a duplicate dead letter may follow', e));
-    this.#emit(d, 'dead-lettered', durationMs, error, undefined, topic);
+    this.#emit(d, 'dead-lettered', durationMs, failure?.error ?? storedFailure(headers), undefined, topic);
+  }
+
+  async #deadLetterRefused(rec: InFlight, record: OutgoingRecord, refusals: number, cause: unknown): Promise<void> {
+    const d = rec.delivery;
+    const delayMs = backoffDelay(DEAD_LETTER_BACKOFF, refusals);
+    // One line per message, then one per doubling of its refusals: a broker that says no for hours stays readable.
+    if ((refusals & (refusals - 1)) === 0) {
+      const log = refusals === 1 ? this.#host.logger.error : this.#host.logger.warn;
+      log.call(
+        this.#host.logger,
+        `Dead-lettering message ${d.id} to '${record.topic}' was refused (${refusals}x); trying again in ${delayMs} ms`,
+        { group: this.group, error: toFailure(cause) },
+      );
+    }
+    this.#emit(d, 'dead-letter-failed', 0, toFailure(cause), delayMs, record.topic);
+    if (rec.abandoned) return;
+    const headers = { ...record.headers, [HEADER.dlPending]: String(refusals) };
+    try {
+      if (this.group === undefined) this.#retryLocally(d, { delayMs, attempt: d.attempt, headers });
+      else await d.retry({ delayMs, attempt: d.attempt, headers });
+    } catch (retryError) {
+      // The retry path is refused too: hold the message here for the backoff, then give it back.
+      this.#warn('scheduling the dead-letter retry failed; holding the message before releasing it', retryError);
+      this.#holdThenRelease(d, delayMs);
+    }
+  }
+
+  #holdThenRelease(d: Delivery, delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.#retryTimers.delete(timer);
+      this.#track(d.release().catch((e) => this.#warn('release failed', e)));
+    }, delayMs);
+    this.#retryTimers.set(timer, d);
   }
 
   #sweep(): void {
@@ -529,7 +594,7 @@ export class SubscriptionRuntime<T> implements Subscription {
       attempt: d.attempt,
       outcome,
       durationMs,
-      ...(error === undefined ? {} : { error: error instanceof Error ? error : new Error(String(error)) }),
+      ...(error === undefined ? {} : { error: toFailure(error) }),
       ...(delayMs === undefined ? {} : { delayMs }),
       ...(dlq === undefined ? {} : { deadLetterTopic: dlq }),
     };
@@ -538,7 +603,7 @@ export class SubscriptionRuntime<T> implements Subscription {
 
   #warn(message: string, error: unknown): void {
     this.#host.logger.warn(`${message} (topic '${this.topic}', group ${this.group ?? '-'})`, {
-      error: error instanceof Error ? error : String(error),
+      error: toFailure(error),
     });
   }
 
@@ -547,14 +612,36 @@ export class SubscriptionRuntime<T> implements Subscription {
     promise.finally(() => this.#settling.delete(promise));
   }
 
-  close(): Promise<void> {
-    this.#closing ??= this.#close();
+  /**
+   * `deadline` (ms since the epoch) bounds the whole close, broker up or down: handlers get until then,
+   * and the transport's stop/close calls are abandoned (logged) when they would run past it.
+   */
+  close(deadline = Date.now() + this.#host.closeTimeoutMs): Promise<void> {
+    this.#closing ??= this.#close(deadline);
     return this.#closing;
   }
 
-  async #close(): Promise<void> {
+  /** Waits for `work` until the deadline (at least `floorMs`); a late result is logged, never awaited. */
+  async #until(deadline: number, work: Promise<unknown>, what: string, floorMs = 0): Promise<void> {
+    const budget = Math.max(deadline - Date.now(), floorMs);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), budget);
+    });
+    const result = await Promise.race([
+      work.then(
+        () => 'done' as const,
+        (e: unknown) => this.#warn(`${what} failed`, e),
+      ),
+      late,
+    ]);
+    clearTimeout(timer);
+    if (result === 'late') this.#warn(`${what} did not finish within the close timeout`, new Error('close timeout'));
+  }
+
+  async #close(deadline: number): Promise<void> {
     this.#state = 'closing';
-    if (this.#native) await this.#native.stop().catch((e) => this.#warn('stopping intake failed', e));
+    if (this.#native) await this.#until(deadline, this.#native.stop(), 'stopping intake', 100);
     const waiting = this.#queue.slice(this.#head) as Delivery[];
     this.#queue = [];
     this.#head = 0;
@@ -568,7 +655,7 @@ export class SubscriptionRuntime<T> implements Subscription {
       const idle = new Promise<void>((resolve) => {
         this.#idle = resolve;
       });
-      const timer = setTimeout(() => this.#idle?.(), this.#host.closeTimeoutMs);
+      const timer = setTimeout(() => this.#idle?.(), Math.max(0, deadline - Date.now()));
       await idle;
       clearTimeout(timer);
     }
@@ -579,18 +666,18 @@ export class SubscriptionRuntime<T> implements Subscription {
       this.#track(rec.delivery.release().catch((e) => this.#warn('release failed', e)));
       this.#emit(rec.delivery, 'released', Date.now() - rec.startedAt);
     }
-    while (this.#settling.size > 0) await Promise.all(this.#settling);
-    if (this.#acking > 0) {
-      // Drivers bound their acks; the timer only keeps a broken one from hanging close().
-      let timer: NodeJS.Timeout | undefined;
-      await new Promise<void>((resolve) => {
-        this.#acksDone = resolve;
-        timer = setTimeout(resolve, this.#host.closeTimeoutMs);
-      });
-      clearTimeout(timer);
-    }
+    // Releases and acks go to the broker: bounded like the rest (a broker that is down never answers).
+    const settled = (async () => {
+      while (this.#settling.size > 0) await Promise.all(this.#settling);
+      if (this.#acking > 0) {
+        await new Promise<void>((resolve) => {
+          this.#acksDone = resolve;
+        });
+      }
+    })();
+    await this.#until(deadline, settled, 'settling released and acked messages', 100);
     if (this.#sweeper) clearInterval(this.#sweeper);
-    if (this.#native) await this.#native.close().catch((e) => this.#warn('closing failed', e));
+    if (this.#native) await this.#until(deadline, this.#native.close(), 'closing the subscription', 100);
     this.#state = 'closed';
   }
 }

@@ -1,4 +1,5 @@
 import { type Codec, jsonCodec } from './codec.js';
+import { InvalidTopicError } from './errors.js';
 import { assertTopicName } from './names.js';
 import type { InferOutput, StandardSchemaV1 } from './schema.js';
 
@@ -56,7 +57,10 @@ const plainTopics = new Map<string, Topic>();
 
 export function toTopic<T>(topic: TopicLike<T>): Topic<T> {
   if (typeof topic !== 'string') {
-    if (!isTopic(topic)) throw new TypeError('Expected a topic from defineTopic() or a topic name');
+    if (!isTopic(topic)) {
+      const got = topic === null ? 'null' : typeof topic;
+      throw new InvalidTopicError(`Expected a topic from defineTopic() or a topic name, got ${got}`);
+    }
     return topic;
   }
   let known = plainTopics.get(topic);

@@ -1,8 +1,10 @@
 import { connect, silentLogger } from '@busbar/core';
+import { memoryFaults } from '@busbar/core/transport';
 import { describeConformance, uniqueName } from '@busbar/testing';
 
 // Its own in-process broker name, so nothing else in this process shares it.
-const url = `memory://${uniqueName('mem')}`;
+const name = uniqueName('mem');
+const url = `memory://${name}`;
 
 describeConformance('memory', {
   connect: (overrides) => connect({ url, logger: silentLogger, ...overrides }),
@@ -13,5 +15,9 @@ describeConformance('memory', {
     wildcards: true,
     nativeDelay: true,
     replay: false,
+  },
+  refuseWrites: async (topic) => {
+    const restore = memoryFaults(name).refuse(topic);
+    return async () => restore();
   },
 });

@@ -161,6 +161,13 @@ export class ConsumerTracker {
           'busbar.dead_letter.attempts': event.attempt,
         });
         break;
+      case 'dead-letter-failed':
+        span.addEvent('busbar.dead_letter_failed', {
+          ...failure,
+          'busbar.dead_letter.topic': event.deadLetterTopic ?? '',
+          'busbar.retry.delay_ms': event.delayMs ?? 0,
+        });
+        break;
       case 'dropped':
         span.addEvent('busbar.dropped', { ...failure, 'busbar.dropped.attempts': event.attempt });
         break;
@@ -172,7 +179,10 @@ export class ConsumerTracker {
     }
     // A handler timeout settles without a `busbar:process` error: mark the span from the settlement.
     const failedOutcome =
-      event.outcome === 'retried' || event.outcome === 'dead-lettered' || event.outcome === 'dropped';
+      event.outcome === 'retried' ||
+      event.outcome === 'dead-lettered' ||
+      event.outcome === 'dead-letter-failed' ||
+      event.outcome === 'dropped';
     if (failedOutcome && !errored) {
       if (event.error !== undefined) markError(span, event.error);
       else span.setStatus({ code: SpanStatusCode.ERROR });

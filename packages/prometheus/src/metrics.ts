@@ -44,6 +44,7 @@ const STATUS: Record<Outcome, string> = {
   acked: 'success',
   retried: 'retry',
   'dead-lettered': 'dead_letter',
+  'dead-letter-failed': 'dead_letter_failed',
   duplicate: 'duplicate',
   dropped: 'dropped',
   released: 'released',
@@ -56,7 +57,7 @@ type Traced<T> = T & { error?: unknown };
  * diagnostics channels, for every bus in the process:
  *
  * - `busbar_messages_published_total{topic,status}` and `busbar_publish_duration_seconds{topic,status}`
- * - `busbar_messages_processed_total{topic,group,status}` (success, retry, dead_letter, duplicate, dropped, released)
+ * - `busbar_messages_processed_total{topic,group,status}` (success, retry, dead_letter, dead_letter_failed, duplicate, dropped, released)
  * - `busbar_process_duration_seconds{topic,group,status}` (handler time)
  * - `busbar_in_flight{topic,group}` handlers running now
  * - `busbar_dead_letters_total{topic,group,dead_letter_topic}`

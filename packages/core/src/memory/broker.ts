@@ -105,6 +105,8 @@ export class MemoryBroker {
   readonly #queues = new Map<string, MemoryQueue>();
   /** Live broadcast subscriptions. */
   readonly #broadcast = new Set<{ pattern: string; queue: MemoryQueue }>();
+  /** Topics whose writes are refused, for fault tests (see `memoryFaults`). */
+  readonly refused = new Set<string>();
 
   /** The group's queue if it exists (no side effect, unlike `queue`). */
   existing(pattern: string, group: string): MemoryQueue | undefined {
@@ -150,4 +152,19 @@ export function memoryBroker(name: string): MemoryBroker {
     brokers.set(name, broker);
   }
   return broker;
+}
+
+/**
+ * Fault injection for tests on the memory transport (the reference and test double of every broker):
+ * `memoryFaults('name').refuse('a.b')` makes the `memory://name` broker refuse writes to `a.b`, like a full
+ * or forbidden destination on a real broker, until the returned function is called.
+ */
+export function memoryFaults(name: string): { refuse(topic: string): () => void } {
+  const broker = memoryBroker(name);
+  return {
+    refuse(topic) {
+      broker.refused.add(topic);
+      return () => void broker.refused.delete(topic);
+    },
+  };
 }

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { ClosedError } from '../errors.js';
+import { recordBytes } from '../dead-letter.js';
+import { ClosedError, PayloadTooLargeError, PublishError } from '../errors.js';
+import { MAX_TIMER_MS } from '../options.js';
 import type {
   Capabilities,
   Delivery,
@@ -49,6 +51,15 @@ class MemoryTransport implements Transport {
 
   async publish(records: readonly OutgoingRecord[]): Promise<void> {
     if (this.#closed) throw new ClosedError('The memory transport is closed');
+    // Checked before any is stored, as a broker refuses a whole batch: the limit core checks for users'
+    // publishes, enforced here for what core writes itself (dead letters), and refused topics (fault tests).
+    for (const record of records) {
+      if (this.#broker.refused.has(record.topic)) {
+        throw new PublishError(`The memory broker refuses writes to '${record.topic}'`);
+      }
+      const size = recordBytes(record);
+      if (size > this.maxPayloadBytes) throw new PayloadTooLargeError(size, this.maxPayloadBytes, record.topic);
+    }
     for (const record of records) this.#broker.publish(record);
   }
 
@@ -114,7 +125,7 @@ class MemoryTransport implements Transport {
       retry: async ({ delayMs, attempt, headers }) => {
         if (!settle()) return;
         // Unref'd: an in-process broker's pending retries must not keep a finished process alive.
-        setTimeout(() => queue.enqueue({ record, headers, attempt }), delayMs).unref();
+        setTimeout(() => queue.enqueue({ record, headers, attempt }), Math.min(delayMs, MAX_TIMER_MS)).unref();
       },
       release: async () => {
         if (!settle()) return;

@@ -18,6 +18,11 @@ export const HEADER = {
   firstFailure: 'busbar-first-failure',
   /** How many times a dead letter was re-driven; brokers that dedupe by id fold it into the dedup id. */
   redrive: 'busbar-redrive',
+  /**
+   * On a message whose dead-letter write was refused: how many times. It travels the retry path with the
+   * dead-letter metadata, and core retries only the write when it comes back.
+   */
+  dlPending: 'busbar-dl-pending',
   dlErrorName: 'busbar-dl-error',
   dlErrorMessage: 'busbar-dl-message',
   dlErrorStack: 'busbar-dl-stack',

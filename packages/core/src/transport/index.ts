@@ -3,9 +3,12 @@
  * helpers they share. Application code does not need this subpath.
  */
 
+export { recordBytes } from '../dead-letter.js';
 export type { Logger } from '../logger.js';
+export { memoryFaults } from '../memory/broker.js';
 export { isPattern, topicMatches } from '../names.js';
-export { redactText, redactUrl, sanitizeError } from '../redact.js';
+export { MAX_TIMER_MS } from '../options.js';
+export { redactText, redactUrl, safeDecode, sanitizeError } from '../redact.js';
 export {
   addWireHeader,
   attemptFromHeaders,

@@ -94,6 +94,12 @@ export interface SubscribeSpec {
   readonly prefetch: number;
   /** Handler timeout; brokers with an ack deadline must allow at least this long (or extend it). */
   readonly handlerTimeoutMs: number;
+  /**
+   * Where core writes this subscription's dead letters (undefined: dead-lettering is off). A driver that
+   * must know in advance that the broker will take writes there (a NATS stream covering the subject) checks
+   * it here and fails the subscribe with a ConfigError naming the cause.
+   */
+  readonly deadLetterTopic?: string | undefined;
 }
 
 export interface SubscribeCallbacks {
