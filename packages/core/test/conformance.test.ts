@@ -16,6 +16,7 @@ describeConformance('memory', {
     nativeDelay: true,
     replay: false,
   },
+  fuzzRuns: 500,
   refuseWrites: async (topic) => {
     const restore = memoryFaults(name).refuse(topic);
     return async () => restore();

@@ -28,6 +28,8 @@ export interface ConformanceOptions {
    * broker takes writes again.
    */
   refuseWrites: (topic: string) => Promise<() => Promise<void>>;
+  /** How many random publishes the fuzz test makes. Default 100. */
+  fuzzRuns?: number;
 }
 
 export const CANARY = 'busbar-canary-secret';

@@ -1,7 +1,9 @@
 import { describe } from 'vitest';
+import { badInputTests } from './bad-input.js';
 import { type ConformanceOptions, Suite } from './context.js';
 import { deliveryTests, orderingTests, wildcardTests } from './delivery.js';
 import { failureTests } from './failures.js';
+import { fuzzTests } from './fuzz.js';
 import { credentialTests, durableTests, lifecycleTests } from './lifecycle.js';
 
 export type { BusOverrides, ConformanceOptions } from './context.js';
@@ -21,6 +23,10 @@ export function describeConformance(name: string, options: ConformanceOptions): 
     describe('failures', () => failureTests(suite));
     describe('lifecycle', () => lifecycleTests(suite));
     if (options.capabilities.durableGroups) describe('durable groups', () => durableTests(suite));
+    describe('bad input', () => {
+      badInputTests(suite, name);
+      fuzzTests(suite, options.fuzzRuns ?? 100);
+    });
     if (options.badCredentialsUrl)
       describe('credentials', () => credentialTests(suite, options.badCredentialsUrl as string));
   });

@@ -1,0 +1,449 @@
+import { type Bus, BusbarError, deadLetterTopic, type Message, type SettledEvent } from '@busbar/core';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { recorder, type Suite, uniqueIds } from './context.js';
+import { type Outcome, Report } from './report.js';
+
+/**
+ * The bad-input section: what users send that no happy-path test imagined. For every case the rule is the
+ * same on every transport: a typed, correctly flagged BusbarError or correct handling; no crash, no unhandled
+ * rejection, no hot loop (handler runs are counted); and the bus still does a round trip afterwards. What
+ * each case got is recorded per transport (see report.ts) and becomes the table in docs/bad-input.md.
+ */
+export function badInputTests(s: Suite, transport: string): void {
+  const report = new Report(transport);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+  beforeAll(() => {
+    process.on('unhandledRejection', onUnhandled);
+  });
+  afterEach(() => {
+    expect(unhandled.splice(0), 'unhandled rejections').toEqual([]);
+  });
+  afterAll(() => {
+    process.off('unhandledRejection', onUnhandled);
+    report.write();
+  });
+
+  it('header names and values: typed error or delivered unchanged', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('headers');
+    const got = recorder<number>();
+    await bus.subscribe(topic, got.handler, { group: s.group() });
+    await s.settle();
+    const sent: { label: string; id: string; headers: Record<string, string> }[] = [];
+    for (const [label, headers] of HEADER_CASES) {
+      const result = await settle(bus.publish(topic, sent.length, { headers: headers as Record<string, string> }));
+      if (result.error === undefined)
+        sent.push({ label, id: result.value, headers: headers as Record<string, string> });
+      else
+        report.set(label, expectInputError(result.error, label, ['BUSBAR_INVALID_HEADER', 'BUSBAR_PAYLOAD_TOO_LARGE']));
+    }
+    await s.waitFor(() => uniqueIds(got.messages).size >= sent.length, 20_000, 'the accepted header cases');
+    for (const { label, id, headers } of sent) {
+      const message = got.messages.find((m) => m.id === id);
+      expect(message?.headers, label).toEqual(headers);
+      report.set(label, 'delivered unchanged');
+    }
+    // Whatever the transport decided, these must be the same everywhere (portable rules in core).
+    for (const label of MUST_REJECT) expect(report.get(label), label).toMatch(/^BUSBAR_/);
+    for (const label of MUST_DELIVER) expect(report.get(label), label).toBe('delivered unchanged');
+    await roundTrip(s, bus);
+  });
+
+  it('payloads that cannot be encoded, and sizes in UTF-8 bytes at the limit +/- 1', async () => {
+    const limit = 1_000;
+    const bus = await s.bus({ maxPayloadBytes: limit });
+    const topic = s.topic('payload');
+    const got = recorder<unknown>();
+    await bus.subscribe(topic, got.handler, { group: s.group() });
+    await s.settle();
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const unencodable: [string, unknown][] = [
+      ['payload: BigInt', { n: 1n }],
+      ['payload: circular reference', circular],
+      ['payload: undefined', undefined],
+      ['payload: a function', () => 1],
+      [
+        'payload: toJSON throws null',
+        {
+          toJSON() {
+            throw null;
+          },
+        },
+      ],
+    ];
+    for (const [label, payload] of unencodable) {
+      const result = await settle(bus.publish(topic, payload));
+      expect(result.error, label).toBeDefined();
+      report.set(label, expectInputError(result.error, label, ['BUSBAR_SERIALIZATION']));
+    }
+    // JSON of a string of n 4-byte emoji and `pad` ASCII letters: 2 quotes + 4n + pad bytes.
+    const sized = (bytes: number) => '😀'.repeat(Math.floor((bytes - 2) / 4)) + 'a'.repeat((bytes - 2) % 4);
+    const atLimit = await settle(bus.publish(topic, sized(limit)));
+    expect(atLimit.error, 'payload at the byte limit').toBeUndefined();
+    report.set('payload: multibyte text at the byte limit', 'delivered unchanged');
+    await s.waitFor(() => got.messages.length >= 1, 10_000, 'the payload at the limit');
+    expect(got.messages[0]?.payload).toBe(sized(limit));
+    const over = await settle(bus.publish(topic, sized(limit + 1)));
+    report.set(
+      'payload: multibyte text 1 byte over the limit',
+      expectInputError(over.error, 'over the limit', ['BUSBAR_PAYLOAD_TOO_LARGE']),
+    );
+    const under = await settle(bus.publish(topic, sized(limit - 1)));
+    expect(under.error, 'one byte under').toBeUndefined();
+    await roundTrip(s, bus);
+  });
+
+  it("topic names with every broker's reserved characters: typed error or a working round trip", async () => {
+    const bus = await s.bus();
+    for (const [label, name] of TOPIC_CASES) {
+      const sub = await settle(bus.subscribe(name, () => undefined, { group: s.group() }));
+      const pub = await settle(bus.publish(name, 1));
+      if (sub.error === undefined) await sub.value.close();
+      if (sub.error !== undefined || pub.error !== undefined) {
+        const error = sub.error ?? pub.error;
+        report.set(label, expectInputError(error, label, ['BUSBAR_INVALID_TOPIC', 'BUSBAR_UNSUPPORTED']));
+      } else {
+        report.set(label, 'accepted (a valid name on this broker)');
+      }
+      expect(report.get(label), label).toBeDefined();
+    }
+    for (const label of TOPICS_REJECTED_EVERYWHERE) expect(report.get(label), label).toMatch(/^BUSBAR_INVALID_TOPIC/);
+    await roundTrip(s, bus);
+  });
+
+  it('delays, timeouts and counts that no timer can hold are configuration errors', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('options');
+    for (const [label, options] of OPTION_CASES) {
+      const result = await settle(bus.subscribe(topic, () => undefined, { group: s.group(), ...options }));
+      if (result.error === undefined) await result.value.close();
+      report.set(label, expectInputError(result.error, label, ['BUSBAR_CONFIG']));
+    }
+    await roundTrip(s, bus);
+  });
+
+  it('handlers that throw what is not an Error: retried, dead-lettered, described', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('throws');
+    const group = s.group();
+    const runs = new Map<number, number>();
+    await bus.subscribe<number>(
+      topic,
+      (m) => {
+        runs.set(m.payload, (runs.get(m.payload) ?? 0) + 1);
+        throw (THROWABLES[m.payload] as [string, () => unknown])[1]();
+      },
+      { group, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } },
+    );
+    const dead = recorder<unknown>();
+    await bus.subscribeDeadLetters(topic, group, dead.handler);
+    await s.settle();
+    await bus.publishBatch(
+      topic,
+      THROWABLES.map((_, i) => ({ payload: i })),
+    );
+    await s.waitFor(() => uniqueIds(dead.messages).size >= THROWABLES.length, 30_000, 'every dead letter');
+    for (const [i, [label]] of THROWABLES.entries()) {
+      const letter = dead.messages.find((m) => m.payload === i) as Message<unknown>;
+      expect(runs.get(i), label).toBe(2);
+      expect(letter.deadLetter?.attempts, label).toBe(2);
+      expect(letter.deadLetter?.errorName.length, label).toBeGreaterThan(0);
+      expect(letter.deadLetter?.errorMessage.length, label).toBeLessThanOrEqual(1_100);
+      report.set(`handler throws ${label}`, `dead-lettered as ${letter.deadLetter?.errorName} after 2 attempts`);
+    }
+    await roundTrip(s, bus);
+  });
+
+  it('300 always-failing messages do not hold up 200 healthy ones, and all of them get dead-lettered', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('flood');
+    const group = s.group();
+    const runs = new Map<number, number>();
+    const healthy = new Set<number>();
+    await bus.subscribe<{ n: number; bad: boolean }>(
+      topic,
+      (m) => {
+        if (m.payload.bad) {
+          runs.set(m.payload.n, (runs.get(m.payload.n) ?? 0) + 1);
+          throw new Error('poison');
+        }
+        healthy.add(m.payload.n);
+      },
+      { group, concurrency: 10, retry: { maxAttempts: 3, initialDelayMs: 1_000, maxDelayMs: 1_000, jitter: 0 } },
+    );
+    const dead = recorder<{ n: number }>();
+    await bus.subscribeDeadLetters<{ n: number }>(topic, group, dead.handler as never);
+    await s.settle();
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 300 }, (_, n) => ({ payload: { n, bad: true } })),
+    );
+    // Wait until the failing ones are in their retry delay, then send the healthy ones behind them.
+    await s.waitFor(() => runs.size >= 300, 30_000, 'a first run of every failing message');
+    const sentAt = Date.now();
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 200 }, (_, n) => ({ payload: { n, bad: false } })),
+    );
+    await s.waitFor(() => healthy.size >= 200, 10_000, '200 healthy messages behind 300 failing ones');
+    const healthyMs = Date.now() - sentAt;
+    await s.waitFor(() => uniqueIds(dead.messages).size >= 300, 90_000, '300 dead letters');
+    const counts = [...runs.values()];
+    // At-least-once allows a redelivery; a loop would show hundreds.
+    expect(Math.max(...counts)).toBeLessThanOrEqual(4);
+    expect(counts.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(300 * 3 + 30);
+    report.set(
+      'flood: 300 failing then 200 healthy',
+      `healthy handled in ${roundTo(healthyMs)} ms; failing dead-lettered`,
+    );
+    await roundTrip(s, bus);
+  }, 150_000);
+
+  it('a refused dead-letter write backs off (no loop) and lands once the broker takes writes again', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('dlqfail');
+    const group = s.group();
+    const restore = await s.options.refuseWrites(deadLetterTopic(topic, group));
+    let restored = false;
+    try {
+      const events: SettledEvent[] = [];
+      const watch = await import('node:diagnostics_channel');
+      const listener = (e: unknown) => {
+        const event = e as SettledEvent;
+        if (event.topic === topic) events.push(event);
+      };
+      watch.subscribe('busbar:settled', listener);
+      let runs = 0;
+      const healthy: number[] = [];
+      try {
+        await bus.subscribe<{ n: number }>(
+          topic,
+          (m) => {
+            if (m.payload.n < 0) {
+              runs++;
+              throw new Error('always');
+            }
+            healthy.push(m.payload.n);
+          },
+          { group, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } },
+        );
+        await s.settle();
+        await bus.publish(topic, { n: -1 });
+        await s.waitFor(() => events.some((e) => e.outcome === 'dead-letter-failed'), 30_000, 'the refused write');
+        await bus.publishBatch(
+          topic,
+          Array.from({ length: 20 }, (_, n) => ({ payload: { n } })),
+        );
+        await s.waitFor(() => healthy.length >= 20, 10_000, 'healthy messages while the dead letter waits');
+        await new Promise((r) => setTimeout(r, 2_000));
+        expect(runs, 'handler runs while the dead-letter write is refused').toBeLessThanOrEqual(3);
+        const refusals = events.filter((e) => e.outcome === 'dead-letter-failed').length;
+        expect(refusals, 'refused writes in ~2 s').toBeLessThanOrEqual(3);
+        await restore();
+        restored = true;
+        const dead = recorder<{ n: number }>();
+        await bus.subscribeDeadLetters<{ n: number }>(topic, group, dead.handler as never);
+        await s.waitFor(() => dead.messages.length >= 1, 30_000, 'the dead letter after the broker takes writes');
+        expect(dead.messages[0]?.deadLetter?.errorMessage).toBe('always');
+        expect(runs).toBeLessThanOrEqual(3);
+        report.set(
+          'dead-letter write refused by the broker',
+          `backed off (${refusals} tries in 2 s), written after restore`,
+        );
+      } finally {
+        watch.unsubscribe('busbar:settled', listener);
+      }
+    } finally {
+      if (!restored) await restore();
+    }
+    await roundTrip(s, bus);
+  }, 90_000);
+
+  it('close() with a handler that never returns is bounded by closeTimeoutMs', async () => {
+    const bus = await s.bus({ closeTimeoutMs: 1_000 });
+    const topic = s.topic('hung');
+    let started = false;
+    await bus.subscribe(
+      topic,
+      () => {
+        started = true;
+        return new Promise(() => undefined);
+      },
+      { group: s.group() },
+    );
+    await s.settle();
+    await bus.publish(topic, 1);
+    await s.waitFor(() => started, 10_000, 'the hung handler');
+    const t0 = Date.now();
+    await bus.close();
+    const took = Date.now() - t0;
+    expect(took).toBeLessThan(2_500);
+    report.set('close() with a handler that never returns', 'returns within closeTimeoutMs');
+    await roundTrip(s, await s.bus());
+  });
+}
+
+type Settled<T> = { value: T; error?: undefined } | { value?: undefined; error: unknown };
+
+async function settle<T>(promise: Promise<T>): Promise<Settled<T>> {
+  try {
+    return { value: await promise };
+  } catch (error) {
+    return { error: error ?? new Error('rejected with nothing') };
+  }
+}
+
+/** A bad input must fail typed, not retryable, with one of the expected codes. Returns the report cell. */
+function expectInputError(error: unknown, label: string, codes: readonly string[]): Outcome {
+  expect(BusbarError.is(error), `${label}: ${String(error)}`).toBe(true);
+  const e = error as BusbarError;
+  expect(codes, `${label}: ${e.code} ${e.message}`).toContain(e.code);
+  expect(e.retryable, `${label} must not be retryable`).toBe(false);
+  return `${e.code}`;
+}
+
+async function roundTrip(s: Suite, bus: Bus): Promise<void> {
+  const topic = s.topic('after');
+  const got = recorder<string>();
+  const sub = await bus.subscribe<string>(topic, got.handler, { group: s.group() });
+  await s.settle();
+  await bus.publish(topic, 'still works');
+  await s.waitFor(() => got.messages.length >= 1, 20_000, 'a round trip after the bad input');
+  expect(got.messages[0]?.payload).toBe('still works');
+  await sub.close();
+}
+
+const HEADER_CASES: [string, Record<string, unknown>][] = [
+  ['header value: control character U+0001', { h: 'a\u0001b' }],
+  ['header value: line feed', { h: 'a\nb' }],
+  ['header value: carriage return', { h: 'a\rb' }],
+  ['header value: NUL', { h: 'a\u0000b' }],
+  ['header value: DEL and C1 (U+007F, U+0085)', { h: 'a\u007fb\u0085' }],
+  ['header value: lone surrogate', { h: 'a\ud800b' }],
+  ['header value: tab', { h: 'a\tb' }],
+  ['header value: emoji and accents', { h: '😀 ünïcødé' }],
+  ['header value: empty string', { h: '' }],
+  ['header value: 65,535 bytes (the portable limit)', { h: 'v'.repeat(65_535) }],
+  ['header value: 70,000 bytes', { h: 'v'.repeat(70_000) }],
+  ['header value: number', { h: 1 }],
+  ['header value: null', { h: null }],
+  ['header value: object', { h: { a: 1 } }],
+  ['header value: array', { h: ['a'] }],
+  ['header name: 300 characters', { ['n'.repeat(300)]: 'x' }],
+  ['header name: 128 characters (the limit)', { ['n'.repeat(128)]: 'x' }],
+  ['header name: control character', { 'a\u0001': 'x' }],
+  ['header name: emoji', { '😀': 'x' }],
+  ['header name: empty', { '': 'x' }],
+  ['header name: __proto__', JSON.parse('{"__proto__": "x"}') as Record<string, unknown>],
+  ['header name: busbar- prefix', { 'busbar-id': 'x' }],
+  ['headers: 200 of them', Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`h${i}`, `v${i}`]))],
+  [
+    'headers: 3 x 60,000 bytes (180 KB together)',
+    { a: 'a'.repeat(60_000), b: 'b'.repeat(60_000), c: 'c'.repeat(60_000) },
+  ],
+];
+
+const MUST_REJECT = [
+  'header value: control character U+0001',
+  'header value: line feed',
+  'header value: carriage return',
+  'header value: NUL',
+  'header value: DEL and C1 (U+007F, U+0085)',
+  'header value: lone surrogate',
+  'header value: 70,000 bytes',
+  'header value: number',
+  'header value: null',
+  'header value: object',
+  'header value: array',
+  'header name: 300 characters',
+  'header name: control character',
+  'header name: emoji',
+  'header name: empty',
+  'header name: __proto__',
+  'header name: busbar- prefix',
+];
+
+const MUST_DELIVER = [
+  'header value: tab',
+  'header value: emoji and accents',
+  'header value: empty string',
+  'header value: 65,535 bytes (the portable limit)',
+  'header name: 128 characters (the limit)',
+  'headers: 200 of them',
+];
+
+const TOPIC_CASES: [string, unknown][] = [
+  ['topic: empty', ''],
+  ['topic: space', 'a.b c'],
+  ['topic: slash (MQTT level separator)', 'a/b'],
+  ['topic: plus (MQTT wildcard)', 'a.+'],
+  ["topic: '>' (NATS wildcard)", 'a.>'],
+  ["topic: '#' not last", 'a.#.b'],
+  ["topic: '*' inside a segment", 'a.b*'],
+  ["topic: '$' first (MQTT/NATS system)", '$SYS.a'],
+  ["topic: 'amq.' prefix (RabbitMQ reserved)", 'amq.a'],
+  ['topic: empty segment', 'a..b'],
+  ['topic: leading dot', '.a'],
+  ['topic: trailing dot', 'a.'],
+  ['topic: 250 characters', `a.${'b'.repeat(248)}`],
+  ['topic: 300 characters', 't'.repeat(300)],
+  ['topic: NUL', 'a\u0000b'],
+  ['topic: line feed', 'a\nb'],
+  ['topic: non-ASCII', 'ä.b'],
+  ['topic: a number', 42],
+  ['topic: null', null],
+];
+
+const TOPICS_REJECTED_EVERYWHERE = TOPIC_CASES.map(([label]) => label).filter(
+  (label) => label !== "topic: 'amq.' prefix (RabbitMQ reserved)",
+);
+
+const OPTION_CASES: [string, Record<string, unknown>][] = [
+  ['retry delay: negative', { retry: { initialDelayMs: -1 } }],
+  ['retry delay: over 2^31-1 ms', { retry: { maxDelayMs: 2 ** 31 } }],
+  ['retry delay: NaN', { retry: { initialDelayMs: Number.NaN } }],
+  ['retry delay: Infinity', { retry: { maxDelayMs: Number.POSITIVE_INFINITY } }],
+  ['handler timeout: over 2^31-1 ms', { handlerTimeoutMs: 2 ** 31 }],
+  ['concurrency: 0', { concurrency: 0 }],
+  ['prefetch below concurrency', { concurrency: 10, prefetch: 5 }],
+  ['maxAttempts: 0', { retry: { maxAttempts: 0 } }],
+];
+
+const THROWABLES: [string, () => unknown][] = [
+  ['null', () => null],
+  ['undefined', () => undefined],
+  ['a number', () => 42],
+  ['a string', () => 'out of stock'],
+  ['a null-prototype object', () => Object.create(null)],
+  [
+    'an Error whose message getter throws',
+    () => {
+      const e = new Error('x');
+      Object.defineProperty(e, 'message', {
+        get() {
+          throw new Error('getter');
+        },
+      });
+      return e;
+    },
+  ],
+  [
+    'a Proxy that throws on every trap',
+    () =>
+      new Proxy(
+        {},
+        new Proxy(
+          {},
+          {
+            get() {
+              return () => {
+                throw new Error('trap');
+              };
+            },
+          },
+        ),
+      ),
+  ],
+];
