@@ -97,19 +97,25 @@ export function checkHeaders(headers: unknown): Record<string, string> {
     checkHeaderValue(name, value);
     out[name] = value;
   }
+  checkHeadersSize(out);
   if (Object.getOwnPropertySymbols(headers).length > 0) {
     throw new InvalidHeaderError('Header names must be strings, not symbols');
   }
   return out;
 }
 
-/** The longest header value every broker carries: an MQTT 5 user property string holds 65,535 UTF-8 bytes. */
-export const MAX_HEADER_VALUE_BYTES = 65_535;
+/**
+ * The most user headers (names and values, UTF-8 bytes) every broker carries with room to spare: NATS
+ * JetStream refuses a header block over 64 KiB, and a dead letter adds busbar's own headers and up to ~12 KB
+ * of failure metadata to the user's; RabbitMQ carries headers in one frame and an MQTT 5 string holds 65,535
+ * bytes. 40 KiB of headers is far beyond what trace ids and tenants need.
+ */
+export const MAX_HEADERS_BYTES = 40_960;
 
-// C0 controls but tab, DEL and C1 controls: NATS headers are text lines (CR/LF end them), MQTT 5 says
-// they should not appear in strings and Mosquitto drops the connection of a client that sends them.
+// Every C0 control (tab too), DEL and C1: NATS headers are text lines that CR/LF end, MQTT 5 says strings
+// should not hold them and Mosquitto drops the connection of a client that sends one.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters being rejected
-const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** A header value that travels unchanged on every broker, or an InvalidHeaderError saying why not. */
 function checkHeaderValue(name: string, value: string): void {
@@ -121,10 +127,18 @@ function checkHeaderValue(name: string, value: string): void {
   if (!value.isWellFormed()) {
     throw new InvalidHeaderError(`Header '${name}' contains a lone surrogate, which is not valid UTF-8`);
   }
+}
+
+function checkHeadersSize(headers: Readonly<Record<string, string>>): void {
+  let units = 0;
+  for (const name in headers) units += name.length + (headers[name] as string).length;
   // Cheap bound first: a UTF-16 code unit is at most 3 UTF-8 bytes.
-  if (value.length * 3 > MAX_HEADER_VALUE_BYTES && Buffer.byteLength(value) > MAX_HEADER_VALUE_BYTES) {
+  if (units * 3 <= MAX_HEADERS_BYTES) return;
+  let bytes = 0;
+  for (const name in headers) bytes += name.length + Buffer.byteLength(headers[name] as string);
+  if (bytes > MAX_HEADERS_BYTES) {
     throw new InvalidHeaderError(
-      `Header '${name}' is ${Buffer.byteLength(value)} bytes, over the portable limit of ${MAX_HEADER_VALUE_BYTES}`,
+      `Headers are ${bytes} bytes, over the portable limit of ${MAX_HEADERS_BYTES} (names and values, UTF-8)`,
     );
   }
 }

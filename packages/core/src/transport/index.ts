@@ -6,7 +6,7 @@
 export { recordBytes } from '../dead-letter.js';
 export type { Logger } from '../logger.js';
 export { memoryFaults } from '../memory/broker.js';
-export { isPattern, topicMatches } from '../names.js';
+export { isPattern, MAX_HEADERS_BYTES, topicMatches } from '../names.js';
 export { MAX_TIMER_MS } from '../options.js';
 export { redactText, redactUrl, safeDecode, sanitizeError } from '../redact.js';
 export {
