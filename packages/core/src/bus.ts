@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { inspect } from 'node:util';
+import { type CloudEventOptions, cloudEventHeaders } from './cloudevents.js';
 import type { Connections } from './connections.js';
 import { deadLetterTopic, parseDeadLetter, recordBytes, redriveHeaders } from './dead-letter.js';
 import {
@@ -34,6 +35,11 @@ export interface PublishOptions {
   headers?: Record<string, string>;
   /** Message id; default a fresh UUID. Fix it yourself to make re-publishing idempotent downstream. */
   id?: string;
+  /**
+   * Write the message as a CloudEvent in binary mode (attributes in headers under the broker binding's
+   * prefix; the id is the message id). `type` and `source` may come from the topic's `cloudEvent` option.
+   */
+  cloudEvent?: CloudEventOptions;
 }
 
 export interface BatchEntry<T> extends PublishOptions {
@@ -62,7 +68,7 @@ export interface RedriveOptions {
   filter?: (message: Message<unknown>) => boolean;
 }
 
-const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id']);
+const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id', 'cloudEvent']);
 
 /** The least time close() gives a driver to disconnect, even when handlers used up closeTimeoutMs. */
 const CLOSE_GRACE_MS = 500;
@@ -173,14 +179,21 @@ export class Bus {
 
   #encode<T>(def: Topic<T>, value: T, options: PublishOptions | undefined): OutgoingRecord {
     const body = encodeWith(def, value);
+    const id = options?.id ?? randomUUID();
+    const timestamp = Date.now();
+    let headers = checkHeaders(options?.headers);
+    if (options?.cloudEvent !== undefined || def.cloudEvent !== undefined) {
+      const prefix = this.#transport.cloudEventsPrefix ?? 'ce-';
+      headers = { ...headers, ...cloudEventHeaders(def.cloudEvent, options?.cloudEvent, id, timestamp, prefix) };
+    }
     const record: OutgoingRecord = {
       topic: def.name,
-      id: options?.id ?? randomUUID(),
+      id,
       key: options?.key,
-      headers: checkHeaders(options?.headers),
+      headers,
       body,
       contentType: def.codec.contentType,
-      timestamp: Date.now(),
+      timestamp,
     };
     // Brokers count bytes, not UTF-16 code units: a string of 1,000 emoji is 4,000 bytes on the wire.
     const size = recordBytes(record);

@@ -5,6 +5,7 @@
 
 export type { BatchEntry, GroupLag, Health, PublishOptions, RedriveOptions } from './bus.js';
 export { Bus } from './bus.js';
+export type { CloudEventOptions } from './cloudevents.js';
 export type { Codec } from './codec.js';
 export { bytesCodec, codecs, jsonCodec, stringCodec } from './codec.js';
 export type { ConnectOptions } from './connect.js';
@@ -33,6 +34,7 @@ export type { ConnectionEvent, Outcome, ProcessContext, PublishContext, SettledE
 export { channels } from './events.js';
 export type { ClaimResult, IdempotencyStore } from './idempotency.js';
 export { MemoryIdempotencyStore } from './idempotency.js';
+export type { CloudEvent } from './inbound.js';
 export type { Logger } from './logger.js';
 export { consoleLogger, silentLogger } from './logger.js';
 export type { DeadLetterInfo, Handler, HandlerContext, Message } from './message.js';
@@ -42,6 +44,7 @@ export { redactUrl } from './redact.js';
 export { backoffDelay } from './retry.js';
 export type { InferOutput, StandardSchemaV1 } from './schema.js';
 export type { Subscription, SubscriptionStats } from './subscription.js';
+export { NonErrorThrown } from './thrown.js';
 export type { Topic, TopicLike, TopicOptions } from './topic.js';
 export { defineTopic, isTopic } from './topic.js';
 export type { Capabilities, ConnectionHealth, ConnectionState, LagInfo } from './transport/spi.js';

@@ -1,3 +1,5 @@
+import type { CloudEvent } from './inbound.js';
+
 /** What a dead letter records about the failure, parsed from its headers. */
 export interface DeadLetterInfo {
   /** Name of the error class that failed the message (e.g. `PermanentError`, `ValidationError`). */
@@ -28,6 +30,13 @@ export interface Message<T = unknown, Raw = unknown> {
   readonly attempt: number;
   /** Present on messages read from a dead-letter topic. */
   readonly deadLetter: DeadLetterInfo | undefined;
+  /** The content type the message carried (native field or header), if any. */
+  readonly contentType?: string | undefined;
+  /**
+   * The CloudEvents attributes when the message is a CloudEvent (binary mode headers of any protocol binding,
+   * or structured `application/cloudevents+json`): its `id` is the message id, its `data` the payload.
+   */
+  readonly cloudEvent?: CloudEvent | undefined;
   /** The native record, typed per transport. */
   readonly raw: Raw;
 }

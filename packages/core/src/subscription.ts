@@ -1,6 +1,8 @@
+import type { Codec } from './codec.js';
 import { deadLetterHeaders, fitDeadLetter, parseDeadLetter } from './dead-letter.js';
 import { BusbarError, ClosedError, HandlerTimeoutError, isPermanentFailure } from './errors.js';
 import { channels, type Outcome, type SettledEvent } from './events.js';
+import { type CloudEvent, decodeInbound } from './inbound.js';
 import type { Logger } from './logger.js';
 import type { Handler, HandlerContext, Message } from './message.js';
 import { isPattern, RESERVED_HEADER_PREFIX } from './names.js';
@@ -50,6 +52,8 @@ interface InFlight {
   fail: ((error: unknown) => void) | undefined;
   /** Released at close while its handler still ran: its late result must not settle anything. */
   abandoned: boolean;
+  /** Set when the message is a CloudEvent: its id is the message id. */
+  cloudEvent: CloudEvent | undefined;
 }
 
 class Context implements HandlerContext {
@@ -85,6 +89,16 @@ function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record
 /** The headers a failed message's retry or dead letter carries: its own plus where the broker kept it. */
 function failureHeaders(d: Delivery): Record<string, string> {
   return { ...d.headers, ...d.deadLetterHeaders?.() };
+}
+
+/**
+ * A dead letter keeps the message's own content type, except when the body could not be decoded as that
+ * type: then it is labelled as bytes, so whoever reads the dead-letter topic gets it, instead of a decode
+ * failure of its own (and a dead letter of the dead letter).
+ */
+function deadLetterContentType(d: Delivery, error: Error | undefined, fallback: string): string {
+  if (error !== undefined && BusbarError.is(error, 'BUSBAR_DECODE')) return 'application/octet-stream';
+  return d.contentType ?? fallback;
 }
 
 /** The failure a pending dead letter recorded in its headers, for its settle event. */
@@ -131,6 +145,7 @@ export class SubscriptionRuntime<T> implements Subscription {
   #acking = 0;
   #acksDone: (() => void) | undefined;
   #pumping = false;
+  #warnedGeneratedIds = false;
 
   constructor(
     topic: Topic<T>,
@@ -245,7 +260,14 @@ export class SubscriptionRuntime<T> implements Subscription {
   }
 
   #start(delivery: Delivery): void {
-    const rec: InFlight = { delivery, startedAt: Date.now(), controller: undefined, fail: undefined, abandoned: false };
+    const rec: InFlight = {
+      delivery,
+      startedAt: Date.now(),
+      controller: undefined,
+      fail: undefined,
+      abandoned: false,
+      cloudEvent: undefined,
+    };
     this.#inFlight.add(rec);
     const keyed = this.#options.concurrency > 1 && delivery.key !== undefined;
     if (keyed) this.#busyKeys.add(delivery.key as string);
@@ -281,9 +303,12 @@ export class SubscriptionRuntime<T> implements Subscription {
     if (d.headers[HEADER.dlPending] !== undefined) return this.#writeDeadLetter(rec, undefined, 0);
     let payload: T;
     try {
-      const decoded = this.#def.codec.decode(d.body);
+      const decoded = decodeInbound(this.#def.codec as Codec<unknown>, d.body, d.contentType, d.headers);
+      if (decoded.cloudEvent) rec.cloudEvent = decoded.cloudEvent;
       const schema = this.#def.schema;
-      const valid = schema ? validate(schema, decoded, `Message ${d.id} on '${d.topic}'`) : (decoded as T);
+      const valid = schema
+        ? validate(schema, decoded.payload, `Message ${d.id} on '${d.topic}'`)
+        : (decoded.payload as T);
       if (valid instanceof Promise) {
         return valid.then(
           (value) => this.#handle(rec, value),
@@ -300,8 +325,14 @@ export class SubscriptionRuntime<T> implements Subscription {
 
   #handle(rec: InFlight, payload: T): Promise<void> | undefined {
     const d = rec.delivery;
+    if (d.idGenerated && !this.#warnedGeneratedIds && this.#options.idempotency) {
+      this.#warnedGeneratedIds = true;
+      this.#host.logger.warn(
+        `Messages on '${d.topic}' carry no id (a foreign producer without message ids): each gets a unique one, so idempotency cannot deduplicate them (group ${this.group})`,
+      );
+    }
     const message: Message<T> = {
-      id: d.id,
+      id: rec.cloudEvent?.id ?? d.id,
       topic: d.topic,
       key: d.key,
       payload,
@@ -309,6 +340,8 @@ export class SubscriptionRuntime<T> implements Subscription {
       timestamp: new Date(d.timestamp),
       attempt: d.attempt,
       deadLetter: d.headers[HEADER.dlTopic] === undefined ? undefined : parseDeadLetter(d.headers),
+      contentType: d.contentType,
+      cloudEvent: rec.cloudEvent,
       raw: d.raw,
     };
     if (this.#options.idempotency) return this.#handleOnce(rec, message);
@@ -335,7 +368,7 @@ export class SubscriptionRuntime<T> implements Subscription {
   async #handleOnce(rec: InFlight, message: Message<T>): Promise<void> {
     const d = rec.delivery;
     const idem = this.#options.idempotency as NonNullable<ResolvedSubscribeOptions['idempotency']>;
-    const idemKey = `${this.group}:${d.id}`;
+    const idemKey = `${this.group}:${message.id}`;
     const started = Date.now();
     try {
       if ((await this.#claim(idemKey)) === 'done') {
@@ -524,7 +557,7 @@ export class SubscriptionRuntime<T> implements Subscription {
         key: d.key,
         headers,
         body: d.body,
-        contentType: this.#def.codec.contentType,
+        contentType: deadLetterContentType(d, failure?.error, this.#def.codec.contentType),
         timestamp: d.timestamp,
       },
       this.#host.maxRecordBytes(),

@@ -1,3 +1,4 @@
+import type { CloudEventOptions } from './cloudevents.js';
 import { type Codec, jsonCodec } from './codec.js';
 import { InvalidTopicError } from './errors.js';
 import { assertTopicName } from './names.js';
@@ -10,12 +11,16 @@ export interface Topic<T = unknown> {
   readonly name: string;
   readonly schema: StandardSchemaV1<unknown, T> | undefined;
   readonly codec: Codec<T>;
+  /** Publish every message of this topic as a CloudEvent with these attributes (binary mode). */
+  readonly cloudEvent: CloudEventOptions | undefined;
   readonly [TOPIC]: true;
 }
 
 export interface TopicOptions<T> {
   /** How payloads become bytes. Default: JSON. */
   codec?: Codec<T>;
+  /** Publish every message of this topic as a CloudEvent (binary mode): at least `type` and `source`. */
+  cloudEvent?: CloudEventOptions;
 }
 
 /**
@@ -42,6 +47,7 @@ export function defineTopic(
     name,
     schema,
     codec: options.codec ?? jsonCodec,
+    cloudEvent: options.cloudEvent,
     [TOPIC]: true as const,
   });
 }

@@ -110,9 +110,10 @@ describe('instrumentBusbar options', () => {
     try {
       const topic = uniqueName('u');
       const handled: unknown[] = [];
-      // Published as a string, read as JSON: decoding fails before any handler runs.
+      // Published as JSON that is not: decoding fails before any handler runs.
       await bus.subscribe(topic, (m) => void handled.push(m.payload), { group: 'g' });
-      await bus.publish(defineTopic<string>(topic, undefined, { codec: stringCodec }), 'not json{');
+      const lying = { ...stringCodec, contentType: 'application/json' };
+      await bus.publish(defineTopic<string>(topic, undefined, { codec: lying }), 'not json{');
       await waitFor(() => spansOf(topic).some((s) => s.kind === SpanKind.CONSUMER), 5_000, 'consumer span');
       const consumer = spansOf(topic).find((s) => s.kind === SpanKind.CONSUMER);
       expect(handled).toHaveLength(0);

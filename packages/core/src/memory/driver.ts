@@ -117,6 +117,7 @@ class MemoryTransport implements Transport {
       headers: entry.headers,
       body: record.body,
       timestamp: record.timestamp,
+      contentType: record.contentType,
       attempt: entry.attempt,
       raw: entry,
       ack: async () => {

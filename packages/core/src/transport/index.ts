@@ -4,6 +4,7 @@
  */
 
 export { recordBytes } from '../dead-letter.js';
+export { decodeByContentType, mediaType } from '../inbound.js';
 export type { Logger } from '../logger.js';
 export { memoryFaults } from '../memory/broker.js';
 export { isPattern, MAX_HEADERS_BYTES, topicMatches } from '../names.js';

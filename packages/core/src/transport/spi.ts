@@ -62,6 +62,17 @@ export interface Delivery {
   readonly body: Uint8Array;
   /** Publish time, ms since the epoch. */
   readonly timestamp: number;
+  /**
+   * The content type the message carries (native field or header), as sent; undefined when it has none.
+   * Core decodes by it on topics with the default codec (JSON, text, bytes, CloudEvents).
+   */
+  readonly contentType?: string | undefined;
+  /**
+   * True when the message carried no usable id (neither busbar's nor a native one such as AMQP `message_id`)
+   * and the driver made a unique one up: idempotency cannot deduplicate such a message, and core says so once
+   * per subscription. A driver takes an empty id, one over 1 KB or one with control characters as absent.
+   */
+  readonly idGenerated?: boolean;
   /** 1 on first delivery; from the broker's delivery count or the `busbar-attempt` header. */
   readonly attempt: number;
   /** The native record. */
@@ -138,6 +149,11 @@ export interface ConnectionHealth {
 
 export interface Transport {
   readonly capabilities: Capabilities;
+  /**
+   * The prefix the CloudEvents protocol binding of this broker gives attribute headers in binary mode: Kafka
+   * `ce_`, AMQP `cloudEvents:`, MQTT 5 none (user properties by name), HTTP-like `ce-` elsewhere (the default).
+   */
+  readonly cloudEventsPrefix?: string;
   /**
    * The largest body + headers the broker takes; core rejects bigger messages
    * before sending. Read on every publish, so it may change once connected

@@ -113,9 +113,9 @@ export function failureTests(s: Suite): void {
       retry: { maxAttempts: 5, initialDelayMs: 50 },
     });
     await s.settle();
-    // Bypass the schema and the JSON codec on the publishing side.
+    // Bypass the schema and the JSON codec on the publishing side: a body that says it is JSON and is not.
     const badJson = await bus.publish(
-      defineTopic(name, undefined, { codec: bytesCodec }),
+      defineTopic(name, undefined, { codec: { ...bytesCodec, contentType: 'application/json' } }),
       new TextEncoder().encode('{not json'),
     );
     const badShape = await bus.publish(name, { n: 'not a number' });
