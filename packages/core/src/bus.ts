@@ -1,50 +1,36 @@
-import { randomUUID } from 'node:crypto';
 import { inspect } from 'node:util';
-import { type CloudEventOptions, cloudEventHeaders } from './cloudevents.js';
 import type { Connections } from './connections.js';
-import { deadLetterTopic, parseDeadLetter, recordBytes, redriveHeaders } from './dead-letter.js';
-import {
-  BusbarError,
-  ClosedError,
-  ConfigError,
-  PayloadTooLargeError,
-  SerializationError,
-  UnsupportedError,
-} from './errors.js';
+import { deadLetterTopic } from './dead-letter.js';
+import { BusbarError, ClosedError, ConfigError, UnsupportedError } from './errors.js';
 import { channels } from './events.js';
 import type { Logger } from './logger.js';
-import type { Handler, Message } from './message.js';
-import { assertGroupName, assertTopicName, checkHeaders, isPattern } from './names.js';
+import type { Handler } from './message.js';
+import { assertGroupName, assertTopicName, isPattern } from './names.js';
 import {
   parseOptions,
   type ResolvedSubscribeOptions,
   type SubscribeOptions,
   subscribeOptionsSchema,
 } from './options.js';
+import {
+  BATCH_ENTRY_KEYS,
+  type BatchEntry,
+  checkPublishOptions,
+  encodeRecord,
+  PUBLISH_OPTION_KEYS,
+  type PublishOptions,
+} from './publish.js';
 import { sanitizeError } from './redact.js';
+import { deadLetterReaderTopic, type RedriveOptions, redrive } from './redrive.js';
 import { validate } from './schema.js';
-import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription.js';
-import { toFailure } from './thrown.js';
-import { defineTopic, type Topic, type TopicLike, toTopic } from './topic.js';
-import { DEAD_LETTER_READER_GROUP, HEADER } from './transport/headers.js';
-import type { Capabilities, ConnectionHealth, Delivery, LagInfo, OutgoingRecord, Transport } from './transport/spi.js';
+import { SubscriptionHandle } from './subscription/handle.js';
+import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription/index.js';
+import { type Topic, type TopicLike, toTopic } from './topic.js';
+import { DEAD_LETTER_READER_GROUP } from './transport/headers.js';
+import type { Capabilities, ConnectionHealth, LagInfo, OutgoingRecord, Transport } from './transport/spi.js';
 
-export interface PublishOptions {
-  /** Ordering / partition key: messages with one key stay in order where the broker keeps order. */
-  key?: string;
-  headers?: Record<string, string>;
-  /** Message id; default a fresh UUID. Fix it yourself to make re-publishing idempotent downstream. */
-  id?: string;
-  /**
-   * Write the message as a CloudEvent in binary mode (attributes in headers under the broker binding's
-   * prefix; the id is the message id). `type` and `source` may come from the topic's `cloudEvent` option.
-   */
-  cloudEvent?: CloudEventOptions;
-}
-
-export interface BatchEntry<T> extends PublishOptions {
-  payload: T;
-}
+export type { BatchEntry, PublishOptions } from './publish.js';
+export type { RedriveOptions } from './redrive.js';
 
 export interface Health {
   /** `up` when every connection is up, `down` when any is down, else `reconnecting`. */
@@ -59,38 +45,8 @@ export interface GroupLag extends LagInfo {
   readonly group: string;
 }
 
-export interface RedriveOptions {
-  /** Stop after this many messages. Default: all. */
-  limit?: number;
-  /** Stop when no dead letter arrived for this long. Default 1000 ms. */
-  idleMs?: number;
-  /** Only re-drive dead letters this returns true for; the others stay dead. */
-  filter?: (message: Message<unknown>) => boolean;
-}
-
-const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id', 'cloudEvent']);
-
 /** The least time close() gives a driver to disconnect, even when handlers used up closeTimeoutMs. */
 const CLOSE_GRACE_MS = 500;
-
-/** The codec's bytes, or a SerializationError whatever a user codec throws or returns. */
-function encodeWith<T>(def: Topic<T>, value: T): Uint8Array {
-  let body: unknown;
-  try {
-    body = def.codec.encode(value);
-  } catch (error) {
-    if (BusbarError.is(error)) throw error;
-    const failure = toFailure(error);
-    throw new SerializationError(`Encoding the payload for '${def.name}' failed: ${failure.message}`, {
-      cause: failure,
-    });
-  }
-  if (!(body instanceof Uint8Array)) {
-    throw new SerializationError(`The codec of '${def.name}' returned ${typeof body}, not a Uint8Array`);
-  }
-  return body;
-}
-const BATCH_ENTRY_KEYS = new Set([...PUBLISH_OPTION_KEYS, 'payload']);
 
 export interface BusInit {
   readonly transport: Transport;
@@ -178,28 +134,8 @@ export class Bus {
   }
 
   #encode<T>(def: Topic<T>, value: T, options: PublishOptions | undefined): OutgoingRecord {
-    const body = encodeWith(def, value);
-    const id = options?.id ?? randomUUID();
-    const timestamp = Date.now();
-    let headers = checkHeaders(options?.headers);
-    if (options?.cloudEvent !== undefined || def.cloudEvent !== undefined) {
-      const prefix = this.#transport.cloudEventsPrefix ?? 'ce-';
-      headers = { ...headers, ...cloudEventHeaders(def.cloudEvent, options?.cloudEvent, id, timestamp, prefix) };
-    }
-    const record: OutgoingRecord = {
-      topic: def.name,
-      id,
-      key: options?.key,
-      headers,
-      body,
-      contentType: def.codec.contentType,
-      timestamp,
-    };
-    // Brokers count bytes, not UTF-16 code units: a string of 1,000 emoji is 4,000 bytes on the wire.
-    const size = recordBytes(record);
     const limit = Math.min(this.#init.maxPayloadBytes, this.#transport.maxPayloadBytes);
-    if (size > limit) throw new PayloadTooLargeError(size, limit, def.name);
-    return record;
+    return encodeRecord(def, value, options, limit, this.#transport.cloudEventsPrefix ?? 'ce-');
   }
 
   /** Not async: one promise less per publish when nobody traces (the caller awaits the driver's). */
@@ -317,19 +253,7 @@ export class Bus {
     const def = toTopic(topic);
     const name = deadLetterTopic(def.name, group);
     await this.#transport.declareGroup(name, DEAD_LETTER_READER_GROUP);
-    const tolerant = defineTopic<T | Uint8Array>(name, undefined, {
-      codec: {
-        contentType: def.codec.contentType,
-        encode: (value) => def.codec.encode(value as T),
-        decode: (bytes) => {
-          try {
-            return def.codec.decode(bytes);
-          } catch {
-            return bytes;
-          }
-        },
-      },
-    });
+    const reader = deadLetterReaderTopic(def, name);
     const resolved = parseOptions(
       subscribeOptionsSchema,
       // A dead letter must never be dropped: keep retrying a failing reader.
@@ -341,7 +265,7 @@ export class Bus {
       },
       'subscribe options',
     );
-    return this.#subscribe(tolerant, handler, resolved);
+    return this.#subscribe(reader, handler as Handler<T | Uint8Array>, resolved);
   }
 
   /**
@@ -357,86 +281,22 @@ export class Bus {
     const def = toTopic(topic);
     if (group !== undefined) assertGroupName(group);
     const name = deadLetterTopic(def.name, group);
-    const limit = options.limit ?? Number.POSITIVE_INFINITY;
-    const idleMs = options.idleMs ?? 1_000;
     await this.#transport.declareGroup(name, DEAD_LETTER_READER_GROUP);
-    let count = 0;
-    const startedAt = Date.now();
-    let last = startedAt;
-    let chain = Promise.resolve();
-    const held: Delivery[] = [];
-    let finish!: () => void;
-    const done = new Promise<void>((resolve) => {
-      finish = resolve;
-    });
-    const move = async (d: Delivery): Promise<void> => {
-      last = Date.now();
-      // Held (not released) until the end: a released dead letter would come straight back.
-      if (count >= limit) return void held.push(d);
-      // Dead letters that failed again after this re-drive began stay dead: no loop on a message that keeps failing.
-      if (Number(d.headers[HEADER.dlLastFailure] ?? 0) >= startedAt) return void held.push(d);
-      if (options.filter) {
-        let payload: unknown;
-        try {
-          payload = def.codec.decode(d.body);
-        } catch {
-          payload = d.body;
-        }
-        const message: Message<unknown> = {
-          id: d.id,
-          topic: d.topic,
-          key: d.key,
-          payload,
-          headers: d.headers,
-          timestamp: new Date(d.timestamp),
-          attempt: d.attempt,
-          deadLetter: parseDeadLetter(d.headers),
-          raw: d.raw,
-        };
-        if (!options.filter(message)) return void held.push(d);
-      }
-      await this.#transport.publish([
-        {
-          topic: d.headers[HEADER.dlTopic] ?? def.name,
-          id: d.id,
-          key: d.key,
-          headers: redriveHeaders(d.headers),
-          body: d.body,
-          contentType: def.codec.contentType,
-          timestamp: d.timestamp,
-        },
-      ]);
-      await d.ack();
-      count++;
-      if (count >= limit) finish();
-    };
-    const native = await this.#transport.subscribe(
-      { topic: name, group: DEAD_LETTER_READER_GROUP, prefetch: 100, handlerTimeoutMs: 30_000 },
+    const reader = deadLetterReaderTopic(def, name);
+    const resolved = parseOptions(
+      subscribeOptionsSchema,
+      { group: DEAD_LETTER_READER_GROUP, deadLetter: false, retry: false, concurrency: 1, prefetch: 100 },
+      'redrive options',
+    );
+    return redrive(
       {
-        onDelivery: (d) => {
-          chain = chain
-            .then(() => move(d))
-            .catch((error) => {
-              this.#init.logger.error('Re-driving a dead letter failed; it stays dead', { error });
-              return d.release().catch(() => undefined);
-            });
-        },
-        onError: (error) => this.#init.logger.error('Re-drive subscription failed', { error }),
+        transport: this.#transport,
+        logger: this.#init.logger,
+        subscribe: (handler) => this.#subscribe(reader, handler as Handler<unknown>, resolved),
       },
+      def.name,
+      options,
     );
-    const timer = setInterval(
-      () => {
-        if (Date.now() - last >= idleMs) finish();
-      },
-      Math.max(10, Math.min(idleMs / 4, 250)),
-    );
-    await done;
-    clearInterval(timer);
-    await native.stop();
-    await chain;
-    await Promise.all(held.map((d) => d.release().catch(() => undefined)));
-    await native.close();
-    return count;
   }
 
   /**
@@ -514,46 +374,5 @@ export class Bus {
 
   toJSON(): Record<string, unknown> {
     return { transport: this.#init.system, url: this.#init.redactedUrl };
-  }
-}
-
-function checkPublishOptions(options: PublishOptions, keys: ReadonlySet<string>): void {
-  if (typeof options !== 'object' || options === null) throw new ConfigError('publish options must be an object');
-  for (const name in options) {
-    if (!keys.has(name)) throw new ConfigError(`Invalid publish options: unknown option '${name}'`);
-  }
-  if (
-    options.key !== undefined &&
-    (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 1024)
-  ) {
-    throw new ConfigError('Invalid publish options: key must be a string of 1-1024 characters');
-  }
-  if (options.id !== undefined && (typeof options.id !== 'string' || !/^[A-Za-z0-9_.:-]{1,200}$/.test(options.id))) {
-    throw new ConfigError(
-      "Invalid publish options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'",
-    );
-  }
-}
-
-/** What `subscribe` returns: a narrow view of the runtime, so users cannot reach its internals. */
-class SubscriptionHandle implements Subscription {
-  readonly #runtime: Subscription;
-  readonly #forget: () => void;
-  constructor(runtime: Subscription, forget: () => void) {
-    this.#runtime = runtime;
-    this.#forget = forget;
-  }
-  get topic(): string {
-    return this.#runtime.topic;
-  }
-  get group(): string | undefined {
-    return this.#runtime.group;
-  }
-  get closed(): boolean {
-    return this.#runtime.closed;
-  }
-  async close(): Promise<void> {
-    await this.#runtime.close();
-    this.#forget();
   }
 }

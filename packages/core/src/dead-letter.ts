@@ -1,4 +1,5 @@
 import type { DeadLetterInfo } from './message.js';
+import { RESERVED_HEADER_PREFIX } from './names.js';
 import { toFailure } from './thrown.js';
 import { HEADER, numericHeader } from './transport/headers.js';
 import type { OutgoingRecord } from './transport/spi.js';
@@ -85,12 +86,14 @@ export function parseDeadLetter(headers: Readonly<Record<string, string>>): Dead
   };
 }
 
-/** Headers for a re-driven message: failure metadata removed, redrive counter bumped. */
+/**
+ * Headers for a re-driven message: the user's own, every busbar header dropped (failure metadata, attempts,
+ * broker positions: the driver writes what the new message needs), and the re-drive counter bumped.
+ */
 export function redriveHeaders(dead: Readonly<Record<string, string>>): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(dead)) {
-    if (!name.startsWith('busbar-dl-') && name !== HEADER.attempt && name !== HEADER.firstFailure)
-      headers[name] = value;
+    if (!name.startsWith(RESERVED_HEADER_PREFIX)) headers[name] = value;
   }
   headers[HEADER.redrive] = String(numericHeader(dead[HEADER.redrive], 0) + 1);
   return headers;

@@ -43,7 +43,7 @@ export type { RetryPolicy, SubscribeOptions } from './options.js';
 export { redactUrl } from './redact.js';
 export { backoffDelay } from './retry.js';
 export type { InferOutput, StandardSchemaV1 } from './schema.js';
-export type { Subscription, SubscriptionStats } from './subscription.js';
+export type { Subscription, SubscriptionStats } from './subscription/index.js';
 export { NonErrorThrown } from './thrown.js';
 export type { Topic, TopicLike, TopicOptions } from './topic.js';
 export { defineTopic, isTopic } from './topic.js';

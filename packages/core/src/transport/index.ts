@@ -10,6 +10,7 @@ export { memoryFaults } from '../memory/broker.js';
 export { isPattern, MAX_HEADERS_BYTES, topicMatches } from '../names.js';
 export { MAX_TIMER_MS } from '../options.js';
 export { redactText, redactUrl, safeDecode, sanitizeError } from '../redact.js';
+export { Deque } from './deque.js';
 export {
   addWireHeader,
   attemptFromHeaders,

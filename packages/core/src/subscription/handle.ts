@@ -1,0 +1,24 @@
+import type { Subscription } from './state.js';
+
+/** What `subscribe` returns: a narrow view of the runtime, so users cannot reach its internals. */
+export class SubscriptionHandle implements Subscription {
+  readonly #runtime: Subscription;
+  readonly #forget: () => void;
+  constructor(runtime: Subscription, forget: () => void) {
+    this.#runtime = runtime;
+    this.#forget = forget;
+  }
+  get topic(): string {
+    return this.#runtime.topic;
+  }
+  get group(): string | undefined {
+    return this.#runtime.group;
+  }
+  get closed(): boolean {
+    return this.#runtime.closed;
+  }
+  async close(): Promise<void> {
+    await this.#runtime.close();
+    this.#forget();
+  }
+}

@@ -1,0 +1,3 @@
+export { SubscriptionRuntime } from './runtime.js';
+export type { Subscription, SubscriptionHost, SubscriptionStats } from './state.js';
+export { Context, HOLD } from './state.js';

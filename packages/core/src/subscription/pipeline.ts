@@ -1,0 +1,202 @@
+import type { Codec } from '../codec.js';
+import { parseDeadLetter } from '../dead-letter.js';
+import { BusbarError, ClosedError } from '../errors.js';
+import { channels } from '../events.js';
+import { decodeInbound } from '../inbound.js';
+import type { Handler, Message } from '../message.js';
+import { RESERVED_HEADER_PREFIX } from '../names.js';
+import type { ResolvedSubscribeOptions } from '../options.js';
+import { validate } from '../schema.js';
+import type { Topic } from '../topic.js';
+import { HEADER } from '../transport/headers.js';
+import type { Failures } from './failure.js';
+import type { Settlement } from './settle.js';
+import { Context, HOLD, type InFlight, type SubscriptionHost } from './state.js';
+
+function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  let own = true;
+  for (const name in headers) {
+    if (name.startsWith(RESERVED_HEADER_PREFIX)) {
+      own = false;
+      break;
+    }
+  }
+  if (own) return headers;
+  const out: Record<string, string> = {};
+  for (const name in headers) {
+    if (!name.startsWith(RESERVED_HEADER_PREFIX)) out[name] = headers[name] as string;
+  }
+  return out;
+}
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export interface PipelineContext<T> {
+  readonly def: Topic<T>;
+  readonly handler: Handler<T>;
+  readonly options: ResolvedSubscribeOptions;
+  readonly host: SubscriptionHost;
+  readonly group: string | undefined;
+  readonly settle: Settlement;
+  readonly failures: Failures;
+  readonly running: () => boolean;
+}
+
+/**
+ * One message's way from delivery to settlement: decode (content type, CloudEvents, codec), validate, claim
+ * the idempotency key, run the handler (bounded by the sweeper's timeout), then ack or hand the failure to
+ * {@link Failures}. Synchronous end to end when it can be (no async schema, no idempotency store, a handler
+ * that returns no promise): the common case then costs no promise at all.
+ */
+export class Pipeline<T> {
+  readonly #c: PipelineContext<T>;
+  readonly #leaseMs: number;
+  #warnedGeneratedIds = false;
+
+  constructor(context: PipelineContext<T>) {
+    this.#c = context;
+    const { options } = context;
+    this.#leaseMs = options.idempotency?.leaseMs ?? options.handlerTimeoutMs + 5_000;
+  }
+
+  /** Returns undefined when the message was settled synchronously. */
+  process(rec: InFlight): Promise<void> | undefined {
+    const d = rec.delivery;
+    const { def, failures } = this.#c;
+    // Already failed for good; only its dead-letter write was refused: try that again, not the handler.
+    if (d.headers[HEADER.dlPending] !== undefined) return failures.writeDeadLetter(rec, undefined, 0);
+    let payload: T;
+    try {
+      const decoded = decodeInbound(def.codec as Codec<unknown>, d.body, d.contentType, d.headers);
+      if (decoded.cloudEvent) rec.cloudEvent = decoded.cloudEvent;
+      const valid = def.schema
+        ? validate(def.schema, decoded.payload, `Message ${d.id} on '${d.topic}'`)
+        : (decoded.payload as T);
+      if (valid instanceof Promise) {
+        return valid.then(
+          (value) => this.#handle(rec, value),
+          (error: unknown) => failures.deadLetter(rec, error, 0, 0),
+        );
+      }
+      payload = valid;
+    } catch (error) {
+      // Undecodable or schema-invalid: retrying cannot help.
+      return failures.deadLetter(rec, error, 0, 0);
+    }
+    return this.#handle(rec, payload);
+  }
+
+  #handle(rec: InFlight, payload: T): Promise<void> | undefined {
+    const d = rec.delivery;
+    const { options, settle, failures } = this.#c;
+    if (d.idGenerated && options.idempotency && !this.#warnedGeneratedIds) {
+      this.#warnedGeneratedIds = true;
+      this.#c.host.logger.warn(
+        `Messages on '${d.topic}' carry no id (a foreign producer without message ids): each gets a unique one, so idempotency cannot deduplicate them (group ${this.#c.group})`,
+      );
+    }
+    const message: Message<T> = {
+      id: rec.cloudEvent?.id ?? d.id,
+      topic: d.topic,
+      key: d.key,
+      payload,
+      headers: userHeaders(d.headers),
+      timestamp: new Date(d.timestamp),
+      attempt: d.attempt,
+      deadLetter: d.headers[HEADER.dlTopic] === undefined ? undefined : parseDeadLetter(d.headers),
+      contentType: d.contentType,
+      cloudEvent: rec.cloudEvent,
+      raw: d.raw,
+    };
+    if (options.idempotency) return this.#handleOnce(rec, message);
+    const started = Date.now();
+    let result: unknown;
+    try {
+      result = this.#invoke(rec, message, undefined);
+    } catch (error) {
+      return failures.fail(rec, error, Date.now() - started);
+    }
+    if (!isPromiseLike(result)) {
+      if (result === HOLD) failures.park(d);
+      else settle.ack(d, 'acked', Date.now() - started);
+      return undefined;
+    }
+    return this.#bounded(rec, result).then(
+      (value) => {
+        if (rec.abandoned) return;
+        if (value === HOLD) failures.park(d);
+        else settle.ack(d, 'acked', Date.now() - started);
+      },
+      (error: unknown) => (rec.abandoned ? undefined : failures.fail(rec, error, Date.now() - started)),
+    );
+  }
+
+  /** The handler behind the idempotency store: claim, run, complete (or release on failure). */
+  async #handleOnce(rec: InFlight, message: Message<T>): Promise<void> {
+    const d = rec.delivery;
+    const { settle, failures } = this.#c;
+    const idem = this.#c.options.idempotency as NonNullable<ResolvedSubscribeOptions['idempotency']>;
+    const idemKey = `${this.#c.group}:${message.id}`;
+    const started = Date.now();
+    try {
+      if ((await this.#claim(idemKey)) === 'done') {
+        if (!rec.abandoned) settle.ack(d, 'duplicate', 0);
+        return;
+      }
+      const result = this.#invoke(rec, message, idemKey);
+      if (isPromiseLike(result)) await this.#bounded(rec, result);
+    } catch (error) {
+      // A timed-out handler may still be running: keep its claim until the lease lapses, so the retry cannot run beside it.
+      const stillRunning = BusbarError.is(error, 'BUSBAR_HANDLER_TIMEOUT');
+      if (!stillRunning) await idem.store.release(idemKey).catch((e) => settle.warn('idempotency release failed', e));
+      if (rec.abandoned) return;
+      return failures.fail(rec, error, Date.now() - started);
+    }
+    // If this fails the message is still acked: a later duplicate may run again, which at-least-once allows.
+    await idem.store.complete(idemKey, idem.ttlMs).catch((e) => settle.warn('idempotency complete failed', e));
+    if (!rec.abandoned) settle.ack(d, 'acked', Date.now() - started);
+  }
+
+  async #claim(key: string): Promise<'claimed' | 'done'> {
+    const store = this.#c.options.idempotency?.store;
+    if (!store) return 'claimed';
+    for (let wait = 20; ; wait = Math.min(wait * 2, 500)) {
+      const result = await store.claim(key, this.#leaseMs);
+      if (result !== 'busy') return result;
+      // A duplicate is running elsewhere: wait for it to finish (or its lease to lapse).
+      if (!this.#c.running()) throw new ClosedError('Subscription closed while waiting for a duplicate');
+      await sleep(wait);
+    }
+  }
+
+  /** Calls the handler (inside the `busbar:process` trace when someone listens); returns what it returned. */
+  #invoke(rec: InFlight, message: Message<T>, idemKey: string | undefined): unknown {
+    const context = new Context(rec, idemKey);
+    const handler = this.#c.handler;
+    if (!channels.process.hasSubscribers) return handler(message, context);
+    return channels.process.tracePromise(async () => handler(message, context), {
+      system: this.#c.host.system,
+      topic: message.topic,
+      group: this.#c.group,
+      message: {
+        id: message.id,
+        key: message.key,
+        headers: message.headers,
+        attempt: message.attempt,
+        raw: message.raw,
+      },
+    });
+  }
+
+  /** An async handler's result, rejected early by the sweeper when the handler times out. */
+  #bounded(rec: InFlight, result: PromiseLike<unknown>): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      rec.fail = reject;
+      result.then(resolve, reject);
+    });
+  }
+}

@@ -1,0 +1,198 @@
+import { HandlerTimeoutError } from '../errors.js';
+import type { Handler } from '../message.js';
+import { isPattern } from '../names.js';
+import type { ResolvedSubscribeOptions } from '../options.js';
+import type { Topic } from '../topic.js';
+import { HEADER } from '../transport/headers.js';
+import type { Delivery, TransportSubscription } from '../transport/spi.js';
+import { drain } from './drain.js';
+import { Failures } from './failure.js';
+import { Pipeline } from './pipeline.js';
+import { KeyedQueue } from './queue.js';
+import { Settlement } from './settle.js';
+import { type InFlight, inFlight, type Subscription, type SubscriptionHost, type SubscriptionStats } from './state.js';
+
+/**
+ * The consumer runtime shared by every transport. It only wires the jobs together: deliveries wait in a
+ * {@link KeyedQueue}, at most `concurrency` of them go through the {@link Pipeline} at once, failures go to
+ * {@link Failures}, broker-side settling to {@link Settlement}, and close() to {@link drain}.
+ */
+export class SubscriptionRuntime<T> implements Subscription {
+  readonly topic: string;
+  readonly group: string | undefined;
+  readonly #options: ResolvedSubscribeOptions;
+  readonly #host: SubscriptionHost;
+  readonly #queue: KeyedQueue;
+  readonly #inFlight = new Set<InFlight>();
+  readonly #settle: Settlement;
+  readonly #failures: Failures;
+  readonly #pipeline: Pipeline<T>;
+  /** A wildcard group would otherwise swallow the dead letters published under its own pattern. */
+  readonly #skipDeadLetters: boolean;
+  #native: TransportSubscription | undefined;
+  #state: 'running' | 'closing' | 'closed' = 'running';
+  #closing: Promise<void> | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #idle: (() => void) | undefined;
+  #pumping = false;
+
+  constructor(
+    topic: Topic<T>,
+    pattern: string,
+    handler: Handler<T>,
+    options: ResolvedSubscribeOptions,
+    host: SubscriptionHost,
+  ) {
+    this.topic = pattern;
+    this.group = options.group;
+    this.#options = options;
+    this.#host = host;
+    this.#queue = new KeyedQueue(options.concurrency);
+    this.#skipDeadLetters = isPattern(pattern) && !pattern.endsWith('.dlq');
+    this.#settle = new Settlement(host, pattern, options.group);
+    this.#failures = new Failures({
+      host,
+      options,
+      group: options.group,
+      contentType: topic.codec.contentType,
+      settle: this.#settle,
+      redeliver: this.onDelivery,
+    });
+    this.#pipeline = new Pipeline({
+      def: topic,
+      handler,
+      options,
+      host,
+      group: options.group,
+      settle: this.#settle,
+      failures: this.#failures,
+      running: () => this.#state === 'running',
+    });
+  }
+
+  /** Attaches the native subscription; from here on deliveries flow. */
+  attach(native: TransportSubscription): void {
+    this.#native = native;
+    const every = Math.max(10, Math.min(1_000, Math.floor(this.#options.handlerTimeoutMs / 4)));
+    this.#sweeper = setInterval(() => this.#sweep(), every);
+    this.#sweeper.unref();
+  }
+
+  get closed(): boolean {
+    return this.#state === 'closed';
+  }
+
+  stats(): SubscriptionStats {
+    return {
+      topic: this.topic,
+      group: this.group,
+      state: this.#state,
+      inFlight: this.#inFlight.size,
+      queued: this.#queue.length,
+    };
+  }
+
+  /** The transport's `onDelivery`. */
+  readonly onDelivery = (delivery: Delivery): void => {
+    const headers = delivery.headers;
+    if (this.#state !== 'running') this.#settle.release(delivery);
+    else if (
+      this.#skipDeadLetters &&
+      headers[HEADER.dlTopic] !== undefined &&
+      headers[HEADER.dlPending] === undefined
+    ) {
+      this.#settle.drop(delivery);
+    } else {
+      this.#queue.push(delivery);
+      this.#pump();
+    }
+  };
+
+  readonly onError = (error: Error): void => {
+    this.#host.logger.error(`Subscription to '${this.topic}' failed`, { group: this.group, error });
+  };
+
+  #pump(): void {
+    // A message settled synchronously inside this loop calls back in here: the running loop picks up its slot.
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      const limit = this.#options.concurrency;
+      // A handler that closes the subscription synchronously stops the loop (close releases the rest).
+      while (this.#state === 'running' && this.#inFlight.size < limit) {
+        const delivery = this.#queue.take();
+        if (delivery === undefined) return;
+        this.#start(delivery);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #start(delivery: Delivery): void {
+    const rec = inFlight(delivery);
+    this.#inFlight.add(rec);
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.#pipeline.process(rec);
+    } catch (error) {
+      this.#host.logger.error('Unexpected failure settling a message', { error });
+    }
+    if (pending === undefined) this.#finish(rec);
+    else {
+      pending
+        .catch((error) => this.#host.logger.error('Unexpected failure settling a message', { error }))
+        .finally(() => this.#finish(rec));
+    }
+  }
+
+  #finish(rec: InFlight): void {
+    this.#inFlight.delete(rec);
+    this.#queue.done(rec.delivery);
+    if (this.#state === 'running') this.#pump();
+    else if (this.#inFlight.size === 0) this.#idle?.();
+  }
+
+  /** Fails handlers past the handler timeout: one timer per subscription, none per message. */
+  #sweep(): void {
+    const deadline = Date.now() - this.#options.handlerTimeoutMs;
+    for (const rec of this.#inFlight) {
+      if (rec.startedAt <= deadline && rec.fail) {
+        const error = new HandlerTimeoutError(this.#options.handlerTimeoutMs);
+        rec.controller?.abort(error);
+        rec.fail(error);
+        rec.fail = undefined;
+      }
+    }
+  }
+
+  /**
+   * `deadline` (ms since the epoch) bounds the whole close, broker up or down: handlers get until then,
+   * and the transport's stop/close calls are abandoned (logged) when they would run past it.
+   */
+  close(deadline = Date.now() + this.#host.closeTimeoutMs): Promise<void> {
+    this.#closing ??= this.#close(deadline);
+    return this.#closing;
+  }
+
+  async #close(deadline: number): Promise<void> {
+    this.#state = 'closing';
+    await drain(
+      {
+        native: this.#native,
+        queue: this.#queue,
+        inFlight: this.#inFlight,
+        failures: this.#failures,
+        settle: this.#settle,
+        idle: () =>
+          new Promise<void>((resolve) => {
+            if (this.#inFlight.size === 0) resolve();
+            else this.#idle = resolve;
+          }),
+      },
+      deadline,
+    );
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#state = 'closed';
+  }
+}
