@@ -1,5 +1,5 @@
 import { InvalidHeaderError } from '@busbar/core';
-import { HEADER, keepsOwnTimestamp, type OutgoingRecord } from '@busbar/core/transport';
+import { addWireHeader, HEADER, keepsOwnTimestamp, numericHeader, type OutgoingRecord } from '@busbar/core/transport';
 import { type JsMsg, type MsgHdrs, headers as natsHeaders } from 'nats';
 
 /** The JetStream dedup header; busbar sets it on every message. */
@@ -36,39 +36,100 @@ export interface NativeRecord {
   readonly data: Uint8Array;
   /** headers + data, as the server counts it against `max_payload`. */
   readonly size: number;
+  /** The header block alone (JetStream refuses one over {@link MAX_HEADER_BYTES}). */
+  readonly headerSize: number;
 }
 
-/** Checks user header names/values against NATS' header rules; throws before anything is sent. */
+/**
+ * Checks header names/values against NATS' header rules; throws before anything is sent. Names are MIME
+ * tokens (printable ASCII without ':'); a value cannot hold CR or LF, which would end the header line on
+ * the wire and let the rest be read as protocol. (Core rejects other control characters in user headers;
+ * a NUL the server delivered in a foreign header is carried on into its dead letter.) Dead letters and re-drives carry headers read from the wire, so core's own
+ * checks of user headers are not enough here.
+ */
 export function checkNatsHeaders(headers: Readonly<Record<string, string>>): void {
   for (const name in headers) {
     const value = headers[name] as string;
-    if (value.includes('\r') || value.includes('\n')) {
+    if (!HEADER_NAME.test(name)) {
+      throw new InvalidHeaderError(
+        `Header name '${printable(name)}' cannot be carried by NATS (printable ASCII without ':' only)`,
+      );
+    }
+    if (BAD_VALUE.test(value)) {
       throw new InvalidHeaderError(`Header '${name}' contains CR or LF, which NATS headers cannot carry`);
     }
     if ((name.charCodeAt(0) | 0x20) === 0x6e && name.slice(0, 5).toLowerCase() === 'nats-') {
       throw new InvalidHeaderError(`Header name '${name}' is reserved: the 'Nats-' prefix is the server's`);
     }
+    if (isContentType(name)) {
+      throw new InvalidHeaderError(
+        `Header name '${name}' is reserved on NATS: it carries the codec's content type (message.contentType)`,
+      );
+    }
   }
 }
+
+const HEADER_NAME = /^[!-9;-~]+$/;
+const BAD_VALUE = /[\r\n]/;
+
+function printable(text: string): string {
+  const shown = text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: showing control characters is the point
+  return shown.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** UTF-8 bytes of a header text (names and values are mostly ASCII: skip the count then). */
+function bytes(text: string): number {
+  return ASCII.test(text) ? text.length : Buffer.byteLength(text);
+}
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range is the point
+const ASCII = /^[\u0000-\u007f]*$/;
 
 export function encode(record: OutgoingRecord, now: number): NativeRecord {
   const h = natsHeaders();
   h.set(MSG_ID, dedupId(record.topic, record.id, record.headers));
-  let size = 20 + MSG_ID.length + record.topic.length + record.id.length;
+  // `NATS/1.0\r\n` + one `Name: value\r\n` line per header + `\r\n`, in UTF-8 bytes as the server counts it
+  // (the Msg-Id line is `Nats-Msg-Id: <topic>:<id>[:r<n>]\r\n`).
+  let size = 12 + MSG_ID.length + 5 + bytes(record.topic) + bytes(record.id) + 12;
   for (const name in record.headers) {
     const value = record.headers[name] as string;
     h.append(name, value);
-    size += name.length + value.length + 4;
+    size += bytes(name) + bytes(value) + 4;
   }
   if (record.key !== undefined) {
     h.set(HEADER.key, record.key);
-    size += HEADER.key.length + record.key.length + 4;
+    size += HEADER.key.length + bytes(record.key) + 4;
+  }
+  if (record.contentType) {
+    h.set(CONTENT_TYPE, record.contentType);
+    size += CONTENT_TYPE.length + bytes(record.contentType) + 4;
   }
   if (keepsOwnTimestamp(record, now)) {
     h.set(HEADER.timestamp, String(record.timestamp));
     size += 30;
   }
-  return { subject: record.topic, headers: h, data: record.body, size: size + record.body.byteLength };
+  return {
+    subject: record.topic,
+    headers: h,
+    data: record.body,
+    size: size + record.body.byteLength,
+    headerSize: size,
+  };
+}
+
+/** JetStream refuses a header block over 65,535 bytes (its length is a uint16 in the store; error 10097). */
+export const MAX_HEADER_BYTES = 65_535;
+
+/**
+ * A header block over JetStream's limit is an InvalidHeaderError before anything is sent (core's portable
+ * limit on user headers keeps them well under it; a dead letter of a foreign message may not be).
+ */
+export function checkHeaderSize(record: NativeRecord, topic: string): void {
+  if (record.headerSize > MAX_HEADER_BYTES) {
+    throw new InvalidHeaderError(
+      `The headers of the message for '${topic}' are about ${record.headerSize} bytes, over JetStream's limit of ${MAX_HEADER_BYTES}`,
+    );
+  }
 }
 
 /** What a delivery is made of, read from a JetStream message. */
@@ -78,6 +139,7 @@ export interface Decoded {
   readonly headers: Record<string, string>;
   readonly timestamp: number;
   readonly attempt: number;
+  readonly contentType: string | undefined;
   /** Stream and stream sequence it was read from. */
   readonly stream: string;
   readonly sequence: number;
@@ -89,25 +151,51 @@ export function decode(m: JsMsg): Decoded {
   const block = headerBlock(m);
   const msgId = block === undefined ? headersFromNats(m, out) : parseHeaderBlock(block, out);
   const info = ackInfo(m);
-  const ts = out[HEADER.timestamp];
+  const streamTime = Math.floor(info.timestampNanos / 1e6);
   return {
     id: msgId === undefined ? `${info.stream}:${info.streamSequence}` : idFrom(msgId, m.subject, out[HEADER.redrive]),
     key: out[HEADER.key],
     headers: out,
-    timestamp: ts === undefined ? Math.floor(info.timestampNanos / 1e6) : Number(ts),
-    attempt: info.deliveryCount,
+    timestamp: validTime(numericHeader(out[HEADER.timestamp], streamTime), streamTime),
+    attempt: Number.isFinite(info.deliveryCount) && info.deliveryCount >= 1 ? info.deliveryCount : 1,
+    contentType: wire.contentType,
     stream: info.stream,
     sequence: info.streamSequence,
   };
 }
 
+/**
+ * The codec's content type travels as `Content-Type` (the header HTTP and CloudEvents' bindings use); it
+ * is `message.contentType`, not one of the message's headers. Read in any case, as headers from other
+ * clients may be.
+ */
+export const CONTENT_TYPE = 'Content-Type';
+
+function isContentType(name: string): boolean {
+  return name.length === 12 && (name === CONTENT_TYPE || name.toLowerCase() === 'content-type');
+}
+
+/** What the last header parse found besides the headers (one object reused: the consume hot path). */
+export const wire: { contentType: string | undefined } = { contentType: undefined };
+
+/** Largest time a Date holds (ms); a foreign `busbar-ts` beyond it would be an Invalid Date. */
+const MAX_TIME = 8.64e15;
+
+/** `time` when a Date can hold it, else `fallback` (the stream's own time, or now). */
+export function validTime(time: number, fallback: number): number {
+  if (Math.abs(time) <= MAX_TIME) return time;
+  return Math.abs(fallback) <= MAX_TIME ? fallback : Date.now();
+}
+
 function headersFromNats(m: JsMsg, out: Record<string, string>): string | undefined {
+  wire.contentType = undefined;
   let msgId: string | undefined;
   const h = m.headers;
   if (h) {
     for (const [name, values] of h) {
       if (name === MSG_ID) msgId = values[0];
-      else if (!name.startsWith('Nats-')) out[name] = values.length === 1 ? (values[0] as string) : values.join(',');
+      else if (isContentType(name)) wire.contentType ??= values[0];
+      else if (!name.startsWith('Nats-')) addWireHeader(out, name, values);
     }
   }
   return msgId;
@@ -128,8 +216,9 @@ function headerBlock(m: JsMsg): string | undefined {
   return Buffer.from(data.buffer, data.byteOffset, hdr).toString('utf8');
 }
 
-/** Parses a header block the way nats.js does (names as sent, values trimmed, repeats joined with ','). */
+/** Parses a header block the way nats.js does (names as sent, values trimmed), repeats joined by core's rule (', '). */
 export function parseHeaderBlock(text: string, out: Record<string, string>): string | undefined {
+  wire.contentType = undefined;
   let msgId: string | undefined;
   let pos = text.indexOf('\r\n');
   if (pos < 0) return undefined;
@@ -142,10 +231,8 @@ export function parseHeaderBlock(text: string, out: Record<string, string>): str
       const name = text.slice(pos, colon);
       const value = text.slice(colon + 1, end).trim();
       if (name === MSG_ID) msgId ??= value;
-      else if (!name.startsWith('Nats-')) {
-        const before = out[name];
-        out[name] = before === undefined ? value : `${before},${value}`;
-      }
+      else if (isContentType(name)) wire.contentType ??= value;
+      else if (!name.startsWith('Nats-')) addWireHeader(out, name, value);
     }
     pos = end + 2;
   }

@@ -1,209 +1,215 @@
-import type {
-  Delivery,
-  Logger,
-  RetryRequest,
-  SubscribeCallbacks,
-  SubscribeSpec,
-  TransportSubscription,
-} from '@busbar/core/transport';
-import { topicMatches } from '@busbar/core/transport';
-import { type ConsumerMessages, DeliverPolicy, type JetStreamClient, type JsMsg } from 'nats';
-import { decode, SOURCE_SEQ } from './codec.js';
-import { consumerName } from './names.js';
-import type { Topology } from './topology.js';
+import type { RetryRequest, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
+import { DEAD_LETTER_READER_GROUP, isPattern, topicMatches } from '@busbar/core/transport';
+import { DeliverPolicy, type JsMsg } from 'nats';
+import { decode } from './codec.js';
+import { type Holder, NatsDelivery } from './delivery.js';
+import { consumerName, toSubject } from './names.js';
+import { type ConsumerContext, PullLoop } from './pull.js';
+import {
+  type CopyFacts,
+  fromRetryCopy,
+  RETRY_STREAM_KEY,
+  retryConsumerName,
+  retryCopy,
+  retrySubject,
+} from './retry.js';
 
-export interface ConsumerContext {
-  readonly js: JetStreamClient;
-  readonly topology: Topology;
-  readonly logger: Logger;
-  readonly ackWaitMs: number;
-  readonly pullExpiresMs: number;
-  /** False while the connection is down: missed heartbeats then mean nothing. */
-  readonly connected: () => boolean;
+export type { ConsumerContext } from './pull.js';
+
+/** What a group member needs beyond the consumer context: publishing retry copies. */
+export interface GroupContext extends ConsumerContext {
+  readonly publishCopy: (record: ReturnType<typeof retryCopy>) => Promise<void>;
 }
 
+/** The retry consumer's ack window: not-yet-due copies wait in it (nak'd with their delay), not in the group's. */
+const MIN_RETRY_WINDOW = 1_000;
 /**
- * One JetStream message handed to core. A class, not an object of closures: four closures per message were a
- * measurable part of consume. `held` is the group member's set of unsettled deliveries (undefined for a
- * broadcast subscription, whose ordered consumer takes no acks).
+ * The retry consumer's ack wait, at most. nats-server 2.9 can hand a copy that comes due during a close to
+ * the closed member's stale pull request, and only the ack wait brings it back; copies busbar holds get
+ * `working()` every third of it, so a short one costs a little traffic and no redeliveries.
  */
-class NatsDelivery implements Delivery {
-  readonly id: string;
-  readonly topic: string;
-  readonly key: string | undefined;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: Uint8Array;
-  readonly timestamp: number;
-  readonly attempt: number;
-  readonly raw: JsMsg;
-  readonly #held: Set<NatsDelivery> | undefined;
-  readonly #stream: string;
-  readonly #sequence: number;
-  #settled = false;
-
-  constructor(m: JsMsg, held: Set<NatsDelivery> | undefined) {
-    const d = decode(m);
-    this.id = d.id;
-    this.topic = m.subject;
-    this.key = d.key;
-    this.headers = d.headers;
-    this.body = m.data;
-    this.timestamp = d.timestamp;
-    this.attempt = d.attempt;
-    this.raw = m;
-    this.#held = held;
-    this.#stream = d.stream;
-    this.#sequence = d.sequence;
-  }
-
-  /** The stream position, for its dead letter (a retry is the same stream message, nak'd). */
-  deadLetterHeaders(): Readonly<Record<string, string>> {
-    return { [SOURCE_SEQ]: `${this.#stream}:${this.#sequence}` };
-  }
-
-  /** True the first time: a delivery is settled once; later calls are no-ops. */
-  #settle(): boolean {
-    if (this.#settled || this.#held === undefined) return false;
-    this.#settled = true;
-    this.#held.delete(this);
-    return true;
-  }
-
-  // nats.js throws (a closed connection) rather than rejecting: these turn that into a rejection.
-  ack(): Promise<void> {
-    return this.#settle() ? attempt(() => this.raw.ack()) : done;
-  }
-
-  retry(request: RetryRequest): Promise<void> {
-    return this.#settle() ? attempt(() => this.raw.nak(request.delayMs)) : done;
-  }
-
-  release(): Promise<void> {
-    return this.#settle() ? attempt(() => this.raw.nak()) : done;
-  }
-}
-
-const done = Promise.resolve();
-
-function attempt(send: () => void): Promise<void> {
-  try {
-    send();
-    return done;
-  } catch (error) {
-    return Promise.reject(error);
-  }
-}
+const MAX_RETRY_ACK_WAIT_MS = 5_000;
+/** A copy due within this is handed over now. */
+const DUE_SLACK_MS = 10;
+/** The longest nak delay (core caps retry delays below it). */
+const MAX_DELAY_MS = 2 ** 31 - 1;
 
 /**
- * A group member: the group's durable pull consumer (explicit ack,
- * `max_ack_pending` = prefetch) consumed with `consume()`. Every message busbar
- * still holds gets `working()` every third of the ack wait, so a slow handler
- * keeps its message. Missed heartbeats or a vanished consumer re-create the
- * consumer and the pull loop (nats.node#590).
+ * A group member: the group's durable pull consumer (explicit ack, `max_ack_pending` = prefetch) and its
+ * retry consumer on the retry stream (its own ack window). A failed message is copied to the group's retry
+ * subject and acked, so retries never hold the group's window; the retry consumer delays each copy with
+ * `nak(until due)` and hands due ones to core, at most `prefetch` at a time. Every message busbar still
+ * holds gets `working()` every third of the ack wait, so a slow handler keeps its message.
  */
 export async function subscribeGroup(
-  ctx: ConsumerContext,
+  ctx: GroupContext,
   spec: SubscribeSpec,
   callbacks: SubscribeCallbacks,
 ): Promise<TransportSubscription> {
   const group = spec.group as string;
-  const stream = await ctx.topology.ensureStream(spec.topic);
+  const { topology } = ctx;
   const name = consumerName(spec.topic, group);
-  const { filter, exact } = ctx.topology.filterFor(spec.topic, stream);
+  const stream = await topology.ensureStream(spec.topic);
+  const { filter, exact } = topology.filterFor(spec.topic, stream);
   const settings = { ackWaitMs: ctx.ackWaitMs, maxAckPending: spec.prefetch, update: true };
-  await ctx.topology.ensureConsumer(stream, name, filter, settings);
+
+  // Writes this subscription will need must be accepted: found out now, not at the first failure.
+  const dlq = spec.deadLetterTopic;
+  if (dlq !== undefined && !isPattern(dlq) && group !== DEAD_LETTER_READER_GROUP) {
+    await topology.assertCovered(toSubject(dlq), 'dead-letter', () => topology.ensureStream(dlq));
+  }
+  const subject = retrySubject(stream, name);
+  await topology.assertCovered(subject, 'retry', () => topology.ensureRetryStream());
+  const retryName = retryConsumerName(stream, name);
+  const retrySettings = {
+    ackWaitMs: Math.min(ctx.ackWaitMs, MAX_RETRY_ACK_WAIT_MS),
+    maxAckPending: Math.max(MIN_RETRY_WINDOW, spec.prefetch),
+    update: true,
+    deliverAll: true,
+  };
 
   const held = new Set<NatsDelivery>();
+  const heldCopies = new Set<NatsDelivery>();
+  /** Due retry copies waiting for room (at most `prefetch` copies are with core at once). */
+  const parked: { m: JsMsg; facts: CopyFacts }[] = [];
+  let copiesInCore = 0;
   let active = true;
-  let messages: ConsumerMessages | undefined;
-  let restarting: Promise<void> | undefined;
+
+  const hand = (m: JsMsg, facts: CopyFacts): void => {
+    copiesInCore++;
+    const delivery = new NatsDelivery(m, facts, holder, true);
+    heldCopies.add(delivery);
+    callbacks.onDelivery(delivery);
+  };
+
+  const holder: Holder = {
+    retry: async (d, request: RetryRequest) => {
+      await topology.ensureRetryStream();
+      await ctx.publishCopy(retryCopy(subject, d.source, request, Date.now()));
+    },
+    settled: (d) => {
+      held.delete(d);
+      if (d.copy && heldCopies.delete(d)) {
+        copiesInCore--;
+        const next = active ? parked.shift() : undefined;
+        if (next) hand(next.m, next.facts);
+      }
+    },
+  };
 
   const onMessage = (m: JsMsg): void => {
     if (!active) {
-      m.nak();
+      quietly(() => m.nak());
       return;
     }
     if (!exact && !topicMatches(spec.topic, m.subject)) {
-      m.ack();
+      quietly(() => m.ack());
       return;
     }
-    const delivery = new NatsDelivery(m, held);
+    const delivery = new NatsDelivery(m, decode(m), holder, false);
     held.add(delivery);
     callbacks.onDelivery(delivery);
   };
 
-  const start = async (): Promise<void> => {
-    const consumer = await ctx.js.consumers.get(stream, name);
-    const current = await consumer.consume({
-      max_messages: spec.prefetch,
-      expires: ctx.pullExpiresMs,
-      callback: onMessage,
-    });
-    messages = current;
-    void watch(current);
-  };
-
-  const restart = (why: string): void => {
-    if (!active || restarting) return;
-    ctx.logger.warn(`NATS consumer '${name}' on '${stream}' ${why}: re-creating it`);
-    const old = messages;
-    restarting = (async () => {
-      await old?.close().catch(() => undefined);
-      await ctx.topology.consumerInfo(stream, name).catch(() => undefined);
-      for (let wait = 250; active; wait = Math.min(wait * 2, 5_000)) {
-        try {
-          ctx.topology.forget(spec.topic);
-          const s = await ctx.topology.ensureStream(spec.topic);
-          await ctx.topology.ensureConsumer(s, name, filter, settings);
-          await start();
-          return;
-        } catch (error) {
-          callbacks.onError(error instanceof Error ? error : new Error(String(error)));
-          await new Promise((resolve) => setTimeout(resolve, wait));
-        }
-      }
-    })().finally(() => {
-      restarting = undefined;
-    });
-  };
-
-  const watch = async (current: ConsumerMessages): Promise<void> => {
-    for await (const status of await current.status()) {
-      if (!active || messages !== current) return;
-      const type = String(status.type);
-      if (type === 'heartbeats_missed' && ctx.connected() && Number(status.data) >= 2) restart('missed its heartbeats');
-      else if (type === 'consumer_not_found' || type === 'consumer_deleted' || type === 'stream_not_found')
-        restart('was not found');
+  const onRetry = (m: JsMsg): void => {
+    const facts = fromRetryCopy(decode(m), m.subject);
+    const wait = facts.due - Date.now();
+    if (wait > DUE_SLACK_MS) {
+      quietly(() => m.nak(Math.min(wait, MAX_DELAY_MS)));
+      return;
     }
+    if (!active) quietly(() => m.nak());
+    else if (copiesInCore >= spec.prefetch) parked.push({ m, facts });
+    else hand(m, facts);
   };
 
-  await start();
+  const main = new PullLoop(ctx, {
+    name,
+    batch: spec.prefetch,
+    ensure: async (again) => {
+      if (again) topology.forget(spec.topic);
+      const s = await topology.ensureStream(spec.topic);
+      await topology.ensureConsumer(s, name, filter, settings);
+      return s;
+    },
+    onMessage,
+    onError: callbacks.onError,
+  });
+  const retries = new PullLoop(ctx, {
+    name: retryName,
+    batch: spec.prefetch,
+    ensure: async (again) => {
+      if (again) topology.forget(RETRY_STREAM_KEY);
+      const s = await topology.ensureRetryStream();
+      await topology.ensureConsumer(s, retryName, subject, retrySettings);
+      return s;
+    },
+    onMessage: onRetry,
+    onError: callbacks.onError,
+  });
+  await retries.start();
+  try {
+    await main.start();
+  } catch (error) {
+    await retries.close();
+    throw error;
+  }
 
-  // One timer per subscription: keeps every held message's ack deadline ahead of its handler.
-  const every = Math.max(250, Math.floor(ctx.ackWaitMs / 3));
-  const keepAlive = setInterval(() => {
+  // One timer per consumer: keeps every held message's ack deadline ahead of its handler.
+  const keepAlive = every(ctx.ackWaitMs, () => {
     for (const d of held) d.raw.working();
-  }, every);
-  keepAlive.unref();
+  });
+  const keepCopies = every(retrySettings.ackWaitMs, () => {
+    for (const d of heldCopies) d.raw.working();
+    for (const p of parked) p.m.working();
+  });
+
+  const releaseParked = (): void => {
+    // With the connection gone, a copy returns after its ack wait.
+    for (const p of parked.splice(0)) quietly(() => p.m.nak());
+  };
 
   return {
     stop: async () => {
       active = false;
-      await restarting;
-      // Stop pulling at once: a live pull loop would take back every message core releases (a nak storm).
-      // A message the server sent in the last round trip is dropped with the inbox and returns after the ack wait.
-      await messages?.close().catch(() => undefined);
-      // nats-server 2.9 loses a nak'd message popped for a stale pull request (one whose inbox is gone) and
-      // delivers the next one twice; a consumer info makes the server drop stale requests before core releases.
-      await ctx.topology.consumerInfo(stream, name).catch(() => undefined);
+      releaseParked();
+      await Promise.all([main.stop(), retries.stop()]);
     },
     close: async () => {
       active = false;
       clearInterval(keepAlive);
-      await messages?.close().catch(() => undefined);
+      clearInterval(keepCopies);
+      releaseParked();
+      await Promise.all([main.close(), retries.close()]);
       held.clear();
+      heldCopies.clear();
     },
   };
+}
+
+/** An ack/nak that nats.js may throw from (a closed connection): the message returns after its ack wait. */
+function quietly(send: () => void): void {
+  try {
+    send();
+  } catch {
+    // see above
+  }
+}
+
+/** A timer that runs `tick` every third of `ackWaitMs`. */
+function every(ackWaitMs: number, tick: () => void): NodeJS.Timeout {
+  const timer = setInterval(
+    () => {
+      try {
+        tick();
+      } catch {
+        // nats.js throws once the connection is closed: nothing to keep alive then, and a timer must not crash
+      }
+    },
+    Math.max(250, Math.floor(ackWaitMs / 3)),
+  );
+  timer.unref();
+  return timer;
 }
 
 /** A broadcast subscription: an ordered (ephemeral, unacked) consumer from the next message on. */
@@ -225,7 +231,7 @@ export async function subscribeBroadcast(
     callback: (m) => {
       if (!active) return;
       if (!exact && !topicMatches(spec.topic, m.subject)) return;
-      callbacks.onDelivery(new NatsDelivery(m, undefined));
+      callbacks.onDelivery(new NatsDelivery(m, decode(m), undefined, false));
     },
   });
   return {

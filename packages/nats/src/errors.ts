@@ -1,4 +1,12 @@
-import { BusbarError, ConfigError, ConnectionError, PublishError, TimeoutError } from '@busbar/core';
+import {
+  BusbarError,
+  ConfigError,
+  ConnectionError,
+  InvalidHeaderError,
+  PayloadTooLargeError,
+  PublishError,
+  TimeoutError,
+} from '@busbar/core';
 import { sanitizeError } from '@busbar/core/transport';
 
 const CONNECTION_CODES = new Set([
@@ -35,9 +43,24 @@ export function toBusbarError(error: unknown, what: string, secrets: readonly st
   const code = (error as { code?: unknown } | undefined)?.code;
   const text = `${what}: ${clean.message}`;
   if (code === 'TIMEOUT') return new TimeoutError(text, { cause: clean });
+  if (code === 'BAD_HEADER') return new InvalidHeaderError(text);
   if (typeof code === 'string' && CONNECTION_CODES.has(code)) return new ConnectionError(text, { cause: clean });
-  if (code === 'INVALID_OPTION' || code === 'BAD_SUBJECT' || code === 'BAD_HEADER')
-    return new ConfigError(text, { cause: clean });
+  if (code === 'INVALID_OPTION' || code === 'BAD_SUBJECT') return new ConfigError(text, { cause: clean });
   if (apiErrorCode(error) !== undefined) return new PublishError(text, { cause: clean, retryable: false });
   return new ConnectionError(text, { cause: clean });
+}
+
+/**
+ * A native error nats.js throws synchronously from `publish()` (it checks the server's `max_payload` and the
+ * header syntax itself) as busbar's typed error for that record, or undefined for anything else.
+ */
+export function publishRefusal(error: unknown, topic: string, size: number, max: number): BusbarError | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (code === 'MAX_PAYLOAD_EXCEEDED') return new PayloadTooLargeError(size, max, topic);
+  if (code === 'BAD_HEADER') {
+    return new InvalidHeaderError(
+      `A header of the message for '${topic}' cannot be carried by NATS: ${(error as Error).message}`,
+    );
+  }
+  return undefined;
 }

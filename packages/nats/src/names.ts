@@ -71,13 +71,31 @@ export function consumerName(topic: string, group: string): string {
   return `${group}__${readable}_${hash}`;
 }
 
+/** Whether NATS subject (or filter) `cover` matches every subject `subject` matches (`*` one token, `>` the rest). */
+export function subjectCovers(cover: string, subject: string): boolean {
+  const c = cover.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < c.length; i++) {
+    if (c[i] === '>') return s.length > i && s[i] !== undefined;
+    if (i >= s.length) return false;
+    if (c[i] === '*') {
+      if (s[i] === '>') return false;
+      continue;
+    }
+    if (c[i] !== s[i]) return false;
+  }
+  return c.length === s.length;
+}
+
 /** NATS-specific subject checks on top of core's portable grammar. */
 export function assertNatsTopic(topic: string, use: 'publish' | 'subscribe', options: NatsOptions): void {
   if (use === 'publish' && /[*>#\s]/.test(topic)) {
     throw new InvalidTopicError(`Topic '${topic}' is not a valid NATS publish subject (no wildcards or whitespace)`);
   }
-  if (topic.startsWith('$') || topic.startsWith('_INBOX')) {
-    throw new InvalidTopicError(`Topic '${topic}' is in a subject space NATS reserves ($..., _INBOX...)`);
+  if (topic.startsWith('$') || topic.startsWith('_INBOX') || topic.startsWith('_busbar')) {
+    throw new InvalidTopicError(
+      `Topic '${topic}' is in a subject space NATS or busbar reserves ($..., _INBOX..., _busbar...)`,
+    );
   }
   streamFor(topic, options);
 }

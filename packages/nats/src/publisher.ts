@@ -1,6 +1,7 @@
 import { ClosedError, PublishError, TimeoutError } from '@busbar/core';
 import { createInbox, type Msg, type NatsConnection, type Subscription } from 'nats';
 import type { NativeRecord } from './codec.js';
+import { publishRefusal } from './errors.js';
 
 /** All records of one `publish()` call share one promise. */
 interface Batch {
@@ -43,6 +44,7 @@ export class Publisher {
   readonly #pending = new Map<number, Pending>();
   readonly #onMissingStream: (topic: string) => void;
   #seq = 0;
+  #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
   #idle: (() => void) | undefined;
 
@@ -62,7 +64,15 @@ export class Publisher {
       for (const record of records) {
         const token = ++this.#seq;
         this.#pending.set(token, { record, batch, deadline, topic });
-        this.#send(token, record);
+        try {
+          this.#send(token, record);
+        } catch (error) {
+          // nats.js refuses some records itself (over max_payload, a bad header): this one fails the batch;
+          // records already sent are settled by their PubAcks and ignored.
+          this.#pending.delete(token);
+          this.#settle(batch, this.#refusal(error, record, topic));
+          break;
+        }
       }
       this.#sweeper ??= setInterval(() => this.#sweep(), Math.max(50, Math.min(1_000, this.#timeoutMs / 4)));
     });
@@ -70,6 +80,14 @@ export class Publisher {
 
   #send(token: number, record: NativeRecord): void {
     this.#nc.publish(record.subject, record.data, { reply: `${this.#prefix}${token}`, headers: record.headers });
+  }
+
+  #refusal(error: unknown, record: NativeRecord, topic: string): Error {
+    const max = this.#nc.info?.max_payload ?? Number.NaN;
+    return (
+      publishRefusal(error, topic, record.size, max) ??
+      new PublishError(`Publishing to '${topic}' failed: ${(error as Error)?.message ?? String(error)}`)
+    );
   }
 
   #onReply(msg: Msg): void {
@@ -135,7 +153,15 @@ export class Publisher {
 
   /** After a reconnect: anything sent before may be lost on the wire; the server drops what it already has. */
   resend(): void {
-    for (const [token, pending] of this.#pending) this.#send(token, pending.record);
+    for (const [token, pending] of this.#pending) {
+      try {
+        this.#send(token, pending.record);
+      } catch (error) {
+        // The server we reconnected to may have a smaller max_payload.
+        this.#pending.delete(token);
+        this.#settle(pending.batch, this.#refusal(error, pending.record, pending.topic));
+      }
+    }
   }
 
   get inFlight(): number {
@@ -159,7 +185,13 @@ export class Publisher {
   }
 
   close(): void {
-    this.#sub.unsubscribe();
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#sub.unsubscribe();
+    } catch {
+      // the connection is already closed
+    }
     this.failAll(new ClosedError('The NATS connection closed before the PubAck arrived'));
   }
 }

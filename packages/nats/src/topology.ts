@@ -1,6 +1,8 @@
+import { ConfigError } from '@busbar/core';
 import type { LagInfo } from '@busbar/core/transport';
 import {
   AckPolicy,
+  type ConsumerInfo,
   DeliverPolicy,
   type JetStreamManager,
   nanos,
@@ -9,8 +11,9 @@ import {
   StorageType,
 } from 'nats';
 import { apiErrorCode, isNotFound } from './errors.js';
-import { type StreamTarget, streamFor, toSubject } from './names.js';
+import { type StreamTarget, streamFor, subjectCovers, toSubject } from './names.js';
 import type { NatsOptions } from './options.js';
+import { RETRY_STREAM_KEY, retryConsumerName } from './retry.js';
 
 /** JetStream API error: the subjects overlap with an existing stream. */
 const SUBJECT_OVERLAP = 10065;
@@ -22,6 +25,8 @@ export interface ConsumerSettings {
   readonly maxAckPending: number;
   /** Bring an existing consumer's ack wait / max ack pending to these values (members do; `declareGroup` does not). */
   readonly update: boolean;
+  /** Start from the first message kept (a retry consumer on its work-queue stream) instead of new ones. */
+  readonly deliverAll?: boolean;
 }
 
 /**
@@ -60,19 +65,58 @@ export class Topology {
   async ensureStream(topic: string): Promise<string> {
     const known = this.#topicStreams.get(topic);
     if (known !== undefined) return known;
-    const target = streamFor(topic, this.#options);
+    return this.#ensure(topic, streamFor(topic, this.#options), RetentionPolicy.Limits);
+  }
+
+  /**
+   * The stream of busbar's retry copies, `<prefix>_busbar_retry` capturing `_busbar.retry.>`: a work queue
+   * (a copy is removed once acked), so it only holds the retries still due.
+   */
+  async ensureRetryStream(): Promise<string> {
+    const key = RETRY_STREAM_KEY;
+    const known = this.#topicStreams.get(key);
+    if (known !== undefined) return known;
+    const target = { name: `${this.#options.streamPrefix}_busbar_retry`, subjects: [key] };
+    return this.#ensure(key, target, RetentionPolicy.Workqueue);
+  }
+
+  async #ensure(key: string, target: StreamTarget, retention: RetentionPolicy): Promise<string> {
     let pending = this.#streams.get(target.name);
     if (!pending) {
-      pending = this.#createStream(target);
+      pending = this.#createStream(target, retention);
       this.#streams.set(target.name, pending);
       pending.catch(() => this.#streams.delete(target.name));
     }
     const name = await pending;
-    if (this.#topicStreams.size < 100_000) this.#topicStreams.set(topic, name);
+    if (this.#topicStreams.size < 100_000) this.#topicStreams.set(key, name);
     return name;
   }
 
-  async #createStream(target: StreamTarget): Promise<string> {
+  /**
+   * Makes sure a publish to `subject` will be stored: the stream busbar picks for it (creating it or adding
+   * the subject where it may) must really capture it. A user's stream found in its place that does not
+   * (the `streams` map or an existing stream covers the topic but not its dead letters) is a ConfigError
+   * now rather than a refused write at the first failure. `what` names the subject's role.
+   */
+  async assertCovered(subject: string, what: string, ensure: () => Promise<string>): Promise<void> {
+    let name: string;
+    try {
+      name = await ensure();
+    } catch (error) {
+      throw new ConfigError(
+        `No JetStream stream can capture the ${what} subject '${subject}': ${(error as Error)?.message ?? error}`,
+        { cause: error },
+      );
+    }
+    const info = await this.#jsm.streams.info(name);
+    if (info.config.subjects?.some((s) => subjectCovers(s, subject))) return;
+    throw new ConfigError(
+      `The ${what} subject '${subject}' is not captured by stream '${name}' (subjects: ${(info.config.subjects ?? []).join(', ')}), ` +
+        "so writes to it would be refused: add it to that stream (e.g. a 'streams' pattern ending in '.#') or map it to another stream",
+    );
+  }
+
+  async #createStream(target: StreamTarget, retention: RetentionPolicy): Promise<string> {
     const o = this.#options;
     try {
       const info = await this.#jsm.streams.info(target.name);
@@ -92,11 +136,12 @@ export class Topology {
         name: target.name,
         subjects: [...target.subjects],
         storage: o.storage === 'memory' ? StorageType.Memory : StorageType.File,
-        retention: RetentionPolicy.Limits,
+        retention,
         num_replicas: o.replicas,
         max_age: nanos(o.maxAgeMs),
-        max_bytes: o.maxBytes === 0 ? -1 : o.maxBytes,
-        max_msgs: o.maxMsgs === 0 ? -1 : o.maxMsgs,
+        // Size limits would drop retries still due without a trace: the retry stream only holds what is pending.
+        max_bytes: o.maxBytes === 0 || retention === RetentionPolicy.Workqueue ? -1 : o.maxBytes,
+        max_msgs: o.maxMsgs === 0 || retention === RetentionPolicy.Workqueue ? -1 : o.maxMsgs,
         duplicate_window: nanos(o.duplicateWindowMs),
       });
       return target.name;
@@ -112,7 +157,7 @@ export class Topology {
    * start with the messages published from now on) with the given ack settings.
    */
   ensureConsumer(stream: string, name: string, filter: string | undefined, settings: ConsumerSettings): Promise<void> {
-    const key = `${stream}/${name}/${settings.ackWaitMs}/${settings.maxAckPending}`;
+    const key = `${stream}/${name}/${settings.ackWaitMs}/${settings.maxAckPending}/${filter}`;
     let pending = this.#consumers.get(key);
     if (!pending) {
       pending = this.#createConsumer(stream, name, filter, settings);
@@ -147,7 +192,7 @@ export class Topology {
         await this.#jsm.consumers.add(stream, {
           durable_name: name,
           ack_policy: AckPolicy.Explicit,
-          deliver_policy: DeliverPolicy.New,
+          deliver_policy: settings.deliverAll ? DeliverPolicy.All : DeliverPolicy.New,
           replay_policy: ReplayPolicy.Instant,
           ...(filter === undefined ? {} : { filter_subject: filter }),
           ack_wait: ackWait,
@@ -166,11 +211,27 @@ export class Topology {
   async lag(topic: string, consumer: string): Promise<LagInfo | undefined> {
     const stream = this.#topicStreams.get(topic) ?? streamFor(topic, this.#options).name;
     try {
-      const [c, s] = await Promise.all([
+      const [c, s, r] = await Promise.all([
         this.#jsm.consumers.info(stream, consumer),
         this.#jsm.streams.info(stream, { subjects_filter: topic }),
+        this.#retryInfo(stream, consumer),
       ]);
-      return { lag: c.num_pending, pending: c.num_ack_pending, backlog: s.state.subjects?.[topic] ?? 0 };
+      return {
+        lag: c.num_pending + (r?.num_pending ?? 0),
+        pending: c.num_ack_pending + (r?.num_ack_pending ?? 0),
+        backlog: s.state.subjects?.[topic] ?? 0,
+      };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** The group's retry consumer: copies not read yet count as lag, read ones (waiting until due) as pending. */
+  async #retryInfo(stream: string, consumer: string): Promise<ConsumerInfo | undefined> {
+    const retryStream = this.#topicStreams.get(RETRY_STREAM_KEY) ?? `${this.#options.streamPrefix}_busbar_retry`;
+    try {
+      return await this.#jsm.consumers.info(retryStream, retryConsumerName(stream, consumer));
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;

@@ -11,12 +11,13 @@ import {
   type TransportSubscription,
 } from '@busbar/core/transport';
 import { type ConnectionOptions, type JetStreamClient, type NatsConnection, connect as natsConnect } from 'nats';
-import { checkNatsHeaders, encode, type NativeRecord } from './codec.js';
-import { type ConsumerContext, subscribeBroadcast, subscribeGroup } from './consumer.js';
+import { checkHeaderSize, checkNatsHeaders, encode, type NativeRecord } from './codec.js';
+import { type GroupContext, subscribeBroadcast, subscribeGroup } from './consumer.js';
 import { toBusbarError } from './errors.js';
 import { assertNatsTopic, consumerName } from './names.js';
 import type { NatsOptions } from './options.js';
 import { Publisher } from './publisher.js';
+import { RETRY_STREAM_KEY } from './retry.js';
 import { Topology } from './topology.js';
 
 const capabilities: Capabilities = {
@@ -152,6 +153,7 @@ export class NatsTransport implements Transport {
       checkNatsHeaders(record.headers);
       const n = encode(record, now);
       if (n.size > max) throw new PayloadTooLargeError(n.size, max, record.topic);
+      checkHeaderSize(n, record.topic);
       native[i] = n;
       if (record.topic !== first.topic) sameTopic = false;
     }
@@ -167,11 +169,23 @@ export class NatsTransport implements Transport {
     return publisher.publish(native, first.topic);
   }
 
-  #consumerContext(): ConsumerContext {
-    const { js, topology } = this.#ready();
+  #consumerContext(): GroupContext {
+    const { js, topology, publisher } = this.#ready();
     return {
       js,
       topology,
+      publishCopy: (record) => {
+        const max = this.maxPayloadBytes;
+        if (record.size > max) {
+          return Promise.reject(new PayloadTooLargeError(record.size, max, RETRY_STREAM_KEY));
+        }
+        try {
+          checkHeaderSize(record, RETRY_STREAM_KEY);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return publisher.publish([record], RETRY_STREAM_KEY);
+      },
       logger: this.#context.logger,
       ackWaitMs: this.#options.ackWaitMs,
       pullExpiresMs: this.#options.pullExpiresMs,
@@ -220,17 +234,36 @@ export class NatsTransport implements Transport {
     this.#closed = true;
     const nc = this.#nc;
     if (!nc) return;
+    const bound = this.#context.bus.publishTimeoutMs;
     try {
-      await this.#publisher?.flush();
-      this.#publisher?.close();
-      await nc.drain();
+      // While the server is unreachable there is nothing to flush or drain: waiting would only hold close(),
+      // and the client would go on reconnecting behind it.
+      if (this.#connected) {
+        await withBound(this.#publisher?.flush() ?? Promise.resolve(), bound);
+        this.#publisher?.close();
+        await withBound(nc.drain(), bound);
+      }
     } catch (error) {
-      await nc.close().catch(() => undefined);
       if (!String((error as Error)?.message).includes('closed')) {
         throw toBusbarError(error, 'Closing the NATS connection failed', this.#context.secrets);
       }
     } finally {
+      this.#publisher?.close();
+      if (!nc.isClosed()) await nc.close().catch(() => undefined);
       this.#context.reportState('nats', 'down');
     }
+  }
+}
+
+/** Waits for `promise` at most `ms` (then goes on; the caller closes what is left). */
+async function withBound(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  try {
+    await Promise.race([promise, bound]);
+  } finally {
+    clearTimeout(timer);
   }
 }

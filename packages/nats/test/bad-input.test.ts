@@ -60,6 +60,9 @@ describe.runIf(ok)('nats bad input', () => {
     expect(await code(bus.publish('a.*', 1))).toBe('BUSBAR_INVALID_TOPIC');
     expect(await code(bus.publish('a.>', 1))).toBe('BUSBAR_INVALID_TOPIC');
     expect(await code(bus.publish('a.#', 1))).toBe('BUSBAR_INVALID_TOPIC');
+    // busbar's retry subjects are its own: no topic can publish into them.
+    expect(await code(bus.publish('_busbar.retry.S.c', 1))).toBe('BUSBAR_INVALID_TOPIC');
+    expect(await code(bus.publish(topic, 1, { headers: { 'Content-Type': 'x' } }))).toBe('BUSBAR_INVALID_HEADER');
     // A first-segment wildcard spans several streams under the default mapping.
     expect(await code(bus.subscribe('*.x', async () => {}, { group: 'g' }))).toBe('BUSBAR_INVALID_TOPIC');
     expect(await code(bus.publish(topic, 1, { headers: { h: 'a\r\nb' } }))).toBe('BUSBAR_INVALID_HEADER');

@@ -12,7 +12,8 @@ function viaNats(block: string): { msgId: string | undefined; out: Record<string
   let msgId: string | undefined;
   for (const [name, values] of decoded) {
     if (name === MSG_ID) msgId = values[0];
-    else if (!name.startsWith('Nats-')) out[name] = values.length === 1 ? (values[0] as string) : values.join(',');
+    else if (name.toLowerCase() === 'content-type') continue;
+    else if (!name.startsWith('Nats-')) out[name] = values.join(', ');
   }
   return { msgId, out };
 }
@@ -24,6 +25,7 @@ describe('NATS header block', () => {
     'NATS/1.0\r\nNats-Msg-Id: t:1\r\nbusbar-key: k-1\r\nX-Trace:  spaced value \r\n\r\n',
     'NATS/1.0\r\na: 1\r\na: 2\r\nb:\r\nc: é ü 日本\r\nNats-Expected-Stream: s\r\n\r\n',
     'NATS/1.0\r\nx: a:b:c\r\nnot a header line\r\ny: 1\r\n\r\n',
+    'NATS/1.0\r\nContent-Type: text/plain\r\ncontent-type: x\r\nz: 2\r\n\r\n',
   ];
   for (const block of blocks) {
     it(`reads ${JSON.stringify(block)} as nats.js does`, () => {
