@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { OutgoingRecord } from '@busbar/core/transport';
-import { attemptFromHeaders, HEADER } from '@busbar/core/transport';
+import { addWireHeader, attemptFromHeaders, HEADER, numericHeader } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
+import { ESCAPED_NAMES, unescapeValue } from './properties.js';
 
 /** MQTT 5 user properties as mqtt-packet models them (a repeated name becomes an array). */
 export type UserProperties = Record<string, string | string[]>;
@@ -29,26 +30,52 @@ export function userProperties(record: OutgoingRecord): UserProperties {
   return props;
 }
 
-/** Headers of a received message: every user property, a repeated one as its last value. */
+/** `<ms> <id>`: what busbar writes in its `busbar` property; anything else is a foreign property of that name. */
+const META_VALUE = /^(\d{1,16}) (\S.*)$/s;
+
+/**
+ * Headers of a received message: every user property through core's wire rule (a repeated name joins its
+ * values with ', ', a `__proto__` name stays an own property). busbar's `busbar` property becomes the
+ * `busbar-ts` and `busbar-id` headers when it has busbar's form; a foreign one with other content stays
+ * an ordinary header named `busbar`.
+ */
 export function headersOf(packet: IPublishPacket): Record<string, string> {
   const props = packet.properties?.userProperties as UserProperties | undefined;
   const headers: Record<string, string> = {};
   if (!props) return headers;
   for (const name of Object.keys(props)) {
-    if (name === '__proto__') continue;
     const raw = props[name];
-    const value = Array.isArray(raw) ? String(raw[raw.length - 1] ?? '') : String(raw);
-    if (name !== META) headers[name] = value;
-    else {
-      const space = value.indexOf(' ');
-      if (space > 0) {
-        headers[HEADER.timestamp] = value.slice(0, space);
-        headers[HEADER.id] = value.slice(space + 1);
+    const values = Array.isArray(raw) ? raw : [raw];
+    if (name === META && values.length === 1) {
+      const match = META_VALUE.exec(String(values[0]));
+      if (match) {
+        headers[HEADER.timestamp] = match[1] as string;
+        headers[HEADER.id] = match[2] as string;
+        continue;
       }
+    }
+    if (name === ESCAPED_NAMES) continue;
+    for (const value of values) addWireHeader(headers, name, value);
+  }
+  const escaped = props[ESCAPED_NAMES];
+  if (escaped !== undefined) {
+    for (const name of new Set(Array.isArray(escaped) ? escaped : [escaped])) {
+      const value = Object.hasOwn(headers, name) ? headers[name] : undefined;
+      // An own property even for a name like `__proto__`, as addWireHeader does.
+      if (value !== undefined)
+        Object.defineProperty(headers, name, {
+          value: unescapeValue(value),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
     }
   }
   return headers;
 }
+
+/** The largest time a JavaScript Date holds; a foreign timestamp past it would make an Invalid Date. */
+const MAX_DATE_MS = 8.64e15;
 
 export interface DecodedFields {
   readonly id: string;
@@ -68,13 +95,12 @@ export function decodeFields(
   packet: IPublishPacket,
 ): DecodedFields {
   const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-  const ts = headers[HEADER.timestamp];
-  const timestamp = ts === undefined ? Number.NaN : Number(ts);
+  const ts = numericHeader(headers[HEADER.timestamp], Number.NaN);
+  const id = headers[HEADER.id];
   return {
-    id:
-      headers[HEADER.id] ?? createHash('sha256').update(topic).update('\u0000').update(body).digest('hex').slice(0, 32),
+    id: id || createHash('sha256').update(topic).update('\u0000').update(body).digest('hex').slice(0, 32),
     key: headers[HEADER.key],
-    timestamp: Number.isFinite(timestamp) ? timestamp : Date.now(),
+    timestamp: ts >= 0 && ts <= MAX_DATE_MS ? ts : Date.now(),
     attempt: attemptFromHeaders(headers),
     body,
   };

@@ -6,6 +6,7 @@ import type {
   TransportContext,
   TransportSubscription,
 } from '@busbar/core/transport';
+import { MAX_TIMER_MS, numericHeader } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import { type Inbound, ManualAcks } from './acks.js';
 import { type DecodedFields, DUE, decodeFields, headersOf } from './codec.js';
@@ -99,10 +100,10 @@ export async function openSubscription(
 
   const sink: RetrySink = {
     redeliverOnRelease: group !== undefined,
-    retry: async (topic, fields, contentType, request) => {
+    retry: async (topic, path, fields, contentType, request) => {
       if (group === undefined) throw new UnsupportedError('Broadcast subscriptions retry in process');
       await publisher.publishRaw(
-        map.retryPath(group, topic),
+        map.retryPathOf(group, path),
         fields.body,
         retryProperties(topic, fields, request, Date.now()),
         contentType,
@@ -159,10 +160,11 @@ export async function openSubscription(
       const retryAcks: ManualAcks = new ManualAcks(retryLink, (packet, inbound) => {
         const headers = headersOf(packet);
         const topic = map.fromRetryPath(packet.topic, group) ?? headers['busbar-topic'] ?? packet.topic;
-        const due = Number(headers[DUE] ?? 0);
+        const due = numericHeader(headers[DUE], 0);
         delete headers[DUE];
         const fields = decodeFields(topic, headers, packet);
-        const wait = due - Date.now();
+        // A longer timer would fire at once (Node's limit): no due time, foreign or not, makes a hot loop.
+        const wait = Math.min(due - Date.now(), MAX_TIMER_MS);
         if (!(wait > 5)) return deliver(retryAcks, topic, headers, fields, packet, inbound);
         // Held unacked until due: if this process dies the broker still has it and re-sends it to the session.
         const timer = setTimeout(() => {

@@ -1,12 +1,18 @@
 import type { Delivery, RetryRequest } from '@busbar/core/transport';
-import { HEADER } from '@busbar/core/transport';
+import { HEADER, MAX_TIMER_MS } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import type { Inbound, ManualAcks } from './acks.js';
 import { type DecodedFields, DUE, META, type UserProperties } from './codec.js';
 
 /** What a delivery needs from its subscription to retry: republish to the group's retry topic, confirmed. */
 export interface RetrySink {
-  retry(topic: string, fields: DecodedFields, contentType: string | undefined, request: RetryRequest): Promise<void>;
+  retry(
+    topic: string,
+    path: string,
+    fields: DecodedFields,
+    contentType: string | undefined,
+    request: RetryRequest,
+  ): Promise<void>;
   /** Whether a released message should be fetched back now (reconnect) or left for the next session resume. */
   readonly redeliverOnRelease: boolean;
 }
@@ -19,6 +25,8 @@ export class MqttDelivery implements Delivery {
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Uint8Array;
   readonly timestamp: number;
+  /** MQTT 5's own content-type property, as sent. */
+  readonly contentType: string | undefined;
   readonly attempt: number;
   readonly raw: IPublishPacket;
   readonly #fields: DecodedFields;
@@ -42,6 +50,7 @@ export class MqttDelivery implements Delivery {
     this.headers = headers;
     this.body = fields.body;
     this.timestamp = fields.timestamp;
+    this.contentType = packet.properties?.contentType;
     this.attempt = fields.attempt;
     this.raw = packet;
     this.#fields = fields;
@@ -58,8 +67,8 @@ export class MqttDelivery implements Delivery {
 
   async retry(request: RetryRequest): Promise<void> {
     if (this.#settled) return;
-    // The republish must be confirmed before the source is PUBACKed; if it fails, core releases.
-    await this.#sink.retry(this.topic, this.#fields, this.raw.properties?.contentType, request);
+    // The republish must be confirmed before the source is PUBACKed; if it fails, core holds the message.
+    await this.#sink.retry(this.topic, this.raw.topic, this.#fields, this.raw.properties?.contentType, request);
     this.#settled = true;
     if (this.#inbound) await this.#acks.ack(this.#inbound);
   }
@@ -85,6 +94,8 @@ export function retryProperties(
   if (fields.key !== undefined) props[HEADER.key] = fields.key;
   props[HEADER.attempt] = String(request.attempt);
   props[HEADER.topic] = topic;
-  props[DUE] = String(now + Math.max(0, request.delayMs));
+  // Core bounds delays; a NaN or overlong one must still not become an instant or endless hold.
+  const delay = Number.isNaN(request.delayMs) ? 0 : Math.min(Math.max(0, request.delayMs), MAX_TIMER_MS);
+  props[DUE] = String(now + delay);
   return props;
 }

@@ -1,5 +1,5 @@
 import type { TransportContext } from '@busbar/core/transport';
-import { redactUrl } from '@busbar/core/transport';
+import { redactUrl, safeDecode } from '@busbar/core/transport';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import { connectionError, reasonText } from './errors.js';
 import type { MqttOptions } from './options.js';
@@ -47,6 +47,8 @@ export class Link {
   #lastError: unknown;
   #takenOver = false;
   #closed = false;
+  /** The last CONNACK's Maximum Packet Size: mqtt.js forgets it while reconnecting, when publishes still queue. */
+  #maximumPacketSize: number | undefined;
 
   constructor(ctx: TransportContext<MqttOptions>, spec: LinkSpec) {
     this.#ctx = ctx;
@@ -59,7 +61,7 @@ export class Link {
         };
     this.#report = report;
     const { url, options } = ctx;
-    const password = url.password ? decodeURIComponent(url.password) : options.password;
+    const password = url.password ? safeDecode(url.password) : options.password;
     const opts: IClientOptions = {
       protocolVersion: 5,
       clientId: spec.clientId,
@@ -76,7 +78,7 @@ export class Link {
         receiveMaximum: Math.max(1, Math.min(65_535, spec.receiveMaximum)),
         ...(spec.clean ? {} : { sessionExpiryInterval: sessionExpiry(ctx) }),
       },
-      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+      ...(url.username ? { username: safeDecode(url.username) } : {}),
       ...(password !== undefined ? { password } : {}),
       ...(spec.will ? { will: spec.will } : {}),
       ...(options.tls
@@ -99,6 +101,7 @@ export class Link {
       // PUBACKs are tiny: do not let Nagle hold them back.
       const socket = this.client.stream as { setNoDelay?: (on: boolean) => void } | undefined;
       socket?.setNoDelay?.(true);
+      this.#maximumPacketSize = packet.properties?.maximumPacketSize;
       report(this.name, 'up');
       this.onConnack?.(packet.sessionPresent);
     });
@@ -166,21 +169,31 @@ export class Link {
     return this.client.serverProperties?.receiveMaximum ?? 65_535;
   }
 
-  /** The broker's Maximum Packet Size from CONNACK (Mosquitto: `max_packet_size`), if it set one. */
-  get serverMaximumPacketSize(): number | undefined {
-    return this.client.serverProperties?.maximumPacketSize;
+  /** The broker's Maximum Packet Size from the last CONNACK (Mosquitto: `max_packet_size`), if it set one. */
+  get maximumPacketSize(): number | undefined {
+    return this.client.serverProperties?.maximumPacketSize ?? this.#maximumPacketSize;
   }
 
-  /** Disconnects; `graceful` waits for unacknowledged outgoing messages first. */
-  async close(graceful: boolean): Promise<void> {
+  /**
+   * Disconnects; `graceful` waits (at most `waitMs`, default min(publish timeout, 5 s)) for unacknowledged
+   * outgoing messages first, but only while connected: nothing can be flushed to a broker that is not there.
+   */
+  async close(graceful: boolean, waitMs = Math.min(5_000, this.#ctx.bus.publishTimeoutMs)): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const wait = graceful && this.client.connected ? Math.max(0, waitMs) : 0;
     await new Promise<void>((resolve) => {
-      // A graceful end waits for unacknowledged publishes, which a dead peer never acknowledges: bound it.
-      const timer = graceful
-        ? setTimeout(() => this.client.end(true, () => resolve()), Math.min(5_000, this.#ctx.bus.publishTimeoutMs))
-        : undefined;
-      this.client.end(!graceful, () => {
+      // A graceful end waits for acknowledgements a dead peer never sends. mqtt.js ignores a second end()
+      // while the first is pending, so drop the socket ourselves: with the client disconnecting, mqtt.js
+      // does not reconnect.
+      const timer =
+        wait > 0
+          ? setTimeout(() => {
+              this.client.stream?.destroy();
+              resolve();
+            }, wait)
+          : undefined;
+      this.client.end(wait === 0, () => {
         clearTimeout(timer);
         resolve();
       });

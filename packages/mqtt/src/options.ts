@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { stringProblem } from './properties.js';
 
 const qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
 
@@ -10,11 +11,15 @@ const topicPattern = z
     "use busbar topics with optional '*' segments and a trailing '#'",
   );
 
-/** A literal MQTT topic level prefix: no wildcards, no U+0000, not `$`-reserved. */
+/** A literal MQTT topic level prefix: no wildcards, nothing MQTT strings must not carry, not `$`-reserved. */
 const pathPrefix = z
   .string()
   .max(1_000)
-  .refine((s) => !s.includes('+') && !s.includes('#') && !s.includes('\u0000'), "must not contain '+', '#' or U+0000");
+  .refine((s) => !s.includes('+') && !s.includes('#') && !s.includes('\u0000'), "must not contain '+', '#' or U+0000")
+  .refine(
+    (s) => stringProblem(s) === undefined,
+    'must not contain control characters, Unicode non-characters or lone surrogates (the broker drops the connection)',
+  );
 
 /**
  * Options of the MQTT 5 driver, passed beside the URL:

@@ -1,4 +1,4 @@
-import { ClosedError, type TimeoutError } from '@busbar/core';
+import { ClosedError, InvalidTopicError, PublishError, type TimeoutError } from '@busbar/core';
 import type { OutgoingRecord } from '@busbar/core/transport';
 import type { IClientPublishOptions } from 'mqtt';
 
@@ -8,6 +8,8 @@ import { toBuffer, type UserProperties, userProperties } from './codec.js';
 import { publishError, publishTimeout } from './errors.js';
 import type { Link } from './link.js';
 import type { MqttOptions } from './options.js';
+import { guardAgainstPoison } from './poison.js';
+import { checkContentType, checkPacketSize, publishPacketBytes, safeProperties, stringProblem } from './properties.js';
 import { firstMatch, type TopicMap } from './topics.js';
 
 /** A `publish()` call: settles when every one of its messages is acknowledged, or on the first failure. */
@@ -27,8 +29,15 @@ interface Item {
   readonly batch: Batch;
 }
 
-/** Extra user properties the driver adds (retries). */
-export type ExtraProperties = Readonly<Record<string, string>>;
+/** A message checked and ready for mqtt.js. */
+interface Prepared {
+  readonly path: string;
+  readonly payload: Buffer;
+  readonly qos: QoS;
+  readonly retain: boolean;
+  readonly props: UserProperties;
+  readonly contentType: string | undefined;
+}
 
 interface TopicSettings {
   readonly path: string;
@@ -64,6 +73,7 @@ export class Publisher {
     this.#timeoutMs = timeoutMs;
     this.#secrets = secrets;
     this.#topicQos = Object.entries(options.topicQos) as [string, QoS][];
+    guardAgainstPoison(link.client);
   }
 
   /** QoS, retain flag and MQTT path of a busbar topic. */
@@ -86,20 +96,55 @@ export class Publisher {
 
   publish(records: readonly OutgoingRecord[]): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('The MQTT transport is closed'));
+    let prepared: Prepared[];
+    try {
+      // Every message of the call is checked before any is sent: a bad one fails the call, typed, alone.
+      prepared = records.map((record) => this.#prepare(record));
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return new Promise<void>((resolve, reject) => {
-      const batch = this.#batch(records.length, resolve, reject);
-      for (const record of records) {
-        const s = this.settings(record.topic);
-        this.#submit(s.path, toBuffer(record.body), s.qos, s.retain, userProperties(record), record.contentType, batch);
-      }
+      const batch = this.#batch(prepared.length, resolve, reject);
+      for (const p of prepared) this.#submit(p, batch);
     });
+  }
+
+  #prepare(record: OutgoingRecord): Prepared {
+    const s = this.settings(record.topic);
+    return this.#check(record.topic, {
+      path: s.path,
+      payload: toBuffer(record.body),
+      qos: s.qos,
+      retain: s.retain,
+      props: userProperties(record),
+      contentType: record.contentType,
+    });
+  }
+
+  /** What the broker would answer by dropping the connection becomes this message's typed error instead. */
+  #check(topic: string, p: Prepared): Prepared {
+    checkContentType(p.contentType);
+    const props = safeProperties(p.props);
+    const max = this.#link.maximumPacketSize;
+    if (max !== undefined) {
+      checkPacketSize(topic, publishPacketBytes(p.path, p.qos, props, p.contentType, p.payload.byteLength), max);
+    }
+    return props === p.props ? p : { ...p, props };
   }
 
   /** Publishes one message to a raw MQTT path (retry topics), QoS 1, confirmed. */
   publishRaw(path: string, body: Uint8Array, props: UserProperties, contentType: string | undefined): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('The MQTT transport is closed'));
+    let prepared: Prepared;
+    try {
+      const problem = stringProblem(path);
+      if (problem) throw new InvalidTopicError(`The MQTT topic '${path.slice(0, 80)}' ${problem}`);
+      prepared = this.#check(path, { path, payload: toBuffer(body), qos: 1, retain: false, props, contentType });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return new Promise<void>((resolve, reject) => {
-      this.#submit(path, toBuffer(body), 1, false, props, contentType, this.#batch(1, resolve, reject));
+      this.#submit(prepared, this.#batch(1, resolve, reject));
     });
   }
 
@@ -118,23 +163,15 @@ export class Publisher {
     return batch;
   }
 
-  #submit(
-    path: string,
-    payload: Buffer,
-    qos: QoS,
-    retain: boolean,
-    props: UserProperties,
-    contentType: string | undefined,
-    batch: Batch,
-  ): void {
+  #submit(p: Prepared, batch: Batch): void {
     const options: IClientPublishOptions = {
-      qos,
-      retain,
-      properties: contentType ? { userProperties: props, contentType } : { userProperties: props },
+      qos: p.qos,
+      retain: p.retain,
+      properties: p.contentType ? { userProperties: p.props, contentType: p.contentType } : { userProperties: p.props },
     };
-    const item: Item = { path, payload, options, batch };
+    const item: Item = { path: p.path, payload: p.payload, options, batch };
     // QoS 0 does not count against the broker's Receive Maximum.
-    if (qos === 0) this.#send(item, false);
+    if (p.qos === 0) this.#send(item, false);
     else if (this.#inflight < this.#window() && this.#waitHead === this.#waiting.length) this.#send(item, true);
     else this.#waiting.push(item);
   }
@@ -145,7 +182,10 @@ export class Publisher {
 
   #send(item: Item, counted: boolean): void {
     if (counted) this.#inflight++;
-    this.#link.client.publish(item.path, item.payload, item.options, (error) => {
+    let done = false;
+    const onDone = (error?: Error) => {
+      if (done) return;
+      done = true;
       if (counted) this.#inflight--;
       const { batch } = item;
       if (!batch.settled) {
@@ -158,7 +198,15 @@ export class Publisher {
         this.#drainQueued = true;
         queueMicrotask(this.#drain);
       }
-    });
+    };
+    try {
+      this.#link.client.publish(item.path, item.payload, item.options, onDone);
+    } catch (error) {
+      // Whatever the checks above missed fails this message, not the caller's stack or the process.
+      onDone(
+        new PublishError(`mqtt.js could not send the message: ${(error as Error)?.message}`, { retryable: false }),
+      );
+    }
   }
 
   readonly #drain = (): void => {
@@ -200,11 +248,15 @@ export class Publisher {
     }
   }
 
-  /** Waits (bounded by the publish timeout) for pending publishes, then refuses new ones. */
-  async flush(): Promise<void> {
-    const deadline = Date.now() + Math.max(this.#timeoutMs, 1);
-    while (this.#batches.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  /**
+   * Waits for pending publishes until `deadline` (default: one publish timeout from now), and only while
+   * connected (offline, mqtt.js cannot send them), then refuses new ones and fails what is left.
+   */
+  async flush(deadline = Date.now() + Math.max(this.#timeoutMs, 1)): Promise<void> {
     this.#closed = true;
+    while (this.#batches.size > 0 && Date.now() < deadline && this.#link.client.connected) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#sweeper = undefined;
     for (const batch of this.#batches)

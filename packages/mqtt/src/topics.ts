@@ -4,6 +4,12 @@ import { topicMatches } from '@busbar/core/transport';
 /** MQTT's limit on a topic name, in UTF-8 bytes. */
 export const MAX_TOPIC_BYTES = 65_535;
 
+/** A topic name whose levels are all valid busbar segments (the common case: no escaping). */
+const PLAIN_PATH = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/;
+/** Characters of a received topic name that would change its meaning as a busbar topic. */
+const ESCAPED = /[/%.*+#]/g;
+const ESCAPES: Readonly<Record<string, string>> = { '%': '%25', '.': '%2E', '*': '%2A', '+': '%2B', '#': '%23' };
+
 /**
  * Maps busbar topics onto MQTT topic paths and back: `orders.created` <->
  * `<prefix>orders/created`; in subscriptions `*` -> `+` and `#` -> `#`.
@@ -31,13 +37,30 @@ export class TopicMap {
     return path;
   }
 
-  /** Busbar topic of an MQTT topic, or undefined for one outside the prefix. */
+  /**
+   * Busbar topic of a received MQTT topic name, or undefined for one outside the prefix. Levels become
+   * dot-separated segments; in a level a foreign client chose, `%`, `.`, `*`, `+` and `#` are
+   * percent-encoded (`a/b.c` -> `a.b%2Ec`, never the same as `a/b/c`), everything else (spaces, other
+   * Unicode, empty levels) is kept as is: `a/b c//d` -> `a.b c..d`.
+   */
   fromPath(path: string): string | undefined {
     if (!path.startsWith(this.prefix)) return undefined;
-    return path.slice(this.prefix.length).replaceAll('/', '.');
+    const rest = path.slice(this.prefix.length);
+    if (PLAIN_PATH.test(rest)) return rest.replaceAll('/', '.');
+    return rest.replace(ESCAPED, (c) => (c === '/' ? '.' : (ESCAPES[c] ?? c)));
   }
 
-  /** Where a group's retries of `topic` go; only that group subscribes to it. */
+  /**
+   * Where a group's retries of a message received on the MQTT topic `path` go; only that group subscribes
+   * to it. Built from the topic name as received (not from the busbar topic), so a foreign topic name comes
+   * back exactly: a retry of a retry keeps its path.
+   */
+  retryPathOf(group: string, path: string): string {
+    const head = `${this.retryHead}${group}/`;
+    return path.startsWith(head) ? path : `${head}${path}`;
+  }
+
+  /** Where a group's retries of `topic` go (the subscription filter of its retry sessions). */
   retryPath(group: string, topic: string): string {
     return `${this.retryPrefix}/${group}/${this.toPath(topic)}`;
   }

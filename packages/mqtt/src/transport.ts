@@ -38,6 +38,8 @@ export class MqttTransport implements Transport {
   readonly #host: ConsumerHost;
   /** Declared group sessions (family -> topic and group), re-declared after every reconnect. */
   readonly #declared = new Map<string, { topic: string; group: string }>();
+  /** Declarations under way (family -> whether it declared): concurrent callers share one. */
+  readonly #declaring = new Map<string, Promise<boolean>>();
   #warned = false;
 
   constructor(ctx: TransportContext<MqttOptions>) {
@@ -69,7 +71,7 @@ export class MqttTransport implements Transport {
 
   /** The configured limit, lowered to what the broker's Maximum Packet Size leaves for body and properties. */
   get maxPayloadBytes(): number {
-    const packet = this.#link.serverMaximumPacketSize;
+    const packet = this.#link.maximumPacketSize;
     // Room for the fixed header, the topic and busbar's own properties.
     return packet === undefined ? this.#maxPayloadBytes : Math.min(this.#maxPayloadBytes, Math.max(0, packet - 2_048));
   }
@@ -85,7 +87,7 @@ export class MqttTransport implements Transport {
     // Attached after the first CONNACK: every event from here on is a reconnect.
     this.#link.client.on('connect', () => {
       for (const [family, { topic, group }] of this.#declared) {
-        this.#declare(family, topic, group).catch((error: unknown) => {
+        this.#declareOnce(family, topic, group).catch((error: unknown) => {
           this.#ctx.logger.warn(`Re-declaring group '${group}' on '${topic}' failed`, {
             error: sanitizeError(error, this.#ctx.secrets),
           });
@@ -98,8 +100,13 @@ export class MqttTransport implements Transport {
     return this.#publisher.publish(records);
   }
 
-  subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
-    if (spec.group !== undefined) this.#warnUnstableId();
+  async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+    if (spec.group !== undefined) {
+      this.#warnUnstableId();
+      // A declaration holds member 0 for a moment: wait, so this member resumes the session that holds the
+      // group's messages instead of becoming member 1 beside an offline member 0 the broker keeps feeding.
+      await this.#declaring.get(memberFamily(this.#host.base, spec.group, spec.topic))?.catch(() => undefined);
+    }
     return openSubscription(this.#host, spec, callbacks);
   }
 
@@ -112,7 +119,16 @@ export class MqttTransport implements Transport {
   async declareGroup(topic: string, group: string): Promise<void> {
     const family = memberFamily(this.#host.base, group, topic);
     if (this.#declared.has(family)) return;
-    if (await this.#declare(family, topic, group)) this.#declared.set(family, { topic, group });
+    if (await this.#declareOnce(family, topic, group)) this.#declared.set(family, { topic, group });
+  }
+
+  #declareOnce(family: string, topic: string, group: string): Promise<boolean> {
+    let pending = this.#declaring.get(family);
+    if (pending === undefined) {
+      pending = this.#declare(family, topic, group).finally(() => this.#declaring.delete(family));
+      this.#declaring.set(family, pending);
+    }
+    return pending;
   }
 
   async #declare(family: string, topic: string, group: string): Promise<boolean> {
@@ -140,9 +156,14 @@ export class MqttTransport implements Transport {
     }
   }
 
-  async close(): Promise<void> {
-    await this.#publisher.flush();
-    await this.#link.close(true);
+  /**
+   * Flushes pending publishes and disconnects, within `deadline` (ms since the epoch) when core passes one,
+   * else within the publish timeout. A broker that is down cuts both waits short (see Publisher.flush).
+   */
+  async close(deadline?: number): Promise<void> {
+    const end = deadline ?? Date.now() + Math.max(this.#ctx.bus.publishTimeoutMs, 1);
+    await this.#publisher.flush(end);
+    await this.#link.close(true, Math.min(5_000, end - Date.now()));
   }
 
   #warnUnstableId(): void {

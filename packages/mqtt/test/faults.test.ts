@@ -2,7 +2,7 @@ import { type Bus, connect, silentLogger } from '@busbar/core';
 import { createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
-import { hasMosquitto, PrivateMosquitto } from './helpers.js';
+import { PrivateMosquitto, privateBrokerAvailable } from './helpers.js';
 
 /** Delivery bookkeeping: how often each id arrived. */
 function tally() {
@@ -50,7 +50,7 @@ async function publishAll(
   return { resolved, failed, at };
 }
 
-describe.runIf(hasMosquitto)('mqtt faults (private mosquitto, persistence on)', () => {
+describe.runIf(privateBrokerAvailable())('mqtt faults (private mosquitto, persistence on)', () => {
   const broker = new PrivateMosquitto();
   beforeAll(() => broker.start(), 10_000);
   afterAll(() => broker.destroy());
