@@ -350,7 +350,8 @@ export class Bus {
         timer = setTimeout(() => resolve('timeout'), budget);
       });
       try {
-        const result = await Promise.race([this.#transport.close().then(() => 'closed' as const), timedOut]);
+        const closing = this.#transport.close(Date.now() + budget);
+        const result = await Promise.race([closing.then(() => 'closed' as const), timedOut]);
         if (result === 'timeout') {
           this.#init.logger.warn(`Disconnecting from the broker took over ${budget} ms; close() returned anyway`);
         }

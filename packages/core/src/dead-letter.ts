@@ -27,8 +27,12 @@ const MAX_STACK = 2_000;
 
 /** Header values travel on every broker, some of which (NATS) forbid line breaks: escape them JSON-style. */
 function escapeHeader(text: string, max: number): string {
-  const cut = text.length > max ? `${text.slice(0, max)}...` : text;
-  return JSON.stringify(cut).slice(1, -1);
+  const cut = (text.length > max ? `${text.slice(0, max)}...` : text).toWellFormed();
+  // JSON escapes C0 controls; DEL, C1 controls and non-characters stay raw there, and MQTT brokers drop
+  // the connection of a client that sends them: escape those too (JSON.parse reads them back).
+  return JSON.stringify(cut)
+    .slice(1, -1)
+    .replace(/[\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function unescapeHeader(text: string | undefined): string {

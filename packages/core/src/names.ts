@@ -112,17 +112,19 @@ export function checkHeaders(headers: unknown): Record<string, string> {
  */
 export const MAX_HEADERS_BYTES = 40_960;
 
-// Every C0 control (tab too), DEL and C1: NATS headers are text lines that CR/LF end, MQTT 5 says strings
+// Every C0 control (tab too), DEL, C1 and the BMP non-characters: NATS headers are text lines that CR/LF end, MQTT 5 says strings
 // should not hold them and Mosquitto drops the connection of a client that sends one.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters being rejected
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]/;
 
 /** A header value that travels unchanged on every broker, or an InvalidHeaderError saying why not. */
 function checkHeaderValue(name: string, value: string): void {
   const bad = CONTROL.exec(value);
   if (bad) {
     const code = (bad[0].codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0');
-    throw new InvalidHeaderError(`Header '${name}' contains the control character U+${code}, which brokers reject`);
+    throw new InvalidHeaderError(
+      `Header '${name}' contains U+${code} (a control character or non-character), which brokers reject`,
+    );
   }
   if (!value.isWellFormed()) {
     throw new InvalidHeaderError(`Header '${name}' contains a lone surrogate, which is not valid UTF-8`);

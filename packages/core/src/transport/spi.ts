@@ -179,8 +179,12 @@ export interface Transport {
   declareGroup(topic: string, group: string): Promise<void>;
   /** Optional: the consumer lag of `group` on `topic` (a concrete topic, not a pattern). */
   lag?(topic: string, group: string): Promise<LagInfo | undefined>;
-  /** Flush what is in flight, then disconnect. Called once. */
-  close(): Promise<void>;
+  /**
+   * Flush what is in flight, then disconnect. Called once. `deadline` (ms since the epoch) is when core stops
+   * waiting (closeTimeoutMs): a driver should give up flushing by then and end its connections, so nothing
+   * keeps working (or reconnecting) behind a close() that already returned.
+   */
+  close(deadline?: number): Promise<void>;
 }
 
 /** Everything a driver's factory gets. */
