@@ -4,7 +4,7 @@
  */
 
 export type { BatchEntry, GroupLag, Health, PublishOptions, RedriveOptions } from './bus.js';
-export { Bus } from './bus.js';
+export type { Bus } from './bus.js';
 export type { CloudEventOptions } from './cloudevents.js';
 export type { Codec } from './codec.js';
 export { bytesCodec, codecs, jsonCodec, stringCodec } from './codec.js';
