@@ -302,13 +302,13 @@ describe('wrong types from JavaScript callers', () => {
       'a codec that throws a raw TypeError',
       (b) =>
         b.publish(
-          defineTopic('a.b', undefined, {
+          defineTopic<number>('a.b', undefined, {
             codec: {
               contentType: 'x/y',
               encode: () => {
                 throw new TypeError('broken codec');
               },
-              decode: (x) => x,
+              decode: () => 0,
             },
           }),
           1,
