@@ -52,7 +52,7 @@ export interface DeadLetterFacts {
   readonly now: number;
 }
 
-/** The original headers plus the failure metadata DESIGN.md lists. */
+/** The original headers plus the failure metadata (error name, message, stack, attempts, topic, group, times). */
 export function deadLetterHeaders(
   original: Readonly<Record<string, string>>,
   facts: DeadLetterFacts,

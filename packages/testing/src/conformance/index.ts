@@ -10,7 +10,7 @@ export type { BusOverrides, ConformanceOptions } from './context.js';
 export { CANARY } from './context.js';
 
 /**
- * The executable form of DESIGN.md section 3: every transport must pass it.
+ * The executable form of the README's "What every transport promises": every transport must pass it.
  * Tests that a transport's capabilities rule out are not defined at all (not
  * skipped), so a green run means every applicable promise was checked.
  */
