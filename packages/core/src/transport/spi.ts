@@ -9,20 +9,23 @@ import type { Logger } from '../logger.js';
  * a transport only moves bytes and settles deliveries.
  */
 
-/** What a transport can do; core picks native or emulated paths from these, and the conformance suite picks its tests. */
+/**
+ * What a transport can do. Each one changes what busbar does or which promises apply, and the conformance
+ * suite checks every one a transport claims (and that an unclaimed one is refused, where that is observable).
+ */
 export interface Capabilities {
   /** A group keeps receiving messages published while none of its members is connected. */
   readonly durableGroups: boolean;
-  /** Messages the broker accepted survive a broker restart (given the broker's own persistence settings). */
-  readonly persistent: boolean;
   /** One group member sees messages of one key in publish order. */
   readonly ordering: boolean;
-  /** `*` and `#` in subscription topics. */
+  /** `*` and `#` in subscription topics; without it such a subscription is an UnsupportedError. */
   readonly wildcards: boolean;
-  /** The broker itself delays a retried message (otherwise the driver emulates the delay). */
-  readonly nativeDelay: boolean;
-  /** A group created now can read messages published before it existed. */
-  readonly replay: boolean;
+  /** @deprecated Not checked by anything; removed in the next minor. */
+  readonly persistent?: boolean;
+  /** @deprecated Not checked by anything; removed in the next minor. */
+  readonly nativeDelay?: boolean;
+  /** @deprecated Not checked by anything; removed in the next minor. */
+  readonly replay?: boolean;
 }
 
 /** A message on its way to the broker. `headers` are the user's plus busbar's own `busbar-*` ones. */

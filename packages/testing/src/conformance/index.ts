@@ -1,5 +1,6 @@
 import { describe } from 'vitest';
 import { badInputTests } from './bad-input.js';
+import { capabilityTests } from './capabilities.js';
 import { type ConformanceOptions, Suite } from './context.js';
 import { deliveryTests, orderingTests, wildcardTests } from './delivery.js';
 import { failureTests } from './failures.js';
@@ -17,6 +18,7 @@ export { CANARY } from './context.js';
 export function describeConformance(name: string, options: ConformanceOptions): void {
   describe(`conformance: ${name}`, () => {
     const suite = new Suite(options);
+    describe('capabilities', () => capabilityTests(suite));
     describe('delivery', () => deliveryTests(suite));
     if (options.capabilities.ordering) describe('ordering', () => orderingTests(suite));
     if (options.capabilities.wildcards) describe('wildcards', () => wildcardTests(suite));
