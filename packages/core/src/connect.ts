@@ -146,6 +146,7 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
       name: parsed.name ?? `busbar-${process.pid}`,
       connectTimeoutMs: parsed.connectTimeoutMs,
       publishTimeoutMs: parsed.publishTimeoutMs,
+      closeTimeoutMs: parsed.closeTimeoutMs,
     },
     secrets,
     logger,

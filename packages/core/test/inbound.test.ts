@@ -9,7 +9,7 @@ import {
   type Message,
   silentLogger,
 } from '@busbar/core';
-import { decodeByContentType, defineDriver } from '@busbar/core/transport';
+import { addWireHeader, decodeByContentType, defineDriver } from '@busbar/core/transport';
 import { uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -274,5 +274,52 @@ describe('messages without an id', () => {
     });
     await waitFor(() => handled.length === 3, 2_000, 'three messages');
     expect(warnings.filter((w) => w.includes('idempotency cannot deduplicate'))).toHaveLength(1);
+  });
+});
+
+describe('foreign header names', () => {
+  it('a __proto__ header beside busbar headers stays a header', async () => {
+    const wire: Record<string, string> = {};
+    addWireHeader(wire, '__proto__', 'x');
+    addWireHeader(wire, 'busbar-attempt', '2');
+    addWireHeader(wire, 'a', 'b');
+    const oneMessage = defineDriver({
+      name: 'one',
+      schemes: ['one'],
+      options: z.object({}),
+      create: () => ({
+        capabilities: { durableGroups: true, ordering: true, wildcards: false },
+        maxPayloadBytes: 1_000,
+        connect: async () => undefined,
+        publish: async () => undefined,
+        declareGroup: async () => undefined,
+        close: async () => undefined,
+        subscribe: async (_spec, callbacks) => {
+          callbacks.onDelivery({
+            id: 'm-1',
+            topic: 'a.b',
+            key: undefined,
+            headers: wire,
+            body: bytes('1'),
+            timestamp: Date.now(),
+            attempt: 2,
+            raw: undefined,
+            ack: async () => undefined,
+            retry: async () => undefined,
+            release: async () => undefined,
+          });
+          return { stop: async () => undefined, close: async () => undefined };
+        },
+      }),
+    });
+    const bus = await connect({ url: 'one://x', driver: oneMessage, logger: silentLogger });
+    open.push(bus);
+    const seen: Message<unknown>[] = [];
+    await bus.subscribe('a.b', (m) => void seen.push(m), { group: 'g' });
+    await waitFor(() => seen.length === 1, 2_000, 'the message');
+    const headers = seen[0]?.headers as Record<string, string>;
+    expect(Object.getPrototypeOf(headers)).toBe(Object.prototype);
+    expect(Object.keys(headers)).toEqual(['__proto__', 'a']);
+    expect(Object.getOwnPropertyDescriptor(headers, '__proto__')?.value).toBe('x');
   });
 });

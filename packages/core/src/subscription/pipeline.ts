@@ -8,7 +8,7 @@ import { RESERVED_HEADER_PREFIX } from '../names.js';
 import type { ResolvedSubscribeOptions } from '../options.js';
 import { validate } from '../schema.js';
 import type { Topic } from '../topic.js';
-import { HEADER } from '../transport/headers.js';
+import { addWireHeader, HEADER } from '../transport/headers.js';
 import type { Failures } from './failure.js';
 import type { Settlement } from './settle.js';
 import { Context, HOLD, type InFlight, type SubscriptionHost } from './state.js';
@@ -24,7 +24,10 @@ function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record
   if (own) return headers;
   const out: Record<string, string> = {};
   for (const name in headers) {
-    if (!name.startsWith(RESERVED_HEADER_PREFIX)) out[name] = headers[name] as string;
+    if (name.startsWith(RESERVED_HEADER_PREFIX)) continue;
+    // A foreign `__proto__` header must stay a header, not become the record's prototype.
+    if (name === '__proto__') addWireHeader(out, name, headers[name]);
+    else out[name] = headers[name] as string;
   }
   return out;
 }

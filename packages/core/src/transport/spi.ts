@@ -203,6 +203,8 @@ export interface TransportContext<Options> {
     readonly name: string;
     readonly connectTimeoutMs: number;
     readonly publishTimeoutMs: number;
+    /** The bound of `bus.close()`; `Transport.close(deadline)` gets the moment it ends. */
+    readonly closeTimeoutMs: number;
   };
   /** Strings that must never appear in errors or logs (URL password, option secrets). */
   readonly secrets: readonly string[];
