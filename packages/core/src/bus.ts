@@ -183,12 +183,14 @@ export class Bus {
   }
 
   async #subscribe<T>(def: Topic<T>, handler: Handler<T>, options: ResolvedSubscribeOptions): Promise<Subscription> {
-    this.#checkTopic(def.name, 'subscribe');
+    // A valid pattern on a broker without wildcards is unsupported, not an invalid name for that broker.
     if (isPattern(def.name) && !this.#transport.capabilities.wildcards) {
+      assertTopicName(def.name, 'subscribe');
       throw new UnsupportedError(
         `The ${this.#init.system} transport does not support wildcard subscriptions ('${def.name}')`,
       );
     }
+    this.#checkTopic(def.name, 'subscribe');
     if (options.group !== undefined) assertGroupName(options.group);
     const dlq =
       options.deadLetter === false
