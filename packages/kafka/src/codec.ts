@@ -1,5 +1,5 @@
 import type { OutgoingRecord } from '@busbar/core/transport';
-import { attemptFromHeaders, HEADER, keepsOwnTimestamp } from '@busbar/core/transport';
+import { addWireHeader, attemptFromHeaders, HEADER, keepsOwnTimestamp, wireHeaderValue } from '@busbar/core/transport';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
 
 /** Driver headers: when a retried message is due, and where a message was first read (on retries and dead letters). */
@@ -16,16 +16,35 @@ export interface KafkaRaw {
   readonly partition: number;
   readonly offset: string;
   readonly key: Buffer | null;
-  readonly headers: Readonly<Record<string, Buffer | string | (Buffer | string)[] | undefined>> | undefined;
+  readonly headers: Readonly<
+    Record<string, Buffer | string | null | undefined | (Buffer | string | null | undefined)[]>
+  >;
   readonly timestamp: string;
 }
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * The codec's content type travels in `content-type` (the CloudEvents Kafka binding's header); it is
+ * `message.contentType`, not one of the message's headers. Read in any case, as other clients may write it.
+ */
+export const CONTENT_TYPE = 'content-type';
+
+export function isContentType(name: string): boolean {
+  return name.length === 12 && (name === CONTENT_TYPE || name.toLowerCase() === CONTENT_TYPE);
+}
+
+/** Empty, over 1 KB or with control characters: not an id (README, foreign messages). */
+function usableId(id: string | undefined): id is string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+  return id !== undefined && id.length > 0 && id.length <= 1_024 && !/[\u0000-\u001f\u007f]/.test(id);
+}
+
 /** Rough bytes a record takes in a batch: body, key, headers and the per-record overhead. */
 export function recordSize(record: OutgoingRecord): number {
   let size = record.body.byteLength + 70 + record.id.length + (record.key?.length ?? 0);
   for (const name in record.headers) size += name.length + (record.headers[name] as string).length + 2;
+  if (record.contentType) size += CONTENT_TYPE.length + record.contentType.length + 2;
   return size;
 }
 
@@ -41,6 +60,7 @@ export function toKafkaMessage(
   now: number,
 ): Message {
   const headers: IHeaders = { ...record.headers, ...extra, [HEADER.id]: record.id };
+  if (record.contentType) headers[CONTENT_TYPE] = record.contentType;
   const body = record.body;
   const message: Message = {
     key: record.key ?? null,
@@ -51,22 +71,44 @@ export function toKafkaMessage(
   return message;
 }
 
-function headerText(value: IHeaders[string]): string | undefined {
-  if (value === undefined) return undefined;
-  if (Array.isArray(value)) return headerText(value[value.length - 1]);
-  return typeof value === 'string' ? value : value.toString('utf8');
+type RawHeaders = Record<string, Buffer | string | null | undefined | (Buffer | string | null | undefined)[]>;
+
+const INHERITED: Record<string, unknown> = {};
+
+/**
+ * kafkajs merges repeated keys with `obj[key] === undefined ? value : [obj[key], value]`, so a header named
+ * like an Object.prototype member (`constructor`, `toString`, `__proto__`) starts with the inherited
+ * function or object: the values from the wire are the rest.
+ */
+function wireValues(name: string, value: RawHeaders[string]): RawHeaders[string] {
+  if (Array.isArray(value) && name in INHERITED && (value[0] as unknown) === INHERITED[name]) return value.slice(1);
+  return value;
 }
 
-/** kafkajs headers -> busbar's string headers, own keys only. */
-export function fromKafkaHeaders(raw: IHeaders | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!raw) return out;
+/**
+ * kafkajs headers -> busbar's string headers, by core's one rule (null -> '', non-UTF-8 bytes -> base64,
+ * repeated keys joined), own keys only. Also returns the raw headers without kafkajs' inherited artifacts.
+ */
+export function fromKafkaHeaders(raw: IHeaders | undefined): {
+  headers: Record<string, string>;
+  raw: RawHeaders;
+  contentType: string | undefined;
+} {
+  const headers: Record<string, string> = {};
+  let contentType: string | undefined;
+  if (!raw) return { headers, raw: {}, contentType };
+  let clean = raw as RawHeaders;
   for (const name of Object.keys(raw)) {
-    if (name === '__proto__') continue;
-    const text = headerText(raw[name]);
-    if (text !== undefined) out[name] = text;
+    const original = (raw as RawHeaders)[name];
+    const value = wireValues(name, original);
+    if (value !== original) {
+      if (clean === raw) clean = { ...(raw as RawHeaders) };
+      Object.defineProperty(clean, name, { value, enumerable: true, writable: true, configurable: true });
+    }
+    if (isContentType(name)) contentType ??= wireHeaderValue(Array.isArray(value) ? value[0] : value);
+    else addWireHeader(headers, name, value);
   }
-  return out;
+  return { headers, raw: clean, contentType };
 }
 
 export interface DecodedRecord {
@@ -75,6 +117,7 @@ export interface DecodedRecord {
   readonly key: string | undefined;
   readonly headers: Record<string, string>;
   readonly body: Uint8Array;
+  readonly contentType: string | undefined;
   readonly timestamp: number;
   readonly attempt: number;
   readonly raw: KafkaRaw;
@@ -93,14 +136,16 @@ export function decode(
   message: KafkaMessage,
   fromRetryTopic: boolean,
 ): DecodedRecord {
-  const headers = fromKafkaHeaders(message.headers);
-  const id = headers[HEADER.id] ?? `${topic}-${partition}-${message.offset}`;
+  const { headers, raw, contentType } = fromKafkaHeaders(message.headers);
+  const busbarId = headers[HEADER.id];
+  const id = usableId(busbarId) ? busbarId : `${topic}-${partition}-${message.offset}`;
   return {
     id,
-    topic: fromRetryTopic ? (headers[HEADER.topic] ?? topic) : topic,
+    topic: fromRetryTopic ? headers[HEADER.topic] || topic : topic,
     key: message.key === null || message.key === undefined ? undefined : message.key.toString('utf8'),
     headers,
     body: message.value ?? EMPTY,
+    contentType,
     timestamp: Number(message.timestamp),
     attempt: attemptFromHeaders(headers),
     fromRetry: fromRetryTopic,
@@ -109,7 +154,7 @@ export function decode(
       partition,
       offset: message.offset,
       key: message.key ?? null,
-      headers: message.headers,
+      headers: raw,
       timestamp: message.timestamp,
     },
   };

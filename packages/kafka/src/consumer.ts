@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
-import { deferred, sanitizeError, withTimeout } from '@busbar/core/transport';
+import { deferred, numericHeader, sanitizeError, wireHeaderValue, withTimeout } from '@busbar/core/transport';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { decode, KAFKA_HEADER } from './codec.js';
 import { Committer } from './commits.js';
@@ -12,6 +12,10 @@ import { publishRetry } from './retry.js';
 import { isDeadLetterReader, kafkaGroupId, retryTopicFor, type Topology } from './topology.js';
 import type { PartitionTracker, TrackedOffset } from './tracker.js';
 
+/** A released record is handed to core again after this, doubling per release of the same record. */
+const RELEASE_DELAY_MS = 500;
+const RELEASE_MAX_DELAY_MS = 30_000;
+
 export interface ConsumerDeps {
   readonly kafka: Kafka;
   readonly options: KafkaOptions;
@@ -20,6 +24,8 @@ export interface ConsumerDeps {
   readonly logger: Logger;
   readonly secrets: readonly string[];
   readonly joinTimeoutMs: number;
+  /** Bounds close(): the final commit and the disconnect together. */
+  readonly closeTimeoutMs: number;
   readonly reportState: (
     connection: string,
     state: 'connecting' | 'up' | 'reconnecting' | 'down',
@@ -48,10 +54,10 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   readonly #name: string;
   readonly #commits: Committer;
   readonly #holds = new Map<number, NodeJS.Timeout>();
+  /** Released records waiting to be handed to core again. */
+  readonly #redeliveries = new Map<NodeJS.Timeout, TrackedOffset>();
   #waiters: (() => void)[] = [];
   #unsettled = 0;
-  /** Seeks this subscription made (on release): a batch being handed over may have gone stale. */
-  #seeks = 0;
   #stopping = false;
   #positioned = false;
   readonly #joined = deferred();
@@ -228,18 +234,18 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       if (admitted !== undefined) resolveOffset(admitted);
       admitted = undefined;
     };
-    // isStale() builds a string key per call (kafkajs seekOffsets): ask it when a seek may have happened
-    // (this subscription seeks on release) or after an await, not per message.
-    let seeks = -1;
+    // isStale() builds a string key per call (kafkajs seekOffsets): ask it at the start and after an
+    // await, not per message.
+    let checked = false;
     try {
       for (const message of batch.messages) {
         if (this.#stopping || c !== this.#consumer) return;
-        if (seeks !== this.#seeks) {
+        if (!checked) {
           if (!isRunning() || isStale()) return;
-          seeks = this.#seeks;
+          checked = true;
         }
         if (fromRetry) {
-          const due = Number(message.headers?.[KAFKA_HEADER.due]?.toString() ?? 0);
+          const due = numericHeader(wireHeaderValue(message.headers?.[KAFKA_HEADER.due]), 0);
           if (due > Date.now()) {
             this.#hold(partition, due, pause);
             return;
@@ -252,7 +258,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
             if (this.#stopping || !isRunning() || isStale() || c !== this.#consumer) return;
             await heartbeat();
           }
-          seeks = -1;
+          checked = false;
         }
         const entry = tracker.add(Number(message.offset));
         admitted = message.offset;
@@ -290,8 +296,8 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     });
   }
 
-  /** From KafkaDelivery: one delivery settled (acked, retried, dead-lettered or released). */
-  settled(tracker: PartitionTracker, entry: TrackedOffset, released: boolean): void {
+  /** From KafkaDelivery: one delivery settled (acked, retried, dead-lettered) or released (`released`). */
+  settled(tracker: PartitionTracker, entry: TrackedOffset, released: KafkaDelivery | undefined): void {
     this.#unsettled--;
     // Wake the fetch loop at a low-water mark, not on every settle: admitting one message per ack cost a
     // timer and a heartbeat each and left the drain half idle (bench finding).
@@ -301,17 +307,34 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       for (const wake of waiters) wake();
     }
     if (released) {
-      entry.released = true;
-      if (this.#broadcast || this.#stopping || !this.#commits.owns(tracker)) return;
-      // Give it back within this consumer: read the partition again from here.
-      tracker.rewind(entry);
-      this.#seeks++;
-      this.#consumer?.seek({ topic: tracker.topic, partition: tracker.partition, offset: String(entry.offset) });
+      if (this.#broadcast || this.#stopping || !this.#commits.owns(tracker)) entry.released = true;
+      else this.#redeliver(released, tracker, entry);
       return;
     }
     entry.done = true;
     // Broadcast offsets are tracked (to free memory) but never committed.
     if (tracker.advance() && !this.#broadcast) this.#commits.soon();
+  }
+
+  /**
+   * Gives a released record back to core within this consumer: that record alone, after a backoff. (A
+   * seek back ran every later record of the partition again, at once, and in a loop when the release
+   * repeated.) It keeps its place in the partition, so nothing is committed past it meanwhile.
+   */
+  #redeliver(delivery: KafkaDelivery, tracker: PartitionTracker, entry: TrackedOffset): void {
+    entry.releases = (entry.releases ?? 0) + 1;
+    const delay = Math.min(RELEASE_MAX_DELAY_MS, RELEASE_DELAY_MS * 2 ** Math.min(entry.releases - 1, 10));
+    const timer = setTimeout(() => {
+      this.#redeliveries.delete(timer);
+      // Closing, or the partition moved to another member (which reads it again from the last commit).
+      if (this.#stopping || !this.#commits.owns(tracker)) {
+        entry.released = true;
+        return;
+      }
+      this.#unsettled++;
+      this.#callbacks.onDelivery(delivery.again());
+    }, delay);
+    this.#redeliveries.set(timer, entry);
   }
 
   /** From KafkaDelivery: schedule a retry on the group's retry topic. */
@@ -330,6 +353,11 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     this.#stopping = true;
     for (const timer of this.#holds.values()) clearTimeout(timer);
     this.#holds.clear();
+    for (const [timer, entry] of this.#redeliveries) {
+      clearTimeout(timer);
+      entry.released = true;
+    }
+    this.#redeliveries.clear();
     for (const wake of this.#waiters.splice(0)) wake();
     try {
       this.#pauseAll();
@@ -342,9 +370,10 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     await this.stop();
     // A graceful close commits what finished (kafkajs' disconnect does not, kafkajs#507).
     // Both are bounded: with the broker gone kafkajs retries for a long time, and a close must end.
-    const bound = Math.max(this.#deps.options.sessionTimeoutMs, 10_000);
-    if (!this.#broadcast) await withTimeout(this.#commits.close(), bound, 'final commit').catch(() => undefined);
+    const deadline = Date.now() + this.#deps.closeTimeoutMs;
+    const left = () => Math.max(1, deadline - Date.now());
+    if (!this.#broadcast) await withTimeout(this.#commits.close(), left(), 'final commit').catch(() => undefined);
     if (this.#watchdog) clearInterval(this.#watchdog);
-    await withTimeout(this.#consumer?.disconnect() ?? Promise.resolve(), bound, 'disconnect').catch(() => undefined);
+    await withTimeout(this.#consumer?.disconnect() ?? Promise.resolve(), left(), 'disconnect').catch(() => undefined);
   }
 }

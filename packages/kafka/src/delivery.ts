@@ -4,7 +4,7 @@ import type { PartitionTracker, TrackedOffset } from './tracker.js';
 
 /** What a delivery reports back to its subscription. */
 export interface SettleHost {
-  settled(tracker: PartitionTracker, entry: TrackedOffset, released: boolean): void;
+  settled(tracker: PartitionTracker, entry: TrackedOffset, released: KafkaDelivery | undefined): void;
   scheduleRetry(
     delivery: KafkaDelivery,
     delayMs: number,
@@ -24,9 +24,11 @@ export class KafkaDelivery implements Delivery {
   readonly key: string | undefined;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Uint8Array;
+  readonly contentType: string | undefined;
   readonly timestamp: number;
   readonly attempt: number;
   readonly raw: KafkaRaw;
+  readonly #record: DecodedRecord;
   readonly #host: SettleHost;
   readonly #tracker: PartitionTracker;
   readonly #entry: TrackedOffset;
@@ -39,9 +41,11 @@ export class KafkaDelivery implements Delivery {
     this.key = record.key;
     this.headers = record.headers;
     this.body = record.body;
+    this.contentType = record.contentType;
     this.timestamp = record.timestamp;
     this.attempt = record.attempt;
     this.raw = record.raw;
+    this.#record = record;
     this.#host = host;
     this.#tracker = tracker;
     this.#entry = entry;
@@ -57,7 +61,12 @@ export class KafkaDelivery implements Delivery {
   async ack(): Promise<void> {
     if (this.#settled) return;
     this.#settled = true;
-    this.#host.settled(this.#tracker, this.#entry, false);
+    this.#host.settled(this.#tracker, this.#entry, undefined);
+  }
+
+  /** The same record handed to core again (after a release), still holding its place in the partition. */
+  again(): KafkaDelivery {
+    return new KafkaDelivery(this.#record, this.#host, this.#tracker, this.#entry);
   }
 
   /** Written to the group's retry topic (acks=all) before the source offset may be committed. */
@@ -66,12 +75,12 @@ export class KafkaDelivery implements Delivery {
     await this.#host.scheduleRetry(this, request.delayMs, request.attempt, request.headers);
     if (this.#settled) return;
     this.#settled = true;
-    this.#host.settled(this.#tracker, this.#entry, false);
+    this.#host.settled(this.#tracker, this.#entry, undefined);
   }
 
   async release(): Promise<void> {
     if (this.#settled) return;
     this.#settled = true;
-    this.#host.settled(this.#tracker, this.#entry, true);
+    this.#host.settled(this.#tracker, this.#entry, this);
   }
 }

@@ -1,11 +1,22 @@
-import { BusbarError, ConfigError, ConnectionError, InvalidTopicError, PublishError, TimeoutError } from '@busbar/core';
+import {
+  BusbarError,
+  ConfigError,
+  ConnectionError,
+  InvalidTopicError,
+  PayloadTooLargeError,
+  PublishError,
+  TimeoutError,
+} from '@busbar/core';
 import { sanitizeError } from '@busbar/core/transport';
 
 interface KafkaJsErrorShape {
   name?: string;
   type?: string;
   retriable?: boolean;
+  message?: string;
   originalError?: unknown;
+  /** KafkaJSAggregateError: the broker's per-topic errors. */
+  errors?: unknown[];
 }
 
 const CONNECTION_NAMES = new Set([
@@ -26,11 +37,15 @@ const AUTH_TYPES = new Set([
   'CLUSTER_AUTHORIZATION_FAILED',
 ]);
 
-/** The innermost kafkajs error (retries wrap the real one). */
+/** The innermost kafkajs error (retries wrap the real one; an aggregate holds the broker's per-topic ones). */
 export function rootCause(error: unknown): KafkaJsErrorShape {
   let current = error as KafkaJsErrorShape | undefined;
-  for (let i = 0; i < 5 && current?.originalError !== undefined; i++)
-    current = current.originalError as KafkaJsErrorShape;
+  for (let i = 0; i < 5 && current !== undefined; i++) {
+    if (current.originalError !== undefined) current = current.originalError as KafkaJsErrorShape;
+    else if (Array.isArray(current.errors) && current.errors.length > 0)
+      current = current.errors[0] as KafkaJsErrorShape;
+    else break;
+  }
   return current ?? {};
 }
 
@@ -46,12 +61,10 @@ export function toBusbarError(error: unknown, what: string, secrets: readonly st
   const clean = sanitizeError(error, secrets);
   const root = rootCause(error);
   const type = errorType(error);
-  const text = `${what}: ${clean.message}`;
+  const inner = root !== error && root.message ? sanitizeError(root, secrets).message : undefined;
+  const text = `${what}: ${clean.message}${inner && !clean.message.includes(inner) ? ` (${inner})` : ''}`;
   if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') {
-    return new PublishError(`${text} (raise the broker's message.max.bytes or lower maxMessageBytes)`, {
-      cause: clean,
-      retryable: false,
-    });
+    return payloadTooLarge(error, what, 0, 0, topic ?? '', secrets);
   }
   if (type === 'INVALID_TOPIC_EXCEPTION' || type === 'UNKNOWN_TOPIC_OR_PARTITION') {
     return new InvalidTopicError(`${text}${topic ? ` (topic '${topic}')` : ''}`);
@@ -65,4 +78,24 @@ export function toBusbarError(error: unknown, what: string, secrets: readonly st
   if (root.name !== undefined && CONNECTION_NAMES.has(root.name))
     return new ConnectionError(text, { cause: clean, retryable: true });
   return new PublishError(text, { cause: clean, retryable: root.retriable ?? true });
+}
+
+/**
+ * The broker refused a record as too large (MESSAGE_TOO_LARGE: the topic's max.message.bytes is below it).
+ * Not retryable: the same record is refused again. `size` is what busbar sent, `limit` the configured
+ * maxMessageBytes (the topic's own limit is not in the broker's answer).
+ */
+export function payloadTooLarge(
+  error: unknown,
+  what: string,
+  size: number,
+  limit: number,
+  topic: string,
+  secrets: readonly string[],
+): PayloadTooLargeError {
+  const clean = sanitizeError(error, secrets);
+  const failure = new PayloadTooLargeError(size, limit, topic);
+  failure.message = `${what}: the broker refused ${size > 0 ? `${size} bytes` : 'the record'} as too large (${clean.message}); raise the topic's max.message.bytes or lower maxMessageBytes`;
+  Object.defineProperty(failure, 'cause', { value: clean, configurable: true, writable: true });
+  return failure;
 }

@@ -1,20 +1,24 @@
-import { BusbarError, ClosedError } from '@busbar/core';
+import { BusbarError, ClosedError, TimeoutError } from '@busbar/core';
 import { type Deferred, deferred, type OutgoingRecord, withTimeout } from '@busbar/core/transport';
 import type { CompressionTypes, Kafka, Message, Producer, TopicMessages } from 'kafkajs';
 import { recordSize, toKafkaMessage } from './codec.js';
-import { errorType, toBusbarError } from './errors.js';
+import { errorType, payloadTooLarge, toBusbarError } from './errors.js';
 
 interface Pending {
   readonly records: readonly OutgoingRecord[];
   readonly extra: Readonly<Record<string, string>> | undefined;
   readonly size: number;
   readonly done: Deferred<void>;
+  /** When the publish timeout of this call runs out (topic creation, queueing and sending included). */
+  readonly deadline: number;
 }
 
 export interface PublisherConfig {
   readonly kafka: Kafka;
   readonly compression: CompressionTypes;
   readonly maxBatchBytes: number;
+  /** The broker's limit as configured (`maxMessageBytes`), for the error when a topic refuses a record as too large. */
+  readonly maxMessageBytes: number;
   readonly timeoutMs: number;
   readonly secrets: readonly string[];
   /** Creates the topics a batch needs (cached by the caller). */
@@ -29,6 +33,24 @@ const FENCED = new Set([
   'INVALID_PRODUCER_EPOCH',
   'INVALID_PRODUCER_ID_MAPPING',
 ]);
+
+function toTopicMessages(batch: readonly Pending[]): TopicMessages[] {
+  const byTopic = new Map<string, Message[]>();
+  const now = Date.now();
+  for (const pending of batch) {
+    for (const record of pending.records) {
+      let list = byTopic.get(record.topic);
+      if (!list) {
+        list = [];
+        byTopic.set(record.topic, list);
+      }
+      list.push(toKafkaMessage(record, pending.extra, now));
+    }
+  }
+  const topicMessages: TopicMessages[] = [];
+  for (const [topic, messages] of byTopic) topicMessages.push({ topic, messages });
+  return topicMessages;
+}
 
 /**
  * One idempotent producer (acks=all) fed by a queue: publishes that arrive
@@ -45,10 +67,18 @@ export class Publisher {
   #scheduled = false;
   #closed = false;
   #idle: Deferred<void> | undefined;
+  /** Topics known to exist: publishes to them go straight to the queue. */
+  readonly #topics = new Set<string>();
+  /** Publishes waiting for their topics to be created (close() flushes them too). */
+  readonly #creating = new Set<Promise<void>>();
+  #aborted = false;
+  /** Rejected when the transport shuts down: what is still waiting on the broker then settles at once. */
+  readonly #abort = deferred<never>();
 
   constructor(config: PublisherConfig) {
     this.#config = config;
     this.#producer = this.#create();
+    this.#abort.promise.catch(() => undefined);
   }
 
   #create(): Producer {
@@ -56,8 +86,9 @@ export class Publisher {
       idempotent: true,
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,
-      // The bus-level publish timeout bounds each send; kafkajs keeps retrying inside it.
-      retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 100, maxRetryTime: 2_000 },
+      // The bus-level publish timeout bounds each send; kafkajs keeps retrying inside it, and not much
+      // longer: a replaced producer's send must not retry in the background for ever.
+      retry: { retries: Math.ceil(this.#config.timeoutMs / 2_000) + 5, initialRetryTime: 100, maxRetryTime: 2_000 },
     });
     producer.on(producer.events.DISCONNECT, () => {
       if (!this.#closed) this.#config.onState('reconnecting');
@@ -80,14 +111,47 @@ export class Publisher {
   publish(records: readonly OutgoingRecord[], extra?: Readonly<Record<string, string>>): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('The Kafka transport is closed'));
     let size = 0;
-    for (const record of records) size += recordSize(record);
-    const done = deferred();
-    this.#queue.push({ records, extra, size, done });
+    let missing: Set<string> | undefined;
+    for (const record of records) {
+      size += recordSize(record);
+      if (this.#topics.has(record.topic)) continue;
+      missing ??= new Set();
+      missing.add(record.topic);
+    }
+    const pending: Pending = { records, extra, size, done: deferred(), deadline: Date.now() + this.#config.timeoutMs };
+    if (missing === undefined) this.#enqueue(pending);
+    else this.#createThenEnqueue(pending, [...missing]);
+    return pending.done.promise;
+  }
+
+  /**
+   * Topics are created before the publish joins the queue, inside its timeout: a topic that is slow or
+   * impossible to create holds up (and fails) only the publishes that need it, never the shared queue.
+   */
+  #createThenEnqueue(pending: Pending, topics: string[]): void {
+    const creating = Promise.race([this.#config.ensureTopics(topics), this.#abort.promise]);
+    const queued = withTimeout(creating, this.#config.timeoutMs, this.#timedOut()).then(
+      () => {
+        for (const topic of topics) this.#topics.add(topic);
+        if (this.#aborted) pending.done.reject(new ClosedError('The Kafka transport is closed'));
+        else this.#enqueue(pending);
+      },
+      (error: unknown) => pending.done.reject(this.#failure(error, [pending], topics)),
+    );
+    this.#creating.add(queued);
+    void queued.finally(() => this.#creating.delete(queued));
+  }
+
+  #enqueue(pending: Pending): void {
+    this.#queue.push(pending);
     if (!this.#scheduled && this.#inFlight === 0) {
       this.#scheduled = true;
       setImmediate(() => this.#drain());
     }
-    return done.promise;
+  }
+
+  #timedOut(): string {
+    return `Publishing to Kafka timed out after ${this.#config.timeoutMs} ms`;
   }
 
   #drain(): void {
@@ -102,39 +166,52 @@ export class Publisher {
       bytes += next.size;
       count++;
     }
-    const batch = this.#queue.splice(0, count);
+    const batch: Pending[] = [];
+    const now = Date.now();
+    for (const pending of this.#queue.splice(0, count)) {
+      // Queued behind a slow request past its own deadline: never sent.
+      if (pending.deadline <= now) pending.done.reject(new TimeoutError(this.#timedOut()));
+      else batch.push(pending);
+    }
+    if (batch.length === 0) {
+      this.#drain();
+      return;
+    }
     this.#inFlight++;
-    this.#send(batch).finally(() => {
-      this.#inFlight--;
-      if (this.#queue.length > 0) this.#drain();
-      else if (this.#inFlight === 0) this.#idle?.resolve();
-    });
+    this.#send(batch)
+      .catch((error: unknown) => {
+        const failure = toBusbarError(error, 'Publishing to Kafka failed', this.#config.secrets);
+        for (const pending of batch) pending.done.reject(failure);
+      })
+      .finally(() => {
+        this.#inFlight--;
+        if (this.#queue.length > 0) this.#drain();
+        else if (this.#inFlight === 0) this.#idle?.resolve();
+      });
   }
 
-  async #send(batch: Pending[]): Promise<void> {
-    const byTopic = new Map<string, Message[]>();
-    const now = Date.now();
-    for (const pending of batch) {
-      for (const record of pending.records) {
-        let list = byTopic.get(record.topic);
-        if (!list) {
-          list = [];
-          byTopic.set(record.topic, list);
-        }
-        list.push(toKafkaMessage(record, pending.extra, now));
-      }
-    }
-    const topicMessages: TopicMessages[] = [];
-    for (const [topic, messages] of byTopic) topicMessages.push({ topic, messages });
-    const deadline = Date.now() + this.#config.timeoutMs;
+  /** Every publish of the batch settles: resolved once acknowledged, else rejected with a typed error. */
+  async #send(batch: Pending[], deadline = Math.min(...batch.map((p) => p.deadline))): Promise<void> {
+    const topics = [...new Set(batch.flatMap((pending) => pending.records.map((record) => record.topic)))];
+    const timedOut = this.#timedOut();
     for (let attempt = 1; ; attempt++) {
+      let sent = false;
       try {
-        await this.#config.ensureTopics(byTopic.keys());
-        await this.connect();
+        const topicMessages = toTopicMessages(batch);
+        // Reconnecting counts against the publish timeout too: the broker may be down.
         await withTimeout(
-          this.#producer.sendBatch({ topicMessages, acks: -1, compression: this.#config.compression }),
+          Promise.race([this.connect(), this.#abort.promise]),
           Math.max(1, deadline - Date.now()),
-          `Publishing to Kafka timed out after ${this.#config.timeoutMs} ms`,
+          timedOut,
+        );
+        sent = true;
+        await withTimeout(
+          Promise.race([
+            this.#producer.sendBatch({ topicMessages, acks: -1, compression: this.#config.compression }),
+            this.#abort.promise,
+          ]),
+          Math.max(1, deadline - Date.now()),
+          timedOut,
         );
         this.#config.onState('up');
         for (const pending of batch) pending.done.resolve();
@@ -142,21 +219,40 @@ export class Publisher {
       } catch (error) {
         const type = errorType(error);
         const fenced = type !== undefined && FENCED.has(type);
-        // A send that outlived the publish timeout may be stuck on a dead connection kafkajs never notices.
-        if (fenced || BusbarError.is(error, 'BUSBAR_TIMEOUT')) this.#replace();
+        if (type === 'UNKNOWN_TOPIC_OR_PARTITION') for (const topic of topics) this.#topics.delete(topic);
+        // A failed send leaves the idempotent producer's sequence numbers wrong: kafkajs rolls them back
+        // for every partition of the request, also those the broker wrote, and the broker then takes the
+        // next batch of the same size to such a partition for a duplicate and drops it. A send that
+        // outlived the timeout may be stuck on a dead connection kafkajs never notices. Start afresh.
+        if (sent || BusbarError.is(error, 'BUSBAR_TIMEOUT')) this.#replace();
         // The broker refused the batch for its sequence numbers (kafkajs#598): a fresh producer sends it again.
         if (fenced && attempt < 3 && Date.now() < deadline) continue;
-        const topics = [...byTopic.keys()];
-        const failure = toBusbarError(
-          error,
-          `Publishing to '${topics.join("', '")}' failed`,
-          this.#config.secrets,
-          topics[0],
-        );
+        if (BusbarError.is(error, 'BUSBAR_CLOSED')) {
+          for (const pending of batch) pending.done.reject(error);
+          return;
+        }
+        const failure = this.#failure(error, batch, topics);
+        // One refused record (too large for its topic, a topic that cannot exist) must not fail the
+        // unrelated publishes merged into the same request: each is sent on its own.
+        if (batch.length > 1 && !failure.retryable && Date.now() < deadline) {
+          for (const pending of batch) await this.#send([pending], Math.min(deadline, pending.deadline));
+          return;
+        }
         for (const pending of batch) pending.done.reject(failure);
         return;
       }
     }
+  }
+
+  #failure(error: unknown, batch: readonly Pending[], topics: readonly string[]): BusbarError {
+    const type = errorType(error);
+    const what = `Publishing to '${topics.join("', '")}' failed`;
+    if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') {
+      let size = 0;
+      for (const pending of batch) size += pending.size;
+      return payloadTooLarge(error, what, size, this.#config.maxMessageBytes, topics[0] ?? '', this.#config.secrets);
+    }
+    return toBusbarError(error, what, this.#config.secrets, topics[0]);
   }
 
   #replace(): void {
@@ -170,11 +266,23 @@ export class Publisher {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await Promise.all(this.#creating);
     if (this.#inFlight > 0 || this.#queue.length > 0) {
       this.#idle = deferred();
       if (!this.#scheduled && this.#inFlight === 0) this.#drain();
       await this.#idle.promise;
     }
     await this.#producer.disconnect().catch(() => undefined);
+  }
+
+  /** The transport is shutting down: every publish still waiting fails now, and none is sent any more. */
+  abort(): void {
+    this.#closed = true;
+    this.#aborted = true;
+    this.#abort.reject(
+      new ClosedError('The Kafka transport closed before the broker confirmed the publish (it may have been written)'),
+    );
+    for (const pending of this.#queue.splice(0)) pending.done.reject(new ClosedError('The Kafka transport is closed'));
+    this.#idle?.resolve();
   }
 }

@@ -22,7 +22,7 @@ export function publishRetry(
     key: delivery.key,
     headers,
     body: delivery.body,
-    contentType: '',
+    contentType: delivery.contentType ?? '',
     timestamp: delivery.timestamp,
   };
   return publisher.publish([record], {

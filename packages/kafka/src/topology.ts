@@ -87,15 +87,18 @@ export class Topology {
   async #create(topics: string[]): Promise<void> {
     const { admin, partitions, replicationFactor } = this.#config;
     try {
-      await admin.createTopics({
-        // kafkajs' own wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which KRaft brokers answer until metadata catches up.
-        waitForLeaders: false,
-        topics: topics.map((topic) => ({
-          topic,
-          numPartitions: partitions,
-          ...(replicationFactor === undefined ? {} : { replicationFactor }),
-        })),
-      });
+      // kafkajs' admin gives up on the first connection error (a connection cut just before): retried here.
+      await retrying(() =>
+        admin.createTopics({
+          // kafkajs' own wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which KRaft brokers answer until metadata catches up.
+          waitForLeaders: false,
+          topics: topics.map((topic) => ({
+            topic,
+            numPartitions: partitions,
+            ...(replicationFactor === undefined ? {} : { replicationFactor }),
+          })),
+        }),
+      );
       await this.#waitForLeaders(topics);
       // Metadata can name a leader before that broker serves the partition: wait until it answers ListOffsets.
       await retrying(() => Promise.all(topics.map((topic) => this.#config.admin.fetchTopicOffsets(topic))));

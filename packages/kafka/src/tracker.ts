@@ -3,6 +3,8 @@ export interface TrackedOffset {
   readonly offset: number;
   done: boolean;
   released: boolean;
+  /** Times it was released and handed to core again by this consumer (its redelivery backoff). */
+  releases?: number;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { ConfigError, ConnectionError, InvalidTopicError } from '@busbar/core';
+import { ConfigError, ConnectionError, InvalidHeaderError, InvalidTopicError } from '@busbar/core';
 import type {
   Capabilities,
   LagInfo,
@@ -11,11 +11,13 @@ import type {
 } from '@busbar/core/transport';
 import { redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
 import type { Admin, CompressionTypes as CompressionType, Kafka as KafkaClient, KafkaConfig, LogEntry } from 'kafkajs';
+import { isContentType } from './codec.js';
 import { KafkaSubscription } from './consumer.js';
 import { toBusbarError } from './errors.js';
 import { CompressionCodecs, CompressionTypes, Kafka, logLevel } from './kafkajs.js';
 import type { KafkaOptions } from './options.js';
 import { Publisher } from './publisher.js';
+import { SocketRegistry } from './sockets.js';
 import { kafkaGroupId, retrying, Topology } from './topology.js';
 
 const capabilities: Capabilities = {
@@ -53,6 +55,8 @@ const LEGAL_TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
 /** `kafka://[user:pass@]host:port` on kafkajs. */
 export class KafkaTransport implements Transport {
   readonly capabilities = capabilities;
+  /** The CloudEvents Kafka binding's attribute header prefix. */
+  readonly cloudEventsPrefix = 'ce_';
   readonly maxPayloadBytes: number;
   readonly #context: TransportContext<KafkaOptions>;
   readonly #kafka: KafkaClient;
@@ -61,10 +65,15 @@ export class KafkaTransport implements Transport {
   readonly #publisher: Publisher;
   readonly #subscriptions = new Set<KafkaSubscription>();
   readonly #secrets: readonly string[];
+  readonly #sockets = new SocketRegistry();
+  readonly #closeTimeoutMs: number;
+  #connected = false;
   #closed = false;
 
   constructor(context: TransportContext<KafkaOptions>) {
     this.#context = context;
+    // closeTimeoutMs is not in the SPI's bus options yet: use it when core passes it.
+    this.#closeTimeoutMs = (context.bus as { readonly closeTimeoutMs?: number }).closeTimeoutMs ?? 10_000;
     const o = context.options;
     const compression = COMPRESSION[o.compression];
     if (compression !== CompressionTypes.None && !codecAvailable(compression)) {
@@ -87,6 +96,7 @@ export class KafkaTransport implements Transport {
       kafka: this.#kafka,
       compression,
       maxBatchBytes: Math.floor(o.maxMessageBytes * 0.9),
+      maxMessageBytes: o.maxMessageBytes,
       timeoutMs: context.bus.publishTimeoutMs,
       secrets: this.#secrets,
       ensureTopics: (topics) => this.#topology.ensureTopics(topics),
@@ -105,6 +115,7 @@ export class KafkaTransport implements Transport {
     const config: KafkaConfig = {
       clientId: o.clientId ?? bus.name,
       brokers,
+      socketFactory: this.#sockets.factory,
       connectionTimeout: Math.min(bus.connectTimeoutMs, 10_000),
       requestTimeout: 30_000,
       retry: { initialRetryTime: 100, maxRetryTime: 2_000, retries: 8 },
@@ -144,7 +155,11 @@ export class KafkaTransport implements Transport {
         bus.connectTimeoutMs,
         `Connecting to ${redactUrl(url)} timed out after ${bus.connectTimeoutMs} ms`,
       );
+      this.#connected = true;
     } catch (error) {
+      // Nothing to flush: stop kafkajs' connect attempts now, or they keep the process alive.
+      this.#publisher.abort();
+      this.#sockets.shutdown();
       const clean = sanitizeError(error, this.#secrets);
       this.#context.reportState('producer', 'down', clean);
       throw new ConnectionError(`Could not connect to Kafka at ${redactUrl(url)}: ${clean.message}`, { cause: clean });
@@ -152,6 +167,17 @@ export class KafkaTransport implements Transport {
   }
 
   publish(records: readonly OutgoingRecord[]): Promise<void> {
+    for (const record of records) {
+      for (const name in record.headers) {
+        if (isContentType(name)) {
+          return Promise.reject(
+            new InvalidHeaderError(
+              `Header name '${name}' is reserved on Kafka: it carries the codec's content type (message.contentType)`,
+            ),
+          );
+        }
+      }
+    }
     return this.#publisher.publish(records);
   }
 
@@ -162,6 +188,7 @@ export class KafkaTransport implements Transport {
       topology: this.#topology,
       publisher: this.#publisher,
       logger: this.#context.logger,
+      closeTimeoutMs: this.#closeTimeoutMs,
       secrets: this.#secrets,
       joinTimeoutMs: Math.max(this.#context.bus.connectTimeoutMs, 15_000),
       reportState: this.#context.reportState,
@@ -210,12 +237,23 @@ export class KafkaTransport implements Transport {
     }
   }
 
+  /**
+   * Flushes and disconnects within closeTimeoutMs, broker up or down; then every socket left is destroyed
+   * and kafkajs' reconnect loops end, so a closed bus keeps nothing running.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all([...this.#subscriptions].map((s) => s.close().catch(() => undefined)));
-    await this.#publisher.close();
-    await this.#admin.disconnect().catch(() => undefined);
+    if (this.#connected) {
+      const graceful = (async () => {
+        await Promise.all([...this.#subscriptions].map((s) => s.close().catch(() => undefined)));
+        await this.#publisher.close();
+        await this.#admin.disconnect().catch(() => undefined);
+      })();
+      await withTimeout(graceful, this.#closeTimeoutMs, 'close').catch(() => undefined);
+    }
+    this.#publisher.abort();
+    this.#sockets.shutdown();
     this.#context.reportState('producer', 'down');
   }
 }
