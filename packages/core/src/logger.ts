@@ -1,6 +1,9 @@
 import { redactText } from './redact.js';
 
-/** Any logger with these methods works (console, pino, winston). */
+/**
+ * Any logger with these methods works: console-style `(message, fields)` (console, winston) or
+ * fields-first `(fields, message)` (pino, bunyan: recognised by `child()` plus `bindings()`/`levels`/`fields`).
+ */
 export interface Logger {
   debug(message: string, fields?: Record<string, unknown>): void;
   info(message: string, fields?: Record<string, unknown>): void;
@@ -22,15 +25,37 @@ export const consoleLogger: Logger = {
 
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** Wraps a logger so that no secret reaches it, whatever a driver or error puts in a line. */
+/**
+ * True for loggers that take the fields first, `(fields, message)`: pino and bunyan (and their children).
+ * Both have `child()`; pino has `bindings()` and `levels`, bunyan `fields`. Console-style loggers (console,
+ * winston, most others) take the message first.
+ */
+export function isFieldsFirst(logger: Logger): boolean {
+  const l = logger as unknown as Record<string, unknown>;
+  if (typeof l.child !== 'function') return false;
+  return (
+    typeof l.bindings === 'function' ||
+    (typeof l.levels === 'object' && l.levels !== null) ||
+    typeof l.fields === 'object'
+  );
+}
+
+/**
+ * Wraps a logger so that no secret reaches it, whatever a driver or error puts in a line, and calls it the way
+ * it wants to be called: pino/bunyan get `(fields, message)` (so the fields become structured, not lost),
+ * everything else `(message, fields)`.
+ */
 export function redactingLogger(logger: Logger, secrets: readonly string[]): Logger {
+  const fieldsFirst = isFieldsFirst(logger);
   const clean = (fields?: Record<string, unknown>): Record<string, unknown> | undefined => {
     if (!fields) return undefined;
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(fields)) {
       out[k] =
         v instanceof Error
-          ? redactText(`${v.name}: ${v.message}`, secrets)
+          ? fieldsFirst
+            ? { type: v.name, message: redactText(v.message, secrets) }
+            : redactText(`${v.name}: ${v.message}`, secrets)
           : typeof v === 'string'
             ? redactText(v, secrets)
             : v;
@@ -41,8 +66,11 @@ export function redactingLogger(logger: Logger, secrets: readonly string[]): Log
     (level: keyof Logger) =>
     (message: string, fields?: Record<string, unknown>): void => {
       const cleaned = clean(fields);
-      if (cleaned) logger[level](redactText(message, secrets), cleaned);
-      else logger[level](redactText(message, secrets));
+      const text = redactText(message, secrets);
+      const call = logger[level] as (...args: unknown[]) => void;
+      if (fieldsFirst) call.call(logger, cleaned ?? {}, text);
+      else if (cleaned) call.call(logger, text, cleaned);
+      else call.call(logger, text);
     };
   return { debug: wrap('debug'), info: wrap('info'), warn: wrap('warn'), error: wrap('error') };
 }
