@@ -1,10 +1,11 @@
 import { inspect } from 'node:util';
 import type { Connections } from './connections.js';
+import { MessageStream } from './consume.js';
 import { deadLetterTopic } from './dead-letter.js';
-import { BusbarError, ClosedError, ConfigError, UnsupportedError } from './errors.js';
+import { AbortedError, BusbarError, ClosedError, ConfigError, UnsupportedError } from './errors.js';
 import { channels } from './events.js';
 import type { Logger } from './logger.js';
-import type { Handler } from './message.js';
+import type { Handler, Message } from './message.js';
 import { assertGroupName, assertTopicName, isPattern } from './names.js';
 import {
   parseOptions,
@@ -28,6 +29,7 @@ import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from '
 import { type Topic, type TopicLike, toTopic } from './topic.js';
 import { DEAD_LETTER_READER_GROUP } from './transport/headers.js';
 import type { Capabilities, ConnectionHealth, LagInfo, OutgoingRecord, Transport } from './transport/spi.js';
+import { abortable } from './transport/util.js';
 
 export type { BatchEntry, PublishOptions } from './publish.js';
 export type { RedriveOptions } from './redrive.js';
@@ -63,7 +65,10 @@ export interface BusInit {
 export class Bus {
   readonly #init: BusInit;
   readonly #transport: Transport;
-  readonly #subscriptions = new Set<{ stats(): SubscriptionStats; close(deadline?: number): Promise<void> }>();
+  readonly #subscriptions = new Set<{
+    stats(): SubscriptionStats;
+    close(deadline?: number, signal?: AbortSignal): Promise<void>;
+  }>();
   readonly #validTopics = new Set<string>();
   readonly #declared = new Map<string, Promise<void>>();
   #closing: Promise<void> | undefined;
@@ -89,14 +94,25 @@ export class Bus {
    */
   async publish<T>(topic: TopicLike<T>, payload: T, options?: PublishOptions): Promise<string> {
     const def = toTopic(topic);
+    const signal = options?.signal;
+    if (signal?.aborted)
+      throw new AbortedError('Publish aborted before sending: nothing was sent', { cause: signal.reason });
     const pending = this.#record(def, payload, options);
     const record = pending instanceof Promise ? await pending : pending;
-    await this.#send(def.name, [record]);
+    const sent = this.#send(def.name, [record]);
+    await (signal
+      ? abortable(sent, signal, 'Publish aborted while waiting for the broker: it may or may not have the message')
+      : sent);
     return record.id;
   }
 
   /** Publishes many messages to one topic in as few round trips as the broker allows. Resolves with their ids. */
-  async publishBatch<T>(topic: TopicLike<T>, entries: readonly BatchEntry<T>[]): Promise<string[]> {
+  async publishBatch<T>(
+    topic: TopicLike<T>,
+    entries: readonly BatchEntry<T>[],
+    options: { signal?: AbortSignal } = {},
+  ): Promise<string[]> {
+    if (options.signal?.aborted) throw new AbortedError('Publish aborted before sending: nothing was sent');
     if (!Array.isArray(entries))
       throw new ConfigError('publishBatch needs an array of { payload, key?, headers?, id? }');
     const def = toTopic(topic);
@@ -108,7 +124,10 @@ export class Bus {
       const pending = this.#record(def, entry.payload, entry, BATCH_ENTRY_KEYS);
       records.push(pending instanceof Promise ? await pending : pending);
     }
-    if (records.length > 0) await this.#send(def.name, records);
+    if (records.length > 0) {
+      const message = 'Publish aborted while waiting for the broker: it may or may not have the messages';
+      await abortable(this.#send(def.name, records), options.signal, message);
+    }
     return records.map((r) => r.id);
   }
 
@@ -178,8 +197,32 @@ export class Bus {
     if (this.#closing) throw new ClosedError('The bus is closed: subscribe rejected');
     if (typeof handler !== 'function') throw new ConfigError('subscribe needs a handler function');
     const def = toTopic(topic);
-    const resolved = parseOptions(subscribeOptionsSchema, options, 'subscribe options');
-    return this.#subscribe(def, handler, resolved);
+    const { signal, ...rest } = (typeof options === 'object' && options !== null ? options : {}) as SubscribeOptions & {
+      signal?: unknown;
+    };
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new ConfigError('Invalid subscribe options: signal: expected an AbortSignal');
+    }
+    if (signal?.aborted) throw new AbortedError('Subscribe aborted before it started', { cause: signal.reason });
+    const resolved = parseOptions(
+      subscribeOptionsSchema,
+      typeof options === 'object' && options !== null ? rest : options,
+      'subscribe options',
+    );
+    const subscription = await this.#subscribe(def, handler, resolved);
+    // Closing on abort: the same graceful close as close() (in-flight handlers finish, bounded).
+    signal?.addEventListener('abort', () => void subscription.close(), { once: true });
+    return subscription;
+  }
+
+  /**
+   * The messages of `topic` as an async iterator: `for await (const message of bus.consume(topic, { group }))`.
+   * Each is acked when the loop body finishes, with the same retry, dead-letter and idempotency rules as a
+   * handler (a body that throws leaves the loop: the message is released, not retried); leaving the loop
+   * releases what was not handled and closes the subscription. Concurrency is 1 unless set.
+   */
+  consume<T>(topic: TopicLike<T>, options: SubscribeOptions = {}): AsyncIterableIterator<Message<T>> {
+    return new MessageStream<T>((handler) => this.subscribe(topic, handler, options));
   }
 
   async #subscribe<T>(def: Topic<T>, handler: Handler<T>, options: ResolvedSubscribeOptions): Promise<Subscription> {
@@ -337,12 +380,15 @@ export class Bus {
     };
   }
 
-  /** Closes every subscription (gracefully), flushes publishes, disconnects. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Closes every subscription (gracefully), flushes publishes, disconnects. Idempotent. Bounded by
+   * `closeTimeoutMs`; `signal` cuts the wait for in-flight handlers short (they are released, never acked).
+   */
+  close(options: { signal?: AbortSignal } = {}): Promise<void> {
     this.#closing ??= (async () => {
       this.#init.connections.quiet = true;
       const deadline = Date.now() + this.#init.closeTimeoutMs;
-      await Promise.all([...this.#subscriptions].map((s) => s.close(deadline)));
+      await Promise.all([...this.#subscriptions].map((s) => s.close(deadline, options.signal)));
       this.#subscriptions.clear();
       // A broker that is down or silent must not hold close() past its bound: the driver gets what is left
       // of closeTimeoutMs (at least CLOSE_GRACE_MS) to flush and disconnect, then close() returns anyway.
@@ -373,6 +419,11 @@ export class Bus {
 
   [inspect.custom](): string {
     return `Bus { transport: '${this.#init.system}', url: '${this.#init.redactedUrl}' }`;
+  }
+
+  /** `await using bus = await connect(...)`: closed when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   toJSON(): Record<string, unknown> {

@@ -23,7 +23,8 @@ export type BusbarErrorCode =
   | 'BUSBAR_UNSUPPORTED'
   | 'BUSBAR_HANDLER_TIMEOUT'
   | 'BUSBAR_DUPLICATE'
-  | 'BUSBAR_PERMANENT';
+  | 'BUSBAR_PERMANENT'
+  | 'BUSBAR_ABORTED';
 
 export interface BusbarErrorOptions {
   cause?: unknown;
@@ -156,6 +157,16 @@ export class ValidationError extends BusbarError {
   constructor(message: string, issues: readonly ValidationIssue[]) {
     super('BUSBAR_VALIDATION', message);
     this.issues = issues;
+  }
+}
+
+/**
+ * The caller's AbortSignal fired. For a publish aborted after it was sent, the outcome is unknown (as with a
+ * timeout): the broker may have the message.
+ */
+export class AbortedError extends BusbarError {
+  constructor(message: string, options?: BusbarErrorOptions) {
+    super('BUSBAR_ABORTED', message, options);
   }
 }
 

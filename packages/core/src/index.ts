@@ -12,6 +12,7 @@ export { connect, DRIVER_PACKAGES } from './connect.js';
 export { deadLetterTopic, parseDeadLetter } from './dead-letter.js';
 export type { BusbarErrorCode, ValidationIssue } from './errors.js';
 export {
+  AbortedError,
   BusbarError,
   ClosedError,
   ConfigError,

@@ -121,5 +121,8 @@ export const subscribeOptionsSchema = z
     path: ['idempotency'],
   });
 
-export type SubscribeOptions = z.input<typeof subscribeOptionsSchema>;
+export type SubscribeOptions = z.input<typeof subscribeOptionsSchema> & {
+  /** Aborting it closes the subscription (gracefully, like `close()`). */
+  signal?: AbortSignal;
+};
 export type ResolvedSubscribeOptions = z.output<typeof subscribeOptionsSchema>;

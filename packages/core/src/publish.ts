@@ -18,15 +18,17 @@ export interface PublishOptions {
    * prefix; the id is the message id). `type` and `source` may come from the topic's `cloudEvent` option.
    */
   cloudEvent?: CloudEventOptions;
+  /** Stops waiting: rejects with AbortedError (before sending: nothing sent; after: the outcome is unknown). */
+  signal?: AbortSignal;
 }
 
-export interface BatchEntry<T> extends PublishOptions {
+export interface BatchEntry<T> extends Omit<PublishOptions, 'signal'> {
   payload: T;
 }
 
-export const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id', 'cloudEvent']);
+export const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id', 'cloudEvent', 'signal']);
 
-export const BATCH_ENTRY_KEYS = new Set([...PUBLISH_OPTION_KEYS, 'payload']);
+export const BATCH_ENTRY_KEYS = new Set([...PUBLISH_OPTION_KEYS, 'payload'].filter((k) => k !== 'signal'));
 
 /** The codec's bytes, or a SerializationError whatever a user codec throws or returns. */
 function encodeWith<T>(def: Topic<T>, value: T): Uint8Array {
@@ -96,5 +98,8 @@ export function checkPublishOptions(options: PublishOptions, keys: ReadonlySet<s
     throw new ConfigError(
       "Invalid publish options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'",
     );
+  }
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+    throw new ConfigError('Invalid publish options: signal must be an AbortSignal');
   }
 }

@@ -45,20 +45,25 @@ async function until(
  * answer releases and acks, close the native subscription. Each broker call is abandoned (with a warning) when
  * it would run past the deadline: a broker that never answers must not hold close() up.
  */
-export async function drain(parts: DrainParts, deadline: number): Promise<void> {
+export async function drain(parts: DrainParts, deadline: number, signal?: AbortSignal): Promise<void> {
   const { native, settle } = parts;
   if (native) await until(settle, deadline, native.stop(), 'stopping intake', 100);
   for (const d of parts.queue.drain()) settle.release(d);
   parts.failures.releaseHeld();
-  if (parts.inFlight.size > 0) {
+  if (parts.inFlight.size > 0 && !signal?.aborted) {
     let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
     await Promise.race([
       parts.idle(),
       new Promise<void>((resolve) => {
         timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        // The caller's signal ends the grace period now: running handlers are released below.
+        onAbort = resolve;
+        signal?.addEventListener('abort', onAbort, { once: true });
       }),
     ]);
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
   // Handlers still running past the grace period: abort them and give their messages back, unacked.
   for (const rec of parts.inFlight) {

@@ -17,6 +17,11 @@ export class SubscriptionHandle implements Subscription {
   get closed(): boolean {
     return this.#runtime.closed;
   }
+  /** `await using sub = await bus.subscribe(...)`: closed when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async close(): Promise<void> {
     await this.#runtime.close();
     this.#forget();

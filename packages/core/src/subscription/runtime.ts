@@ -82,6 +82,10 @@ export class SubscriptionRuntime<T> implements Subscription {
     return this.#state === 'closed';
   }
 
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   stats(): SubscriptionStats {
     return {
       topic: this.topic,
@@ -170,12 +174,12 @@ export class SubscriptionRuntime<T> implements Subscription {
    * `deadline` (ms since the epoch) bounds the whole close, broker up or down: handlers get until then,
    * and the transport's stop/close calls are abandoned (logged) when they would run past it.
    */
-  close(deadline = Date.now() + this.#host.closeTimeoutMs): Promise<void> {
-    this.#closing ??= this.#close(deadline);
+  close(deadline = Date.now() + this.#host.closeTimeoutMs, signal?: AbortSignal): Promise<void> {
+    this.#closing ??= this.#close(deadline, signal);
     return this.#closing;
   }
 
-  async #close(deadline: number): Promise<void> {
+  async #close(deadline: number, signal: AbortSignal | undefined): Promise<void> {
     this.#state = 'closing';
     await drain(
       {
@@ -191,6 +195,7 @@ export class SubscriptionRuntime<T> implements Subscription {
           }),
       },
       deadline,
+      signal,
     );
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#state = 'closed';

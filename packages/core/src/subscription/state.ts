@@ -24,6 +24,8 @@ export interface Subscription {
   /** Stop intake, let in-flight handlers finish (up to the close timeout), settle them. Idempotent. */
   close(): Promise<void>;
   readonly closed: boolean;
+  /** `await using sub = await bus.subscribe(...)` closes it when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 export interface SubscriptionStats {

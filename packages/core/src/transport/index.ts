@@ -36,4 +36,4 @@ export type {
 } from './spi.js';
 export { defineDriver, isDriver } from './spi.js';
 export type { Deferred } from './util.js';
-export { Coalescer, deferred, keepsOwnTimestamp, withTimeout } from './util.js';
+export { abortable, Coalescer, deferred, keepsOwnTimestamp, withTimeout } from './util.js';

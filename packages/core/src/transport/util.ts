@@ -1,4 +1,4 @@
-import { TimeoutError } from '../errors.js';
+import { AbortedError, TimeoutError } from '../errors.js';
 
 /** Rejects with a `TimeoutError` (retryable, outcome unknown) when `promise` has not settled within `ms`. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
@@ -90,4 +90,27 @@ export class Coalescer<T> {
       );
     }
   }
+}
+
+/**
+ * `promise`, or an AbortedError as soon as `signal` fires (the work itself goes on: the caller stops waiting).
+ * No listener is left on the signal once either side settles.
+ */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, message: string): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(new AbortedError(message, { cause: signal.reason }));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new AbortedError(message, { cause: signal.reason }));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }

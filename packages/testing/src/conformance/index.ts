@@ -2,6 +2,7 @@ import { describe } from 'vitest';
 import { badInputTests } from './bad-input.js';
 import { capabilityTests } from './capabilities.js';
 import { type ConformanceOptions, Suite } from './context.js';
+import { conventionTests } from './conventions.js';
 import { deliveryTests, orderingTests, wildcardTests } from './delivery.js';
 import { failureTests } from './failures.js';
 import { fuzzTests } from './fuzz.js';
@@ -24,6 +25,7 @@ export function describeConformance(name: string, options: ConformanceOptions): 
     if (options.capabilities.wildcards) describe('wildcards', () => wildcardTests(suite));
     describe('failures', () => failureTests(suite));
     describe('lifecycle', () => lifecycleTests(suite));
+    describe('conventions', () => conventionTests(suite));
     if (options.capabilities.durableGroups) describe('durable groups', () => durableTests(suite));
     describe('bad input', () => {
       badInputTests(suite, name);
