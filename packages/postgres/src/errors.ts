@@ -1,4 +1,4 @@
-import { BusbarError, ConfigError, ConnectionError } from '@busbar/core';
+import { BusbarError, ConfigError, ConnectionError, TimeoutError } from '@busbar/core';
 import { sanitizeError } from '@busbar/core/transport';
 
 /** SQLSTATE classes and socket errors that mean "the connection, not the statement, failed": worth retrying. */
@@ -48,6 +48,10 @@ export function mapPgError(
   const clean = sanitizeError(error, secrets);
   if (isUndefinedTable(error) && missingTableHint) {
     return new ConfigError(`${context}: ${clean.message}; ${missingTableHint}`, { cause: clean });
+  }
+  // pg's own `query_timeout` fired: the statement may or may not have run.
+  if (error instanceof Error && error.message === 'Query read timeout') {
+    return new TimeoutError(`${context}: PostgreSQL did not answer in time (outcome unknown)`, { cause: clean });
   }
   if (isConnectionFailure(error)) {
     return new ConnectionError(`${context}: ${clean.message || codeOf(error) || 'connection failed'}`, {

@@ -1,6 +1,6 @@
 import type { ClaimResult, IdempotencyStore } from '@busbar/core';
 import { BusbarError, ConfigError } from '@busbar/core';
-import { type ConnectionOptions, type ResolvedConnection, resolveConnection } from './connection.js';
+import { type ConnectionOptions, queryBounded, type ResolvedConnection, resolveConnection } from './connection.js';
 import { mapPgError } from './errors.js';
 import { DEFAULT_IDEMPOTENCY_TABLE, migrationHint, tableName } from './sql.js';
 import type { SqlClient } from './types.js';
@@ -55,7 +55,7 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
     if (typeof options !== 'object' || options === null)
       throw new ConfigError('PostgresIdempotencyStore needs { pool } or { url }');
     for (const name of Object.keys(options)) {
-      if (!['pool', 'url', 'table', 'maxConnections'].includes(name)) {
+      if (!['pool', 'url', 'table', 'maxConnections', 'connectTimeoutMs', 'queryTimeoutMs'].includes(name)) {
         throw new ConfigError(`Invalid idempotency store options: unknown option '${name}'`);
       }
     }
@@ -146,7 +146,7 @@ RETURNING 1`,
 
   async #query(text: string, values: unknown[], op: string) {
     try {
-      return await this.#conn.pool.query(text, values);
+      return await queryBounded(this.#conn, text, values);
     } catch (error) {
       throw mapPgError(error, this.#conn.secrets, `Idempotency ${op} failed (${this.#conn.where})`, this.#hint);
     }

@@ -21,6 +21,10 @@ export const relayOptionsSchema = z
     pool: z.custom<PoolLike>(isPool, 'must be a pg Pool').optional(),
     /** Or a connection string: the relay creates its own small pool and ends it on stop(). */
     url: z.string().min(1).optional(),
+    /** Longest wait for a PostgreSQL connection: then the batch fails with a retryable ConnectionError. */
+    connectTimeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
+    /** Longest wait for one statement's answer: then a retryable TimeoutError and the connection is discarded. */
+    queryTimeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
     /** The bus rows are published through (any transport). */
     bus: z.custom<RelayBus>(isBus, 'must be a busbar Bus'),
     /** Outbox table, `table` or `schema.table`. */

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { BusbarError, ConfigError } from '@busbar/core';
 import { type BatchResult, type BatchSql, batchSql, publishBatch } from './batch.js';
-import { type ResolvedConnection, resolveConnection } from './connection.js';
+import {
+  BoundedClient,
+  connectBounded,
+  queryBounded,
+  type ResolvedConnection,
+  resolveConnection,
+} from './connection.js';
 import { isConnectionFailure, mapPgError } from './errors.js';
 import { emit } from './events.js';
 import { parse, type RelayOptions, type ResolvedRelayOptions, relayOptionsSchema } from './options.js';
@@ -142,15 +148,15 @@ class OutboxRelay implements Relay {
 
   async #batch(conn: ResolvedConnection): Promise<BatchResult> {
     const started = Date.now();
-    let client: PooledClient;
+    let client: BoundedClient;
     try {
-      client = await conn.pool.connect();
+      client = new BoundedClient(await connectBounded(conn), conn.queryTimeoutMs);
     } catch (error) {
       throw mapPgError(error, conn.secrets, `Relay cannot connect to PostgreSQL (${conn.where})`);
     }
     let destroy = false;
     // A session killed while idle in the transaction emits 'error' on the client; unheard, it would crash the process.
-    client.on('error', ignore);
+    client.client.on('error', ignore);
     try {
       await client.query('BEGIN');
       const result = await publishBatch(
@@ -185,7 +191,7 @@ class OutboxRelay implements Relay {
       }
       return result;
     } catch (error) {
-      destroy = !BusbarError.is(error) && isConnectionFailure(error);
+      destroy = client.broken || (!BusbarError.is(error) && isConnectionFailure(error));
       if (!destroy) await client.query('ROLLBACK').catch(() => (destroy = true));
       throw mapPgError(
         error,
@@ -194,7 +200,7 @@ class OutboxRelay implements Relay {
         migrationHint('outbox', this.#table),
       );
     } finally {
-      client.removeListener('error', ignore);
+      client.client.removeListener('error', ignore);
       client.release(destroy);
     }
   }
@@ -226,14 +232,14 @@ class OutboxRelay implements Relay {
     const conn = this.#conn as ResolvedConnection;
     let client: PooledClient | undefined;
     try {
-      client = await conn.pool.connect();
+      client = await connectBounded(conn);
       client.on('notification', this.#onNotify);
       client.on('error', (error) => {
         this.#reportError('listen', mapPgError(error, conn.secrets, 'Relay LISTEN connection failed'));
         this.#dropListener();
         this.#retryListen();
       });
-      await client.query(`LISTEN "${this.#channel.replaceAll('"', '""')}"`);
+      await new BoundedClient(client, conn.queryTimeoutMs).query(`LISTEN "${this.#channel.replaceAll('"', '""')}"`);
       this.#listener = client;
       // Notifications sent while no one listened are lost: look once now.
       this.#notified = true;
@@ -276,7 +282,7 @@ class OutboxRelay implements Relay {
       try {
         let deleted = 0;
         for (;;) {
-          const result = await conn.pool.query(text, [this.#options.retentionMs]);
+          const result = await queryBounded(conn, text, [this.#options.retentionMs]);
           deleted += result.rowCount ?? 0;
           if ((result.rowCount ?? 0) < 10_000 || !this.#running) break;
         }

@@ -28,6 +28,8 @@ export class RabbitDelivery implements Delivery {
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Uint8Array;
   readonly timestamp: number;
+  readonly contentType: string | undefined;
+  readonly idGenerated: boolean;
   readonly attempt: number;
   readonly raw: ConsumeMessage;
   readonly #acks: ChannelAcks;
@@ -41,6 +43,8 @@ export class RabbitDelivery implements Delivery {
     this.headers = incoming.headers;
     this.body = message.content;
     this.timestamp = incoming.timestamp;
+    this.contentType = incoming.contentType;
+    this.idGenerated = incoming.idGenerated;
     this.attempt = incoming.attempt;
     this.raw = message;
     this.#acks = acks;
@@ -187,7 +191,7 @@ export class Consumer implements TransportSubscription {
     await this.#opening?.catch(() => undefined);
     const acks = this.#acks;
     const tag = this.#consumerTag;
-    if (acks?.alive && tag) await acks.channel.cancel(tag).catch(() => undefined);
+    if (acks?.alive && tag) await this.#link.closeStep(acks.channel.cancel(tag));
   }
 
   async close(): Promise<void> {
@@ -199,7 +203,7 @@ export class Consumer implements TransportSubscription {
     if (acks?.alive) {
       await acks.drain();
       // Closing the channel requeues whatever is still unacked.
-      await acks.channel.close().catch(() => undefined);
+      await this.#link.closeStep(acks.channel.close());
     }
   }
 }

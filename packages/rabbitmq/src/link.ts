@@ -1,6 +1,7 @@
 import type { TransportContext } from '@busbar/core/transport';
 import { redactUrl, sanitizeError } from '@busbar/core/transport';
 import amqplib, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
+import { CLOSE_STEP_MS, settledWithin } from './closing.js';
 import { isAuthFailure } from './errors.js';
 import type { ResolvedOptions } from './options.js';
 
@@ -20,6 +21,7 @@ export class Link {
   #model: ChannelModel | undefined;
   #lastError: unknown;
   #closed = false;
+  #silent = false;
 
   constructor(name: string, context: TransportContext<ResolvedOptions>) {
     this.name = name;
@@ -29,6 +31,29 @@ export class Link {
   /** The live connection, or undefined while (re)connecting. */
   get model(): ChannelModel | undefined {
     return this.#model;
+  }
+
+  /** True once a close-time round trip went unanswered: the rest of the close does not wait for the broker. */
+  get silent(): boolean {
+    return this.#silent || !this.#model;
+  }
+
+  /**
+   * Waits for a close-time round trip on this connection, at most one step (none once the broker is known
+   * silent or the connection is down). Resolves false when it went unanswered.
+   */
+  async closeStep(promise: Promise<unknown>): Promise<boolean> {
+    const answered = await settledWithin(promise, this.silent ? 0 : CLOSE_STEP_MS);
+    if (!answered) this.#silent = true;
+    return answered;
+  }
+
+  /** The negotiated frame_max of the live connection (amqplib keeps it on its connection object), or 0 if unknown. */
+  get frameMax(): number {
+    const model = this.#model;
+    if (!model) return 0;
+    const value: unknown = Reflect.get(model.connection, 'frameMax');
+    return typeof value === 'number' && Number.isFinite(value) ? value : 0;
   }
 
   /** The live connection; waits up to `timeoutMs` while reconnecting, then rejects. */
@@ -135,6 +160,8 @@ export class Link {
   #up(model: ChannelModel): void {
     if (this.#closed) return;
     this.#model = model;
+    // A fresh connection answers again: close-time round trips are worth waiting for.
+    this.#silent = false;
     this.#context.reportState(this.name, 'up');
     for (const listener of this.#listeners) {
       try {
@@ -147,12 +174,29 @@ export class Link {
     }
   }
 
-  async close(): Promise<void> {
+  async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.#closed) return;
+    const model = this.#model;
+    const silent = this.silent || deadline <= Date.now();
     this.#closed = true;
-    this.#model = undefined;
     this.#listeners.clear();
-    await this.#recovering?.close().catch(() => undefined);
+    const closing = this.#recovering?.close() ?? Promise.resolve();
+    // connection.close waits for close-ok, which a silent broker never sends (amqplib would hold the
+    // socket until two heartbeats are missed): then the socket is destroyed instead.
+    const wait = silent ? 0 : Math.min(CLOSE_STEP_MS, deadline - Date.now());
+    if (!(await settledWithin(closing, wait)) && model) destroySocket(model);
+    this.#model = undefined;
     this.#context.reportState(this.name, 'down');
+  }
+}
+
+/**
+ * Destroys the socket under an amqplib connection (amqplib offers no forced close). With an error, so amqplib
+ * runs its socket-error path: it stops the heartbeat timers and marks the connection closed.
+ */
+function destroySocket(model: ChannelModel): void {
+  const stream: unknown = Reflect.get(model.connection, 'stream');
+  if (typeof stream === 'object' && stream !== null && 'destroy' in stream && typeof stream.destroy === 'function') {
+    stream.destroy(new Error('closed by busbar: the broker did not answer'));
   }
 }

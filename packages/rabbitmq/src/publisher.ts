@@ -1,6 +1,7 @@
-import { ClosedError, PublishError, TimeoutError } from '@busbar/core';
+import { ClosedError, InvalidHeaderError, PublishError, TimeoutError } from '@busbar/core';
 import { type Deferred, deferred, sanitizeError } from '@busbar/core/transport';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
+import { settledWithin } from './closing.js';
 import type { Link } from './link.js';
 
 /** One `publish()` call: resolves when every one of its messages is confirmed. */
@@ -104,8 +105,13 @@ export class Publisher {
         this.#confirmed(entry, error),
       );
     } catch (error) {
-      if (error instanceof RangeError) {
-        this.#fail(entry.call, new PublishError(`Publish failed: ${error.message}`, { retryable: false }));
+      // amqplib validates the message while encoding it (field types and sizes): nothing was sent, and
+      // sending it again cannot help. Anything else means the channel closed under us.
+      if (error instanceof RangeError || error instanceof TypeError) {
+        const text = `Publish to '${entry.routingKey}' failed: ${error.message}`;
+        // The header table over amqplib's encoding buffer (the transport checks sizes first; this is the backstop).
+        const headers = /field table|headers/i.test(error.message);
+        this.#fail(entry.call, headers ? new InvalidHeaderError(text) : new PublishError(text, { retryable: false }));
         return true;
       }
       // The channel closed under us; its confirm callback was not registered, so the entry is still ours.
@@ -248,10 +254,14 @@ export class Publisher {
   }
 
   /** Waits for the confirms of what is in flight (bounded by the publish timeout), then closes the channel. */
-  async close(): Promise<void> {
+  async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.#closed) return;
     const pending = this.#calls.slice(this.#head).filter((c) => !c.done);
-    await Promise.allSettled(pending.map((c) => c.result.promise));
+    // A silent broker will not confirm them, and past core's deadline nobody waits: they fail now (outcome
+    // unknown) instead of at their own deadline.
+    if (!this.#link.silent && pending.length > 0) {
+      await settledWithin(Promise.allSettled(pending.map((c) => c.result.promise)), deadline - Date.now());
+    }
     this.#closed = true;
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
@@ -260,6 +270,12 @@ export class Publisher {
     for (const entry of this.#queue)
       this.#fail(entry.call, new ClosedError('The RabbitMQ transport closed before this message was sent'));
     this.#queue = [];
-    await channel?.close().catch(() => undefined);
+    for (const call of pending) {
+      this.#fail(
+        call,
+        new TimeoutError('The RabbitMQ transport closed before the broker confirmed: the outcome is unknown'),
+      );
+    }
+    if (channel) await this.#link.closeStep(channel.close());
   }
 }

@@ -13,7 +13,8 @@ import {
   type TransportSubscription,
 } from '@busbar/core/transport';
 import type { Channel } from 'amqplib';
-import { type PublishSettings, publishOptions, toBuffer } from './codec.js';
+import { settledWithin } from './closing.js';
+import { checkHeaderSize, headerTableLimit, type PublishSettings, publishOptions, toBuffer } from './codec.js';
 import { Consumer, type RabbitDelivery } from './consumer.js';
 import { toBusbarError } from './errors.js';
 import { Link } from './link.js';
@@ -40,6 +41,11 @@ export class RabbitMQTransport implements Transport {
   readonly capabilities: Capabilities;
   /** RabbitMQ 4's default `max_message_size` (3.x allowed 128 MiB); raise `maxPayloadBytes` only if the broker allows. */
   readonly maxPayloadBytes = 16 * 1024 * 1024;
+  /**
+   * CloudEvents attribute headers in binary mode, as the AMQP protocol binding names them: `cloudEvents_`
+   * since binding 1.0.2 (the older `cloudEvents:` is still read by core, as every prefix is).
+   */
+  readonly cloudEventsPrefix = 'cloudEvents_';
   readonly #context: TransportContext<ResolvedOptions>;
   readonly #options: ResolvedOptions;
   readonly #publishLink: Link;
@@ -117,14 +123,17 @@ export class RabbitMQTransport implements Transport {
   publish(records: readonly OutgoingRecord[]): Promise<void> {
     const messages: Outgoing[] = new Array(records.length);
     const exchange = this.#options.exchange;
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i] as OutgoingRecord;
-      messages[i] = {
-        exchange,
-        routingKey: record.topic,
-        content: toBuffer(record.body),
-        options: publishOptions(record, this.#settings),
-      };
+    const limit = headerTableLimit(this.#publishLink.frameMax);
+    try {
+      for (let i = 0; i < records.length; i++) {
+        const record = records[i] as OutgoingRecord;
+        const options = publishOptions(record, this.#settings);
+        checkHeaderSize(record.topic, options.headers, limit);
+        messages[i] = { exchange, routingKey: record.topic, content: toBuffer(record.body), options };
+      }
+    } catch (error) {
+      // Nothing of the call is sent: a batch goes out whole or not at all.
+      return Promise.reject(error);
     }
     return this.#publisher.publish(messages);
   }
@@ -210,19 +219,15 @@ export class RabbitMQTransport implements Transport {
       key: delivery.key,
       headers: request.headers,
       body: delivery.body,
-      contentType: delivery.raw.properties.contentType ?? 'application/octet-stream',
+      contentType: delivery.contentType ?? '',
       timestamp: delivery.timestamp,
     };
     const extra = { [HEADER.attempt]: String(request.attempt), [HEADER.topic]: delivery.topic };
+    const options = publishOptions(record, this.#retrySettings, extra);
+    // Core's retry headers (failure metadata on top of the original ones) could outgrow the header table.
+    checkHeaderSize(delivery.topic, options.headers, headerTableLimit(this.#publishLink.frameMax));
     try {
-      await this.#retryPublisher.publish([
-        {
-          exchange,
-          routingKey: queue,
-          content: delivery.raw.content,
-          options: publishOptions(record, this.#retrySettings, extra),
-        },
-      ]);
+      await this.#retryPublisher.publish([{ exchange, routingKey: queue, content: delivery.raw.content, options }]);
     } catch (error) {
       // Maybe the bucket was deleted behind our back: declare it again next time.
       this.#buckets.delete(bucket);
@@ -264,12 +269,18 @@ export class RabbitMQTransport implements Transport {
     return toBusbarError(error, what, this.#context.secrets);
   }
 
-  async close(): Promise<void> {
+  /** `deadline`: when core stops waiting; unconfirmed publishes fail and the connections end by then at the latest. */
+  async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all([...this.#consumers].map((c) => c.close().catch(() => undefined)));
-    await Promise.all([this.#publisher.close(), this.#retryPublisher.close()]);
-    const consumeLink = await this.#consumeLink?.catch(() => undefined);
-    await Promise.all([this.#publishLink.close(), consumeLink?.close()]);
+    const consumers = Promise.all([...this.#consumers].map((c) => c.close().catch(() => undefined)));
+    await settledWithin(consumers, deadline - Date.now());
+    await Promise.all([this.#publisher.close(deadline), this.#retryPublisher.close(deadline)]);
+    // A consumer connection still being opened is closed as soon as it is up, even after close() returned.
+    const consumeLink = (this.#consumeLink ?? Promise.resolve(undefined)).then(
+      (link) => link?.close(deadline),
+      () => undefined,
+    );
+    await Promise.all([this.#publishLink.close(deadline), settledWithin(consumeLink, deadline - Date.now())]);
   }
 }

@@ -3,6 +3,7 @@ import { brokerAvailable, brokerUrls, describeConformance } from '@busbar/testin
 import { describe } from 'vitest';
 import { driver } from '../src/index.js';
 import { testOptions } from './helpers.js';
+import { refuseWrites } from './refuse-writes.js';
 
 const ok = await brokerAvailable('rabbitmq');
 const url = new URL(brokerUrls.rabbitmq);
@@ -22,5 +23,6 @@ describe.runIf(ok)('rabbitmq', () => {
       replay: false,
     },
     badCredentialsUrl: url.toString(),
+    refuseWrites,
   });
 });

@@ -7,6 +7,7 @@ import {
 } from '@busbar/core/transport';
 import { Redis } from 'ioredis';
 import type { RedisClient } from './client.js';
+import { CLOSE_STEP_MS, type CloseState } from './closing.js';
 import { decodeEntry } from './codec.js';
 import { toBusbarError } from './errors.js';
 import {
@@ -26,6 +27,7 @@ export interface BroadcastInit {
   readonly topic: string;
   readonly prefetch: number;
   readonly blockMs: number;
+  readonly closing: CloseState;
   readonly secrets: readonly string[];
   readonly logger: Logger;
   readonly callbacks: SubscribeCallbacks;
@@ -138,15 +140,18 @@ export class BroadcastSubscription implements TransportSubscription, DeliveryOwn
     if (this.#stopped) return;
     this.#stopped = true;
     this.#gate.open();
-    const grace = this.#i.blockMs + 1_000;
-    if (this.#readerId !== undefined && this.#i.client.status === 'ready') {
-      await withTimeout(this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId), grace, 'unblock').catch(
-        () => undefined,
-      );
+    const { client, reader, closing } = this.#i;
+    // Unreachable: the pending read can never return, and CLIENT UNBLOCK could never be sent.
+    if (reader.status !== 'ready' || client.status !== 'ready') closing.silent = true;
+    else if (this.#readerId !== undefined && !closing.silent) {
+      const unblock = withTimeout(client.call('CLIENT', 'UNBLOCK', this.#readerId), CLOSE_STEP_MS, 'unblock');
+      await unblock.catch(() => {
+        closing.silent = true;
+      });
     }
-    // With Redis unreachable the read never returns (and ioredis does not reject commands queued while it
-    // reconnects, even on disconnect): give up on it after the grace period.
-    if (!(await settlesWithin(this.#loop, grace))) this.#i.reader.disconnect();
+    // With Redis silent the read never returns (and ioredis does not reject commands queued while it
+    // reconnects, even on disconnect): drop the connection and do not wait for it.
+    if (closing.silent || !(await settlesWithin(this.#loop, this.#i.blockMs + 1_000))) reader.disconnect();
   }
 
   async close(): Promise<void> {

@@ -1,13 +1,24 @@
 import { isUtf8 } from 'node:buffer';
-import { attemptFromHeaders, type Delivery, keepsOwnTimestamp, type OutgoingRecord } from '@busbar/core/transport';
+import {
+  addWireHeader,
+  attemptFromHeaders,
+  type Delivery,
+  keepsOwnTimestamp,
+  numericHeader,
+  type OutgoingRecord,
+} from '@busbar/core/transport';
 
 /**
  * Stream entry layout: `body` (raw bytes), `id` (busbar id), `ts` (publish
  * time, ms; only when older than the entry id says), `key` (only when set), `h` (headers as a JSON object, only when
- * there are any). A retry-stream entry has a single field `r`: the JSON
+ * there are any), `ct` (content type, only when it is not `application/json`: an entry with busbar's `id` field
+ * and no `ct` is JSON). A retry-stream entry has a single field `r`: the JSON
  * {@link RetryPayload} that the retry scripts move around without parsing.
  */
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** busbar's default content type: left out of entries and retry payloads, as the most common one. */
+const JSON_TYPE = 'application/json';
 
 /**
  * The Redis entry id a message was first read from: written by core into its
@@ -35,6 +46,8 @@ export interface RetryPayload {
   readonly a: number;
   readonly b: string;
   readonly s: string;
+  /** Content type, only when not JSON; '' when the message had none. */
+  readonly c?: string;
 }
 
 /**
@@ -55,6 +68,7 @@ export function pushEntryFields(args: (string | Buffer | number)[], record: Outg
     args.push('h', JSON.stringify(record.headers));
     break;
   }
+  if (record.contentType !== JSON_TYPE && record.contentType !== '') args.push('ct', record.contentType);
 }
 
 export interface DecodedEntry {
@@ -65,15 +79,25 @@ export interface DecodedEntry {
   timestamp: number;
   /** Attempt of the first delivery of this entry (from `busbar-attempt` or the retry payload). */
   baseAttempt: number;
+  /** The content type, undefined when the entry says nothing about it. */
+  contentType: string | undefined;
 }
 
-/** Decodes the fields of a stream entry read with a Buffer reply (throws on a malformed retry payload). */
+/**
+ * Decodes the fields of a stream entry read with a Buffer reply. Entries from other producers are taken as
+ * they come: an unusable `id` (empty, over 1 KB, control characters) falls back to the entry id, a `ts`
+ * that is no valid time to the entry id's time, headers that are not a JSON object are dropped, and a
+ * malformed retry payload `r` is ignored (the entry is read like any other). Never throws.
+ */
 export function decodeEntry(entryId: string, fields: Buffer[]): DecodedEntry {
   let body: Buffer | undefined;
   let id: string | undefined;
   let key: string | undefined;
   let ts = 0;
   let headers = EMPTY_HEADERS;
+  let contentType: string | undefined;
+  let busbarId = false;
+  const entryTime = Number(entryId.slice(0, entryId.indexOf('-')));
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i] as Buffer;
     const value = fields[i + 1] as Buffer;
@@ -83,10 +107,14 @@ export function decodeEntry(entryId: string, fields: Buffer[]): DecodedEntry {
         body = value;
         break;
       case 'id':
-        id = value.toString();
+        id = usableId(value.toString());
+        busbarId = true;
+        break;
+      case 'ct':
+        contentType = value.toString();
         break;
       case 'ts':
-        ts = digits(value);
+        ts = validTime(numericHeader(value.toString(), 0), 0);
         break;
       case 'key':
         key = value.toString();
@@ -94,8 +122,11 @@ export function decodeEntry(entryId: string, fields: Buffer[]): DecodedEntry {
       case 'h':
         headers = parseHeaders(value.toString());
         break;
-      case 'r':
-        return fromRetryPayload(JSON.parse(value.toString()) as RetryPayload);
+      case 'r': {
+        const retried = fromRetryPayload(value.toString(), entryId, entryTime);
+        if (retried) return retried;
+        break;
+      }
     }
   }
   // For an entry that busbar did not write, the id and timestamp come from the entry id.
@@ -104,12 +135,13 @@ export function decodeEntry(entryId: string, fields: Buffer[]): DecodedEntry {
     key,
     headers,
     body: body ?? new Uint8Array(0),
-    timestamp: ts || Number(entryId.slice(0, entryId.indexOf('-'))),
+    timestamp: ts || entryTime,
     baseAttempt: headers === EMPTY_HEADERS ? 1 : attemptFromHeaders(headers),
+    contentType: contentType ?? (busbarId ? JSON_TYPE : undefined),
   };
 }
 
-type Field = 'body' | 'id' | 'ts' | 'key' | 'h' | 'r' | undefined;
+type Field = 'body' | 'id' | 'ts' | 'ct' | 'key' | 'h' | 'r' | undefined;
 
 function fieldOf(name: Buffer): Field {
   switch (name.length) {
@@ -117,6 +149,7 @@ function fieldOf(name: Buffer): Field {
       return name[0] === 0x68 ? 'h' : name[0] === 0x72 ? 'r' : undefined;
     case 2:
       if (name[0] === 0x69 && name[1] === 0x64) return 'id';
+      if (name[0] === 0x63 && name[1] === 0x74) return 'ct';
       return name[0] === 0x74 && name[1] === 0x73 ? 'ts' : undefined;
     case 3:
       return name[0] === 0x6b && name[1] === 0x65 && name[2] === 0x79 ? 'key' : undefined;
@@ -127,17 +160,29 @@ function fieldOf(name: Buffer): Field {
   }
 }
 
-/** A non-negative decimal integer (the publish time in ms); NaN-free: anything else reads as 0. */
-function digits(value: Buffer): number {
-  let n = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = (value[i] as number) - 0x30;
-    if (c < 0 || c > 9) return 0;
-    n = n * 10 + c;
-  }
-  return n;
+/** The largest time a JavaScript Date holds (ms); beyond it `new Date()` is Invalid Date. */
+const MAX_TIME = 8.64e15;
+
+/** `value` if it is a usable publish time (ms since the epoch), else `fallback`. */
+function validTime(value: number, fallback: number): number {
+  return Number.isFinite(value) && value > 0 && value <= MAX_TIME ? value : fallback;
 }
 
+/** A message id from another producer, or undefined when it is empty, over 1 KB or has control characters. */
+export function usableId(text: string): string | undefined {
+  if (text === '' || text.length > 1_024 || Buffer.byteLength(text) > 1_024) return undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return undefined;
+  }
+  return text;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Headers from the `h` field: a JSON object, each value through core's wire-header rule. */
 function parseHeaders(text: string): Readonly<Record<string, string>> {
   let parsed: unknown;
   try {
@@ -145,20 +190,33 @@ function parseHeaders(text: string): Readonly<Record<string, string>> {
   } catch {
     return EMPTY_HEADERS;
   }
-  if (typeof parsed !== 'object' || parsed === null) return EMPTY_HEADERS;
+  return isRecord(parsed) ? wireHeaders(parsed) : EMPTY_HEADERS;
+}
+
+function wireHeaders(source: Record<string, unknown>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(parsed)) if (typeof value === 'string') out[name] = value;
+  for (const [name, value] of Object.entries(source)) addWireHeader(out, name, value);
   return out;
 }
 
-function fromRetryPayload(p: RetryPayload): DecodedEntry {
+/** A retry payload as busbar writes it, or undefined for anything else (another producer's `r` field). */
+function fromRetryPayload(text: string, entryId: string, entryTime: number): DecodedEntry | undefined {
+  let p: unknown;
+  try {
+    p = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(p) || typeof p.b !== 'string' || !isRecord(p.h)) return undefined;
+  const attempt = typeof p.a === 'number' && Number.isSafeInteger(p.a) && p.a >= 1 ? p.a : 1;
   return {
-    id: p.i,
-    key: p.k,
-    headers: p.h,
+    id: (typeof p.i === 'string' ? usableId(p.i) : undefined) ?? entryId,
+    key: typeof p.k === 'string' ? p.k : undefined,
+    headers: wireHeaders(p.h),
     body: Buffer.from(p.b, 'base64'),
-    timestamp: p.t,
-    baseAttempt: p.a,
+    timestamp: validTime(typeof p.t === 'number' ? p.t : 0, entryTime),
+    baseAttempt: attempt,
+    contentType: typeof p.c !== 'string' ? JSON_TYPE : p.c === '' ? undefined : p.c,
   };
 }
 
@@ -177,6 +235,7 @@ export function retryPayload(
     a: attempt,
     b: Buffer.from(d.body.buffer, d.body.byteOffset, d.body.byteLength).toString('base64'),
     s: entryId,
+    ...(d.contentType === JSON_TYPE ? {} : { c: d.contentType ?? '' }),
   };
   return JSON.stringify(payload);
 }

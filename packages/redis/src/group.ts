@@ -1,3 +1,4 @@
+import { BusbarError } from '@busbar/core';
 import {
   type Logger,
   type RetryRequest,
@@ -9,6 +10,7 @@ import { Redis } from 'ioredis';
 import { AckBatcher } from './acks.js';
 import { claimIdle, refreshHeld } from './claim.js';
 import type { RedisClient } from './client.js';
+import { CLOSE_STEP_MS, type CloseState } from './closing.js';
 import { decodeEntry, retryPayload } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import type { TopicKeys } from './keys.js';
@@ -41,6 +43,8 @@ export interface GroupInit {
   readonly blockMs: number;
   /** Bound on acks, retries, releases and close-time commands: ioredis queues commands while disconnected. */
   readonly opTimeoutMs: number;
+  /** Whether Redis stopped answering close-time commands (shared with the transport and its other subscriptions). */
+  readonly closing: CloseState;
   readonly secrets: readonly string[];
   readonly logger: Logger;
   readonly callbacks: SubscribeCallbacks;
@@ -226,6 +230,7 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
         body: new Uint8Array(0),
         timestamp: Date.now(),
         baseAttempt: 1,
+        contentType: undefined,
       };
     }
     const d = new RedisDelivery(
@@ -313,28 +318,42 @@ export class GroupSubscription implements TransportSubscription, DeliveryOwner {
     clearInterval(this.#claimTimer);
     this.#mover.stop();
     this.#gate.open();
-    const grace = this.#i.blockMs + 1_000;
-    if (this.#readerId !== undefined && this.#i.client.status === 'ready') {
-      // Ends the blocking read at once instead of after blockMs.
-      await withTimeout(this.#i.client.call('CLIENT', 'UNBLOCK', this.#readerId), grace, 'unblock').catch(
-        () => undefined,
-      );
+    const { client, reader, closing } = this.#i;
+    // Unreachable: the pending read can never return, and CLIENT UNBLOCK could never be sent.
+    if (reader.status !== 'ready' || client.status !== 'ready') closing.silent = true;
+    else if (this.#readerId !== undefined && !closing.silent) {
+      // Ends the blocking read at once instead of after blockMs. A healthy Redis answers at once: no answer
+      // within a step means it went silent, and nothing else will be answered either.
+      const unblock = withTimeout(client.call('CLIENT', 'UNBLOCK', this.#readerId), CLOSE_STEP_MS, 'unblock');
+      await unblock.catch(() => {
+        closing.silent = true;
+      });
     }
-    // With Redis unreachable the read never returns (and ioredis does not reject commands queued while it
-    // reconnects, even on disconnect): give up on it after the grace period.
-    if (!(await settlesWithin(this.#loop, grace))) this.#i.reader.disconnect();
-    await settlesWithin(this.#claiming, grace);
+    // With Redis silent the read never returns (and ioredis does not reject commands queued while it
+    // reconnects, even on disconnect): drop the connection and do not wait for it.
+    if (closing.silent) reader.disconnect();
+    else if (!(await settlesWithin(this.#loop, this.#i.blockMs + 1_000))) {
+      closing.silent = true;
+      reader.disconnect();
+    }
+    await settlesWithin(this.#claiming, closing.silent ? 0 : this.#i.blockMs + 1_000);
     this.#intakeClosed = true;
   }
 
   async close(): Promise<void> {
     await this.stop();
-    await this.#acks.flushed();
+    await settlesWithin(this.#acks.flushed(), this.#i.closing.silent ? 0 : this.#i.opTimeoutMs);
     const { client, keys, group, consumer, reader } = this.#i;
     try {
-      await withTimeout(forgetConsumer(client, keys, group, consumer), this.#i.opTimeoutMs, 'XPENDING timed out');
+      // Best effort, and only worth a round trip while Redis answers.
+      if (!this.#i.closing.silent && client.status === 'ready') {
+        const forgotten = withTimeout(forgetConsumer(client, keys, group, consumer), CLOSE_STEP_MS, 'XPENDING');
+        await forgotten.catch((error: unknown) => {
+          if (BusbarError.is(error, 'BUSBAR_TIMEOUT')) this.#i.closing.silent = true;
+        });
+      }
     } catch {
-      // Best effort: a leftover consumer entry only shows in XINFO CONSUMERS.
+      // A leftover consumer entry only shows in XINFO CONSUMERS.
     } finally {
       reader.disconnect();
     }

@@ -16,6 +16,7 @@ export class RedisDelivery implements Delivery {
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Uint8Array;
   readonly timestamp: number;
+  readonly contentType: string | undefined;
   readonly attempt: number;
   readonly raw: RedisEntry;
   /** True when read from the group's retry stream. */
@@ -40,6 +41,7 @@ export class RedisDelivery implements Delivery {
     this.headers = entry.headers;
     this.body = entry.body;
     this.timestamp = entry.timestamp;
+    this.contentType = entry.contentType;
     this.attempt = entry.baseAttempt + Math.max(0, raw.deliveryCount - 1);
     this.raw = raw;
     this.fromRetry = fromRetry;
@@ -133,7 +135,8 @@ export async function settlesWithin(promise: Promise<unknown> | undefined, ms: n
   if (!promise) return true;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
+    // No deadline (Infinity) waits for the promise itself: setTimeout would read it as 1 ms.
+    if (Number.isFinite(ms)) timer = setTimeout(() => resolve(false), Math.max(0, Math.min(ms, 2_147_483_647)));
   });
   const done = promise.then(
     () => true,

@@ -14,12 +14,14 @@ import {
 } from '@busbar/core/transport';
 import { BroadcastSubscription } from './broadcast.js';
 import { type ClientConfig, connectClient, createClient, type RedisClient, subcommand } from './client.js';
+import { CLOSE_STEP_MS, CloseState } from './closing.js';
 import { pushEntryFields } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import { GroupSubscription } from './group.js';
 import { streamKey, topicKeys } from './keys.js';
 import { groupLag } from './lag.js';
 import type { RedisOptions } from './options.js';
+import { settlesWithin } from './reader.js';
 import { ensureGroup } from './topology.js';
 
 const capabilities: Capabilities = {
@@ -48,6 +50,7 @@ export class RedisTransport implements Transport {
   readonly #consumerBase: string;
   #consumers = 0;
   #closed = false;
+  readonly #closing = new CloseState();
 
   constructor(ctx: TransportContext<RedisOptions>) {
     this.#ctx = ctx;
@@ -73,6 +76,8 @@ export class RedisTransport implements Transport {
     let up = false;
     client.on('ready', () => {
       up = true;
+      // A fresh connection answers again: close-time commands are worth waiting for.
+      this.#closing.silent = false;
       this.#ctx.reportState(CONNECTION, 'up');
     });
     let last: unknown;
@@ -192,6 +197,7 @@ export class RedisTransport implements Transport {
         prefetch: spec.prefetch,
         blockMs: o.blockMs,
         opTimeoutMs: this.#ctx.bus.publishTimeoutMs,
+        closing: this.#closing,
         secrets: this.#ctx.secrets,
         logger: this.#ctx.logger,
         callbacks,
@@ -226,12 +232,17 @@ export class RedisTransport implements Transport {
     };
   }
 
-  async close(): Promise<void> {
+  /** `deadline`: when core stops waiting; the connection is dropped by then at the latest. */
+  async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const sub of this.#subscriptions) await sub.close().catch(() => undefined);
+    const subscriptions = Promise.all([...this.#subscriptions].map((sub) => sub.close().catch(() => undefined)));
+    if (!(await settlesWithin(subscriptions, deadline - Date.now()))) this.#closing.silent = true;
     try {
-      await withTimeout(this.#client.quit(), 2_000, 'quit timed out');
+      // QUIT waits for the replies of what is in flight; while disconnected it could only wait for a reconnect.
+      if (this.#client.status !== 'ready' || this.#closing.silent) throw new Error('not connected or silent');
+      const bound = Math.min(CLOSE_STEP_MS, Math.max(0, deadline - Date.now()));
+      await withTimeout(this.#client.quit(), bound, 'quit timed out');
     } catch {
       this.#client.disconnect();
     }

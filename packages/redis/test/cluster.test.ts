@@ -4,6 +4,7 @@ import { Cluster } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { driver, RedisIdempotencyStore } from '../src/index.js';
 import { installed, type PrivateCluster, REDIS_CLI, REDIS_SERVER, startCluster } from './private-redis.js';
+import { refuseWrites } from './refuse-writes.js';
 
 // A private three-node Redis Cluster (redis-server + redis-cli --cluster create), when redis-server is installed.
 const ok = (await brokerAvailable('redis')) && installed(REDIS_SERVER) && installed(REDIS_CLI);
@@ -36,6 +37,7 @@ describe.runIf(ok)('redis cluster', () => {
       nativeDelay: false,
       replay: false,
     },
+    refuseWrites: refuseWrites(() => new Cluster([{ host: '127.0.0.1', port: first }])),
   });
 
   it('keeps every key of a topic in one slot (the {topic} hash tag), so retries run as one script', async () => {

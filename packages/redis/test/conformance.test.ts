@@ -1,7 +1,9 @@
 import { connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, describeConformance } from '@busbar/testing';
+import { Redis } from 'ioredis';
 import { describe } from 'vitest';
 import { driver } from '../src/index.js';
+import { refuseWrites } from './refuse-writes.js';
 
 const ok = await brokerAvailable('redis');
 const host = new URL(brokerUrls.redis).host;
@@ -21,5 +23,6 @@ describe.runIf(ok)('redis', () => {
     },
     // The shared Redis has no password: an ACL user that does not exist makes AUTH fail.
     badCredentialsUrl: `redis://busbar-canary-user:${CANARY}@${host}`,
+    refuseWrites: refuseWrites(() => new Redis(brokerUrls.redis)),
   });
 });
