@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { OutgoingRecord } from '@busbar/core/transport';
-import { addWireHeader, attemptFromHeaders, HEADER, numericHeader } from '@busbar/core/transport';
+import { addWireHeader, attemptFromHeaders, HEADER, numericHeader, wireHeaderValue } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import { ESCAPED_NAMES, unescapeValue } from './properties.js';
 
@@ -22,9 +22,23 @@ export function toBuffer(body: Uint8Array): Buffer {
  */
 export const META = 'busbar';
 
+/**
+ * A header named `busbar` (core allows it: only `busbar-` names are reserved; a CloudEvents extension of that
+ * name, a foreign property carried into a retry or dead letter) would collide with busbar's own property, so
+ * it travels under this name and reads back as `busbar`.
+ */
+export const RENAMED_META = 'busbar-busbar';
+
+/** The headers as user properties, with a header named `busbar` moved out of the way of busbar's own. */
+export function headerProperties(headers: Readonly<Record<string, string>>): UserProperties {
+  const props: UserProperties = { ...headers };
+  if (Object.hasOwn(headers, META)) props[RENAMED_META] = headers[META] as string;
+  return props;
+}
+
 /** The user properties of a message: the user's headers, busbar's id and time, and its key if set. */
 export function userProperties(record: OutgoingRecord): UserProperties {
-  const props: UserProperties = { ...record.headers };
+  const props = headerProperties(record.headers);
   props[META] = `${record.timestamp} ${record.id}`;
   if (record.key !== undefined) props[HEADER.key] = record.key;
   return props;
@@ -55,15 +69,17 @@ export function headersOf(packet: IPublishPacket): Record<string, string> {
       }
     }
     if (name === ESCAPED_NAMES) continue;
-    for (const value of values) addWireHeader(headers, name, value);
+    const header = name === RENAMED_META ? META : name;
+    for (const value of values) addWireHeader(headers, header, value);
   }
   const escaped = props[ESCAPED_NAMES];
   if (escaped !== undefined) {
     for (const name of new Set(Array.isArray(escaped) ? escaped : [escaped])) {
-      const value = Object.hasOwn(headers, name) ? headers[name] : undefined;
+      const header = name === RENAMED_META ? META : name;
+      const value = Object.hasOwn(headers, header) ? headers[header] : undefined;
       // An own property even for a name like `__proto__`, as addWireHeader does.
       if (value !== undefined)
-        Object.defineProperty(headers, name, {
+        Object.defineProperty(headers, header, {
           value: unescapeValue(value),
           enumerable: true,
           writable: true,
@@ -79,26 +95,52 @@ const MAX_DATE_MS = 8.64e15;
 
 export interface DecodedFields {
   readonly id: string;
+  /** No usable id on the wire: `id` is a random UUID (see {@link messageId}). */
+  readonly idGenerated: boolean;
   readonly key: string | undefined;
   readonly timestamp: number;
   readonly attempt: number;
   readonly body: Uint8Array;
 }
 
+/** The user property a foreign producer can name its message id in. */
+export const MESSAGE_ID = 'message-id';
+
+/** An id from the wire, or undefined when it is empty, over 1 KB or has control characters (taken as absent). */
+export function usableId(text: string | undefined): string | undefined {
+  if (text === undefined || text === '' || text.length > 1_024 || Buffer.byteLength(text) > 1_024) return undefined;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+  return /[\u0000-\u001f\u007f-\u009f]/.test(text) ? undefined : text;
+}
+
 /**
- * Fields of a received message. A message busbar did not publish has no
- * `busbar-id`: its id is a hash of topic and body, stable across redeliveries.
+ * The message id, first usable one of: busbar's own (the `busbar` property, or 0.1.0's `busbar-id`); a
+ * CloudEvent's `id` user property (MQTT binding, binary mode: with `specversion`); a `message-id` user
+ * property; the MQTT 5 Correlation Data (UTF-8 text, else base64). MQTT has no message id of its own, so
+ * anything else gets a random UUID (`generated`), a new one on every delivery (a QoS 1 redelivery too).
  */
-export function decodeFields(
-  topic: string,
+export function messageId(
   headers: Readonly<Record<string, string>>,
   packet: IPublishPacket,
-): DecodedFields {
+): { id: string; generated: boolean } {
+  const own = (name: string) => (Object.hasOwn(headers, name) ? usableId(headers[name]) : undefined);
+  const correlation = packet.properties?.correlationData;
+  const id =
+    own(HEADER.id) ??
+    (Object.hasOwn(headers, 'specversion') ? own('id') : undefined) ??
+    own(MESSAGE_ID) ??
+    (correlation === undefined ? undefined : usableId(wireHeaderValue(correlation)));
+  return id === undefined ? { id: randomUUID(), generated: true } : { id, generated: false };
+}
+
+/** Fields of a received message (id: see {@link messageId}). */
+export function decodeFields(headers: Readonly<Record<string, string>>, packet: IPublishPacket): DecodedFields {
   const body = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
   const ts = numericHeader(headers[HEADER.timestamp], Number.NaN);
-  const id = headers[HEADER.id];
+  const { id, generated } = messageId(headers, packet);
   return {
-    id: id || createHash('sha256').update(topic).update('\u0000').update(body).digest('hex').slice(0, 32),
+    id,
+    idGenerated: generated,
     key: headers[HEADER.key],
     timestamp: ts >= 0 && ts <= MAX_DATE_MS ? ts : Date.now(),
     attempt: attemptFromHeaders(headers),

@@ -138,7 +138,7 @@ export async function openSubscription(
     }
     const topic = map.fromPath(path) ?? path;
     const headers = headersOf(packet);
-    deliver(mainAcks, topic, headers, decodeFields(topic, headers, packet), packet, inbound);
+    deliver(mainAcks, topic, headers, decodeFields(headers, packet), packet, inbound);
   });
 
   const acksList: ManualAcks[] = [mainAcks];
@@ -162,7 +162,7 @@ export async function openSubscription(
         const topic = map.fromRetryPath(packet.topic, group) ?? headers['busbar-topic'] ?? packet.topic;
         const due = numericHeader(headers[DUE], 0);
         delete headers[DUE];
-        const fields = decodeFields(topic, headers, packet);
+        const fields = decodeFields(headers, packet);
         // A longer timer would fire at once (Node's limit): no due time, foreign or not, makes a hot loop.
         const wait = Math.min(due - Date.now(), MAX_TIMER_MS);
         if (!(wait > 5)) return deliver(retryAcks, topic, headers, fields, packet, inbound);

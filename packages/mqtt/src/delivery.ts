@@ -2,7 +2,7 @@ import type { Delivery, RetryRequest } from '@busbar/core/transport';
 import { HEADER, MAX_TIMER_MS } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import type { Inbound, ManualAcks } from './acks.js';
-import { type DecodedFields, DUE, META, type UserProperties } from './codec.js';
+import { type DecodedFields, DUE, headerProperties, META, type UserProperties } from './codec.js';
 
 /** What a delivery needs from its subscription to retry: republish to the group's retry topic, confirmed. */
 export interface RetrySink {
@@ -25,8 +25,9 @@ export class MqttDelivery implements Delivery {
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Uint8Array;
   readonly timestamp: number;
-  /** MQTT 5's own content-type property, as sent. */
+  /** MQTT 5's own Content Type property, as sent (undefined when absent or empty). */
   readonly contentType: string | undefined;
+  readonly idGenerated: boolean;
   readonly attempt: number;
   readonly raw: IPublishPacket;
   readonly #fields: DecodedFields;
@@ -50,7 +51,8 @@ export class MqttDelivery implements Delivery {
     this.headers = headers;
     this.body = fields.body;
     this.timestamp = fields.timestamp;
-    this.contentType = packet.properties?.contentType;
+    this.contentType = packet.properties?.contentType || undefined;
+    this.idGenerated = fields.idGenerated;
     this.attempt = fields.attempt;
     this.raw = packet;
     this.#fields = fields;
@@ -87,7 +89,7 @@ export function retryProperties(
   request: RetryRequest,
   now: number,
 ): UserProperties {
-  const props: UserProperties = { ...request.headers };
+  const props = headerProperties(request.headers);
   delete props[HEADER.id];
   delete props[HEADER.timestamp];
   props[META] = `${fields.timestamp} ${fields.id}`;

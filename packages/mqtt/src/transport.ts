@@ -30,6 +30,8 @@ const capabilities: Capabilities = {
 /** `mqtt://`, `mqtts://`, `ws://`, `wss://`: MQTT 5 on mqtt.js (tested against Mosquitto 2). */
 export class MqttTransport implements Transport {
   readonly capabilities = capabilities;
+  /** The MQTT 5 CloudEvents binding: attributes are user properties under their own names, no prefix. */
+  readonly cloudEventsPrefix = '';
   readonly #maxPayloadBytes: number;
   readonly #ctx: TransportContext<MqttOptions>;
   readonly #map: TopicMap;

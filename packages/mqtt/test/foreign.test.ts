@@ -9,7 +9,7 @@ const ok = await brokerAvailable('mqtt');
 
 describe('mqtt: retry due times', () => {
   it('never schedules a retry further ahead than the longest Node timer', () => {
-    const fields = { id: 'i', key: undefined, timestamp: 1, attempt: 1, body: new Uint8Array() };
+    const fields = { id: 'i', idGenerated: false, key: undefined, timestamp: 1, attempt: 1, body: new Uint8Array() };
     const due = (delayMs: number) =>
       Number(retryProperties('t', fields, { delayMs, attempt: 2, headers: {} }, 1_000)['busbar-due']);
     expect(due(500)).toBe(1_500);
@@ -90,13 +90,14 @@ describe.runIf(ok)('mqtt: messages from foreign MQTT clients', () => {
     const first = byBody.get('1') as Message<unknown>;
     expect(first.headers).toEqual({ tenant: 'a, b', busbar: 'not busbar' });
     expect(first.attempt).toBe(1);
-    expect(first.id).toMatch(/^[0-9a-f]{32}$/);
+    // No id on the wire: a fresh UUID (MQTT has no message id).
+    expect(first.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     for (const m of got) {
       expect(Number.isNaN(m.timestamp.getTime()), String(m.payload)).toBe(false);
       expect(Math.abs(m.timestamp.getTime() - Date.now()), String(m.payload)).toBeLessThan(60_000);
     }
     expect(byBody.get('2')?.id).toBe('far-future');
-    expect(byBody.get('3')?.id).toMatch(/^[0-9a-f]{32}$/);
+    expect(byBody.get('3')?.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(byBody.get('4')?.headers).toEqual({ busbar: '1700000000000 a, 1700000000001 b' });
   });
 

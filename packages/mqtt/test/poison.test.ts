@@ -16,7 +16,7 @@ function context(options: Partial<MqttOptions>): TransportContext<MqttOptions> {
     url,
     hosts: [url.host],
     options: mqttOptions.parse(options),
-    bus: { name: uniqueName('poison'), connectTimeoutMs: 5_000, publishTimeoutMs: 20_000 },
+    bus: { name: uniqueName('poison'), connectTimeoutMs: 5_000, publishTimeoutMs: 20_000, closeTimeoutMs: 10_000 },
     secrets: [],
     logger: silentLogger,
     reportState: () => undefined,

@@ -59,7 +59,7 @@ describe.runIf(ok)('mqtt: what MQTT 5 strings can carry', () => {
       lone: 'a\ud800b',
       nonchar: 'a\ufffeb\ufdd0',
       astralNonchar: 'a\u{1fffe}b',
-      backslashes: '\\u0009 \ufffe \\\\ \\ \\n',
+      backslashes: '\\u0009 \u{1fffe} \\\\ \\ \\n',
       big: 'x'.repeat(70_000),
       atLimit: 'x'.repeat(65_535),
       emoji: '😀 🚀 𝄞',
@@ -78,16 +78,17 @@ describe.runIf(ok)('mqtt: what MQTT 5 strings can carry', () => {
       expect((outcome as BusbarError).retryable, label).toBe(false);
     }
     // What core allows but MQTT strings cannot carry is carried all the same.
-    for (const label of ['nonchar', 'astralNonchar', 'backslashes', 'emoji', 'empty', 'unicode']) {
+    for (const label of ['astralNonchar', 'backslashes', 'emoji', 'empty', 'unicode']) {
       expect(sent.has(label), label).toBe(true);
     }
-    for (const label of ['soh', 'lf', 'lone', 'big']) expect(sent.has(label), label).toBe(false);
+    // Core refuses BMP non-characters in header values; the astral ones reach the driver and are escaped.
+    for (const label of ['soh', 'lf', 'lone', 'big', 'nonchar']) expect(sent.has(label), label).toBe(false);
     await waitFor(() => received.length === sent.size, 5_000, 'every accepted message');
     for (const m of received) expect(m.headers, String(m.payload)).toEqual({ h: sent.get(String(m.payload)) });
     // A plain MQTT consumer sees the escaped form and which properties were escaped.
     await waitFor(() => raw.packets.length === sent.size, 5_000, 'the raw copies');
-    const nonchar = raw.packets.find((p) => String(p.payload) === '"nonchar"');
-    expect(nonchar?.properties?.userProperties).toMatchObject({ h: 'a\\ufffeb\\ufdd0', 'busbar-esc': 'h' });
+    const nonchar = raw.packets.find((p) => String(p.payload) === '"astralNonchar"');
+    expect(nonchar?.properties?.userProperties).toMatchObject({ h: 'a\\ud83f\\udffeb', 'busbar-esc': 'h' });
     await raw.client.endAsync();
     for (const name of ['n'.repeat(300), 'a\u0001b', 'a\tb']) {
       const error = await bus.publish(topic, 'name', { headers: { [name]: 'v' } }).catch((e: unknown) => e);
