@@ -1,6 +1,14 @@
 import { InvalidHeaderError } from '@busbar/core';
 import { addWireHeader, HEADER, keepsOwnTimestamp, numericHeader, type OutgoingRecord } from '@busbar/core/transport';
 import { type JsMsg, type MsgHdrs, headers as natsHeaders } from 'nats';
+import {
+  CE_DATA_CONTENT_TYPE,
+  carriesCloudEvent,
+  isCeHeader,
+  isDataContentType,
+  percentEncode,
+  readCloudEvent,
+} from './cloudevents.js';
 
 /** The JetStream dedup header; busbar sets it on every message. */
 export const MSG_ID = 'Nats-Msg-Id';
@@ -61,7 +69,7 @@ export function checkNatsHeaders(headers: Readonly<Record<string, string>>): voi
     if ((name.charCodeAt(0) | 0x20) === 0x6e && name.slice(0, 5).toLowerCase() === 'nats-') {
       throw new InvalidHeaderError(`Header name '${name}' is reserved: the 'Nats-' prefix is the server's`);
     }
-    if (isContentType(name)) {
+    if (isContentType(name) || (isDataContentType(name) && carriesCloudEvent(headers))) {
       throw new InvalidHeaderError(
         `Header name '${name}' is reserved on NATS: it carries the codec's content type (message.contentType)`,
       );
@@ -91,8 +99,13 @@ export function encode(record: OutgoingRecord, now: number): NativeRecord {
   // `NATS/1.0\r\n` + one `Name: value\r\n` line per header + `\r\n`, in UTF-8 bytes as the server counts it
   // (the Msg-Id line is `Nats-Msg-Id: <topic>:<id>[:r<n>]\r\n`).
   let size = 12 + MSG_ID.length + 5 + bytes(record.topic) + bytes(record.id) + 12;
+  const cloudEvent = carriesCloudEvent(record.headers);
   for (const name in record.headers) {
-    const value = record.headers[name] as string;
+    let value = record.headers[name] as string;
+    if (cloudEvent && isCeHeader(name)) {
+      if (isDataContentType(name)) continue; // the record's content type, below
+      value = percentEncode(value);
+    }
     h.append(name, value);
     size += bytes(name) + bytes(value) + 4;
   }
@@ -103,6 +116,12 @@ export function encode(record: OutgoingRecord, now: number): NativeRecord {
   if (record.contentType) {
     h.set(CONTENT_TYPE, record.contentType);
     size += CONTENT_TYPE.length + bytes(record.contentType) + 4;
+    if (cloudEvent) {
+      // The binding carries datacontenttype as a ce- header; Content-Type stays for every other reader.
+      const value = percentEncode(record.contentType);
+      h.set(CE_DATA_CONTENT_TYPE, value);
+      size += CE_DATA_CONTENT_TYPE.length + value.length + 4;
+    }
   }
   if (keepsOwnTimestamp(record, now)) {
     h.set(HEADER.timestamp, String(record.timestamp));
@@ -145,20 +164,25 @@ export interface Decoded {
   readonly sequence: number;
 }
 
-/** A message busbar did not publish has no `Nats-Msg-Id`: its id is `<stream>:<sequence>`. */
+/**
+ * A message's id is its `Nats-Msg-Id` (busbar's own id, or the foreign publisher's) or, without a usable one,
+ * `<stream>:<sequence>`: the broker's identity of the message, the same on every redelivery.
+ */
 export function decode(m: JsMsg): Decoded {
   const out: Record<string, string> = {};
   const block = headerBlock(m);
   const msgId = block === undefined ? headersFromNats(m, out) : parseHeaderBlock(block, out);
+  const contentType = wire.cloudEvent ? readCloudEvent(out, wire.contentType) : wire.contentType;
   const info = ackInfo(m);
   const streamTime = Math.floor(info.timestampNanos / 1e6);
+  const id = msgId === undefined ? undefined : usableId(idFrom(msgId, m.subject, out[HEADER.redrive]));
   return {
-    id: msgId === undefined ? `${info.stream}:${info.streamSequence}` : idFrom(msgId, m.subject, out[HEADER.redrive]),
+    id: id ?? `${info.stream}:${info.streamSequence}`,
     key: out[HEADER.key],
     headers: out,
     timestamp: validTime(numericHeader(out[HEADER.timestamp], streamTime), streamTime),
     attempt: Number.isFinite(info.deliveryCount) && info.deliveryCount >= 1 ? info.deliveryCount : 1,
-    contentType: wire.contentType,
+    contentType,
     stream: info.stream,
     sequence: info.streamSequence,
   };
@@ -176,7 +200,21 @@ function isContentType(name: string): boolean {
 }
 
 /** What the last header parse found besides the headers (one object reused: the consume hot path). */
-export const wire: { contentType: string | undefined } = { contentType: undefined };
+export const wire: { contentType: string | undefined; cloudEvent: boolean } = {
+  contentType: undefined,
+  cloudEvent: false,
+};
+
+/** The longest id taken from the wire, in UTF-8 bytes. */
+const MAX_ID_BYTES = 1_024;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are the point
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** An id from the wire that cannot serve as one (empty, over 1 KB, control characters) is no id. */
+export function usableId(id: string | undefined): string | undefined {
+  if (id === undefined || id === '' || id.length > MAX_ID_BYTES || CONTROL.test(id)) return undefined;
+  return id.length * 3 > MAX_ID_BYTES && Buffer.byteLength(id) > MAX_ID_BYTES ? undefined : id;
+}
 
 /** Largest time a Date holds (ms); a foreign `busbar-ts` beyond it would be an Invalid Date. */
 const MAX_TIME = 8.64e15;
@@ -189,13 +227,17 @@ export function validTime(time: number, fallback: number): number {
 
 function headersFromNats(m: JsMsg, out: Record<string, string>): string | undefined {
   wire.contentType = undefined;
+  wire.cloudEvent = false;
   let msgId: string | undefined;
   const h = m.headers;
   if (h) {
     for (const [name, values] of h) {
       if (name === MSG_ID) msgId = values[0];
       else if (isContentType(name)) wire.contentType ??= values[0];
-      else if (!name.startsWith('Nats-')) addWireHeader(out, name, values);
+      else if (!name.startsWith('Nats-')) {
+        if (isCeHeader(name)) wire.cloudEvent = true;
+        addWireHeader(out, name, values);
+      }
     }
   }
   return msgId;
@@ -219,6 +261,7 @@ function headerBlock(m: JsMsg): string | undefined {
 /** Parses a header block the way nats.js does (names as sent, values trimmed), repeats joined by core's rule (', '). */
 export function parseHeaderBlock(text: string, out: Record<string, string>): string | undefined {
   wire.contentType = undefined;
+  wire.cloudEvent = false;
   let msgId: string | undefined;
   let pos = text.indexOf('\r\n');
   if (pos < 0) return undefined;
@@ -232,7 +275,10 @@ export function parseHeaderBlock(text: string, out: Record<string, string>): str
       const value = text.slice(colon + 1, end).trim();
       if (name === MSG_ID) msgId ??= value;
       else if (isContentType(name)) wire.contentType ??= value;
-      else if (!name.startsWith('Nats-')) addWireHeader(out, name, value);
+      else if (!name.startsWith('Nats-')) {
+        if (isCeHeader(name)) wire.cloudEvent = true;
+        addWireHeader(out, name, value);
+      }
     }
     pos = end + 2;
   }

@@ -1,7 +1,14 @@
 import { createHash } from 'node:crypto';
 import { HEADER, numericHeader, type RetryRequest } from '@busbar/core/transport';
 import { headers as natsHeaders } from 'nats';
-import { CONTENT_TYPE, type Decoded, MSG_ID, type NativeRecord, validTime } from './codec.js';
+import {
+  CE_DATA_CONTENT_TYPE,
+  carriesCloudEvent,
+  isCeHeader,
+  isDataContentType,
+  percentEncode,
+} from './cloudevents.js';
+import { CONTENT_TYPE, type Decoded, MSG_ID, type NativeRecord, usableId, validTime } from './codec.js';
 
 /**
  * Retries do not go back through the group's consumer (a delayed `nak` would hold a slot of its
@@ -55,9 +62,15 @@ export function retryCopy(subject: string, source: RetrySource, request: RetryRe
   const h = natsHeaders();
   h.set(MSG_ID, `${subject}:${source.position}`);
   let size = 64 + subject.length + source.position.length;
+  // A CloudEvent's attributes are written as the binding says, as on any publish (they are read back so).
+  const cloudEvent = carriesCloudEvent(request.headers);
   for (const name in request.headers) {
     if (COPY_ONLY.has(name) || name === HEADER.key) continue;
-    const value = request.headers[name] as string;
+    let value = request.headers[name] as string;
+    if (cloudEvent && isCeHeader(name)) {
+      if (isDataContentType(name)) continue;
+      value = percentEncode(value);
+    }
     try {
       h.append(name, value);
     } catch {
@@ -75,6 +88,7 @@ export function retryCopy(subject: string, source: RetrySource, request: RetryRe
   ];
   if (source.key !== undefined) own.push([HEADER.key, source.key]);
   if (source.contentType) own.push([CONTENT_TYPE, source.contentType]);
+  if (source.contentType && cloudEvent) own.push([CE_DATA_CONTENT_TYPE, percentEncode(source.contentType)]);
   for (const [name, value] of own) {
     h.set(name, value);
     size += name.length + Buffer.byteLength(value) + 4;
@@ -99,7 +113,7 @@ export function fromRetryCopy(d: Decoded, subject: string): CopyFacts {
   const attempt = Math.floor(numericHeader(h[HEADER.attempt], 2));
   return {
     ...d,
-    id: h[HEADER.id] || d.id,
+    id: usableId(h[HEADER.id]) ?? d.id,
     topic: h[HEADER.topic] || subject,
     headers,
     timestamp: validTime(numericHeader(h[HEADER.timestamp], d.timestamp), d.timestamp),

@@ -11,6 +11,7 @@ import {
   type TransportSubscription,
 } from '@busbar/core/transport';
 import { type ConnectionOptions, type JetStreamClient, type NatsConnection, connect as natsConnect } from 'nats';
+import { CE_PREFIX } from './cloudevents.js';
 import { checkHeaderSize, checkNatsHeaders, encode, type NativeRecord } from './codec.js';
 import { type GroupContext, subscribeBroadcast, subscribeGroup } from './consumer.js';
 import { toBusbarError } from './errors.js';
@@ -63,6 +64,8 @@ export function connectionOptions(context: TransportContext<NatsOptions>): Conne
 /** The NATS JetStream transport: topics are subjects in streams, groups are durable pull consumers. */
 export class NatsTransport implements Transport {
   readonly capabilities = capabilities;
+  /** The CloudEvents NATS binding's binary-mode header prefix (see cloudevents.ts for its value encoding). */
+  readonly cloudEventsPrefix = CE_PREFIX;
   readonly #context: TransportContext<NatsOptions>;
   readonly #options: NatsOptions;
   #nc: NatsConnection | undefined;

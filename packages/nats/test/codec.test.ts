@@ -1,6 +1,7 @@
 import { type JsMsg, headers as natsHeaders } from 'nats';
 import { describe, expect, it } from 'vitest';
-import { ackInfo, MSG_ID, parseHeaderBlock } from '../src/codec.js';
+import { percentDecode, percentEncode, readCloudEvent } from '../src/cloudevents.js';
+import { ackInfo, MSG_ID, parseHeaderBlock, usableId } from '../src/codec.js';
 
 /** What busbar read through nats.js' own decoder before the fast path (the oracle). */
 function viaNats(block: string): { msgId: string | undefined; out: Record<string, string> } {
@@ -49,5 +50,54 @@ describe('NATS ack subject', () => {
   it("leaves anything else to nats.js' own parser", () => {
     expect(ackInfo(msg('_INBOX.abc')).stream).toBe('via-nats-info');
     expect(ackInfo(msg('$JS.ACK.a.b.c')).stream).toBe('via-nats-info');
+  });
+});
+
+describe('CloudEvents NATS binding header values', () => {
+  it("percent-encodes as the binding's example says, and back", () => {
+    const value = 'Euro \u20ac \u{1f600}';
+    expect(percentEncode(value)).toBe('Euro%20%E2%82%AC%20%F0%9F%98%80');
+    expect(percentDecode('Euro%20%E2%82%AC%20%F0%9F%98%80')).toBe(value);
+    expect(percentEncode('a"b%c')).toBe('a%22b%25c');
+    expect(percentEncode('/plain-ASCII_~!')).toBe('/plain-ASCII_~!');
+    for (const text of ['', '100%', '%25', 'tab\there', '\u00fc "q"', 'a%2541']) {
+      expect(percentDecode(percentEncode(text))).toBe(text);
+    }
+  });
+
+  it('decodes lower-case hex, unnecessary escapes and double-quoted values; keeps what does not decode', () => {
+    expect(percentDecode('%c3%bc%41')).toBe('\u00fcA');
+    expect(percentDecode('"a \\"quoted\\" value"')).toBe('a "quoted" value');
+    // An overlong encoding of a space (invalid UTF-8) and a stray '%' are not decoded: kept as they came.
+    expect(percentDecode('%C0%A0')).toBe('%C0%A0');
+    expect(percentDecode('100%')).toBe('100%');
+  });
+
+  it('reads a binary event in place: values decoded, ce-datacontenttype as the content type', () => {
+    const headers: Record<string, string> = {
+      'ce-specversion': '1.0',
+      'CE-Subject': 'a%20b',
+      'ce-datacontenttype': 'text/plain;%20charset=utf-8',
+      other: 'x%20y',
+    };
+    expect(readCloudEvent(headers, 'application/json')).toBe('text/plain; charset=utf-8');
+    expect(headers).toEqual({ 'ce-specversion': '1.0', 'CE-Subject': 'a b', other: 'x%20y' });
+    // Not an event (no specversion), or a structured one: left alone.
+    const plain = { 'ce-subject': 'a%20b' };
+    expect(readCloudEvent(plain, undefined)).toBeUndefined();
+    expect(plain).toEqual({ 'ce-subject': 'a%20b' });
+    const structured = { 'ce-specversion': '1.0', 'ce-subject': 'a%20b' };
+    expect(readCloudEvent(structured, 'application/cloudevents+json')).toBe('application/cloudevents+json');
+    expect(structured['ce-subject']).toBe('a%20b');
+  });
+});
+
+describe('message ids from the wire', () => {
+  it('takes an empty one, one over 1 KB (in UTF-8 bytes) or one with control characters as none', () => {
+    expect(usableId('order-42')).toBe('order-42');
+    expect(usableId('x'.repeat(1_024))).toBe('x'.repeat(1_024));
+    for (const bad of [undefined, '', 'x'.repeat(1_025), '\u65e5'.repeat(400), 'a\u0000b', 'a\tb', 'a\u007fb']) {
+      expect(usableId(bad), JSON.stringify(bad)?.slice(0, 20)).toBeUndefined();
+    }
   });
 });

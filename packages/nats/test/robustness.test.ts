@@ -92,7 +92,7 @@ describe.runIf(ok)('nats robustness', () => {
       url: new URL(server.url),
       hosts: [`127.0.0.1:${server.port}`],
       options: natsOptions.parse({}),
-      bus: { name: 'robustness', connectTimeoutMs: 5_000, publishTimeoutMs: 5_000 },
+      bus: { name: 'robustness', connectTimeoutMs: 5_000, publishTimeoutMs: 5_000, closeTimeoutMs: 5_000 },
       secrets: [],
       logger: silentLogger,
       reportState: () => {},
@@ -114,7 +114,13 @@ describe.runIf(ok)('nats robustness', () => {
     expect(big.code).toBe('BUSBAR_PAYLOAD_TOO_LARGE');
     expect((big.error as { retryable?: boolean }).retryable).toBe(false);
     // Foreign header names and values NATS cannot write.
-    for (const headers of [{ 'a b': 'v' }, { 'a:b': 'v' }, { 'caf\u00e9': 'v' }, { h: 'a\r\nb' }]) {
+    const unwritable: Record<string, string>[] = [
+      { 'a b': 'v' },
+      { 'a:b': 'v' },
+      { 'caf\u00e9': 'v' },
+      { h: 'a\r\nb' },
+    ];
+    for (const headers of unwritable) {
       const bad = await failure(transport.publish([record(headers)]));
       expect(bad.code, JSON.stringify(headers)).toBe('BUSBAR_INVALID_HEADER');
     }
