@@ -96,7 +96,8 @@ export class Pipeline<T> {
   #handle(rec: InFlight, payload: T): Promise<void> | undefined {
     const d = rec.delivery;
     const { options, settle, failures } = this.#c;
-    if (d.idGenerated && options.idempotency && !this.#warnedGeneratedIds) {
+    // A CloudEvent brings its own id (structured mode: only core, which parsed the body, knows it).
+    if (d.idGenerated && options.idempotency && rec.cloudEvent === undefined && !this.#warnedGeneratedIds) {
       this.#warnedGeneratedIds = true;
       this.#c.host.logger.warn(
         `Messages on '${d.topic}' carry no id (a foreign producer without message ids): each gets a unique one, so idempotency cannot deduplicate them (group ${this.#c.group})`,

@@ -98,3 +98,15 @@ export function numericHeader(value: string | undefined, fallback: number): numb
   const n = Number(value);
   return Number.isFinite(n) ? n : fallback;
 }
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what makes an id unusable
+const ID_CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+/**
+ * An id from the wire that can identify a message (for idempotency, dead letters, logs): a non-empty string
+ * of at most 1 KB without control characters. Anything else counts as absent, so the driver falls back to the
+ * broker's own identity or makes one up (`idGenerated`).
+ */
+export function usableId(id: unknown): id is string {
+  return typeof id === 'string' && id.length > 0 && id.length <= 1_024 && !ID_CONTROL.test(id);
+}

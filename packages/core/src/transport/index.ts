@@ -17,6 +17,7 @@ export {
   DEAD_LETTER_READER_GROUP,
   HEADER,
   numericHeader,
+  usableId,
   wireHeaderValue,
 } from './headers.js';
 export type {

@@ -154,7 +154,8 @@ export interface Transport {
   readonly capabilities: Capabilities;
   /**
    * The prefix the CloudEvents protocol binding of this broker gives attribute headers in binary mode: Kafka
-   * `ce_`, AMQP `cloudEvents:`, MQTT 5 none (user properties by name), HTTP-like `ce-` elsewhere (the default).
+   * `ce_`, AMQP `cloudEvents_` (binding 1.0.2; core also reads the older `cloudEvents:`), MQTT 5 none (user
+   * properties by name), `ce-` for NATS and elsewhere (the default).
    */
   readonly cloudEventsPrefix?: string;
   /**
