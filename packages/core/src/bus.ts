@@ -6,6 +6,14 @@ import { AbortedError, BusbarError, ClosedError, ConfigError, UnsupportedError }
 import { channels } from './events.js';
 import type { Logger } from './logger.js';
 import type { Handler, Message } from './message.js';
+import {
+  type ConsumeMiddleware,
+  composeConsume,
+  type Middleware,
+  type OutgoingMessage,
+  type PublishMiddleware,
+  runPublishMiddleware,
+} from './middleware.js';
 import { assertGroupName, assertTopicName, isPattern } from './names.js';
 import {
   parseOptions,
@@ -71,6 +79,8 @@ export class Bus {
   }>();
   readonly #validTopics = new Set<string>();
   readonly #declared = new Map<string, Promise<void>>();
+  readonly #consumeChain: ConsumeMiddleware[] = [];
+  readonly #publishChain: PublishMiddleware[] = [];
   #closing: Promise<void> | undefined;
 
   constructor(init: BusInit) {
@@ -97,7 +107,8 @@ export class Bus {
     const signal = options?.signal;
     if (signal?.aborted)
       throw new AbortedError('Publish aborted before sending: nothing was sent', { cause: signal.reason });
-    const pending = this.#record(def, payload, options);
+    const effective = this.#publishChain.length === 0 ? options : await this.#intercept(def.name, payload, options);
+    const pending = this.#record(def, payload, effective);
     const record = pending instanceof Promise ? await pending : pending;
     const sent = this.#send(def.name, [record]);
     await (signal
@@ -121,7 +132,11 @@ export class Bus {
       if (typeof entry !== 'object' || entry === null)
         throw new ConfigError('publishBatch entries must be objects with a payload');
       // The entry itself carries the options (no copy per entry); 'payload' is the one extra key allowed.
-      const pending = this.#record(def, entry.payload, entry, BATCH_ENTRY_KEYS);
+      const effective =
+        this.#publishChain.length === 0
+          ? entry
+          : await this.#intercept(def.name, entry.payload, entry, BATCH_ENTRY_KEYS);
+      const pending = this.#record(def, entry.payload, effective, BATCH_ENTRY_KEYS);
       records.push(pending instanceof Promise ? await pending : pending);
     }
     if (records.length > 0) {
@@ -129,6 +144,50 @@ export class Bus {
       await abortable(this.#send(def.name, records), options.signal, message);
     }
     return records.map((r) => r.id);
+  }
+
+  /**
+   * Registers middleware for this bus: `consume` wraps the handler of every subscription made from now on
+   * (first registered = outermost, then the subscription's own `middleware`, then the handler); `publish`
+   * runs before each message is published, in registration order. A function is a consume middleware.
+   */
+  use(middleware: Middleware | ConsumeMiddleware): this {
+    const m = typeof middleware === 'function' ? { consume: middleware } : middleware;
+    if (typeof m !== 'object' || m === null) throw new ConfigError('use() needs a middleware: { consume?, publish? }');
+    for (const key of Object.keys(m)) {
+      if (key !== 'consume' && key !== 'publish') throw new ConfigError(`Invalid middleware: unknown key '${key}'`);
+    }
+    if (m.consume !== undefined && typeof m.consume !== 'function')
+      throw new ConfigError('Invalid middleware: consume must be a function');
+    if (m.publish !== undefined && typeof m.publish !== 'function')
+      throw new ConfigError('Invalid middleware: publish must be a function');
+    if (m.consume) this.#consumeChain.push(m.consume);
+    if (m.publish) this.#publishChain.push(m.publish);
+    return this;
+  }
+
+  /** Runs the publish middleware over one message; returns the options it left. */
+  async #intercept<O extends PublishOptions>(
+    topic: string,
+    payload: unknown,
+    options: O | undefined,
+    keys: ReadonlySet<string> = PUBLISH_OPTION_KEYS,
+  ): Promise<O> {
+    if (options !== undefined) checkPublishOptions(options, keys);
+    const message: OutgoingMessage = {
+      topic,
+      payload,
+      headers: { ...(options?.headers as Record<string, string> | undefined) },
+      key: options?.key,
+      id: options?.id,
+    };
+    await runPublishMiddleware(this.#publishChain, message);
+    const out = { ...options, headers: message.headers } as O;
+    if (message.key === undefined) delete out.key;
+    else out.key = message.key;
+    if (message.id === undefined) delete out.id;
+    else out.id = message.id;
+    return out;
   }
 
   /**
@@ -225,7 +284,13 @@ export class Bus {
     return new MessageStream<T>((handler) => this.subscribe(topic, handler, options));
   }
 
-  async #subscribe<T>(def: Topic<T>, handler: Handler<T>, options: ResolvedSubscribeOptions): Promise<Subscription> {
+  /** `wrap`: apply the bus's and the subscription's middleware (not to core's own re-drive handler). */
+  async #subscribe<T>(
+    def: Topic<T>,
+    handler: Handler<T>,
+    options: ResolvedSubscribeOptions,
+    wrap = true,
+  ): Promise<Subscription> {
     // A valid pattern on a broker without wildcards is unsupported, not an invalid name for that broker.
     if (isPattern(def.name) && !this.#transport.capabilities.wildcards) {
       assertTopicName(def.name, 'subscribe');
@@ -243,7 +308,8 @@ export class Bus {
           : deadLetterTopic(def.name, options.group);
     // A dead-letter topic the broker cannot have is an error now, not at the first failure hours later.
     if (dlq !== undefined) this.#checkTopic(dlq, 'publish');
-    const runtime = new SubscriptionRuntime(def, def.name, handler, options, {
+    const chain = wrap ? [...this.#consumeChain, ...(options.middleware ?? [])] : [];
+    const runtime = new SubscriptionRuntime(def, def.name, composeConsume(chain, handler), options, {
       transport: this.#transport,
       system: this.#init.system,
       logger: this.#init.logger,
@@ -337,7 +403,7 @@ export class Bus {
       {
         transport: this.#transport,
         logger: this.#init.logger,
-        subscribe: (handler) => this.#subscribe(reader, handler as Handler<unknown>, resolved),
+        subscribe: (handler) => this.#subscribe(reader, handler as Handler<unknown>, resolved, false),
       },
       def.name,
       options,

@@ -38,6 +38,7 @@ export type { CloudEvent } from './inbound.js';
 export type { Logger } from './logger.js';
 export { consoleLogger, silentLogger } from './logger.js';
 export type { DeadLetterInfo, Handler, HandlerContext, Message } from './message.js';
+export type { ConsumeMiddleware, Middleware, OutgoingMessage, PublishMiddleware } from './middleware.js';
 export { MAX_TOPIC_LENGTH } from './names.js';
 export type { RetryPolicy, SubscribeOptions } from './options.js';
 export { redactUrl } from './redact.js';

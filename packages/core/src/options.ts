@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import type { IdempotencyStore } from './idempotency.js';
 import type { Logger } from './logger.js';
+import type { ConsumeMiddleware } from './middleware.js';
 
 /** Turns a zod failure into a ConfigError naming each bad field by path. */
 export function configError(what: string, error: z.ZodError): ConfigError {
@@ -111,6 +112,10 @@ export const subscribeOptionsSchema = z
       .optional(),
     /** A handler still running after this is failed (and its signal aborted); the message is retried. */
     handlerTimeoutMs: ms().positive().default(30_000),
+    /** This subscription's own middleware, inside the bus's (`bus.use`), outermost first. */
+    middleware: z
+      .array(z.custom<ConsumeMiddleware>((v) => typeof v === 'function', { message: 'expected a middleware function' }))
+      .optional(),
   })
   .refine((o) => o.prefetch === undefined || o.prefetch >= o.concurrency, {
     message: 'prefetch must be >= concurrency',

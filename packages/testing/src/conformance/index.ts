@@ -7,6 +7,7 @@ import { deliveryTests, orderingTests, wildcardTests } from './delivery.js';
 import { failureTests } from './failures.js';
 import { fuzzTests } from './fuzz.js';
 import { credentialTests, durableTests, lifecycleTests } from './lifecycle.js';
+import { middlewareTests } from './middleware.js';
 
 export type { BusOverrides, ConformanceOptions } from './context.js';
 export { CANARY } from './context.js';
@@ -26,6 +27,7 @@ export function describeConformance(name: string, options: ConformanceOptions): 
     describe('failures', () => failureTests(suite));
     describe('lifecycle', () => lifecycleTests(suite));
     describe('conventions', () => conventionTests(suite));
+    describe('middleware', () => middlewareTests(suite));
     if (options.capabilities.durableGroups) describe('durable groups', () => durableTests(suite));
     describe('bad input', () => {
       badInputTests(suite, name);

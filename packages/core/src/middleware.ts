@@ -1,0 +1,77 @@
+import { BusbarError, PublishError } from './errors.js';
+import type { Handler, HandlerContext, Message } from './message.js';
+import { toFailure } from './thrown.js';
+
+/**
+ * Wraps every handler of a bus (`bus.use`) or of one subscription (`middleware` option), Koa-style:
+ * `await next()` runs the rest of the chain and the handler. It runs inside the retry and dead-letter decision:
+ * a middleware that throws fails the message like a handler that throws (`PermanentError` to dead-letter it at
+ * once). Observe with diagnostics channels; change behaviour with middleware.
+ */
+export type ConsumeMiddleware = (
+  message: Message<unknown>,
+  context: HandlerContext,
+  next: () => Promise<void>,
+) => unknown;
+
+/** A message on its way out, before it is validated and encoded: publish middleware may change these. */
+export interface OutgoingMessage {
+  readonly topic: string;
+  readonly payload: unknown;
+  /** The headers to send; add, change or delete entries (the usual header rules apply after the chain). */
+  headers: Record<string, string>;
+  key: string | undefined;
+  id: string | undefined;
+}
+
+/** Runs before each message is published (in `publish` and for each entry of `publishBatch`); throw to reject it. */
+export type PublishMiddleware = (message: OutgoingMessage) => void | Promise<void>;
+
+export interface Middleware {
+  readonly consume?: ConsumeMiddleware;
+  readonly publish?: PublishMiddleware;
+}
+
+/**
+ * The handler wrapped by `chain` (first = outermost). The handler's own return value comes out unchanged
+ * (core's internal handlers return markers through it). No chain: the handler itself, at no cost.
+ */
+export function composeConsume<T>(chain: readonly ConsumeMiddleware[], handler: Handler<T>): Handler<T> {
+  if (chain.length === 0) return handler;
+  return async (message, context) => {
+    let result: unknown;
+    const run = async (index: number): Promise<void> => {
+      if (index === chain.length) {
+        result = await handler(message, context);
+        return;
+      }
+      let called = false;
+      await (chain[index] as ConsumeMiddleware)(message as Message<unknown>, context, () => {
+        if (called) return Promise.reject(new Error('next() called twice by one middleware'));
+        called = true;
+        return run(index + 1);
+      });
+    };
+    await run(0);
+    return result;
+  };
+}
+
+/** Runs the publish chain over `message`; a non-busbar throw becomes a non-retryable PublishError. */
+export async function runPublishMiddleware(
+  chain: readonly PublishMiddleware[],
+  message: OutgoingMessage,
+): Promise<void> {
+  for (const middleware of chain) {
+    try {
+      await middleware(message);
+    } catch (error) {
+      if (BusbarError.is(error)) throw error;
+      const failure = toFailure(error);
+      throw new PublishError(`A publish middleware rejected the message for '${message.topic}': ${failure.message}`, {
+        cause: failure,
+        retryable: false,
+      });
+    }
+  }
+}
