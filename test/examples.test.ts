@@ -52,6 +52,18 @@ describe('examples/outbox (PostgreSQL outbox + idempotency store)', () => {
   }
 });
 
+describe('examples/middleware', () => {
+  for (const [name, url, ok] of urls) {
+    it.runIf(ok)(`runs on ${name}`, { timeout: 120_000 }, async () => {
+      const out = await runExample('middleware', url);
+      expect(out).toContain('billed: inv-1@acme, inv-2@globex');
+      expect(out).toContain("dead-lettered: tenant 'mallory' is not allowed");
+      expect(out).toContain('done: 2 billed, 1 refused, outcomes PermanentError ok ok');
+      expect(out).toMatch(/"msg":"handled".*"tenant":"acme","correlationId":"[0-9a-f-]{36}"/);
+    });
+  }
+});
+
 describe('examples/observability', () => {
   it('traces the flow and serves metrics on memory://', { timeout: 60_000 }, async () => {
     const out = await runExample('observability', 'memory://');
