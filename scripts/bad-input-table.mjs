@@ -18,7 +18,11 @@ const missing = ORDER.filter((t) => !runs.some((r) => r.transport === t));
 const labels = [];
 for (const run of runs) for (const label of Object.keys(run.cases)) if (!labels.includes(label)) labels.push(label);
 
-const cell = (text) => (text ?? 'not run').replace(/\|/g, '\\|').replace(/^BUSBAR_/, '`BUSBAR_').replace(/^(`BUSBAR_\w+)/, '$1`');
+const cell = (text) =>
+  (text ?? 'not run')
+    .replace(/\|/g, '\\|')
+    .replace(/^BUSBAR_/, '`BUSBAR_')
+    .replace(/^(`BUSBAR_\w+)/, '$1`');
 const lines = [
   '# What bad input gets, per transport',
   '',
