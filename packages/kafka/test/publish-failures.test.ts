@@ -89,7 +89,7 @@ describe.runIf(ok)('kafka publishes the broker refuses', () => {
       const group = uniqueName('g');
       await bus.subscribe(topic, fail, { ...options, group });
       const dead = collect<number>();
-      await bus.subscribeDeadLetters<number>(topic, group, async (m) => dead.push(m.payload));
+      await bus.subscribeDeadLetters<number>(topic, group, async (m) => dead.push(m.payload as number));
       for (let wave = 0; wave < 5; wave++) {
         await Promise.all([
           bus.publishBatch(
