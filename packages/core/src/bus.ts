@@ -16,8 +16,10 @@ import {
 } from './middleware.js';
 import { assertGroupName, assertTopicName, isPattern } from './names.js';
 import {
+  MAX_TIMER_MS,
   parseOptions,
   type ResolvedSubscribeOptions,
+  respondOptionsSchema,
   type SubscribeOptions,
   subscribeOptionsSchema,
 } from './options.js';
@@ -31,9 +33,11 @@ import {
 } from './publish.js';
 import { sanitizeError } from './redact.js';
 import { deadLetterReaderTopic, type RedriveOptions, redrive } from './redrive.js';
+import { type RequestOptions, Requests, type Responder, type RespondOptions } from './request.js';
 import { validate } from './schema.js';
 import { SubscriptionHandle } from './subscription/handle.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription/index.js';
+import { toFailure } from './thrown.js';
 import { type Topic, type TopicLike, toTopic } from './topic.js';
 import { DEAD_LETTER_READER_GROUP } from './transport/headers.js';
 import type { Capabilities, ConnectionHealth, LagInfo, OutgoingRecord, Transport } from './transport/spi.js';
@@ -80,12 +84,15 @@ export class Bus {
   readonly #validTopics = new Set<string>();
   readonly #declared = new Map<string, Promise<void>>();
   readonly #consumeChain: ConsumeMiddleware[] = [];
+  readonly #responders = new Set<{ close(): Promise<void> }>();
+  readonly #requests: Requests;
   readonly #publishChain: PublishMiddleware[] = [];
   #closing: Promise<void> | undefined;
 
   constructor(init: BusInit) {
     this.#init = init;
     this.#transport = init.transport;
+    this.#requests = new Requests(init.transport.requestReply, init.system, init.logger);
   }
 
   /** The transport's name: 'memory', 'rabbitmq', 'kafka', 'nats', 'redis', 'mqtt'. */
@@ -94,7 +101,7 @@ export class Bus {
   }
 
   get capabilities(): Capabilities {
-    return this.#transport.capabilities;
+    return { ...this.#transport.capabilities, requestReply: this.#transport.requestReply !== undefined };
   }
 
   /**
@@ -272,6 +279,82 @@ export class Bus {
     // Closing on abort: the same graceful close as close() (in-flight handlers finish, bounded).
     signal?.addEventListener('abort', () => void subscription.close(), { once: true });
     return subscription;
+  }
+
+  /**
+   * Sends a request and resolves with the reply, over the broker's own request/reply mechanism (foreign
+   * services can answer or ask). The payload and the reply are validated by the topic's schema and `response`
+   * schema. Rejects with TimeoutError (not retryable: the outcome is unknown), NoRespondersError where the
+   * broker tells, RemoteError when the responder failed, AbortedError, ClosedError when the bus closes.
+   */
+  async request<T, R>(topic: Topic<T, R> | string, payload: T, options: RequestOptions = {}): Promise<R> {
+    if (this.#closing) throw new ClosedError('The bus is closed: request rejected');
+    const def = toTopic(topic) as Topic<T, R>;
+    if (typeof options !== 'object' || options === null) throw new ConfigError('request options must be an object');
+    const { timeoutMs, signal, headers } = options;
+    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS)) {
+      throw new ConfigError('Invalid request options: timeoutMs must be a positive integer of at most 2147483647');
+    }
+    if (signal?.aborted) throw new AbortedError('Request aborted before sending', { cause: signal.reason });
+    const pending = this.#record(def, payload, headers === undefined ? undefined : { headers });
+    const record = pending instanceof Promise ? await pending : pending;
+    try {
+      return await this.#requests.request(def, record, options);
+    } catch (error) {
+      throw this.#clean(error);
+    }
+  }
+
+  /**
+   * Answers requests on `topic`: the handler's return value is the reply (validated by the topic's `response`
+   * schema); a throw is a RemoteError for the caller (code and a bounded message, no stack). Responders in one
+   * `group` share the requests. Requests are not retried or dead-lettered: the caller is waiting and decides.
+   */
+  async respond<T, R>(
+    topic: Topic<T, R> | string,
+    handler: Responder<T, R>,
+    options: RespondOptions = {},
+  ): Promise<Subscription> {
+    if (this.#closing) throw new ClosedError('The bus is closed: respond rejected');
+    if (typeof handler !== 'function') throw new ConfigError('respond needs a handler function');
+    const def = toTopic(topic) as Topic<T, R>;
+    const resolved = parseOptions(respondOptionsSchema, options, 'respond options');
+    this.#checkTopic(def.name, 'subscribe');
+    if (resolved.group !== undefined) assertGroupName(resolved.group);
+    const native = await this.#requests.respond(def, handler, resolved).catch((error: unknown) => {
+      throw this.#clean(error);
+    });
+    const entry = {
+      stats: (): SubscriptionStats => ({
+        topic: def.name,
+        group: resolved.group,
+        state: 'running',
+        inFlight: 0,
+        queued: 0,
+      }),
+      close: async () => {
+        await native.stop();
+        await native.close();
+      },
+    };
+    this.#responders.add(entry);
+    let closed = false;
+    return {
+      topic: def.name,
+      group: resolved.group,
+      get closed() {
+        return closed;
+      },
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        this.#responders.delete(entry);
+        await entry.close();
+      },
+      [Symbol.asyncDispose](): Promise<void> {
+        return (this as Subscription).close();
+      },
+    } satisfies Subscription;
   }
 
   /**
@@ -454,7 +537,16 @@ export class Bus {
     this.#closing ??= (async () => {
       this.#init.connections.quiet = true;
       const deadline = Date.now() + this.#init.closeTimeoutMs;
-      await Promise.all([...this.#subscriptions].map((s) => s.close(deadline, options.signal)));
+      this.#requests.close();
+      await Promise.all([
+        ...[...this.#subscriptions].map((s) => s.close(deadline, options.signal)),
+        ...[...this.#responders].map((r) =>
+          r
+            .close()
+            .catch((e: unknown) => this.#init.logger.warn('Closing a responder failed', { error: toFailure(e) })),
+        ),
+      ]);
+      this.#responders.clear();
       this.#subscriptions.clear();
       // A broker that is down or silent must not hold close() past its bound: the driver gets what is left
       // of closeTimeoutMs (at least CLOSE_GRACE_MS) to flush and disconnect, then close() returns anyway.

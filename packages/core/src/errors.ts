@@ -24,7 +24,9 @@ export type BusbarErrorCode =
   | 'BUSBAR_HANDLER_TIMEOUT'
   | 'BUSBAR_DUPLICATE'
   | 'BUSBAR_PERMANENT'
-  | 'BUSBAR_ABORTED';
+  | 'BUSBAR_ABORTED'
+  | 'BUSBAR_NO_RESPONDERS'
+  | 'BUSBAR_REMOTE';
 
 export interface BusbarErrorOptions {
   cause?: unknown;
@@ -167,6 +169,25 @@ export class ValidationError extends BusbarError {
 export class AbortedError extends BusbarError {
   constructor(message: string, options?: BusbarErrorOptions) {
     super('BUSBAR_ABORTED', message, options);
+  }
+}
+
+/** A request found nobody serving its topic (where the broker can tell: NATS, memory). Retryable. */
+export class NoRespondersError extends BusbarError {
+  constructor(topic: string) {
+    super('BUSBAR_NO_RESPONDERS', `No responder serves '${topic}'`, { retryable: true });
+  }
+}
+
+/**
+ * The responder failed the request: `remoteCode` is its error's code (a BusbarError code, or the error's name),
+ * the message is bounded; no stack crosses the wire unless the responder was configured to send it.
+ */
+export class RemoteError extends BusbarError {
+  readonly remoteCode: string;
+  constructor(remoteCode: string, message: string) {
+    super('BUSBAR_REMOTE', message);
+    this.remoteCode = remoteCode;
   }
 }
 

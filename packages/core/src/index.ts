@@ -22,9 +22,11 @@ export {
   HandlerTimeoutError,
   InvalidHeaderError,
   InvalidTopicError,
+  NoRespondersError,
   PayloadTooLargeError,
   PermanentError,
   PublishError,
+  RemoteError,
   SerializationError,
   TimeoutError,
   UnsupportedError,
@@ -42,6 +44,7 @@ export type { ConsumeMiddleware, Middleware, OutgoingMessage, PublishMiddleware 
 export { MAX_TOPIC_LENGTH } from './names.js';
 export type { RetryPolicy, SubscribeOptions } from './options.js';
 export { redactUrl } from './redact.js';
+export type { RequestOptions, Responder, RespondOptions } from './request.js';
 export { backoffDelay } from './retry.js';
 export type { InferOutput, StandardSchemaV1 } from './schema.js';
 export type { Subscription, SubscriptionStats } from './subscription/index.js';

@@ -131,3 +131,11 @@ export type SubscribeOptions = z.input<typeof subscribeOptionsSchema> & {
   signal?: AbortSignal;
 };
 export type ResolvedSubscribeOptions = z.output<typeof subscribeOptionsSchema>;
+
+/** `bus.respond()` options. */
+export const respondOptionsSchema = z.strictObject({
+  group: z.string().optional(),
+  concurrency: z.number().int().min(1).max(10_000).default(1),
+  handlerTimeoutMs: ms().positive().default(30_000),
+  exposeStack: z.boolean().default(false),
+});

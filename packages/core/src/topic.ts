@@ -7,18 +7,22 @@ import type { InferOutput, StandardSchemaV1 } from './schema.js';
 const TOPIC = Symbol.for('busbar.topic');
 
 /** A named topic with an optional payload schema and a codec; created by {@link defineTopic}. */
-export interface Topic<T = unknown> {
+export interface Topic<T = unknown, R = unknown> {
   readonly name: string;
   readonly schema: StandardSchemaV1<unknown, T> | undefined;
   readonly codec: Codec<T>;
+  /** For request/reply: the schema of the reply (validated on both sides), when given. */
+  readonly response: StandardSchemaV1<unknown, R> | undefined;
   /** Publish every message of this topic as a CloudEvent with these attributes (binary mode). */
   readonly cloudEvent: CloudEventOptions | undefined;
   readonly [TOPIC]: true;
 }
 
-export interface TopicOptions<T> {
+export interface TopicOptions<T, R = unknown> {
   /** How payloads become bytes. Default: JSON. */
   codec?: Codec<T>;
+  /** For request/reply: the reply's schema; it types `bus.request()` and `bus.respond()` handlers. */
+  response?: StandardSchemaV1<unknown, R>;
   /** Publish every message of this topic as a CloudEvent (binary mode): at least `type` and `source`. */
   cloudEvent?: CloudEventOptions;
 }
@@ -31,12 +35,16 @@ export interface TopicOptions<T> {
  * const OrderCreated = defineTopic('orders.created', z.object({ orderId: z.string() }));
  * ```
  */
-export function defineTopic<S extends StandardSchemaV1>(
+export function defineTopic<S extends StandardSchemaV1, R = unknown>(
   name: string,
   schema: S,
-  options?: TopicOptions<InferOutput<S>>,
-): Topic<InferOutput<S>>;
-export function defineTopic<T = unknown>(name: string, schema?: undefined, options?: TopicOptions<T>): Topic<T>;
+  options?: TopicOptions<InferOutput<S>, R>,
+): Topic<InferOutput<S>, R>;
+export function defineTopic<T = unknown, R = unknown>(
+  name: string,
+  schema?: undefined,
+  options?: TopicOptions<T, R>,
+): Topic<T, R>;
 export function defineTopic(
   name: string,
   schema?: StandardSchemaV1,
@@ -48,6 +56,7 @@ export function defineTopic(
     schema,
     codec: options.codec ?? jsonCodec,
     cloudEvent: options.cloudEvent,
+    response: options.response,
     [TOPIC]: true as const,
   });
 }

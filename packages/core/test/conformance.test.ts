@@ -13,6 +13,7 @@ describeConformance('memory', {
     persistent: false,
     ordering: true,
     wildcards: true,
+    requestReply: true,
     nativeDelay: true,
     replay: false,
   },

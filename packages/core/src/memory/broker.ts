@@ -1,5 +1,6 @@
 import { topicMatches } from '../names.js';
 import type { OutgoingRecord } from '../transport/spi.js';
+import { MemoryResponders } from './requests.js';
 
 /** A message as the in-process broker stores it. */
 export interface MemoryEntry {
@@ -107,6 +108,8 @@ export class MemoryBroker {
   readonly #broadcast = new Set<{ pattern: string; queue: MemoryQueue }>();
   /** Topics whose writes are refused, for fault tests (see `memoryFaults`). */
   readonly refused = new Set<string>();
+  /** Who answers requests on this broker. */
+  readonly responders = new MemoryResponders();
 
   /** The group's queue if it exists (no side effect, unlike `queue`). */
   existing(pattern: string, group: string): MemoryQueue | undefined {

@@ -15,6 +15,7 @@ import type {
 } from '../transport/spi.js';
 import { type Driver, defineDriver } from '../transport/spi.js';
 import { type MemoryBroker, type MemoryConsumer, type MemoryEntry, type MemoryQueue, memoryBroker } from './broker.js';
+import { MemoryRequestReply } from './requests.js';
 
 const options = z.object({});
 
@@ -36,6 +37,7 @@ const capabilities: Capabilities = {
 class MemoryTransport implements Transport {
   readonly capabilities = capabilities;
   readonly maxPayloadBytes = 16 * 1024 * 1024;
+  readonly requestReply: MemoryRequestReply;
   readonly #broker: MemoryBroker;
   readonly #context: TransportContext<z.output<typeof options>>;
   #closed = false;
@@ -43,6 +45,7 @@ class MemoryTransport implements Transport {
   constructor(context: TransportContext<z.output<typeof options>>) {
     this.#context = context;
     this.#broker = memoryBroker(context.url.host + context.url.pathname);
+    this.requestReply = new MemoryRequestReply(this.#broker.responders);
   }
 
   async connect(): Promise<void> {
@@ -137,6 +140,7 @@ class MemoryTransport implements Transport {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.requestReply.close();
     this.#context.reportState('memory', 'down');
   }
 }

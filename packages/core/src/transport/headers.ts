@@ -23,6 +23,10 @@ export const HEADER = {
    * dead-letter metadata, and core retries only the write when it comes back.
    */
   dlPending: 'busbar-dl-pending',
+  /** On a reply: the request failed; the value is the error code (a BusbarError code or the error's name). */
+  replyError: 'busbar-error',
+  /** On a failed reply: the error message, bounded. */
+  replyErrorMessage: 'busbar-error-message',
   dlErrorName: 'busbar-dl-error',
   dlErrorMessage: 'busbar-dl-message',
   dlErrorStack: 'busbar-dl-stack',

@@ -20,6 +20,11 @@ export interface Capabilities {
   readonly ordering: boolean;
   /** `*` and `#` in subscription topics; without it such a subscription is an UnsupportedError. */
   readonly wildcards: boolean;
+  /**
+   * `bus.request` / `bus.respond` over the broker's own mechanism. Set by core from `Transport.requestReply`
+   * (a driver does not declare it); without it they are an UnsupportedError.
+   */
+  readonly requestReply?: boolean;
   /** @deprecated Not checked by anything; removed in the next minor. */
   readonly persistent?: boolean;
   /** @deprecated Not checked by anything; removed in the next minor. */
@@ -150,7 +155,58 @@ export interface ConnectionHealth {
   readonly error?: string;
 }
 
+/** A reply on its way back, or as received by the requester. */
+export interface ReplyRecord {
+  readonly body: Uint8Array;
+  readonly contentType: string | undefined;
+  /** busbar's `busbar-error*` headers mark a failed request (see core's request.ts); user headers otherwise. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** One request received by a responder: answer it once with `reply`. */
+export interface IncomingRequest {
+  readonly id: string;
+  readonly topic: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+  readonly contentType: string | undefined;
+  readonly timestamp: number;
+  readonly raw: unknown;
+  /** Sends the reply to the requester by the broker's native mechanism. */
+  reply(reply: ReplyRecord): Promise<void>;
+}
+
+export interface RespondSpec {
+  readonly topic: string;
+  /** Responders of one group share requests (queue group, shared subscription, one queue); none: every one answers. */
+  readonly group: string | undefined;
+  readonly prefetch: number;
+}
+
+/**
+ * Request/reply by the broker's own mechanism (NATS inboxes, AMQP direct reply-to, MQTT 5 response topic and
+ * correlation data, ...), so services without busbar can take part on either side.
+ */
+export interface RequestReply {
+  /**
+   * Sends `record` as a request and resolves with the first reply. Rejects with a `TimeoutError` after
+   * `timeoutMs`, `NoRespondersError` where the broker says nobody listens, `AbortedError` when `signal` fires,
+   * `ClosedError` when the transport closes; a late reply is dropped, nothing per request is left behind.
+   */
+  request(
+    record: OutgoingRecord,
+    options: { readonly timeoutMs: number; readonly signal?: AbortSignal },
+  ): Promise<ReplyRecord>;
+  /** Serves requests on `spec.topic`: `onRequest` for each; resolves once requests published afterwards arrive. */
+  respond(
+    spec: RespondSpec,
+    callbacks: { readonly onRequest: (request: IncomingRequest) => void; readonly onError: (error: Error) => void },
+  ): Promise<TransportSubscription>;
+}
+
 export interface Transport {
+  /** Request/reply, where the driver implements it (`bus.request` is an UnsupportedError otherwise). */
+  readonly requestReply?: RequestReply;
   readonly capabilities: Capabilities;
   /**
    * The prefix the CloudEvents protocol binding of this broker gives attribute headers in binary mode: Kafka

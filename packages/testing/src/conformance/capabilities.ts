@@ -10,13 +10,24 @@ import type { Suite } from './context.js';
 export function capabilityTests(s: Suite): void {
   it('reports the capabilities it claims', async () => {
     const bus = await s.bus();
-    const { durableGroups, ordering, wildcards } = bus.capabilities;
-    expect({ durableGroups, ordering, wildcards }).toEqual({
+    const { durableGroups, ordering, wildcards, requestReply } = bus.capabilities;
+    expect({ durableGroups, ordering, wildcards, requestReply }).toEqual({
       durableGroups: s.caps.durableGroups,
       ordering: s.caps.ordering,
       wildcards: s.caps.wildcards,
+      requestReply: s.caps.requestReply ?? false,
     });
   });
+
+  if (!s.caps.requestReply) {
+    it('refuses request/reply it cannot serve with UnsupportedError', async () => {
+      const bus = await s.bus();
+      const request = await bus.request(s.topic('rr'), 1).catch((e: unknown) => e);
+      expect(BusbarError.is(request, 'BUSBAR_UNSUPPORTED'), String(request)).toBe(true);
+      const respond = await bus.respond(s.topic('rr'), () => 1).catch((e: unknown) => e);
+      expect(BusbarError.is(respond, 'BUSBAR_UNSUPPORTED'), String(respond)).toBe(true);
+    });
+  }
 
   if (!s.caps.wildcards) {
     it('refuses a wildcard subscription it cannot serve with UnsupportedError', async () => {

@@ -8,6 +8,7 @@ import { failureTests } from './failures.js';
 import { fuzzTests } from './fuzz.js';
 import { credentialTests, durableTests, lifecycleTests } from './lifecycle.js';
 import { middlewareTests } from './middleware.js';
+import { requestReplyTests } from './request-reply.js';
 
 export type { BusOverrides, ConformanceOptions } from './context.js';
 export { CANARY } from './context.js';
@@ -28,6 +29,7 @@ export function describeConformance(name: string, options: ConformanceOptions): 
     describe('lifecycle', () => lifecycleTests(suite));
     describe('conventions', () => conventionTests(suite));
     describe('middleware', () => middlewareTests(suite));
+    if (options.capabilities.requestReply) describe('request/reply', () => requestReplyTests(suite));
     if (options.capabilities.durableGroups) describe('durable groups', () => durableTests(suite));
     describe('bad input', () => {
       badInputTests(suite, name);

@@ -1,0 +1,237 @@
+import { type Codec, jsonCodec } from './codec.js';
+import {
+  BusbarError,
+  ClosedError,
+  HandlerTimeoutError,
+  RemoteError,
+  SerializationError,
+  TimeoutError,
+  UnsupportedError,
+  type ValidationError,
+} from './errors.js';
+import { decodeInbound } from './inbound.js';
+import type { Logger } from './logger.js';
+import type { HandlerContext, Message } from './message.js';
+import { validate } from './schema.js';
+import { toFailure } from './thrown.js';
+import type { Topic } from './topic.js';
+import { HEADER } from './transport/headers.js';
+import type {
+  IncomingRequest,
+  OutgoingRecord,
+  ReplyRecord,
+  RequestReply,
+  TransportSubscription,
+} from './transport/spi.js';
+import { abortable, withTimeout } from './transport/util.js';
+
+export interface RequestOptions {
+  /** How long to wait for the reply. Default 5000 ms. A timeout is a TimeoutError (not retryable by default). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+}
+
+export interface RespondOptions {
+  /** Responders of one group share the requests (one answers each); without a group every responder answers. */
+  group?: string;
+  /** Requests handled at once. Default 1. */
+  concurrency?: number;
+  /** A handler running longer fails the request (the caller gets a RemoteError). Default 30000 ms. */
+  handlerTimeoutMs?: number;
+  /** Send the responder's error stack with a failed reply (never by default: stacks describe your code). */
+  exposeStack?: boolean;
+}
+
+export type Responder<T, R> = (message: Message<T>, context: HandlerContext) => R | Promise<R>;
+
+const MAX_REMOTE_MESSAGE = 1_000;
+
+/** The reply's bytes: JSON of the handler's result, validated against the topic's response schema when it has one. */
+function encodeReply<R>(def: Topic<unknown, R>, value: unknown): ReplyRecord {
+  const checked = def.response ? validate(def.response, value, `Reply on '${def.name}'`) : value;
+  if (checked instanceof Promise) throw new SerializationError('Asynchronous response schemas are not supported');
+  return { body: jsonCodec.encode(checked), contentType: jsonCodec.contentType, headers: {} };
+}
+
+function errorReply(error: Error, exposeStack: boolean): ReplyRecord {
+  const code = BusbarError.is(error) ? error.code : error.name || 'Error';
+  const text =
+    error.message.length > MAX_REMOTE_MESSAGE ? `${error.message.slice(0, MAX_REMOTE_MESSAGE)}...` : error.message;
+  // Headers must be portable text: one line, no control characters.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters being replaced
+  const oneLine = (exposeStack && error.stack ? error.stack : text).replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
+  return {
+    body: new Uint8Array(0),
+    contentType: undefined,
+    headers: {
+      [HEADER.replyError]: code.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100),
+      [HEADER.replyErrorMessage]: oneLine,
+    },
+  };
+}
+
+class RequestContext implements HandlerContext {
+  readonly idempotencyKey = undefined;
+  readonly #controller = new AbortController();
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+  abort(reason: unknown): void {
+    this.#controller.abort(reason);
+  }
+}
+
+/**
+ * Request/reply over the transport's native mechanism. Requests do not go through retry or dead letters (the
+ * caller is waiting): a responder failure becomes a typed RemoteError for the caller, and the caller decides.
+ */
+export class Requests {
+  readonly #rr: RequestReply | undefined;
+  readonly #system: string;
+  readonly #logger: Logger;
+  readonly #pending = new Set<(error: Error) => void>();
+  #closed = false;
+
+  constructor(rr: RequestReply | undefined, system: string, logger: Logger) {
+    this.#rr = rr;
+    this.#system = system;
+    this.#logger = logger;
+  }
+
+  #transport(): RequestReply {
+    if (!this.#rr) throw new UnsupportedError(`The ${this.#system} transport does not offer request/reply`);
+    if (this.#closed) throw new ClosedError('The bus is closed: request rejected');
+    return this.#rr;
+  }
+
+  async request<T, R>(def: Topic<T, R>, record: OutgoingRecord, options: RequestOptions): Promise<R> {
+    const rr = this.#transport();
+    const timeoutMs = options.timeoutMs ?? 5_000;
+    let fail!: (error: Error) => void;
+    const closed = new Promise<never>((_resolve, reject) => {
+      fail = reject;
+    });
+    closed.catch(() => undefined);
+    this.#pending.add(fail);
+    let reply: ReplyRecord;
+    try {
+      // The driver bounds the wait itself; the outer bound only keeps a broken driver from hanging the caller.
+      const sent = rr.request(record, { timeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
+      const bounded = withTimeout(sent, timeoutMs + 1_000, `No reply on '${def.name}' within ${timeoutMs} ms`);
+      reply = await Promise.race([abortable(bounded, options.signal, `Request on '${def.name}' aborted`), closed]);
+    } catch (error) {
+      // A timed-out request may still be answered: the outcome is unknown, so it is not retried for the caller.
+      if (BusbarError.is(error, 'BUSBAR_TIMEOUT')) {
+        throw new TimeoutError(error.message, { retryable: false, cause: error.cause });
+      }
+      throw error;
+    } finally {
+      this.#pending.delete(fail);
+    }
+    const code = reply.headers[HEADER.replyError];
+    if (code !== undefined)
+      throw new RemoteError(code, reply.headers[HEADER.replyErrorMessage] ?? 'the responder failed');
+    const { payload } = decodeInbound(jsonCodec as Codec<unknown>, reply.body, reply.contentType, reply.headers);
+    if (!def.response) return payload as R;
+    const valid = validate(def.response, payload, `Reply on '${def.name}'`);
+    return valid instanceof Promise ? await valid : valid;
+  }
+
+  async respond<T, R>(
+    def: Topic<T, R>,
+    handler: Responder<T, R>,
+    options: Required<Pick<RespondOptions, 'concurrency' | 'handlerTimeoutMs' | 'exposeStack'>> & RespondOptions,
+  ): Promise<TransportSubscription> {
+    const rr = this.#transport();
+    const waiting: IncomingRequest[] = [];
+    let running = 0;
+    const serve = async (request: IncomingRequest): Promise<void> => {
+      let reply: ReplyRecord;
+      try {
+        reply = encodeReply(def, await this.#answer(def, handler, request, options.handlerTimeoutMs));
+      } catch (thrown) {
+        const error = toFailure(thrown);
+        if (BusbarError.is(error, 'BUSBAR_VALIDATION') && (error as ValidationError).message.startsWith('Reply on')) {
+          this.#logger.error(`The responder on '${def.name}' returned a reply that fails its schema`, { error });
+        }
+        reply = errorReply(error, options.exposeStack);
+      }
+      await request
+        .reply(reply)
+        .catch((error: unknown) => this.#logger.warn(`Replying on '${def.name}' failed`, { error: toFailure(error) }));
+    };
+    const pump = (): void => {
+      while (running < options.concurrency && waiting.length > 0) {
+        const next = waiting.shift() as IncomingRequest;
+        running++;
+        void serve(next).finally(() => {
+          running--;
+          pump();
+        });
+      }
+    };
+    return rr.respond(
+      { topic: def.name, group: options.group, prefetch: Math.max(100, options.concurrency * 2) },
+      {
+        onRequest: (request) => {
+          waiting.push(request);
+          pump();
+        },
+        onError: (error) => this.#logger.error(`Responder on '${def.name}' failed`, { error }),
+      },
+    );
+  }
+
+  async #answer<T, R>(
+    def: Topic<T, R>,
+    handler: Responder<T, R>,
+    request: IncomingRequest,
+    timeoutMs: number,
+  ): Promise<R> {
+    const { payload, cloudEvent } = decodeInbound(
+      def.codec as Codec<unknown>,
+      request.body,
+      request.contentType,
+      request.headers,
+    );
+    const schema = def.schema;
+    const value = schema ? await validate(schema, payload, `Request ${request.id} on '${def.name}'`) : (payload as T);
+    const message: Message<T> = {
+      id: cloudEvent?.id ?? request.id,
+      topic: request.topic,
+      key: undefined,
+      payload: value,
+      headers: request.headers,
+      timestamp: new Date(request.timestamp),
+      attempt: 1,
+      deadLetter: undefined,
+      contentType: request.contentType,
+      cloudEvent,
+      raw: request.raw,
+    };
+    const context = new RequestContext();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        Promise.resolve().then(() => handler(message, context)),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => {
+            const error = new HandlerTimeoutError(timeoutMs);
+            context.abort(error);
+            reject(error);
+          }, timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Every pending request rejects with ClosedError; nothing waits any more. */
+  close(): void {
+    this.#closed = true;
+    for (const fail of this.#pending) fail(new ClosedError('The bus closed while the request waited for its reply'));
+    this.#pending.clear();
+  }
+}

@@ -1,0 +1,114 @@
+import { BusbarError, defineTopic, type RemoteError, type StandardSchemaV1 } from '@busbar/core';
+import { expect, it } from 'vitest';
+import type { Suite } from './context.js';
+
+const sumSchema: StandardSchemaV1<unknown, { sum: number }> = {
+  '~standard': {
+    version: 1,
+    vendor: 'busbar-test',
+    validate: (v) =>
+      typeof v === 'object' && v !== null && typeof (v as { sum?: unknown }).sum === 'number'
+        ? { value: v as { sum: number } }
+        : { issues: [{ message: 'expected { sum: number }' }] },
+  },
+};
+
+/** Request/reply on transports that offer it: typed round trips, groups, and every failure path bounded and typed. */
+export function requestReplyTests(s: Suite): void {
+  it('answers a typed request, one responder of a group each time', async () => {
+    const bus = await s.bus();
+    const Add = defineTopic<{ a: number; b: number }, { sum: number }>(s.topic('rr-add'), undefined, {
+      response: sumSchema,
+    });
+    const group = s.group();
+    const served = [0, 0];
+    for (const i of [0, 1]) {
+      await bus.respond(
+        Add,
+        (m) => {
+          served[i] = (served[i] ?? 0) + 1;
+          return { sum: m.payload.a + m.payload.b };
+        },
+        { group, concurrency: 4 },
+      );
+    }
+    await s.settle();
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, n) => bus.request(Add, { a: n, b: 1 }, { timeoutMs: s.ms(5_000) })),
+    );
+    expect(replies.map((r) => r.sum)).toEqual(Array.from({ length: 20 }, (_, n) => n + 1));
+    expect((served[0] ?? 0) + (served[1] ?? 0)).toBe(20);
+  });
+
+  it('a responder that throws gives the caller a RemoteError with its code and no stack; a bad reply fails its schema', async () => {
+    const bus = await s.bus();
+    const name = s.topic('rr-fail');
+    await bus.respond(defineTopic<number, { sum: number }>(name, undefined, { response: sumSchema }), (m) => {
+      if (m.payload === 1) throw new RangeError('x'.repeat(5_000));
+      if (m.payload === 2) throw null;
+      return { wrong: true } as unknown as { sum: number };
+    });
+    await s.settle();
+    const failed = await bus.request(name, 1, { timeoutMs: s.ms(5_000) }).catch((e: unknown) => e);
+    expect(BusbarError.is(failed, 'BUSBAR_REMOTE')).toBe(true);
+    expect((failed as RemoteError).remoteCode).toBe('RangeError');
+    expect((failed as Error).message.length).toBeLessThan(1_100);
+    expect((failed as Error).message).not.toContain('at ');
+    const thrownNull = await bus.request(name, 2, { timeoutMs: s.ms(5_000) }).catch((e: unknown) => e);
+    expect((thrownNull as RemoteError).remoteCode).toBe('NonErrorThrown');
+    const invalid = await bus.request(name, 3, { timeoutMs: s.ms(5_000) }).catch((e: unknown) => e);
+    expect((invalid as RemoteError).remoteCode).toBe('BUSBAR_VALIDATION');
+  });
+
+  it('times out typed (not retryable), aborts on a signal, and fails fast or times out with no responder', async () => {
+    const bus = await s.bus();
+    const slow = s.topic('rr-slow');
+    let late = 0;
+    await bus.respond(slow, async () => {
+      await new Promise((r) => setTimeout(r, 600));
+      late++;
+      return 1;
+    });
+    await s.settle();
+    const t0 = Date.now();
+    const timedOut = await bus.request(slow, 1, { timeoutMs: 200 }).catch((e: unknown) => e);
+    expect(BusbarError.is(timedOut, 'BUSBAR_TIMEOUT')).toBe(true);
+    expect((timedOut as BusbarError).retryable).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(1_500);
+    const controller = new AbortController();
+    const aborted = bus.request(slow, 2, { timeoutMs: 5_000, signal: controller.signal }).catch((e: unknown) => e);
+    controller.abort();
+    expect(BusbarError.is(await aborted, 'BUSBAR_ABORTED')).toBe(true);
+    await s.waitFor(() => late >= 2, 5_000, 'the late replies (dropped)');
+    const nobody = await bus.request(s.topic('rr-none'), 1, { timeoutMs: 500 }).catch((e: unknown) => e);
+    expect(BusbarError.is(nobody, 'BUSBAR_NO_RESPONDERS') || BusbarError.is(nobody, 'BUSBAR_TIMEOUT')).toBe(true);
+    // The bus still works.
+    const ok = s.topic('rr-ok');
+    await bus.respond(ok, (m) => m.payload);
+    await s.settle();
+    expect(await bus.request(ok, 'still', { timeoutMs: s.ms(5_000) })).toBe('still');
+  });
+
+  it('close() rejects every pending request with ClosedError', async () => {
+    const bus = await s.bus();
+    const responderBus = await s.bus();
+    const never = s.topic('rr-never');
+    await responderBus.respond(never, () => new Promise(() => undefined), { handlerTimeoutMs: 60_000 });
+    await s.settle();
+    const pending = [1, 2, 3].map((n) => bus.request(never, n, { timeoutMs: 30_000 }).catch((e: unknown) => e));
+    await new Promise((r) => setTimeout(r, 100));
+    await bus.close();
+    for (const error of await Promise.all(pending)) expect(BusbarError.is(error, 'BUSBAR_CLOSED')).toBe(true);
+  });
+
+  it('2,000 requests in flight are all answered', async () => {
+    const bus = await s.bus();
+    const echo = s.topic('rr-load');
+    await bus.respond(echo, (m) => m.payload, { concurrency: 50 });
+    await s.settle();
+    const replies = await Promise.all(
+      Array.from({ length: 2_000 }, (_, n) => bus.request(echo, n, { timeoutMs: s.ms(30_000) })),
+    );
+    expect(replies).toEqual(Array.from({ length: 2_000 }, (_, n) => n));
+  }, 60_000);
+}
