@@ -3,17 +3,10 @@ import type { Connections } from './connections.js';
 import { MessageStream } from './consume.js';
 import { deadLetterTopic } from './dead-letter.js';
 import { AbortedError, BusbarError, ClosedError, ConfigError, UnsupportedError } from './errors.js';
-import { channels } from './events.js';
+import { disconnect, type GroupLag, type Health, healthOf, lagOf } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { Handler, Message } from './message.js';
-import {
-  type ConsumeMiddleware,
-  composeConsume,
-  type Middleware,
-  type OutgoingMessage,
-  type PublishMiddleware,
-  runPublishMiddleware,
-} from './middleware.js';
+import { type ConsumeMiddleware, composeConsume, type Middleware, MiddlewareChains } from './middleware.js';
 import { assertGroupName, assertTopicName, isPattern } from './names.js';
 import {
   MAX_TIMER_MS,
@@ -23,44 +16,39 @@ import {
   type SubscribeOptions,
   subscribeOptionsSchema,
 } from './options.js';
-import {
-  BATCH_ENTRY_KEYS,
-  type BatchEntry,
-  checkPublishOptions,
-  encodeRecord,
-  PUBLISH_OPTION_KEYS,
-  type PublishOptions,
-} from './publish.js';
+import { Outbound } from './outbound.js';
+import { BATCH_ENTRY_KEYS, type BatchEntry, type PublishOptions } from './publish.js';
 import { sanitizeError } from './redact.js';
-import { deadLetterReaderTopic, type RedriveOptions, redrive } from './redrive.js';
-import { type RequestOptions, Requests, type Responder, type RespondOptions } from './request.js';
-import { validate } from './schema.js';
+import {
+  type DeadLetterWalkOptions,
+  deadLetterReaderTopic,
+  peekDeadLetters,
+  purgeDeadLetters,
+  type RedriveOptions,
+  type RedriveParts,
+  redrive,
+} from './redrive.js';
+import { type RequestOptions, Requests, type Responder, type RespondOptions, responderHandle } from './request.js';
 import { SubscriptionHandle } from './subscription/handle.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription/index.js';
 import { toFailure } from './thrown.js';
 import { type Topic, type TopicLike, toTopic } from './topic.js';
 import { DEAD_LETTER_READER_GROUP } from './transport/headers.js';
-import type { Capabilities, ConnectionHealth, LagInfo, OutgoingRecord, Transport } from './transport/spi.js';
+import type { Capabilities, OutgoingRecord, Transport } from './transport/spi.js';
 import { abortable } from './transport/util.js';
 
+export type { GroupLag, Health } from './lifecycle.js';
 export type { BatchEntry, PublishOptions } from './publish.js';
-export type { RedriveOptions } from './redrive.js';
+export type { DeadLetterWalkOptions, RedriveOptions } from './redrive.js';
 
-export interface Health {
-  /** `up` when every connection is up, `down` when any is down, else `reconnecting`. */
-  readonly status: 'up' | 'reconnecting' | 'down';
-  readonly transport: string;
-  readonly connections: readonly ConnectionHealth[];
-  readonly subscriptions: readonly SubscriptionStats[];
-}
-
-export interface GroupLag extends LagInfo {
-  readonly topic: string;
-  readonly group: string;
-}
-
-/** The least time close() gives a driver to disconnect, even when handlers used up closeTimeoutMs. */
-const CLOSE_GRACE_MS = 500;
+/** How core's own dead-letter walks (re-drive, peek, purge) read: one at a time, never retried or dead-lettered. */
+const WALK_OPTIONS = {
+  group: DEAD_LETTER_READER_GROUP,
+  deadLetter: false,
+  retry: false,
+  concurrency: 1,
+  prefetch: 100,
+};
 
 export interface BusInit {
   readonly transport: Transport;
@@ -81,18 +69,18 @@ export class Bus {
     stats(): SubscriptionStats;
     close(deadline?: number, signal?: AbortSignal): Promise<void>;
   }>();
-  readonly #validTopics = new Set<string>();
+  readonly #out: Outbound;
   readonly #declared = new Map<string, Promise<void>>();
-  readonly #consumeChain: ConsumeMiddleware[] = [];
-  readonly #responders = new Set<{ close(): Promise<void> }>();
+  readonly #middleware = new MiddlewareChains();
+  readonly #responders = new Set<Subscription>();
   readonly #requests: Requests;
-  readonly #publishChain: PublishMiddleware[] = [];
   #closing: Promise<void> | undefined;
 
   constructor(init: BusInit) {
     this.#init = init;
     this.#transport = init.transport;
     this.#requests = new Requests(init.transport.requestReply, init.system, init.logger);
+    this.#out = new Outbound(init.transport, init.system, init.maxPayloadBytes, init.secrets);
   }
 
   /** The transport's name: 'memory', 'rabbitmq', 'kafka', 'nats', 'redis', 'mqtt'. */
@@ -114,7 +102,8 @@ export class Bus {
     const signal = options?.signal;
     if (signal?.aborted)
       throw new AbortedError('Publish aborted before sending: nothing was sent', { cause: signal.reason });
-    const effective = this.#publishChain.length === 0 ? options : await this.#intercept(def.name, payload, options);
+    const effective =
+      this.#middleware.publish.length === 0 ? options : await this.#middleware.intercept(def.name, payload, options);
     const pending = this.#record(def, payload, effective);
     const record = pending instanceof Promise ? await pending : pending;
     const sent = this.#send(def.name, [record]);
@@ -140,9 +129,9 @@ export class Bus {
         throw new ConfigError('publishBatch entries must be objects with a payload');
       // The entry itself carries the options (no copy per entry); 'payload' is the one extra key allowed.
       const effective =
-        this.#publishChain.length === 0
+        this.#middleware.publish.length === 0
           ? entry
-          : await this.#intercept(def.name, entry.payload, entry, BATCH_ENTRY_KEYS);
+          : await this.#middleware.intercept(def.name, entry.payload, entry, BATCH_ENTRY_KEYS);
       const pending = this.#record(def, entry.payload, effective, BATCH_ENTRY_KEYS);
       records.push(pending instanceof Promise ? await pending : pending);
     }
@@ -159,98 +148,26 @@ export class Bus {
    * runs before each message is published, in registration order. A function is a consume middleware.
    */
   use(middleware: Middleware | ConsumeMiddleware): this {
-    const m = typeof middleware === 'function' ? { consume: middleware } : middleware;
-    if (typeof m !== 'object' || m === null) throw new ConfigError('use() needs a middleware: { consume?, publish? }');
-    for (const key of Object.keys(m)) {
-      if (key !== 'consume' && key !== 'publish') throw new ConfigError(`Invalid middleware: unknown key '${key}'`);
-    }
-    if (m.consume !== undefined && typeof m.consume !== 'function')
-      throw new ConfigError('Invalid middleware: consume must be a function');
-    if (m.publish !== undefined && typeof m.publish !== 'function')
-      throw new ConfigError('Invalid middleware: publish must be a function');
-    if (m.consume) this.#consumeChain.push(m.consume);
-    if (m.publish) this.#publishChain.push(m.publish);
+    this.#middleware.use(middleware);
     return this;
   }
 
-  /** Runs the publish middleware over one message; returns the options it left. */
-  async #intercept<O extends PublishOptions>(
-    topic: string,
-    payload: unknown,
-    options: O | undefined,
-    keys: ReadonlySet<string> = PUBLISH_OPTION_KEYS,
-  ): Promise<O> {
-    if (options !== undefined) checkPublishOptions(options, keys);
-    const message: OutgoingMessage = {
-      topic,
-      payload,
-      headers: { ...(options?.headers as Record<string, string> | undefined) },
-      key: options?.key,
-      id: options?.id,
-    };
-    await runPublishMiddleware(this.#publishChain, message);
-    const out = { ...options, headers: message.headers } as O;
-    if (message.key === undefined) delete out.key;
-    else out.key = message.key;
-    if (message.id === undefined) delete out.id;
-    else out.id = message.id;
-    return out;
-  }
-
-  /**
-   * Validates and encodes one message. Synchronous unless the schema validates
-   * asynchronously: most publishes then cost no extra promise (measured: an
-   * await per message was a visible share of core's publish time).
-   */
   #record<T>(
     def: Topic<T>,
     payload: T,
     options: PublishOptions | undefined,
-    keys: ReadonlySet<string> = PUBLISH_OPTION_KEYS,
+    keys?: ReadonlySet<string>,
   ): OutgoingRecord | Promise<OutgoingRecord> {
     if (this.#closing) throw new ClosedError('The bus is closed: publish rejected');
-    this.#checkTopic(def.name, 'publish');
-    if (options !== undefined) checkPublishOptions(options, keys);
-    if (!def.schema) return this.#encode(def, payload, options);
-    const value = validate(def.schema, payload, `Payload for '${def.name}'`);
-    return value instanceof Promise
-      ? value.then((v) => this.#encode(def, v, options))
-      : this.#encode(def, value, options);
+    return this.#out.record(def, payload, options, keys);
   }
 
-  #encode<T>(def: Topic<T>, value: T, options: PublishOptions | undefined): OutgoingRecord {
-    const limit = Math.min(this.#init.maxPayloadBytes, this.#transport.maxPayloadBytes);
-    return encodeRecord(def, value, options, limit, this.#transport.cloudEventsPrefix ?? 'ce-');
-  }
-
-  /** Not async: one promise less per publish when nobody traces (the caller awaits the driver's). */
   #send(topic: string, records: OutgoingRecord[]): Promise<void> {
-    try {
-      if (!channels.publish.hasSubscribers) return this.#transport.publish(records).catch(this.#rethrow);
-      const publish = () => this.#transport.publish(records);
-      return channels.publish
-        .tracePromise(publish, {
-          system: this.#init.system,
-          topic,
-          messages: records.map((r) => ({ id: r.id, key: r.key, headers: r.headers as Record<string, string> })),
-        })
-        .catch(this.#rethrow);
-    } catch (error) {
-      // A driver that throws instead of rejecting.
-      return Promise.reject(this.#clean(error));
-    }
+    return this.#out.send(topic, records);
   }
-
-  readonly #rethrow = (error: unknown): never => {
-    throw this.#clean(error);
-  };
 
   #checkTopic(name: string, use: 'publish' | 'subscribe'): void {
-    const cacheKey = use === 'publish' ? name : `?${name}`;
-    if (this.#validTopics.has(cacheKey)) return;
-    assertTopicName(name, use);
-    this.#transport.validateTopic?.(name, use);
-    if (this.#validTopics.size < 10_000) this.#validTopics.add(cacheKey);
+    this.#out.checkTopic(name, use);
   }
 
   /**
@@ -324,37 +241,9 @@ export class Bus {
     const native = await this.#requests.respond(def, handler, resolved).catch((error: unknown) => {
       throw this.#clean(error);
     });
-    const entry = {
-      stats: (): SubscriptionStats => ({
-        topic: def.name,
-        group: resolved.group,
-        state: 'running',
-        inFlight: 0,
-        queued: 0,
-      }),
-      close: async () => {
-        await native.stop();
-        await native.close();
-      },
-    };
-    this.#responders.add(entry);
-    let closed = false;
-    return {
-      topic: def.name,
-      group: resolved.group,
-      get closed() {
-        return closed;
-      },
-      close: async () => {
-        if (closed) return;
-        closed = true;
-        this.#responders.delete(entry);
-        await entry.close();
-      },
-      [Symbol.asyncDispose](): Promise<void> {
-        return (this as Subscription).close();
-      },
-    } satisfies Subscription;
+    const handle = responderHandle(def.name, resolved.group, native, (h: Subscription) => this.#responders.delete(h));
+    this.#responders.add(handle);
+    return handle;
   }
 
   /**
@@ -391,7 +280,7 @@ export class Bus {
           : deadLetterTopic(def.name, options.group);
     // A dead-letter topic the broker cannot have is an error now, not at the first failure hours later.
     if (dlq !== undefined) this.#checkTopic(dlq, 'publish');
-    const chain = wrap ? [...this.#consumeChain, ...(options.middleware ?? [])] : [];
+    const chain = wrap ? [...this.#middleware.consume, ...(options.middleware ?? [])] : [];
     const runtime = new SubscriptionRuntime(def, def.name, composeConsume(chain, handler), options, {
       transport: this.#transport,
       system: this.#init.system,
@@ -471,26 +360,46 @@ export class Bus {
    * `limit` is reached or none arrived for `idleMs`.
    */
   async redrive(topic: TopicLike<unknown>, group: string | undefined, options: RedriveOptions = {}): Promise<number> {
-    if (this.#closing) throw new ClosedError('The bus is closed: redrive rejected');
+    const { parts, name } = await this.#deadLetterWalk(topic, group);
+    return redrive(parts, name, options);
+  }
+
+  /**
+   * The dead letters of `topic`/`group` as they are (payload decoded where it can be, `deadLetter` metadata),
+   * without taking any off the dead-letter queue: for a look before a re-drive or a purge.
+   */
+  async peekDeadLetters(
+    topic: TopicLike<unknown>,
+    group: string | undefined,
+    options: DeadLetterWalkOptions = {},
+  ): Promise<Message<unknown>[]> {
+    const { parts } = await this.#deadLetterWalk(topic, group);
+    return peekDeadLetters(parts, options);
+  }
+
+  /** Deletes the dead letters of `topic`/`group` that `filter` selects (all by default); returns how many. */
+  async purgeDeadLetters(
+    topic: TopicLike<unknown>,
+    group: string | undefined,
+    options: DeadLetterWalkOptions = {},
+  ): Promise<number> {
+    const { parts } = await this.#deadLetterWalk(topic, group);
+    return purgeDeadLetters(parts, options);
+  }
+
+  async #deadLetterWalk(
+    topic: TopicLike<unknown>,
+    group: string | undefined,
+  ): Promise<{ parts: RedriveParts; name: string }> {
+    if (this.#closing) throw new ClosedError('The bus is closed');
     const def = toTopic(topic);
     if (group !== undefined) assertGroupName(group);
     const name = deadLetterTopic(def.name, group);
     await this.#transport.declareGroup(name, DEAD_LETTER_READER_GROUP);
     const reader = deadLetterReaderTopic(def, name);
-    const resolved = parseOptions(
-      subscribeOptionsSchema,
-      { group: DEAD_LETTER_READER_GROUP, deadLetter: false, retry: false, concurrency: 1, prefetch: 100 },
-      'redrive options',
-    );
-    return redrive(
-      {
-        transport: this.#transport,
-        logger: this.#init.logger,
-        subscribe: (handler) => this.#subscribe(reader, handler as Handler<unknown>, resolved, false),
-      },
-      def.name,
-      options,
-    );
+    const resolved = parseOptions(subscribeOptionsSchema, WALK_OPTIONS, 'dead-letter options');
+    const subscribe = (handler: Handler<unknown>) => this.#subscribe(reader, handler, resolved, false);
+    return { name: def.name, parts: { transport: this.#transport, logger: this.#init.logger, subscribe } };
   }
 
   /**
@@ -498,35 +407,20 @@ export class Bus {
    * can measure it (empty otherwise).
    */
   async lag(): Promise<GroupLag[]> {
-    const transport = this.#transport;
-    if (!transport.lag) return [];
-    const seen = new Set<string>();
-    const out: GroupLag[] = [];
-    for (const sub of this.#subscriptions) {
-      const { topic, group } = sub.stats();
-      const id = `${group}\u0000${topic}`;
-      if (group === undefined || isPattern(topic) || seen.has(id)) continue;
-      seen.add(id);
-      const info = await transport.lag(topic, group).catch(() => undefined);
-      if (info) out.push({ topic, group, ...info });
-    }
-    return out;
+    return lagOf(
+      this.#transport,
+      [...this.#subscriptions].map((sub) => sub.stats()),
+    );
   }
 
   /** The state of every connection and subscription. */
   health(): Health {
-    const connections = this.#init.connections.list();
-    const status = connections.some((c) => c.state === 'down')
-      ? 'down'
-      : connections.every((c) => c.state === 'up')
-        ? 'up'
-        : 'reconnecting';
-    return {
-      status: this.#closing ? 'down' : status,
-      transport: this.#init.system,
-      connections,
-      subscriptions: [...this.#subscriptions].map((s) => s.stats()),
-    };
+    return healthOf(
+      this.#init.system,
+      this.#init.connections.list(),
+      [...this.#subscriptions].map((sub) => sub.stats()),
+      this.#closing !== undefined,
+    );
   }
 
   /**
@@ -548,23 +442,10 @@ export class Bus {
       ]);
       this.#responders.clear();
       this.#subscriptions.clear();
-      // A broker that is down or silent must not hold close() past its bound: the driver gets what is left
-      // of closeTimeoutMs (at least CLOSE_GRACE_MS) to flush and disconnect, then close() returns anyway.
-      const budget = Math.max(deadline - Date.now(), CLOSE_GRACE_MS);
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), budget);
-      });
       try {
-        const closing = this.#transport.close(Date.now() + budget);
-        const result = await Promise.race([closing.then(() => 'closed' as const), timedOut]);
-        if (result === 'timeout') {
-          this.#init.logger.warn(`Disconnecting from the broker took over ${budget} ms; close() returned anyway`);
-        }
+        await disconnect(this.#transport, deadline, this.#init.logger);
       } catch (error) {
         throw this.#clean(error);
-      } finally {
-        clearTimeout(timer);
       }
     })();
     return this.#closing;

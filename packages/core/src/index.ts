@@ -3,7 +3,15 @@
  * retry, dead letters and idempotent consumers built in.
  */
 
-export type { BatchEntry, Bus, GroupLag, Health, PublishOptions, RedriveOptions } from './bus.js';
+export type {
+  BatchEntry,
+  Bus,
+  DeadLetterWalkOptions,
+  GroupLag,
+  Health,
+  PublishOptions,
+  RedriveOptions,
+} from './bus.js';
 export type { CloudEventOptions } from './cloudevents.js';
 export type { Codec } from './codec.js';
 export { bytesCodec, codecs, jsonCodec, stringCodec } from './codec.js';

@@ -1,5 +1,6 @@
-import { BusbarError, PublishError } from './errors.js';
+import { BusbarError, ConfigError, PublishError } from './errors.js';
 import type { Handler, HandlerContext, Message } from './message.js';
+import { checkPublishOptions, PUBLISH_OPTION_KEYS, type PublishOptions } from './publish.js';
 import { toFailure } from './thrown.js';
 
 /**
@@ -73,5 +74,51 @@ export async function runPublishMiddleware(
         retryable: false,
       });
     }
+  }
+}
+
+/** A bus's middleware, in registration order. */
+export class MiddlewareChains {
+  readonly consume: ConsumeMiddleware[] = [];
+  readonly publish: PublishMiddleware[] = [];
+
+  use(middleware: Middleware | ConsumeMiddleware): void {
+    const m = typeof middleware === 'function' ? { consume: middleware } : middleware;
+    if (typeof m !== 'object' || m === null) throw new ConfigError('use() needs a middleware: { consume?, publish? }');
+    for (const key of Object.keys(m)) {
+      if (key !== 'consume' && key !== 'publish') throw new ConfigError(`Invalid middleware: unknown key '${key}'`);
+    }
+    if (m.consume !== undefined && typeof m.consume !== 'function') {
+      throw new ConfigError('Invalid middleware: consume must be a function');
+    }
+    if (m.publish !== undefined && typeof m.publish !== 'function') {
+      throw new ConfigError('Invalid middleware: publish must be a function');
+    }
+    if (m.consume) this.consume.push(m.consume);
+    if (m.publish) this.publish.push(m.publish);
+  }
+
+  /** Runs the publish middleware over one message; returns the options it left. */
+  async intercept<O extends PublishOptions>(
+    topic: string,
+    payload: unknown,
+    options: O | undefined,
+    keys: ReadonlySet<string> = PUBLISH_OPTION_KEYS,
+  ): Promise<O> {
+    if (options !== undefined) checkPublishOptions(options, keys);
+    const message: OutgoingMessage = {
+      topic,
+      payload,
+      headers: { ...(options?.headers as Record<string, string> | undefined) },
+      key: options?.key,
+      id: options?.id,
+    };
+    await runPublishMiddleware(this.publish, message);
+    const out = { ...options, headers: message.headers } as O;
+    if (message.key === undefined) delete out.key;
+    else out.key = message.key;
+    if (message.id === undefined) delete out.id;
+    else out.id = message.id;
+    return out;
   }
 }

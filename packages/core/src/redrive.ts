@@ -5,7 +5,7 @@ import type { HandlerContext, Message } from './message.js';
 import { Context, HOLD, type Subscription } from './subscription/index.js';
 import { defineTopic, type Topic } from './topic.js';
 import { HEADER } from './transport/headers.js';
-import type { Transport } from './transport/spi.js';
+import type { Delivery, Transport } from './transport/spi.js';
 
 /**
  * The topic a dead-letter reader subscribes with: on the default JSON codec the content type rules already
@@ -35,40 +35,86 @@ export interface RedriveOptions {
   idleMs?: number;
   /** Only re-drive dead letters this returns true for; the others stay dead. */
   filter?: (message: Message<unknown>) => boolean;
+  /** Re-publish at most this many per second (a consumer that just recovered is not flooded). Default: no limit. */
+  ratePerSecond?: number;
+  /** Called after each dead letter moved, with the count so far. */
+  onProgress?: (moved: number) => void;
+}
+
+export interface DeadLetterWalkOptions {
+  /** Stop after this many dead letters were visited. Default: all. */
+  limit?: number;
+  /** Stop when no dead letter arrived for this long. Default 1000 ms. */
+  idleMs?: number;
+  /** Only dead letters this returns true for; the others are left as they are. */
+  filter?: (message: Message<unknown>) => boolean;
 }
 
 export interface RedriveParts {
   readonly transport: Transport;
   readonly logger: Logger;
-  /** Subscribes the re-drive handler to the dead-letter topic as the reader group (concurrency 1). */
+  /** Subscribes the handler to the dead-letter topic as the reader group (concurrency 1). */
   readonly subscribe: (
     handler: (message: Message<unknown>, context: HandlerContext) => unknown,
   ) => Promise<Subscription>;
 }
 
+/** What a walk does with one dead letter: done with it (acked), or leave it (released when the walk ends). */
+type Visit = (message: Message<unknown>, delivery: Delivery) => Promise<'done' | 'leave'>;
+
 /**
- * Moves dead letters back to their topic, as a subscription of the dead-letter reader group with its own
- * handler over the ordinary pipeline: a moved dead letter is acked only after its re-publish is confirmed; one
- * that must stay (over the limit, filtered out, dead again since the re-drive began, or a failed re-publish)
- * is held unsettled and released when the re-drive ends, so it neither comes straight back nor gets lost.
+ * Walks the dead letters that exist when it starts, as a subscription of the dead-letter reader group with its
+ * own handler over the ordinary pipeline. A dead letter the visit is done with is acked; one it leaves (or one
+ * over the limit, or dead again since the walk began) is held unsettled and released when the walk ends, so it
+ * neither comes straight back nor gets lost. Resolves once `limit` visits happened or none arrived for `idleMs`.
  */
-export async function redrive(parts: RedriveParts, fallbackTopic: string, options: RedriveOptions): Promise<number> {
+async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: Visit): Promise<void> {
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
   const idleMs = options.idleMs ?? 1_000;
   const startedAt = Date.now();
-  let count = 0;
+  let visited = 0;
   let last = startedAt;
   let finish!: () => void;
   const done = new Promise<void>((resolve) => {
     finish = resolve;
   });
-  const move = async (message: Message<unknown>, context: HandlerContext): Promise<unknown> => {
+  const handler = async (message: Message<unknown>, context: HandlerContext): Promise<unknown> => {
     last = Date.now();
     const d = Context.delivery(context);
-    if (d === undefined || count >= limit) return HOLD;
-    // Dead letters that failed again after this re-drive began stay dead: no loop on a message that keeps failing.
+    if (d === undefined || visited >= limit) return HOLD;
+    // Dead letters that failed again after this walk began stay dead: no loop on a message that keeps failing.
     if ((message.deadLetter?.lastFailureAt.getTime() ?? 0) >= startedAt) return HOLD;
     if (options.filter && !options.filter(message)) return HOLD;
+    visited++;
+    const outcome = await visit(message, d);
+    last = Date.now();
+    if (visited >= limit) finish();
+    return outcome === 'done' ? undefined : HOLD;
+  };
+  const sub = await parts.subscribe(handler);
+  const timer = setInterval(
+    () => {
+      if (Date.now() - last >= idleMs) finish();
+    },
+    Math.max(10, Math.min(idleMs / 4, 250)),
+  );
+  await done;
+  clearInterval(timer);
+  await sub.close();
+}
+
+/**
+ * Moves dead letters back to their topic: a moved dead letter is acked only after its re-publish is confirmed;
+ * one whose re-publish fails stays dead. Returns how many moved.
+ */
+export async function redrive(parts: RedriveParts, fallbackTopic: string, options: RedriveOptions): Promise<number> {
+  let moved = 0;
+  const startedAt = Date.now();
+  await walk(parts, options, async (_message, d) => {
+    if (options.ratePerSecond !== undefined && options.ratePerSecond > 0) {
+      const due = startedAt + (moved * 1_000) / options.ratePerSecond;
+      if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+    }
     try {
       await parts.transport.publish([
         {
@@ -83,21 +129,34 @@ export async function redrive(parts: RedriveParts, fallbackTopic: string, option
       ]);
     } catch (error) {
       parts.logger.error('Re-driving a dead letter failed; it stays dead', { id: d.id, error });
-      return HOLD;
+      return 'leave';
     }
-    count++;
-    if (count >= limit) finish();
-    return undefined;
-  };
-  const sub = await parts.subscribe(move);
-  const timer = setInterval(
-    () => {
-      if (Date.now() - last >= idleMs) finish();
-    },
-    Math.max(10, Math.min(idleMs / 4, 250)),
-  );
-  await done;
-  clearInterval(timer);
-  await sub.close();
-  return count;
+    moved++;
+    options.onProgress?.(moved);
+    return 'done';
+  });
+  return moved;
+}
+
+/** The dead letters as they are, without taking any off the queue (all are released when the walk ends). */
+export async function peekDeadLetters(
+  parts: RedriveParts,
+  options: DeadLetterWalkOptions,
+): Promise<Message<unknown>[]> {
+  const seen: Message<unknown>[] = [];
+  await walk(parts, options, async (message) => {
+    seen.push(message);
+    return 'leave';
+  });
+  return seen;
+}
+
+/** Deletes dead letters (acks them): those `filter` selects, up to `limit`. Returns how many. */
+export async function purgeDeadLetters(parts: RedriveParts, options: DeadLetterWalkOptions): Promise<number> {
+  let purged = 0;
+  await walk(parts, options, async () => {
+    purged++;
+    return 'done';
+  });
+  return purged;
 }

@@ -13,6 +13,7 @@ import { decodeInbound } from './inbound.js';
 import type { Logger } from './logger.js';
 import type { HandlerContext, Message } from './message.js';
 import { validate } from './schema.js';
+import type { Subscription } from './subscription/index.js';
 import { toFailure } from './thrown.js';
 import type { Topic } from './topic.js';
 import { HEADER } from './transport/headers.js';
@@ -234,4 +235,32 @@ export class Requests {
     for (const fail of this.#pending) fail(new ClosedError('The bus closed while the request waited for its reply'));
     this.#pending.clear();
   }
+}
+
+/** What `bus.respond` returns: closing it stops the native responder. */
+export function responderHandle(
+  topic: string,
+  group: string | undefined,
+  native: TransportSubscription,
+  forget: (handle: Subscription) => void,
+): Subscription {
+  let closed = false;
+  const handle: Subscription = {
+    topic,
+    group,
+    get closed() {
+      return closed;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      forget(handle);
+      await native.stop();
+      await native.close();
+    },
+    [Symbol.asyncDispose]() {
+      return handle.close();
+    },
+  };
+  return handle;
 }
