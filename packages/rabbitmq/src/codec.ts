@@ -1,6 +1,14 @@
-import { createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import { InvalidHeaderError } from '@busbar/core';
-import { addWireHeader, HEADER, numericHeader, type OutgoingRecord, wireHeaderValue } from '@busbar/core/transport';
+import {
+  addWireHeader,
+  HEADER,
+  numericHeader,
+  type OutgoingRecord,
+  usableId,
+  wireHeaderValue,
+} from '@busbar/core/transport';
 import type { ConsumeMessage, Options } from 'amqplib';
 
 /** Headers the broker adds (dead-lettering, quorum delivery count): never part of the message, never re-published. */
@@ -75,10 +83,12 @@ export interface Incoming {
   readonly headers: Record<string, string>;
   readonly timestamp: number;
   readonly attempt: number;
-  /** The AMQP `content_type`, undefined when absent or empty. */
+  /** The AMQP `content_type`, undefined when absent or empty; `application/octet-stream` for a body still encoded. */
   readonly contentType: string | undefined;
-  /** No usable `message_id`: the id was derived from routing key, timestamp and body. */
+  /** No usable `message_id`: the id is a random UUID (idempotency cannot deduplicate such messages). */
   readonly idGenerated: boolean;
+  /** The body, decompressed when its `content_encoding` is gzip, deflate or br. */
+  readonly body: Uint8Array;
 }
 
 /** The largest time a JavaScript Date holds (ms); beyond it `new Date()` is Invalid Date. */
@@ -101,7 +111,7 @@ export function readMessage(message: ConsumeMessage): Incoming {
         if (name === 'x-delivery-count') deliveryCount = count(numericHeader(wireHeaderValue(raw[name]), 0));
         continue;
       }
-      addWireHeader(headers, name, raw[name]);
+      addWireHeader(headers, name, amqpValue(raw[name]));
     }
   }
   const attempt = count(numericHeader(headers[HEADER.attempt], 1));
@@ -109,32 +119,59 @@ export function readMessage(message: ConsumeMessage): Incoming {
   const seconds = typeof props.timestamp === 'number' ? props.timestamp : Number.NaN;
   const ms = seconds * 1000;
   const topic = headers[HEADER.topic];
-  const id = typeof props.messageId === 'string' ? usableId(props.messageId) : undefined;
+  const id = usableId(props.messageId) ? props.messageId : undefined;
+  const { body, contentType } = decodedBody(message);
   return {
-    id: id ?? derivedId(message),
+    // A random id, not a hash of the body: equal bodies from a foreign producer are distinct messages.
+    id: id ?? randomUUID(),
     topic: topic === undefined || topic === '' ? message.fields.routingKey : topic,
     key: headers[HEADER.key],
     headers,
     timestamp: Number.isFinite(ms) && ms >= 0 && ms <= MAX_TIME ? ms : Date.now(),
     attempt: Math.max(1, attempt) + redeliveries,
-    contentType: typeof props.contentType === 'string' && props.contentType !== '' ? props.contentType : undefined,
+    contentType,
     idGenerated: id === undefined,
+    body,
   };
+}
+
+/** Typed field values amqplib decodes to a `{ '!': type, value }` wrapper. */
+interface Typed {
+  readonly '!': unknown;
+  readonly value: unknown;
+}
+
+/**
+ * amqplib hands AMQP timestamps and decimals over as `{ '!': 'timestamp' | 'decimal', value }`: they become a
+ * Date (core's rule writes ISO text) and the decimal's text, instead of that wrapper as JSON.
+ */
+function amqpValue(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(amqpValue);
+  if (typeof value !== 'object' || value === null || !Object.hasOwn(value, '!')) return value;
+  const { '!': type, value: inner } = value as Typed;
+  if (type === 'timestamp' && typeof inner === 'number') {
+    const ms = inner * 1000;
+    return Number.isFinite(ms) && Math.abs(ms) <= MAX_TIME ? new Date(ms) : String(inner);
+  }
+  if (type === 'decimal' && typeof inner === 'object' && inner !== null) {
+    const { places, digits } = inner as { places?: unknown; digits?: unknown };
+    if (typeof places === 'number' && typeof digits === 'number') return decimalText(digits, places);
+  }
+  return value;
+}
+
+/** `digits` x 10^-`places` as exact decimal text (12345, 2 -> '123.45'). */
+function decimalText(digits: number, places: number): string {
+  const text = String(Math.abs(digits));
+  const sign = digits < 0 ? '-' : '';
+  if (places <= 0) return sign + text;
+  const padded = text.padStart(places + 1, '0');
+  return `${sign}${padded.slice(0, -places)}.${padded.slice(-places)}`;
 }
 
 /** A non-negative integer count, 0 for anything else. */
 function count(n: number): number {
   return Number.isSafeInteger(n) && n >= 0 ? n : 0;
-}
-
-/** A message id from another producer, or undefined when it is empty, over 1 KB or has control characters. */
-export function usableId(text: string): string | undefined {
-  if (text === '' || Buffer.byteLength(text) > 1_024) return undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return undefined;
-  }
-  return text;
 }
 
 /**
@@ -168,11 +205,34 @@ export function checkHeaderSize(topic: string, headers: Readonly<Record<string, 
   }
 }
 
-/** Messages busbar did not publish may lack a usable `messageId`: derive a stable one from what redeliveries keep. */
-function derivedId(message: ConsumeMessage): string {
-  const hash = createHash('sha256');
-  hash.update(message.fields.routingKey);
-  hash.update(String(message.properties.timestamp ?? ''));
-  hash.update(message.content);
-  return `amqp-${hash.digest('hex').slice(0, 32)}`;
+/** The largest body a compressed one may inflate to (busbar's default `maxPayloadBytes`): a bound against zip bombs. */
+export const MAX_INFLATED_BYTES = 16 * 1024 * 1024;
+
+const INFLATE: Readonly<Record<string, (body: Buffer, options: { maxOutputLength: number }) => Buffer>> = {
+  gzip: gunzipSync,
+  'x-gzip': gunzipSync,
+  deflate: inflateSync,
+  br: brotliDecompressSync,
+};
+
+/**
+ * The body in its content type. AMQP `content_encoding` (set by foreign producers, never by busbar) says the
+ * body was compressed: gzip, deflate and br are inflated (up to MAX_INFLATED_BYTES). A body that cannot be
+ * (another encoding, corrupt data, too big) is handed over as it came, as `application/octet-stream`: it is
+ * not in its content type, so decoding it as such would only fail. The original properties stay in `raw`.
+ */
+function decodedBody(message: ConsumeMessage): { body: Uint8Array; contentType: string | undefined } {
+  const props = message.properties;
+  const contentType = typeof props.contentType === 'string' && props.contentType !== '' ? props.contentType : undefined;
+  const encoding = typeof props.contentEncoding === 'string' ? props.contentEncoding.trim().toLowerCase() : '';
+  if (encoding === '' || encoding === 'identity') return { body: message.content, contentType };
+  const inflate = Object.hasOwn(INFLATE, encoding) ? INFLATE[encoding] : undefined;
+  if (inflate) {
+    try {
+      return { body: inflate(message.content, { maxOutputLength: MAX_INFLATED_BYTES }), contentType };
+    } catch {
+      // Corrupt or over the bound: the bytes as they came.
+    }
+  }
+  return { body: message.content, contentType: 'application/octet-stream' };
 }

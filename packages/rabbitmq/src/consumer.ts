@@ -41,7 +41,7 @@ export class RabbitDelivery implements Delivery {
     this.topic = incoming.topic;
     this.key = incoming.key;
     this.headers = incoming.headers;
-    this.body = message.content;
+    this.body = incoming.body;
     this.timestamp = incoming.timestamp;
     this.contentType = incoming.contentType;
     this.idGenerated = incoming.idGenerated;

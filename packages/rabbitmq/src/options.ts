@@ -26,6 +26,15 @@ export const rabbitmqOptions = z.object({
    */
   exchangeType: z.enum(['topic', 'direct', 'fanout', 'headers']).default('topic'),
   /**
+   * `declare` (default): busbar declares the exchange (with its alternate exchange) and every group queue with
+   * its arguments; an existing one declared otherwise is a ConfigError naming it and the differing argument.
+   * `existing`: busbar uses the exchange as it is (a passive check: it must exist; set `exchangeType` to its
+   * type) and a group's queue as it is when one of that name exists (no arguments asserted), binding it to the
+   * exchange; only groups without a queue get busbar's. No alternate exchange is added, so publishes are
+   * `mandatory`: a message no queue takes (and no alternate exchange of theirs) rejects.
+   */
+  topology: z.enum(['declare', 'existing']).default('declare'),
+  /**
    * Group queue type. `quorum` (default): replicated, delivery count tracked
    * by the broker, confirms mean a majority has the message. `classic`: single
    * node, needed for `maxPriority`.

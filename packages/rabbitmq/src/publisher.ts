@@ -1,4 +1,4 @@
-import { ClosedError, InvalidHeaderError, PublishError, TimeoutError } from '@busbar/core';
+import { BusbarError, ClosedError, InvalidHeaderError, PublishError, TimeoutError } from '@busbar/core';
 import { type Deferred, deferred, sanitizeError } from '@busbar/core/transport';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { settledWithin } from './closing.js';
@@ -29,6 +29,8 @@ export interface PublisherSettings {
   readonly onError: (message: string, error: unknown) => void;
   /** Runs on every new channel before publishing resumes (exchange declarations). */
   readonly prepare: (channel: ConfirmChannel) => Promise<void>;
+  /** A failed `prepare` as a typed error. */
+  readonly toError: (error: unknown) => BusbarError;
 }
 
 /**
@@ -50,6 +52,11 @@ export class Publisher {
   readonly #returned = new Map<string, number>();
   #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
+  /**
+   * The broker refused the exchange declaration (an exchange of that name with other arguments): publishes
+   * fail with this ConfigError instead of waiting for a channel that cannot come until someone changes it.
+   */
+  #refused: BusbarError | undefined;
   #ready: Deferred<void> = deferred();
 
   constructor(link: Link, settings: PublisherSettings) {
@@ -66,6 +73,7 @@ export class Publisher {
 
   publish(messages: readonly Outgoing[]): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('The RabbitMQ transport is closed'));
+    if (this.#refused && !this.#channel) return Promise.reject(this.#refused);
     const call: Call = {
       remaining: messages.length,
       deadline: Date.now() + this.#settings.timeoutMs,
@@ -235,12 +243,19 @@ export class Publisher {
       await this.#settings.prepare(channel);
     } catch (error) {
       this.#settings.onError('Opening the publish channel failed', error);
-      this.#ready.reject(error);
+      const typed = this.#settings.toError(error);
+      if (BusbarError.is(typed, 'BUSBAR_CONFIG')) {
+        this.#refused = typed;
+        for (const entry of this.#queue) this.#fail(entry.call, typed);
+        this.#queue = [];
+      }
+      this.#ready.reject(typed);
       if (this.#link.model === model) setTimeout(() => void this.#open(), 1_000).unref();
       return;
     }
     this.#channel = channel;
     this.#blocked = false;
+    this.#refused = undefined;
     this.#ready.resolve();
     this.#flush();
   }

@@ -54,8 +54,15 @@ export async function bindTopic(
   }
 }
 
-/** The main exchange (and, in `alternate-exchange` mode, the exchange + queue that keep unroutable messages). */
+/**
+ * The main exchange (and, in `alternate-exchange` mode, the exchange + queue that keep unroutable messages).
+ * With `topology: 'existing'` only a passive check: it must exist, whatever its arguments.
+ */
 export async function declareExchange(channel: Channel, options: ResolvedOptions): Promise<void> {
+  if (options.topology === 'existing') {
+    await channel.checkExchange(options.exchange);
+    return;
+  }
   const args: Record<string, unknown> = {};
   if (options.unroutable === 'alternate-exchange') {
     const name = `${options.exchange}.unroutable`;
@@ -70,15 +77,27 @@ export async function declareExchange(channel: Channel, options: ResolvedOptions
   await channel.assertExchange(options.exchange, options.exchangeType, { durable: true, ...args });
 }
 
-/** Declares a group's durable queue and its binding. */
+/**
+ * Whether a queue exists (a passive declare). It runs on a channel of its own: a missing queue makes the
+ * broker close the channel it was asked on.
+ */
+export type QueueProbe = (queue: string) => Promise<boolean>;
+
+/**
+ * Declares a group's durable queue and its binding. With `topology: 'existing'` a queue of that name that
+ * exists already is used as it is (no arguments asserted: a classic queue, other limits), only bound.
+ */
 export async function declareGroupQueue(
   channel: Channel,
   topic: string,
   group: string,
   options: ResolvedOptions,
+  exists: QueueProbe,
 ): Promise<string> {
   const queue = groupQueueName(topic, group);
-  await channel.assertQueue(queue, { durable: true, arguments: groupQueueArguments(options) });
+  if (options.topology !== 'existing' || !(await exists(queue))) {
+    await channel.assertQueue(queue, { durable: true, arguments: groupQueueArguments(options) });
+  }
   await bindTopic(channel, queue, topic, options);
   return queue;
 }

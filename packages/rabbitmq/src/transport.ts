@@ -76,7 +76,8 @@ export class RabbitMQTransport implements Transport {
       replay: false,
     };
     this.#settings = {
-      mandatory: options.unroutable === 'error',
+      // An existing exchange has no alternate exchange of busbar's: an unroutable message must not vanish.
+      mandatory: options.unroutable === 'error' || options.topology === 'existing',
       topicHeader: options.exchangeType === 'headers',
       expiration: options.messageTtlMs === undefined ? undefined : String(options.messageTtlMs),
       priorityHeader: options.priorityHeader,
@@ -95,11 +96,13 @@ export class RabbitMQTransport implements Transport {
       secrets: context.secrets,
       onError,
       prepare: (channel) => declareExchange(channel, options),
+      toError: (error) => toBusbarError(error, 'Declaring the exchange failed', context.secrets),
     });
     this.#retryPublisher = new Publisher(this.#publishLink, {
       timeoutMs: context.bus.publishTimeoutMs,
       secrets: context.secrets,
       onError,
+      toError: (error) => toBusbarError(error, 'Opening the retry channel failed', context.secrets),
       prepare: async () => {
         // Retry buckets may have been deleted while we were away: declare them again on first use.
         this.#buckets.clear();
@@ -140,10 +143,22 @@ export class RabbitMQTransport implements Transport {
 
   async declareGroup(topic: string, group: string): Promise<void> {
     await this.#withChannel(
-      (channel) => declareGroupQueue(channel, topic, group, this.#options),
+      (channel) => declareGroupQueue(channel, topic, group, this.#options, this.#queueExists),
       'Declaring a group failed',
     );
   }
+
+  /** A passive queue check on a short-lived channel (a missing queue closes the channel it was asked on). */
+  readonly #queueExists = (queue: string): Promise<boolean> =>
+    this.#withChannel(async (channel) => {
+      try {
+        await channel.checkQueue(queue);
+        return true;
+      } catch (error) {
+        if ((error as { code?: unknown }).code === 404) return false;
+        throw error;
+      }
+    }, `Checking the queue '${queue}' failed`);
 
   /** `lag`: messages ready in the group's queue (not yet delivered). Unacked counts are not in queue.declare-ok. */
   async lag(topic: string, group: string): Promise<LagInfo | undefined> {
@@ -168,7 +183,8 @@ export class RabbitMQTransport implements Transport {
       toError: (error, what) => this.#error(error, what),
       retry: (queue, delivery, request) => this.#retry(queue, delivery, request),
       declare: async (channel: Channel) => {
-        if (spec.group !== undefined) return declareGroupQueue(channel, spec.topic, spec.group, options);
+        if (spec.group !== undefined)
+          return declareGroupQueue(channel, spec.topic, spec.group, options, this.#queueExists);
         // Broadcast: a server-named queue that lives as long as this consumer.
         const { queue } = await channel.assertQueue('', {
           exclusive: true,
@@ -213,17 +229,21 @@ export class RabbitMQTransport implements Transport {
     }
     await declared.done;
     const exchange = retryExchangeName(this.#options, bucket);
+    // The retry is the message as it came (raw body, content type and encoding), so it reads back the same.
+    const props = delivery.raw.properties;
     const record: OutgoingRecord = {
       topic: delivery.topic,
       id: delivery.id,
       key: delivery.key,
       headers: request.headers,
-      body: delivery.body,
-      contentType: delivery.contentType ?? '',
+      body: delivery.raw.content,
+      contentType: typeof props.contentType === 'string' ? props.contentType : '',
       timestamp: delivery.timestamp,
     };
     const extra = { [HEADER.attempt]: String(request.attempt), [HEADER.topic]: delivery.topic };
     const options = publishOptions(record, this.#retrySettings, extra);
+    if (typeof props.contentEncoding === 'string' && props.contentEncoding !== '')
+      options.contentEncoding = props.contentEncoding;
     // Core's retry headers (failure metadata on top of the original ones) could outgrow the header table.
     checkHeaderSize(delivery.topic, options.headers, headerTableLimit(this.#publishLink.frameMax));
     try {

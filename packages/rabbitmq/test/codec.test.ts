@@ -1,6 +1,8 @@
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import type { ConsumeMessage } from 'amqplib';
 import { describe, expect, it } from 'vitest';
-import { publishOptions, readMessage } from '../src/codec.js';
+import { MAX_INFLATED_BYTES, publishOptions, readMessage } from '../src/codec.js';
+import { topologyMismatch } from '../src/errors.js';
 import { DEFAULT_RETRY_BUCKETS, rabbitmqOptions } from '../src/options.js';
 import { retryBucket, retryQueueExpiry } from '../src/topology.js';
 
@@ -75,11 +77,56 @@ describe('rabbitmq codec', () => {
     expect(m.id).toBe('id-1');
   });
 
-  it('derives a stable id for messages without a messageId', () => {
+  it('makes up a random id (not a hash of the body) for messages without a usable messageId', () => {
     const a = readMessage(delivered({}, false, { messageId: undefined }));
-    const b = readMessage(delivered({}, true, { messageId: undefined }));
-    expect(a.id).toMatch(/^amqp-[0-9a-f]{32}$/);
-    expect(b.id).toBe(a.id);
+    const b = readMessage(delivered({}, false, { messageId: '' }));
+    expect(a.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(b.id).not.toBe(a.id);
+    expect(a.idGenerated && b.idGenerated).toBe(true);
+    expect(readMessage(delivered({})).idGenerated).toBe(false);
+  });
+
+  it("reads amqplib's typed timestamps and decimals as ISO time and decimal text", () => {
+    const m = readMessage(
+      delivered({
+        at: { '!': 'timestamp', value: 1_700_000_000 },
+        far: { '!': 'timestamp', value: 2 ** 62 },
+        d1: { '!': 'decimal', value: { places: 2, digits: 5 } },
+        d2: { '!': 'decimal', value: { places: 0, digits: 42 } },
+        list: [{ '!': 'decimal', value: { places: 1, digits: 15 } }, 'x'],
+      }),
+    );
+    expect(m.headers).toEqual({
+      at: '2023-11-14T22:13:20.000Z',
+      far: String(2 ** 62),
+      d1: '0.05',
+      d2: '42',
+      list: '1.5, x',
+    });
+  });
+
+  it('inflates gzip / deflate / br bodies; an unknown encoding is bytes as they came', () => {
+    const json = Buffer.from('{"a":1}');
+    const read = (content: Buffer, contentEncoding: string) =>
+      readMessage({ ...delivered({}, false, { contentType: 'application/json', contentEncoding }), content });
+    for (const [encoding, body] of [
+      ['gzip', gzipSync(json)],
+      ['deflate', deflateSync(json)],
+      ['br', brotliCompressSync(json)],
+      ['identity', json],
+    ] as const) {
+      const m = read(body, encoding);
+      expect(Buffer.from(m.body).toString()).toBe('{"a":1}');
+      expect(m.contentType).toBe('application/json');
+    }
+    const odd = read(json, 'compress');
+    expect(Buffer.from(odd.body).toString()).toBe('{"a":1}');
+    expect(odd.contentType).toBe('application/octet-stream');
+    // A zip bomb stops at the bound: bytes as they came.
+    const bomb = gzipSync(Buffer.alloc(MAX_INFLATED_BYTES + 1));
+    const big = read(bomb, 'gzip');
+    expect(big.body.byteLength).toBe(bomb.byteLength);
+    expect(big.contentType).toBe('application/octet-stream');
   });
 
   it('lets a retry queue expire only long after its messages', () => {
@@ -98,5 +145,21 @@ describe('rabbitmq codec', () => {
     for (let i = 1; i < DEFAULT_RETRY_BUCKETS.length; i++) {
       expect((DEFAULT_RETRY_BUCKETS[i] as number) / (DEFAULT_RETRY_BUCKETS[i - 1] as number)).toBeLessThanOrEqual(2);
     }
+  });
+});
+
+describe('topologyMismatch (RabbitMQ close reasons)', () => {
+  it('names the exchange or queue and the differing argument', () => {
+    const reason =
+      "Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message \"PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'orders.it's' in vhost '/': received the value 'quorum' of type 'longstr' but current is none\"";
+    const text = topologyMismatch(reason);
+    expect(text).toContain("queue 'orders.it's'");
+    expect(text).toContain(
+      "argument 'x-queue-type' differs (received the value 'quorum' of type 'longstr' but current is none)",
+    );
+    expect(topologyMismatch("NOT_FOUND - no exchange 'x' in vhost '/'")).toBe(
+      "exchange 'x' does not exist (NOT_FOUND)",
+    );
+    expect(topologyMismatch('CHANNEL_ERROR - something else')).toBeUndefined();
   });
 });
