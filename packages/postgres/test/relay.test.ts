@@ -250,7 +250,11 @@ describe.runIf(ok)('outbox relay', () => {
       await relay({ table: outboxTable, bus: small, pollIntervalMs: 100, name: 'poison-relay' }).start();
       await got.waitForCount(2, 5_000);
       expect(got.items).toEqual(['first', 'last']);
-      const rows = (await db.pool.query(`SELECT message_id, error, published_at FROM ${outboxTable} ORDER BY id`)).rows;
+      // The relay marks rows after the bus confirmed them, which on memory:// can be after the delivery.
+      const read = async () =>
+        (await db.pool.query(`SELECT message_id, error, published_at FROM ${outboxTable} ORDER BY id`)).rows;
+      await waitFor(async () => (await read()).every((r) => r.published_at !== null), 5_000, 'every row marked');
+      const rows = await read();
       expect(rows.map((r) => [r.message_id, r.published_at !== null, r.error?.split(':')[0] ?? null])).toEqual([
         ['first', true, null],
         ['too-big', true, 'PayloadTooLargeError'],
