@@ -25,7 +25,7 @@ export function dedupId(topic: string, id: string, headers: Readonly<Record<stri
 }
 
 /** The busbar id back from a `Nats-Msg-Id`; a foreign id (not ours) is kept whole. */
-function idFrom(msgId: string, topic: string, redrive: string | undefined): string {
+export function idFrom(msgId: string, topic: string, redrive: string | undefined): string {
   const prefix = `${topic}:`;
   if (!msgId.startsWith(prefix)) return msgId;
   const suffix = redrive === undefined ? '' : `:r${redrive}`;
@@ -225,7 +225,11 @@ export function validTime(time: number, fallback: number): number {
   return Math.abs(fallback) <= MAX_TIME ? fallback : Date.now();
 }
 
-function headersFromNats(m: JsMsg, out: Record<string, string>): string | undefined {
+/** Headers through nats.js' parsed `MsgHdrs` (core NATS messages, and JetStream ones of an unexpected shape). */
+export function headersFromNats(
+  m: { readonly headers?: MsgHdrs | undefined },
+  out: Record<string, string>,
+): string | undefined {
   wire.contentType = undefined;
   wire.cloudEvent = false;
   let msgId: string | undefined;

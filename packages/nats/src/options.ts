@@ -59,6 +59,17 @@ export const natsOptions = z.object({
   ackWaitMs: ms().min(1_000).default(30_000),
   /** Pull request expiry and heartbeat: a consumer missing 2 heartbeats (expires/2) is checked and re-created. */
   pullExpiresMs: ms().min(1_000).max(60_000).default(10_000),
+  /**
+   * Request subjects are `<requestPrefix><topic>`. The default keeps requests out of every stream busbar
+   * creates (a stream capturing a request's subject would store it and answer it with a PubAck); set it to
+   * `''` to use the topic itself as the subject, for foreign services that request or answer on it (its topics
+   * must then not be captured by any stream: busbar checks and fails with a ConfigError). README, "Request/reply".
+   */
+  requestPrefix: z
+    .string()
+    .max(200)
+    .regex(/^([A-Za-z0-9_-]+\.)*$/, "use '' or dot-terminated tokens of letters, digits, '_' or '-' (like 'rpc.')")
+    .default('_busbar.rr.'),
   /** Reconnect attempts (-1 = forever) and the wait between them. */
   maxReconnectAttempts: z.number().int().min(-1).default(-1),
   reconnectTimeWaitMs: ms().default(1_000),

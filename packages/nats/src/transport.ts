@@ -10,7 +10,13 @@ import {
   type TransportContext,
   type TransportSubscription,
 } from '@busbar/core/transport';
-import { type ConnectionOptions, type JetStreamClient, type NatsConnection, connect as natsConnect } from 'nats';
+import {
+  type ConnectionOptions,
+  type JetStreamClient,
+  type JetStreamManager,
+  type NatsConnection,
+  connect as natsConnect,
+} from 'nats';
 import { CE_PREFIX } from './cloudevents.js';
 import { checkHeaderSize, checkNatsHeaders, encode, type NativeRecord } from './codec.js';
 import { type GroupContext, subscribeBroadcast, subscribeGroup } from './consumer.js';
@@ -18,6 +24,7 @@ import { toBusbarError } from './errors.js';
 import { assertNatsTopic, consumerName } from './names.js';
 import type { NatsOptions } from './options.js';
 import { Publisher } from './publisher.js';
+import { NatsRequests } from './requests.js';
 import { RETRY_STREAM_KEY } from './retry.js';
 import { Topology } from './topology.js';
 
@@ -72,12 +79,35 @@ export class NatsTransport implements Transport {
   #js: JetStreamClient | undefined;
   #topology: Topology | undefined;
   #publisher: Publisher | undefined;
+  #jsm: JetStreamManager | undefined;
+  /** NATS core request/reply (README, "Request/reply"). */
+  readonly requestReply: NatsRequests;
   #connected = false;
   #closed = false;
 
   constructor(context: TransportContext<NatsOptions>) {
     this.#context = context;
     this.#options = context.options;
+    this.requestReply = new NatsRequests({
+      nc: () => this.#ready().nc,
+      maxPayloadBytes: () => this.maxPayloadBytes,
+      prefix: context.options.requestPrefix,
+      capturedBy: (subject) => this.#capturedBy(subject),
+      waitMs: context.bus.publishTimeoutMs,
+      secrets: context.secrets,
+    });
+  }
+
+  /** The stream capturing `subject`; undefined when none does or JetStream does not answer in time. */
+  async #capturedBy(subject: string): Promise<string | undefined> {
+    const jsm = this.#jsm;
+    if (!jsm) return undefined;
+    try {
+      return await jsm.streams.find(subject);
+    } catch {
+      // "no stream matches subject", or no answer: the PubAck check on replies still catches a captured request.
+      return undefined;
+    }
   }
 
   /** The server's `max_payload` (headers + body) once connected. */
@@ -104,6 +134,7 @@ export class NatsTransport implements Transport {
     this.#connected = true;
     try {
       const jsm = await nc.jetstreamManager();
+      this.#jsm = jsm;
       this.#js = nc.jetstream();
       this.#topology = new Topology(jsm, this.#options);
     } catch (error) {
@@ -121,6 +152,7 @@ export class NatsTransport implements Transport {
     void nc.closed().then((error) => {
       this.#connected = false;
       this.#publisher?.failAll(new ConnectionError('The NATS connection closed'));
+      this.requestReply.connectionLost(new ConnectionError('The NATS connection closed'));
       if (!this.#closed)
         ctx.reportState('nats', 'down', error ? toBusbarError(error, 'NATS connection lost', ctx.secrets) : undefined);
     });
@@ -235,6 +267,7 @@ export class NatsTransport implements Transport {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.requestReply.close();
     const nc = this.#nc;
     if (!nc) return;
     const bound = this.#context.bus.publishTimeoutMs;

@@ -67,6 +67,7 @@ describe.runIf(ok)('nats', () => {
       wildcards: true,
       nativeDelay: true,
       replay: false,
+      requestReply: true,
     },
     // Nothing listens on port 1: the connection fails without the password ever being shown.
     badCredentialsUrl: `nats://busbar:${CANARY}@127.0.0.1:1`,

@@ -1,0 +1,161 @@
+import { ConfigError, PayloadTooLargeError } from '@busbar/core';
+import {
+  HEADER,
+  type IncomingRequest,
+  numericHeader,
+  type ReplyRecord,
+  type RespondSpec,
+  type TransportSubscription,
+} from '@busbar/core/transport';
+import { type Msg, type MsgHdrs, type NatsConnection, headers as natsHeaders, type Subscription } from 'nats';
+import { readCloudEvent } from './cloudevents.js';
+import { CONTENT_TYPE, checkNatsHeaders, headersFromNats, idFrom, usableId, validTime, wire } from './codec.js';
+import { publishRefusal, toBusbarError } from './errors.js';
+import { toSubject } from './names.js';
+
+/** What request/reply needs from the transport. */
+export interface RequestContext {
+  /** The live connection; throws ClosedError when the transport is closed or not connected. */
+  readonly nc: () => NatsConnection;
+  readonly maxPayloadBytes: () => number;
+  /** Prepended to a topic to make its request subject (`requestPrefix`). */
+  readonly prefix: string;
+  /** The JetStream stream capturing `subject`, if any (undefined when none, or when JetStream cannot say). */
+  readonly capturedBy: (subject: string) => Promise<string | undefined>;
+  /** Bounds waits on the server (flush after subscribing). */
+  readonly waitMs: number;
+  readonly secrets: readonly string[];
+}
+
+/**
+ * The error a request on a subject captured by a stream gets: JetStream stores the request as a message (so
+ * event consumers of that stream see it) and answers the reply inbox with a PubAck instead of the responder.
+ */
+export function capturedError(topic: string, subject: string, stream: string): ConfigError {
+  return new ConfigError(
+    `Requests on '${topic}' go to subject '${subject}', which JetStream stream '${stream}' captures: the stream ` +
+      'would store every request and answer it with a PubAck. Use a request topic no stream captures, or the ' +
+      '\'requestPrefix\' option (README, "Request/reply")',
+  );
+}
+
+/** Content type and headers of a reply (or request) as NATS headers; undefined when there are none. */
+export function replyHeaders(reply: ReplyRecord): MsgHdrs | undefined {
+  checkNatsHeaders(reply.headers);
+  let h: MsgHdrs | undefined;
+  for (const name in reply.headers) {
+    h ??= natsHeaders();
+    h.append(name, reply.headers[name] as string);
+  }
+  if (reply.contentType) {
+    h ??= natsHeaders();
+    h.set(CONTENT_TYPE, reply.contentType);
+  }
+  return h;
+}
+
+/** Bytes of a header block as the server counts them against `max_payload` (an estimate good to a few bytes). */
+function headerBytes(h: MsgHdrs | undefined): number {
+  if (!h) return 0;
+  let size = 12;
+  for (const [name, values] of h) for (const v of values) size += Buffer.byteLength(name) + Buffer.byteLength(v) + 4;
+  return size;
+}
+
+/** One incoming core NATS message as a busbar request. */
+function toRequest(nc: NatsConnection, msg: Msg, topic: string, max: () => number): IncomingRequest {
+  const headers: Record<string, string> = {};
+  const msgId = headersFromNats(msg, headers);
+  const contentType = wire.cloudEvent ? readCloudEvent(headers, wire.contentType) : wire.contentType;
+  const now = Date.now();
+  // Identity: busbar's own id (Nats-Msg-Id, as on published messages), else the reply inbox, which is unique
+  // per request; a message without one (a plain publish) is served but nobody waits for the answer.
+  const id =
+    usableId(msgId === undefined ? undefined : idFrom(msgId, topic, headers[HEADER.redrive])) ??
+    usableId(headers[HEADER.id]) ??
+    msg.reply ??
+    `${msg.subject}:${msg.sid}:${now}`;
+  return {
+    id,
+    topic,
+    headers,
+    body: msg.data,
+    contentType,
+    timestamp: validTime(numericHeader(headers[HEADER.timestamp], now), now),
+    raw: msg,
+    reply: async (reply) => {
+      const inbox = msg.reply;
+      if (!inbox) return;
+      const h = replyHeaders(reply);
+      const size = headerBytes(h) + reply.body.byteLength;
+      const limit = max();
+      if (size > limit) {
+        // Tell the caller at once instead of letting it wait for its timeout, then report the failure.
+        const failed = natsHeaders();
+        failed.set(HEADER.replyError, 'BUSBAR_PAYLOAD_TOO_LARGE');
+        failed.set(HEADER.replyErrorMessage, `The reply is ${size} bytes, over the server's max_payload of ${limit}`);
+        nc.publish(inbox, new Uint8Array(0), { headers: failed });
+        throw new PayloadTooLargeError(size, limit, topic);
+      }
+      try {
+        nc.publish(inbox, reply.body, h ? { headers: h } : {});
+      } catch (error) {
+        throw publishRefusal(error, topic, size, limit) ?? toBusbarError(error, `Replying on '${topic}' failed`, []);
+      }
+    },
+  };
+}
+
+/**
+ * Serves requests on `spec.topic`: a core NATS subscription on its request subject, in queue group `group`
+ * when there is one (the server hands each request to one member), so foreign requesters reach it too.
+ */
+export async function respond(
+  ctx: RequestContext,
+  spec: RespondSpec,
+  callbacks: { readonly onRequest: (request: IncomingRequest) => void; readonly onError: (error: Error) => void },
+  stopped: (sub: Subscription) => void,
+): Promise<{ sub: Subscription; handle: TransportSubscription }> {
+  const nc = ctx.nc();
+  const subject = `${ctx.prefix}${toSubject(spec.topic)}`;
+  const stream = await ctx.capturedBy(subject);
+  if (stream !== undefined) throw capturedError(spec.topic, subject, stream);
+  let active = true;
+  const prefixLength = ctx.prefix.length;
+  const sub = nc.subscribe(subject, {
+    ...(spec.group === undefined ? {} : { queue: spec.group }),
+    callback: (error, msg) => {
+      if (!active) return;
+      if (error) {
+        callbacks.onError(toBusbarError(error, `Serving requests on '${spec.topic}' failed`, ctx.secrets));
+        return;
+      }
+      callbacks.onRequest(toRequest(nc, msg, msg.subject.slice(prefixLength), ctx.maxPayloadBytes));
+    },
+  });
+  // The server has the subscription once a PING after it is answered; bounded, as a disconnected client
+  // sends it on reconnect anyway.
+  await bounded(nc.flush(), ctx.waitMs);
+  const stop = async () => {
+    if (!active) return;
+    active = false;
+    stopped(sub);
+    if (!sub.isClosed()) sub.unsubscribe();
+  };
+  return { sub, handle: { stop, close: stop } };
+}
+
+/** Waits for `promise` at most `ms`, ignoring its failure (the caller goes on either way). */
+export async function bounded(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      promise.catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
