@@ -6,19 +6,22 @@ import {
   keepsOwnTimestamp,
   numericHeader,
   type OutgoingRecord,
+  usableId,
 } from '@busbar/core/transport';
+import { CONTENT_TYPE_FIELD, fieldOf, fieldText, headerField, headerName, objectBody } from './fields.js';
 
 /**
- * Stream entry layout: `body` (raw bytes), `id` (busbar id), `ts` (publish
- * time, ms; only when older than the entry id says), `key` (only when set), `h` (headers as a JSON object, only when
- * there are any), `ct` (content type, only when it is not `application/json`: an entry with busbar's `id` field
- * and no `ct` is JSON). A retry-stream entry has a single field `r`: the JSON
- * {@link RetryPayload} that the retry scripts move around without parsing.
+ * Stream entry layout busbar writes: `body` (raw bytes), `id` (busbar id), `content-type`, `ts` (publish time,
+ * ms; only when older than the entry id says), `key` (only when set), one field per header: `h:<name>`, and
+ * CloudEvents attributes bare as `ce-<attr>`. How every field name is read (foreign producers' too) is in
+ * fields.ts. A retry-stream entry has a single field `r`: the JSON {@link RetryPayload} that the retry
+ * scripts move around without parsing.
  */
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
-/** busbar's default content type: left out of entries and retry payloads, as the most common one. */
+/** busbar's default content type: left out of retry payloads, as the most common one. */
 const JSON_TYPE = 'application/json';
+const JSON_BYTES = Buffer.from(JSON_TYPE);
 
 /**
  * The Redis entry id a message was first read from: written by core into its
@@ -53,7 +56,8 @@ export interface RetryPayload {
 /**
  * XADD arguments after the key and trimming options, appended to `args`. `ts` is written only for a record
  * older than a second (a dead letter, a re-drive, an outbox row): a fresh entry's id is its publish time in
- * ms, and every field is one more argument ioredis encodes per message (bench finding).
+ * ms, and every field is one more argument ioredis encodes per message (bench finding). Headers go one field
+ * each, so a consumer without busbar reads them by name instead of parsing a JSON blob.
  */
 export function pushEntryFields(args: (string | Buffer | number)[], record: OutgoingRecord, now: number): void {
   const bytes = Buffer.from(record.body.buffer, record.body.byteOffset, record.body.byteLength);
@@ -62,13 +66,10 @@ export function pushEntryFields(args: (string | Buffer | number)[], record: Outg
   // which ioredis encodes back to exactly the same bytes.
   const body = isUtf8(bytes) ? bytes.toString('utf8') : bytes;
   args.push('body', body, 'id', record.id);
+  if (record.contentType !== '') args.push(CONTENT_TYPE_FIELD, record.contentType);
   if (keepsOwnTimestamp(record, now)) args.push('ts', String(record.timestamp));
   if (record.key !== undefined) args.push('key', record.key);
-  for (const _ in record.headers) {
-    args.push('h', JSON.stringify(record.headers));
-    break;
-  }
-  if (record.contentType !== JSON_TYPE && record.contentType !== '') args.push('ct', record.contentType);
+  for (const name in record.headers) args.push(headerField(name), record.headers[name] as string);
 }
 
 export interface DecodedEntry {
@@ -84,34 +85,40 @@ export interface DecodedEntry {
 }
 
 /**
- * Decodes the fields of a stream entry read with a Buffer reply. Entries from other producers are taken as
- * they come: an unusable `id` (empty, over 1 KB, control characters) falls back to the entry id, a `ts`
- * that is no valid time to the entry id's time, headers that are not a JSON object are dropped, and a
- * malformed retry payload `r` is ignored (the entry is read like any other). Never throws.
+ * Decodes the fields of a stream entry read with a Buffer reply (field names: see fields.ts). Entries from
+ * other producers are taken as they come: an unusable `id` (empty, over 1 KB, control characters) falls back
+ * to the entry id, a `ts` that is no valid time to the entry id's time, an `h` that is not a JSON object is
+ * dropped, and an `r` that is not a retry payload is data. The body is the `body` field, else the only data
+ * field when it is named `data`, `payload`, `message` or `value`, else a JSON object of the data fields.
+ * Never throws.
  */
 export function decodeEntry(entryId: string, fields: Buffer[]): DecodedEntry {
   let body: Buffer | undefined;
+  let alias: Buffer | undefined;
+  let dataFields = 0;
   let id: string | undefined;
+  let hasId = false;
   let key: string | undefined;
   let ts = 0;
-  let headers = EMPTY_HEADERS;
+  let headers: Record<string, string> | undefined;
   let contentType: string | undefined;
-  let busbarId = false;
   const entryTime = Number(entryId.slice(0, entryId.indexOf('-')));
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i] as Buffer;
     const value = fields[i + 1] as Buffer;
-    // Field names compared as bytes: a string per name per entry was a measurable part of consume.
     switch (fieldOf(name)) {
       case 'body':
         body = value;
         break;
-      case 'id':
-        id = usableId(value.toString());
-        busbarId = true;
+      case 'id': {
+        const text = value.toString();
+        hasId = true;
+        if (usableId(text)) id = text;
         break;
+      }
       case 'ct':
-        contentType = value.toString();
+        // The common value as the shared constant: no string per entry.
+        contentType = value.equals(JSON_BYTES) ? JSON_TYPE : value.toString();
         break;
       case 'ts':
         ts = validTime(numericHeader(value.toString(), 0), 0);
@@ -119,44 +126,59 @@ export function decodeEntry(entryId: string, fields: Buffer[]): DecodedEntry {
       case 'key':
         key = value.toString();
         break;
+      case 'header':
+        headers ??= {};
+        addWireHeader(headers, headerName(name), fieldText(value));
+        break;
       case 'h':
-        headers = parseHeaders(value.toString());
+        headers ??= {};
+        addJsonHeaders(headers, value.toString());
         break;
       case 'r': {
         const retried = fromRetryPayload(value.toString(), entryId, entryTime);
         if (retried) return retried;
+        dataFields++;
         break;
       }
+      case 'alias':
+        alias = value;
+        dataFields++;
+        break;
+      default:
+        dataFields++;
     }
   }
+  if (body === undefined && dataFields > 0) {
+    if (dataFields === 1 && alias !== undefined) body = alias;
+    else {
+      body = objectBody(fields);
+      contentType = JSON_TYPE;
+    }
+  } else if (contentType === undefined && hasId && body !== undefined && parsesAsJson(body)) {
+    // busbar's format before the content-type field: an entry with `id` was JSON.
+    contentType = JSON_TYPE;
+  }
   // For an entry that busbar did not write, the id and timestamp come from the entry id.
+  const finalHeaders = headers ?? EMPTY_HEADERS;
   return {
     id: id ?? entryId,
     key,
-    headers,
+    headers: finalHeaders,
     body: body ?? new Uint8Array(0),
     timestamp: ts || entryTime,
-    baseAttempt: headers === EMPTY_HEADERS ? 1 : attemptFromHeaders(headers),
-    contentType: contentType ?? (busbarId ? JSON_TYPE : undefined),
+    baseAttempt: headers === undefined ? 1 : attemptFromHeaders(finalHeaders),
+    contentType,
   };
 }
 
-type Field = 'body' | 'id' | 'ts' | 'ct' | 'key' | 'h' | 'r' | undefined;
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-function fieldOf(name: Buffer): Field {
-  switch (name.length) {
-    case 1:
-      return name[0] === 0x68 ? 'h' : name[0] === 0x72 ? 'r' : undefined;
-    case 2:
-      if (name[0] === 0x69 && name[1] === 0x64) return 'id';
-      if (name[0] === 0x63 && name[1] === 0x74) return 'ct';
-      return name[0] === 0x74 && name[1] === 0x73 ? 'ts' : undefined;
-    case 3:
-      return name[0] === 0x6b && name[1] === 0x65 && name[2] === 0x79 ? 'key' : undefined;
-    case 4:
-      return name[0] === 0x62 && name[1] === 0x6f && name[2] === 0x64 && name[3] === 0x79 ? 'body' : undefined;
-    default:
-      return undefined;
+function parsesAsJson(body: Buffer): boolean {
+  try {
+    JSON.parse(strictUtf8.decode(body));
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -168,29 +190,19 @@ function validTime(value: number, fallback: number): number {
   return Number.isFinite(value) && value > 0 && value <= MAX_TIME ? value : fallback;
 }
 
-/** A message id from another producer, or undefined when it is empty, over 1 KB or has control characters. */
-export function usableId(text: string): string | undefined {
-  if (text === '' || text.length > 1_024 || Buffer.byteLength(text) > 1_024) return undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return undefined;
-  }
-  return text;
-}
-
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Headers from the `h` field: a JSON object, each value through core's wire-header rule. */
-function parseHeaders(text: string): Readonly<Record<string, string>> {
+/** Adds the headers of an `h` field (a JSON object), each value through core's wire-header rule. */
+function addJsonHeaders(headers: Record<string, string>, text: string): void {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return EMPTY_HEADERS;
+    return;
   }
-  return isRecord(parsed) ? wireHeaders(parsed) : EMPTY_HEADERS;
+  if (isRecord(parsed)) for (const [name, value] of Object.entries(parsed)) addWireHeader(headers, name, value);
 }
 
 function wireHeaders(source: Record<string, unknown>): Record<string, string> {
@@ -210,7 +222,8 @@ function fromRetryPayload(text: string, entryId: string, entryTime: number): Dec
   if (!isRecord(p) || typeof p.b !== 'string' || !isRecord(p.h)) return undefined;
   const attempt = typeof p.a === 'number' && Number.isSafeInteger(p.a) && p.a >= 1 ? p.a : 1;
   return {
-    id: (typeof p.i === 'string' ? usableId(p.i) : undefined) ?? entryId,
+    // The source entry id when the busbar id is unusable: stable across retries, unlike the retry entry's own.
+    id: usableId(p.i) ? p.i : usableId(p.s) ? p.s : entryId,
     key: typeof p.k === 'string' ? p.k : undefined,
     headers: wireHeaders(p.h),
     body: Buffer.from(p.b, 'base64'),

@@ -17,6 +17,8 @@ export class RedisDelivery implements Delivery {
   readonly body: Uint8Array;
   readonly timestamp: number;
   readonly contentType: string | undefined;
+  /** Never: an entry without a usable `id` field is identified by its entry id (stable across redeliveries). */
+  readonly idGenerated = false;
   readonly attempt: number;
   readonly raw: RedisEntry;
   /** True when read from the group's retry stream. */

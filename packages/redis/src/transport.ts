@@ -17,6 +17,7 @@ import { type ClientConfig, connectClient, createClient, type RedisClient, subco
 import { CLOSE_STEP_MS, CloseState } from './closing.js';
 import { pushEntryFields } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
+import { CE_PREFIX } from './fields.js';
 import { GroupSubscription } from './group.js';
 import { streamKey, topicKeys } from './keys.js';
 import { groupLag } from './lag.js';
@@ -40,6 +41,8 @@ const PIPELINE = 100;
 /** Redis Streams: a stream per topic, a consumer group per busbar group, retries through a per-group sorted set. */
 export class RedisTransport implements Transport {
   readonly capabilities = capabilities;
+  /** Redis has no CloudEvents binding: attributes go as `ce-<attr>` fields, as in the HTTP and NATS bindings. */
+  readonly cloudEventsPrefix = CE_PREFIX;
   /** Redis takes up to 512 MB per value; a stream entry that big would stall every reader, so busbar stops at 16 MiB. */
   readonly maxPayloadBytes = 16 * 1024 * 1024;
   readonly #ctx: TransportContext<RedisOptions>;
