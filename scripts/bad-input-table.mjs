@@ -6,6 +6,8 @@ import { join } from 'node:path';
 
 const dir = process.env.BUSBAR_BAD_INPUT_REPORT ?? '.bad-input';
 const ORDER = ['memory', 'rabbitmq', 'kafka', 'nats', 'redis', 'mqtt'];
+// The six transports first, in the README's order; extra runs (a cluster, another broker version) after them.
+const rank = (transport) => (ORDER.includes(transport) ? ORDER.indexOf(transport) : ORDER.length);
 if (!existsSync(dir)) {
   console.error(`bad-input-table: ${dir} does not exist: run the conformance suites first (npm test)`);
   process.exit(1);
@@ -13,7 +15,7 @@ if (!existsSync(dir)) {
 const runs = readdirSync(dir)
   .filter((f) => f.endsWith('.json'))
   .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')))
-  .sort((a, b) => ORDER.indexOf(a.transport) - ORDER.indexOf(b.transport));
+  .sort((a, b) => rank(a.transport) - rank(b.transport) || a.transport.localeCompare(b.transport));
 const missing = ORDER.filter((t) => !runs.some((r) => r.transport === t));
 const labels = [];
 for (const run of runs) for (const label of Object.keys(run.cases)) if (!labels.includes(label)) labels.push(label);
