@@ -55,7 +55,7 @@ export function freeMember(family: string, n: number): void {
   if (used?.size === 0) members.delete(family);
 }
 
-async function subscribeFilter(link: Link, filter: string, onError: (error: Error) => void): Promise<void> {
+export async function subscribeFilter(link: Link, filter: string, onError: (error: Error) => void): Promise<void> {
   const granted = await link.client.subscribeAsync(filter, { qos: 1, rh: 1 });
   const code = granted[0]?.qos;
   if (code === undefined || code > 2) {
@@ -131,8 +131,9 @@ export async function openSubscription(
   links.push(main);
   const mainAcks: ManualAcks = new ManualAcks(main, (packet, inbound) => {
     const path = packet.topic;
-    if (path.startsWith(map.retryHead)) {
-      // Another group's retry seen through a user wildcard: not a message of this subscription.
+    if (path.startsWith(map.retryHead) || path.startsWith(map.replyHead)) {
+      // Another group's retry, or a reply to some requester, seen through a user wildcard: not a message of
+      // this subscription.
       if (inbound) void mainAcks.ack(inbound);
       return;
     }

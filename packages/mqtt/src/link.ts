@@ -30,6 +30,10 @@ export interface LinkSpec {
   readonly will?: IClientOptions['will'];
   /** Short-lived helper connection: not shown in `bus.health()`. */
   readonly quiet?: boolean;
+  /** Session expiry of a persistent session, instead of the configured one. */
+  readonly sessionExpirySeconds?: number;
+  /** A graceful close ends the persistent session too (DISCONNECT with session expiry 0). */
+  readonly endSessionOnClose?: boolean;
 }
 
 /**
@@ -43,6 +47,7 @@ export class Link {
   /** Called on every CONNACK with whether the broker resumed our session. */
   onConnack: ((sessionPresent: boolean) => void) | undefined;
   readonly #ctx: TransportContext<MqttOptions>;
+  readonly #endSession: boolean;
   readonly #report: TransportContext<MqttOptions>['reportState'];
   #lastError: unknown;
   #takenOver = false;
@@ -52,6 +57,7 @@ export class Link {
 
   constructor(ctx: TransportContext<MqttOptions>, spec: LinkSpec) {
     this.#ctx = ctx;
+    this.#endSession = spec.endSessionOnClose === true;
     this.name = spec.name;
     // An intentional close is not an outage: only unexpected ends are reported as down.
     const report: TransportContext<MqttOptions>['reportState'] = spec.quiet
@@ -76,7 +82,7 @@ export class Link {
       manualConnect: true,
       properties: {
         receiveMaximum: Math.max(1, Math.min(65_535, spec.receiveMaximum)),
-        ...(spec.clean ? {} : { sessionExpiryInterval: sessionExpiry(ctx) }),
+        ...(spec.clean ? {} : { sessionExpiryInterval: spec.sessionExpirySeconds ?? sessionExpiry(ctx) }),
       },
       ...(url.username ? { username: safeDecode(url.username) } : {}),
       ...(password !== undefined ? { password } : {}),
@@ -193,7 +199,8 @@ export class Link {
               resolve();
             }, wait)
           : undefined;
-      this.client.end(wait === 0, () => {
+      const opts = this.#endSession ? { properties: { sessionExpiryInterval: 0 } } : {};
+      this.client.end(wait === 0, opts, () => {
         clearTimeout(timer);
         resolve();
       });

@@ -37,6 +37,39 @@ interface Prepared {
   readonly retain: boolean;
   readonly props: UserProperties;
   readonly contentType: string | undefined;
+  readonly native?: NativeProperties | undefined;
+}
+
+/** MQTT 5 request/reply properties (see requests.ts). */
+export interface NativeProperties {
+  readonly responseTopic?: string;
+  readonly correlationData?: Buffer;
+  /** Seconds the broker may keep the message for a subscriber that has not received it yet. */
+  readonly messageExpiryInterval?: number;
+}
+
+function hasKeys(props: UserProperties): boolean {
+  for (const _ in props) return true;
+  return false;
+}
+
+/** The MQTT 5 properties of one PUBLISH (the common case, busbar's own publish, without copying). */
+function publishProperties(p: Prepared): NonNullable<IClientPublishOptions['properties']> {
+  // mqtt.js never sends (nor fails) a PUBLISH with an empty user property object: it is left out.
+  const props: NonNullable<IClientPublishOptions['properties']> = p.native === undefined ? {} : { ...p.native };
+  if (hasKeys(p.props)) props.userProperties = p.props;
+  if (p.contentType) props.contentType = p.contentType;
+  return props;
+}
+
+/** Bytes the native properties add to a PUBLISH packet. */
+function nativeBytes(native: NativeProperties | undefined): number {
+  if (native === undefined) return 0;
+  let n = 0;
+  if (native.responseTopic !== undefined) n += 3 + Buffer.byteLength(native.responseTopic);
+  if (native.correlationData !== undefined) n += 3 + native.correlationData.byteLength;
+  if (native.messageExpiryInterval !== undefined) n += 5;
+  return n;
 }
 
 interface TopicSettings {
@@ -127,19 +160,39 @@ export class Publisher {
     const props = safeProperties(p.props);
     const max = this.#link.maximumPacketSize;
     if (max !== undefined) {
-      checkPacketSize(topic, publishPacketBytes(p.path, p.qos, props, p.contentType, p.payload.byteLength), max);
+      const bytes =
+        publishPacketBytes(p.path, p.qos, props, p.contentType, p.payload.byteLength) + nativeBytes(p.native);
+      checkPacketSize(topic, bytes, max);
     }
     return props === p.props ? p : { ...p, props };
   }
 
-  /** Publishes one message to a raw MQTT path (retry topics), QoS 1, confirmed. */
-  publishRaw(path: string, body: Uint8Array, props: UserProperties, contentType: string | undefined): Promise<void> {
+  /** Publishes one message to a raw MQTT path (retry topics, requests, replies), QoS 1, confirmed. */
+  publishRaw(
+    path: string,
+    body: Uint8Array,
+    props: UserProperties,
+    contentType: string | undefined,
+    native?: NativeProperties,
+  ): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('The MQTT transport is closed'));
     let prepared: Prepared;
     try {
       const problem = stringProblem(path);
       if (problem) throw new InvalidTopicError(`The MQTT topic '${path.slice(0, 80)}' ${problem}`);
-      prepared = this.#check(path, { path, payload: toBuffer(body), qos: 1, retain: false, props, contentType });
+      if (native?.responseTopic !== undefined) {
+        const bad = stringProblem(native.responseTopic);
+        if (bad) throw new InvalidTopicError(`The MQTT response topic '${native.responseTopic.slice(0, 80)}' ${bad}`);
+      }
+      prepared = this.#check(path, {
+        path,
+        payload: toBuffer(body),
+        qos: 1,
+        retain: false,
+        props,
+        contentType,
+        native,
+      });
     } catch (error) {
       return Promise.reject(error);
     }
@@ -167,7 +220,7 @@ export class Publisher {
     const options: IClientPublishOptions = {
       qos: p.qos,
       retain: p.retain,
-      properties: p.contentType ? { userProperties: p.props, contentType: p.contentType } : { userProperties: p.props },
+      properties: publishProperties(p),
     };
     const item: Item = { path: p.path, payload: p.payload, options, batch };
     // QoS 0 does not count against the broker's Receive Maximum.

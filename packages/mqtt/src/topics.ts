@@ -19,12 +19,15 @@ export class TopicMap {
   readonly retryPrefix: string;
   /** `<retryPrefix>/`: every retry topic starts with it. */
   readonly retryHead: string;
+  /** `<prefix>busbar-reply/`: every request/reply response topic busbar subscribes starts with it. */
+  readonly replyHead: string;
   readonly #cache = new Map<string, string>();
 
   constructor(prefix: string, retryPrefix: string) {
     this.prefix = prefix;
     this.retryPrefix = retryPrefix.endsWith('/') ? retryPrefix.slice(0, -1) : retryPrefix;
     this.retryHead = `${this.retryPrefix}/`;
+    this.replyHead = `${prefix}busbar-reply/`;
   }
 
   /** MQTT topic (or filter) of a busbar topic (or pattern). */

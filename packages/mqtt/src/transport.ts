@@ -13,6 +13,7 @@ import { type ConsumerHost, freeMember, memberFamily, openSubscription, takeMemb
 import { hasDefaultName, Link } from './link.js';
 import type { MqttOptions } from './options.js';
 import { Publisher } from './publisher.js';
+import { MqttRequestReply } from './requests.js';
 import { TopicMap } from './topics.js';
 
 const NOT_ACKED = new Error('busbar: left unacked in the declared session');
@@ -38,6 +39,8 @@ export class MqttTransport implements Transport {
   readonly #link: Link;
   readonly #publisher: Publisher;
   readonly #host: ConsumerHost;
+  /** MQTT 5 Response Topic + Correlation Data (see requests.ts). */
+  readonly requestReply: MqttRequestReply;
   /** Declared group sessions (family -> topic and group), re-declared after every reconnect. */
   readonly #declared = new Map<string, { topic: string; group: string }>();
   /** Declarations under way (family -> whether it declared): concurrent callers share one. */
@@ -69,6 +72,7 @@ export class MqttTransport implements Transport {
     });
     this.#publisher = new Publisher(this.#link, this.#map, options, ctx.bus.publishTimeoutMs, ctx.secrets);
     this.#host = { ctx, map: this.#map, publisher: this.#publisher, base };
+    this.requestReply = new MqttRequestReply(ctx, this.#map, this.#publisher, base);
   }
 
   /** The configured limit, lowered to what the broker's Maximum Packet Size leaves for body and properties. */
@@ -164,6 +168,7 @@ export class MqttTransport implements Transport {
    */
   async close(deadline?: number): Promise<void> {
     const end = deadline ?? Date.now() + Math.max(this.#ctx.bus.publishTimeoutMs, 1);
+    await this.requestReply.close();
     await this.#publisher.flush(end);
     await this.#link.close(true, Math.min(5_000, end - Date.now()));
   }

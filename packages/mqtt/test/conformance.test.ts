@@ -54,6 +54,7 @@ describe.runIf(ok)('mqtt', () => {
       wildcards: true,
       nativeDelay: false,
       replay: false,
+      requestReply: true,
     },
     // Mosquitto allows anonymous clients here: a closed port makes the connect fail.
     badCredentialsUrl: `mqtt://busbar:${CANARY}@127.0.0.1:1`,
