@@ -2,8 +2,11 @@ import { ConfigError, ConnectionError } from '@busbar/core';
 import {
   type Capabilities,
   HEADER,
+  type IncomingRequest,
   type LagInfo,
   type OutgoingRecord,
+  type RequestReply,
+  type RespondSpec,
   type RetryRequest,
   type SubscribeCallbacks,
   type SubscribeSpec,
@@ -20,6 +23,9 @@ import { toBusbarError } from './errors.js';
 import { Link } from './link.js';
 import type { ResolvedOptions } from './options.js';
 import { type Outgoing, Publisher } from './publisher.js';
+import { Requester } from './requester.js';
+import { toIncomingRequest } from './responder.js';
+import { declareResponderQueue, rpcExchangeName } from './rpc-topology.js';
 import {
   bindTopic,
   checkTopic,
@@ -58,6 +64,9 @@ export class RabbitMQTransport implements Transport {
   /** Retry buckets declared since the last reconnect, with when (a declaration resets `x-expires`). */
   readonly #buckets = new Map<number, { done: Promise<void>; at: number }>();
   readonly #consumers = new Set<Consumer>();
+  /** Direct reply-to on the publishing connection (requests and their replies share one channel there). */
+  readonly #requester: Requester;
+  readonly requestReply: RequestReply;
   #closed = false;
 
   constructor(context: TransportContext<ResolvedOptions>) {
@@ -108,6 +117,17 @@ export class RabbitMQTransport implements Transport {
         this.#buckets.clear();
       },
     });
+    this.#requester = new Requester(this.#publishLink, {
+      exchange: rpcExchangeName(options),
+      priorityHeader: options.priorityHeader,
+      connectTimeoutMs: context.bus.connectTimeoutMs,
+      logger: context.logger,
+      toError: (error, what) => this.#error(error, what),
+    });
+    this.requestReply = {
+      request: (record, requestOptions) => this.#requester.request(record, requestOptions),
+      respond: (spec, callbacks) => this.#respond(spec, callbacks),
+    };
   }
 
   validateTopic(topic: string): void {
@@ -175,26 +195,34 @@ export class RabbitMQTransport implements Transport {
   }
 
   async subscribe(spec: SubscribeSpec, callbacks: SubscribeCallbacks): Promise<TransportSubscription> {
+    const options = this.#options;
+    return this.#consume(spec, callbacks, async (channel: Channel) => {
+      if (spec.group !== undefined)
+        return declareGroupQueue(channel, spec.topic, spec.group, options, this.#queueExists);
+      // Broadcast: a server-named queue that lives as long as this consumer.
+      const { queue } = await channel.assertQueue('', {
+        exclusive: true,
+        autoDelete: true,
+        durable: false,
+        arguments: { 'x-queue-type': 'classic' },
+      });
+      await bindTopic(channel, queue, spec.topic, options);
+      return queue;
+    });
+  }
+
+  async #consume(
+    spec: SubscribeSpec,
+    callbacks: SubscribeCallbacks,
+    declare: (channel: Channel) => Promise<string>,
+  ): Promise<TransportSubscription> {
     if (this.#closed) throw new ConnectionError('The RabbitMQ transport is closed');
     const link = await this.#consumerLink();
-    const options = this.#options;
     const consumer: Consumer = new Consumer(link, spec, callbacks, {
       logger: this.#context.logger,
       toError: (error, what) => this.#error(error, what),
       retry: (queue, delivery, request) => this.#retry(queue, delivery, request),
-      declare: async (channel: Channel) => {
-        if (spec.group !== undefined)
-          return declareGroupQueue(channel, spec.topic, spec.group, options, this.#queueExists);
-        // Broadcast: a server-named queue that lives as long as this consumer.
-        const { queue } = await channel.assertQueue('', {
-          exclusive: true,
-          autoDelete: true,
-          durable: false,
-          arguments: { 'x-queue-type': 'classic' },
-        });
-        await bindTopic(channel, queue, spec.topic, options);
-        return queue;
-      },
+      declare,
     });
     await consumer.start(this.#context.bus.connectTimeoutMs);
     this.#consumers.add(consumer);
@@ -206,6 +234,33 @@ export class RabbitMQTransport implements Transport {
         await close();
       },
     };
+  }
+
+  /**
+   * A responder: a consumer (re-created on reconnect like any subscription) of its request queue, bound to
+   * the request exchange; see rpc-topology.ts for the queues.
+   */
+  async #respond(
+    spec: RespondSpec,
+    callbacks: { readonly onRequest: (request: IncomingRequest) => void; readonly onError: (error: Error) => void },
+  ): Promise<TransportSubscription> {
+    const reply = (messages: readonly Outgoing[]): Promise<void> => this.#publisher.publish(messages);
+    const hooks = {
+      publish: reply,
+      headerLimit: () => headerTableLimit(this.#publishLink.frameMax),
+      logger: this.#context.logger,
+    };
+    return this.#consume(
+      { topic: spec.topic, group: spec.group, prefetch: spec.prefetch, handlerTimeoutMs: 0 },
+      {
+        onDelivery: (delivery) => {
+          const request = toIncomingRequest(delivery, hooks);
+          if (request) callbacks.onRequest(request);
+        },
+        onError: callbacks.onError,
+      },
+      (channel) => declareResponderQueue(channel, spec.topic, spec.group, this.#options),
+    );
   }
 
   /**
@@ -294,7 +349,7 @@ export class RabbitMQTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     const consumers = Promise.all([...this.#consumers].map((c) => c.close().catch(() => undefined)));
-    await settledWithin(consumers, deadline - Date.now());
+    await Promise.all([settledWithin(consumers, deadline - Date.now()), this.#requester.close()]);
     await Promise.all([this.#publisher.close(deadline), this.#retryPublisher.close(deadline)]);
     // A consumer connection still being opened is closed as soon as it is up, even after close() returned.
     const consumeLink = (this.#consumeLink ?? Promise.resolve(undefined)).then(

@@ -21,6 +21,7 @@ describe.runIf(ok)('rabbitmq', () => {
       wildcards: true,
       nativeDelay: true,
       replay: false,
+      requestReply: true,
     },
     badCredentialsUrl: url.toString(),
     refuseWrites,
