@@ -16,3 +16,4 @@ export type { RedisIdempotencyStoreOptions } from './idempotency.js';
 export { RedisIdempotencyStore } from './idempotency.js';
 export type { RedisOptions } from './options.js';
 export { redisOptions } from './options.js';
+export type { RedisRequestEntry } from './responder.js';

@@ -23,3 +23,16 @@ export function topicKeys(prefix: string, topic: string, group: string): TopicKe
   const stream = streamKey(prefix, topic);
   return { stream, retryStream: `${stream}:retry:${group}`, retrySet: `${stream}:delayed:${group}` };
 }
+
+/**
+ * The request stream of a topic: `<prefix>rr:{<topic>}`. Same hash tag as the topic stream (same slot), but
+ * never the same key: a topic stream's key has the brace right after the prefix.
+ */
+export function requestStreamKey(prefix: string, topic: string): string {
+  return `${prefix}rr:{${topic}}`;
+}
+
+/** One transport's reply stream, `<prefix>rr:reply:{<id>}`: a hash tag of its own, so replies spread over a cluster. */
+export function replyStreamKey(prefix: string, id: string): string {
+  return `${prefix}rr:reply:{${id}}`;
+}

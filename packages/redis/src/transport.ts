@@ -1,10 +1,13 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { ClosedError, ConfigError } from '@busbar/core';
 import {
   type Capabilities,
   Coalescer,
+  type IncomingRequest,
   type LagInfo,
   type OutgoingRecord,
+  type RequestReply,
+  type RespondSpec,
   type SubscribeCallbacks,
   type SubscribeSpec,
   type Transport,
@@ -19,10 +22,12 @@ import { pushEntryFields } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import { CE_PREFIX } from './fields.js';
 import { GroupSubscription } from './group.js';
-import { streamKey, topicKeys } from './keys.js';
+import { requestStreamKey, streamKey, topicKeys } from './keys.js';
 import { groupLag } from './lag.js';
 import type { RedisOptions } from './options.js';
 import { settlesWithin } from './reader.js';
+import { Requester } from './requester.js';
+import { Responder } from './responder.js';
 import { ensureGroup } from './topology.js';
 
 const capabilities: Capabilities = {
@@ -45,6 +50,9 @@ export class RedisTransport implements Transport {
   readonly cloudEventsPrefix = CE_PREFIX;
   /** Redis takes up to 512 MB per value; a stream entry that big would stall every reader, so busbar stops at 16 MiB. */
   readonly maxPayloadBytes = 16 * 1024 * 1024;
+  /** Request/reply over streams: README "Request/reply", rr-wire.ts. */
+  readonly requestReply: RequestReply;
+  readonly #requester: Requester;
   readonly #ctx: TransportContext<RedisOptions>;
   readonly #config: ClientConfig;
   readonly #client: RedisClient;
@@ -73,6 +81,20 @@ export class RedisTransport implements Transport {
     this.#client = createClient(this.#config, false);
     this.#watch(this.#client);
     this.#coalescer = new Coalescer((records) => this.#flush(records), 1_000);
+    this.#requester = new Requester({
+      client: this.#client,
+      config: this.#config,
+      keyPrefix: o.keyPrefix,
+      blockMs: o.blockMs,
+      opTimeoutMs: ctx.bus.publishTimeoutMs,
+      closing: this.#closing,
+      secrets: ctx.secrets,
+      logger: ctx.logger,
+    });
+    this.requestReply = {
+      request: (record, options) => this.#requester.request(record, options),
+      respond: (spec, callbacks) => this.#respond(spec, callbacks),
+    };
   }
 
   #watch(client: RedisClient): void {
@@ -235,10 +257,55 @@ export class RedisTransport implements Transport {
     };
   }
 
+  /** A responder: its own read connection, the busbar group as the consumer group (or a group of its own). */
+  async #respond(
+    spec: RespondSpec,
+    callbacks: { readonly onRequest: (request: IncomingRequest) => void; readonly onError: (error: Error) => void },
+  ): Promise<TransportSubscription> {
+    if (this.#closed) throw new ClosedError('The Redis transport is closed');
+    const o = this.#ctx.options;
+    const reader = createClient({ ...this.#config, connectionName: `${this.#config.connectionName}-responder` }, true);
+    reader.on('error', () => undefined); // reported through the read loop (sanitized)
+    const responder = new Responder({
+      client: this.#client,
+      reader,
+      stream: requestStreamKey(o.keyPrefix, spec.topic),
+      topic: spec.topic,
+      // Without a busbar group every responder answers: each reads through a group of its own.
+      group: spec.group ?? `busbar-rr-${randomUUID()}`,
+      ownGroup: spec.group === undefined,
+      consumer: `${this.#consumerBase}-${++this.#consumers}`,
+      prefetch: spec.prefetch,
+      blockMs: o.blockMs,
+      opTimeoutMs: this.#ctx.bus.publishTimeoutMs,
+      closing: this.#closing,
+      secrets: this.#ctx.secrets,
+      logger: this.#ctx.logger,
+      ...callbacks,
+    });
+    try {
+      await connectClient(reader, this.#config, this.#ctx.secrets);
+      await responder.start();
+    } catch (error) {
+      reader.disconnect();
+      throw toBusbarError(error, this.#ctx.secrets, `Serving requests on '${spec.topic}' failed`);
+    }
+    this.#subscriptions.add(responder);
+    return {
+      stop: () => responder.stop(),
+      close: async () => {
+        this.#subscriptions.delete(responder);
+        await responder.close();
+      },
+    };
+  }
+
   /** `deadline`: when core stops waiting; the connection is dropped by then at the latest. */
   async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Pending requests fail at once; the reply stream goes before the connection does.
+    await this.#requester.close(deadline);
     const subscriptions = Promise.all([...this.#subscriptions].map((sub) => sub.close().catch(() => undefined)));
     if (!(await settlesWithin(subscriptions, deadline - Date.now()))) this.#closing.silent = true;
     try {

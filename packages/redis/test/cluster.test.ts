@@ -36,6 +36,7 @@ describe.runIf(ok)('redis cluster', () => {
       wildcards: false,
       nativeDelay: false,
       replay: false,
+      requestReply: true,
     },
     refuseWrites: refuseWrites(() => new Cluster([{ host: '127.0.0.1', port: first }])),
   });

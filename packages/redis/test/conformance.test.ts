@@ -20,6 +20,7 @@ describe.runIf(ok)('redis', () => {
       wildcards: false,
       nativeDelay: false,
       replay: false,
+      requestReply: true,
     },
     // The shared Redis has no password: an ACL user that does not exist makes AUTH fail.
     badCredentialsUrl: `redis://busbar-canary-user:${CANARY}@${host}`,

@@ -1,0 +1,199 @@
+import type { IncomingRequest, Logger, ReplyRecord, TransportSubscription } from '@busbar/core/transport';
+import { withTimeout } from '@busbar/core/transport';
+import { type RedisClient, subcommand } from './client.js';
+import { CLOSE_STEP_MS, type CloseState } from './closing.js';
+import { decodeEntry } from './codec.js';
+import { isReplyError, toBusbarError } from './errors.js';
+import { entriesOf, Gate, type StreamReply, settlesWithin, sleep } from './reader.js';
+import { REPLY_MAXLEN, replyFields, splitRrFields } from './rr-wire.js';
+
+export interface ResponderInit {
+  readonly client: RedisClient;
+  readonly reader: RedisClient;
+  /** The topic's request stream. */
+  readonly stream: string;
+  readonly topic: string;
+  /** The consumer group read: the busbar group, or one of this responder's own when it has none. */
+  readonly group: string;
+  /** True when the group is this responder's alone (no busbar group): destroyed at close. */
+  readonly ownGroup: boolean;
+  readonly consumer: string;
+  readonly prefetch: number;
+  readonly blockMs: number;
+  readonly opTimeoutMs: number;
+  readonly closing: CloseState;
+  readonly secrets: readonly string[];
+  readonly logger: Logger;
+  readonly onRequest: (request: IncomingRequest) => void;
+  readonly onError: (error: Error) => void;
+}
+
+/** The native record of a request (`IncomingRequest.raw`). */
+export interface RedisRequestEntry {
+  readonly stream: string;
+  readonly entryId: string;
+  readonly replyTo: string;
+  readonly correlationId: string;
+}
+
+/**
+ * One responder: XREADGROUP on the topic's request stream, at most `prefetch` requests unanswered at once;
+ * each is acked once its reply is written. Requests are never redelivered: by the time another member could
+ * claim one, its requester has given up, so a pending entry only shows a request being answered (XPENDING).
+ */
+export class Responder implements TransportSubscription {
+  readonly #i: ResponderInit;
+  readonly #gate = new Gate();
+  #unanswered = 0;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+
+  constructor(init: ResponderInit) {
+    this.#i = init;
+  }
+
+  /** Creates the group at the stream's end: resolves once requests sent afterwards reach it. */
+  async start(): Promise<void> {
+    // Commands wait across reconnects (maxRetriesPerRequest: null): bounded here, or respond() could hang.
+    await withTimeout(this.#ensureGroup(), this.#i.opTimeoutMs, 'creating the responder group timed out');
+    this.#loop = this.#run();
+  }
+
+  async #ensureGroup(): Promise<void> {
+    try {
+      await subcommand(this.#i.client, 'XGROUP', 'CREATE', this.#i.stream, this.#i.group, '$', 'MKSTREAM');
+    } catch (error) {
+      if (!isReplyError(error, 'BUSYGROUP')) throw error;
+    }
+  }
+
+  async #run(): Promise<void> {
+    let backoff = 0;
+    const { reader, stream, group, consumer } = this.#i;
+    while (!this.#stopped) {
+      const room = this.#i.prefetch - this.#unanswered;
+      if (room <= 0) {
+        await this.#gate.wait();
+        continue;
+      }
+      try {
+        const reply = (await reader.callBuffer(
+          'XREADGROUP',
+          'GROUP',
+          group,
+          consumer,
+          'COUNT',
+          room,
+          'BLOCK',
+          this.#i.blockMs,
+          'STREAMS',
+          stream,
+          '>',
+        )) as StreamReply;
+        for (const [, entryId, fields] of entriesOf(reply)) this.#take(entryId, fields);
+        backoff = 0;
+      } catch (error) {
+        if (this.#stopped) break;
+        // The request stream was deleted (DEL, FLUSHALL): make the group again, or nothing is served.
+        if (isReplyError(error, 'NOGROUP')) await this.#ensureGroup().catch(() => undefined);
+        else {
+          this.#i.logger.warn(`Reading requests on '${this.#i.topic}' failed; retrying`, {
+            error: toBusbarError(error, this.#i.secrets, 'XREADGROUP failed'),
+          });
+        }
+        backoff = Math.min(backoff * 2 || 50, 2_000);
+        await sleep(backoff);
+      }
+    }
+  }
+
+  #take(entryId: string, fields: Buffer[] | null): void {
+    const { replyTo, correlationId, rest } = fields ? splitRrFields(fields) : { replyTo: undefined, rest: [] };
+    if (fields === null || replyTo === undefined || replyTo === '' || correlationId === undefined) {
+      // Nobody to answer (a trimmed entry, or a plain XADD without reply-to): done with it.
+      this.#ack(entryId);
+      if (fields !== null) {
+        this.#i.logger.warn(`A request on '${this.#i.topic}' has no reply-to or correlation-id; dropped`, {
+          entryId,
+        });
+      }
+      return;
+    }
+    const entry = decodeEntry(entryId, rest);
+    const raw: RedisRequestEntry = { stream: this.#i.stream, entryId, replyTo, correlationId };
+    let answered = false;
+    this.#unanswered++;
+    this.#i.onRequest({
+      id: entry.id,
+      topic: this.#i.topic,
+      headers: entry.headers,
+      body: entry.body,
+      contentType: entry.contentType,
+      timestamp: entry.timestamp,
+      raw,
+      reply: async (reply: ReplyRecord) => {
+        if (answered) return;
+        answered = true;
+        try {
+          await this.#send(raw, reply);
+        } finally {
+          this.#unanswered--;
+          this.#gate.open();
+          this.#ack(entryId);
+        }
+      },
+    });
+  }
+
+  /**
+   * NOMKSTREAM: a reply stream that is gone belongs to a requester that closed or crashed; the reply is
+   * dropped instead of creating a key nobody deletes.
+   */
+  async #send(raw: RedisRequestEntry, reply: ReplyRecord): Promise<void> {
+    const args = [
+      raw.replyTo,
+      'NOMKSTREAM',
+      'MAXLEN',
+      '~',
+      REPLY_MAXLEN,
+      '*',
+      ...replyFields(raw.correlationId, reply),
+    ];
+    try {
+      await withTimeout(this.#i.client.call('XADD', args), this.#i.opTimeoutMs, 'XADD of the reply timed out');
+    } catch (error) {
+      throw toBusbarError(error, this.#i.secrets, `Replying on '${this.#i.topic}' failed`);
+    }
+  }
+
+  #ack(entryId: string): void {
+    this.#i.client.call('XACK', this.#i.stream, this.#i.group, entryId).catch((error: unknown) => {
+      this.#i.logger.debug(`XACK of a request on '${this.#i.topic}' failed`, {
+        error: toBusbarError(error, this.#i.secrets, 'XACK failed'),
+      });
+    });
+  }
+
+  /**
+   * Stops reading by dropping the read connection: a request handed to this consumer by a read cut short
+   * stays unanswered (its requester times out), as with any responder that goes away mid-request.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#gate.open();
+    this.#i.reader.disconnect();
+    await settlesWithin(this.#loop, CLOSE_STEP_MS);
+  }
+
+  /** Removes this responder from Redis: its own group, or its consumer (and its pending entries) in a shared one. */
+  async close(): Promise<void> {
+    await this.stop();
+    const { client, closing, stream, group, consumer } = this.#i;
+    if (closing.silent || client.status !== 'ready') return;
+    const cleanup = this.#i.ownGroup
+      ? subcommand(client, 'XGROUP', 'DESTROY', stream, group)
+      : subcommand(client, 'XGROUP', 'DELCONSUMER', stream, group, consumer);
+    await withTimeout(cleanup, CLOSE_STEP_MS, 'cleanup timed out').catch(() => undefined);
+  }
+}
