@@ -301,7 +301,7 @@ describe.runIf(ok)('mqtt request/reply: nothing per request is left behind', () 
     const controller = new AbortController();
     const before = timers();
     const outcomes = await Promise.all(
-      Array.from({ length: 200 }, (_, n) => {
+      Array.from({ length: 200 }, (_, n): Promise<unknown> => {
         const kind = n % 3;
         if (kind === 0) return rr.request(record(fast, n), { timeoutMs: 5_000 }).then(() => 'reply');
         if (kind === 1) return rr.request(record(slow, n), { timeoutMs: 50 }).catch((e: BusbarError) => e.code);

@@ -33,12 +33,12 @@ describe('core does not load the observability packages', () => {
     expect(names.filter((n) => FORBIDDEN.test(n))).toEqual([]);
   });
 
-  it("core's sources and build import only relative modules, node: builtins and zod", () => {
+  it("core's sources and build import only relative modules, node: builtins, zod and the Standard Schema types", () => {
     const sources = [...files(join(root, 'core/src'), /\.ts$/), ...files(join(root, 'core/dist'), /\.js$/)];
     expect(sources.length).toBeGreaterThan(10);
     const foreign = sources.flatMap((file) =>
       imports(readFileSync(file, 'utf8'))
-        .filter((s) => !s.startsWith('.') && !s.startsWith('node:') && s !== 'zod')
+        .filter((s) => !s.startsWith('.') && !s.startsWith('node:') && s !== 'zod' && s !== '@standard-schema/spec')
         .map((s) => `${file}: ${s}`),
     );
     expect(foreign.filter((s) => FORBIDDEN.test(s))).toEqual([]);

@@ -206,7 +206,10 @@ describe.runIf(ok)('redis interop with raw ioredis clients', () => {
     const binary = defineTopic(topic, undefined, { codec: codecs.bytes });
     const bytes = Buffer.from([0xff, 0x00, 0xc3]);
     const binId = await bus.publish(binary, bytes);
-    const reply = (await raw.xreadgroupBuffer('GROUP', 'foreign', 'c1', 'COUNT', 10, 'STREAMS', key(topic), '>')) as [
+    // ioredis has the Buffer variant of every command at run time; its typings omit this one.
+    const readBuffers = (raw as unknown as { xreadgroupBuffer(...args: (string | number)[]): Promise<unknown> })
+      .xreadgroupBuffer;
+    const reply = (await readBuffers.call(raw, 'GROUP', 'foreign', 'c1', 'COUNT', 10, 'STREAMS', key(topic), '>')) as [
       Buffer,
       [Buffer, Buffer[]][],
     ][];
