@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+import { EXIT } from './errors.js';
+import { main } from './main.js';
+
+// The first Ctrl-C (or SIGTERM) stops the command and closes the bus cleanly: a re-drive keeps every dead letter
+// whose re-publish was not confirmed, a tail releases what it holds. A second one exits at once.
+// kafkajs schedules negative timeouts, which Node 24 reports as TimeoutNegativeWarning on every Kafka command: noise
+// for an operator (and garbage in a script's stderr). Every other process warning is still printed.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => {
+  if (warning.name !== 'TimeoutNegativeWarning') process.stderr.write(`busbar: ${warning.name}: ${warning.message}\n`);
+});
+
+const controller = new AbortController();
+let interrupted = false;
+const onSignal = () => {
+  if (interrupted) process.exit(EXIT.interrupted);
+  interrupted = true;
+  controller.abort();
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+
+const status = await main(process.argv.slice(2), undefined, controller.signal);
+process.exitCode = status;
+// Drivers may keep sockets or timers open for a moment after close(): do not let them hold the exit.
+setTimeout(() => process.exit(), 2_000).unref();
