@@ -10,7 +10,7 @@ import { DecodeError } from './errors.js';
  * - `application/json`, `*+json`: JSON (a body that is not JSON is a DecodeError: it said it was);
  * - `text/*`: a string (in its `charset` when Node knows it, else UTF-8);
  * - `application/cloudevents+json`: a structured CloudEvent, see {@link CloudEvent};
- * - no content type: JSON when the body parses, else the bytes;
+ * - no content type: `null` for an empty body (a tombstone), JSON when the body parses, else the bytes;
  * - anything else: the bytes (`Uint8Array`, a Buffer on most drivers).
  */
 
@@ -77,6 +77,8 @@ export function decodeByContentType(body: Uint8Array, contentType: string | unde
   const type = mediaType(contentType);
   if (type === 'application/json') return parseJson(body);
   if (type === undefined) {
+    // An empty body that claims nothing is "no value" (a Kafka tombstone, an MQTT retained-message clear).
+    if (body.byteLength === 0) return null;
     // The common case is busbar's own JSON from a broker with no content-type field: one parse, no fallback cost.
     try {
       return JSON.parse(utf8.decode(body));

@@ -36,6 +36,7 @@ describe('decoding by content type', () => {
     ['text/csv; charset=utf-8', 'a,b', 'a,b'],
     ['text/plain; charset=iso-8859-1', '\u00e9', '\u00c3\u00a9'],
     [undefined, '{"a":1}', { a: 1 }],
+    [undefined, '', null],
   ])('%s', (type, body, expected) => {
     expect(decodeByContentType(bytes(body), type)).toEqual(expected);
   });
