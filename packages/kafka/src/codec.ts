@@ -1,5 +1,12 @@
 import type { OutgoingRecord } from '@busbar/core/transport';
-import { addWireHeader, attemptFromHeaders, HEADER, keepsOwnTimestamp, wireHeaderValue } from '@busbar/core/transport';
+import {
+  addWireHeader,
+  attemptFromHeaders,
+  HEADER,
+  keepsOwnTimestamp,
+  usableId,
+  wireHeaderValue,
+} from '@busbar/core/transport';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
 
 /** Driver headers: when a retried message is due, and where a message was first read (on retries and dead letters). */
@@ -7,7 +14,15 @@ export const KAFKA_HEADER = {
   due: 'busbar-due',
   partition: 'busbar-kafka-partition',
   offset: 'busbar-kafka-offset',
+  /**
+   * On a record busbar writes on behalf of a tombstone (its retry, its dead letter): write a null value.
+   * Never on the wire: the null value is the mark there.
+   */
+  tombstone: 'busbar-kafka-tombstone',
 } as const;
+
+/** The CloudEvents Kafka binding maps the `partitionkey` extension to the record key (binding 3.1). */
+const PARTITION_KEY = 'ce_partitionkey';
 
 /** The native record behind a delivery (`message.raw` for Kafka). */
 export interface KafkaRaw {
@@ -20,6 +35,8 @@ export interface KafkaRaw {
     Record<string, Buffer | string | null | undefined | (Buffer | string | null | undefined)[]>
   >;
   readonly timestamp: string;
+  /** A null value (a tombstone of a compacted topic): the message body is empty. */
+  readonly tombstone: boolean;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -34,10 +51,20 @@ export function isContentType(name: string): boolean {
   return name.length === 12 && (name === CONTENT_TYPE || name.toLowerCase() === CONTENT_TYPE);
 }
 
-/** Empty, over 1 KB or with control characters: not an id (README, foreign messages). */
-function usableId(id: string | undefined): id is string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
-  return id !== undefined && id.length > 0 && id.length <= 1_024 && !/[\u0000-\u001f\u007f]/.test(id);
+/** `application/json` or `*+json`, parameters and case aside. */
+function isJson(contentType: string): boolean {
+  const type = contentType.split(';', 1)[0]?.trim().toLowerCase() ?? '';
+  return type === 'application/json' || type.endsWith('+json');
+}
+
+/**
+ * A record to write as a tombstone (null value): the retry or dead letter of one (marked), or an empty body
+ * labelled JSON, which no JSON codec writes (`null` is four bytes) and which is what a re-driven tombstone
+ * looks like once the re-drive has dropped busbar's headers.
+ */
+function isTombstone(record: OutgoingRecord): boolean {
+  if (record.body.byteLength !== 0) return false;
+  return Object.hasOwn(record.headers, KAFKA_HEADER.tombstone) || isJson(record.contentType);
 }
 
 /** Rough bytes a record takes in a batch: body, key, headers and the per-record overhead. */
@@ -60,13 +87,18 @@ export function toKafkaMessage(
   now: number,
 ): Message {
   const headers: IHeaders = { ...record.headers, ...extra, [HEADER.id]: record.id };
-  if (record.contentType) headers[CONTENT_TYPE] = record.contentType;
   const body = record.body;
-  const message: Message = {
-    key: record.key ?? null,
-    value: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
-    headers,
-  };
+  let value: Buffer | null;
+  if (body.byteLength === 0 && isTombstone(record)) {
+    // A tombstone has no content, so no content type either.
+    delete headers[KAFKA_HEADER.tombstone];
+    value = null;
+  } else {
+    if (record.contentType) headers[CONTENT_TYPE] = record.contentType;
+    value = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  }
+  const key = record.key ?? (headers[PARTITION_KEY] as string | undefined) ?? null;
+  const message: Message = { key, value, headers };
   if (keepsOwnTimestamp(record, now)) message.timestamp = String(record.timestamp);
   return message;
 }
@@ -138,14 +170,17 @@ export function decode(
 ): DecodedRecord {
   const { headers, raw, contentType } = fromKafkaHeaders(message.headers);
   const busbarId = headers[HEADER.id];
+  // Kafka's own identity: a record's place in the log never changes, so redeliveries keep this id.
   const id = usableId(busbarId) ? busbarId : `${topic}-${partition}-${message.offset}`;
+  const tombstone = message.value === null || message.value === undefined;
   return {
     id,
     topic: fromRetryTopic ? headers[HEADER.topic] || topic : topic,
     key: message.key === null || message.key === undefined ? undefined : message.key.toString('utf8'),
     headers,
     body: message.value ?? EMPTY,
-    contentType,
+    // A tombstone has no content: a content type it carries anyway is not applied to the empty body.
+    contentType: tombstone ? undefined : contentType,
     timestamp: Number(message.timestamp),
     attempt: attemptFromHeaders(headers),
     fromRetry: fromRetryTopic,
@@ -156,6 +191,7 @@ export function decode(
       key: message.key ?? null,
       headers: raw,
       timestamp: message.timestamp,
+      tombstone,
     },
   };
 }

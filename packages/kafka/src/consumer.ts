@@ -1,16 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
 import { deferred, numericHeader, sanitizeError, wireHeaderValue, withTimeout } from '@busbar/core/transport';
-import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, PartitionAssigner } from 'kafkajs';
+import { busbarAssigners, PROTOCOLS } from './assigner.js';
 import { decode, KAFKA_HEADER } from './codec.js';
 import { Committer } from './commits.js';
 import { KafkaDelivery, type SettleHost } from './delivery.js';
-import { startConsumer } from './native.js';
+import { errorType, groupProtocolError } from './errors.js';
+import { RetiredConsumers, startConsumer } from './native.js';
 import type { KafkaOptions } from './options.js';
 import type { Publisher } from './publisher.js';
 import { publishRetry } from './retry.js';
 import { isDeadLetterReader, kafkaGroupId, retryTopicFor, type Topology } from './topology.js';
 import type { PartitionTracker, TrackedOffset } from './tracker.js';
+
+/** Bounds the partition lookup of a group leader's assignment (other members' topics). */
+const ASSIGN_LOOKUP_MS = 5_000;
 
 /** A released record is handed to core again after this, doubling per release of the same record. */
 const RELEASE_DELAY_MS = 500;
@@ -51,6 +56,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   #watchdog: NodeJS.Timeout | undefined;
   #lastActivity = Date.now();
   #replacing = false;
+  readonly #retired = new RetiredConsumers();
   readonly #name: string;
   readonly #commits: Committer;
   readonly #holds = new Map<number, NodeJS.Timeout>();
@@ -61,6 +67,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   #stopping = false;
   #positioned = false;
   readonly #joined = deferred();
+  readonly #assigners: PartitionAssigner[];
 
   constructor(spec: SubscribeSpec, callbacks: SubscribeCallbacks, deps: ConsumerDeps) {
     this.#spec = spec;
@@ -71,6 +78,10 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       spec.group === undefined ? `busbar-broadcast-${randomUUID()}` : kafkaGroupId(spec.topic, spec.group);
     this.retryTopic = spec.group === undefined ? undefined : retryTopicFor(spec.topic, spec.group);
     this.#name = `consumer ${spec.topic} (${spec.group ?? 'broadcast'})`;
+    this.#assigners = busbarAssigners({
+      partitions: (topics) => withTimeout(deps.topology.partitions(topics), ASSIGN_LOOKUP_MS, 'partition metadata'),
+      warn: (message) => deps.logger.warn(message),
+    });
     // Awaited (raced) in start(); a crash after that must not surface as an unhandled rejection.
     this.#joined.promise.catch(() => undefined);
     this.#commits = new Committer({
@@ -113,6 +124,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       topic: this.#spec.topic,
       fromBeginning: fromStart || this.#deps.options.fromBeginning,
       retryTopic: this.retryTopic,
+      assigners: this.#assigners,
     };
     return startConsumer(this.#deps.kafka, this.#groupId, this.#deps.options, topics, {
       onCreated: (c) => {
@@ -127,7 +139,11 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
       onActivity: () => {
         this.#lastActivity = Date.now();
       },
-      onCrash: (error, restart) => {
+      onCrash: (crash, restart) => {
+        const error =
+          errorType(crash) === 'INCONSISTENT_GROUP_PROTOCOL'
+            ? groupProtocolError(this.#groupId, PROTOCOLS, sanitizeError(crash, this.#deps.secrets))
+            : crash;
         const clean = sanitizeError(error, this.#deps.secrets);
         this.#deps.reportState(this.#name, restart ? 'reconnecting' : 'down', clean);
         if (!restart) {
@@ -136,6 +152,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
         }
       },
       eachBatch: (c, payload) => (c === this.#consumer ? this.#eachBatch(c, payload) : Promise.resolve()),
+      retired: this.#retired,
     });
   }
 
@@ -152,7 +169,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     this.#deps.logger.warn(`Kafka ${this.#name} has been silent for ${limit} ms; replacing its consumer`);
     this.#deps.reportState(this.#name, 'reconnecting');
     this.#consumer = undefined;
-    void old?.disconnect().catch(() => undefined);
+    if (old) this.#retired.retire(old);
     this.#launch().then(
       () => {
         this.#lastActivity = Date.now();

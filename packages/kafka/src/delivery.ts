@@ -26,6 +26,8 @@ export class KafkaDelivery implements Delivery {
   readonly body: Uint8Array;
   readonly contentType: string | undefined;
   readonly timestamp: number;
+  /** Kafka has a native identity (topic, partition, offset): an id is never made up. */
+  readonly idGenerated = false;
   readonly attempt: number;
   readonly raw: KafkaRaw;
   readonly #record: DecodedRecord;
@@ -54,8 +56,10 @@ export class KafkaDelivery implements Delivery {
 
   /** The partition and offset it was first read from, for its retries and dead letter. */
   deadLetterHeaders(): Readonly<Record<string, string>> | undefined {
-    if (this.#fromRetry) return undefined;
-    return { [KAFKA_HEADER.partition]: String(this.raw.partition), [KAFKA_HEADER.offset]: this.raw.offset };
+    // A tombstone's retry and dead letter are tombstones too (codec.ts writes the mark as a null value).
+    const mark = this.raw.tombstone ? { [KAFKA_HEADER.tombstone]: '1' } : undefined;
+    if (this.#fromRetry) return mark;
+    return { [KAFKA_HEADER.partition]: String(this.raw.partition), [KAFKA_HEADER.offset]: this.raw.offset, ...mark };
   }
 
   async ack(): Promise<void> {

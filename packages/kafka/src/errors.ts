@@ -99,3 +99,15 @@ export function payloadTooLarge(
   Object.defineProperty(failure, 'cause', { value: clean, configurable: true, writable: true });
   return failure;
 }
+
+/**
+ * The group's members agree on no assignment protocol with busbar's (the broker answers
+ * INCONSISTENT_GROUP_PROTOCOL): a Java group on `cooperative-sticky` only, or another client's custom
+ * assignor. Not retryable: the group has to change, not the timing.
+ */
+export function groupProtocolError(groupId: string, protocols: readonly string[], cause: unknown): ConfigError {
+  return new ConfigError(
+    `Kafka consumer group '${groupId}' has members that offer none of busbar's partition assignment protocols (${protocols.join(', ')}): the broker refused the join (INCONSISTENT_GROUP_PROTOCOL). Give the group's other consumers partition.assignment.strategy=roundrobin or range (Java: RoundRobinAssignor or RangeAssignor, also next to CooperativeStickyAssignor), or subscribe busbar with another group`,
+    { cause, retryable: false },
+  );
+}

@@ -1,6 +1,30 @@
-import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import { subscriptionRoundRobin } from './assigner.js';
+import type { Consumer, EachBatchPayload, Kafka, PartitionAssigner } from 'kafkajs';
 import type { KafkaOptions } from './options.js';
+
+/** How often a replaced consumer that still shows up is told again to leave. */
+const RETIRE_AGAIN_MS = 10_000;
+
+/**
+ * Consumers the watchdog replaced. Their disconnect can run while kafkajs is restarting them after a crash
+ * (the restart timer is set after the crash handler's own disconnect), or hang until the broker is back:
+ * such a consumer rejoined the group next to its replacement and held partitions whose batches nobody
+ * handled, for good (seen after broker restarts). A retired consumer is never restarted by kafkajs, and
+ * one that still joins or fetches is disconnected again.
+ */
+export class RetiredConsumers {
+  readonly #since = new WeakMap<Consumer, number>();
+
+  has(consumer: Consumer): boolean {
+    return this.#since.has(consumer);
+  }
+
+  retire(consumer: Consumer): void {
+    const last = this.#since.get(consumer);
+    if (last !== undefined && Date.now() - last < RETIRE_AGAIN_MS) return;
+    this.#since.set(consumer, Date.now());
+    void consumer.disconnect().catch(() => undefined);
+  }
+}
 
 export interface NativeHandlers {
   /** Called once the consumer exists, before it connects. */
@@ -11,6 +35,7 @@ export interface NativeHandlers {
   /** Fetches, heartbeats and joins: proof that the consumer is alive. */
   readonly onActivity: () => void;
   readonly eachBatch: (consumer: Consumer, payload: EachBatchPayload) => Promise<void>;
+  readonly retired: RetiredConsumers;
 }
 
 export interface NativeTopics {
@@ -18,6 +43,8 @@ export interface NativeTopics {
   readonly fromBeginning: boolean;
   /** Read from the beginning: everything in it is owed to the group. */
   readonly retryTopic: string | undefined;
+  /** The group's assignment protocols, most preferred first (assigner.ts). */
+  readonly assigners: PartitionAssigner[];
 }
 
 /** A kafkajs consumer with busbar's settings, connected, subscribed and running (manual commits only). */
@@ -30,16 +57,19 @@ export async function startConsumer(
 ): Promise<Consumer> {
   const c = kafka.consumer({
     groupId,
-    partitionAssigners: [subscriptionRoundRobin],
+    partitionAssigners: topics.assigners,
     sessionTimeout: o.sessionTimeoutMs,
     rebalanceTimeout: o.rebalanceTimeoutMs,
     heartbeatInterval: o.heartbeatIntervalMs,
     maxWaitTimeInMs: o.maxWaitTimeMs,
     maxBytesPerPartition: Math.max(o.maxMessageBytes + 1024, 1_048_576),
     allowAutoTopicCreation: false,
+    // kafkajs' consumer default (5 retries), and no restart after a crash once the consumer was replaced.
+    retry: { retries: 5, restartOnFailure: async () => !handlers.retired.has(c) },
   });
   handlers.onCreated(c);
   c.on(c.events.GROUP_JOIN, (event) => {
+    if (handlers.retired.has(c)) return handlers.retired.retire(c);
     handlers.onActivity();
     handlers.onJoin(c, event.payload.memberAssignment);
   });
@@ -54,7 +84,11 @@ export async function startConsumer(
     autoCommit: false,
     eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: 4,
-    eachBatch: (payload) => handlers.eachBatch(c, payload),
+    eachBatch: (payload) => {
+      if (!handlers.retired.has(c)) return handlers.eachBatch(c, payload);
+      handlers.retired.retire(c);
+      return Promise.resolve();
+    },
   });
   return c;
 }

@@ -135,6 +135,18 @@ export class Topology {
     return (await this.#config.admin.listTopics()).includes(topic);
   }
 
+  /**
+   * Partition ids of those of `topics` that exist (for the group leader's assignment). Missing topics are
+   * left out before kafkajs is asked anything by name (see exists()).
+   */
+  async partitions(topics: readonly string[]): Promise<Map<string, number[]>> {
+    const existing = new Set(await this.#config.admin.listTopics());
+    const wanted = topics.filter((topic) => existing.has(topic));
+    if (wanted.length === 0) return new Map();
+    const { topics: found } = await retrying(() => this.#config.admin.fetchTopicMetadata({ topics: wanted }));
+    return new Map(found.map((t) => [t.name, t.partitions.map((p) => p.partitionId)]));
+  }
+
   /** Partitions of `topic` that `groupId` has no committed offset for. */
   async uncommitted(groupId: string, topic: string): Promise<number[]> {
     const [entry] = await retrying(() => this.#config.admin.fetchOffsets({ groupId, topics: [topic] }));

@@ -56,4 +56,27 @@ describe('kafka record codec', () => {
     expect(contentType).toBe('text/plain');
     expect(headers).toEqual({ a: 'b' });
   });
+
+  it('writes a null value for a marked tombstone and for an empty body labelled JSON (a re-driven tombstone), never for other empty bodies', () => {
+    const empty = (contentType: string, headers: Record<string, string> = {}): OutgoingRecord => ({
+      ...record(0),
+      body: new Uint8Array(0),
+      contentType,
+      headers,
+    });
+    const marked = toKafkaMessage(empty('text/plain', { 'busbar-kafka-tombstone': '1', a: 'b' }), undefined, 0);
+    expect(marked.value).toBeNull();
+    expect(marked.headers).toEqual({ a: 'b', 'busbar-id': 'id-1' });
+    expect(toKafkaMessage(empty('application/json; charset=utf-8'), undefined, 0).value).toBeNull();
+    expect(toKafkaMessage(empty('application/vnd.x+json'), undefined, 0).value).toBeNull();
+    const text = toKafkaMessage(empty('text/plain; charset=utf-8'), undefined, 0);
+    expect(text.value).toEqual(Buffer.alloc(0));
+    expect(text.headers?.['content-type']).toBe('text/plain; charset=utf-8');
+  });
+
+  it("keys a record without a key by its CloudEvent's partitionkey extension (Kafka binding 3.1)", () => {
+    const event = { ...record(0), key: undefined, headers: { ce_partitionkey: 'order-7' } };
+    expect(toKafkaMessage(event, undefined, 0).key).toBe('order-7');
+    expect(toKafkaMessage({ ...event, key: 'own' }, undefined, 0).key).toBe('own');
+  });
 });

@@ -10,6 +10,7 @@ import {
 } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
+import { Kafka, logLevel } from '../src/kafkajs.js';
 import { type PrivateBroker, privateBroker } from './private-broker.js';
 
 // Needs java and the Kafka jars (scripts/kafka/kafka.sh fetch); the shared broker being up says they are there.
@@ -122,6 +123,26 @@ describe.runIf(ok)('kafka faults on a private broker', () => {
       },
       { group, concurrency: 4 },
     );
+    /** The group as the broker sees it, and where each partition ends and is committed. */
+    const groupFacts = async () => {
+      const admin = new Kafka({ brokers: [new URL(url).host], logLevel: logLevel.NOTHING }).admin();
+      await admin.connect();
+      try {
+        const [ends, [committed], { groups }] = await Promise.all([
+          admin.fetchTopicOffsets(topic),
+          admin.fetchOffsets({ groupId: group, topics: [topic] }),
+          admin.describeGroups([group]),
+        ]);
+        return {
+          members: groups[0]?.members.length,
+          state: groups[0]?.state,
+          ends: ends.map((o) => `${o.partition}:${o.high}`),
+          committed: committed?.partitions.map((p) => `${p.partition}:${p.offset}`),
+        };
+      } finally {
+        await admin.disconnect();
+      }
+    };
     const publisher = await open();
     let restart: Promise<void> | undefined;
     const { resolved, failures } = await publishAll(publisher, topic, 3_000, (done) => {
@@ -134,7 +155,8 @@ describe.runIf(ok)('kafka faults on a private broker', () => {
       () => [...resolved].every((id) => seen.has(id)),
       90_000,
       'every resolved message after the restart',
-    ).catch((e) => {
+    ).catch(async (e) => {
+      console.log(`[kafka fault] restart: ${JSON.stringify(await groupFacts())}`);
       console.log(
         `[kafka fault] restart: missing ${[...resolved].filter((id) => !seen.has(id)).length} ${[...resolved]
           .filter((id) => !seen.has(id))
@@ -143,6 +165,9 @@ describe.runIf(ok)('kafka faults on a private broker', () => {
       );
       throw e;
     });
+    // One subscription, one member: a consumer the watchdog replaced during the outage must not come back
+    // (it held partitions whose batches nobody handled: their messages were never delivered).
+    expect((await groupFacts()).members).toBe(1);
     const lost = [...resolved].filter((id) => !seen.has(id)).length;
     const duplicates = [...seen.values()].reduce((sum, n) => sum + n - 1, 0);
     console.log(
