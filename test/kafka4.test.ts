@@ -82,11 +82,8 @@ describe.runIf(enabled)(`Kafka ${VERSION}`, () => {
     connect: (overrides) => connect({ url: `kafka://127.0.0.1:${port}`, driver, logger: silentLogger, ...overrides }),
     capabilities: {
       durableGroups: true,
-      persistent: true,
       ordering: true,
       wildcards: false,
-      nativeDelay: false,
-      replay: false,
     },
     timeoutScale: 2,
     settleMs: 0,

@@ -10,12 +10,9 @@ describeConformance('memory', {
   connect: (overrides) => connect({ url, logger: silentLogger, ...overrides }),
   capabilities: {
     durableGroups: true,
-    persistent: false,
     ordering: true,
     wildcards: true,
     requestReply: true,
-    nativeDelay: true,
-    replay: false,
   },
   fuzzRuns: 500,
   refuseWrites: async (topic) => {

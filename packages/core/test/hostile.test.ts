@@ -17,11 +17,8 @@ import { z } from 'zod';
 
 const memoryDriverCaps = {
   durableGroups: true,
-  persistent: false,
   ordering: true,
   wildcards: false,
-  nativeDelay: true,
-  replay: false,
 };
 
 const open: Bus[] = [];

@@ -230,11 +230,8 @@ describe('messages without an id', () => {
       create: () => ({
         capabilities: {
           durableGroups: true,
-          persistent: false,
           ordering: true,
           wildcards: false,
-          nativeDelay: false,
-          replay: false,
         },
         maxPayloadBytes: 1_000,
         connect: async () => undefined,

@@ -22,11 +22,8 @@ import { kafkaGroupId, retrying, Topology } from './topology.js';
 
 const capabilities: Capabilities = {
   durableGroups: true,
-  persistent: true,
   ordering: true,
   wildcards: false,
-  nativeDelay: false,
-  replay: false,
 };
 
 const COMPRESSION: Record<KafkaOptions['compression'], CompressionType> = {

@@ -33,11 +33,8 @@ describe.runIf(ok)('kafka', () => {
     connect: (overrides) => connect({ url: brokerUrls.kafka, driver, logger: silentLogger, ...overrides }),
     capabilities: {
       durableGroups: true,
-      persistent: true,
       ordering: true,
       wildcards: false,
-      nativeDelay: false,
-      replay: false,
     },
     timeoutScale: 2,
     // subscribe() resolves once the group has joined and its start offsets are fixed: no settling needed.

@@ -20,12 +20,9 @@ const NOT_ACKED = new Error('busbar: left unacked in the declared session');
 
 const capabilities: Capabilities = {
   durableGroups: true,
-  persistent: true,
   // Shared subscriptions hand messages round-robin to members and retries are republished: no per-key order.
   ordering: false,
   wildcards: true,
-  nativeDelay: false,
-  replay: false,
 };
 
 /** `mqtt://`, `mqtts://`, `ws://`, `wss://`: MQTT 5 on mqtt.js (tested against Mosquitto 2). */

@@ -49,11 +49,8 @@ describe.runIf(ok)('mqtt', () => {
     connect: (overrides) => connect({ url: broker.url, driver, logger: silentLogger, ...overrides }),
     capabilities: {
       durableGroups: true,
-      persistent: true,
       ordering: false,
       wildcards: true,
-      nativeDelay: false,
-      replay: false,
       requestReply: true,
     },
     // Mosquitto allows anonymous clients here: a closed port makes the connect fail.

@@ -30,11 +30,8 @@ import { Topology } from './topology.js';
 
 const capabilities: Capabilities = {
   durableGroups: true,
-  persistent: true,
   ordering: true,
   wildcards: true,
-  nativeDelay: true,
-  replay: false,
 };
 
 /** nats-server's default `max_payload`, used until the server's INFO says otherwise. */

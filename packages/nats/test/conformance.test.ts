@@ -62,11 +62,8 @@ describe.runIf(ok)('nats', () => {
       }),
     capabilities: {
       durableGroups: true,
-      persistent: true,
       ordering: true,
       wildcards: true,
-      nativeDelay: true,
-      replay: false,
       requestReply: true,
     },
     // Nothing listens on port 1: the connection fails without the password ever being shown.

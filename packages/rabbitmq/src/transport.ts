@@ -78,11 +78,8 @@ export class RabbitMQTransport implements Transport {
     this.#options = options;
     this.capabilities = {
       durableGroups: true,
-      persistent: true,
       ordering: true,
       wildcards: options.exchangeType === 'topic',
-      nativeDelay: true,
-      replay: false,
     };
     this.#settings = {
       // An existing exchange has no alternate exchange of busbar's: an unroutable message must not vanish.

@@ -16,11 +16,8 @@ describe.runIf(ok)('rabbitmq', () => {
       connect({ url: brokerUrls.rabbitmq, driver, logger: silentLogger, ...testOptions, ...overrides }),
     capabilities: {
       durableGroups: true,
-      persistent: true,
       ordering: true,
       wildcards: true,
-      nativeDelay: true,
-      replay: false,
       requestReply: true,
     },
     badCredentialsUrl: url.toString(),

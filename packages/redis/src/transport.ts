@@ -32,11 +32,8 @@ import { ensureGroup } from './topology.js';
 
 const capabilities: Capabilities = {
   durableGroups: true,
-  persistent: true,
   ordering: true,
   wildcards: false,
-  nativeDelay: false,
-  replay: false,
 };
 
 const CONNECTION = 'redis';

@@ -31,11 +31,8 @@ describe.runIf(ok)('redis cluster', () => {
     connect: open,
     capabilities: {
       durableGroups: true,
-      persistent: true,
       ordering: true,
       wildcards: false,
-      nativeDelay: false,
-      replay: false,
       requestReply: true,
     },
     refuseWrites: refuseWrites(() => new Cluster([{ host: '127.0.0.1', port: first }])),

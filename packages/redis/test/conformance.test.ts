@@ -15,11 +15,8 @@ describe.runIf(ok)('redis', () => {
     connect: (overrides) => connect({ url: brokerUrls.redis, driver, logger: silentLogger, ...overrides }),
     capabilities: {
       durableGroups: true,
-      persistent: true,
       ordering: true,
       wildcards: false,
-      nativeDelay: false,
-      replay: false,
       requestReply: true,
     },
     // The shared Redis has no password: an ACL user that does not exist makes AUTH fail.

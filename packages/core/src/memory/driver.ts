@@ -21,11 +21,8 @@ const options = z.object({});
 
 const capabilities: Capabilities = {
   durableGroups: true,
-  persistent: false,
   ordering: true,
   wildcards: true,
-  nativeDelay: true,
-  replay: false,
 };
 
 /**

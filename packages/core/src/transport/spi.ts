@@ -25,12 +25,6 @@ export interface Capabilities {
    * (a driver does not declare it); without it they are an UnsupportedError.
    */
   readonly requestReply?: boolean;
-  /** @deprecated Not checked by anything; removed in the next minor. */
-  readonly persistent?: boolean;
-  /** @deprecated Not checked by anything; removed in the next minor. */
-  readonly nativeDelay?: boolean;
-  /** @deprecated Not checked by anything; removed in the next minor. */
-  readonly replay?: boolean;
 }
 
 /** A message on its way to the broker. `headers` are the user's plus busbar's own `busbar-*` ones. */
