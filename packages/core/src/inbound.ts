@@ -102,7 +102,8 @@ export function binaryCloudEvent(
   contentType: string | undefined,
 ): CloudEvent | undefined {
   let prefix: string | undefined;
-  const lower: Record<string, string> = {};
+  // Allocated only when a message has CloudEvent headers; null-prototype, since names come from the wire.
+  let lower: Record<string, string> | undefined;
   for (const name in headers) {
     // Every binding prefix starts with 'c' (ce-, ce_, cloudEvents:): the usual message pays one comparison.
     const first = name.charCodeAt(0);
@@ -110,6 +111,7 @@ export function binaryCloudEvent(
     const key = name.toLowerCase();
     for (const p of PREFIXES) {
       if (key.startsWith(p)) {
+        lower ??= Object.create(null) as Record<string, string>;
         lower[key.slice(p.length)] = headers[name] as string;
         if (key === `${p}specversion`) prefix = p;
       }
@@ -117,13 +119,14 @@ export function binaryCloudEvent(
   }
   // MQTT 5's binding puts the attributes in user properties under their own names.
   if (prefix === undefined && Object.hasOwn(headers, 'specversion')) {
-    for (const name of [...KNOWN]) {
+    lower ??= Object.create(null) as Record<string, string>;
+    for (const name of KNOWN) {
       const value = ownString(headers, name);
       if (value !== undefined) lower[name] = value;
     }
     prefix = '';
   }
-  if (prefix === undefined) return undefined;
+  if (prefix === undefined || lower === undefined) return undefined;
   return cloudEventFrom(lower, contentType, prefix === '');
 }
 

@@ -11,7 +11,7 @@ import {
   silentLogger,
 } from '@busbar/core';
 import { defineDriver, memoryFaults } from '@busbar/core/transport';
-import { uniqueName, waitFor } from '@busbar/testing';
+import { THROWABLES, uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 
@@ -133,43 +133,9 @@ describe('a refused dead-letter write', () => {
 });
 
 describe('handlers that throw what is not an Error', () => {
-  const throwables: [string, () => unknown][] = [
-    ['null', () => null],
-    ['undefined', () => undefined],
-    ['a number', () => 42],
-    ['a string', () => 'out of stock'],
-    ['a null-prototype object', () => Object.create(null)],
-    [
-      'an Error whose message getter throws',
-      () => {
-        const e = new Error('x');
-        Object.defineProperty(e, 'message', {
-          get() {
-            throw new Error('getter');
-          },
-        });
-        return e;
-      },
-    ],
-    [
-      'a Proxy that throws on every trap',
-      () =>
-        new Proxy(
-          {},
-          new Proxy(
-            {},
-            {
-              get() {
-                return () => {
-                  throw new Error('trap');
-                };
-              },
-            },
-          ),
-        ),
-    ],
-    ['a symbol', () => Symbol('s')],
-  ];
+  // The conformance suite's list (null, undefined, numbers, strings, null-prototype objects, throwing
+  // getters, Proxies), plus a symbol.
+  const throwables: [string, () => unknown][] = [...THROWABLES, ['a symbol', () => Symbol('s')]];
 
   it.each(throwables)('%s: retried, then dead-lettered with a bounded description', async (_label, make) => {
     const bus = await memory();

@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { OutgoingRecord } from '@busbar/core/transport';
-import { addWireHeader, attemptFromHeaders, HEADER, numericHeader, wireHeaderValue } from '@busbar/core/transport';
+import {
+  addWireHeader,
+  attemptFromHeaders,
+  HEADER,
+  usableId as isUsableId,
+  numericHeader,
+  wireHeaderValue,
+} from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import { ESCAPED_NAMES, unescapeValue } from './properties.js';
 
@@ -108,9 +115,7 @@ export const MESSAGE_ID = 'message-id';
 
 /** An id from the wire, or undefined when it is empty, over 1 KB or has control characters (taken as absent). */
 export function usableId(text: string | undefined): string | undefined {
-  if (text === undefined || text === '' || text.length > 1_024 || Buffer.byteLength(text) > 1_024) return undefined;
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
-  return /[\u0000-\u001f\u007f-\u009f]/.test(text) ? undefined : text;
+  return isUsableId(text) ? text : undefined;
 }
 
 /**

@@ -1,5 +1,12 @@
 import { InvalidHeaderError } from '@busbar/core';
-import { addWireHeader, HEADER, keepsOwnTimestamp, numericHeader, type OutgoingRecord } from '@busbar/core/transport';
+import {
+  addWireHeader,
+  HEADER,
+  usableId as isUsableId,
+  keepsOwnTimestamp,
+  numericHeader,
+  type OutgoingRecord,
+} from '@busbar/core/transport';
 import { type JsMsg, type MsgHdrs, headers as natsHeaders } from 'nats';
 import {
   CE_DATA_CONTENT_TYPE,
@@ -205,15 +212,9 @@ export const wire: { contentType: string | undefined; cloudEvent: boolean } = {
   cloudEvent: false,
 };
 
-/** The longest id taken from the wire, in UTF-8 bytes. */
-const MAX_ID_BYTES = 1_024;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are the point
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-/** An id from the wire that cannot serve as one (empty, over 1 KB, control characters) is no id. */
+/** An id from the wire, or undefined when it cannot serve as one (core's `usableId` rule). */
 export function usableId(id: string | undefined): string | undefined {
-  if (id === undefined || id === '' || id.length > MAX_ID_BYTES || CONTROL.test(id)) return undefined;
-  return id.length * 3 > MAX_ID_BYTES && Buffer.byteLength(id) > MAX_ID_BYTES ? undefined : id;
+  return isUsableId(id) ? id : undefined;
 }
 
 /** Largest time a Date holds (ms); a foreign `busbar-ts` beyond it would be an Invalid Date. */

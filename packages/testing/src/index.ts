@@ -6,7 +6,7 @@
 export type { BrokerName } from './brokers.js';
 export { brokerAvailable, brokerUrls, freePort, reachable, uniqueName } from './brokers.js';
 export type { ConformanceOptions } from './conformance/index.js';
-export { CANARY, describeConformance } from './conformance/index.js';
+export { CANARY, describeConformance, THROWABLES } from './conformance/index.js';
 export type { FaultProxy, FaultProxyOptions } from './fault-proxy.js';
 export { createFaultProxy } from './fault-proxy.js';
 export { describeIdempotencyStore } from './idempotency-store.js';

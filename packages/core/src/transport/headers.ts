@@ -108,9 +108,14 @@ const ID_CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /**
  * An id from the wire that can identify a message (for idempotency, dead letters, logs): a non-empty string
- * of at most 1 KB without control characters. Anything else counts as absent, so the driver falls back to the
+ * of at most 1 KB (UTF-8) without control characters. Anything else counts as absent, so the driver falls back to the
  * broker's own identity or makes one up (`idGenerated`).
  */
 export function usableId(id: unknown): id is string {
-  return typeof id === 'string' && id.length > 0 && id.length <= 1_024 && !ID_CONTROL.test(id);
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_ID_BYTES || ID_CONTROL.test(id)) return false;
+  // Cheap bound first: a UTF-16 code unit is at most 3 UTF-8 bytes.
+  return id.length * 3 <= MAX_ID_BYTES || Buffer.byteLength(id) <= MAX_ID_BYTES;
 }
+
+/** The longest id taken from the wire, in UTF-8 bytes. */
+const MAX_ID_BYTES = 1_024;

@@ -414,7 +414,8 @@ const OPTION_CASES: [string, Record<string, unknown>][] = [
   ['maxAttempts: 0', { retry: { maxAttempts: 0 } }],
 ];
 
-const THROWABLES: [string, () => unknown][] = [
+/** Values handlers throw that are not Errors; every transport must retry and dead-letter each one. */
+export const THROWABLES: [string, () => unknown][] = [
   ['null', () => null],
   ['undefined', () => undefined],
   ['a number', () => 42],

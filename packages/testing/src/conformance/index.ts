@@ -10,6 +10,7 @@ import { credentialTests, durableTests, lifecycleTests } from './lifecycle.js';
 import { middlewareTests } from './middleware.js';
 import { requestReplyTests } from './request-reply.js';
 
+export { THROWABLES } from './bad-input.js';
 export type { BusOverrides, ConformanceOptions } from './context.js';
 export { CANARY } from './context.js';
 
