@@ -282,7 +282,6 @@ export class Bus {
     if (dlq !== undefined) this.#checkTopic(dlq, 'publish');
     const chain = wrap ? [...this.#middleware.consume, ...(options.middleware ?? [])] : [];
     const runtime = new SubscriptionRuntime(def, def.name, composeConsume(chain, handler), options, {
-      transport: this.#transport,
       system: this.#init.system,
       logger: this.#init.logger,
       closeTimeoutMs: this.#init.closeTimeoutMs,

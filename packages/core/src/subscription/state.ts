@@ -1,11 +1,10 @@
 import type { CloudEvent } from '../inbound.js';
 import type { Logger } from '../logger.js';
 import type { HandlerContext } from '../message.js';
-import type { Delivery, OutgoingRecord, Transport } from '../transport/spi.js';
+import type { Delivery, OutgoingRecord } from '../transport/spi.js';
 
 /** What a subscription needs from its bus. */
 export interface SubscriptionHost {
-  readonly transport: Transport;
   readonly system: string;
   readonly logger: Logger;
   readonly closeTimeoutMs: number;
