@@ -35,6 +35,24 @@ export const HEADER = {
   dlGroup: 'busbar-dl-group',
   dlFirstFailure: 'busbar-dl-first-failure',
   dlLastFailure: 'busbar-dl-last-failure',
+  /** On a message in a delay/retry queue: when it is due, ms since the epoch (drivers without native delay). */
+  due: 'busbar-due',
+  /**
+   * On a dead letter: where the failed message was in its source, so a walk over dead letters can tell
+   * copies apart. Partition where the broker has them (Kafka); offset is the broker's position in its own
+   * terms (Kafka offset, JetStream `<stream>:<sequence>`, Redis entry id).
+   */
+  sourcePartition: 'busbar-source-partition',
+  sourceOffset: 'busbar-source-offset',
+  /** On a Kafka record busbar published with a null value (a tombstone), kept so a retry stays a tombstone. */
+  tombstone: 'busbar-tombstone',
+  /**
+   * MQTT only: the compact `<timestamp> <id>` user property busbar writes instead of two headers, the name a
+   * user header called `busbar` travels under instead, and the list of header names escaped for MQTT.
+   */
+  mqttMeta: 'busbar',
+  mqttRenamedMeta: 'busbar-busbar',
+  mqttEscaped: 'busbar-esc',
 } as const;
 
 /** The group `declareGroup` creates on every dead-letter topic; `bus.deadLetters()` and `bus.redrive()` read through it. */

@@ -7,10 +7,27 @@ export { recordBytes } from '../dead-letter.js';
 export { decodeByContentType, mediaType } from '../inbound.js';
 export type { Logger } from '../logger.js';
 export { memoryFaults } from '../memory/broker.js';
-export { isPattern, MAX_HEADERS_BYTES, topicMatches } from '../names.js';
+export {
+  assertGroupName,
+  assertTopicName,
+  checkHeaders,
+  isPattern,
+  MAX_HEADERS_BYTES,
+  MAX_TOPIC_LENGTH,
+  RESERVED_HEADER_PREFIX,
+  topicMatches,
+} from '../names.js';
 export { MAX_TIMER_MS } from '../options.js';
 export { redactText, redactUrl, safeDecode, sanitizeError } from '../redact.js';
 export { Deque } from './deque.js';
+export type {
+  NativeErrorClass,
+  NativeErrorClassifier,
+  NativeErrorContext,
+  NativeErrorKind,
+  NativeOperation,
+} from './errors.js';
+export { nativeError } from './errors.js';
 export {
   addWireHeader,
   attemptFromHeaders,

@@ -1,0 +1,138 @@
+import {
+  BusbarError,
+  ClosedError,
+  ConfigError,
+  ConnectionError,
+  InvalidHeaderError,
+  InvalidTopicError,
+  PublishError,
+  TimeoutError,
+} from '../errors.js';
+import { sanitizeError } from '../redact.js';
+
+/**
+ * What a native error means, as a driver's classifier says it. The kind picks the busbar class:
+ * `connection`, `auth` and `tls` are ConnectionErrors (auth and TLS not retryable: the same credentials or
+ * certificate fail again), `timeout` a TimeoutError, `closed` a ClosedError, `config` a ConfigError,
+ * `topic` an InvalidTopicError, `header` an InvalidHeaderError, `refused` a PublishError (the broker
+ * answered no to this message).
+ */
+export type NativeErrorKind =
+  | 'connection'
+  | 'auth'
+  | 'tls'
+  | 'timeout'
+  | 'closed'
+  | 'config'
+  | 'topic'
+  | 'header'
+  | 'refused';
+
+export interface NativeErrorClass {
+  kind: NativeErrorKind;
+  /** Overrides the class's default. */
+  retryable?: boolean;
+  /** Replaces the native message (after `what: `); it must not hold secrets. */
+  message?: string;
+}
+
+/** The operation that failed: it decides the class when neither the driver nor the common rules can tell. */
+export type NativeOperation = 'connect' | 'publish' | 'consume' | 'declare' | 'request' | 'close';
+
+export interface NativeErrorContext {
+  /** What was being done, the start of the message: `Publish to 'orders'`, `Connect to nats://host:4222`. */
+  what: string;
+  op: NativeOperation;
+  /** Strings never to show (password, token, key); they are redacted from the message, stack and causes. */
+  secrets: readonly string[];
+}
+
+/**
+ * A driver's reading of its client's errors: a kind for what it recognises (or a finished BusbarError, for
+ * the few that carry more, like a PayloadTooLargeError's sizes), undefined for the rest.
+ */
+export type NativeErrorClassifier = (error: unknown, clean: Error) => NativeErrorClass | BusbarError | undefined;
+
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+]);
+
+// OpenSSL's verify errors as Node reports them, and Node's own hostname check.
+const TLS_CODE =
+  /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|ERR_TLS_|ERR_SSL_|HOSTNAME_MISMATCH)/;
+
+/** The first `code` along the cause chain (a driver often wraps the socket's error). */
+function codeOf(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** The rules every driver shares: socket errors, TLS verification failures, aborts. */
+function commonClass(error: unknown): NativeErrorClass | undefined {
+  const code = codeOf(error);
+  if (code !== undefined && SOCKET_CODES.has(code)) return { kind: 'connection' };
+  if (code !== undefined && TLS_CODE.test(code)) return { kind: 'tls' };
+  return undefined;
+}
+
+function fallback(op: NativeOperation): NativeErrorClass {
+  return op === 'publish' ? { kind: 'refused', retryable: true } : { kind: 'connection' };
+}
+
+/**
+ * A client library's error as a BusbarError with the right class and retryable flag. The native error
+ * travels only as a sanitized copy in `cause` (clients attach commands and their arguments to errors: for
+ * AUTH, the password). Order: a BusbarError stays as it is; then the driver's classifier; then the common
+ * rules (socket codes, TLS); then the operation decides (a publish is a PublishError, anything else a
+ * ConnectionError).
+ */
+export function nativeError(
+  error: unknown,
+  context: NativeErrorContext,
+  classify?: NativeErrorClassifier,
+): BusbarError {
+  if (BusbarError.is(error)) return error;
+  const clean = sanitizeError(error, context.secrets);
+  const found = classify?.(error, clean) ?? commonClass(error) ?? fallback(context.op);
+  if (BusbarError.is(found)) return found;
+  const text = `${context.what}: ${found.message ?? clean.message}`;
+  const options = found.retryable === undefined ? { cause: clean } : { cause: clean, retryable: found.retryable };
+  switch (found.kind) {
+    case 'connection':
+      return new ConnectionError(text, options);
+    case 'auth':
+    case 'tls':
+      return new ConnectionError(text, { cause: clean, retryable: found.retryable ?? false });
+    case 'timeout':
+      return new TimeoutError(text, options);
+    case 'closed':
+      return withCause(new ClosedError(text), clean);
+    case 'config':
+      return new ConfigError(text, options);
+    case 'topic':
+      return withCause(new InvalidTopicError(text), clean);
+    case 'header':
+      return withCause(new InvalidHeaderError(text), clean);
+    case 'refused':
+      return new PublishError(text, { cause: clean, retryable: found.retryable ?? false });
+  }
+}
+
+function withCause<E extends BusbarError>(error: E, cause: Error): E {
+  Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
+  return error;
+}
