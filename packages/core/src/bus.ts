@@ -1,17 +1,15 @@
 import { inspect } from 'node:util';
 import type { Connections } from './connections.js';
 import { MessageStream } from './consume.js';
-import { deadLetterTopic } from './dead-letter.js';
-import { AbortedError, BusbarError, ClosedError, ConfigError, UnsupportedError } from './errors.js';
+import { AbortedError, BusbarError, ClosedError, ConfigError } from './errors.js';
 import { disconnect, type GroupLag, type Health, healthOf, lagOf } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { Handler, Message } from './message.js';
-import { type ConsumeMiddleware, composeConsume, type Middleware, MiddlewareChains } from './middleware.js';
-import { assertGroupName, assertTopicName, isPattern } from './names.js';
+import { type ConsumeMiddleware, type Middleware, MiddlewareChains } from './middleware.js';
+import { assertGroupName } from './names.js';
 import {
   MAX_TIMER_MS,
   parseOptions,
-  type ResolvedSubscribeOptions,
   respondOptionsSchema,
   type SubscribeOptions,
   subscribeOptionsSchema,
@@ -21,34 +19,22 @@ import { BATCH_ENTRY_KEYS, type BatchEntry, type PublishOptions } from './publis
 import { sanitizeError } from './redact.js';
 import {
   type DeadLetterWalkOptions,
-  deadLetterReaderTopic,
   peekDeadLetters,
   purgeDeadLetters,
   type RedriveOptions,
-  type RedriveParts,
   redrive,
 } from './redrive.js';
 import { type RequestOptions, Requests, type Responder, type RespondOptions, responderHandle } from './request.js';
-import { SubscriptionHandle } from './subscription/handle.js';
-import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription/index.js';
+import type { Subscription } from './subscription/index.js';
+import { Subscriptions } from './subscriptions.js';
 import { toFailure } from './thrown.js';
 import { type Topic, type TopicLike, toTopic } from './topic.js';
-import { DEAD_LETTER_READER_GROUP } from './transport/headers.js';
 import type { Capabilities, OutgoingRecord, Transport } from './transport/spi.js';
 import { abortable } from './transport/util.js';
 
 export type { GroupLag, Health } from './lifecycle.js';
 export type { BatchEntry, PublishOptions } from './publish.js';
 export type { DeadLetterWalkOptions, RedriveOptions } from './redrive.js';
-
-/** How core's own dead-letter walks (re-drive, peek, purge) read: one at a time, never retried or dead-lettered. */
-const WALK_OPTIONS = {
-  group: DEAD_LETTER_READER_GROUP,
-  deadLetter: false,
-  retry: false,
-  concurrency: 1,
-  prefetch: 100,
-};
 
 export interface BusInit {
   readonly transport: Transport;
@@ -65,12 +51,8 @@ export interface BusInit {
 export class Bus {
   readonly #init: BusInit;
   readonly #transport: Transport;
-  readonly #subscriptions = new Set<{
-    stats(): SubscriptionStats;
-    close(deadline?: number, signal?: AbortSignal): Promise<void>;
-  }>();
+  readonly #subscriptions: Subscriptions;
   readonly #out: Outbound;
-  readonly #declared = new Map<string, Promise<void>>();
   readonly #middleware = new MiddlewareChains();
   readonly #responders = new Set<Subscription>();
   readonly #requests: Requests;
@@ -81,6 +63,24 @@ export class Bus {
     this.#transport = init.transport;
     this.#requests = new Requests(init.transport.requestReply, init.system, init.logger);
     this.#out = new Outbound(init.transport, init.system, init.maxPayloadBytes, init.secrets);
+    this.#subscriptions = new Subscriptions({
+      transport: init.transport,
+      system: init.system,
+      logger: init.logger,
+      closeTimeoutMs: init.closeTimeoutMs,
+      middleware: () => this.#middleware.consume,
+      checkTopic: (name, use) => this.#checkTopic(name, use),
+      clean: (error) => this.#clean(error),
+    });
+    // Not public API (not on the type): lets a test see that nothing is left per request or subscription, through
+    // a registry symbol so that @busbar/testing needs no internal import.
+    Object.defineProperty(this, Symbol.for('busbar.diagnostics'), {
+      value: () => ({
+        ...this.#requests.diagnostics(),
+        subscriptions: this.#subscriptions.stats().length,
+        responders: this.#responders.size,
+      }),
+    });
   }
 
   /** The transport's name: 'memory', 'rabbitmq', 'kafka', 'nats', 'redis', 'mqtt'. */
@@ -192,7 +192,7 @@ export class Bus {
       typeof options === 'object' && options !== null ? rest : options,
       'subscribe options',
     );
-    const subscription = await this.#subscribe(def, handler, resolved);
+    const subscription = await this.#subscriptions.open(def, handler, resolved);
     // Closing on abort: the same graceful close as close() (in-flight handlers finish, bounded).
     signal?.addEventListener('abort', () => void subscription.close(), { once: true });
     return subscription;
@@ -208,12 +208,12 @@ export class Bus {
     if (this.#closing) throw new ClosedError('The bus is closed: request rejected');
     const def = toTopic(topic) as Topic<T, R>;
     if (typeof options !== 'object' || options === null) throw new ConfigError('request options must be an object');
-    const { timeoutMs, signal, headers } = options;
+    const { timeoutMs, signal, headers, id } = options;
     if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS)) {
       throw new ConfigError('Invalid request options: timeoutMs must be a positive integer of at most 2147483647');
     }
     if (signal?.aborted) throw new AbortedError('Request aborted before sending', { cause: signal.reason });
-    const pending = this.#record(def, payload, headers === undefined ? undefined : { headers });
+    const pending = this.#record(def, payload, headers === undefined && id === undefined ? undefined : { headers, id });
     const record = pending instanceof Promise ? await pending : pending;
     try {
       return await this.#requests.request(def, record, options);
@@ -226,6 +226,8 @@ export class Bus {
    * Answers requests on `topic`: the handler's return value is the reply (validated by the topic's `response`
    * schema); a throw is a RemoteError for the caller (code and a bounded message, no stack). Responders in one
    * `group` share the requests. Requests are not retried or dead-lettered: the caller is waiting and decides.
+   * With `idempotency` (and a group) the handler runs at most once per request id: a repeat of an answered (or
+   * running) request gets a RemoteError with remoteCode 'BUSBAR_DUPLICATE' instead of a second run.
    */
   async respond<T, R>(
     topic: Topic<T, R> | string,
@@ -256,71 +258,6 @@ export class Bus {
     return new MessageStream<T>((handler) => this.subscribe(topic, handler, options));
   }
 
-  /** `wrap`: apply the bus's and the subscription's middleware (not to core's own re-drive handler). */
-  async #subscribe<T>(
-    def: Topic<T>,
-    handler: Handler<T>,
-    options: ResolvedSubscribeOptions,
-    wrap = true,
-  ): Promise<Subscription> {
-    // A valid pattern on a broker without wildcards is unsupported, not an invalid name for that broker.
-    if (isPattern(def.name) && !this.#transport.capabilities.wildcards) {
-      assertTopicName(def.name, 'subscribe');
-      throw new UnsupportedError(
-        `The ${this.#init.system} transport does not support wildcard subscriptions ('${def.name}')`,
-      );
-    }
-    this.#checkTopic(def.name, 'subscribe');
-    if (options.group !== undefined) assertGroupName(options.group);
-    const dlq =
-      options.deadLetter === false
-        ? undefined
-        : typeof options.deadLetter === 'object'
-          ? options.deadLetter.topic
-          : deadLetterTopic(def.name, options.group);
-    // A dead-letter topic the broker cannot have is an error now, not at the first failure hours later.
-    if (dlq !== undefined) this.#checkTopic(dlq, 'publish');
-    const chain = wrap ? [...this.#middleware.consume, ...(options.middleware ?? [])] : [];
-    const runtime = new SubscriptionRuntime(def, def.name, composeConsume(chain, handler), options, {
-      system: this.#init.system,
-      logger: this.#init.logger,
-      closeTimeoutMs: this.#init.closeTimeoutMs,
-      deadLetterTopic: dlq,
-      maxRecordBytes: () => this.#transport.maxPayloadBytes,
-      publishDeadLetter: (record) => this.#publishDeadLetter(record),
-    });
-    let native: Awaited<ReturnType<Transport['subscribe']>>;
-    try {
-      native = await this.#transport.subscribe(
-        {
-          topic: def.name,
-          group: options.group,
-          prefetch: options.prefetch ?? Math.max(100, options.concurrency * 2),
-          handlerTimeoutMs: options.handlerTimeoutMs,
-          deadLetterTopic: dlq,
-        },
-        { onDelivery: runtime.onDelivery, onError: runtime.onError },
-      );
-    } catch (error) {
-      throw this.#clean(error);
-    }
-    runtime.attach(native);
-    this.#subscriptions.add(runtime);
-    return new SubscriptionHandle(runtime, () => this.#subscriptions.delete(runtime));
-  }
-
-  async #publishDeadLetter(record: OutgoingRecord): Promise<void> {
-    let declared = this.#declared.get(record.topic);
-    if (!declared) {
-      this.#checkTopic(record.topic, 'publish');
-      declared = this.#transport.declareGroup(record.topic, DEAD_LETTER_READER_GROUP);
-      this.#declared.set(record.topic, declared);
-      declared.catch(() => this.#declared.delete(record.topic));
-    }
-    await declared;
-    await this.#transport.publish([record]);
-  }
-
   /**
    * Reads the dead letters of `topic` for `group` (as a subscription of the
    * dead-letter reader group). `message.deadLetter` has the failure metadata;
@@ -332,22 +269,7 @@ export class Bus {
     handler: Handler<T | Uint8Array>,
     options: Omit<SubscribeOptions, 'group' | 'deadLetter'> = {},
   ): Promise<Subscription> {
-    const def = toTopic(topic);
-    const name = deadLetterTopic(def.name, group);
-    await this.#transport.declareGroup(name, DEAD_LETTER_READER_GROUP);
-    const reader = deadLetterReaderTopic(def, name);
-    const resolved = parseOptions(
-      subscribeOptionsSchema,
-      // A dead letter must never be dropped: keep retrying a failing reader.
-      {
-        retry: { maxAttempts: Number.MAX_SAFE_INTEGER, maxDelayMs: 30_000 },
-        ...options,
-        group: DEAD_LETTER_READER_GROUP,
-        deadLetter: false,
-      },
-      'subscribe options',
-    );
-    return this.#subscribe(reader, handler as Handler<T | Uint8Array>, resolved);
+    return this.#subscriptions.deadLetters(topic, group, handler, options);
   }
 
   /**
@@ -386,19 +308,9 @@ export class Bus {
     return purgeDeadLetters(parts, options);
   }
 
-  async #deadLetterWalk(
-    topic: TopicLike<unknown>,
-    group: string | undefined,
-  ): Promise<{ parts: RedriveParts; name: string }> {
+  #deadLetterWalk(topic: TopicLike<unknown>, group: string | undefined): ReturnType<Subscriptions['walk']> {
     if (this.#closing) throw new ClosedError('The bus is closed');
-    const def = toTopic(topic);
-    if (group !== undefined) assertGroupName(group);
-    const name = deadLetterTopic(def.name, group);
-    await this.#transport.declareGroup(name, DEAD_LETTER_READER_GROUP);
-    const reader = deadLetterReaderTopic(def, name);
-    const resolved = parseOptions(subscribeOptionsSchema, WALK_OPTIONS, 'dead-letter options');
-    const subscribe = (handler: Handler<unknown>) => this.#subscribe(reader, handler, resolved, false);
-    return { name: def.name, parts: { transport: this.#transport, logger: this.#init.logger, subscribe } };
+    return this.#subscriptions.walk(topic, group);
   }
 
   /**
@@ -406,10 +318,7 @@ export class Bus {
    * can measure it (empty otherwise).
    */
   async lag(): Promise<GroupLag[]> {
-    return lagOf(
-      this.#transport,
-      [...this.#subscriptions].map((sub) => sub.stats()),
-    );
+    return lagOf(this.#transport, this.#subscriptions.stats());
   }
 
   /** The state of every connection and subscription. */
@@ -417,7 +326,7 @@ export class Bus {
     return healthOf(
       this.#init.system,
       this.#init.connections.list(),
-      [...this.#subscriptions].map((sub) => sub.stats()),
+      this.#subscriptions.stats(),
       this.#closing !== undefined,
     );
   }
@@ -432,7 +341,7 @@ export class Bus {
       const deadline = Date.now() + this.#init.closeTimeoutMs;
       this.#requests.close();
       await Promise.all([
-        ...[...this.#subscriptions].map((s) => s.close(deadline, options.signal)),
+        this.#subscriptions.close(deadline, options.signal),
         ...[...this.#responders].map((r) =>
           r
             .close()
@@ -440,7 +349,6 @@ export class Bus {
         ),
       ]);
       this.#responders.clear();
-      this.#subscriptions.clear();
       try {
         await disconnect(this.#transport, deadline, this.#init.logger);
       } catch (error) {

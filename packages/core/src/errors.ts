@@ -74,7 +74,9 @@ export class DriverMissingError extends BusbarError {
   constructor(packageName: string, scheme: string, options?: BusbarErrorOptions) {
     super(
       'BUSBAR_DRIVER_MISSING',
-      `The '${scheme}' scheme needs the ${packageName} package: run \`npm install ${packageName}\``,
+      `The '${scheme}' scheme needs the ${packageName} package: run \`npm install ${packageName}\`. In a bundle ` +
+        `(esbuild, webpack, a serverless function) that cannot load it by name, pass it explicitly: ` +
+        `\`import { driver } from '${packageName}'\` and \`connect({ url, driver })\``,
       options,
     );
     this.packageName = packageName;

@@ -102,7 +102,7 @@ export function binaryCloudEvent(
   contentType: string | undefined,
 ): CloudEvent | undefined {
   let prefix: string | undefined;
-  // Allocated only when a message has CloudEvent headers; null-prototype, since names come from the wire.
+  // Allocated only when a message has CloudEvent headers; Object.create(null), since names come from the wire.
   let lower: Record<string, string> | undefined;
   for (const name in headers) {
     // Every binding prefix starts with 'c' (ce-, ce_, cloudEvents:): the usual message pays one comparison.

@@ -45,7 +45,7 @@ export interface Message<T = unknown, Raw = unknown> {
 export interface HandlerContext {
   /** Aborted when the handler timeout elapses or the subscription is closed past its grace period. */
   readonly signal: AbortSignal;
-  /** The idempotency key (`group:messageId`) when the subscription has a group. */
+  /** The idempotency key (`group:messageId`) when the subscription or responder has `idempotency`; else undefined. */
   readonly idempotencyKey: string | undefined;
 }
 

@@ -69,7 +69,7 @@ const HEADER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 /**
- * Copies user headers into a fresh null-prototype-free record after checking
+ * Copies user headers into a fresh plain record after checking
  * them: own string keys only, token-like names, no busbar- prefix, string values.
  */
 export function checkHeaders(headers: unknown): Record<string, string> {

@@ -85,6 +85,22 @@ const storeSchema = z.custom<IdempotencyStore>(
   { message: 'expected an IdempotencyStore (claim, complete, release)' },
 );
 
+/** The `idempotency` option of `subscribe` and `respond`: the same store, keys `group:messageId`. */
+const idempotencySchema = z.strictObject({
+  store: storeSchema,
+  /** How long a processed id is remembered. */
+  ttlMs: z
+    .number()
+    .int()
+    .positive()
+    .max(Number.MAX_SAFE_INTEGER)
+    .default(7 * 24 * 3600_000),
+  /** How long a claim protects a message being processed. Default: handlerTimeoutMs + 5 s. */
+  leaseMs: ms().positive().optional(),
+});
+
+export type IdempotencyOptions = z.input<typeof idempotencySchema>;
+
 export const subscribeOptionsSchema = z
   .strictObject({
     /** Competing consumers share a group (durable). Omit for a broadcast subscription. */
@@ -96,20 +112,7 @@ export const subscribeOptionsSchema = z
     retry: z.union([z.literal(false), retrySchema]).default(() => retrySchema.parse({})),
     /** Dead-letter messages that exhausted their retries (default) or name the dead-letter topic. */
     deadLetter: z.union([z.boolean(), z.strictObject({ topic: z.string().min(1) })]).default(true),
-    idempotency: z
-      .strictObject({
-        store: storeSchema,
-        /** How long a processed id is remembered. */
-        ttlMs: z
-          .number()
-          .int()
-          .positive()
-          .max(Number.MAX_SAFE_INTEGER)
-          .default(7 * 24 * 3600_000),
-        /** How long a claim protects a message being processed. Default: handlerTimeoutMs + 5 s. */
-        leaseMs: ms().positive().optional(),
-      })
-      .optional(),
+    idempotency: idempotencySchema.optional(),
     /** A handler still running after this is failed (and its signal aborted); the message is retried. */
     handlerTimeoutMs: ms().positive().default(30_000),
     /** This subscription's own middleware, inside the bus's (`bus.use`), outermost first. */
@@ -133,9 +136,17 @@ export type SubscribeOptions = z.input<typeof subscribeOptionsSchema> & {
 export type ResolvedSubscribeOptions = z.output<typeof subscribeOptionsSchema>;
 
 /** `bus.respond()` options. */
-export const respondOptionsSchema = z.strictObject({
-  group: z.string().optional(),
-  concurrency: z.number().int().min(1).max(10_000).default(1),
-  handlerTimeoutMs: ms().positive().default(30_000),
-  exposeStack: z.boolean().default(false),
-});
+export const respondOptionsSchema = z
+  .strictObject({
+    group: z.string().optional(),
+    concurrency: z.number().int().min(1).max(10_000).default(1),
+    handlerTimeoutMs: ms().positive().default(30_000),
+    exposeStack: z.boolean().default(false),
+    idempotency: idempotencySchema.optional(),
+  })
+  .refine((o) => o.idempotency === undefined || o.group !== undefined, {
+    message: 'idempotent responders need a group (keys are group + request id)',
+    path: ['idempotency'],
+  });
+
+export type ResolvedRespondOptions = z.output<typeof respondOptionsSchema>;

@@ -3,8 +3,10 @@ import { type CloudEventOptions, cloudEventHeaders } from './cloudevents.js';
 import { recordBytes } from './dead-letter.js';
 import { BusbarError, ConfigError, PayloadTooLargeError, SerializationError } from './errors.js';
 import { checkHeaders } from './names.js';
+import { MAX_TIMER_MS } from './options.js';
 import { toFailure } from './thrown.js';
 import type { Topic } from './topic.js';
+import { HEADER } from './transport/headers.js';
 import type { OutgoingRecord } from './transport/spi.js';
 
 export interface PublishOptions {
@@ -20,13 +22,21 @@ export interface PublishOptions {
   cloudEvent?: CloudEventOptions;
   /** Stops waiting: rejects with AbortedError (before sending: nothing sent; after: the outcome is unknown). */
   signal?: AbortSignal;
+  /**
+   * Hand the message to handlers no earlier than this many ms from now. The broker has it at once (the
+   * publish resolves when it confirmed); each busbar consumer group that gets it early parks it in its retry
+   * path (durable where the broker's is) until it is due, so order per key does not hold across a delayed
+   * message. Consumers that are not busbar see it at once, with a `busbar-deliver-at` header (ms since the
+   * epoch). At most 2^31-1 ms (24.8 days).
+   */
+  delayMs?: number;
 }
 
 export interface BatchEntry<T> extends Omit<PublishOptions, 'signal'> {
   payload: T;
 }
 
-export const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id', 'cloudEvent', 'signal']);
+export const PUBLISH_OPTION_KEYS = new Set(['key', 'headers', 'id', 'cloudEvent', 'signal', 'delayMs']);
 
 export const BATCH_ENTRY_KEYS = new Set([...PUBLISH_OPTION_KEYS, 'payload'].filter((k) => k !== 'signal'));
 
@@ -68,6 +78,10 @@ export function encodeRecord<T>(
       ...cloudEventHeaders(def.cloudEvent, options?.cloudEvent, id, timestamp, cloudEventsPrefix),
     };
   }
+  const delayMs = options?.delayMs;
+  if (delayMs !== undefined && delayMs > 0) {
+    headers[HEADER.deliverAt] = String(timestamp + Math.ceil(delayMs));
+  }
   const record: OutgoingRecord = {
     topic: def.name,
     id,
@@ -98,6 +112,10 @@ export function checkPublishOptions(options: PublishOptions, keys: ReadonlySet<s
     throw new ConfigError(
       "Invalid publish options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'",
     );
+  }
+  const delayMs = options.delayMs;
+  if (delayMs !== undefined && (typeof delayMs !== 'number' || !(delayMs >= 0 && delayMs <= MAX_TIMER_MS))) {
+    throw new ConfigError(`Invalid publish options: delayMs must be a number of ms from 0 to ${MAX_TIMER_MS}`);
   }
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
     throw new ConfigError('Invalid publish options: signal must be an AbortSignal');

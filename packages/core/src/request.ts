@@ -9,9 +9,11 @@ import {
   UnsupportedError,
   type ValidationError,
 } from './errors.js';
+import type { IdempotencyStore } from './idempotency.js';
 import { decodeInbound } from './inbound.js';
 import type { Logger } from './logger.js';
 import type { HandlerContext, Message } from './message.js';
+import type { IdempotencyOptions, ResolvedRespondOptions } from './options.js';
 import { validate } from './schema.js';
 import type { Subscription } from './subscription/index.js';
 import { toFailure } from './thrown.js';
@@ -31,6 +33,11 @@ export interface RequestOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   headers?: Record<string, string>;
+  /**
+   * The request's id; default a fresh UUID. Asking again with the same id after a timeout lets a responder with
+   * `idempotency` recognise the retry: its handler does not run twice.
+   */
+  id?: string;
 }
 
 export interface RespondOptions {
@@ -42,6 +49,13 @@ export interface RespondOptions {
   handlerTimeoutMs?: number;
   /** Send the responder's error stack with a failed reply (never by default: stacks describe your code). */
   exposeStack?: boolean;
+  /**
+   * Run the handler at most once per request id (needs a `group`; keys are `group:requestId`, as for
+   * subscriptions). A request whose id was already answered, or is being answered, gets no second run: its
+   * caller gets a RemoteError with `remoteCode` 'BUSBAR_DUPLICATE' (the reply went to the first request; none is
+   * stored). A handler that throws releases its claim, so the caller may ask again.
+   */
+  idempotency?: IdempotencyOptions;
 }
 
 export type Responder<T, R> = (message: Message<T>, context: HandlerContext) => R | Promise<R>;
@@ -73,13 +87,40 @@ function errorReply(error: Error, exposeStack: boolean): ReplyRecord {
 }
 
 class RequestContext implements HandlerContext {
-  readonly idempotencyKey = undefined;
+  readonly idempotencyKey: string | undefined;
   readonly #controller = new AbortController();
+  constructor(idempotencyKey: string | undefined) {
+    this.idempotencyKey = idempotencyKey;
+  }
   get signal(): AbortSignal {
     return this.#controller.signal;
   }
   abort(reason: unknown): void {
     this.#controller.abort(reason);
+  }
+}
+
+/** The handler, bounded by `timeoutMs` (its signal aborted then). */
+async function run<T, R>(
+  handler: Responder<T, R>,
+  message: Message<T>,
+  context: RequestContext,
+  timeoutMs: number,
+): Promise<R> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      Promise.resolve().then(() => handler(message, context)),
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => {
+          const error = new HandlerTimeoutError(timeoutMs);
+          context.abort(error);
+          reject(error);
+        }, timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -92,6 +133,7 @@ export class Requests {
   readonly #system: string;
   readonly #logger: Logger;
   readonly #pending = new Set<(error: Error) => void>();
+  #serving = 0;
   #closed = false;
 
   constructor(rr: RequestReply | undefined, system: string, logger: Logger) {
@@ -142,7 +184,7 @@ export class Requests {
   async respond<T, R>(
     def: Topic<T, R>,
     handler: Responder<T, R>,
-    options: Required<Pick<RespondOptions, 'concurrency' | 'handlerTimeoutMs' | 'exposeStack'>> & RespondOptions,
+    options: ResolvedRespondOptions,
   ): Promise<TransportSubscription> {
     const rr = this.#transport();
     const waiting: IncomingRequest[] = [];
@@ -150,7 +192,7 @@ export class Requests {
     const serve = async (request: IncomingRequest): Promise<void> => {
       let reply: ReplyRecord;
       try {
-        reply = encodeReply(def, await this.#answer(def, handler, request, options.handlerTimeoutMs));
+        reply = encodeReply(def, await this.#answer(def, handler, request, options));
       } catch (thrown) {
         const error = toFailure(thrown);
         if (BusbarError.is(error, 'BUSBAR_VALIDATION') && (error as ValidationError).message.startsWith('Reply on')) {
@@ -168,6 +210,7 @@ export class Requests {
         running++;
         void serve(next).finally(() => {
           running--;
+          this.#serving--;
           pump();
         });
       }
@@ -176,6 +219,7 @@ export class Requests {
       { topic: def.name, group: options.group, prefetch: Math.max(100, options.concurrency * 2) },
       {
         onRequest: (request) => {
+          this.#serving++;
           waiting.push(request);
           pump();
         },
@@ -188,7 +232,7 @@ export class Requests {
     def: Topic<T, R>,
     handler: Responder<T, R>,
     request: IncomingRequest,
-    timeoutMs: number,
+    options: ResolvedRespondOptions,
   ): Promise<R> {
     const { payload, cloudEvent } = decodeInbound(
       def.codec as Codec<unknown>,
@@ -211,22 +255,47 @@ export class Requests {
       cloudEvent,
       raw: request.raw,
     };
-    const context = new RequestContext();
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      return await Promise.race([
-        Promise.resolve().then(() => handler(message, context)),
-        new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => {
-            const error = new HandlerTimeoutError(timeoutMs);
-            context.abort(error);
-            reject(error);
-          }, timeoutMs);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
+    const idempotency = options.idempotency;
+    if (!idempotency) return run(handler, message, new RequestContext(undefined), options.handlerTimeoutMs);
+    const key = `${options.group}:${message.id}`;
+    const leaseMs = idempotency.leaseMs ?? options.handlerTimeoutMs + 5_000;
+    const claimed = await idempotency.store.claim(key, leaseMs).catch((error: unknown) => {
+      this.#logger.error(`The idempotency store of the responder on '${def.name}' failed`, { error: toFailure(error) });
+      // The store's own message may describe its connection: the caller only learns that it failed.
+      const code = BusbarError.is(error) ? error.code : 'BUSBAR_CONNECTION';
+      throw new BusbarError(code, 'The responder could not check the request id: its handler did not run');
+    });
+    if (claimed !== 'claimed') {
+      const state = claimed === 'done' ? 'was already answered' : 'is being answered';
+      throw new BusbarError('BUSBAR_DUPLICATE', `Request ${message.id} ${state}: the handler does not run twice`);
     }
+    const reply = await this.#once(idempotency.store, key, () =>
+      run(handler, message, new RequestContext(key), options.handlerTimeoutMs),
+    );
+    await idempotency.store
+      .complete(key, idempotency.ttlMs)
+      .catch((error: unknown) => this.#logger.warn('idempotency complete failed', { error: toFailure(error) }));
+    return reply;
+  }
+
+  /** Runs a claimed handler; a failure releases the claim so the caller may ask again. */
+  async #once<R>(store: IdempotencyStore, key: string, call: () => Promise<R>): Promise<R> {
+    try {
+      return await call();
+    } catch (error) {
+      // A timed-out handler may still be running: its claim stays until the lease lapses, so no second run beside it.
+      if (!BusbarError.is(error, 'BUSBAR_HANDLER_TIMEOUT')) {
+        await store
+          .release(key)
+          .catch((e: unknown) => this.#logger.warn('idempotency release failed', { error: toFailure(e) }));
+      }
+      throw error;
+    }
+  }
+
+  /** How many requests this bus waits for, and how many its responders hold (queued or running). */
+  diagnostics(): { pendingRequests: number; servingRequests: number } {
+    return { pendingRequests: this.#pending.size, servingRequests: this.#serving };
   }
 
   /** Every pending request rejects with ClosedError; nothing waits any more. */

@@ -27,7 +27,9 @@ describe('connect', () => {
     const error = await loadDriver('fake', { fake: '@busbar/not-installed' }).catch((e: unknown) => e);
     expect(BusbarError.is(error, 'BUSBAR_DRIVER_MISSING')).toBe(true);
     expect((error as Error).message).toBe(
-      "The 'fake' scheme needs the @busbar/not-installed package: run `npm install @busbar/not-installed`",
+      "The 'fake' scheme needs the @busbar/not-installed package: run `npm install @busbar/not-installed`. " +
+        'In a bundle (esbuild, webpack, a serverless function) that cannot load it by name, pass it explicitly: ' +
+        "`import { driver } from '@busbar/not-installed'` and `connect({ url, driver })`",
     );
     const unknown = await failure('gopher://x');
     expect(unknown.code).toBe('BUSBAR_CONFIG');

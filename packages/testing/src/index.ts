@@ -5,7 +5,7 @@
 
 export type { BrokerName } from './brokers.js';
 export { brokerAvailable, brokerUrls, freePort, reachable, uniqueName } from './brokers.js';
-export type { ConformanceOptions } from './conformance/index.js';
+export type { ConformanceOptions, ConformanceSection } from './conformance/index.js';
 export { CANARY, describeConformance, THROWABLES } from './conformance/index.js';
 export type { FaultProxy, FaultProxyOptions } from './fault-proxy.js';
 export { createFaultProxy } from './fault-proxy.js';

@@ -79,6 +79,22 @@ export class Failures {
     this.#c.settle.emit(d, 'retried', durationMs, error, delayMs);
   }
 
+  /**
+   * A message published with `delayMs` arrived before it is due: through the retry path until then, as the
+   * same attempt, without the due time (a consumer whose clock runs behind must not park it again).
+   */
+  async defer(rec: InFlight, delayMs: number): Promise<void> {
+    const d = rec.delivery;
+    const headers = { ...d.headers };
+    delete headers[HEADER.deliverAt];
+    try {
+      await this.#retry(d, { delayMs, attempt: d.attempt, headers });
+    } catch (retryError) {
+      this.#c.settle.warn('parking a delayed message failed; holding it before releasing it', retryError);
+      this.#holdThenRelease(d, Math.min(delayMs, 5_000));
+    }
+  }
+
   /** Retrying cannot help (or the attempts are used up): write the dead letter, then ack. */
   async deadLetter(rec: InFlight, thrown: unknown, attempts: number, durationMs: number): Promise<void> {
     const d = rec.delivery;

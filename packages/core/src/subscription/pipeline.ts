@@ -5,7 +5,7 @@ import { channels } from '../events.js';
 import { decodeInbound } from '../inbound.js';
 import type { Handler, Message } from '../message.js';
 import { RESERVED_HEADER_PREFIX } from '../names.js';
-import type { ResolvedSubscribeOptions } from '../options.js';
+import { MAX_TIMER_MS, type ResolvedSubscribeOptions } from '../options.js';
 import { validate } from '../schema.js';
 import type { Topic } from '../topic.js';
 import { addWireHeader, HEADER } from '../transport/headers.js';
@@ -25,7 +25,7 @@ function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record
   const out: Record<string, string> = {};
   for (const name in headers) {
     if (name.startsWith(RESERVED_HEADER_PREFIX)) continue;
-    // A foreign `__proto__` header must stay a header, not become the record's prototype.
+    // A foreign `__proto__` header must stay a header, not become the record's [[Prototype]].
     if (name === '__proto__') addWireHeader(out, name, headers[name]);
     else out[name] = headers[name] as string;
   }
@@ -72,6 +72,11 @@ export class Pipeline<T> {
     const { def, failures } = this.#c;
     // Already failed for good; only its dead-letter write was refused: try that again, not the handler.
     if (d.headers[HEADER.dlPending] !== undefined) return failures.writeDeadLetter(rec, undefined, 0);
+    const deliverAt = d.headers[HEADER.deliverAt];
+    if (deliverAt !== undefined) {
+      const wait = Number(deliverAt) - Date.now();
+      if (wait > 0) return failures.defer(rec, Math.min(Math.ceil(wait), MAX_TIMER_MS));
+    }
     let payload: T;
     try {
       const decoded = decodeInbound(def.codec as Codec<unknown>, d.body, d.contentType, d.headers);

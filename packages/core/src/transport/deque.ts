@@ -1,5 +1,5 @@
 /**
- * A FIFO queue as an array plus a head index. `Array.prototype.shift()` copies the array, which on a backlog
+ * A FIFO queue as an array plus a head index. `Array#shift()` copies the array, which on a backlog
  * of thousands of deliveries costs O(n) per message (measured on the consume path); this costs O(1) and
  * compacts only when the consumed prefix outgrows the rest. Drivers and core share it.
  */

@@ -35,6 +35,11 @@ export const HEADER = {
   dlGroup: 'busbar-dl-group',
   dlFirstFailure: 'busbar-dl-first-failure',
   dlLastFailure: 'busbar-dl-last-failure',
+  /**
+   * On a message published with `delayMs`: when it may be handled, ms since the epoch. A busbar consumer that
+   * gets it earlier sends it through its group's retry path until then (see the subscription pipeline).
+   */
+  deliverAt: 'busbar-deliver-at',
   /** On a message in a delay/retry queue: when it is due, ms since the epoch (drivers without native delay). */
   due: 'busbar-due',
   /**
@@ -103,7 +108,7 @@ function bytesToText(bytes: Uint8Array): string {
 /**
  * Adds one header read from the wire to `headers`: the value goes through {@link wireHeaderValue}, a
  * repeated key is joined to the earlier value with ', ', and a name such as `__proto__` becomes an own
- * property instead of changing the record's prototype.
+ * property instead of changing the record's [[Prototype]].
  */
 export function addWireHeader(headers: Record<string, string>, name: string, value: unknown): void {
   const text = wireHeaderValue(value);

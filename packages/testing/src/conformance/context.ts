@@ -9,6 +9,25 @@ export interface BusOverrides {
   maxPayloadBytes?: number;
 }
 
+/** The sections of the suite, in the order they run; `sections` in the options picks some of them. */
+export const SECTIONS = [
+  'capabilities',
+  'delivery',
+  'ordering',
+  'wildcards',
+  'failures',
+  'lifecycle',
+  'conventions',
+  'delayed publish',
+  'middleware',
+  'request/reply',
+  'durable groups',
+  'bad input',
+  'credentials',
+] as const;
+
+export type ConformanceSection = (typeof SECTIONS)[number];
+
 export interface ConformanceOptions {
   /** Opens a new bus on the transport under test (one connection each); spread `overrides` into `connect()`. */
   connect: (overrides?: BusOverrides) => Promise<Bus>;
@@ -30,6 +49,13 @@ export interface ConformanceOptions {
   refuseWrites: (topic: string) => Promise<() => Promise<void>>;
   /** How many random publishes the fuzz test makes. Default 100. */
   fuzzRuns?: number;
+  /**
+   * Run only these sections (default: all that the capabilities allow), e.g. the version-sensitive ones
+   * against a second broker version. A section the capabilities rule out is not run even when named.
+   */
+  sections?: readonly ConformanceSection[];
+  /** Requests in flight at once in the request/reply load test. Default 10,000; lower it for a slow broker. */
+  requestLoad?: number;
 }
 
 export const CANARY = 'busbar-canary-secret';

@@ -1,8 +1,9 @@
 import { describe } from 'vitest';
 import { badInputTests } from './bad-input.js';
 import { capabilityTests } from './capabilities.js';
-import { type ConformanceOptions, Suite } from './context.js';
+import { type ConformanceOptions, type ConformanceSection, SECTIONS, Suite } from './context.js';
 import { conventionTests } from './conventions.js';
+import { delayTests } from './delay.js';
 import { deliveryTests, orderingTests, wildcardTests } from './delivery.js';
 import { failureTests } from './failures.js';
 import { fuzzTests } from './fuzz.js';
@@ -10,33 +11,53 @@ import { credentialTests, durableTests, lifecycleTests } from './lifecycle.js';
 import { middlewareTests } from './middleware.js';
 import { requestReplyTests } from './request-reply.js';
 
-export { THROWABLES } from './bad-input.js';
-export type { BusOverrides, ConformanceOptions } from './context.js';
+export { THROWABLES } from './bad-input-cases.js';
+export type { BusOverrides, ConformanceOptions, ConformanceSection } from './context.js';
 export { CANARY } from './context.js';
+
+/** The sections to define: all by default, or the named ones (an unknown name is an error, not a silent skip). */
+export function sectionFilter(options: ConformanceOptions): (section: ConformanceSection) => boolean {
+  if (options.sections === undefined) return () => true;
+  const unknown = options.sections.filter((n) => !(SECTIONS as readonly string[]).includes(n));
+  if (unknown.length > 0 || options.sections.length === 0) {
+    throw new Error(
+      `describeConformance: sections must name at least one of ${SECTIONS.join(', ')} (got ${JSON.stringify(options.sections)})`,
+    );
+  }
+  const wanted = new Set<string>(options.sections);
+  return (section) => wanted.has(section);
+}
 
 /**
  * The executable form of the README's "What every transport promises": every transport must pass it.
  * Tests that a transport's capabilities rule out are not defined at all (not
- * skipped), so a green run means every applicable promise was checked.
+ * skipped), so a green run means every applicable promise was checked. With `sections`, only those
+ * sections are defined (a section the capabilities rule out stays undefined even when named).
  */
 export function describeConformance(name: string, options: ConformanceOptions): void {
+  const run = sectionFilter(options);
+  const caps = options.capabilities;
   describe(`conformance: ${name}`, () => {
     const suite = new Suite(options);
-    describe('capabilities', () => capabilityTests(suite));
-    describe('delivery', () => deliveryTests(suite));
-    if (options.capabilities.ordering) describe('ordering', () => orderingTests(suite));
-    if (options.capabilities.wildcards) describe('wildcards', () => wildcardTests(suite));
-    describe('failures', () => failureTests(suite));
-    describe('lifecycle', () => lifecycleTests(suite));
-    describe('conventions', () => conventionTests(suite));
-    describe('middleware', () => middlewareTests(suite));
-    if (options.capabilities.requestReply) describe('request/reply', () => requestReplyTests(suite));
-    if (options.capabilities.durableGroups) describe('durable groups', () => durableTests(suite));
-    describe('bad input', () => {
-      badInputTests(suite, name);
-      fuzzTests(suite, options.fuzzRuns ?? 100);
-    });
-    if (options.badCredentialsUrl)
-      describe('credentials', () => credentialTests(suite, options.badCredentialsUrl as string));
+    if (run('capabilities')) describe('capabilities', () => capabilityTests(suite));
+    if (run('delivery')) describe('delivery', () => deliveryTests(suite));
+    if (run('ordering') && caps.ordering) describe('ordering', () => orderingTests(suite));
+    if (run('wildcards') && caps.wildcards) describe('wildcards', () => wildcardTests(suite));
+    if (run('failures')) describe('failures', () => failureTests(suite));
+    if (run('lifecycle')) describe('lifecycle', () => lifecycleTests(suite));
+    if (run('conventions')) describe('conventions', () => conventionTests(suite));
+    if (run('delayed publish')) describe('delayed publish', () => delayTests(suite));
+    if (run('middleware')) describe('middleware', () => middlewareTests(suite));
+    if (run('request/reply') && caps.requestReply) describe('request/reply', () => requestReplyTests(suite));
+    if (run('durable groups') && caps.durableGroups) describe('durable groups', () => durableTests(suite));
+    if (run('bad input')) {
+      describe('bad input', () => {
+        badInputTests(suite, name);
+        fuzzTests(suite, options.fuzzRuns ?? 100);
+      });
+    }
+    const badCredentialsUrl = options.badCredentialsUrl;
+    if (run('credentials') && badCredentialsUrl)
+      describe('credentials', () => credentialTests(suite, badCredentialsUrl));
   });
 }
