@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Topic, TopicLike, ValidationIssue } from '@busbar/core';
 import {
+  BusbarError,
   ConfigError,
   defineTopic,
-  InvalidHeaderError,
-  InvalidTopicError,
   isTopic,
+  PayloadTooLargeError,
+  SerializationError,
   ValidationError,
 } from '@busbar/core';
+import { assertTopicName, checkHeaders, recordBytes } from '@busbar/core/transport';
 import { mapPgError } from './errors.js';
 import { DEFAULT_OUTBOX_TABLE, migrationHint, type TableName, tableName } from './sql.js';
 import type { SqlClient } from './types.js';
@@ -15,6 +17,12 @@ import type { SqlClient } from './types.js';
 export interface OutboxOptions {
   /** Outbox table, `table` or `schema.table`. Default `busbar_outbox`. */
   table?: string;
+  /**
+   * The largest message (body + key + headers, UTF-8 bytes) `add` accepts: set it to the relay's bus limit
+   * (its `maxPayloadBytes`, or the broker's) so a message too big fails the transaction, not the relay later.
+   * Default: no limit here (the relay marks such a row failed).
+   */
+  maxPayloadBytes?: number;
 }
 
 export interface OutboxAddOptions {
@@ -38,8 +46,6 @@ export interface Outbox {
 }
 
 const ID = /^[A-Za-z0-9_.:-]{1,200}$/;
-const HEADER_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype']);
 const ADD_OPTIONS = new Set(['key', 'headers', 'id']);
 
 /** The LISTEN/NOTIFY channel of an outbox table (channel names are limited to 63 bytes). */
@@ -49,6 +55,10 @@ export function notifyChannel(table: TableName): string {
 
 export function createOutbox(options: OutboxOptions = {}): Outbox {
   const table = tableName(options.table ?? DEFAULT_OUTBOX_TABLE);
+  const limit = options.maxPayloadBytes ?? Number.POSITIVE_INFINITY;
+  if (!(typeof limit === 'number' && limit > 0)) {
+    throw new ConfigError('Invalid outbox options: maxPayloadBytes must be a positive number');
+  }
   const insert = `WITH row AS (
   INSERT INTO ${table.sql} (message_id, topic, key, headers, payload, content_type) VALUES ($1, $2, $3, $4, $5, $6) RETURNING 1
 ) SELECT pg_notify($7, '') FROM row`;
@@ -64,13 +74,14 @@ export function createOutbox(options: OutboxOptions = {}): Outbox {
       if (!client || typeof client.query !== 'function')
         throw new ConfigError('outbox.add needs a pg client as its first argument');
       const def: Topic<T> = isTopic(topic) ? topic : (defineTopic(topic) as Topic<T>);
-      if (def.name.includes('*') || def.name.includes('#')) {
-        throw new InvalidTopicError(`Topic '${def.name}' has a wildcard, which only subscriptions may use`);
-      }
+      // Core's own checks, in the order publish runs them: a row `add` takes is one the bus would take.
+      assertTopicName(def.name, 'publish');
       checkAddOptions(addOptions);
       const value = def.schema ? await validate(def, payload) : payload;
-      const body = def.codec.encode(value);
+      const body = encode(def, value);
       const headers = checkHeaders(addOptions.headers);
+      const size = recordBytes({ body, key: addOptions.key, headers });
+      if (size > limit) throw new PayloadTooLargeError(size, limit, def.name);
       const id = addOptions.id ?? randomUUID();
       try {
         await client.query(insert, [
@@ -114,6 +125,22 @@ async function validate<T>(def: Topic<T>, payload: T): Promise<T> {
   throw new ValidationError(`Payload for '${def.name}' is invalid: ${text}`, issues);
 }
 
+/** The codec's bytes, or a SerializationError whatever a user codec throws or returns (as at publish). */
+function encode<T>(def: Topic<T>, value: T): Uint8Array {
+  let body: unknown;
+  try {
+    body = def.codec.encode(value);
+  } catch (error) {
+    if (BusbarError.is(error)) throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    throw new SerializationError(`Encoding the payload for '${def.name}' failed: ${message}`, { cause: error });
+  }
+  if (!(body instanceof Uint8Array)) {
+    throw new SerializationError(`The codec of '${def.name}' returned ${typeof body}, not a Uint8Array`);
+  }
+  return body;
+}
+
 function checkAddOptions(options: OutboxAddOptions): void {
   if (typeof options !== 'object' || options === null) throw new ConfigError('outbox.add options must be an object');
   for (const name in options) {
@@ -128,23 +155,4 @@ function checkAddOptions(options: OutboxAddOptions): void {
       "Invalid outbox.add options: id must be 1-200 characters of letters, digits, '_', '.', ':' or '-'",
     );
   }
-}
-
-/** The same rules as the bus applies at publish, so a row never fails at the relay for its headers. */
-function checkHeaders(headers: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (headers === undefined) return out;
-  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
-    throw new InvalidHeaderError('Headers must be an object of string values');
-  }
-  for (const name of Object.keys(headers)) {
-    if (FORBIDDEN.has(name)) throw new InvalidHeaderError(`Header name '${name}' is not allowed`);
-    if (!HEADER_NAME.test(name)) throw new InvalidHeaderError(`Header name '${name.slice(0, 60)}' is invalid`);
-    if (name.toLowerCase().startsWith('busbar-')) throw new InvalidHeaderError(`Header name '${name}' is reserved`);
-    const value = (headers as Record<string, unknown>)[name];
-    if (typeof value !== 'string') throw new InvalidHeaderError(`Header '${name}' must be a string`);
-    if (value.includes('\0')) throw new InvalidHeaderError(`Header '${name}' contains U+0000`);
-    out[name] = value;
-  }
-  return out;
 }

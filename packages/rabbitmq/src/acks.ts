@@ -1,6 +1,7 @@
 import { ConnectionError } from '@busbar/core';
-import { type Deferred, deferred } from '@busbar/core/transport';
-import type { Channel, Message } from 'amqplib';
+import { type Deferred, Deque, deferred } from '@busbar/core/transport';
+import type { Channel } from 'amqplib';
+import { byTag } from './internals.js';
 
 const stale = () => new ConnectionError('The channel this message came on is closed: the broker redelivers it');
 
@@ -14,8 +15,8 @@ const stale = () => new ConnectionError('The channel this message came on is clo
 export class ChannelAcks {
   readonly channel: Channel;
   #alive = true;
-  #order: number[] = [];
-  #head = 0;
+  /** Delivery tags in delivery order, from the oldest not yet covered by an ack. */
+  readonly #order = new Deque<number>();
   readonly #settled = new Set<number>();
   #pending: number[] = [];
   #batch: Deferred<void> | undefined;
@@ -45,7 +46,7 @@ export class ChannelAcks {
   /** Requeue (`release`) or drop one delivery; immediate, not coalesced. */
   nack(tag: number, requeue: boolean): void {
     if (!this.#alive) throw stale();
-    this.channel.nack(fakeMessage(tag), false, requeue);
+    this.channel.nack(byTag(tag), false, requeue);
     this.#settled.add(tag);
   }
 
@@ -62,21 +63,16 @@ export class ChannelAcks {
     try {
       const acking = new Set(pending);
       let upTo = -1;
-      while (this.#head < this.#order.length) {
-        const tag = this.#order[this.#head] as number;
+      for (let tag = this.#order.at(0); tag !== undefined; tag = this.#order.at(0)) {
         if (acking.delete(tag)) upTo = tag;
         else if (!this.#settled.delete(tag)) break;
-        this.#head++;
+        this.#order.shift();
       }
       // `multiple` must name a tag that is still unacked, or the broker closes the channel.
-      if (upTo >= 0) this.channel.ack(fakeMessage(upTo), true);
+      if (upTo >= 0) this.channel.ack(byTag(upTo), true);
       for (const tag of acking) {
-        this.channel.ack(fakeMessage(tag), false);
+        this.channel.ack(byTag(tag), false);
         this.#settled.add(tag);
-      }
-      if (this.#head > 4096 && this.#head * 2 > this.#order.length) {
-        this.#order = this.#order.slice(this.#head);
-        this.#head = 0;
       }
       batch.resolve();
     } catch {
@@ -97,9 +93,4 @@ export class ChannelAcks {
     this.flush();
     await batch?.promise.catch(() => undefined);
   }
-}
-
-function fakeMessage(deliveryTag: number): Message {
-  // amqplib's ack/nack only read `fields.deliveryTag`.
-  return { fields: { deliveryTag } } as unknown as Message;
 }

@@ -25,7 +25,7 @@ const BROKER_HEADERS = new Set([
 
 export interface PublishSettings {
   readonly mandatory: boolean;
-  /** Headers exchange: the topic travels in `busbar-topic`, which the bindings match. */
+  /** Headers exchange: the topic travels in `HEADER.topic`, which the bindings match. */
   readonly topicHeader: boolean;
   readonly expiration: string | undefined;
   readonly priorityHeader: string | undefined;
@@ -37,7 +37,7 @@ export function toBuffer(body: Uint8Array): Buffer {
 
 /**
  * AMQP properties for a record: persistent, id in `messageId`, publish time
- * in `timestamp` (seconds, as AMQP defines it), key in `busbar-key` only when
+ * in `timestamp` (seconds, as AMQP defines it), key in `HEADER.key` only when
  * set. Headers are passed through untouched when nothing is added, to avoid a
  * copy per message.
  */
@@ -97,7 +97,7 @@ const MAX_TIME = 8.64e15;
 /**
  * Reads a delivery. Header values of any AMQP type (numbers, booleans, arrays, tables, byte arrays, void,
  * timestamps) become strings by core's one rule for wire headers; the native values stay in `message.raw`.
- * The attempt is the `busbar-attempt` header (set by a delayed retry) plus the redeliveries the broker
+ * The attempt is the `HEADER.attempt` header (set by a delayed retry) plus the redeliveries the broker
  * counted since: the quorum queue's `x-delivery-count`, or 1 for a classic queue's `redelivered` flag.
  */
 export function readMessage(message: ConsumeMessage): Incoming {

@@ -1,5 +1,4 @@
 import type {
-  Delivery,
   Logger,
   RetryRequest,
   SubscribeCallbacks,
@@ -8,7 +7,8 @@ import type {
 } from '@busbar/core/transport';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { ChannelAcks } from './acks.js';
-import { type Incoming, readMessage } from './codec.js';
+import { readMessage } from './codec.js';
+import { RabbitDelivery, type RetrySink } from './delivery.js';
 import type { Link } from './link.js';
 
 export interface ConsumerHooks {
@@ -20,60 +20,12 @@ export interface ConsumerHooks {
   readonly toError: (error: unknown, what: string) => Error;
 }
 
-/** A delivery from one channel; its settle methods act on that channel only. */
-export class RabbitDelivery implements Delivery {
-  readonly id: string;
-  readonly topic: string;
-  readonly key: string | undefined;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: Uint8Array;
-  readonly timestamp: number;
-  readonly contentType: string | undefined;
-  readonly idGenerated: boolean;
-  readonly attempt: number;
-  readonly raw: ConsumeMessage;
-  readonly #acks: ChannelAcks;
-  readonly #consumer: Consumer;
-  readonly #queue: string;
-
-  constructor(message: ConsumeMessage, incoming: Incoming, acks: ChannelAcks, consumer: Consumer, queue: string) {
-    this.id = incoming.id;
-    this.topic = incoming.topic;
-    this.key = incoming.key;
-    this.headers = incoming.headers;
-    this.body = incoming.body;
-    this.timestamp = incoming.timestamp;
-    this.contentType = incoming.contentType;
-    this.idGenerated = incoming.idGenerated;
-    this.attempt = incoming.attempt;
-    this.raw = message;
-    this.#acks = acks;
-    this.#consumer = consumer;
-    this.#queue = queue;
-  }
-
-  ack(): Promise<void> {
-    return this.#acks.ack(this.raw.fields.deliveryTag);
-  }
-
-  async retry(request: RetryRequest): Promise<void> {
-    // Nothing to do on a dead channel: the broker redelivers the original anyway.
-    if (!this.#acks.alive) return this.#acks.ack(this.raw.fields.deliveryTag);
-    await this.#consumer.retryTo(this.#queue, this, request);
-    await this.#acks.ack(this.raw.fields.deliveryTag);
-  }
-
-  async release(): Promise<void> {
-    this.#acks.nack(this.raw.fields.deliveryTag, true);
-  }
-}
-
 /**
  * One subscription: its own channel (prefetch = the spec's), queue and
  * consumer, re-created on every reconnect and after a channel-level close
  * while the connection stays up.
  */
-export class Consumer implements TransportSubscription {
+export class Consumer implements TransportSubscription, RetrySink {
   readonly #link: Link;
   readonly #spec: SubscribeSpec;
   readonly #callbacks: SubscribeCallbacks;

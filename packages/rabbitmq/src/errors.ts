@@ -1,15 +1,23 @@
-import { BusbarError, ConfigError, ConnectionError, PublishError } from '@busbar/core';
-import { sanitizeError } from '@busbar/core/transport';
+import type { BusbarError } from '@busbar/core';
+import {
+  type NativeErrorClass,
+  type NativeErrorContext,
+  type NativeOperation,
+  nativeError,
+} from '@busbar/core/transport';
 
-/** AMQP reply codes that mean the request itself is wrong, not that the broker is away. */
-const CONFIG_CODES = new Set([403, 404, 406, 530, 540]);
+/** AMQP reply codes that mean the request itself is wrong, not that the broker is away (403 is auth's). */
+const CONFIG_CODES = new Set([404, 406, 530, 540]);
 
 function replyCode(error: unknown): number | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'number' ? code : undefined;
 }
 
-/** True for a refused login: retrying the connection cannot help. */
+/**
+ * True for a refused login or permission: retrying cannot help. amqplib gives a refused login no code, only
+ * the broker's text ("Handshake terminated by server: 403 (ACCESS-REFUSED) ..."), so the text decides too.
+ */
 export function isAuthFailure(error: unknown): boolean {
   const text = String((error as Error | null)?.message ?? error);
   return replyCode(error) === 403 || /ACCESS_REFUSED|ACCESS-REFUSED|authentication/i.test(text);
@@ -40,16 +48,39 @@ export function topologyMismatch(text: string): string | undefined {
   return undefined;
 }
 
-/** A native amqplib / socket error as a BusbarError; secrets are always scrubbed. */
-export function toBusbarError(error: unknown, what: string, secrets: readonly string[]): BusbarError {
-  if (BusbarError.is(error)) return error;
-  const clean = sanitizeError(error, secrets);
+/**
+ * What amqplib reports to a publish: the confirm callback's two errors (amqplib's exact texts), or its own
+ * validation of the message while encoding it (a RangeError or TypeError: nothing was sent, and sending it
+ * again cannot help).
+ */
+function publishClass(error: unknown, clean: Error): NativeErrorClass | undefined {
+  if (clean.message === 'message nacked') return { kind: 'refused', retryable: true, message: 'the broker nacked it' };
+  if (clean.message === 'channel closed') {
+    return { kind: 'refused', retryable: true, message: 'outcome unknown (its channel closed before the confirm)' };
+  }
+  if (error instanceof RangeError || error instanceof TypeError) {
+    // The header table over amqplib's encoding buffer (the transport checks sizes first; this is the backstop).
+    return /field table|headers/i.test(clean.message) ? { kind: 'header' } : { kind: 'refused', retryable: false };
+  }
+  return undefined;
+}
+
+function classify(error: unknown, clean: Error, op: NativeOperation): NativeErrorClass | undefined {
+  if (isAuthFailure(error)) return { kind: 'auth' };
   const code = replyCode(error);
-  const mismatch = code === 406 || code === 404 ? topologyMismatch(clean.message) : undefined;
-  if (mismatch !== undefined) return new ConfigError(`${what}: ${mismatch}`, { cause: clean });
-  const message = `${what}: ${clean.message}`;
-  if (code !== undefined && CONFIG_CODES.has(code) && !isAuthFailure(error))
-    return new ConfigError(message, { cause: clean });
-  if (what.startsWith('Publish')) return new PublishError(message, { cause: clean });
-  return new ConnectionError(message, { cause: clean });
+  if (code === 406 || code === 404) {
+    const mismatch = topologyMismatch(clean.message);
+    if (mismatch !== undefined) return { kind: 'config', message: mismatch };
+  }
+  if (code !== undefined && CONFIG_CODES.has(code)) return { kind: 'config' };
+  return op === 'publish' ? publishClass(error, clean) : undefined;
+}
+
+/**
+ * A native amqplib or socket error as a BusbarError (secrets always scrubbed): a refused login or permission
+ * is a ConnectionError that is not retryable; a refused declaration (404, 406, ...) a ConfigError saying
+ * which argument differs; a nack a retryable PublishError; the rest by core's common rules and `context.op`.
+ */
+export function toBusbarError(error: unknown, context: NativeErrorContext): BusbarError {
+  return nativeError(error, context, (native, clean) => classify(native, clean, context.op));
 }

@@ -3,6 +3,7 @@ import { redactUrl, sanitizeError } from '@busbar/core/transport';
 import amqplib, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import { CLOSE_STEP_MS, settledWithin } from './closing.js';
 import { isAuthFailure } from './errors.js';
+import { destroySocket, frameMax } from './internals.js';
 import type { ResolvedOptions } from './options.js';
 
 type Listener = (model: ChannelModel) => void;
@@ -48,12 +49,9 @@ export class Link {
     return answered;
   }
 
-  /** The negotiated frame_max of the live connection (amqplib keeps it on its connection object), or 0 if unknown. */
+  /** The negotiated frame_max of the live connection, or 0 if unknown. */
   get frameMax(): number {
-    const model = this.#model;
-    if (!model) return 0;
-    const value: unknown = Reflect.get(model.connection, 'frameMax');
-    return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+    return this.#model ? frameMax(this.#model) : 0;
   }
 
   /** The live connection; waits up to `timeoutMs` while reconnecting, then rejects. */
@@ -187,16 +185,5 @@ export class Link {
     if (!(await settledWithin(closing, wait)) && model) destroySocket(model);
     this.#model = undefined;
     this.#context.reportState(this.name, 'down');
-  }
-}
-
-/**
- * Destroys the socket under an amqplib connection (amqplib offers no forced close). With an error, so amqplib
- * runs its socket-error path: it stops the heartbeat timers and marks the connection closed.
- */
-function destroySocket(model: ChannelModel): void {
-  const stream: unknown = Reflect.get(model.connection, 'stream');
-  if (typeof stream === 'object' && stream !== null && 'destroy' in stream && typeof stream.destroy === 'function') {
-    stream.destroy(new Error('closed by busbar: the broker did not answer'));
   }
 }

@@ -1,7 +1,8 @@
-import { BusbarError, ClosedError, InvalidHeaderError, PublishError, TimeoutError } from '@busbar/core';
-import { type Deferred, deferred, sanitizeError } from '@busbar/core/transport';
+import { BusbarError, ClosedError, PublishError, TimeoutError } from '@busbar/core';
+import { type Deferred, Deque, deferred } from '@busbar/core/transport';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { settledWithin } from './closing.js';
+import { toBusbarError } from './errors.js';
 import type { Link } from './link.js';
 
 /** One `publish()` call: resolves when every one of its messages is confirmed. */
@@ -47,8 +48,8 @@ export class Publisher {
   #opening: Promise<void> | undefined;
   #blocked = false;
   #queue: Entry[] = [];
-  #calls: Call[] = [];
-  #head = 0;
+  /** Calls in order of their deadlines (all share one timeout): the sweeper only looks at the front. */
+  readonly #calls = new Deque<Call>();
   readonly #returned = new Map<string, number>();
   #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
@@ -116,10 +117,7 @@ export class Publisher {
       // amqplib validates the message while encoding it (field types and sizes): nothing was sent, and
       // sending it again cannot help. Anything else means the channel closed under us.
       if (error instanceof RangeError || error instanceof TypeError) {
-        const text = `Publish to '${entry.routingKey}' failed: ${error.message}`;
-        // The header table over amqplib's encoding buffer (the transport checks sizes first; this is the backstop).
-        const headers = /field table|headers/i.test(error.message);
-        this.#fail(entry.call, headers ? new InvalidHeaderError(text) : new PublishError(text, { retryable: false }));
+        this.#fail(entry.call, this.#publishError(entry, error));
         return true;
       }
       // The channel closed under us; its confirm callback was not registered, so the entry is still ours.
@@ -163,14 +161,7 @@ export class Publisher {
     }
     if (call.done) return;
     if (error) {
-      const text = String((error as Error).message ?? error);
-      const why = text === 'message nacked' ? 'the broker nacked it' : `outcome unknown (${text})`;
-      this.#fail(
-        call,
-        new PublishError(`Publish to '${entry.routingKey}' failed: ${why}`, {
-          cause: sanitizeError(error, this.#settings.secrets),
-        }),
-      );
+      this.#fail(call, this.#publishError(entry, error));
     } else if (returned) {
       this.#fail(
         call,
@@ -187,6 +178,11 @@ export class Publisher {
     }
   }
 
+  #publishError(entry: Entry, error: unknown): BusbarError {
+    const what = `Publish to '${entry.routingKey}' failed`;
+    return toBusbarError(error, { what, op: 'publish', secrets: this.#settings.secrets });
+  }
+
   #fail(call: Call, error: Error): void {
     if (call.done) return;
     call.done = true;
@@ -196,8 +192,7 @@ export class Publisher {
   #sweep(): void {
     const now = Date.now();
     let expired = false;
-    while (this.#head < this.#calls.length) {
-      const call = this.#calls[this.#head] as Call;
+    for (let call = this.#calls.at(0); call !== undefined; call = this.#calls.at(0)) {
       if (!call.done) {
         if (call.deadline > now) break;
         expired = true;
@@ -206,18 +201,13 @@ export class Publisher {
           new TimeoutError(`Publish not confirmed within ${this.#settings.timeoutMs} ms: the outcome is unknown`),
         );
       }
-      this.#head++;
+      this.#calls.shift();
     }
     // Messages still waiting for a channel whose callers gave up: never send them later.
     if (expired && this.#queue.length > 0) this.#queue = this.#queue.filter((entry) => !entry.call.done);
-    if (this.#head === this.#calls.length) {
-      this.#calls = [];
-      this.#head = 0;
+    if (this.#calls.length === 0) {
       clearInterval(this.#sweeper);
       this.#sweeper = undefined;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#calls.length) {
-      this.#calls = this.#calls.slice(this.#head);
-      this.#head = 0;
     }
   }
 
@@ -271,7 +261,12 @@ export class Publisher {
   /** Waits for the confirms of what is in flight (bounded by the publish timeout), then closes the channel. */
   async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.#closed) return;
-    const pending = this.#calls.slice(this.#head).filter((c) => !c.done);
+    // Not drained: the sweeper still times them out one by one while close waits.
+    const pending: Call[] = [];
+    for (let i = 0; i < this.#calls.length; i++) {
+      const call = this.#calls.at(i) as Call;
+      if (!call.done) pending.push(call);
+    }
     // A silent broker will not confirm them, and past core's deadline nobody waits: they fail now (outcome
     // unknown) instead of at their own deadline.
     if (!this.#link.silent && pending.length > 0) {

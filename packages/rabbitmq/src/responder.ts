@@ -1,7 +1,7 @@
 import type { Delivery, IncomingRequest, Logger, ReplyRecord } from '@busbar/core/transport';
 import type { Options } from 'amqplib';
 import { checkHeaderSize, toBuffer } from './codec.js';
-import { RabbitDelivery } from './consumer.js';
+import { RabbitDelivery } from './delivery.js';
 import type { Outgoing } from './publisher.js';
 
 export interface ReplyHooks {

@@ -1,9 +1,10 @@
-import { ConfigError, ConnectionError } from '@busbar/core';
+import { type BusbarError, ConfigError, ConnectionError } from '@busbar/core';
 import {
   type Capabilities,
   HEADER,
   type IncomingRequest,
   type LagInfo,
+  type NativeOperation,
   type OutgoingRecord,
   type RequestReply,
   type RespondSpec,
@@ -18,7 +19,8 @@ import {
 import type { Channel } from 'amqplib';
 import { settledWithin } from './closing.js';
 import { checkHeaderSize, headerTableLimit, type PublishSettings, publishOptions, toBuffer } from './codec.js';
-import { Consumer, type RabbitDelivery } from './consumer.js';
+import { Consumer } from './consumer.js';
+import type { RabbitDelivery } from './delivery.js';
 import { toBusbarError } from './errors.js';
 import { Link } from './link.js';
 import type { ResolvedOptions } from './options.js';
@@ -95,6 +97,7 @@ export class RabbitMQTransport implements Transport {
       priorityHeader: options.priorityHeader,
     };
     this.#publishLink = new Link('publisher', context);
+    const secrets = context.secrets;
     const onError = (message: string, error: unknown) =>
       context.logger.warn(message, { error: sanitizeError(error, context.secrets) });
     this.#publisher = new Publisher(this.#publishLink, {
@@ -102,13 +105,13 @@ export class RabbitMQTransport implements Transport {
       secrets: context.secrets,
       onError,
       prepare: (channel) => declareExchange(channel, options),
-      toError: (error) => toBusbarError(error, 'Declaring the exchange failed', context.secrets),
+      toError: (error) => toBusbarError(error, { what: 'Declaring the exchange failed', op: 'declare', secrets }),
     });
     this.#retryPublisher = new Publisher(this.#publishLink, {
       timeoutMs: context.bus.publishTimeoutMs,
       secrets: context.secrets,
       onError,
-      toError: (error) => toBusbarError(error, 'Opening the retry channel failed', context.secrets),
+      toError: (error) => toBusbarError(error, { what: 'Opening the retry channel failed', op: 'connect', secrets }),
       prepare: async () => {
         // Retry buckets may have been deleted while we were away: declare them again on first use.
         this.#buckets.clear();
@@ -119,7 +122,7 @@ export class RabbitMQTransport implements Transport {
       priorityHeader: options.priorityHeader,
       connectTimeoutMs: context.bus.connectTimeoutMs,
       logger: context.logger,
-      toError: (error, what) => this.#error(error, what),
+      toError: (error, what) => this.#error(error, what, 'request'),
     });
     this.requestReply = {
       request: (record, requestOptions) => this.#requester.request(record, requestOptions),
@@ -136,7 +139,7 @@ export class RabbitMQTransport implements Transport {
       await this.#publishLink.open();
       await this.#publisher.ready();
     } catch (error) {
-      throw this.#error(error, 'Connecting failed');
+      throw this.#error(error, 'Connecting failed', 'connect');
     }
   }
 
@@ -217,7 +220,7 @@ export class RabbitMQTransport implements Transport {
     const link = await this.#consumerLink();
     const consumer: Consumer = new Consumer(link, spec, callbacks, {
       logger: this.#context.logger,
-      toError: (error, what) => this.#error(error, what),
+      toError: (error, what) => this.#error(error, what, 'consume'),
       retry: (queue, delivery, request) => this.#retry(queue, delivery, request),
       declare,
     });
@@ -316,7 +319,7 @@ export class RabbitMQTransport implements Transport {
       channel.on('error', () => undefined);
       return await work(channel);
     } catch (error) {
-      throw this.#error(error, what);
+      throw this.#error(error, what, 'declare');
     } finally {
       await channel?.close().catch(() => undefined);
     }
@@ -330,15 +333,15 @@ export class RabbitMQTransport implements Transport {
       } catch (error) {
         this.#consumeLink = undefined;
         await link.close();
-        throw this.#error(error, 'Connecting the consumer failed');
+        throw this.#error(error, 'Connecting the consumer failed', 'connect');
       }
       return link;
     })();
     return this.#consumeLink;
   }
 
-  #error(error: unknown, what: string): Error {
-    return toBusbarError(error, what, this.#context.secrets);
+  #error(error: unknown, what: string, op: NativeOperation): BusbarError {
+    return toBusbarError(error, { what, op, secrets: this.#context.secrets });
   }
 
   /** `deadline`: when core stops waiting; unconfirmed publishes fail and the connections end by then at the latest. */

@@ -201,12 +201,14 @@ describe.runIf(ok)('rabbitmq transport', () => {
     await expect(open({ maxPriority: 5 })).rejects.toMatchObject({ code: 'BUSBAR_CONFIG' });
   });
 
-  it('never shows the password; a wrong one fails fast with a ConnectionError', async () => {
+  it('never shows the password; a wrong one fails fast with a ConnectionError that is not retryable', async () => {
     const started = Date.now();
     const wrong = new URL(brokerUrls.rabbitmq);
     wrong.password = 's3cret-pw';
     const error = await open({}, wrong.toString()).catch((e) => e);
     expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
+    // The same credentials are refused again: a caller's retry loop must not keep trying them.
+    expect(error.retryable).toBe(false);
     expect(JSON.stringify({ m: error.message, s: error.stack, c: String(error.cause?.message) })).not.toContain(
       's3cret-pw',
     );
