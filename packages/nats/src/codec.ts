@@ -6,6 +6,7 @@ import {
   keepsOwnTimestamp,
   numericHeader,
   type OutgoingRecord,
+  RESERVED_HEADER_PREFIX,
 } from '@busbar/core/transport';
 import { type JsMsg, type MsgHdrs, headers as natsHeaders } from 'nats';
 import {
@@ -16,6 +17,7 @@ import {
   percentEncode,
   readCloudEvent,
 } from './cloudevents.js';
+import { ackSubject, headerBlock } from './internals.js';
 
 /** The JetStream dedup header; busbar sets it on every message. */
 export const MSG_ID = 'Nats-Msg-Id';
@@ -40,10 +42,10 @@ export function idFrom(msgId: string, topic: string, redrive: string | undefined
 }
 
 /**
- * `<stream>:<sequence>` of the message a dead letter came from (written by core when dead-lettering, and
- * dropped on re-drive with the other busbar-dl-* headers).
+ * The header that carried a dead letter's `<stream>:<sequence>` before core's `HEADER.sourceOffset`; retry
+ * copies written before the rename still carry it (see `fromRetryCopy`).
  */
-export const SOURCE_SEQ = 'busbar-dl-seq';
+export const LEGACY_SOURCE_OFFSET = `${RESERVED_HEADER_PREFIX}dl-seq`;
 
 export interface NativeRecord {
   readonly subject: string;
@@ -169,13 +171,22 @@ export interface Decoded {
   /** Stream and stream sequence it was read from. */
   readonly stream: string;
   readonly sequence: number;
+  /** The stream's creation time (ms) when known: with `stream` and `sequence`, the message's unique place. */
+  readonly epoch: number | undefined;
+}
+
+/** `<stream>:<created>:<sequence>` (or `<stream>:<sequence>` when the creation time is not known). */
+export function position(d: Pick<Decoded, 'stream' | 'sequence' | 'epoch'>): string {
+  return d.epoch === undefined ? `${d.stream}:${d.sequence}` : `${d.stream}:${d.epoch}:${d.sequence}`;
 }
 
 /**
  * A message's id is its `Nats-Msg-Id` (busbar's own id, or the foreign publisher's) or, without a usable one,
- * `<stream>:<sequence>`: the broker's identity of the message, the same on every redelivery.
+ * `<stream>:<created>:<sequence>`: the broker's identity of the message, the same on every redelivery.
+ * `created` (the stream's creation time in ms, `streamEpoch`) tells apart the messages of a stream deleted and
+ * created again, whose sequences start over; without it the id is `<stream>:<sequence>`.
  */
-export function decode(m: JsMsg): Decoded {
+export function decode(m: JsMsg, streamEpoch?: number): Decoded {
   const out: Record<string, string> = {};
   const block = headerBlock(m);
   const msgId = block === undefined ? headersFromNats(m, out) : parseHeaderBlock(block, out);
@@ -183,15 +194,18 @@ export function decode(m: JsMsg): Decoded {
   const info = ackInfo(m);
   const streamTime = Math.floor(info.timestampNanos / 1e6);
   const id = msgId === undefined ? undefined : usableId(idFrom(msgId, m.subject, out[HEADER.redrive]));
+  const stream = info.stream;
+  const sequence = info.streamSequence;
   return {
-    id: id ?? `${info.stream}:${info.streamSequence}`,
+    id: id ?? position({ stream, sequence, epoch: streamEpoch }),
     key: out[HEADER.key],
     headers: out,
     timestamp: validTime(numericHeader(out[HEADER.timestamp], streamTime), streamTime),
     attempt: Number.isFinite(info.deliveryCount) && info.deliveryCount >= 1 ? info.deliveryCount : 1,
     contentType,
-    stream: info.stream,
-    sequence: info.streamSequence,
+    stream,
+    sequence,
+    epoch: streamEpoch,
   };
 }
 
@@ -248,21 +262,6 @@ export function headersFromNats(
   return msgId;
 }
 
-/**
- * The raw `NATS/1.0\r\nName: value\r\n...` block of a message, from nats.js' message object (nats 2.x keeps it
- * as `_rdata` up to `_msg.hdr`). Parsing it here skips nats.js' per-header validation and canonicalization:
- * measured at about a third of busbar's NATS consume time. Undefined when the shape is not the expected one,
- * and the public `m.headers` is used instead.
- */
-function headerBlock(m: JsMsg): string | undefined {
-  const impl = (m as unknown as { msg?: { _msg?: { hdr?: unknown }; _rdata?: unknown } }).msg;
-  const hdr = impl?._msg?.hdr;
-  const data = impl?._rdata;
-  if (typeof hdr !== 'number' || !(data instanceof Uint8Array)) return undefined;
-  if (hdr <= 0) return '';
-  return Buffer.from(data.buffer, data.byteOffset, hdr).toString('utf8');
-}
-
 /** Parses a header block the way nats.js does (names as sent, values trimmed), repeats joined by core's rule (', '). */
 export function parseHeaderBlock(text: string, out: Record<string, string>): string | undefined {
   wire.contentType = undefined;
@@ -303,9 +302,8 @@ interface AckInfo {
  * `$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>.<random>`.
  */
 export function ackInfo(m: JsMsg): AckInfo {
-  // nats.js' JsMsg has the ack subject as `reply` (not in its types); anything unexpected goes through `m.info`.
-  const reply = (m as unknown as { reply?: unknown }).reply;
-  if (typeof reply !== 'string' || !reply.startsWith('$JS.ACK.')) return m.info;
+  const reply = ackSubject(m);
+  if (reply === undefined) return m.info;
   // Token boundaries by hand: split() made a string per token for the three numbers busbar reads (measured).
   const dots = DOTS;
   let count = 0;

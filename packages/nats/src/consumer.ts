@@ -2,7 +2,7 @@ import type { RetryRequest, SubscribeCallbacks, SubscribeSpec, TransportSubscrip
 import { DEAD_LETTER_READER_GROUP, isPattern, topicMatches } from '@busbar/core/transport';
 import { DeliverPolicy, type JsMsg } from 'nats';
 import { decode } from './codec.js';
-import { type Holder, NatsDelivery } from './delivery.js';
+import { type Holder, NatsDelivery, quietly } from './delivery.js';
 import { consumerName, toSubject } from './names.js';
 import { type ConsumerContext, PullLoop } from './pull.js';
 import {
@@ -106,7 +106,7 @@ export async function subscribeGroup(
       quietly(() => m.ack());
       return;
     }
-    const delivery = new NatsDelivery(m, decode(m), holder, false);
+    const delivery = new NatsDelivery(m, decode(m, topology.epoch(stream)), holder, false);
     held.add(delivery);
     callbacks.onDelivery(delivery);
   };
@@ -157,11 +157,11 @@ export async function subscribeGroup(
 
   // One timer per consumer: keeps every held message's ack deadline ahead of its handler.
   const keepAlive = every(ctx.ackWaitMs, () => {
-    for (const d of held) d.raw.working();
+    for (const d of held) quietly(() => d.raw.working());
   });
   const keepCopies = every(retrySettings.ackWaitMs, () => {
-    for (const d of heldCopies) d.raw.working();
-    for (const p of parked) p.m.working();
+    for (const d of heldCopies) quietly(() => d.raw.working());
+    for (const p of parked) quietly(() => p.m.working());
   });
 
   const releaseParked = (): void => {
@@ -187,27 +187,9 @@ export async function subscribeGroup(
   };
 }
 
-/** An ack/nak that nats.js may throw from (a closed connection): the message returns after its ack wait. */
-function quietly(send: () => void): void {
-  try {
-    send();
-  } catch {
-    // see above
-  }
-}
-
 /** A timer that runs `tick` every third of `ackWaitMs`. */
 function every(ackWaitMs: number, tick: () => void): NodeJS.Timeout {
-  const timer = setInterval(
-    () => {
-      try {
-        tick();
-      } catch {
-        // nats.js throws once the connection is closed: nothing to keep alive then, and a timer must not crash
-      }
-    },
-    Math.max(250, Math.floor(ackWaitMs / 3)),
-  );
+  const timer = setInterval(tick, Math.max(250, Math.floor(ackWaitMs / 3)));
   timer.unref();
   return timer;
 }
@@ -231,7 +213,7 @@ export async function subscribeBroadcast(
     callback: (m) => {
       if (!active) return;
       if (!exact && !topicMatches(spec.topic, m.subject)) return;
-      callbacks.onDelivery(new NatsDelivery(m, decode(m), undefined, false));
+      callbacks.onDelivery(new NatsDelivery(m, decode(m, ctx.topology.epoch(stream)), undefined, false));
     },
   });
   return {

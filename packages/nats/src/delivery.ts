@@ -1,6 +1,7 @@
-import type { Delivery, RetryRequest } from '@busbar/core/transport';
+import { type Delivery, HEADER, type RetryRequest } from '@busbar/core/transport';
 import type { JsMsg } from 'nats';
-import { type Decoded, SOURCE_SEQ } from './codec.js';
+import { type Decoded, position } from './codec.js';
+import { toBusbarError } from './errors.js';
 import type { RetrySource } from './retry.js';
 
 /** The group member that holds a delivery until core settles it. */
@@ -29,6 +30,7 @@ export class NatsDelivery implements Delivery {
   readonly #holder: Holder | undefined;
   readonly #stream: string;
   readonly #sequence: number;
+  readonly #epoch: number | undefined;
   /** Read from the retry stream: its headers already carry the source position. */
   readonly #copy: boolean;
   #settled = false;
@@ -47,12 +49,13 @@ export class NatsDelivery implements Delivery {
     this.#holder = holder;
     this.#stream = d.stream;
     this.#sequence = d.sequence;
+    this.#epoch = d.epoch;
     this.#copy = copy;
   }
 
   /** The stream position of the message as first read, for its retries and dead letter. */
   deadLetterHeaders(): Readonly<Record<string, string>> | undefined {
-    return this.#copy ? undefined : { [SOURCE_SEQ]: `${this.#stream}:${this.#sequence}` };
+    return this.#copy ? undefined : { [HEADER.sourceOffset]: `${this.#stream}:${this.#sequence}` };
   }
 
   /** For the retry copy: what this delivery is, and where it was read (one copy per delivered message). */
@@ -64,7 +67,9 @@ export class NatsDelivery implements Delivery {
       body: this.body,
       timestamp: this.timestamp,
       contentType: this.contentType,
-      position: `${this.#stream}:${this.#sequence}`,
+      // The stream's creation time keeps a copy apart from one of the same place in an earlier incarnation of
+      // the stream (deleted and created again within the retry stream's duplicate window).
+      position: position({ stream: this.#stream, sequence: this.#sequence, epoch: this.#epoch }),
     };
   }
 
@@ -81,9 +86,9 @@ export class NatsDelivery implements Delivery {
     return true;
   }
 
-  // nats.js throws (a closed connection) rather than rejecting: these turn that into a rejection.
+  // A client that throws from ack/nak (see `quietly`) gets a typed rejection here, never a throw.
   ack(): Promise<void> {
-    return this.#settle() ? attempt(() => this.raw.ack()) : done;
+    return this.#settle() ? attempt(() => this.raw.ack(), this.topic, 'Acking') : done;
   }
 
   /**
@@ -96,25 +101,48 @@ export class NatsDelivery implements Delivery {
     this.#retrying = true;
     try {
       await this.#holder.retry(this, request);
+    } catch (error) {
+      // Creating the retry stream can fail with a native error; the copy's publish fails typed already.
+      throw toBusbarError(error, {
+        what: `Writing the retry copy of a message of '${this.topic}' failed`,
+        op: 'publish',
+        secrets: [],
+      });
     } finally {
       this.#retrying = false;
     }
     // The copy is durable: a lost ack only brings this message back after the ack wait (its copy is deduped).
-    if (this.#settle()) await attempt(() => this.raw.ack()).catch(() => undefined);
+    if (this.#settle()) quietly(() => this.raw.ack());
   }
 
   release(): Promise<void> {
-    return this.#settle() ? attempt(() => this.raw.nak()) : done;
+    return this.#settle() ? attempt(() => this.raw.nak(), this.topic, 'Releasing') : done;
   }
 }
 
 const done = Promise.resolve();
 
-function attempt(send: () => void): Promise<void> {
+function attempt(send: () => void, topic: string, what: string): Promise<void> {
   try {
     send();
     return done;
   } catch (error) {
-    return Promise.reject(error);
+    return Promise.reject(
+      toBusbarError(error, { what: `${what} a message of '${topic}' failed`, op: 'consume', secrets: [] }),
+    );
+  }
+}
+
+/**
+ * An ack, nak or `working()` that must not throw past the driver. nats.js 2.29 queues them without checking
+ * the connection (lost on a closed one); a client that checks throws synchronously instead, as its
+ * `publish()` does. False when it threw; the message then comes back after its ack wait.
+ */
+export function quietly(send: () => void): boolean {
+  try {
+    send();
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -1,27 +1,46 @@
+import { type BusbarError, InvalidHeaderError, PayloadTooLargeError } from '@busbar/core';
 import {
-  BusbarError,
-  ConfigError,
-  ConnectionError,
-  InvalidHeaderError,
-  PayloadTooLargeError,
-  PublishError,
-  TimeoutError,
-} from '@busbar/core';
-import { sanitizeError } from '@busbar/core/transport';
+  type NativeErrorClass,
+  type NativeErrorContext,
+  type NativeErrorKind,
+  nativeError,
+} from '@busbar/core/transport';
 
-const CONNECTION_CODES = new Set([
-  'CONNECTION_CLOSED',
-  'CONNECTION_DRAINING',
-  'CONNECTION_REFUSED',
-  'CONNECTION_TIMEOUT',
-  'DISCONNECT',
-  'BAD_AUTHENTICATION',
-  'AUTHORIZATION_VIOLATION',
-  'AUTHENTICATION_EXPIRED',
-  'AUTHENTICATION_TIMEOUT',
-  'PERMISSIONS_VIOLATION',
-  'TLS',
+/** nats.js' `NatsError.code`s and what they mean for busbar; codes not listed fall to core's rules. */
+const KINDS: ReadonlyMap<string, NativeErrorKind> = new Map<string, NativeErrorKind>([
+  ['TIMEOUT', 'timeout'],
+  ['BAD_HEADER', 'header'],
+  ['BAD_SUBJECT', 'config'],
+  ['INVALID_OPTION', 'config'],
+  ['CONNECTION_CLOSED', 'connection'],
+  ['CONNECTION_DRAINING', 'connection'],
+  ['CONNECTION_REFUSED', 'connection'],
+  ['CONNECTION_TIMEOUT', 'connection'],
+  ['DISCONNECT', 'connection'],
+  ['AUTHENTICATION_TIMEOUT', 'connection'],
+  // The same credentials fail the same way again: not retryable.
+  ['BAD_AUTHENTICATION', 'auth'],
+  ['BAD_CREDS', 'auth'],
+  ['AUTHORIZATION_VIOLATION', 'auth'],
+  ['AUTHENTICATION_EXPIRED', 'auth'],
+  ['ACCOUNT_EXPIRED', 'auth'],
+  ['PERMISSIONS_VIOLATION', 'auth'],
+  ['TLS', 'tls'],
 ]);
+
+function classify(error: unknown): NativeErrorClass | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  const kind = typeof code === 'string' ? KINDS.get(code) : undefined;
+  if (kind !== undefined) return { kind };
+  // The JetStream API answered no (a stream config it refuses, a name in use): asking again gets the same answer.
+  if (apiErrorCode(error) !== undefined) return { kind: 'refused', retryable: false };
+  return undefined;
+}
+
+/** A native (nats.js / server) error as a busbar error, redacted; `context.what` says what was being done. */
+export function toBusbarError(error: unknown, context: NativeErrorContext): BusbarError {
+  return nativeError(error, context, classify);
+}
 
 /** The JetStream API error code (e.g. 10058 stream name in use), when there is one. */
 export function apiErrorCode(error: unknown): number | undefined {
@@ -29,25 +48,12 @@ export function apiErrorCode(error: unknown): number | undefined {
   return typeof api?.err_code === 'number' ? api.err_code : undefined;
 }
 
+/** A JetStream "stream not found" or "consumer not found" answer. */
 export function isNotFound(error: unknown): boolean {
   const code = apiErrorCode(error);
   if (code === 10059 || code === 10014) return true;
   const message = error instanceof Error ? error.message : '';
   return message === 'stream not found' || message === 'consumer not found';
-}
-
-/** A native (nats.js / server) error as a busbar error, redacted. `what` says what was being done. */
-export function toBusbarError(error: unknown, what: string, secrets: readonly string[]): BusbarError {
-  if (BusbarError.is(error)) return error;
-  const clean = sanitizeError(error, secrets);
-  const code = (error as { code?: unknown } | undefined)?.code;
-  const text = `${what}: ${clean.message}`;
-  if (code === 'TIMEOUT') return new TimeoutError(text, { cause: clean });
-  if (code === 'BAD_HEADER') return new InvalidHeaderError(text);
-  if (typeof code === 'string' && CONNECTION_CODES.has(code)) return new ConnectionError(text, { cause: clean });
-  if (code === 'INVALID_OPTION' || code === 'BAD_SUBJECT') return new ConfigError(text, { cause: clean });
-  if (apiErrorCode(error) !== undefined) return new PublishError(text, { cause: clean, retryable: false });
-  return new ConnectionError(text, { cause: clean });
 }
 
 /**

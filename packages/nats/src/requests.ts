@@ -132,7 +132,11 @@ export class NatsRequests implements RequestReply {
     } catch (error) {
       throw (
         publishRefusal(error, topic, native.size, this.#ctx.maxPayloadBytes()) ??
-        toBusbarError(error, `Sending the request on '${topic}' failed`, this.#ctx.secrets)
+        toBusbarError(error, {
+          what: `Sending the request on '${topic}' failed`,
+          op: 'request',
+          secrets: this.#ctx.secrets,
+        })
       );
     }
   }
@@ -169,7 +173,9 @@ export class NatsRequests implements RequestReply {
         if (error) {
           // A permissions violation on the inbox, say: every waiting request fails, the next one subscribes anew.
           if (this.#inbox?.sub === sub) this.#inbox = undefined;
-          this.#failAll(toBusbarError(error, 'The reply subscription failed', this.#ctx.secrets));
+          this.#failAll(
+            toBusbarError(error, { what: 'The reply subscription failed', op: 'request', secrets: this.#ctx.secrets }),
+          );
           return;
         }
         this.#onReply(msg, prefix);

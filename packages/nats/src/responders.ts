@@ -63,7 +63,8 @@ function headerBytes(h: MsgHdrs | undefined): number {
 }
 
 /** One incoming core NATS message as a busbar request. */
-function toRequest(nc: NatsConnection, msg: Msg, topic: string, max: () => number): IncomingRequest {
+function toRequest(nc: NatsConnection, msg: Msg, topic: string, ctx: RequestContext): IncomingRequest {
+  const { secrets, maxPayloadBytes: max } = ctx;
   const headers: Record<string, string> = {};
   const msgId = headersFromNats(msg, headers);
   const contentType = wire.cloudEvent ? readCloudEvent(headers, wire.contentType) : wire.contentType;
@@ -94,13 +95,20 @@ function toRequest(nc: NatsConnection, msg: Msg, topic: string, max: () => numbe
         const failed = natsHeaders();
         failed.set(HEADER.replyError, 'BUSBAR_PAYLOAD_TOO_LARGE');
         failed.set(HEADER.replyErrorMessage, `The reply is ${size} bytes, over the server's max_payload of ${limit}`);
-        nc.publish(inbox, new Uint8Array(0), { headers: failed });
+        try {
+          nc.publish(inbox, new Uint8Array(0), { headers: failed });
+        } catch {
+          // The connection is gone: the caller times out; the failure below is what this reply reports.
+        }
         throw new PayloadTooLargeError(size, limit, topic);
       }
       try {
         nc.publish(inbox, reply.body, h ? { headers: h } : {});
       } catch (error) {
-        throw publishRefusal(error, topic, size, limit) ?? toBusbarError(error, `Replying on '${topic}' failed`, []);
+        throw (
+          publishRefusal(error, topic, size, limit) ??
+          toBusbarError(error, { what: `Replying on '${topic}' failed`, op: 'request', secrets })
+        );
       }
     },
   };
@@ -127,10 +135,16 @@ export async function respond(
     callback: (error, msg) => {
       if (!active) return;
       if (error) {
-        callbacks.onError(toBusbarError(error, `Serving requests on '${spec.topic}' failed`, ctx.secrets));
+        callbacks.onError(
+          toBusbarError(error, {
+            what: `Serving requests on '${spec.topic}' failed`,
+            op: 'request',
+            secrets: ctx.secrets,
+          }),
+        );
         return;
       }
-      callbacks.onRequest(toRequest(nc, msg, msg.subject.slice(prefixLength), ctx.maxPayloadBytes));
+      callbacks.onRequest(toRequest(nc, msg, msg.subject.slice(prefixLength), ctx));
     },
   });
   // The server has the subscription once a PING after it is answered; bounded, as a disconnected client

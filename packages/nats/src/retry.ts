@@ -8,7 +8,15 @@ import {
   isDataContentType,
   percentEncode,
 } from './cloudevents.js';
-import { CONTENT_TYPE, type Decoded, MSG_ID, type NativeRecord, usableId, validTime } from './codec.js';
+import {
+  CONTENT_TYPE,
+  type Decoded,
+  LEGACY_SOURCE_OFFSET,
+  MSG_ID,
+  type NativeRecord,
+  usableId,
+  validTime,
+} from './codec.js';
 
 /**
  * Retries do not go back through the group's consumer (a delayed `nak` would hold a slot of its
@@ -22,11 +30,8 @@ export const RETRY_ROOT = '_busbar.retry';
 /** What the retry stream captures (and the key its name is cached under). */
 export const RETRY_STREAM_KEY = `${RETRY_ROOT}.>`;
 
-/** When a retry copy is due, ms since the epoch. */
-export const DUE = 'busbar-due';
-
 /** Headers only a retry copy carries; they are not part of the message core sees. */
-const COPY_ONLY = new Set<string>([HEADER.id, HEADER.topic, HEADER.attempt, HEADER.timestamp, DUE]);
+const COPY_ONLY = new Set<string>([HEADER.id, HEADER.topic, HEADER.attempt, HEADER.timestamp, HEADER.due]);
 
 /** The subject of one group's retries: its topic's stream and its consumer name keep it to this group. */
 export function retrySubject(stream: string, consumer: string): string {
@@ -84,7 +89,7 @@ export function retryCopy(subject: string, source: RetrySource, request: RetryRe
     [HEADER.topic, source.topic],
     [HEADER.attempt, String(request.attempt)],
     [HEADER.timestamp, String(source.timestamp)],
-    [DUE, String(due)],
+    [HEADER.due, String(due)],
   ];
   if (source.key !== undefined) own.push([HEADER.key, source.key]);
   if (source.contentType) own.push([CONTENT_TYPE, source.contentType]);
@@ -110,6 +115,13 @@ export function fromRetryCopy(d: Decoded, subject: string): CopyFacts {
   const h = d.headers;
   const headers: Record<string, string> = {};
   for (const name in h) if (!COPY_ONLY.has(name)) headers[name] = h[name] as string;
+  // A copy written before core's header registry names its source position the old way: its dead letter
+  // gets the current name.
+  const legacy = headers[LEGACY_SOURCE_OFFSET];
+  if (legacy !== undefined) {
+    headers[HEADER.sourceOffset] ??= legacy;
+    delete headers[LEGACY_SOURCE_OFFSET];
+  }
   const attempt = Math.floor(numericHeader(h[HEADER.attempt], 2));
   return {
     ...d,
@@ -118,6 +130,6 @@ export function fromRetryCopy(d: Decoded, subject: string): CopyFacts {
     headers,
     timestamp: validTime(numericHeader(h[HEADER.timestamp], d.timestamp), d.timestamp),
     attempt: attempt >= 1 ? attempt : 1,
-    due: numericHeader(h[DUE], 0),
+    due: numericHeader(h[HEADER.due], 0),
   };
 }

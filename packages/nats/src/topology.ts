@@ -40,6 +40,8 @@ export class Topology {
   readonly #topicStreams = new Map<string, string>();
   readonly #streams = new Map<string, Promise<string>>();
   readonly #consumers = new Map<string, Promise<void>>();
+  /** stream -> its creation time (ms), read whenever busbar makes sure of the stream. */
+  readonly #epochs = new Map<string, number>();
 
   constructor(jsm: JetStreamManager, options: NatsOptions) {
     this.#jsm = jsm;
@@ -49,6 +51,19 @@ export class Topology {
   /** The stream of a topic when it is already ensured (synchronous, for the hot path). */
   known(topic: string): string | undefined {
     return this.#topicStreams.get(topic);
+  }
+
+  /**
+   * When `stream` was created (ms since the epoch), once busbar made sure of it: foreign message ids include
+   * it, so a stream deleted and created again (its sequences start over) does not repeat ids.
+   */
+  epoch(stream: string): number | undefined {
+    return this.#epochs.get(stream);
+  }
+
+  #remember(info: { readonly config: { readonly name: string }; readonly created: string }): void {
+    const created = Date.parse(info.created);
+    if (Number.isFinite(created)) this.#epochs.set(info.config.name, created);
   }
 
   /** Forget a topic's stream (it was deleted under us): the next use re-creates it. */
@@ -120,6 +135,7 @@ export class Topology {
     const o = this.#options;
     try {
       const info = await this.#jsm.streams.info(target.name);
+      this.#remember(info);
       const missing = target.subjects.filter((s) => !info.config.subjects.includes(s));
       if (missing.length > 0 && o.updateStreams) {
         await this.#jsm.streams.update(target.name, {
@@ -132,7 +148,7 @@ export class Topology {
       if (!isNotFound(error)) throw error;
     }
     try {
-      await this.#jsm.streams.add({
+      const info = await this.#jsm.streams.add({
         name: target.name,
         subjects: [...target.subjects],
         storage: o.storage === 'memory' ? StorageType.Memory : StorageType.File,
@@ -144,11 +160,14 @@ export class Topology {
         max_msgs: o.maxMsgs === 0 || retention === RetentionPolicy.Workqueue ? -1 : o.maxMsgs,
         duplicate_window: nanos(o.duplicateWindowMs),
       });
+      this.#remember(info);
       return target.name;
     } catch (error) {
       // Another stream already captures these subjects (the user's own): use it.
       if (apiErrorCode(error) !== SUBJECT_OVERLAP) throw error;
-      return this.#jsm.streams.find(target.subjects[target.subjects.length - 1] as string);
+      const name = await this.#jsm.streams.find(target.subjects[target.subjects.length - 1] as string);
+      this.#remember(await this.#jsm.streams.info(name));
+      return name;
     }
   }
 

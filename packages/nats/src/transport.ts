@@ -123,7 +123,11 @@ export class NatsTransport implements Transport {
     try {
       nc = await natsConnect(connectionOptions(ctx));
     } catch (error) {
-      const failure = toBusbarError(error, `Could not connect to ${redactUrl(ctx.url)}`, ctx.secrets);
+      const failure = toBusbarError(error, {
+        what: `Could not connect to ${redactUrl(ctx.url)}`,
+        op: 'connect',
+        secrets: ctx.secrets,
+      });
       ctx.reportState('nats', 'down', failure);
       throw failure instanceof ConnectionError ? failure : new ConnectionError(failure.message, { cause: failure });
     }
@@ -136,7 +140,11 @@ export class NatsTransport implements Transport {
       this.#topology = new Topology(jsm, this.#options);
     } catch (error) {
       await nc.close().catch(() => undefined);
-      throw toBusbarError(error, `JetStream is not available at ${redactUrl(ctx.url)}`, ctx.secrets);
+      throw toBusbarError(error, {
+        what: `JetStream is not available at ${redactUrl(ctx.url)}`,
+        op: 'connect',
+        secrets: ctx.secrets,
+      });
     }
     const topology = this.#topology;
     this.#publisher = new Publisher(nc, ctx.bus.publishTimeoutMs, (topic) => topology.forget(topic));
@@ -151,7 +159,13 @@ export class NatsTransport implements Transport {
       this.#publisher?.failAll(new ConnectionError('The NATS connection closed'));
       this.requestReply.connectionLost(new ConnectionError('The NATS connection closed'));
       if (!this.#closed)
-        ctx.reportState('nats', 'down', error ? toBusbarError(error, 'NATS connection lost', ctx.secrets) : undefined);
+        ctx.reportState(
+          'nats',
+          'down',
+          error
+            ? toBusbarError(error, { what: 'NATS connection lost', op: 'consume', secrets: ctx.secrets })
+            : undefined,
+        );
     });
     for await (const status of nc.status()) {
       if (status.type === 'disconnect') {
@@ -196,7 +210,11 @@ export class NatsTransport implements Transport {
         for (const topic of new Set(records.map((r) => r.topic))) await topology.ensureStream(topic);
       }
     } catch (error) {
-      throw toBusbarError(error, `Creating the stream for '${first.topic}' failed`, this.#context.secrets);
+      throw toBusbarError(error, {
+        what: `Creating the stream for '${first.topic}' failed`,
+        op: 'declare',
+        secrets: this.#context.secrets,
+      });
     }
     return publisher.publish(native, first.topic);
   }
@@ -232,7 +250,11 @@ export class NatsTransport implements Transport {
         ? await subscribeBroadcast(ctx, spec, callbacks)
         : await subscribeGroup(ctx, spec, callbacks);
     } catch (error) {
-      throw toBusbarError(error, `Subscribing to '${spec.topic}' failed`, this.#context.secrets);
+      throw toBusbarError(error, {
+        what: `Subscribing to '${spec.topic}' failed`,
+        op: 'consume',
+        secrets: this.#context.secrets,
+      });
     }
   }
 
@@ -247,7 +269,11 @@ export class NatsTransport implements Transport {
         update: false,
       });
     } catch (error) {
-      throw toBusbarError(error, `Declaring group '${group}' on '${topic}' failed`, this.#context.secrets);
+      throw toBusbarError(error, {
+        what: `Declaring group '${group}' on '${topic}' failed`,
+        op: 'declare',
+        secrets: this.#context.secrets,
+      });
     }
   }
 
@@ -257,7 +283,11 @@ export class NatsTransport implements Transport {
     try {
       return await topology.lag(topic, consumerName(topic, group));
     } catch (error) {
-      throw toBusbarError(error, `Reading the lag of group '${group}' on '${topic}' failed`, this.#context.secrets);
+      throw toBusbarError(error, {
+        what: `Reading the lag of group '${group}' on '${topic}' failed`,
+        op: 'declare',
+        secrets: this.#context.secrets,
+      });
     }
   }
 
@@ -278,7 +308,11 @@ export class NatsTransport implements Transport {
       }
     } catch (error) {
       if (!String((error as Error)?.message).includes('closed')) {
-        throw toBusbarError(error, 'Closing the NATS connection failed', this.#context.secrets);
+        throw toBusbarError(error, {
+          what: 'Closing the NATS connection failed',
+          op: 'close',
+          secrets: this.#context.secrets,
+        });
       }
     } finally {
       this.#publisher?.close();

@@ -1,4 +1,5 @@
 import { connect, silentLogger } from '@busbar/core';
+import { HEADER } from '@busbar/core/transport';
 import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { connect as natsConnect } from 'nats';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -67,7 +68,7 @@ describe.runIf(ok)('nats basics', () => {
           id: m.id,
           attempts: m.deadLetter?.attempts,
           seq: raw.seq,
-          source: raw.headers.get('busbar-dl-seq'),
+          source: raw.headers.get(HEADER.sourceOffset),
         });
         return true;
       },

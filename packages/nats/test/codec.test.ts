@@ -1,7 +1,9 @@
+import { HEADER } from '@busbar/core/transport';
 import { type JsMsg, headers as natsHeaders } from 'nats';
 import { describe, expect, it } from 'vitest';
 import { percentDecode, percentEncode, readCloudEvent } from '../src/cloudevents.js';
-import { ackInfo, MSG_ID, parseHeaderBlock, usableId } from '../src/codec.js';
+import { ackInfo, type Decoded, MSG_ID, parseHeaderBlock, usableId } from '../src/codec.js';
+import { fromRetryCopy, retryCopy } from '../src/retry.js';
 
 /** What busbar read through nats.js' own decoder before the fast path (the oracle). */
 function viaNats(block: string): { msgId: string | undefined; out: Record<string, string> } {
@@ -99,5 +101,45 @@ describe('message ids from the wire', () => {
     for (const bad of [undefined, '', 'x'.repeat(1_025), '\u65e5'.repeat(400), 'a\u0000b', 'a\tb', 'a\u007fb']) {
       expect(usableId(bad), JSON.stringify(bad)?.slice(0, 20)).toBeUndefined();
     }
+  });
+});
+
+describe('retry copies', () => {
+  const decoded = (headers: Record<string, string>): Decoded => ({
+    id: 'S:1',
+    key: undefined,
+    headers,
+    timestamp: 1_000,
+    attempt: 1,
+    contentType: undefined,
+    stream: 'S',
+    sequence: 1,
+    epoch: undefined,
+  });
+
+  it('write the due time under the registry name and read it back, out of the headers core sees', () => {
+    const source = {
+      id: 'm-1',
+      topic: 'orders.created',
+      key: 'k',
+      body: new Uint8Array(0),
+      timestamp: 500,
+      contentType: undefined,
+      position: 'BUSBAR_orders:9',
+    };
+    const copy = retryCopy('_busbar.retry.x', source, { delayMs: 250, attempt: 2, headers: { a: '1' } }, 10_000);
+    expect(copy.headers.get(HEADER.due)).toBe('10250');
+    const read: Record<string, string> = {};
+    for (const [name, values] of copy.headers) read[name] = values.join(', ');
+    const facts = fromRetryCopy(decoded(read), '_busbar.retry.x');
+    expect(facts).toMatchObject({ id: 'm-1', topic: 'orders.created', attempt: 2, timestamp: 500, due: 10_250 });
+    expect(Object.keys(facts.headers).filter((h) => h.startsWith('busbar-') && h !== HEADER.key)).toEqual([]);
+  });
+
+  it('a copy written before the header registry names its source position the old way: read as the new name', () => {
+    const old = fromRetryCopy(decoded({ 'busbar-dl-seq': 'BUSBAR_o:5', x: '1' }), 's');
+    expect(old.headers).toEqual({ [HEADER.sourceOffset]: 'BUSBAR_o:5', x: '1' });
+    const both = fromRetryCopy(decoded({ 'busbar-dl-seq': 'BUSBAR_o:5', [HEADER.sourceOffset]: 'BUSBAR_o:6' }), 's');
+    expect(both.headers).toEqual({ [HEADER.sourceOffset]: 'BUSBAR_o:6' });
   });
 });
