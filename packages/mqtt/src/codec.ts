@@ -9,32 +9,27 @@ import {
   wireHeaderValue,
 } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
-import { ESCAPED_NAMES, unescapeValue } from './properties.js';
+import { unescapeValue } from './properties.js';
 
 /** MQTT 5 user properties as mqtt-packet models them (a repeated name becomes an array). */
 export type UserProperties = Record<string, string | string[]>;
-
-/** The due time of a retried message, ms since the epoch (driver-internal, on retry topics only). */
-export const DUE = 'busbar-due';
 
 export function toBuffer(body: Uint8Array): Buffer {
   return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
 }
 
-/**
- * busbar's publish time and id travel together as one user property, `busbar: <ms> <id>`: every MQTT 5
- * property costs mqtt.js a deep clone and several small socket writes per message (measured: the main share
- * of busbar's publish cost over a bare QoS 1 publish). Received, it reads back as the `busbar-ts` and
- * `busbar-id` headers; messages with those two as separate properties (busbar 0.1.0) read the same.
- */
-export const META = 'busbar';
-
-/**
+/*
+ * busbar's publish time and id travel together as one user property, HEADER.mqttMeta (`busbar: <ms> <id>`):
+ * every MQTT 5 property costs mqtt.js a deep clone and several small socket writes per message (measured: the
+ * main share of busbar's publish cost over a bare QoS 1 publish). Received, it reads back as the `busbar-ts`
+ * and `busbar-id` headers; messages with those two as separate properties (busbar 0.1.0) read the same.
+ *
  * A header named `busbar` (core allows it: only `busbar-` names are reserved; a CloudEvents extension of that
  * name, a foreign property carried into a retry or dead letter) would collide with busbar's own property, so
- * it travels under this name and reads back as `busbar`.
+ * it travels as HEADER.mqttRenamedMeta and reads back as `busbar`.
  */
-export const RENAMED_META = 'busbar-busbar';
+const META = HEADER.mqttMeta;
+const RENAMED_META = HEADER.mqttRenamedMeta;
 
 /** The headers as user properties, with a header named `busbar` moved out of the way of busbar's own. */
 export function headerProperties(headers: Readonly<Record<string, string>>): UserProperties {
@@ -75,11 +70,11 @@ export function headersOf(packet: IPublishPacket): Record<string, string> {
         continue;
       }
     }
-    if (name === ESCAPED_NAMES) continue;
+    if (name === HEADER.mqttEscaped) continue;
     const header = name === RENAMED_META ? META : name;
     for (const value of values) addWireHeader(headers, header, value);
   }
-  const escaped = props[ESCAPED_NAMES];
+  const escaped = props[HEADER.mqttEscaped];
   if (escaped !== undefined) {
     for (const name of new Set(Array.isArray(escaped) ? escaped : [escaped])) {
       const header = name === RENAMED_META ? META : name;

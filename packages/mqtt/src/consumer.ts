@@ -6,11 +6,12 @@ import type {
   TransportContext,
   TransportSubscription,
 } from '@busbar/core/transport';
-import { MAX_TIMER_MS, numericHeader } from '@busbar/core/transport';
+import { HEADER, MAX_TIMER_MS, numericHeader } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import { type Inbound, ManualAcks } from './acks.js';
-import { type DecodedFields, DUE, decodeFields, headersOf } from './codec.js';
+import { type DecodedFields, decodeFields, headersOf } from './codec.js';
 import { MqttDelivery, type RetrySink, retryProperties } from './delivery.js';
+import { reasonText, toBusbarError } from './errors.js';
 import { Link } from './link.js';
 import type { MqttOptions } from './options.js';
 import type { Publisher } from './publisher.js';
@@ -55,24 +56,30 @@ export function freeMember(family: string, n: number): void {
   if (used?.size === 0) members.delete(family);
 }
 
-export async function subscribeFilter(link: Link, filter: string, onError: (error: Error) => void): Promise<void> {
-  const granted = await link.client.subscribeAsync(filter, { qos: 1, rh: 1 });
-  const code = granted[0]?.qos;
-  if (code === undefined || code > 2) {
-    throw new ConnectionError(
-      `The MQTT broker refused the subscription to '${filter}' (reason 0x${(code ?? 0x80).toString(16)})`,
-      {
-        retryable: false,
-      },
-    );
+/** Subscribes `filter` at QoS 1 once, or throws typed: the broker's refusal (not retryable) or a lost connection. */
+export async function subscribeOnce(link: Link, filter: string): Promise<void> {
+  let code: number | undefined;
+  try {
+    code = (await link.client.subscribeAsync(filter, { qos: 1, rh: 1 }))[0]?.qos;
+  } catch (error) {
+    throw toBusbarError(error, { what: `Subscribing to '${filter}'`, op: 'consume', secrets: link.secrets });
   }
+  if (code === undefined || code > 2) {
+    throw new ConnectionError(`The MQTT broker refused the subscription to '${filter}': ${reasonText(code ?? 0x80)}`, {
+      retryable: false,
+    });
+  }
+}
+
+export async function subscribeFilter(link: Link, filter: string, onError: (error: Error) => void): Promise<void> {
+  await subscribeOnce(link, filter);
   // Subscribe again on every reconnect, even when the session was resumed: Mosquitto 2.0 restores
   // a persistent session after a restart but not its shared subscriptions.
   link.client.on('connect', () => {
     link.client.subscribe(filter, { qos: 1, rh: 1 }, (error, granted) => {
       const code = granted?.[0]?.qos;
       if (error || code === undefined || code > 2) {
-        const reason = error ? 'connection lost' : `reason 0x${(code ?? 0x80).toString(16)}`;
+        const reason = error ? 'connection lost' : reasonText(code ?? 0x80);
         onError(new ConnectionError(`Subscribing again to '${filter}' after a reconnect failed (${reason})`));
       }
     });
@@ -117,7 +124,7 @@ export async function openSubscription(
     headers: Record<string, string>,
     fields: DecodedFields,
     packet: IPublishPacket,
-    inbound: Inbound | undefined,
+    inbound: Inbound,
   ) => {
     callbacks.onDelivery(new MqttDelivery(topic, headers, fields, packet, acks, inbound, sink));
   };
@@ -129,18 +136,22 @@ export async function openSubscription(
     name: `subscriber ${spec.topic}${group ? ` (${group})` : ''}`,
   });
   links.push(main);
-  const mainAcks: ManualAcks = new ManualAcks(main, (packet, inbound) => {
-    const path = packet.topic;
-    if (path.startsWith(map.retryHead) || path.startsWith(map.replyHead)) {
-      // Another group's retry, or a reply to some requester, seen through a user wildcard: not a message of
-      // this subscription.
-      if (inbound) void mainAcks.ack(inbound);
-      return;
-    }
-    const topic = map.fromPath(path) ?? path;
-    const headers = headersOf(packet);
-    deliver(mainAcks, topic, headers, decodeFields(headers, packet), packet, inbound);
-  });
+  const mainAcks: ManualAcks = new ManualAcks(
+    main,
+    (packet, inbound) => {
+      const path = packet.topic;
+      if (path.startsWith(map.retryHead) || path.startsWith(map.replyHead)) {
+        // Another group's retry, or a reply to some requester, seen through a user wildcard: not a message of
+        // this subscription.
+        void mainAcks.ack(inbound);
+        return;
+      }
+      const topic = map.fromPath(path) ?? path;
+      const headers = headersOf(packet);
+      deliver(mainAcks, topic, headers, decodeFields(headers, packet), packet, inbound);
+    },
+    spec.prefetch,
+  );
 
   const acksList: ManualAcks[] = [mainAcks];
   try {
@@ -158,22 +169,26 @@ export async function openSubscription(
         name: `retries ${spec.topic} (${group})`,
       });
       links.push(retryLink);
-      const retryAcks: ManualAcks = new ManualAcks(retryLink, (packet, inbound) => {
-        const headers = headersOf(packet);
-        const topic = map.fromRetryPath(packet.topic, group) ?? headers['busbar-topic'] ?? packet.topic;
-        const due = numericHeader(headers[DUE], 0);
-        delete headers[DUE];
-        const fields = decodeFields(headers, packet);
-        // A longer timer would fire at once (Node's limit): no due time, foreign or not, makes a hot loop.
-        const wait = Math.min(due - Date.now(), MAX_TIMER_MS);
-        if (!(wait > 5)) return deliver(retryAcks, topic, headers, fields, packet, inbound);
-        // Held unacked until due: if this process dies the broker still has it and re-sends it to the session.
-        const timer = setTimeout(() => {
-          retryTimers.delete(timer);
-          if (retryAcks.active) deliver(retryAcks, topic, headers, fields, packet, inbound);
-        }, wait);
-        retryTimers.add(timer);
-      });
+      const retryAcks: ManualAcks = new ManualAcks(
+        retryLink,
+        (packet, inbound) => {
+          const headers = headersOf(packet);
+          const topic = map.fromRetryPath(packet.topic, group) ?? headers[HEADER.topic] ?? packet.topic;
+          const due = numericHeader(headers[HEADER.due], 0);
+          delete headers[HEADER.due];
+          const fields = decodeFields(headers, packet);
+          // A longer timer would fire at once (Node's limit): no due time, foreign or not, makes a hot loop.
+          const wait = Math.min(due - Date.now(), MAX_TIMER_MS);
+          if (!(wait > 5)) return deliver(retryAcks, topic, headers, fields, packet, inbound);
+          // Held unacked until due: if this process dies the broker still has it and re-sends it to the session.
+          const timer = setTimeout(() => {
+            retryTimers.delete(timer);
+            if (retryAcks.active) deliver(retryAcks, topic, headers, fields, packet, inbound);
+          }, wait);
+          retryTimers.add(timer);
+        },
+        ctx.options.retryWindow,
+      );
       await retryLink.connect();
       await subscribeFilter(retryLink, TopicMap.shared(group, map.retryPath(group, spec.topic)), callbacks.onError);
       acksList.push(retryAcks);

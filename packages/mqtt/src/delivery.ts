@@ -2,7 +2,7 @@ import type { Delivery, RetryRequest } from '@busbar/core/transport';
 import { HEADER, MAX_TIMER_MS } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import type { Inbound, ManualAcks } from './acks.js';
-import { type DecodedFields, DUE, headerProperties, META, type UserProperties } from './codec.js';
+import { type DecodedFields, headerProperties, type UserProperties } from './codec.js';
 
 /** What a delivery needs from its subscription to retry: republish to the group's retry topic, confirmed. */
 export interface RetrySink {
@@ -32,7 +32,7 @@ export class MqttDelivery implements Delivery {
   readonly raw: IPublishPacket;
   readonly #fields: DecodedFields;
   readonly #acks: ManualAcks;
-  readonly #inbound: Inbound | undefined;
+  readonly #inbound: Inbound;
   readonly #sink: RetrySink;
   #settled = false;
 
@@ -42,7 +42,7 @@ export class MqttDelivery implements Delivery {
     fields: DecodedFields,
     packet: IPublishPacket,
     acks: ManualAcks,
-    inbound: Inbound | undefined,
+    inbound: Inbound,
     sink: RetrySink,
   ) {
     this.id = fields.id;
@@ -64,7 +64,7 @@ export class MqttDelivery implements Delivery {
   ack(): Promise<void> {
     if (this.#settled) return Promise.resolve();
     this.#settled = true;
-    return this.#inbound ? this.#acks.ack(this.#inbound) : Promise.resolve();
+    return this.#acks.ack(this.#inbound);
   }
 
   async retry(request: RetryRequest): Promise<void> {
@@ -72,13 +72,13 @@ export class MqttDelivery implements Delivery {
     // The republish must be confirmed before the source is PUBACKed; if it fails, core holds the message.
     await this.#sink.retry(this.topic, this.raw.topic, this.#fields, this.raw.properties?.contentType, request);
     this.#settled = true;
-    if (this.#inbound) await this.#acks.ack(this.#inbound);
+    await this.#acks.ack(this.#inbound);
   }
 
   async release(): Promise<void> {
     if (this.#settled) return;
     this.#settled = true;
-    if (this.#inbound) this.#acks.release(this.#inbound, this.#sink.redeliverOnRelease);
+    this.#acks.release(this.#inbound, this.#sink.redeliverOnRelease);
   }
 }
 
@@ -92,12 +92,12 @@ export function retryProperties(
   const props = headerProperties(request.headers);
   delete props[HEADER.id];
   delete props[HEADER.timestamp];
-  props[META] = `${fields.timestamp} ${fields.id}`;
+  props[HEADER.mqttMeta] = `${fields.timestamp} ${fields.id}`;
   if (fields.key !== undefined) props[HEADER.key] = fields.key;
   props[HEADER.attempt] = String(request.attempt);
   props[HEADER.topic] = topic;
   // Core bounds delays; a NaN or overlong one must still not become an instant or endless hold.
   const delay = Number.isNaN(request.delayMs) ? 0 : Math.min(Math.max(0, request.delayMs), MAX_TIMER_MS);
-  props[DUE] = String(now + delay);
+  props[HEADER.due] = String(now + delay);
   return props;
 }

@@ -1,54 +1,62 @@
-import { BusbarError, ConnectionError, PublishError, TimeoutError } from '@busbar/core';
-import { sanitizeError } from '@busbar/core/transport';
+import type { BusbarError } from '@busbar/core';
+import type { NativeErrorClass, NativeErrorContext } from '@busbar/core/transport';
+import { nativeError } from '@busbar/core/transport';
 
 /** MQTT 5 reason codes worth naming in errors. */
 const REASONS: Readonly<Record<number, string>> = {
   128: 'unspecified error',
   131: 'implementation specific error (Mosquitto: message_size_limit or plugin)',
+  133: 'client identifier not valid',
+  134: 'bad user name or password',
   135: 'not authorized',
+  136: 'server unavailable',
+  137: 'server busy',
+  138: 'banned',
+  140: 'bad authentication method',
   142: 'session taken over by another client with the same client id',
   144: 'topic name invalid',
   149: 'packet too large',
   151: 'quota exceeded',
   153: 'payload format invalid',
-  134: 'bad user name or password',
-  136: 'server unavailable',
-  138: 'banned',
-  133: 'client identifier not valid',
 };
 
+/** `not authorized (0x87)`: a reason code as people and logs read it. */
 export function reasonText(code: number | undefined): string {
   if (code === undefined) return '';
   return `${REASONS[code] ?? 'reason code'} (0x${code.toString(16)})`;
 }
 
-function codeOf(error: unknown): number | undefined {
+/** CONNACK codes that say the credentials or identity are refused: the same connect fails again. */
+const AUTH = new Set([0x86, 0x87, 0x8a, 0x8c]);
+/** CONNACK codes that no reconnect with the same settings gets past (protocol version, client id). */
+const SETTINGS = new Set([0x84, 0x85]);
+/** Refusals that may pass later (the broker's quota, load or availability), not the message itself. */
+const TRANSIENT = new Set([0x88, 0x89, 0x97]);
+
+/** The MQTT reason code mqtt.js attaches to an error from a CONNACK, PUBACK, SUBACK or DISCONNECT. */
+function reasonCode(error: unknown): number | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'number' ? code : undefined;
 }
 
-/** A failed PUBACK/PUBREC or a lost connection during a publish. */
-export function publishError(error: unknown, secrets: readonly string[]): BusbarError {
-  if (BusbarError.is(error)) return error;
-  const clean = sanitizeError(error, secrets);
-  const code = codeOf(error);
-  if (code !== undefined && code >= 0x80) {
-    // The broker answered: retrying the same message will not help unless it is a quota.
-    return new PublishError(`The MQTT broker refused the message: ${reasonText(code)}`, {
-      cause: clean,
-      retryable: code === 0x97 || code === 0x88,
-    });
-  }
-  return new PublishError(`MQTT publish failed: ${clean.message}`, { cause: clean });
-}
-
-export function connectionError(error: unknown, where: string, secrets: readonly string[]): ConnectionError {
-  const clean = sanitizeError(error, secrets);
-  const code = codeOf(error);
-  const detail = code !== undefined && code >= 0x80 ? reasonText(code) : clean.message;
-  return new ConnectionError(`Cannot connect to MQTT broker ${where}: ${detail}`, { cause: clean });
-}
-
-export function publishTimeout(ms: number): TimeoutError {
-  return new TimeoutError(`MQTT publish not acknowledged within ${ms} ms (the broker may still have it)`);
+/**
+ * An mqtt.js error as a BusbarError, by core's `nativeError`. The broker's reason codes (>= 0x80) are read
+ * here: on a publish or request, a refusal of that message (a PublishError, retryable only for quota, busy
+ * or unavailable); elsewhere, bad credentials or a ban are auth failures and a refused protocol version or
+ * client id a connection failure, none of them retryable; other codes retryable connection failures.
+ * Socket and TLS errors follow core's common rules.
+ */
+export function toBusbarError(error: unknown, context: NativeErrorContext): BusbarError {
+  return nativeError(error, context, (native): NativeErrorClass | undefined => {
+    const code = reasonCode(native);
+    if (code === undefined || code < 0x80) return undefined;
+    const text = reasonText(code);
+    if (context.op === 'publish' || context.op === 'request') {
+      return { kind: 'refused', retryable: TRANSIENT.has(code), message: `the broker refused it: ${text}` };
+    }
+    if (AUTH.has(code)) return { kind: 'auth', message: text };
+    return SETTINGS.has(code)
+      ? { kind: 'connection', retryable: false, message: text }
+      : { kind: 'connection', message: text };
+  });
 }

@@ -1,7 +1,8 @@
+import type { BusbarError } from '@busbar/core';
 import type { TransportContext } from '@busbar/core/transport';
 import { redactUrl, safeDecode } from '@busbar/core/transport';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
-import { connectionError, reasonText } from './errors.js';
+import { reasonText, toBusbarError } from './errors.js';
 import type { MqttOptions } from './options.js';
 
 /** Session expiry of persistent sessions: see the `sessionExpirySeconds` option. */
@@ -13,6 +14,7 @@ export function sessionExpiry(ctx: TransportContext<MqttOptions>): number {
 
 /** True when group sessions are named after the per-process default bus name. */
 export function hasDefaultName(ctx: TransportContext<MqttOptions>): boolean {
+  // Core's default bus name (a bus name, not a header: not in HEADER).
   return ctx.options.clientIdBase === undefined && ctx.bus.name === `busbar-${process.pid}`;
 }
 
@@ -116,7 +118,7 @@ export class Link {
       const code = (error as { code?: unknown }).code;
       if (typeof code === 'number' && FATAL.has(code)) {
         // Refused credentials or client id: reconnecting in a loop would only hammer the broker.
-        report(this.name, 'down', connectionError(error, this.#where(), ctx.secrets));
+        report(this.name, 'down', this.#connectError(error));
         this.client.end(true);
       }
     });
@@ -135,8 +137,13 @@ export class Link {
     this.client.on('end', () => report(this.name, 'down'));
   }
 
-  #where(): string {
-    return redactUrl(`${this.#ctx.url.protocol}//${this.#ctx.url.host}`);
+  #connectError(error: unknown): BusbarError {
+    const where = redactUrl(`${this.#ctx.url.protocol}//${this.#ctx.url.host}`);
+    return toBusbarError(error, {
+      what: `Cannot connect to MQTT broker ${where}`,
+      op: 'connect',
+      secrets: this.#ctx.secrets,
+    });
   }
 
   /** Connects, or rejects with a redacted `ConnectionError` within the connect timeout. */
@@ -156,18 +163,23 @@ export class Link {
       const onConnect = () => done();
       const onError = (error: Error) => {
         const code = (error as { code?: unknown }).code;
-        if (typeof code === 'number' && FATAL.has(code)) done(connectionError(error, this.#where(), this.#ctx.secrets));
+        if (typeof code === 'number' && FATAL.has(code)) done(this.#connectError(error));
       };
-      const onEnd = () => done(connectionError(this.#lastError ?? 'closed', this.#where(), this.#ctx.secrets));
+      const onEnd = () => done(this.#connectError(this.#lastError ?? 'closed'));
       const timer = setTimeout(() => {
         const reason = this.#lastError ?? `no CONNACK within ${this.#ctx.bus.connectTimeoutMs} ms`;
-        done(connectionError(reason, this.#where(), this.#ctx.secrets));
+        done(this.#connectError(reason));
       }, this.#ctx.bus.connectTimeoutMs);
       client.on('connect', onConnect);
       client.on('error', onError);
       client.on('end', onEnd);
       client.connect();
     });
+  }
+
+  /** Strings never to show in an error (the password). */
+  get secrets(): readonly string[] {
+    return this.#ctx.secrets;
   }
 
   /** The broker's Receive Maximum (how many unacked QoS 1/2 publishes it takes from us). */

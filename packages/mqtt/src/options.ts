@@ -89,6 +89,7 @@ export const mqttOptions = z.object({
    */
   retryTopicPrefix: pathPrefix
     .refine((s) => !s.startsWith('$') && s.length > 0, "must not be empty or start with '$'")
+    // A topic level, not a header: core's HEADER registry does not name it.
     .default('busbar-retry'),
   /** Retried messages a member may hold (unacked, waiting until due) at once. */
   retryWindow: z.number().int().min(1).max(65_535).default(10_000),

@@ -1,5 +1,6 @@
 import { PublishError } from '@busbar/core';
 import type { MqttClient, Packet } from 'mqtt';
+import { giveUpOutgoing } from './internals.js';
 
 /** Connections in a row that may end right after a message was (re)sent before that message is given up. */
 export const MAX_STRIKES = 3;
@@ -24,8 +25,7 @@ export function guardAgainstPoison(client: MqttClient): void {
   const strikes = new Map<number, number>();
 
   const strike = (id: number): void => {
-    const entry = client.outgoing[id];
-    if (entry === undefined) {
+    if (client.outgoing[id] === undefined) {
       strikes.delete(id);
       return;
     }
@@ -35,15 +35,14 @@ export function guardAgainstPoison(client: MqttClient): void {
       return;
     }
     strikes.delete(id);
-    const { cb } = entry;
-    entry.cb = () =>
-      cb(
-        new PublishError(
-          `The MQTT broker closed the connection each of the ${MAX_STRIKES} times this message was sent: it was given up (the broker will not take it)`,
-          { retryable: false },
-        ),
-      );
-    client.removeOutgoingMessage(id);
+    giveUpOutgoing(
+      client,
+      id,
+      new PublishError(
+        `The MQTT broker closed the connection each of the ${MAX_STRIKES} times this message was sent: it was given up (the broker will not take it)`,
+        { retryable: false },
+      ),
+    );
   };
 
   client.on('packetsend', (packet: Packet) => {

@@ -1,4 +1,5 @@
 import { ConfigError, InvalidHeaderError, PayloadTooLargeError } from '@busbar/core';
+import { HEADER } from '@busbar/core/transport';
 import type { UserProperties } from './codec.js';
 
 /** MQTT's limit on one UTF-8 string (a topic, a user property name or value), in bytes. */
@@ -31,11 +32,11 @@ export function stringProblem(text: string): string | undefined {
   return undefined;
 }
 
-/**
- * The user property listing (one name per value) the properties whose values were escaped: a header value
- * core allows but MQTT strings must not carry (a tab, a non-character) travels escaped and reads back as sent.
+/*
+ * HEADER.mqttEscaped is the user property listing (one name per value) the properties whose values were
+ * escaped: a header value core allows but MQTT strings must not carry (a tab, a non-character) travels
+ * escaped and reads back as sent.
  */
-export const ESCAPED_NAMES = 'busbar-esc';
 
 const UNSAFE_ALL = new RegExp(`[\\\\]|${UNSAFE.source}`, 'gu');
 const ESCAPE_SEQUENCE = /\\(\\|u[0-9a-fA-F]{4})/g;
@@ -66,7 +67,7 @@ function shown(name: string): string {
  * The user properties to send for one message, checked before anything reaches mqtt.js: a property the
  * broker would answer by dropping the connection must fail this publish only, typed, instead of poisoning
  * the session. A value with characters MQTT strings must not carry is escaped (and named in
- * {@link ESCAPED_NAMES}); a name with them, or a string over 65,535 bytes, is an `InvalidHeaderError`.
+ * {@link HEADER.mqttEscaped}); a name with them, or a string over 65,535 bytes, is an `InvalidHeaderError`.
  */
 export function safeProperties(props: UserProperties): UserProperties {
   let out = props;
@@ -97,7 +98,7 @@ export function safeProperties(props: UserProperties): UserProperties {
       escaped.push(name);
     }
   }
-  if (escaped) (out as UserProperties)[ESCAPED_NAMES] = escaped.length === 1 ? (escaped[0] as string) : escaped;
+  if (escaped) (out as UserProperties)[HEADER.mqttEscaped] = escaped.length === 1 ? (escaped[0] as string) : escaped;
   return out;
 }
 

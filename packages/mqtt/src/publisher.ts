@@ -1,11 +1,11 @@
-import { ClosedError, InvalidTopicError, PublishError, type TimeoutError } from '@busbar/core';
+import { ClosedError, InvalidTopicError, PublishError, TimeoutError } from '@busbar/core';
 import type { OutgoingRecord } from '@busbar/core/transport';
 import type { IClientPublishOptions } from 'mqtt';
 
 type QoS = 0 | 1 | 2;
 
 import { toBuffer, type UserProperties, userProperties } from './codec.js';
-import { publishError, publishTimeout } from './errors.js';
+import { toBusbarError } from './errors.js';
 import type { Link } from './link.js';
 import type { MqttOptions } from './options.js';
 import { guardAgainstPoison } from './poison.js';
@@ -242,7 +242,11 @@ export class Publisher {
       if (counted) this.#inflight--;
       const { batch } = item;
       if (!batch.settled) {
-        if (error) this.#settle(batch, publishError(error, this.#secrets));
+        if (error)
+          this.#settle(
+            batch,
+            toBusbarError(error, { what: `Publish to '${item.path}'`, op: 'publish', secrets: this.#secrets }),
+          );
         else if (--batch.remaining === 0) this.#settle(batch, undefined);
       }
       // mqtt.js handles the PUBACKs of one socket read one by one (process.nextTick): refill the
@@ -291,7 +295,9 @@ export class Publisher {
     let timeout: TimeoutError | undefined;
     for (const batch of this.#batches) {
       if (batch.deadline <= now) {
-        timeout ??= publishTimeout(this.#timeoutMs);
+        timeout ??= new TimeoutError(
+          `MQTT publish not acknowledged within ${this.#timeoutMs} ms (the broker may still have it)`,
+        );
         this.#settle(batch, timeout);
       }
     }

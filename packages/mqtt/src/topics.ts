@@ -27,6 +27,7 @@ export class TopicMap {
     this.prefix = prefix;
     this.retryPrefix = retryPrefix.endsWith('/') ? retryPrefix.slice(0, -1) : retryPrefix;
     this.retryHead = `${this.retryPrefix}/`;
+    // A topic level, not a header: core's HEADER registry does not name it.
     this.replyHead = `${prefix}busbar-reply/`;
   }
 

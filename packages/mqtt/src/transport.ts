@@ -9,14 +9,20 @@ import type {
   TransportSubscription,
 } from '@busbar/core/transport';
 import { sanitizeError } from '@busbar/core/transport';
-import { type ConsumerHost, freeMember, memberFamily, openSubscription, takeMember } from './consumer.js';
+import {
+  type ConsumerHost,
+  freeMember,
+  memberFamily,
+  openSubscription,
+  subscribeOnce,
+  takeMember,
+} from './consumer.js';
+import { takeOverPubacks } from './internals.js';
 import { hasDefaultName, Link } from './link.js';
 import type { MqttOptions } from './options.js';
 import { Publisher } from './publisher.js';
 import { MqttRequestReply } from './requests.js';
 import { TopicMap } from './topics.js';
-
-const NOT_ACKED = new Error('busbar: left unacked in the declared session');
 
 const capabilities: Capabilities = {
   durableGroups: true,
@@ -145,13 +151,11 @@ export class MqttTransport implements Transport {
       quiet: true,
     });
     // Messages the session already holds arrive now: they are neither delivered nor acked.
-    link.client.handleMessage = (_packet, callback) => callback(NOT_ACKED);
+    takeOverPubacks(link.client, () => 'hold');
     try {
       await link.connect();
       const filter = TopicMap.shared(group, this.#map.toPath(topic));
-      const granted = await link.client.subscribeAsync(filter, { qos: 1, rh: 1 });
-      if ((granted[0]?.qos ?? 0x80) > 2)
-        throw new Error(`The MQTT broker refused the subscription for group '${group}'`);
+      await subscribeOnce(link, filter);
       return true;
     } finally {
       await link.close(true).catch(() => undefined);

@@ -1,0 +1,108 @@
+/**
+ * Everything this driver relies on in mqtt.js beyond its documented API, in one place. mqtt.js has no public
+ * way to send a PUBACK after `handleMessage` has called back (`customHandleAcks` only picks the reason code of
+ * an immediate PUBACK, and holding the `handleMessage` callback stalls every later packet of the connection,
+ * the PUBACKs of our own publishes included). Ack after processing therefore needs the three behaviours
+ * below; test/internals.test.ts pins each of them against a real Mosquitto, and the version check keeps an
+ * untested mqtt.js from running them.
+ */
+import { createRequire } from 'node:module';
+import { ConfigError } from '@busbar/core';
+import type { IPublishPacket, MqttClient } from 'mqtt';
+
+/** The mqtt.js versions these internals are tested with: 5.16.x (the `~5.16.0` range). */
+export const TESTED_MQTT_RANGE = '>=5.16.0 <5.17.0';
+
+/** Throws a ConfigError naming the tested range when `version` is outside it. */
+export function checkMqttVersion(version: string): void {
+  const match = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (match && Number(match[1]) === 5 && Number(match[2]) === 16) return;
+  throw new ConfigError(
+    `@busbar/mqtt relies on mqtt.js internals tested with mqtt ${TESTED_MQTT_RANGE}, but mqtt ${version} is installed: install mqtt@~5.16.0`,
+  );
+}
+
+/** The installed mqtt.js version, as the import of 'mqtt' from this package resolves it. */
+export function installedMqttVersion(): string {
+  const pkg = createRequire(import.meta.url)('mqtt/package.json') as { version?: unknown };
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+}
+
+checkMqttVersion(installedMqttVersion());
+
+/**
+ * Passed to mqtt.js's `handleMessage` callback to withhold the PUBACK. Relied on (mqtt.js 5.16
+ * handlers/publish.js): for QoS 1, an error from `handleMessage` skips the PUBACK, goes to the packet loop's
+ * `done`, which ignores it and reads the next packet; no 'error' event, no stall.
+ */
+const HOLD = new Error('busbar: PUBACK withheld until the message is settled');
+
+/**
+ * Takes over mqtt.js's PUBACKs of received QoS 1 messages: `decide` says per packet whether mqtt.js sends it
+ * now (`'ack'`) or busbar sends it later with {@link sendPuback} (`'hold'`). QoS 0 and 2 are left to mqtt.js.
+ *
+ * `gate`, when it returns a promise, stops the connection reading further packets until it settles: mqtt.js
+ * handles one packet at a time and reads on only once `handleMessage` calls back (its documented
+ * back-pressure), so the socket fills and TCP holds the broker back. Everything the connection receives
+ * waits meanwhile (SUBACKs, PINGRESPs: a wait past the keepalive ends the connection).
+ */
+export function takeOverPubacks(
+  client: MqttClient,
+  decide: (packet: IPublishPacket) => 'ack' | 'hold',
+  gate?: () => Promise<void> | undefined,
+): void {
+  client.handleMessage = (packet, callback) => {
+    const hold = decide(packet) === 'hold' && packet.qos === 1;
+    const done = () => (hold ? callback(HOLD) : callback());
+    const wait = gate?.();
+    if (wait === undefined) done();
+    else void wait.then(done, done);
+  };
+}
+
+/** mqtt.js's internal writer: the only way to send a PUBACK after `handleMessage` called back. */
+interface PacketWriter {
+  _sendPacket(packet: { cmd: 'puback'; messageId: number }, cb?: () => void): void;
+}
+
+/**
+ * Writes the PUBACK of a held message on the current connection (the caller checks `client.connected`:
+ * offline, mqtt.js would store the packet and write it to a later connection, where the id means nothing).
+ * Returns whether the socket took it without back-pressure; when false, wait for the stream's 'drain' (or
+ * the connection's end, after which it does not matter).
+ */
+export function sendPuback(client: MqttClient, messageId: number): boolean {
+  let written = false;
+  // mqtt.js calls back synchronously when the socket's write returned true, else on 'drain'.
+  (client as unknown as PacketWriter)._sendPacket({ cmd: 'puback', messageId }, () => {
+    written = true;
+  });
+  return written;
+}
+
+/**
+ * Corks the connection's socket until the end of this turn, so PUBACKs settled together leave in one write.
+ * Relies on mqtt.js writing packets synchronously to `client.stream` (a Node stream on TCP, TLS and
+ * websockets); a stream without `cork` is left alone.
+ */
+export function corkThisTurn(client: MqttClient): void {
+  const stream = client.stream as { cork?: () => void; uncork?: () => void } | undefined;
+  if (!stream?.cork) return;
+  stream.cork();
+  queueMicrotask(() => stream.uncork?.());
+}
+
+/**
+ * Drops an unacknowledged outgoing QoS 1/2 message from mqtt.js's store so it is never re-sent, failing its
+ * publish callback with `error` instead of mqtt.js's generic 'Message removed'. Relies on mqtt.js keeping
+ * the callback in `client.outgoing[id].cb` and calling it from `removeOutgoingMessage`. Returns false when
+ * mqtt.js no longer holds the message.
+ */
+export function giveUpOutgoing(client: MqttClient, messageId: number, error: Error): boolean {
+  const entry = client.outgoing[messageId];
+  if (entry === undefined) return false;
+  const { cb } = entry;
+  entry.cb = () => cb(error);
+  client.removeOutgoingMessage(messageId);
+  return true;
+}

@@ -1,0 +1,186 @@
+import { createRequire } from 'node:module';
+import { BusbarError } from '@busbar/core';
+import { brokerAvailable, brokerUrls, sleep, uniqueName, waitFor } from '@busbar/testing';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  checkMqttVersion,
+  corkThisTurn,
+  giveUpOutgoing,
+  installedMqttVersion,
+  sendPuback,
+  TESTED_MQTT_RANGE,
+  takeOverPubacks,
+} from '../src/internals.js';
+
+const ok = await brokerAvailable('mqtt');
+
+describe('mqtt internals: version check', () => {
+  it('accepts the tested mqtt.js versions, the installed one included', () => {
+    const installed = (createRequire(import.meta.url)('mqtt/package.json') as { version: string }).version;
+    expect(installedMqttVersion()).toBe(installed);
+    expect(() => checkMqttVersion(installed)).not.toThrow();
+    expect(() => checkMqttVersion('5.16.0')).not.toThrow();
+    expect(() => checkMqttVersion('5.16.9')).not.toThrow();
+  });
+
+  it.each(['5.17.0', '5.15.1', '6.0.0', '4.3.8', 'unknown'])(
+    'refuses mqtt %s with a ConfigError naming the range',
+    (v) => {
+      let error: unknown;
+      try {
+        checkMqttVersion(v);
+      } catch (e) {
+        error = e;
+      }
+      expect(BusbarError.is(error, 'BUSBAR_CONFIG'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(TESTED_MQTT_RANGE);
+      expect((error as Error).message).toContain(`mqtt ${v} is installed`);
+    },
+  );
+});
+
+describe('mqtt internals: giving up an outgoing message', () => {
+  it("fails the publish callback with busbar's error and drops the message from mqtt.js's store", async () => {
+    // Never connected: the QoS 1 publish stays in mqtt.js's outgoing store.
+    const client = mqtt.connect('mqtt://127.0.0.1:1', { protocolVersion: 5, manualConnect: true });
+    // Never connected, it has no socket or timer to end (and mqtt.js's end() needs a socket).
+    const outcome = new Promise<Error | undefined>((resolve) =>
+      client.publish('t', 'x', { qos: 1 }, (error) => resolve(error)),
+    );
+    await sleep(10);
+    const ids = Object.keys(client.outgoing).map(Number);
+    expect(ids).toHaveLength(1);
+    const mine = new Error('given up');
+    expect(giveUpOutgoing(client, ids[0] as number, mine)).toBe(true);
+    expect(await outcome).toBe(mine);
+    expect(Object.keys(client.outgoing)).toHaveLength(0);
+    expect(giveUpOutgoing(client, ids[0] as number, mine)).toBe(false);
+  });
+});
+
+describe.runIf(ok)('mqtt internals: PUBACKs held until busbar sends them (real Mosquitto)', () => {
+  const clients: MqttClient[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) await c.endAsync(true).catch(() => undefined);
+  });
+
+  /** A persistent session of `clientId`, with `setup` run before the CONNECT goes out. */
+  async function session(clientId: string, setup: (client: MqttClient) => void, extra: IClientOptions = {}) {
+    const client = mqtt.connect(brokerUrls.mqtt, {
+      protocolVersion: 5,
+      clientId,
+      clean: false,
+      reconnectPeriod: 0,
+      manualConnect: true,
+      properties: { sessionExpiryInterval: 60 },
+      ...extra,
+    });
+    clients.push(client);
+    setup(client);
+    const connack = new Promise<boolean>((resolve, reject) => {
+      client.once('connect', (packet) => resolve(packet.sessionPresent));
+      client.once('error', reject);
+    });
+    client.connect();
+    return { client, sessionPresent: await connack };
+  }
+
+  it('a held message is not PUBACKed, later packets still flow, the broker re-sends it, and (corked) sendPuback settles it', async () => {
+    const clientId = uniqueName('pin');
+    const path = `pin/${uniqueName('t')}`;
+    const publisher = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    clients.push(publisher);
+
+    const pubacks: number[] = [];
+    const first: IPublishPacket[] = [];
+    const { client: c1 } = await session(clientId, (client) => {
+      client.on('packetsend', (packet) => {
+        if (packet.cmd === 'puback') pubacks.push(packet.messageId as number);
+      });
+      takeOverPubacks(client, (packet) => {
+        first.push(packet);
+        return 'hold';
+      });
+    });
+    await c1.subscribeAsync(path, { qos: 1 });
+    await publisher.publishAsync(path, 'a', { qos: 1 });
+    await publisher.publishAsync(path, 'b', { qos: 1 });
+    // The second arrives while the first is held: holding does not stall the connection.
+    await waitFor(() => first.length === 2, 5_000, 'both messages');
+    // Nor does it hold back our own publishes' PUBACKs (the connection reads on).
+    await c1.publishAsync(`${path}/own`, 'x', { qos: 1 });
+    expect(pubacks).toEqual([]);
+    // Gone without acking: the session keeps both.
+    c1.stream.destroy();
+    await c1.endAsync(true);
+
+    const again: IPublishPacket[] = [];
+    const { client: c2, sessionPresent } = await session(clientId, (client) => {
+      takeOverPubacks(client, (packet) => {
+        again.push(packet);
+        return 'hold';
+      });
+    });
+    expect(sessionPresent).toBe(true);
+    await waitFor(() => again.length === 2, 5_000, 'the re-sent messages');
+    expect(again.map((p) => String(p.payload))).toEqual(['a', 'b']);
+    // Corked: both PUBACKs leave in one write at the end of this turn, and still reach the broker.
+    corkThisTurn(c2);
+    for (const packet of again) expect(sendPuback(c2, packet.messageId as number)).toBe(true);
+    // A QoS 1 round trip after the PUBACKs: the broker has read them (one TCP stream, in order).
+    await c2.publishAsync(`${path}/own`, 'y', { qos: 1 });
+    await c2.endAsync();
+
+    const last: IPublishPacket[] = [];
+    const { sessionPresent: resumed } = await session(
+      clientId,
+      (client) => {
+        takeOverPubacks(client, (packet) => {
+          last.push(packet);
+          return 'ack';
+        });
+      },
+      { properties: { sessionExpiryInterval: 0 } },
+    );
+    expect(resumed).toBe(true);
+    await sleep(500);
+    expect(last).toEqual([]);
+  });
+
+  it("'ack' lets mqtt.js PUBACK at once: the message does not come back", async () => {
+    const clientId = uniqueName('pin-ack');
+    const path = `pin/${uniqueName('t')}`;
+    const publisher = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    clients.push(publisher);
+    const pubacks: number[] = [];
+    const got: IPublishPacket[] = [];
+    const { client: c1 } = await session(clientId, (client) => {
+      client.on('packetsend', (packet) => {
+        if (packet.cmd === 'puback') pubacks.push(packet.messageId as number);
+      });
+      takeOverPubacks(client, (packet) => {
+        got.push(packet);
+        return 'ack';
+      });
+    });
+    await c1.subscribeAsync(path, { qos: 1 });
+    await publisher.publishAsync(path, 'a', { qos: 1 });
+    await waitFor(() => pubacks.length === 1, 5_000, 'the PUBACK');
+    expect(pubacks).toEqual([got[0]?.messageId]);
+    await c1.endAsync();
+    const back: IPublishPacket[] = [];
+    await session(
+      clientId,
+      (client) => {
+        takeOverPubacks(client, (packet) => {
+          back.push(packet);
+          return 'ack';
+        });
+      },
+      { properties: { sessionExpiryInterval: 0 } },
+    );
+    await sleep(300);
+    expect(back).toEqual([]);
+  });
+});
