@@ -59,7 +59,7 @@ export class AckBatcher {
     try {
       await withTimeout(Promise.all(writes), this.#timeoutMs, 'XACK timed out');
     } catch (error) {
-      throw toBusbarError(error, this.#secrets, 'XACK failed');
+      throw toBusbarError(error, { what: `Acking on '${this.#keys.stream}'`, op: 'consume', secrets: this.#secrets });
     }
   }
 }

@@ -1,5 +1,5 @@
 import { callBuffer, type RedisClient } from './client.js';
-import type { RedisDelivery } from './reader.js';
+import type { RedisDelivery } from './delivery.js';
 import { setIdle } from './scripts.js';
 import { deliveryCounts } from './topology.js';
 

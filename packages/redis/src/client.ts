@@ -18,6 +18,16 @@ export interface ClientConfig {
 const retryStrategy = (attempt: number): number => Math.min(50 * attempt, 1_000);
 
 /**
+ * ioredis 6 speaks RESP3 by default, where a stream read is a map: its "legacy" reply mapping flattens that
+ * to `[key, entries, key, entries]` instead of RESP2's `[[key, entries]]`, and every reply shape busbar parses
+ * (XREAD, XREADGROUP, XAUTOCLAIM, XINFO, XPENDING) is RESP2's. `protocol: 2` (ioredis >= 6) keeps them so
+ * and skips the HELLO round trip; ioredis 5 speaks only RESP2 and ignores the option.
+ */
+interface ProtocolOption {
+  protocol?: 2;
+}
+
+/**
  * A new ioredis connection (not yet connected). `blocking` connections carry
  * one blocking XREAD/XREADGROUP at a time and never auto-pipeline.
  * `maxRetriesPerRequest: null` keeps commands queued across reconnects;
@@ -25,7 +35,8 @@ const retryStrategy = (attempt: number): number => Math.min(50 * attempt, 1_000)
  */
 export function createClient(config: ClientConfig, blocking: boolean): RedisClient {
   const { url } = config;
-  const base: IORedisOptions = {
+  const base: IORedisOptions & ProtocolOption = {
+    protocol: 2,
     lazyConnect: true,
     connectTimeout: config.connectTimeoutMs,
     maxRetriesPerRequest: null,

@@ -23,12 +23,6 @@ const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 const JSON_TYPE = 'application/json';
 const JSON_BYTES = Buffer.from(JSON_TYPE);
 
-/**
- * The Redis entry id a message was first read from: written by core into its
- * retries and its dead letter (see RedisDelivery.deadLetterHeaders).
- */
-export const ENTRY_HEADER = 'busbar-redis-entry';
-
 /** The native record a Redis delivery exposes as `message.raw`. */
 export interface RedisEntry {
   /** The stream key the entry was read from (the topic stream or the group's retry stream). */

@@ -1,24 +1,46 @@
-import { BusbarError, ConnectionError, PublishError } from '@busbar/core';
-import { sanitizeError } from '@busbar/core/transport';
+import type { BusbarError } from '@busbar/core';
+import {
+  type NativeErrorClass,
+  type NativeErrorContext,
+  type NativeOperation,
+  nativeError,
+} from '@busbar/core/transport';
 
-const CONNECTION =
-  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EPIPE|Connection is closed|connect ETIMEDOUT|MaxRetriesPerRequest|WRONGPASS|NOAUTH|NOPERM|LOADING|CLUSTERDOWN|Stream isn't writeable/;
+/** ioredis' own words for a connection that is gone: such errors carry no socket code. */
+const GONE = /Connection is closed|Stream isn't writeable|MaxRetriesPerRequest|max retries per request/;
+/** Credentials Redis refused (AUTH, HELLO): the same ones fail again. */
+const AUTH = /^(WRONGPASS|NOAUTH)\b/;
+/** Redis cannot serve this now (loading, failing over, resharding, out of memory): the same command works later. */
+const UNAVAILABLE = /^(LOADING|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|MOVED|ASK|READONLY|BUSY|OOM)\b/;
+
+/** An error Redis itself answered with (ioredis' ReplyError), as opposed to a client or socket failure. */
+function isReply(error: unknown): boolean {
+  return error instanceof Error && error.name === 'ReplyError';
+}
 
 /**
- * Maps an ioredis error to a busbar error. ioredis attaches the command and
- * its arguments to errors (for AUTH: the password), so the native error only
- * ever travels as a sanitized copy.
+ * ioredis and Redis errors by what they mean. A reply error on a publish is Redis saying no to the record
+ * (a PublishError, retryable only when Redis is merely unavailable); the same reply on a read, an ack or a
+ * declare is not a publish failure (issue: reads were reported as PublishErrors), so it falls through to
+ * core's rule for the operation: a ConnectionError.
  */
-export function toBusbarError(error: unknown, secrets: readonly string[], what: string): BusbarError {
-  if (BusbarError.is(error)) return error;
-  const clean = sanitizeError(error, secrets);
-  const message = `${what}: ${clean.message}`;
-  if (CONNECTION.test(clean.message) || CONNECTION.test(String((clean as { code?: unknown }).code ?? ''))) {
-    return new ConnectionError(message, { cause: clean });
-  }
-  // OOM (maxmemory reached) can clear up; WRONGTYPE or a script error will not.
-  const retryable = /^(OOM|BUSY|TRYAGAIN|MOVED|ASK|READONLY)/.test(clean.message);
-  return new PublishError(message, { cause: clean, retryable });
+function classify(error: unknown, clean: Error, op: NativeOperation): NativeErrorClass | undefined {
+  const text = clean.message;
+  if (GONE.test(text)) return { kind: 'connection' };
+  if (AUTH.test(text)) return { kind: 'auth' };
+  if (!isReply(error)) return undefined;
+  if (op === 'publish') return { kind: 'refused', retryable: UNAVAILABLE.test(text) };
+  // An ACL that forbids a command or key: no retry fixes it, as with wrong credentials.
+  if (text.startsWith('NOPERM')) return { kind: 'auth' };
+  return undefined;
+}
+
+/**
+ * An ioredis error as a BusbarError, by core's one mapper. ioredis attaches the command and its arguments
+ * to errors (for AUTH: the password), so the native error only travels as a sanitized copy.
+ */
+export function toBusbarError(error: unknown, context: NativeErrorContext): BusbarError {
+  return nativeError(error, context, (native, clean) => classify(native, clean, context.op));
 }
 
 /** True for a reply error whose message starts with `prefix` (e.g. `BUSYGROUP`, `NOGROUP`). */

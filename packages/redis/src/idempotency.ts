@@ -73,7 +73,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
         [Math.max(1, Math.round(leaseMs))],
       )) as ClaimResult;
     } catch (error) {
-      throw toBusbarError(error, this.#secrets, 'Idempotency claim failed');
+      throw toBusbarError(error, { what: 'Idempotency claim', op: 'consume', secrets: this.#secrets });
     }
   }
 
@@ -82,7 +82,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       await this.#client.call('SET', this.#prefix + key, 'done', 'PX', Math.max(1, Math.round(ttlMs)));
     } catch (error) {
-      throw toBusbarError(error, this.#secrets, 'Idempotency complete failed');
+      throw toBusbarError(error, { what: 'Idempotency complete', op: 'consume', secrets: this.#secrets });
     }
   }
 
@@ -91,7 +91,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       await releaseKey.run(this.#client, [this.#prefix + key], []);
     } catch (error) {
-      throw toBusbarError(error, this.#secrets, 'Idempotency release failed');
+      throw toBusbarError(error, { what: 'Idempotency release', op: 'consume', secrets: this.#secrets });
     }
   }
 

@@ -1,79 +1,18 @@
-import type { Delivery, RetryRequest } from '@busbar/core/transport';
-import { type DecodedEntry, ENTRY_HEADER, type RedisEntry } from './codec.js';
-
-/** What a delivery needs from the subscription that produced it. */
-export interface DeliveryOwner {
-  ack(d: RedisDelivery): Promise<void>;
-  retry(d: RedisDelivery, request: RetryRequest): Promise<void>;
-  release(d: RedisDelivery): Promise<void>;
-}
-
-/** One stream entry handed to core; settled exactly once through its owner. */
-export class RedisDelivery implements Delivery {
-  readonly id: string;
-  readonly topic: string;
-  readonly key: string | undefined;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: Uint8Array;
-  readonly timestamp: number;
-  readonly contentType: string | undefined;
-  /** Never: an entry without a usable `id` field is identified by its entry id (stable across redeliveries). */
-  readonly idGenerated = false;
-  readonly attempt: number;
-  readonly raw: RedisEntry;
-  /** True when read from the group's retry stream. */
-  readonly fromRetry: boolean;
-  /** When the entry's idle time was last reset (delivery or refresh), for keeping held entries unclaimable. */
-  heldSince: number;
-  settled = false;
-  readonly #owner: DeliveryOwner;
-
-  constructor(
-    owner: DeliveryOwner,
-    topic: string,
-    raw: RedisEntry,
-    entry: DecodedEntry,
-    fromRetry: boolean,
-    now: number,
-  ) {
-    this.#owner = owner;
-    this.id = entry.id;
-    this.topic = topic;
-    this.key = entry.key;
-    this.headers = entry.headers;
-    this.body = entry.body;
-    this.timestamp = entry.timestamp;
-    this.contentType = entry.contentType;
-    this.attempt = entry.baseAttempt + Math.max(0, raw.deliveryCount - 1);
-    this.raw = raw;
-    this.fromRetry = fromRetry;
-    this.heldSince = now;
-  }
-
-  /** The entry id it was first read from (a retry's headers already hold it). */
-  deadLetterHeaders(): Readonly<Record<string, string>> | undefined {
-    return this.fromRetry ? undefined : { [ENTRY_HEADER]: this.raw.entryId };
-  }
-
-  ack(): Promise<void> {
-    return this.#owner.ack(this);
-  }
-
-  retry(request: RetryRequest): Promise<void> {
-    return this.#owner.retry(this, request);
-  }
-
-  release(): Promise<void> {
-    return this.#owner.release(this);
-  }
-}
+import { type Logger, withTimeout } from '@busbar/core/transport';
+import { Redis } from 'ioredis';
+import type { RedisClient } from './client.js';
+import { CLOSE_STEP_MS, type CloseState } from './closing.js';
+import { toBusbarError } from './errors.js';
 
 /** An XREAD/XREADGROUP/XRANGE-style reply read as Buffers: [[key, [[id, fields | null], ...]], ...]. */
 export type StreamReply = [Buffer, [Buffer, Buffer[] | null][]][] | null;
 
+/** One entry of a reply: stream key, entry id, fields (null: deleted or trimmed while pending). */
+export type Row = [stream: string, entryId: string, fields: Buffer[] | null];
+
 /** A reply's entries with their stream key (a plain array: a generator cost more per entry). */
-export function entriesOf(reply: StreamReply): [string, string, Buffer[] | null][] {
-  const rows: [string, string, Buffer[] | null][] = [];
+export function entriesOf(reply: StreamReply): Row[] {
+  const rows: Row[] = [];
   if (!reply) return rows;
   for (const [key, entries] of reply) {
     const stream = key.toString();
@@ -83,36 +22,12 @@ export function entriesOf(reply: StreamReply): [string, string, Buffer[] | null]
 }
 
 /**
- * Unsettled deliveries by stream and entry id. Two maps keyed by the entry id itself: a
- * `${stream} ${id}` key cost a string concatenation and a fresh hash per lookup (measured
- * on the consume path).
+ * The id of a single-stream reply's last entry, undefined for none: where an XREAD mode reads on from. Taken
+ * when the reply arrives, not at delivery: the reader may send the next read before it delivers this one.
  */
-export class Held {
-  readonly #main = new Map<string, RedisDelivery>();
-  readonly #retry = new Map<string, RedisDelivery>();
-  readonly #retryStream: string;
-  constructor(retryStream: string) {
-    this.#retryStream = retryStream;
-  }
-  #of(stream: string): Map<string, RedisDelivery> {
-    return stream === this.#retryStream ? this.#retry : this.#main;
-  }
-  get size(): number {
-    return this.#main.size + this.#retry.size;
-  }
-  has(stream: string, entryId: string): boolean {
-    return this.#of(stream).has(entryId);
-  }
-  add(d: RedisDelivery): void {
-    (d.fromRetry ? this.#retry : this.#main).set(d.raw.entryId, d);
-  }
-  delete(d: RedisDelivery): void {
-    (d.fromRetry ? this.#retry : this.#main).delete(d.raw.entryId);
-  }
-  *values(): IterableIterator<RedisDelivery> {
-    yield* this.#main.values();
-    yield* this.#retry.values();
-  }
+export function lastEntryId(reply: StreamReply): string | undefined {
+  const entries = reply?.[0]?.[1];
+  return entries?.[entries.length - 1]?.[0].toString('latin1');
 }
 
 /** Waits for capacity without a timer: resolved by the next settle or by stop. */
@@ -147,4 +62,183 @@ export async function settlesWithin(promise: Promise<unknown> | undefined, ms: n
   const result = await Promise.race([done, timeout]);
   clearTimeout(timer);
   return result;
+}
+
+/** The longest pause between failed reads: a broker that stays down is asked about twice a second at most. */
+const MAX_BACKOFF_MS = 2_000;
+
+/**
+ * What a blocking reader reads and whom it hands entries to: a consumer group (XREADGROUP over the topic
+ * and retry streams) or a broadcast (XREAD from the last entry seen). Everything else, the loop, its
+ * backoff, the prefetch window and stopping, is the reader's and the same for both.
+ */
+export interface ReadMode {
+  /** Entries handed out and not settled yet. */
+  readonly held: number;
+  /** One read of at most `count` new entries; `block`: wait up to `blockMs` for the first one. */
+  read(count: number, block: boolean): Promise<StreamReply>;
+  /** Work before the next read (a group re-reads its own pending entries after a reconnect); true if it did some. */
+  catchUp(room: number): Promise<boolean>;
+  /** A read failed: repair what can be repaired (a deleted group); true when that was all, so nothing is logged. */
+  recover(error: unknown): Promise<boolean>;
+  /** The connection came back: a reply may have been lost on the way. */
+  reconnected(): void;
+  deliver(rows: Row[]): void;
+}
+
+export interface ReaderInit {
+  /** The shared command connection (CLIENT UNBLOCK goes through it). */
+  readonly client: RedisClient;
+  /** This reader's own connection: a blocking read holds it. */
+  readonly reader: RedisClient;
+  readonly topic: string;
+  readonly prefetch: number;
+  readonly blockMs: number;
+  readonly closing: CloseState;
+  readonly secrets: readonly string[];
+  readonly logger: Logger;
+}
+
+/**
+ * One blocking read loop on its own connection, for both read modes: reads in chunks of half the prefetch
+ * window (waiting for settles, without a timer, when the window is full), sends the next read ahead while
+ * entries are in hand, retries failed reads after a doubling pause (50 ms up to 2 s), and stops within
+ * `blockMs` + 1 s at most: at once with CLIENT UNBLOCK, else by dropping the connection.
+ */
+export class BlockingReader {
+  readonly #i: ReaderInit;
+  readonly #mode: ReadMode;
+  readonly #gate = new Gate();
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  #readerId: number | undefined;
+
+  constructor(init: ReaderInit, mode: ReadMode) {
+    this.#i = init;
+    this.#mode = mode;
+  }
+
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  async start(): Promise<void> {
+    await this.#learnReaderId();
+    this.#i.reader.on('ready', () => {
+      this.#mode.reconnected();
+      void this.#learnReaderId();
+    });
+    this.#loop = this.#run();
+  }
+
+  /** A delivery was settled: room for more. */
+  wake(): void {
+    this.#gate.open();
+  }
+
+  async #learnReaderId(): Promise<void> {
+    if (!(this.#i.reader instanceof Redis)) return; // a cluster reader: no CLIENT UNBLOCK, stop waits up to blockMs
+    try {
+      this.#readerId = Number(await this.#i.reader.call('CLIENT', 'ID'));
+    } catch {
+      this.#readerId = undefined;
+    }
+  }
+
+  async #run(): Promise<void> {
+    const mode = this.#mode;
+    const { prefetch } = this.#i;
+    const chunk = Math.max(1, Math.ceil(prefetch / 2));
+    let backoff = 0;
+    // The next read, sent before the current reply is delivered: Redis serves it while this process
+    // runs handlers (measured: without it the drain alternated between waiting and working).
+    let ahead: Promise<StreamReply> | undefined;
+    let aheadCount = 0;
+    while (!this.#stopped) {
+      try {
+        let reply: StreamReply;
+        let asked: number;
+        if (ahead) {
+          reply = await ahead;
+          asked = aheadCount;
+          ahead = undefined;
+        } else {
+          const room = prefetch - mode.held;
+          // Read in chunks: wait until half the prefetch is free (or nothing is held), else every settle
+          // would trigger its own COUNT 1 round trip.
+          if (room <= 0 || (mode.held > 0 && room < chunk)) {
+            await this.#gate.wait();
+            continue;
+          }
+          if (await mode.catchUp(room)) continue;
+          asked = Math.min(room, chunk);
+          reply = await mode.read(asked, true);
+        }
+        const rows = entriesOf(reply);
+        // A full reply means more is waiting: ask for it now without blocking (a blocking read queued
+        // behind this one would hold up stop()), if the entries in hand leave room for it.
+        aheadCount = Math.min(chunk, prefetch - mode.held - rows.length);
+        if (rows.length >= asked && !this.#stopped && aheadCount > 0) {
+          ahead = mode.read(aheadCount, false);
+          ahead.catch(() => undefined); // awaited (and its error handled) on the next turn
+        }
+        mode.deliver(rows);
+        backoff = 0;
+      } catch (error) {
+        ahead = undefined;
+        if (this.#stopped) break;
+        if (!(await mode.recover(error).catch(() => false))) {
+          this.#i.logger.warn(`Reading '${this.#i.topic}' failed; retrying`, {
+            error: toBusbarError(error, {
+              what: `Reading '${this.#i.topic}'`,
+              op: 'consume',
+              secrets: this.#i.secrets,
+            }),
+          });
+        }
+        backoff = Math.min(backoff * 2 || 50, MAX_BACKOFF_MS);
+        await sleep(backoff);
+      }
+    }
+    // A read sent ahead and not delivered: a group's entries stay pending for this consumer (re-read or
+    // claimed later); a broadcast reader is done with the stream anyway.
+    await ahead?.catch(() => undefined);
+  }
+
+  /** Ends intake: once this resolves the loop delivers nothing more. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#gate.open();
+    const { client, reader, closing } = this.#i;
+    // Unreachable: the pending read can never return, and CLIENT UNBLOCK could never be sent.
+    if (reader.status !== 'ready' || client.status !== 'ready') closing.silent = true;
+    else if (this.#readerId !== undefined && !closing.silent) {
+      // Ends the blocking read at once instead of after blockMs. A healthy Redis answers at once: no answer
+      // within a step means it went silent, and nothing else will be answered either.
+      const unblock = withTimeout(client.call('CLIENT', 'UNBLOCK', this.#readerId), CLOSE_STEP_MS, 'unblock');
+      await unblock.catch(() => {
+        closing.silent = true;
+      });
+    }
+    // With Redis silent the read never returns (and ioredis does not reject commands queued while it
+    // reconnects, even on disconnect): drop the connection and do not wait for it.
+    if (closing.silent) reader.disconnect();
+    else if (!(await settlesWithin(this.#loop, this.#i.blockMs + 1_000))) {
+      closing.silent = true;
+      reader.disconnect();
+    }
+  }
+
+  /** Stops at once by dropping the read connection, waiting for nothing (a read cut short is lost). */
+  abandon(): void {
+    this.#stopped = true;
+    this.#gate.open();
+    this.#i.reader.disconnect();
+  }
+
+  /** Drops the read connection (after stop). */
+  disconnect(): void {
+    this.#i.reader.disconnect();
+  }
 }

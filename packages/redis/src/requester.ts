@@ -6,7 +6,7 @@ import { CLOSE_STEP_MS, type CloseState } from './closing.js';
 import { pushEntryFields } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import { replyStreamKey, requestStreamKey } from './keys.js';
-import { entriesOf, type StreamReply, sleep } from './reader.js';
+import { BlockingReader, lastEntryId, type ReadMode, type StreamReply } from './reader.js';
 import {
   CORRELATION_FIELD,
   decodeReply,
@@ -33,6 +33,8 @@ const REFRESH_MS = 15_000;
 /** "Somebody serves this topic" is believed this long (a request would otherwise cost an XINFO round trip). */
 const RESPONDERS_CACHE_MS = 1_000;
 const RESPONDERS_CACHE_MAX = 1_000;
+/** Replies taken per XREAD: nothing holds them (each settles its request at once), so reads stay large. */
+const REPLIES_PER_READ = 1_000;
 
 interface Pending {
   resolve(reply: ReplyRecord): void;
@@ -52,6 +54,7 @@ export class Requester {
   readonly #served = new Map<string, number>();
   #started: Promise<void> | undefined;
   #reader: RedisClient | undefined;
+  #loop: BlockingReader | undefined;
   #refresh: NodeJS.Timeout | undefined;
   #lastId = '0-0';
   #closed = false;
@@ -105,7 +108,11 @@ export class Requester {
     try {
       await this.#i.client.call('XADD', args);
     } catch (error) {
-      throw toBusbarError(error, this.#i.secrets, `Sending the request on '${record.topic}' failed`);
+      throw toBusbarError(error, {
+        what: `Sending the request on '${record.topic}'`,
+        op: 'request',
+        secrets: this.#i.secrets,
+      });
     }
   }
 
@@ -118,7 +125,7 @@ export class Requester {
       groups = await subcommand(this.#i.client, 'XINFO', 'GROUPS', stream);
     } catch (error) {
       if (isReplyError(error, 'ERR no such key')) return false;
-      throw toBusbarError(error, this.#i.secrets, 'Looking for responders failed');
+      throw toBusbarError(error, { what: 'Looking for responders', op: 'request', secrets: this.#i.secrets });
     }
     const some = Array.isArray(groups) && groups.length > 0;
     if (some) {
@@ -132,7 +139,7 @@ export class Requester {
     this.#started ??= this.#open().catch((error: unknown) => {
       // The next request tries again.
       this.#started = undefined;
-      throw toBusbarError(error, this.#i.secrets, 'Opening the reply stream failed');
+      throw toBusbarError(error, { what: 'Opening the reply stream', op: 'request', secrets: this.#i.secrets });
     });
     return this.#started;
   }
@@ -155,7 +162,19 @@ export class Requester {
     this.#reader = reader;
     this.#refresh = setInterval(() => void this.#keepAlive(), REFRESH_MS);
     this.#refresh.unref();
-    void this.#run(reader);
+    const { client, blockMs, closing, secrets, logger } = this.#i;
+    const init = {
+      client,
+      reader,
+      topic: 'replies',
+      prefetch: REPLIES_PER_READ * 2,
+      blockMs,
+      closing,
+      secrets,
+      logger,
+    };
+    this.#loop = new BlockingReader(init, this.#replies());
+    await this.#loop.start();
   }
 
   /** Creates the reply stream with a marker entry (responders reply with NOMKSTREAM): its id is where reading starts. */
@@ -176,43 +195,37 @@ export class Requester {
       if (Number(kept) === 0 && !this.#closed) await this.#create();
     } catch (error) {
       this.#i.logger.warn('Refreshing the reply stream failed; trying again later', {
-        error: toBusbarError(error, this.#i.secrets, 'PEXPIRE failed'),
+        error: toBusbarError(error, { what: 'Refreshing the reply stream', op: 'request', secrets: this.#i.secrets }),
       });
     }
   }
 
-  async #run(reader: RedisClient): Promise<void> {
-    let backoff = 0;
-    while (!this.#closed) {
-      try {
-        const reply = (await reader.callBuffer(
-          'XREAD',
-          'COUNT',
-          1_000,
-          'BLOCK',
-          this.#i.blockMs,
-          'STREAMS',
-          this.#key,
-          this.#lastId,
-        )) as StreamReply;
-        for (const [, entryId, fields] of entriesOf(reply)) {
-          this.#lastId = entryId;
+  /** The reply stream's reader mode: XREAD from the last reply seen; a reply is settled once matched. */
+  #replies(): ReadMode {
+    const key = this.#key;
+    return {
+      held: 0,
+      read: async (count, block) => {
+        const args: (string | number)[] = ['COUNT', count];
+        if (block) args.push('BLOCK', this.#i.blockMs);
+        args.push('STREAMS', key, this.#lastId);
+        const reply = (await (this.#reader as RedisClient).callBuffer('XREAD', ...args)) as StreamReply;
+        this.#lastId = lastEntryId(reply) ?? this.#lastId;
+        return reply;
+      },
+      deliver: (rows) => {
+        for (const [, entryId, fields] of rows) {
           if (fields === null) continue;
           const { correlationId, rest } = splitRrFields(fields);
           // A late reply (its request settled) or the marker entry: dropped.
           const pending = correlationId === undefined ? undefined : this.#pending.get(correlationId);
           pending?.resolve(decodeReply(entryId, rest));
         }
-        backoff = 0;
-      } catch (error) {
-        if (this.#closed) break;
-        this.#i.logger.warn('Reading replies failed; retrying', {
-          error: toBusbarError(error, this.#i.secrets, 'XREAD failed'),
-        });
-        backoff = Math.min(backoff * 2 || 50, 2_000);
-        await sleep(backoff);
-      }
-    }
+      },
+      catchUp: () => Promise.resolve(false),
+      recover: () => Promise.resolve(false),
+      reconnected: () => undefined,
+    };
   }
 
   /** Rejects every pending request, stops reading and deletes the reply stream (bounded). */
@@ -223,7 +236,8 @@ export class Requester {
       pending.fail(new ClosedError('The Redis transport closed before the reply came'));
     }
     clearInterval(this.#refresh);
-    this.#reader?.disconnect();
+    // Dropped, not unblocked: pending requests already failed, and nothing read now has anyone to go to.
+    this.#loop?.abandon();
     if (this.#reader === undefined || this.#i.closing.silent || this.#i.client.status !== 'ready') return;
     const bound = Math.min(CLOSE_STEP_MS, Math.max(0, deadline - Date.now()));
     await withTimeout(this.#i.client.call('DEL', this.#key), bound, 'DEL timed out').catch(() => {

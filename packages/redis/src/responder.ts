@@ -4,7 +4,7 @@ import { type RedisClient, subcommand } from './client.js';
 import { CLOSE_STEP_MS, type CloseState } from './closing.js';
 import { decodeEntry } from './codec.js';
 import { isReplyError, toBusbarError } from './errors.js';
-import { entriesOf, Gate, type StreamReply, settlesWithin, sleep } from './reader.js';
+import { BlockingReader, type ReadMode, type Row, type StreamReply } from './reader.js';
 import { REPLY_MAXLEN, replyFields, splitRrFields } from './rr-wire.js';
 
 export interface ResponderInit {
@@ -41,22 +41,21 @@ export interface RedisRequestEntry {
  * each is acked once its reply is written. Requests are never redelivered: by the time another member could
  * claim one, its requester has given up, so a pending entry only shows a request being answered (XPENDING).
  */
-export class Responder implements TransportSubscription {
+export class Responder implements TransportSubscription, ReadMode {
   readonly #i: ResponderInit;
-  readonly #gate = new Gate();
+  readonly #reader: BlockingReader;
   #unanswered = 0;
-  #stopped = false;
-  #loop: Promise<void> | undefined;
 
   constructor(init: ResponderInit) {
     this.#i = init;
+    this.#reader = new BlockingReader(init, this);
   }
 
   /** Creates the group at the stream's end: resolves once requests sent afterwards reach it. */
   async start(): Promise<void> {
     // Commands wait across reconnects (maxRetriesPerRequest: null): bounded here, or respond() could hang.
     await withTimeout(this.#ensureGroup(), this.#i.opTimeoutMs, 'creating the responder group timed out');
-    this.#loop = this.#run();
+    await this.#reader.start();
   }
 
   async #ensureGroup(): Promise<void> {
@@ -67,45 +66,35 @@ export class Responder implements TransportSubscription {
     }
   }
 
-  async #run(): Promise<void> {
-    let backoff = 0;
-    const { reader, stream, group, consumer } = this.#i;
-    while (!this.#stopped) {
-      const room = this.#i.prefetch - this.#unanswered;
-      if (room <= 0) {
-        await this.#gate.wait();
-        continue;
-      }
-      try {
-        const reply = (await reader.callBuffer(
-          'XREADGROUP',
-          'GROUP',
-          group,
-          consumer,
-          'COUNT',
-          room,
-          'BLOCK',
-          this.#i.blockMs,
-          'STREAMS',
-          stream,
-          '>',
-        )) as StreamReply;
-        for (const [, entryId, fields] of entriesOf(reply)) this.#take(entryId, fields);
-        backoff = 0;
-      } catch (error) {
-        if (this.#stopped) break;
-        // The request stream was deleted (DEL, FLUSHALL): make the group again, or nothing is served.
-        if (isReplyError(error, 'NOGROUP')) await this.#ensureGroup().catch(() => undefined);
-        else {
-          this.#i.logger.warn(`Reading requests on '${this.#i.topic}' failed; retrying`, {
-            error: toBusbarError(error, this.#i.secrets, 'XREADGROUP failed'),
-          });
-        }
-        backoff = Math.min(backoff * 2 || 50, 2_000);
-        await sleep(backoff);
-      }
-    }
+  get held(): number {
+    return this.#unanswered;
   }
+
+  read(count: number, block: boolean): Promise<StreamReply> {
+    const { reader, stream, group, consumer } = this.#i;
+    const args: (string | number)[] = ['GROUP', group, consumer, 'COUNT', count];
+    if (block) args.push('BLOCK', this.#i.blockMs);
+    args.push('STREAMS', stream, '>');
+    return reader.callBuffer('XREADGROUP', ...args) as Promise<StreamReply>;
+  }
+
+  deliver(rows: Row[]): void {
+    for (const [, entryId, fields] of rows) this.#take(entryId, fields);
+  }
+
+  /** Nothing to catch up on: a request is never read twice (see above). */
+  catchUp(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
+  async recover(error: unknown): Promise<boolean> {
+    if (!isReplyError(error, 'NOGROUP')) return false;
+    // The request stream was deleted (DEL, FLUSHALL): make the group again, or nothing is served.
+    await this.#ensureGroup().catch(() => undefined);
+    return true;
+  }
+
+  reconnected(): void {}
 
   #take(entryId: string, fields: Buffer[] | null): void {
     const { replyTo, correlationId, rest } = fields ? splitRrFields(fields) : { replyTo: undefined, rest: [] };
@@ -138,7 +127,7 @@ export class Responder implements TransportSubscription {
           await this.#send(raw, reply);
         } finally {
           this.#unanswered--;
-          this.#gate.open();
+          this.#reader.wake();
           this.#ack(entryId);
         }
       },
@@ -162,33 +151,34 @@ export class Responder implements TransportSubscription {
     try {
       await withTimeout(this.#i.client.call('XADD', args), this.#i.opTimeoutMs, 'XADD of the reply timed out');
     } catch (error) {
-      throw toBusbarError(error, this.#i.secrets, `Replying on '${this.#i.topic}' failed`);
+      throw toBusbarError(error, { what: `Replying on '${this.#i.topic}'`, op: 'publish', secrets: this.#i.secrets });
     }
   }
 
   #ack(entryId: string): void {
     this.#i.client.call('XACK', this.#i.stream, this.#i.group, entryId).catch((error: unknown) => {
       this.#i.logger.debug(`XACK of a request on '${this.#i.topic}' failed`, {
-        error: toBusbarError(error, this.#i.secrets, 'XACK failed'),
+        error: toBusbarError(error, {
+          what: `Acking a request on '${this.#i.topic}'`,
+          op: 'consume',
+          secrets: this.#i.secrets,
+        }),
       });
     });
   }
 
   /**
-   * Stops reading by dropping the read connection: a request handed to this consumer by a read cut short
-   * stays unanswered (its requester times out), as with any responder that goes away mid-request.
+   * Stops reading: a request handed to this consumer by a read cut short stays unanswered (its requester
+   * times out), as with any responder that goes away mid-request.
    */
   async stop(): Promise<void> {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    this.#gate.open();
-    this.#i.reader.disconnect();
-    await settlesWithin(this.#loop, CLOSE_STEP_MS);
+    await this.#reader.stop();
   }
 
   /** Removes this responder from Redis: its own group, or its consumer (and its pending entries) in a shared one. */
   async close(): Promise<void> {
     await this.stop();
+    this.#reader.disconnect();
     const { client, closing, stream, group, consumer } = this.#i;
     if (closing.silent || client.status !== 'ready') return;
     const cleanup = this.#i.ownGroup

@@ -59,7 +59,7 @@ export class RetryMover {
     } catch (error) {
       if (!this.#stopped) {
         this.#i.logger.warn(`Moving due retries of '${this.#i.topic}' failed`, {
-          error: toBusbarError(error, this.#i.secrets, 'retry move failed'),
+          error: toBusbarError(error, { what: 'Moving due retries', op: 'consume', secrets: this.#i.secrets }),
         });
       }
     }

@@ -110,7 +110,7 @@ describe.runIf(ok)('redis transport', () => {
     expect(headers['busbar-dl-message']).toContain('bad order');
     // The dead letter keeps the original entry id.
     const [[originalEntry]] = (await admin.xrange(`busbar:{${topic}}`, '-', '+')) as [[string, string[]]];
-    expect(headers['busbar-redis-entry']).toBe(originalEntry);
+    expect(headers['busbar-source-offset']).toBe(originalEntry);
     fail = false;
     expect(await bus.redrive(topic, group, { idleMs: 500 })).toBe(1);
     await seen.waitForCount(3, 5_000);
