@@ -4,13 +4,6 @@ import { main } from './main.js';
 
 // The first Ctrl-C (or SIGTERM) stops the command and closes the bus cleanly: a re-drive keeps every dead letter
 // whose re-publish was not confirmed, a tail releases what it holds. A second one exits at once.
-// kafkajs schedules negative timeouts, which Node 24 reports as TimeoutNegativeWarning on every Kafka command: noise
-// for an operator (and garbage in a script's stderr). Every other process warning is still printed.
-process.removeAllListeners('warning');
-process.on('warning', (warning) => {
-  if (warning.name !== 'TimeoutNegativeWarning') process.stderr.write(`busbar: ${warning.name}: ${warning.message}\n`);
-});
-
 const controller = new AbortController();
 let interrupted = false;
 const onSignal = () => {

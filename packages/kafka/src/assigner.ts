@@ -1,5 +1,5 @@
 import type { Cluster, GroupMember, GroupMemberAssignment, PartitionAssigner } from 'kafkajs';
-import { AssignerProtocol } from './kafkajs.js';
+import { AssignerProtocol } from './internals.js';
 
 /**
  * The assignment protocols a busbar member offers when it joins a group, most preferred first. The broker

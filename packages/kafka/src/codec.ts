@@ -1,4 +1,4 @@
-import type { OutgoingRecord } from '@busbar/core/transport';
+import type { OutgoingRecord, ReplyRecord } from '@busbar/core/transport';
 import {
   addWireHeader,
   attemptFromHeaders,
@@ -8,18 +8,19 @@ import {
   wireHeaderValue,
 } from '@busbar/core/transport';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+import { wireHeaderValues } from './internals.js';
 
-/** Driver headers: when a retried message is due, and where a message was first read (on retries and dead letters). */
-export const KAFKA_HEADER = {
-  due: 'busbar-due',
-  partition: 'busbar-kafka-partition',
-  offset: 'busbar-kafka-offset',
-  /**
-   * On a record busbar writes on behalf of a tombstone (its retry, its dead letter): write a null value.
-   * Never on the wire: the null value is the mark there.
-   */
-  tombstone: 'busbar-kafka-tombstone',
-} as const;
+/**
+ * The names busbar 0.1 wrote before core's header registry: records of that version may still sit in retry
+ * and dead-letter topics. Read under the registry's names (the registry's name wins when both are there).
+ */
+export const LEGACY_HEADER: Readonly<Record<string, string>> = {
+  'busbar-kafka-partition': HEADER.sourcePartition,
+  'busbar-kafka-offset': HEADER.sourceOffset,
+};
+
+/** Headers the driver adds to a record: text, or bytes where a foreign client's value must go back unchanged. */
+export type WireHeaders = Readonly<Record<string, string | Buffer>>;
 
 /** The CloudEvents Kafka binding maps the `partitionkey` extension to the record key (binding 3.1). */
 const PARTITION_KEY = 'ce_partitionkey';
@@ -64,7 +65,7 @@ function isJson(contentType: string): boolean {
  */
 function isTombstone(record: OutgoingRecord): boolean {
   if (record.body.byteLength !== 0) return false;
-  return Object.hasOwn(record.headers, KAFKA_HEADER.tombstone) || isJson(record.contentType);
+  return Object.hasOwn(record.headers, HEADER.tombstone) || isJson(record.contentType);
 }
 
 /** Rough bytes a record takes in a batch: body, key, headers and the per-record overhead. */
@@ -81,17 +82,13 @@ export function recordSize(record: OutgoingRecord): number {
  * send time itself, and a string timestamp costs kafkajs a Long parse per message (measured: about a third of
  * busbar's produce cost).
  */
-export function toKafkaMessage(
-  record: OutgoingRecord,
-  extra: Readonly<Record<string, string>> | undefined,
-  now: number,
-): Message {
+export function toKafkaMessage(record: OutgoingRecord, extra: WireHeaders | undefined, now: number): Message {
   const headers: IHeaders = { ...record.headers, ...extra, [HEADER.id]: record.id };
   const body = record.body;
   let value: Buffer | null;
   if (body.byteLength === 0 && isTombstone(record)) {
     // A tombstone has no content, so no content type either.
-    delete headers[KAFKA_HEADER.tombstone];
+    delete headers[HEADER.tombstone];
     value = null;
   } else {
     if (record.contentType) headers[CONTENT_TYPE] = record.contentType;
@@ -104,18 +101,6 @@ export function toKafkaMessage(
 }
 
 type RawHeaders = Record<string, Buffer | string | null | undefined | (Buffer | string | null | undefined)[]>;
-
-const INHERITED: Record<string, unknown> = {};
-
-/**
- * kafkajs merges repeated keys with `obj[key] === undefined ? value : [obj[key], value]`, so a header named
- * like an Object.prototype member (`constructor`, `toString`, `__proto__`) starts with the inherited
- * function or object: the values from the wire are the rest.
- */
-function wireValues(name: string, value: RawHeaders[string]): RawHeaders[string] {
-  if (Array.isArray(value) && name in INHERITED && (value[0] as unknown) === INHERITED[name]) return value.slice(1);
-  return value;
-}
 
 /**
  * kafkajs headers -> busbar's string headers, by core's one rule (null -> '', non-UTF-8 bytes -> base64,
@@ -132,13 +117,19 @@ export function fromKafkaHeaders(raw: IHeaders | undefined): {
   let clean = raw as RawHeaders;
   for (const name of Object.keys(raw)) {
     const original = (raw as RawHeaders)[name];
-    const value = wireValues(name, original);
+    const value = wireHeaderValues(name, original);
     if (value !== original) {
       if (clean === raw) clean = { ...(raw as RawHeaders) };
       Object.defineProperty(clean, name, { value, enumerable: true, writable: true, configurable: true });
     }
     if (isContentType(name)) contentType ??= wireHeaderValue(Array.isArray(value) ? value[0] : value);
     else addWireHeader(headers, name, value);
+  }
+  for (const legacy in LEGACY_HEADER) {
+    if (!Object.hasOwn(headers, legacy)) continue;
+    const current = LEGACY_HEADER[legacy] as string;
+    if (!Object.hasOwn(headers, current)) headers[current] = headers[legacy] as string;
+    delete headers[legacy];
   }
   return { headers, raw: clean, contentType };
 }
@@ -194,4 +185,33 @@ export function decode(
       tombstone,
     },
   };
+}
+
+/**
+ * Request/reply headers, named as Spring Kafka's ReplyingKafkaTemplate names them (KafkaHeaders), so a Spring
+ * service can answer busbar's requests and ask busbar's responders.
+ */
+export const REPLY_HEADER = {
+  /** On a request: the topic to reply to. */
+  replyTopic: 'kafka_replyTopic',
+  /** On a request and its reply: bytes the responder copies unchanged (Spring writes a 16-byte binary UUID). */
+  correlationId: 'kafka_correlationId',
+  /** On a request, optional: the partition of the reply topic to reply to (a 4-byte big-endian int). */
+  replyPartition: 'kafka_replyPartition',
+} as const;
+
+/** One header's bytes as kafkajs delivered them (the first value of a repeated key). */
+export function headerBytes(headers: IHeaders | undefined, name: string): Buffer | undefined {
+  const value = headers?.[name];
+  const first = Array.isArray(value) ? value[0] : value;
+  if (first === undefined || first === null) return undefined;
+  return typeof first === 'string' ? Buffer.from(first) : first;
+}
+
+/** A record on a reply topic as core's ReplyRecord: the correlation headers are the transport's, not the user's. */
+export function decodeReply(message: KafkaMessage): ReplyRecord {
+  const { headers, contentType } = fromKafkaHeaders(message.headers);
+  for (const name of Object.values(REPLY_HEADER)) delete headers[name];
+  delete headers[HEADER.id];
+  return { body: message.value ?? EMPTY, contentType, headers };
 }

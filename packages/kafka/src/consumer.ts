@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger, SubscribeCallbacks, SubscribeSpec, TransportSubscription } from '@busbar/core/transport';
-import { deferred, numericHeader, sanitizeError, wireHeaderValue, withTimeout } from '@busbar/core/transport';
+import { deferred, HEADER, numericHeader, sanitizeError, wireHeaderValue, withTimeout } from '@busbar/core/transport';
 import type { Consumer, EachBatchPayload, Kafka, PartitionAssigner } from 'kafkajs';
 import { busbarAssigners, PROTOCOLS } from './assigner.js';
-import { decode, KAFKA_HEADER } from './codec.js';
+import { decode } from './codec.js';
 import { Committer } from './commits.js';
 import { KafkaDelivery, type SettleHost } from './delivery.js';
 import { errorType, groupProtocolError } from './errors.js';
@@ -262,7 +262,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
           checked = true;
         }
         if (fromRetry) {
-          const due = numericHeader(wireHeaderValue(message.headers?.[KAFKA_HEADER.due]), 0);
+          const due = numericHeader(wireHeaderValue(message.headers?.[HEADER.due]), 0);
           if (due > Date.now()) {
             this.#hold(partition, due, pause);
             return;

@@ -1,5 +1,6 @@
 import type { Delivery, RetryRequest } from '@busbar/core/transport';
-import { type DecodedRecord, KAFKA_HEADER, type KafkaRaw } from './codec.js';
+import { HEADER } from '@busbar/core/transport';
+import type { DecodedRecord, KafkaRaw } from './codec.js';
 import type { PartitionTracker, TrackedOffset } from './tracker.js';
 
 /** What a delivery reports back to its subscription. */
@@ -57,9 +58,9 @@ export class KafkaDelivery implements Delivery {
   /** The partition and offset it was first read from, for its retries and dead letter. */
   deadLetterHeaders(): Readonly<Record<string, string>> | undefined {
     // A tombstone's retry and dead letter are tombstones too (codec.ts writes the mark as a null value).
-    const mark = this.raw.tombstone ? { [KAFKA_HEADER.tombstone]: '1' } : undefined;
+    const mark = this.raw.tombstone ? { [HEADER.tombstone]: '1' } : undefined;
     if (this.#fromRetry) return mark;
-    return { [KAFKA_HEADER.partition]: String(this.raw.partition), [KAFKA_HEADER.offset]: this.raw.offset, ...mark };
+    return { [HEADER.sourcePartition]: String(this.raw.partition), [HEADER.sourceOffset]: this.raw.offset, ...mark };
   }
 
   async ack(): Promise<void> {

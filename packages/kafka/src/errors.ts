@@ -1,13 +1,6 @@
-import {
-  BusbarError,
-  ConfigError,
-  ConnectionError,
-  InvalidTopicError,
-  PayloadTooLargeError,
-  PublishError,
-  TimeoutError,
-} from '@busbar/core';
-import { sanitizeError } from '@busbar/core/transport';
+import { type BusbarError, ConfigError, PayloadTooLargeError } from '@busbar/core';
+import type { NativeErrorClass, NativeErrorContext } from '@busbar/core/transport';
+import { nativeError, sanitizeError } from '@busbar/core/transport';
 
 interface KafkaJsErrorShape {
   name?: string;
@@ -55,29 +48,42 @@ export function errorType(error: unknown): string | undefined {
   return root.type ?? (error as KafkaJsErrorShape | undefined)?.type;
 }
 
-/** A kafkajs error as a busbar error, redacted. `what` says what was being done. */
-export function toBusbarError(error: unknown, what: string, secrets: readonly string[], topic?: string): BusbarError {
-  if (BusbarError.is(error)) return error;
-  const clean = sanitizeError(error, secrets);
+/**
+ * kafkajs' errors read by kind: protocol error types (the broker's answer) first, then kafkajs' own
+ * error names. Errors that are not kafkajs' fall through to core's common rules (socket codes, TLS).
+ */
+function classify(
+  error: unknown,
+  clean: Error,
+  context: NativeErrorContext,
+): NativeErrorClass | BusbarError | undefined {
   const root = rootCause(error);
   const type = errorType(error);
-  const inner = root !== error && root.message ? sanitizeError(root, secrets).message : undefined;
-  const text = `${what}: ${clean.message}${inner && !clean.message.includes(inner) ? ` (${inner})` : ''}`;
+  const inner = root !== error && root.message ? sanitizeError(root, context.secrets).message : undefined;
+  const message = `${clean.message}${inner && !clean.message.includes(inner) ? ` (${inner})` : ''}`;
   if (type === 'MESSAGE_TOO_LARGE' || type === 'RECORD_LIST_TOO_LARGE') {
-    return payloadTooLarge(error, what, 0, 0, topic ?? '', secrets);
+    return payloadTooLarge(error, context.what, 0, 0, '', context.secrets);
   }
-  if (type === 'INVALID_TOPIC_EXCEPTION' || type === 'UNKNOWN_TOPIC_OR_PARTITION') {
-    return new InvalidTopicError(`${text}${topic ? ` (topic '${topic}')` : ''}`);
-  }
+  if (type === 'INVALID_TOPIC_EXCEPTION' || type === 'UNKNOWN_TOPIC_OR_PARTITION') return { kind: 'topic', message };
   if (type === 'INVALID_REPLICATION_FACTOR' || type === 'INVALID_PARTITIONS' || type === 'POLICY_VIOLATION') {
-    return new ConfigError(text, { cause: clean });
+    return { kind: 'config', message };
   }
-  if (type !== undefined && AUTH_TYPES.has(type)) return new ConnectionError(text, { cause: clean, retryable: false });
-  if (root.name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT')
-    return new TimeoutError(text, { cause: clean });
+  if (type !== undefined && AUTH_TYPES.has(type)) return { kind: 'auth', message };
+  if (root.name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT') return { kind: 'timeout', message };
   if (root.name !== undefined && CONNECTION_NAMES.has(root.name))
-    return new ConnectionError(text, { cause: clean, retryable: true });
-  return new PublishError(text, { cause: clean, retryable: root.retriable ?? true });
+    return { kind: 'connection', message, retryable: true };
+  const name = (error as KafkaJsErrorShape | undefined)?.name;
+  if (type === undefined && !root.name?.startsWith('KafkaJS') && !name?.startsWith('KafkaJS')) return undefined;
+  // Another kafkajs error: kafkajs says whether trying again can help.
+  return { kind: context.op === 'publish' ? 'refused' : 'connection', message, retryable: root.retriable ?? true };
+}
+
+/**
+ * A kafkajs error as a busbar error, redacted (core's one mapper with kafkajs' classifier). `context.what`
+ * starts the message and names the topic: `Publishing to 'orders' failed`.
+ */
+export function toBusbarError(error: unknown, context: NativeErrorContext): BusbarError {
+  return nativeError(error, context, (native, clean) => classify(native, clean, context));
 }
 
 /**

@@ -16,4 +16,5 @@ export const driver: Driver<typeof kafkaOptions> = defineDriver({
 export type { KafkaRaw } from './codec.js';
 export type { KafkaOptions, KafkaOptionsInput } from './options.js';
 export { kafkaOptions } from './options.js';
+export type { KafkaRequestRecord } from './responder.js';
 export { retryTopicFor } from './topology.js';

@@ -57,6 +57,15 @@ export const kafkaOptions = z.object({
    * outside busbar. Default false (the latest offset).
    */
   fromBeginning: z.boolean().default(false),
+  /**
+   * The topic replies to this bus's requests come back on (Spring's reply topic). Default: a topic of its
+   * own, `<bus name>.replies.<uuid>`, created at the first request and deleted at close. A topic named here is
+   * created when missing and never deleted; give each bus instance its own.
+   */
+  replyTopic: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,249}$/, 'expected a Kafka topic name ([a-zA-Z0-9._-], at most 249 characters)')
+    .optional(),
 });
 
 export type KafkaOptions = z.output<typeof kafkaOptions>;

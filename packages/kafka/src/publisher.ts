@@ -1,12 +1,14 @@
 import { BusbarError, ClosedError, TimeoutError } from '@busbar/core';
 import { type Deferred, deferred, type OutgoingRecord, withTimeout } from '@busbar/core/transport';
 import type { CompressionTypes, Kafka, Message, Producer, TopicMessages } from 'kafkajs';
-import { recordSize, toKafkaMessage } from './codec.js';
+import { recordSize, toKafkaMessage, type WireHeaders } from './codec.js';
 import { errorType, payloadTooLarge, toBusbarError } from './errors.js';
 
 interface Pending {
   readonly records: readonly OutgoingRecord[];
-  readonly extra: Readonly<Record<string, string>> | undefined;
+  readonly extra: WireHeaders | undefined;
+  /** The partition to write to (a reply to `kafka_replyPartition`); else the key's, as the partitioner picks. */
+  readonly partition: number | undefined;
   readonly size: number;
   readonly done: Deferred<void>;
   /** When the publish timeout of this call runs out (topic creation, queueing and sending included). */
@@ -44,7 +46,9 @@ function toTopicMessages(batch: readonly Pending[]): TopicMessages[] {
         list = [];
         byTopic.set(record.topic, list);
       }
-      list.push(toKafkaMessage(record, pending.extra, now));
+      const message = toKafkaMessage(record, pending.extra, now);
+      if (pending.partition !== undefined) message.partition = pending.partition;
+      list.push(message);
     }
   }
   const topicMessages: TopicMessages[] = [];
@@ -108,7 +112,7 @@ export class Publisher {
   }
 
   /** Resolves when every record is acknowledged by all in-sync replicas. */
-  publish(records: readonly OutgoingRecord[], extra?: Readonly<Record<string, string>>): Promise<void> {
+  publish(records: readonly OutgoingRecord[], extra?: WireHeaders, partition?: number): Promise<void> {
     if (this.#closed) return Promise.reject(new ClosedError('The Kafka transport is closed'));
     let size = 0;
     let missing: Set<string> | undefined;
@@ -118,7 +122,8 @@ export class Publisher {
       missing ??= new Set();
       missing.add(record.topic);
     }
-    const pending: Pending = { records, extra, size, done: deferred(), deadline: Date.now() + this.#config.timeoutMs };
+    const deadline = Date.now() + this.#config.timeoutMs;
+    const pending: Pending = { records, extra, partition, size, done: deferred(), deadline };
     if (missing === undefined) this.#enqueue(pending);
     else this.#createThenEnqueue(pending, [...missing]);
     return pending.done.promise;
@@ -180,7 +185,11 @@ export class Publisher {
     this.#inFlight++;
     this.#send(batch)
       .catch((error: unknown) => {
-        const failure = toBusbarError(error, 'Publishing to Kafka failed', this.#config.secrets);
+        const failure = toBusbarError(error, {
+          what: 'Publishing to Kafka failed',
+          op: 'publish',
+          secrets: this.#config.secrets,
+        });
         for (const pending of batch) pending.done.reject(failure);
       })
       .finally(() => {
@@ -252,7 +261,7 @@ export class Publisher {
       for (const pending of batch) size += pending.size;
       return payloadTooLarge(error, what, size, this.#config.maxMessageBytes, topics[0] ?? '', this.#config.secrets);
     }
-    return toBusbarError(error, what, this.#config.secrets, topics[0]);
+    return toBusbarError(error, { what, op: 'publish', secrets: this.#config.secrets });
   }
 
   #replace(): void {

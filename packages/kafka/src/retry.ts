@@ -1,6 +1,5 @@
 import type { Delivery } from '@busbar/core/transport';
 import { HEADER } from '@busbar/core/transport';
-import { KAFKA_HEADER } from './codec.js';
 import type { Publisher } from './publisher.js';
 
 /**
@@ -28,6 +27,6 @@ export function publishRetry(
   return publisher.publish([record], {
     [HEADER.attempt]: String(attempt),
     [HEADER.topic]: delivery.topic,
-    [KAFKA_HEADER.due]: String(Date.now() + delayMs),
+    [HEADER.due]: String(Date.now() + delayMs),
   });
 }

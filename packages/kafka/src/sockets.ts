@@ -1,35 +1,42 @@
-import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
 import type { ISocketFactory } from 'kafkajs';
+import { closeFactory, ownFactory } from './internals.js';
 
-const require = createRequire(import.meta.url);
-const defaultSocketFactory = require('kafkajs/src/network/socketFactory.js') as () => ISocketFactory;
+/** kafkajs' own keep-alive delay for its sockets. */
+const KEEP_ALIVE_MS = 60_000;
 
-/** Socket factories of closed transports: kafkajs connections made through them fail at once (see kafkajs.ts). */
-export const closedFactories = new WeakSet<ISocketFactory>();
+/** What kafkajs' default socket factory does, through the documented `socketFactory` option. */
+const connectSocket: ISocketFactory = ({ host, port, ssl, onConnect }) => {
+  const socket = ssl
+    ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...ssl }, onConnect)
+    : net.connect({ host, port }, onConnect);
+  socket.setKeepAlive(true, KEEP_ALIVE_MS);
+  return socket;
+};
 
 /**
- * The sockets of one transport's kafkajs clients (kafkajs' own factory, counted). kafkajs cannot be told
- * to stop: a disconnect waits for pending requests (up to the request timeout on a silent broker) and
- * its retry loops keep reconnecting after a failed connect. Shutting down destroys every socket left and
- * makes every later connect fail without retry, so nothing of a closed bus keeps the process alive.
+ * The sockets of one transport's kafkajs clients, counted. kafkajs cannot be told to stop: a disconnect
+ * waits for pending requests (up to the request timeout on a silent broker) and its retry loops keep
+ * reconnecting after a failed connect. Shutting down destroys every socket left and makes every later
+ * connect fail without retry (internals.ts), so nothing of a closed bus keeps the process alive.
  */
 export class SocketRegistry {
   readonly factory: ISocketFactory;
   readonly #sockets = new Set<Socket>();
 
   constructor() {
-    const base = defaultSocketFactory();
     this.factory = (args) => {
-      const socket = base(args);
+      const socket = connectSocket(args);
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
       return socket;
     };
+    ownFactory(this.factory);
   }
 
   shutdown(): void {
-    closedFactories.add(this.factory);
+    closeFactory(this.factory);
     // With an error, so kafkajs rejects what waits on the socket (and clears its connect timer) at once.
     for (const socket of this.#sockets) socket.destroy(new Error('The Kafka transport is closed'));
     this.#sockets.clear();

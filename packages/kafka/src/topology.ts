@@ -25,6 +25,13 @@ export async function retrying<T>(call: () => Promise<T>, budgetMs = 10_000): Pr
   }
 }
 
+const LEGAL_TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
+
+/** What Kafka takes as a topic name: [a-zA-Z0-9._-], at most 249 characters, not '.' or '..'. */
+export function isLegalTopic(topic: string): boolean {
+  return LEGAL_TOPIC.test(topic) && topic !== '.' && topic !== '..';
+}
+
 /** `<topic>.<group>.retry`: one retry topic per group, so a retry reaches only the group that failed. */
 export function retryTopicFor(topic: string, group: string): string {
   const name = `${topic}.${group}.retry`;
@@ -65,7 +72,7 @@ export class Topology {
   }
 
   /** Creates the topics that do not exist yet; existing topics are used as they are. */
-  ensureTopics(topics: Iterable<string>): Promise<void> {
+  ensureTopics(topics: Iterable<string>, partitions = this.#config.partitions): Promise<void> {
     const waits: Promise<void>[] = [];
     const missing: string[] = [];
     for (const topic of topics) {
@@ -74,7 +81,7 @@ export class Topology {
       else missing.push(topic);
     }
     if (missing.length > 0) {
-      const created = this.#create(missing);
+      const created = this.#create(missing, partitions);
       for (const topic of missing) {
         this.#known.set(topic, created);
         created.catch(() => this.#known.delete(topic));
@@ -84,8 +91,8 @@ export class Topology {
     return waits.length === 1 ? (waits[0] as Promise<void>) : Promise.all(waits).then(() => undefined);
   }
 
-  async #create(topics: string[]): Promise<void> {
-    const { admin, partitions, replicationFactor } = this.#config;
+  async #create(topics: string[], partitions: number): Promise<void> {
+    const { admin, replicationFactor } = this.#config;
     try {
       // kafkajs' admin gives up on the first connection error (a connection cut just before): retried here.
       await retrying(() =>
@@ -103,7 +110,11 @@ export class Topology {
       // Metadata can name a leader before that broker serves the partition: wait until it answers ListOffsets.
       await retrying(() => Promise.all(topics.map((topic) => this.#config.admin.fetchTopicOffsets(topic))));
     } catch (error) {
-      throw toBusbarError(error, `Creating topic '${topics.join("', '")}' failed`, this.#config.secrets, topics[0]);
+      throw toBusbarError(error, {
+        what: `Creating topic '${topics.join("', '")}' failed`,
+        op: 'declare',
+        secrets: this.#config.secrets,
+      });
     }
   }
 
@@ -132,7 +143,9 @@ export class Topology {
    */
   async exists(topic: string): Promise<boolean> {
     if (this.#known.has(topic)) return true;
-    return (await this.#config.admin.listTopics()).includes(topic);
+    const found = (await this.#config.admin.listTopics()).includes(topic);
+    if (found) this.#known.set(topic, Promise.resolve());
+    return found;
   }
 
   /**
@@ -164,6 +177,12 @@ export class Topology {
    * if the group has no offsets yet, they are set to the current end. An
    * active group initialises itself when its members join.
    */
+  /** Deletes a topic busbar created for itself (a reply topic); forgotten first, so nothing publishes to it. */
+  async deleteTopic(topic: string, timeoutMs: number): Promise<void> {
+    this.#known.delete(topic);
+    await this.#config.admin.deleteTopics({ topics: [topic], timeout: timeoutMs });
+  }
+
   async declareGroup(topic: string, group: string): Promise<void> {
     await this.ensureTopics([topic]);
     if (isDeadLetterReader(group)) return;

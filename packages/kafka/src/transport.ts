@@ -1,8 +1,11 @@
 import { ConfigError, ConnectionError, InvalidHeaderError, InvalidTopicError } from '@busbar/core';
 import type {
   Capabilities,
+  IncomingRequest,
   LagInfo,
   OutgoingRecord,
+  RequestReply,
+  RespondSpec,
   SubscribeCallbacks,
   SubscribeSpec,
   Transport,
@@ -14,11 +17,13 @@ import type { Admin, CompressionTypes as CompressionType, Kafka as KafkaClient, 
 import { isContentType } from './codec.js';
 import { KafkaSubscription } from './consumer.js';
 import { toBusbarError } from './errors.js';
-import { CompressionCodecs, CompressionTypes, Kafka, logLevel } from './kafkajs.js';
+import { CompressionCodecs, CompressionTypes, installKafkajsPatch, Kafka, logLevel } from './internals.js';
 import type { KafkaOptions } from './options.js';
 import { Publisher } from './publisher.js';
+import { Requester } from './requester.js';
+import { KafkaResponder } from './responder.js';
 import { SocketRegistry } from './sockets.js';
-import { kafkaGroupId, retrying, Topology } from './topology.js';
+import { isLegalTopic, kafkaGroupId, retrying, Topology } from './topology.js';
 
 const capabilities: Capabilities = {
   durableGroups: true,
@@ -47,8 +52,6 @@ function codecAvailable(type: CompressionType): boolean {
 /** Room for what core does not count against `maxPayloadBytes`: id, key, busbar headers, record and batch overhead. */
 const RECORD_OVERHEAD = 1_536;
 
-const LEGAL_TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
-
 /** `kafka://[user:pass@]host:port` on kafkajs. */
 export class KafkaTransport implements Transport {
   readonly capabilities = capabilities;
@@ -60,7 +63,9 @@ export class KafkaTransport implements Transport {
   readonly #admin: Admin;
   readonly #topology: Topology;
   readonly #publisher: Publisher;
-  readonly #subscriptions = new Set<KafkaSubscription>();
+  readonly #subscriptions = new Set<KafkaSubscription | KafkaResponder>();
+  readonly #requester: Requester;
+  readonly requestReply: RequestReply;
   readonly #secrets: readonly string[];
   readonly #sockets = new SocketRegistry();
   readonly #closeTimeoutMs: number;
@@ -68,9 +73,10 @@ export class KafkaTransport implements Transport {
   #closed = false;
 
   constructor(context: TransportContext<KafkaOptions>) {
+    // Before any kafkajs client exists: busbar's connections need the patch from their first connect.
+    installKafkajsPatch();
     this.#context = context;
-    // closeTimeoutMs is not in the SPI's bus options yet: use it when core passes it.
-    this.#closeTimeoutMs = (context.bus as { readonly closeTimeoutMs?: number }).closeTimeoutMs ?? 10_000;
+    this.#closeTimeoutMs = context.bus.closeTimeoutMs;
     const o = context.options;
     const compression = COMPRESSION[o.compression];
     if (compression !== CompressionTypes.None && !codecAvailable(compression)) {
@@ -99,6 +105,58 @@ export class KafkaTransport implements Transport {
       ensureTopics: (topics) => this.#topology.ensureTopics(topics),
       onState: (state, error) => context.reportState('producer', state, error),
     });
+    this.#requester = new Requester({
+      kafka: this.#kafka,
+      options: o,
+      topology: this.#topology,
+      publisher: this.#publisher,
+      busName: context.bus.name,
+      logger: context.logger,
+      secrets: this.#secrets,
+      joinTimeoutMs: this.#joinTimeoutMs(),
+    });
+    this.requestReply = {
+      request: (record, options) => this.#requester.request(record, options),
+      respond: (spec, callbacks) => this.#respond(spec, callbacks),
+    };
+  }
+
+  #joinTimeoutMs(): number {
+    return Math.max(this.#context.bus.connectTimeoutMs, 15_000);
+  }
+
+  async #respond(
+    spec: RespondSpec,
+    callbacks: { readonly onRequest: (request: IncomingRequest) => void; readonly onError: (error: Error) => void },
+  ): Promise<TransportSubscription> {
+    const responder = new KafkaResponder(spec, callbacks, {
+      kafka: this.#kafka,
+      options: this.#context.options,
+      topology: this.#topology,
+      publisher: this.#publisher,
+      logger: this.#context.logger,
+      secrets: this.#secrets,
+      joinTimeoutMs: this.#joinTimeoutMs(),
+      closeTimeoutMs: this.#closeTimeoutMs,
+    });
+    return this.#track(responder, `Serving requests on '${spec.topic}' failed`);
+  }
+
+  /** Starts a subscription or responder; one that fails to start is closed, one that started is closed with the transport. */
+  async #track(subscription: KafkaSubscription | KafkaResponder, what: string): Promise<TransportSubscription> {
+    try {
+      await subscription.start();
+    } catch (error) {
+      await subscription.close().catch(() => undefined);
+      throw toBusbarError(error, { what, op: 'consume', secrets: this.#secrets });
+    }
+    this.#subscriptions.add(subscription);
+    const close = subscription.close.bind(subscription);
+    subscription.close = async () => {
+      this.#subscriptions.delete(subscription);
+      await close();
+    };
+    return subscription;
   }
 
   #clientConfig(): KafkaConfig {
@@ -136,7 +194,7 @@ export class KafkaTransport implements Transport {
   }
 
   validateTopic(topic: string): void {
-    if (!LEGAL_TOPIC.test(topic) || topic === '.' || topic === '..') {
+    if (!isLegalTopic(topic)) {
       throw new InvalidTopicError(
         `'${topic}' is not a valid Kafka topic name ([a-zA-Z0-9._-], at most 249 characters, not '.' or '..')`,
       );
@@ -187,29 +245,21 @@ export class KafkaTransport implements Transport {
       logger: this.#context.logger,
       closeTimeoutMs: this.#closeTimeoutMs,
       secrets: this.#secrets,
-      joinTimeoutMs: Math.max(this.#context.bus.connectTimeoutMs, 15_000),
+      joinTimeoutMs: this.#joinTimeoutMs(),
       reportState: this.#context.reportState,
     });
-    try {
-      await subscription.start();
-    } catch (error) {
-      await subscription.close().catch(() => undefined);
-      throw toBusbarError(error, `Subscribing to '${spec.topic}' failed`, this.#secrets, spec.topic);
-    }
-    this.#subscriptions.add(subscription);
-    const close = subscription.close.bind(subscription);
-    subscription.close = async () => {
-      this.#subscriptions.delete(subscription);
-      await close();
-    };
-    return subscription;
+    return this.#track(subscription, `Subscribing to '${spec.topic}' failed`);
   }
 
   async declareGroup(topic: string, group: string): Promise<void> {
     try {
       await this.#topology.declareGroup(topic, group);
     } catch (error) {
-      throw toBusbarError(error, `Declaring group '${group}' on '${topic}' failed`, this.#secrets, topic);
+      throw toBusbarError(error, {
+        what: `Declaring group '${group}' on '${topic}' failed`,
+        op: 'declare',
+        secrets: this.#secrets,
+      });
     }
   }
 
@@ -230,7 +280,11 @@ export class KafkaTransport implements Transport {
       }
       return { lag };
     } catch (error) {
-      throw toBusbarError(error, `Reading the lag of '${group}' on '${topic}' failed`, this.#secrets, topic);
+      throw toBusbarError(error, {
+        what: `Reading the lag of '${group}' on '${topic}' failed`,
+        op: 'consume',
+        secrets: this.#secrets,
+      });
     }
   }
 
@@ -238,16 +292,20 @@ export class KafkaTransport implements Transport {
    * Flushes and disconnects within closeTimeoutMs, broker up or down; then every socket left is destroyed
    * and kafkajs' reconnect loops end, so a closed bus keeps nothing running.
    */
-  async close(): Promise<void> {
+  async close(until?: number): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const deadline = until ?? Date.now() + this.#closeTimeoutMs;
+    // Pending requests are rejected at once, whatever happens to the rest.
+    const requests = this.#requester.close(deadline);
     if (this.#connected) {
       const graceful = (async () => {
         await Promise.all([...this.#subscriptions].map((s) => s.close().catch(() => undefined)));
+        await requests;
         await this.#publisher.close();
         await this.#admin.disconnect().catch(() => undefined);
       })();
-      await withTimeout(graceful, this.#closeTimeoutMs, 'close').catch(() => undefined);
+      await withTimeout(graceful, Math.max(1, deadline - Date.now()), 'close').catch(() => undefined);
     }
     this.#publisher.abort();
     this.#sockets.shutdown();

@@ -1,4 +1,5 @@
 import type { OutgoingRecord } from '@busbar/core/transport';
+import { HEADER } from '@busbar/core/transport';
 import { describe, expect, it } from 'vitest';
 import { fromKafkaHeaders, toKafkaMessage } from '../src/codec.js';
 
@@ -51,6 +52,14 @@ describe('kafka record codec', () => {
     expect(clean.constructor).toEqual([Buffer.from('c')]);
   });
 
+  it("reads busbar 0.1's source-position headers (still in retry and dead-letter topics) under the registry's names", () => {
+    const old = fromKafkaHeaders({ 'busbar-kafka-partition': Buffer.from('2'), 'busbar-kafka-offset': '41', a: 'b' });
+    expect(old.headers).toEqual({ a: 'b', [HEADER.sourcePartition]: '2', [HEADER.sourceOffset]: '41' });
+    // Both present (a 0.1 record re-failed under a newer busbar): the registry's name wins.
+    const both = fromKafkaHeaders({ 'busbar-kafka-offset': '1', [HEADER.sourceOffset]: '7' });
+    expect(both.headers).toEqual({ [HEADER.sourceOffset]: '7' });
+  });
+
   it('reads the content type from a content-type header in any case, not as a header', () => {
     const { headers, contentType } = fromKafkaHeaders({ 'Content-Type': Buffer.from('text/plain'), a: 'b' });
     expect(contentType).toBe('text/plain');
@@ -64,7 +73,7 @@ describe('kafka record codec', () => {
       contentType,
       headers,
     });
-    const marked = toKafkaMessage(empty('text/plain', { 'busbar-kafka-tombstone': '1', a: 'b' }), undefined, 0);
+    const marked = toKafkaMessage(empty('text/plain', { [HEADER.tombstone]: '1', a: 'b' }), undefined, 0);
     expect(marked.value).toBeNull();
     expect(marked.headers).toEqual({ a: 'b', 'busbar-id': 'id-1' });
     expect(toKafkaMessage(empty('application/json; charset=utf-8'), undefined, 0).value).toBeNull();

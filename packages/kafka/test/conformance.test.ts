@@ -35,6 +35,7 @@ describe.runIf(ok)('kafka', () => {
       durableGroups: true,
       ordering: true,
       wildcards: false,
+      requestReply: true,
     },
     timeoutScale: 2,
     // subscribe() resolves once the group has joined and its start offsets are fixed: no settling needed.

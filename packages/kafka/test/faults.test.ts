@@ -10,7 +10,7 @@ import {
 } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
-import { Kafka, logLevel } from '../src/kafkajs.js';
+import { Kafka, logLevel } from '../src/internals.js';
 import { type PrivateBroker, privateBroker } from './private-broker.js';
 
 // Needs java and the Kafka jars (scripts/kafka/kafka.sh fetch); the shared broker being up says they are there.

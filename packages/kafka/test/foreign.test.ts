@@ -8,6 +8,7 @@ import {
   type Message,
   silentLogger,
 } from '@busbar/core';
+import { HEADER } from '@busbar/core/transport';
 import { brokerAvailable, brokerUrls, collect, uniqueName } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver, type KafkaRaw } from '../src/index.js';
@@ -139,7 +140,7 @@ describe.runIf(ok)('kafka interop with plain kafkajs clients', () => {
     expect(raw?.key?.toString()).toBe('gone');
     const headers = stringHeaders(raw as NonNullable<typeof raw>);
     expect(headers['busbar-dl-topic']).toBe(topic);
-    expect(Object.keys(headers).filter((h) => h === 'content-type' || h === 'busbar-kafka-tombstone')).toEqual([]);
+    expect(Object.keys(headers).filter((h) => h === 'content-type' || h === HEADER.tombstone)).toEqual([]);
     // A plain busbar subscription on the dead-letter topic handles it (it is not dead-lettered again).
     const [dead] = (await deadLetters.waitForCount(1, 20_000)) as [Message<unknown>];
     expect(dead.deadLetter?.topic).toBe(topic);

@@ -1,4 +1,5 @@
 import { connect, silentLogger } from '@busbar/core';
+import { HEADER } from '@busbar/core/transport';
 import { brokerAvailable, brokerUrls, collect, uniqueName } from '@busbar/testing';
 import { describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
@@ -86,8 +87,8 @@ describe.runIf(ok)('kafka consumers', () => {
       });
       await dead.waitForCount(1, 20_000);
       const first = reads.items[0];
-      expect(dead.items[0]?.['busbar-kafka-partition']).toBe(String(first?.partition));
-      expect(dead.items[0]?.['busbar-kafka-offset']).toBe(first?.offset);
+      expect(dead.items[0]?.[HEADER.sourcePartition]).toBe(String(first?.partition));
+      expect(dead.items[0]?.[HEADER.sourceOffset]).toBe(first?.offset);
       expect(dead.items[0]?.['busbar-dl-attempts']).toBe('2');
     } finally {
       await bus.close();

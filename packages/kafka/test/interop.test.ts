@@ -2,7 +2,7 @@ import { type Bus, BusbarError, connect, type Message, silentLogger } from '@bus
 import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { driver, type KafkaRaw } from '../src/index.js';
-import { AssignerProtocol, Kafka, logLevel } from '../src/kafkajs.js';
+import { AssignerProtocol, Kafka, logLevel } from '../src/internals.js';
 import { javaAvailable, javaConsumer, kcatAvailable, kcatConsumer } from './foreign-members.js';
 
 const ok = await brokerAvailable('kafka');

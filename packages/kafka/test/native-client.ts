@@ -1,6 +1,6 @@
 import { uniqueName, waitFor } from '@busbar/testing';
 import type { KafkaMessage } from 'kafkajs';
-import { Kafka, logLevel } from '../src/kafkajs.js';
+import { Kafka, logLevel } from '../src/internals.js';
 
 /** A plain kafkajs client: the foreign side of the interop tests. */
 export const nativeKafka = new Kafka({ brokers: ['127.0.0.1:9092'], logLevel: logLevel.NOTHING });

@@ -2,7 +2,7 @@ import { connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, collect, sleep, uniqueName } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
-import { Kafka, logLevel } from '../src/kafkajs.js';
+import { Kafka, logLevel } from '../src/internals.js';
 
 const ok = await brokerAvailable('kafka');
 

@@ -1,0 +1,168 @@
+/**
+ * Everything of @busbar/kafka that reaches into kafkajs beyond its documented API: one patch of kafkajs'
+ * `Connection`, fenced to busbar's own connections, and one reading of kafkajs' header merge. Each is
+ * pinned by test/internals.test.ts. kafkajs has had no release since 2.2.4 (2023), so the version is
+ * checked: another one is refused unless `BUSBAR_KAFKAJS_UNTESTED=1` says to run it anyway.
+ */
+import { createRequire } from 'node:module';
+import { ConfigError } from '@busbar/core';
+import type { ISocketFactory } from 'kafkajs';
+import kafkajs from 'kafkajs';
+
+// kafkajs is CommonJS and Node's ESM loader cannot see all of its named
+// exports (CompressionCodecs, for one): take them from the default export.
+export const { Kafka, AssignerProtocol, CompressionCodecs, CompressionTypes, KafkaJSNonRetriableError, logLevel } =
+  kafkajs;
+
+const require = createRequire(import.meta.url);
+
+/** The kafkajs release whose internals this file was written against and tested with. */
+export const TESTED_KAFKAJS = '2.2.4';
+/** Set to `1` to run on an untested kafkajs version (at your own risk: the patch below may not fit it). */
+export const UNTESTED_KAFKAJS_ENV = 'BUSBAR_KAFKAJS_UNTESTED';
+
+/** The installed kafkajs version, read once at load (reading a file changes nothing: sideEffects stays false). */
+export const installedKafkajs: string = (require('kafkajs/package.json') as { version: string }).version;
+
+/** Refuses a kafkajs other than the tested one (a ConfigError naming both), unless the env says otherwise. */
+export function checkKafkajsVersion(
+  version: string = installedKafkajs,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): void {
+  if (version === TESTED_KAFKAJS || env[UNTESTED_KAFKAJS_ENV] === '1') return;
+  throw new ConfigError(
+    `@busbar/kafka is tested with kafkajs ${TESTED_KAFKAJS} only and kafkajs ${version} is installed: it patches kafkajs internals that may differ there. Install kafkajs@${TESTED_KAFKAJS}, or set ${UNTESTED_KAFKAJS_ENV}=1 to run it untested`,
+  );
+}
+
+/** The fields of kafkajs' RequestQueue (src/network/requestQueue) the patch reads and sets. */
+export interface RequestQueueState {
+  pending: unknown[];
+  throttledUntil: number;
+  throttleCheckTimeoutId: NodeJS.Timeout | null;
+  checkPendingRequests(): void;
+  scheduleCheckPendingRequests(): void;
+}
+
+/** The fields of kafkajs' Connection (src/network/connection) the patch reads and sets. */
+export interface ConnectionState {
+  chunks: Buffer[];
+  bytesBuffered: number;
+  bytesNeeded: number;
+  socketFactory: ISocketFactory;
+  requestQueue: RequestQueueState;
+  isConnected(): boolean;
+  connect(this: ConnectionState, ...args: unknown[]): Promise<unknown>;
+}
+
+export interface ConnectionClass {
+  new (options: Record<string, unknown>): ConnectionState;
+  prototype: ConnectionState;
+}
+
+/** kafkajs' Connection class (not exported by kafkajs). */
+export function connectionClass(): ConnectionClass {
+  return require('kafkajs/src/network/connection.js') as ConnectionClass;
+}
+
+/** kafkajs' RequestQueue retries pending requests this often (its CHECK_PENDING_REQUESTS_INTERVAL). */
+const CHECK_PENDING_MS = 10;
+
+/**
+ * busbar's socket factories, and those of closed transports. Kept on a global symbol so that two copies
+ * of this package in one process (dist and src, two versions) share them: the first copy's patch serves
+ * both.
+ */
+interface Registry {
+  readonly busbar: WeakSet<ISocketFactory>;
+  readonly closed: WeakSet<ISocketFactory>;
+}
+const REGISTRY = Symbol.for('@busbar/kafka/socket-factories');
+const PATCHED = Symbol.for('@busbar/kafka/patched-connect');
+
+function registry(): Registry {
+  const global = globalThis as { [REGISTRY]?: Registry };
+  global[REGISTRY] ??= { busbar: new WeakSet(), closed: new WeakSet() };
+  return global[REGISTRY];
+}
+
+/** Marks `factory` as busbar's: connections made through it get the patched connect (below). */
+export function ownFactory(factory: ISocketFactory): void {
+  registry().busbar.add(factory);
+}
+
+/** The transport of `factory` is closed: its connections fail at once from now on, without retry. */
+export function closeFactory(factory: ISocketFactory): void {
+  registry().closed.add(factory);
+}
+
+/**
+ * kafkajs' RequestQueue schedules its pending-request check even when nothing is pending, with a delay of
+ * `throttledUntil - now`: -1 minus the epoch when never throttled. Node clamps that to 1 ms (Node 24 also
+ * prints TimeoutNegativeWarning), the check schedules itself again, and every connection spins a 1 ms
+ * timer for ever (kafkajs#1751, #1704; unmerged upstream). Scheduled only when something is pending.
+ */
+function scheduleCheckPendingRequests(this: RequestQueueState): void {
+  if (this.throttleCheckTimeoutId || this.pending.length === 0) return;
+  const throttled = this.throttledUntil - Date.now();
+  this.throttleCheckTimeoutId = setTimeout(
+    () => {
+      this.throttleCheckTimeoutId = null;
+      this.checkPendingRequests();
+    },
+    throttled > 0 ? throttled : CHECK_PENDING_MS,
+  );
+}
+
+/**
+ * Installs the patch of kafkajs' `Connection.prototype.connect` (once per process; called when the first
+ * Kafka transport is created, never at import). It changes nothing for connections whose socket factory
+ * is not busbar's: another kafkajs user in the process sees kafkajs as it is. For busbar's connections:
+ * - kafkajs 2.2.4 resets a connection's receive buffer only in its constructor, and reconnects reuse the
+ *   connection object. When a connection is cut in the middle of a response, the next connection's bytes
+ *   are appended to that stale partial frame: the decoder reads a garbage size and throws a RangeError
+ *   (ERR_BUFFER_OUT_OF_BOUNDS) from the socket's data handler, an uncaught exception that kills the
+ *   process (seen in busbar's fault tests). Every new socket starts with an empty buffer.
+ * - a connection of a closed transport fails at once without retry, which ends kafkajs' retry loops.
+ * - the request queue does not spin an idle timer (see scheduleCheckPendingRequests above).
+ */
+export function installKafkajsPatch(): void {
+  checkKafkajsVersion();
+  const proto = connectionClass().prototype;
+  const original = proto.connect as ConnectionState['connect'] & { [PATCHED]?: true };
+  if (original[PATCHED]) return;
+  const factories = registry();
+  const connect = function (this: ConnectionState, ...args: unknown[]): Promise<unknown> {
+    if (!factories.busbar.has(this.socketFactory)) return original.apply(this, args);
+    if (factories.closed.has(this.socketFactory)) {
+      return Promise.reject(new KafkaJSNonRetriableError('The Kafka transport is closed'));
+    }
+    // connect() on a live connection is a no-op in kafkajs: only a new socket may start from empty.
+    if (!this.isConnected()) {
+      this.chunks = [];
+      this.bytesBuffered = 0;
+      this.bytesNeeded = 4;
+    }
+    const queue = this.requestQueue;
+    if (!Object.hasOwn(queue, 'scheduleCheckPendingRequests')) {
+      queue.scheduleCheckPendingRequests = scheduleCheckPendingRequests;
+    }
+    return original.apply(this, args);
+  };
+  Object.defineProperty(connect, PATCHED, { value: true });
+  proto.connect = connect;
+}
+
+type RawHeaderValue = Buffer | string | null | undefined | (Buffer | string | null | undefined)[];
+
+const INHERITED: Record<string, unknown> = {};
+
+/**
+ * kafkajs merges repeated header keys with `obj[key] === undefined ? value : [obj[key], value]`, so a
+ * header named like a member every object inherits (`constructor`, `toString`, `__proto__`) starts with
+ * the inherited function or object: the values from the wire are the rest.
+ */
+export function wireHeaderValues(name: string, value: RawHeaderValue): RawHeaderValue {
+  if (Array.isArray(value) && name in INHERITED && (value[0] as unknown) === INHERITED[name]) return value.slice(1);
+  return value;
+}
