@@ -71,6 +71,11 @@ async function node(cwd: string, file: string, url: string): Promise<unknown> {
   return JSON.parse(stdout.trim().split('\n').at(-1) ?? 'null');
 }
 
+function installedVersion(name: string): string {
+  return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string })
+    .version;
+}
+
 function freshProject(dir: string): string {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'busbar-pack-check', private: true }));
@@ -101,12 +106,14 @@ beforeAll(async () => {
     '--loglevel=error',
   ]);
   packed = JSON.parse(out.slice(out.indexOf('['))) as Packed[];
+  // What a TypeScript consumer has next to busbar, at the workspace's versions (so npm takes them from cache).
+  const extras = ['zod', 'valibot', '@types/node'].map((name) => `${name}@${installedVersion(name)}`);
   const tgz = (name: string) => join(tarballs, packed.find((p) => p.name === name)?.filename ?? `${name}-missing`);
 
   project = freshProject(join(work, 'app'));
   const coreOnly = freshProject(join(work, 'core-only'));
   await Promise.all([
-    npm(project, ['install', ...NPM_FLAGS, ...packed.map((p) => join(tarballs, p.filename))]),
+    npm(project, ['install', ...NPM_FLAGS, ...packed.map((p) => join(tarballs, p.filename)), ...extras]),
     npm(coreOnly, ['install', ...NPM_FLAGS, tgz('@busbar/core')]),
   ]);
   coreOnlyKiB = await duKiB(join(coreOnly, 'node_modules'));
@@ -201,6 +208,33 @@ describe('npm pack of every package', () => {
     it(`${label}: round trip on Redis through the installed @busbar/redis`, async (ctx) => {
       if (!(await brokerAvailable('redis'))) return ctx.skip();
       expect(await node(project, file, brokerUrls.redis)).toEqual({ n, via });
+    });
+  }
+
+  // Typed payloads as a consumer's compiler sees them: only the installed tarballs' .d.ts, one project per
+  // setting users have. The fixture's @ts-expect-error lines make a wrong payload type a failure here too.
+  const STRICT = { strict: true, exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true };
+  const SETTINGS: ReadonlyArray<readonly [string, 'module' | 'commonjs', Record<string, unknown>]> = [
+    ['nodenext, strict, exactOptionalPropertyTypes', 'module', { module: 'nodenext', ...STRICT }],
+    ['node16', 'module', { module: 'node16', moduleResolution: 'node16', ...STRICT }],
+    ['bundler', 'module', { module: 'preserve', moduleResolution: 'bundler', ...STRICT }],
+    ['CommonJS consumer ("type": "commonjs", nodenext)', 'commonjs', { module: 'nodenext', ...STRICT }],
+    ['strict off', 'module', { module: 'nodenext', strict: false }],
+  ];
+  for (const [label, type, options] of SETTINGS) {
+    it(`type-checks typed payloads in a consumer project: ${label}`, async () => {
+      const dir = join(project, `types-${SETTINGS.findIndex(([l]) => l === label)}`);
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(join(ROOT, 'test', 'fixtures', 'types', 'typed.ts'), join(dir, 'typed.ts'));
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'types-check', private: true, type }));
+      const compilerOptions = { target: 'es2022', lib: ['es2023', 'esnext.disposable'], noEmit: true, ...options };
+      writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions, files: ['typed.ts'] }));
+      const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+      const result = await run(process.execPath, [tsc, '-p', dir], { cwd: dir, timeout: 120_000 }).then(
+        () => '',
+        (error: { stdout?: string }) => error.stdout ?? String(error),
+      );
+      expect(result).toBe('');
     });
   }
 });
