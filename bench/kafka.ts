@@ -1,5 +1,6 @@
 import { driver } from '@busbar/kafka';
 import { type Admin, type Consumer, Kafka, logLevel, type Producer } from 'kafkajs';
+import { rawKafkaRequestReply } from './kafka-rr.js';
 import { busbarSide } from './lib/busbar-side.js';
 import type { BrokerBench, Running, Side, Target } from './lib/types.js';
 import { BATCH, pool, uniqueGroup, uniqueTopic } from './lib/util.js';
@@ -33,8 +34,10 @@ async function rawSide(): Promise<Side> {
   const created: Target[] = [];
   const send = (topic: string, count: number, payload: Buffer) =>
     producer.send({ topic, acks: -1, messages: Array.from({ length: count }, () => ({ value: payload })) });
+  const requestReply = rawKafkaRequestReply(kafka, producer, admin);
   return {
     label: 'raw',
+    requestReply,
     async fresh() {
       const target = { topic: uniqueTopic(), group: uniqueGroup() };
       await admin.createTopics({ topics: [{ topic: target.topic, numPartitions: PARTITIONS }], waitForLeaders: true });
@@ -90,6 +93,7 @@ async function rawSide(): Promise<Side> {
       return { done, close: () => consumer.disconnect() };
     },
     async close() {
+      await requestReply.close();
       await producer.disconnect();
       await admin.deleteTopics({ topics: created.map((t) => t.topic), timeout: 30_000 }).catch(() => undefined);
       await admin.deleteGroups(created.map((t) => t.group)).catch(() => undefined);
@@ -102,6 +106,7 @@ export const kafkaBench: BrokerBench = {
   name: 'kafka',
   defaultMessages: 15_000,
   consumeMessages: 100_000,
+  requestMessages: 5_000,
   backlog: true,
   async available() {
     const admin = new Kafka({
@@ -144,6 +149,11 @@ export const kafkaBench: BrokerBench = {
     }
   },
   raw: rawSide,
+  // Loaded here, not at the top: @platformatic/kafka needs Node >= 22.22 / 24.6, and without it only these rows go.
+  references: async () => {
+    const { platformaticSide } = await import('./kafka-platformatic.js');
+    return [{ side: await platformaticSide(brokers), scenarios: ['publishBatch', 'publishConcurrent', 'consume'] }];
+  },
   async busbar() {
     const admin = kafka.admin();
     await admin.connect();
@@ -151,6 +161,10 @@ export const kafkaBench: BrokerBench = {
     const side = await busbarSide('busbar', {
       connect: { url, driver },
       cleanup: async (topic, group) => {
+        created.push({ topic, group });
+      },
+      // The request topic a responder created.
+      requestCleanup: async (topic, group) => {
         created.push({ topic, group });
       },
     });

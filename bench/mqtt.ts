@@ -6,8 +6,18 @@ import path from 'node:path';
 import { driver } from '@busbar/mqtt';
 import mqttLib, { type MqttClient } from 'mqtt';
 import { busbarSide } from './lib/busbar-side.js';
-import type { BrokerBench, Running, Side } from './lib/types.js';
-import { BATCH, PREFETCH, pool, sleep, uniqueGroup, uniqueTopic } from './lib/util.js';
+import type { BrokerBench, RequestReplySide, Running, Side } from './lib/types.js';
+import {
+  BATCH,
+  PREFETCH,
+  pool,
+  REPLY_BYTES,
+  REQUEST_PREFETCH,
+  REQUEST_TIMEOUT_MS,
+  sleep,
+  uniqueGroup,
+  uniqueTopic,
+} from './lib/util.js';
 
 /**
  * A private Mosquitto for the bench (the shared one keeps Mosquitto's defaults):
@@ -63,6 +73,57 @@ async function client(options: mqttLib.IClientOptions = {}): Promise<MqttClient>
   return c;
 }
 
+/**
+ * MQTT 5 request/response with mqtt.js: requests at QoS 1 carry a Response Topic and Correlation Data; the
+ * requesting client subscribes its one response topic once and matches replies by correlation data; a
+ * responder client (its own connection, Receive Maximum = the prefetch) shares `$share/<group>/<topic>` and
+ * publishes each reply at QoS 1 to the request's response topic with the same correlation data.
+ */
+async function rawRequestReply(requester: MqttClient): Promise<RequestReplySide> {
+  const replyTopic = `rawbench-reply/${uniqueGroup()}`;
+  const waiting = new Map<string, (body: Buffer) => void>();
+  requester.on('message', (topic, body, packet) => {
+    if (topic !== replyTopic) return;
+    const correlation = packet.properties?.correlationData;
+    if (correlation) waiting.get(correlation.toString('latin1'))?.(body);
+  });
+  await requester.subscribeAsync(replyTopic, { qos: 1 });
+  let seq = 0;
+  return {
+    fresh: async () => ({ topic: uniqueTopic(), group: uniqueGroup() }),
+    drop: async () => undefined,
+    async serve(target) {
+      const c = await client({ properties: { receiveMaximum: REQUEST_PREFETCH } });
+      c.on('message', (_topic, _body, packet) => {
+        const responseTopic = packet.properties?.responseTopic;
+        if (!responseTopic) return;
+        const correlationData = packet.properties?.correlationData;
+        c.publish(responseTopic, REPLY_BYTES, { qos: 1, properties: correlationData ? { correlationData } : {} });
+      });
+      await c.subscribeAsync(`$share/${target.group}/${pathOf(target.topic)}`, { qos: 1 });
+      return { close: () => c.endAsync() };
+    },
+    request(target, payload) {
+      const id = (seq++).toString(36);
+      return new Promise<unknown>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          reject(new Error(`no reply within ${REQUEST_TIMEOUT_MS} ms`));
+        }, REQUEST_TIMEOUT_MS);
+        waiting.set(id, (body) => {
+          waiting.delete(id);
+          clearTimeout(timer);
+          resolve(JSON.parse(body.toString()));
+        });
+        requester.publish(pathOf(target.topic), payload, {
+          qos: 1,
+          properties: { responseTopic: replyTopic, correlationData: Buffer.from(id, 'latin1') },
+        });
+      });
+    },
+  };
+}
+
 /** Raw mqtt.js, best practice: QoS 1 with the broker's Receive Maximum in flight, shared subscription, auto PUBACK. */
 async function rawSide(): Promise<Side> {
   const pub = await client();
@@ -72,8 +133,10 @@ async function rawSide(): Promise<Side> {
     100;
   const inFlight = Math.min(100, window);
   const publish = (topic: string, payload: Buffer) => pub.publishAsync(pathOf(topic), payload, { qos: 1 });
+  const requestReply = await rawRequestReply(pub);
   return {
     label: 'raw',
+    requestReply,
     fresh: async () => ({ topic: uniqueTopic(), group: uniqueGroup() }),
     drop: async () => undefined,
     async publishBatch(target, count, payload) {
@@ -112,6 +175,7 @@ async function rawSide(): Promise<Side> {
 export const mqtt: BrokerBench = {
   name: 'mqtt',
   defaultMessages: 10_000,
+  requestMessages: 5_000,
   // A group's backlog sits in per-member session queues (max_queued_messages): consume is measured end to end instead.
   backlog: false,
   available: () => startBroker().catch(() => false),

@@ -1,8 +1,8 @@
 import { driver } from '@busbar/nats';
-import { AckPolicy, type NatsConnection, connect as natsConnect, StorageType } from 'nats';
+import { AckPolicy, createInbox, type Msg, type NatsConnection, connect as natsConnect, StorageType } from 'nats';
 import { busbarSide } from './lib/busbar-side.js';
-import type { BrokerBench, Running, Side } from './lib/types.js';
-import { BATCH, PREFETCH, pool, uniqueGroup, uniqueTopic, WINDOW } from './lib/util.js';
+import type { BrokerBench, RequestReplySide, Running, Side } from './lib/types.js';
+import { PREFETCH, pool, REPLY_BYTES, REQUEST_TIMEOUT_MS, uniqueGroup, uniqueTopic, WINDOW } from './lib/util.js';
 
 const url = process.env.BUSBAR_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const servers = url.replace(/^nats:\/\//, '');
@@ -14,13 +14,85 @@ function conn(): Promise<NatsConnection> {
 
 const streamOf = (topic: string) => `RAWBENCH_${topic.split('.')[0]}`;
 
-/** Raw nats.js, best practice: async JetStream publishes with many in flight, consume() + ack() (not ackAck). */
-async function rawSide(): Promise<Side> {
+/** `{"stream":`: how every successful PubAck starts, so a good ack needs no JSON parse. */
+const PUBACK_OK = Buffer.from('{"stream":');
+
+/**
+ * What nats.go's `PublishAsync` does, written by hand for nats.js (which has no such API): JetStream publishes
+ * as core messages with a reply subject under ONE wildcard inbox subscription, each settled by its PubAck,
+ * instead of `js.publish`'s request (inbox entry, timer and promise chain) per message. The bound on a lost
+ * PubAck is the bench's block deadline.
+ */
+function asyncPublisher(nc: NatsConnection): (subject: string, data: Uint8Array) => Promise<void> {
+  const prefix = `${createInbox()}.`;
+  const pending = new Map<string, { resolve(): void; reject(error: Error): void }>();
+  let seq = 0;
+  nc.subscribe(`${prefix}*`, {
+    callback: (_error, msg: Msg) => {
+      const token = msg.subject.slice(prefix.length);
+      const waiter = pending.get(token);
+      if (!waiter) return;
+      pending.delete(token);
+      const data = msg.data;
+      if (data.length >= PUBACK_OK.length && PUBACK_OK.equals(data.subarray(0, PUBACK_OK.length))) waiter.resolve();
+      // An error PubAck, or a 503 no-responders status (no stream captures the subject).
+      else waiter.reject(new Error(`publish refused: ${Buffer.from(data).toString() || (msg.headers?.code ?? '?')}`));
+    },
+  });
+  return (subject, data) =>
+    new Promise<void>((resolve, reject) => {
+      const token = (seq++).toString(36);
+      pending.set(token, { resolve, reject });
+      nc.publish(subject, data, { reply: `${prefix}${token}` });
+    });
+}
+
+/** Core NATS request/reply as nats.js documents it: `nc.request` (muxed inbox), a queue-group subscription answering with `msg.respond`. */
+function rawRequestReply(nc: NatsConnection): RequestReplySide {
+  return {
+    fresh: async () => ({ topic: uniqueTopic(), group: uniqueGroup() }),
+    drop: async () => undefined,
+    async serve(target) {
+      const sub = nc.subscribe(target.topic, {
+        queue: target.group,
+        callback: (_error, msg) => {
+          msg.respond(REPLY_BYTES);
+        },
+      });
+      // The server has the subscription once a PING after it is answered.
+      await nc.flush();
+      return {
+        async close() {
+          sub.unsubscribe();
+          await nc.flush();
+        },
+      };
+    },
+    async request(target, payload) {
+      const reply = await nc.request(target.topic, payload, { timeout: REQUEST_TIMEOUT_MS });
+      return reply.json<string>();
+    },
+  };
+}
+
+/**
+ * Raw nats.js, best practice: async JetStream publishes in a sliding window of WINDOW in flight (the same
+ * window as busbar's concurrent publishes; NATS has no batch API, so "publishBatch" is the same window),
+ * consume() + ack() (not ackAck). `mode: 'pipelined'` publishes through `asyncPublisher` instead of js.publish.
+ */
+async function rawSide(mode: 'js.publish' | 'pipelined' = 'js.publish'): Promise<Side> {
   const nc = await conn();
   const js = nc.jetstream();
   const jsm = await nc.jetstreamManager();
+  const publish =
+    mode === 'pipelined'
+      ? asyncPublisher(nc)
+      : async (subject: string, data: Uint8Array) => {
+          await js.publish(subject, data);
+        };
   return {
-    label: 'raw',
+    label: mode === 'pipelined' ? 'pipelined' : 'raw',
+    ...(mode === 'js.publish' ? { requestReply: rawRequestReply(nc) } : {}),
     async fresh() {
       const target = { topic: uniqueTopic(), group: uniqueGroup() };
       await jsm.streams.add({ name: streamOf(target.topic), subjects: [target.topic], storage: StorageType.File });
@@ -36,19 +108,13 @@ async function rawSide(): Promise<Side> {
       await jsm.streams.delete(streamOf(target.topic));
     },
     async publishBatch(target, count, payload) {
-      for (let sent = 0; sent < count; ) {
-        const n = Math.min(BATCH, count - sent);
-        const acks: Promise<unknown>[] = new Array(n);
-        for (let i = 0; i < n; i++) acks[i] = js.publish(target.topic, payload);
-        await Promise.all(acks);
-        sent += n;
-      }
+      await pool(count, WINDOW, () => publish(target.topic, payload));
     },
     async publishConcurrent(target, count, payload) {
-      await pool(count, WINDOW, () => js.publish(target.topic, payload));
+      await pool(count, WINDOW, () => publish(target.topic, payload));
     },
     async publishOne(target, payload) {
-      await js.publish(target.topic, payload);
+      await publish(target.topic, payload);
     },
     async consume(target, count, onBody): Promise<Running> {
       const consumer = await js.consumers.get(streamOf(target.topic), target.group);
@@ -83,6 +149,7 @@ async function rawSide(): Promise<Side> {
 export const nats: BrokerBench = {
   name: 'nats',
   defaultMessages: 15_000,
+  requestMessages: 10_000,
   backlog: true,
   async available() {
     try {
@@ -101,7 +168,9 @@ export const nats: BrokerBench = {
       await nc.close();
     }
   },
-  raw: rawSide,
+  raw: () => rawSide(),
+  // The hand-written PublishAsync: how far js.publish itself is from what nats.js can do.
+  references: async () => [{ side: await rawSide('pipelined'), scenarios: ['publishBatch', 'publishConcurrent'] }],
   async busbar() {
     const admin = await conn();
     const jsm = await admin.jetstreamManager();

@@ -1,8 +1,18 @@
 import { driver } from '@busbar/rabbitmq';
 import amqplib, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { busbarSide } from './lib/busbar-side.js';
-import type { BrokerBench, Running, Side } from './lib/types.js';
-import { BATCH, PREFETCH, pool, uniqueGroup, uniqueTopic, WINDOW } from './lib/util.js';
+import type { BrokerBench, RequestReplySide, Running, Side, Target } from './lib/types.js';
+import {
+  BATCH,
+  PREFETCH,
+  pool,
+  REPLY_BYTES,
+  REQUEST_PREFETCH,
+  REQUEST_TIMEOUT_MS,
+  uniqueGroup,
+  uniqueTopic,
+  WINDOW,
+} from './lib/util.js';
 
 const url = process.env.BUSBAR_BENCH_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const EXCHANGE = 'busbar-rawbench';
@@ -42,6 +52,68 @@ function confirmed(
   });
 }
 
+const REPLY_TO = 'amq.rabbitmq.reply-to';
+const rpcQueueOf = (target: Target) => `rawrpc.${target.topic}.${target.group}`;
+
+/**
+ * The RabbitMQ tutorials' RPC (direct reply-to + correlation_id), with many requests in flight on one channel:
+ * the requester's channel consumes `amq.rabbitmq.reply-to` (no-ack) and publishes every request with
+ * `replyTo` and a correlation id, replies matched in a map; the responder consumes the request queue with a
+ * prefetch, replies with `sendToQueue(replyTo, ..., { correlationId })` and acks. Requests are transient, as
+ * busbar's are; each has a timeout, as busbar's do.
+ */
+async function rawRequestReply(conn: ChannelModel): Promise<RequestReplySide> {
+  const requests = await conn.createChannel();
+  const waiting = new Map<string, (body: Buffer) => void>();
+  await requests.consume(
+    REPLY_TO,
+    (msg) => {
+      const id: unknown = msg?.properties.correlationId;
+      const settle = typeof id === 'string' ? waiting.get(id) : undefined;
+      if (settle && msg) settle(msg.content);
+    },
+    { noAck: true },
+  );
+  let seq = 0;
+  return {
+    fresh: async () => ({ topic: uniqueTopic(), group: uniqueGroup() }),
+    drop: async () => undefined,
+    async serve(target) {
+      const ch = await conn.createChannel();
+      const queue = rpcQueueOf(target);
+      await ch.assertQueue(queue, { durable: false });
+      await ch.prefetch(REQUEST_PREFETCH);
+      const { consumerTag } = await ch.consume(queue, (msg) => {
+        if (!msg) return;
+        ch.sendToQueue(msg.properties.replyTo as string, REPLY_BYTES, { correlationId: msg.properties.correlationId });
+        ch.ack(msg);
+      });
+      return {
+        async close() {
+          await ch.cancel(consumerTag);
+          await ch.deleteQueue(queue);
+          await ch.close();
+        },
+      };
+    },
+    request(target, payload) {
+      const id = (seq++).toString(36);
+      return new Promise<unknown>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          reject(new Error(`no reply within ${REQUEST_TIMEOUT_MS} ms`));
+        }, REQUEST_TIMEOUT_MS);
+        waiting.set(id, (body) => {
+          waiting.delete(id);
+          clearTimeout(timer);
+          resolve(JSON.parse(body.toString()));
+        });
+        requests.sendToQueue(rpcQueueOf(target), payload, { correlationId: id, replyTo: REPLY_TO });
+      });
+    },
+  };
+}
+
 /** Raw amqplib, best practice: confirm channel with ~1000 in flight, prefetch, ack multiple every 100. */
 async function rawSide(): Promise<Side> {
   // Same socket option as the busbar driver (Nagle off), or small publishes wait for delayed ACKs.
@@ -53,8 +125,10 @@ async function rawSide(): Promise<Side> {
     if (state.drain) await state.drain;
     await confirmed(ch, rk, body, state);
   };
+  const requestReply = await rawRequestReply(conn);
   return {
     label: 'raw',
+    requestReply,
     async fresh() {
       const target = { topic: uniqueTopic(), group: uniqueGroup() };
       const q = queueOf(target.topic, target.group);
@@ -128,6 +202,7 @@ async function rawSide(): Promise<Side> {
 export const rabbitmq: BrokerBench = {
   name: 'rabbitmq',
   defaultMessages: 10_000,
+  requestMessages: 5_000,
   backlog: true,
   async available() {
     try {

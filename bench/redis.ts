@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { busbarSide } from './lib/busbar-side.js';
 import type { BrokerBench, Running, Side } from './lib/types.js';
 import { BATCH, PREFETCH, pool, uniqueGroup, uniqueTopic, WINDOW } from './lib/util.js';
+import { rawRedisRequestReply } from './redis-rr.js';
 
 const url = process.env.BUSBAR_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Entries per pipeline on the raw side (PERFORMANCE.md: pipelines of 100). */
@@ -27,8 +28,10 @@ async function rawSide(): Promise<Side> {
   const redis = client();
   const key = (topic: string) => `rawbench:{${topic}}`;
   const xadd = (k: string, payload: Buffer) => redis.xadd(k, '*', 'd', payload);
+  const requestReply = rawRedisRequestReply(redis, () => client(true));
   return {
     label: 'raw',
+    requestReply,
     async fresh() {
       const target = { topic: uniqueTopic(), group: uniqueGroup() };
       await redis.xgroup('CREATE', key(target.topic), target.group, '$', 'MKSTREAM');
@@ -102,6 +105,7 @@ async function rawSide(): Promise<Side> {
       };
     },
     async close() {
+      await requestReply.close();
       await redis.quit();
     },
   };
@@ -110,6 +114,7 @@ async function rawSide(): Promise<Side> {
 export const redis: BrokerBench = {
   name: 'redis',
   defaultMessages: 30_000,
+  requestMessages: 10_000,
   backlog: true,
   async available() {
     const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -138,6 +143,9 @@ export const redis: BrokerBench = {
     const side = await busbarSide('busbar', {
       connect: { url, driver },
       cleanup: (topic) => deleteKeys(admin, `busbar:{${topic}}*`),
+      requestCleanup: async (topic) => {
+        await admin.del(`busbar:rr:{${topic}}`);
+      },
     });
     return {
       ...side,

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BENCHES } from './benches.js';
+import { COMPARE_HEADERS, compareRows, loadRun, type RunJson, runTitle } from './lib/compare.js';
 import { type BenchConfig, runScenario, SCENARIOS, type Scenario, type ScenarioResult } from './lib/harness.js';
 import {
   type BrokerResult,
@@ -22,7 +23,7 @@ import {
   textTable,
 } from './lib/report.js';
 import { runRss } from './lib/rss.js';
-import type { BrokerBench } from './lib/types.js';
+import type { BrokerBench, Reference, Side } from './lib/types.js';
 import { deadline } from './lib/util.js';
 
 const { values } = parseArgs({
@@ -37,6 +38,7 @@ const { values } = parseArgs({
     rss: { type: 'boolean', default: false },
     'rss-messages': { type: 'string', default: '1000000' },
     'no-md': { type: 'boolean', default: false },
+    compare: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -51,7 +53,9 @@ if (values.help) {
   --latency-rate N     messages/s in the latency test (default 1000)
   --latency-messages N messages per latency block (default 1000)
   --rss                backlog memory test instead: peak RSS while busbar drains --rss-messages (default 1000000)
-  --no-md              do not rewrite bench/RESULTS.md`);
+  --compare A.json     after the run, this run beside run A (bench/results/*.json) per row, also in RESULTS.md
+  --no-md              do not rewrite bench/RESULTS.md
+Two finished runs side by side: node bench/dist/compare.js A.json [B.json]`);
   process.exit(0);
 }
 
@@ -72,6 +76,9 @@ for (const t of tests) {
   }
 }
 
+// Read before the run: a bad path fails now, not after ten minutes of benchmarking.
+const previous: RunJson | undefined = values.compare ? loadRun(values.compare) : undefined;
+
 const config: BenchConfig = {
   messages: values.messages ? Number(values.messages) : undefined,
   payload: Number(values.payload),
@@ -87,24 +94,41 @@ async function benchBroker(bench: BrokerBench): Promise<BrokerResult> {
   console.log(`\n== ${bench.name} (${version})`);
   const busbar = await bench.busbar();
   const raw = bench.raw ? await bench.raw() : undefined;
+  const references: readonly Reference[] = bench.references
+    ? await bench.references().catch((error: unknown) => {
+        console.log(`  (no raw references: ${String(error)})`);
+        return [];
+      })
+    : [];
   const scenarios: ScenarioResult[] = [];
+  const attempt = async (scenario: Scenario, other: Side | undefined, reference?: string) => {
+    try {
+      scenarios.push(
+        await runScenario(bench, { busbar, ...(other ? { raw: other } : {}) }, scenario, config, reference),
+      );
+    } catch (error) {
+      console.log(
+        `  ${scenario}${reference ? ` vs ${reference}` : ''} failed: ${(error as Error).stack ?? String(error)}`,
+      );
+      scenarios.push({
+        scenario,
+        messages: 0,
+        busbar: { rate: Number.NaN, cpuUs: Number.NaN, samples: [] },
+        ...(reference ? { reference } : {}),
+        error: String((error as Error).message ?? error),
+      });
+    }
+  };
   try {
     for (const scenario of config.scenarios) {
-      try {
-        scenarios.push(await runScenario(bench, { busbar, ...(raw ? { raw } : {}) }, scenario, config));
-      } catch (error) {
-        console.log(`  ${scenario} failed: ${(error as Error).stack ?? String(error)}`);
-        scenarios.push({
-          scenario,
-          messages: 0,
-          busbar: { rate: Number.NaN, cpuUs: Number.NaN, samples: [] },
-          error: String((error as Error).message ?? error),
-        });
-      }
+      await attempt(scenario, raw);
+      for (const ref of references)
+        if (ref.scenarios.includes(scenario)) await attempt(scenario, ref.side, ref.side.label);
     }
   } finally {
     await busbar.close().catch(() => undefined);
     await raw?.close().catch(() => undefined);
+    for (const ref of references) await ref.side.close().catch(() => undefined);
   }
   return { transport: bench.name, version, scenarios };
 }
@@ -158,7 +182,8 @@ async function main(): Promise<void> {
   const table = rows(results);
   console.log(`\n${textTable(HEADERS, table)}`);
   console.log(
-    '\nbusbar/raw: median over rounds of busbar / mean(raw, raw control) msgs/s (latency: busbar p99 - raw p99).' +
+    '\nbusbar/raw: median over rounds of busbar / mean(raw, raw control) msgs/s (latency rows: busbar p99 - raw p99);' +
+      ' spread: the lowest and highest per-round value.' +
       '\nraw/raw control: median over rounds of the second raw block / the first; more than 5% off 1.00 = too noisy.',
   );
   const finished = new Date();
@@ -166,12 +191,19 @@ async function main(): Promise<void> {
   const file = path.join(resultsDir, `${stamp}.json`);
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`\nJSON: ${path.relative(process.cwd(), file)}`);
+  const comparison = previous
+    ? compareRows(previous, { started: started.toISOString(), commit: json.commit, results })
+    : undefined;
+  if (previous && comparison) {
+    console.log(`\nA: ${runTitle(previous)}, B: this run\n${textTable(COMPARE_HEADERS, comparison)}`);
+  }
   if (!values['no-md']) {
     const old = readResults();
     const rssPart = /<!-- rss:start -->[\s\S]*<!-- rss:end -->/.exec(old)?.[0];
     // Hand-written findings (profiles, fixes proposed) survive re-runs.
     const notes = /<!-- notes:start -->[\s\S]*<!-- notes:end -->/.exec(old)?.[0];
-    const text = withRssSection(resultsMarkdown(json, table), rssPart);
+    const compared = previous && comparison ? compareMarkdown(previous, comparison) : undefined;
+    const text = withRssSection(resultsMarkdown(json, table, compared), rssPart);
     writeFileSync(resultsFile, notes ? `${text.trimEnd()}\n\n${notes}\n` : text);
     console.log('Markdown: bench/RESULTS.md');
   }
@@ -218,6 +250,7 @@ function resultsMarkdown(
     results: BrokerResult[];
   },
   table: string[][],
+  compared?: string,
 ): string {
   const m = json.machine;
   const versions = json.results.map((r) => `${r.transport}: ${r.version}`).join('; ');
@@ -231,11 +264,24 @@ Brokers: ${versions}.
 
 ${markdownTable(HEADERS, table)}
 
-- raw / busbar: median msgs/s over the rounds (latency: p50 / p99 in ms at ${json.config.latencyRate} msgs/s).
-- busbar/raw: median over rounds of busbar / mean(raw, raw control) (target >= 0.90); latency: busbar p99 minus raw p99 (target < 1 ms).
-- us/msg: client CPU (user + system, \`process.cpuUsage\`) per message, median.
+- raw / busbar: median msgs/s over the rounds (request, concurrent: round trips/s; latency rows: p50 / p99 in ms at ${json.config.latencyRate} msgs/s or requests/s).
+- busbar/raw: median over rounds of busbar / mean(raw, raw control) (target >= 0.90); latency rows: busbar p99 minus raw p99 (target < 1 ms).
+- spread (min..max): the lowest and highest per-round busbar/raw of the ${json.config.rounds} rounds (latency rows: of the p99 differences, ms); the median alone hides how far one round can land.
+- vs raw (<name>): a second raw reference on the same broker (another client, or another way to use the same client), in rounds of its own.
+- us/msg: client CPU (user + system, \`process.cpuUsage\`) per message, median; per round trip in the request rows (requester and responder share the process).
 - raw/raw control: the raw side run twice per round; more than 5% off 1.00 means the machine was too noisy for that line.
 - Every block uses a fresh topic/queue/stream (deleted after), warm-up first, blocks interleaved raw, busbar, raw (reversed every other round).
+${compared ?? ''}`;
+}
+
+function compareMarkdown(previous: RunJson, body: string[][]): string {
+  return `
+### This run beside the run of ${runTitle(previous)}
+
+Run A is the earlier run, B this one; B - A per row (latency rows in ms of p99 overhead). Two runs of the same
+commit should agree within +/-0.10.
+
+${markdownTable(COMPARE_HEADERS, body)}
 `;
 }
 

@@ -6,9 +6,20 @@ import {
   connect,
   defineTopic,
   silentLogger,
+  type Topic,
 } from '@busbar/core';
-import type { Running, Side, Target } from './types.js';
-import { BATCH, CONCURRENCY, PREFETCH, uniqueGroup, uniqueTopic, WINDOW } from './util.js';
+import type { RequestReplySide, Running, Side, Target } from './types.js';
+import {
+  BATCH,
+  CONCURRENCY,
+  PREFETCH,
+  REPLY,
+  REQUEST_TIMEOUT_MS,
+  REQUEST_WINDOW,
+  uniqueGroup,
+  uniqueTopic,
+  WINDOW,
+} from './util.js';
 
 export interface BusbarSideOptions {
   readonly connect: ConnectOptions;
@@ -18,6 +29,39 @@ export interface BusbarSideOptions {
   readonly cleanup?: (topic: string, group: string) => Promise<void>;
   /** Whether `fresh()` must create the group first (false: the group is created by the consume test itself). */
   readonly declareGroup?: boolean;
+  /** Deletes what a responder and its requests left for a request topic (Redis: the request stream). */
+  readonly requestCleanup?: (topic: string, group: string) => Promise<void>;
+}
+
+/**
+ * `bus.respond` + `bus.request`, request payload with the bytes codec (as the raw sides send bytes); the reply
+ * is JSON, as every busbar reply is. One topic object per request topic, as an application defines it once.
+ */
+function requestReplySide(bus: Bus, options: BusbarSideOptions): RequestReplySide {
+  const topics = new Map<string, Topic<Uint8Array, string>>();
+  const topicOf = (t: Target) => {
+    let def = topics.get(t.topic);
+    if (!def) {
+      def = defineTopic<Uint8Array, string>(t.topic, undefined, { codec: bytesCodec });
+      topics.set(t.topic, def);
+    }
+    return def;
+  };
+  return {
+    fresh: async () => ({ topic: uniqueTopic(), group: uniqueGroup() }),
+    async drop(target) {
+      topics.delete(target.topic);
+      await options.requestCleanup?.(target.topic, target.group);
+    },
+    async serve(target) {
+      const sub = await bus.respond(topicOf(target), () => REPLY, {
+        group: target.group,
+        concurrency: REQUEST_WINDOW,
+      });
+      return { close: () => sub.close() };
+    },
+    request: (target, payload) => bus.request(topicOf(target), payload, { timeoutMs: REQUEST_TIMEOUT_MS }),
+  };
 }
 
 /** The busbar side of any broker: the same code on every transport, only the URL and the driver differ. */
@@ -25,9 +69,11 @@ export async function busbarSide(label: string, options: BusbarSideOptions): Pro
   const bus: Bus = await connect({ logger: silentLogger, ...options.connect });
   const topicOf = (t: Target) => defineTopic<Uint8Array>(t.topic, undefined, { codec: bytesCodec });
   const window = options.window ?? WINDOW;
+  const requestReply = bus.capabilities.requestReply ? requestReplySide(bus, options) : undefined;
 
   return {
     label,
+    ...(requestReply ? { requestReply } : {}),
     async fresh() {
       const target = { topic: uniqueTopic(), group: uniqueGroup() };
       if (options.declareGroup !== false) {

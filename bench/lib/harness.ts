@@ -1,9 +1,23 @@
 import { performance } from 'node:perf_hooks';
+import { isRequestScenario, requestBlock } from './request.js';
 import type { BrokerBench, Side } from './types.js';
-import { deadline, makePayload, median, percentile } from './util.js';
+import { atRate, deadline, makePayload, median, percentile, sample } from './util.js';
 
-export type Scenario = 'publishBatch' | 'publishConcurrent' | 'consume' | 'latency';
-export const SCENARIOS: readonly Scenario[] = ['publishBatch', 'publishConcurrent', 'consume', 'latency'];
+export type Scenario =
+  | 'publishBatch'
+  | 'publishConcurrent'
+  | 'consume'
+  | 'latency'
+  | 'requestConcurrent'
+  | 'requestLatency';
+export const SCENARIOS: readonly Scenario[] = [
+  'publishBatch',
+  'publishConcurrent',
+  'consume',
+  'latency',
+  'requestConcurrent',
+  'requestLatency',
+];
 
 export interface Sample {
   /** msgs/s (throughput scenarios) */
@@ -30,6 +44,12 @@ export interface ScenarioResult {
   readonly raw?: SideSummary;
   /** median over rounds of busbar / mean(raw, raw control) (throughput), or busbar p99 - raw p99 in ms (latency) */
   readonly ratio?: number;
+  /** lowest and highest per-round ratio: how far one round can be from the median */
+  readonly spread?: readonly [number, number];
+  /** the raw reference this row compares with, when it is not the broker's main raw side (e.g. 'platformatic') */
+  readonly reference?: string;
+  /** why the scenario did not run on this broker (e.g. the driver has no request/reply) */
+  readonly skipped?: string;
   /** median over rounds of raw control / raw: the noise of this run (1.00 = quiet) */
   readonly control?: number;
   readonly noisy?: boolean;
@@ -48,6 +68,8 @@ export interface BenchConfig {
 
 const BLOCK_TIMEOUT_MS = 180_000;
 
+const isLatency = (scenario: Scenario) => scenario === 'latency' || scenario === 'requestLatency';
+
 /** One measured block of one scenario on one side, on a fresh destination. */
 export async function block(
   bench: BrokerBench,
@@ -56,6 +78,7 @@ export async function block(
   count: number,
   config: BenchConfig,
 ): Promise<Sample> {
+  if (isRequestScenario(scenario)) return requestBlock(bench, side, scenario, count, config);
   const payload = makePayload(config.payload);
   const target = await side.fresh();
   try {
@@ -98,11 +121,6 @@ export async function block(
   }
 }
 
-function sample(count: number, elapsedMs: number, cpu: NodeJS.CpuUsage, cpuCount = count): Sample {
-  const used = process.cpuUsage(cpu);
-  return { rate: (count / elapsedMs) * 1000, cpuUs: (used.user + used.system) / cpuCount };
-}
-
 /** Publishes at a fixed rate (one `publishOne` per message, not awaited in series) and records publish -> handler latency. */
 async function latency(
   bench: BrokerBench,
@@ -133,22 +151,12 @@ async function latency(
   }
   const cpu = process.cpuUsage();
   try {
-    const tickMs = 5;
-    const perTick = Math.max(1, Math.round((config.latencyRate * tickMs) / 1000));
-    const start = performance.now();
     const pending: Promise<void>[] = [];
-    let sent = 0;
-    // Scheduled against the start time, so a slow tick does not lower the rate.
-    while (sent < count) {
-      const due = Math.min(count, Math.floor(((performance.now() - start) / 1000) * config.latencyRate) + perTick);
-      while (sent < due) {
-        const body = Buffer.from(payload);
-        body.writeDoubleLE(performance.now(), 0);
-        pending.push(side.publishOne(target, body));
-        sent++;
-      }
-      await new Promise((resolve) => setTimeout(resolve, tickMs));
-    }
+    await atRate(count, config.latencyRate, () => {
+      const body = Buffer.from(payload);
+      body.writeDoubleLE(performance.now(), 0);
+      pending.push(side.publishOne(target, body));
+    });
     await deadline(Promise.all(pending), BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} latency publish`);
     await deadline(running.done, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} latency consume`);
   } finally {
@@ -182,15 +190,23 @@ function summarize(samples: Sample[]): SideSummary {
  */
 export async function runScenario(
   bench: BrokerBench,
-  sides: { busbar: Side; raw?: Side },
+  given: { busbar: Side; raw?: Side },
   scenario: Scenario,
   config: BenchConfig,
+  reference?: string,
 ): Promise<ScenarioResult> {
-  const count =
-    scenario === 'latency'
-      ? config.latencyMessages
-      : (config.messages ?? (scenario === 'consume' ? bench.consumeMessages : undefined) ?? bench.defaultMessages);
-  const warm = scenario === 'latency' ? config : { ...config, latencyMessages: Math.ceil(config.latencyMessages / 4) };
+  if (isRequestScenario(scenario) && !given.busbar.requestReply) {
+    return { scenario, messages: 0, busbar: NO_SAMPLES, skipped: 'the driver has no request/reply' };
+  }
+  // busbar alone when the raw side has no request/reply written, rather than no row.
+  const sides = isRequestScenario(scenario) && !given.raw?.requestReply ? { busbar: given.busbar } : given;
+  const count = isLatency(scenario)
+    ? config.latencyMessages
+    : (config.messages ??
+      (scenario === 'consume' ? bench.consumeMessages : undefined) ??
+      (isRequestScenario(scenario) ? bench.requestMessages : undefined) ??
+      bench.defaultMessages);
+  const warm = isLatency(scenario) ? config : { ...config, latencyMessages: Math.ceil(config.latencyMessages / 4) };
   const warmCount = Math.max(100, Math.ceil(count / 4));
   for (const side of [sides.raw, sides.busbar]) if (side) await block(bench, side, scenario, warmCount, warm);
 
@@ -216,7 +232,7 @@ export async function runScenario(
     raw.push(a);
     busbar.push(b);
     control.push(c);
-    if (scenario === 'latency') {
+    if (isLatency(scenario)) {
       ratios.push((b.p99 as number) - ((a.p99 as number) + (c.p99 as number)) / 2);
       controls.push((c.p99 as number) / (a.p99 as number));
     } else {
@@ -224,7 +240,7 @@ export async function runScenario(
       controls.push(c.rate / a.rate);
     }
     config.log(
-      `  ${scenario} round ${round + 1}: raw ${fmtSample(a, scenario)} | busbar ${fmtSample(b, scenario)} | control ${fmtSample(c, scenario)}`,
+      `  ${scenario}${reference ? ` vs ${reference}` : ''} round ${round + 1}: raw ${fmtSample(a, scenario)} | busbar ${fmtSample(b, scenario)} | control ${fmtSample(c, scenario)}`,
     );
   }
   if (!sides.raw) {
@@ -238,13 +254,17 @@ export async function runScenario(
     busbar: summarize(busbar),
     raw: summarize([...raw, ...control]),
     ratio: median(ratios),
+    spread: [Math.min(...ratios), Math.max(...ratios)],
+    ...(reference ? { reference } : {}),
     control: ctl,
     // p99 of a few hundred samples is itself noisy: only throughput controls decide noise.
-    noisy: scenario !== 'latency' && Math.abs(ctl - 1) > 0.05,
+    noisy: !isLatency(scenario) && Math.abs(ctl - 1) > 0.05,
   };
 }
 
+const NO_SAMPLES: SideSummary = { rate: Number.NaN, cpuUs: Number.NaN, samples: [] };
+
 export function fmtSample(s: { rate: number; cpuUs: number; p50?: number; p99?: number }, scenario: Scenario): string {
-  if (scenario === 'latency') return `p50 ${s.p50?.toFixed(2)} ms p99 ${s.p99?.toFixed(2)} ms`;
+  if (isLatency(scenario)) return `p50 ${s.p50?.toFixed(2)} ms p99 ${s.p99?.toFixed(2)} ms ${s.cpuUs.toFixed(1)} us`;
   return `${Math.round(s.rate)}/s ${s.cpuUs.toFixed(1)} us/msg`;
 }

@@ -55,41 +55,58 @@ const LABEL: Record<Scenario, string> = {
   publishConcurrent: 'publish, concurrent',
   consume: 'consume + ack',
   latency: 'e2e latency',
+  requestConcurrent: 'request, concurrent',
+  requestLatency: 'request latency',
 };
+
+const isLatency = (scenario: Scenario) => scenario === 'latency' || scenario === 'requestLatency';
+
+/** A ratio as the table shows it: a factor for throughput, p99 milliseconds over raw for latency. */
+export function fmtRatio(ratio: number, scenario: Scenario, unit = true): string {
+  if (!isLatency(scenario)) return ratio.toFixed(2);
+  return `${ratio >= 0 ? '+' : ''}${ratio.toFixed(2)}${unit ? ' ms p99' : ''}`;
+}
+
+/** The row's test cell: the scenario, and the reference when it is not the broker's main raw side. */
+export function testLabel(s: Pick<ScenarioResult, 'scenario' | 'reference'>): string {
+  return s.reference ? `${LABEL[s.scenario]} vs raw (${s.reference})` : LABEL[s.scenario];
+}
 
 function rate(n: number | undefined): string {
   if (n === undefined || Number.isNaN(n)) return '-';
   return n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : `${Math.round(n)}`;
 }
 
-/** Rows of [transport, test, raw, busbar, ratio, raw us/msg, busbar us/msg, control]. */
+/** Rows of [transport, test, raw, busbar, ratio, spread, raw us/msg, busbar us/msg, control]. */
 export function rows(results: readonly BrokerResult[]): string[][] {
   const out: string[][] = [];
+  const blank = ['', '', '', '', '', ''];
   for (const r of results) {
     if (r.error) {
-      out.push([r.transport, 'error', r.error.slice(0, 80), '', '', '', '', '']);
+      out.push([r.transport, 'error', r.error.slice(0, 80), ...blank]);
       continue;
     }
     for (const s of r.scenarios) {
-      if (s.error) {
-        out.push([r.transport, LABEL[s.scenario], `error: ${s.error.slice(0, 70)}`, '', '', '', '', '']);
+      if (s.skipped) {
+        out.push([r.transport, testLabel(s), `skipped: ${s.skipped}`, ...blank]);
         continue;
       }
-      const lat = s.scenario === 'latency';
+      if (s.error) {
+        out.push([r.transport, testLabel(s), `error: ${s.error.slice(0, 70)}`, ...blank]);
+        continue;
+      }
+      const lat = isLatency(s.scenario);
       const show = (x: ScenarioResult['busbar'] | undefined) =>
         x === undefined ? '-' : lat ? `${x.p50?.toFixed(2)} / ${x.p99?.toFixed(2)} ms` : `${rate(x.rate)}/s`;
-      const ratio =
-        s.ratio === undefined
-          ? '-'
-          : lat
-            ? `${s.ratio >= 0 ? '+' : ''}${s.ratio.toFixed(2)} ms p99`
-            : s.ratio.toFixed(2);
       out.push([
         r.transport,
-        LABEL[s.scenario],
+        testLabel(s),
         show(s.raw),
         show(s.busbar),
-        ratio,
+        s.ratio === undefined ? '-' : fmtRatio(s.ratio, s.scenario),
+        s.spread === undefined
+          ? '-'
+          : `${fmtRatio(s.spread[0], s.scenario, false)}..${fmtRatio(s.spread[1], s.scenario, false)}`,
         s.raw ? s.raw.cpuUs.toFixed(1) : '-',
         s.busbar.cpuUs.toFixed(1),
         s.control === undefined ? '-' : `${s.control.toFixed(2)}${s.noisy ? ' (noisy)' : ''}`,
@@ -105,6 +122,7 @@ export const HEADERS = [
   'raw',
   'busbar',
   'busbar/raw',
+  'spread (min..max)',
   'raw us/msg',
   'busbar us/msg',
   'raw/raw control',

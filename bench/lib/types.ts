@@ -34,7 +34,24 @@ export interface Side {
   publishOne(target: Target, payload: Buffer): Promise<void>;
   /** Subscribes the group; resolves once it is live. `onBody` runs for every message before it is acked. */
   consume(target: Target, count: number, onBody: (body: Uint8Array) => void): Promise<Running>;
+  /** Request/reply over the broker's own mechanism; undefined where the side has none (the request tests skip). */
+  readonly requestReply?: RequestReplySide;
   close(): Promise<void>;
+}
+
+/**
+ * Round trips on one side. A responder answers every request with the JSON string REPLY (lib/util.ts), as
+ * busbar's responders reply in JSON; the requester resolves with the decoded reply, which the harness checks.
+ */
+export interface RequestReplySide {
+  /** A new request topic and responder group (nothing on the broker yet: no stream or queue that would capture requests). */
+  fresh(): Promise<Target>;
+  /** Deletes what serving and requesting on `target` left on the broker. */
+  drop(target: Target): Promise<void>;
+  /** Starts a responder of `target.group`; resolves once requests sent from now on reach it. */
+  serve(target: Target): Promise<{ close(): Promise<void> }>;
+  /** One round trip: sends `payload` as a request and resolves with the decoded reply. */
+  request(target: Target, payload: Buffer): Promise<unknown>;
 }
 
 export interface BrokerBench {
@@ -47,6 +64,8 @@ export interface BrokerBench {
    * come in about three fetches).
    */
   readonly consumeMessages?: number;
+  /** Round trips per "request, concurrent" block (default `defaultMessages`): a round trip is two messages. */
+  readonly requestMessages?: number;
   /**
    * True when a group keeps messages published while no member is connected,
    * so consume can drain a prepared backlog. False (MQTT shared subscriptions):
@@ -58,7 +77,19 @@ export interface BrokerBench {
   version(): Promise<string>;
   /** The raw client side; undefined for memory:// (busbar only). */
   raw?(): Promise<Side>;
+  /**
+   * Further raw references, each compared with busbar in its own interleaved rounds and reported as its own
+   * row (`raw (<label>)`): another client of the same broker (@platformatic/kafka), or another way of using the
+   * same client. Only the scenarios in `scenarios` run against it.
+   */
+  references?(): Promise<readonly Reference[]>;
   busbar(): Promise<Side>;
   /** Stops anything the bench started for this broker (a private broker). */
   shutdown?(): Promise<void>;
+}
+
+export interface Reference {
+  readonly side: Side;
+  /** Scenarios this reference takes part in (the others are not its strength or not written). */
+  readonly scenarios: readonly string[];
 }

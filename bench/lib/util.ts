@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+
 /** Entries per publishBatch call / raw batch. */
 export const BATCH = 1000;
 /** In-flight publishes for the "many concurrent publish calls" test (PERFORMANCE.md: window 1000). */
@@ -6,6 +8,15 @@ export const WINDOW = 1000;
 export const PREFETCH = 1000;
 /** busbar handler concurrency in the consume test (handlers are no-ops). */
 export const CONCURRENCY = 100;
+/** Requests in flight in the "request, concurrent" test; busbar responders run this many handlers at once. */
+export const REQUEST_WINDOW = 100;
+/** Requests a responder holds unanswered (busbar's responder prefetch is max(100, 2 x concurrency)). */
+export const REQUEST_PREFETCH = 2 * REQUEST_WINDOW;
+/** Every responder answers with this value, JSON-encoded (busbar replies are JSON). */
+export const REPLY = 'ok';
+export const REPLY_BYTES = Buffer.from(JSON.stringify(REPLY));
+/** Far above any round trip here: a timeout means a lost request, which fails the block. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 let counter = 0;
 const runId = `${process.pid.toString(36)}${Date.now().toString(36)}`;
@@ -55,6 +66,33 @@ export async function deadline<T>(promise: Promise<T>, ms: number, what: string)
     ]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** A throughput sample: `count` messages in `elapsedMs`, CPU since `cpu` divided over `cpuCount`. */
+export function sample(
+  count: number,
+  elapsedMs: number,
+  cpu: NodeJS.CpuUsage,
+  cpuCount = count,
+): { rate: number; cpuUs: number } {
+  const used = process.cpuUsage(cpu);
+  return { rate: (count / elapsedMs) * 1000, cpuUs: (used.user + used.system) / cpuCount };
+}
+
+/**
+ * Calls `fire(i)` for i = 0..count-1 at `rate` per second, in ticks of 5 ms scheduled against the start time
+ * (a slow tick does not lower the rate). `fire` must not block: it starts the work and keeps its promise.
+ */
+export async function atRate(count: number, rate: number, fire: (i: number) => void): Promise<void> {
+  const tickMs = 5;
+  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+  const start = performance.now();
+  let sent = 0;
+  while (sent < count) {
+    const due = Math.min(count, Math.floor(((performance.now() - start) / 1000) * rate) + perTick);
+    while (sent < due) fire(sent++);
+    await sleep(tickMs);
   }
 }
 
