@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { AbortedError, ClosedError, NoRespondersError, TimeoutError } from '@busbar/core';
+import { ClosedError, NoRespondersError } from '@busbar/core';
 import type { Logger, OutgoingRecord, ReplyRecord } from '@busbar/core/transport';
-import { deferred, sanitizeError, withTimeout } from '@busbar/core/transport';
+import { deferred, PendingReplies, sanitizeError, withTimeout } from '@busbar/core/transport';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { decodeReply, headerBytes, REPLY_HEADER } from './codec.js';
 import { toBusbarError } from './errors.js';
@@ -19,11 +19,6 @@ export interface RequesterDeps {
   readonly secrets: readonly string[];
   /** Bounds opening the reply topic's consumer (its group join), on top of each request's own timeout. */
   readonly joinTimeoutMs: number;
-}
-
-interface Pending {
-  resolve(reply: ReplyRecord): void;
-  fail(error: Error): void;
 }
 
 /** `<bus name>.replies.<uuid>`, with what Kafka does not allow in a topic name replaced. */
@@ -44,11 +39,10 @@ export class Requester {
   readonly replyTopic: string;
   readonly #d: RequesterDeps;
   readonly #ownTopic: boolean;
-  readonly #pending = new Map<string, Pending>();
+  readonly #pending = new PendingReplies('Kafka');
   #started: Promise<void> | undefined;
   #consumer: Consumer | undefined;
   #created = false;
-  #closed = false;
   #dropped = 0;
 
   constructor(deps: RequesterDeps) {
@@ -63,33 +57,8 @@ export class Requester {
   }
 
   request(record: OutgoingRecord, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReplyRecord> {
-    if (this.#closed) return Promise.reject(new ClosedError('The Kafka transport is closed: request rejected'));
-    const { signal } = options;
-    if (signal?.aborted) {
-      return Promise.reject(new AbortedError(`Request on '${record.topic}' aborted`, { cause: signal.reason }));
-    }
     const correlationId = randomUUID();
-    return new Promise<ReplyRecord>((resolve, reject) => {
-      let settled = false;
-      const finish = (outcome: () => void): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#pending.delete(correlationId);
-        outcome();
-      };
-      const fail = (error: Error) => finish(() => reject(error));
-      const onAbort = () => fail(new AbortedError(`Request on '${record.topic}' aborted`, { cause: signal?.reason }));
-      // The one bound on everything below: opening the reply topic, the responder check, the send, the wait.
-      const timer = setTimeout(
-        () => fail(new TimeoutError(`No reply on '${record.topic}' within ${options.timeoutMs} ms`)),
-        options.timeoutMs,
-      );
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(correlationId, { resolve: (reply) => finish(() => resolve(reply)), fail });
-      this.#send(record, correlationId).catch((error: unknown) => fail(error as Error));
-    });
+    return this.#pending.open(correlationId, record.topic, options, undefined, () => this.#send(record, correlationId));
   }
 
   async #send(record: OutgoingRecord, correlationId: string): Promise<void> {
@@ -177,7 +146,7 @@ export class Requester {
       await c.disconnect().catch(() => undefined);
       throw error;
     }
-    if (this.#closed) {
+    if (this.#pending.closed) {
       await c.disconnect().catch(() => undefined);
       throw new ClosedError('The Kafka transport is closed: request rejected');
     }
@@ -186,11 +155,7 @@ export class Requester {
   async #eachBatch({ batch }: EachBatchPayload): Promise<void> {
     for (const message of batch.messages) {
       const correlation = headerBytes(message.headers, REPLY_HEADER.correlationId)?.toString('utf8');
-      const pending = correlation === undefined ? undefined : this.#pending.get(correlation);
-      if (pending) {
-        pending.resolve(decodeReply(message));
-        continue;
-      }
+      if (correlation !== undefined && this.#pending.resolve(correlation, decodeReply(message))) continue;
       this.#dropped++;
       this.#d.logger.debug(`A reply on '${this.replyTopic}' came after its request ended; dropped`, {
         dropped: this.#dropped,
@@ -200,11 +165,8 @@ export class Requester {
 
   /** Rejects every pending request, stops the reply consumer and deletes the reply topic busbar made (bounded). */
   async close(deadline: number): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const pending of [...this.#pending.values()]) {
-      pending.fail(new ClosedError('The Kafka transport closed before the reply came'));
-    }
+    if (this.#pending.closed) return;
+    this.#pending.close();
     const left = () => Math.max(1, deadline - Date.now());
     // An opening under way finishes first (bounded), so the topic it creates is deleted too.
     if (this.#started) await withTimeout(this.#started, left(), 'open').catch(() => undefined);

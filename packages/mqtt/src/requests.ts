@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AbortedError, ClosedError, ConnectionError, PublishError, TimeoutError } from '@busbar/core';
+import { ClosedError, ConnectionError, PublishError } from '@busbar/core';
 import type {
   IncomingRequest,
   OutgoingRecord,
@@ -9,6 +9,7 @@ import type {
   TransportContext,
   TransportSubscription,
 } from '@busbar/core/transport';
+import { PendingReplies } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import { ManualAcks } from './acks.js';
 import { decodeFields, headerProperties, headersOf, userProperties } from './codec.js';
@@ -57,7 +58,7 @@ export class MqttRequestReply implements RequestReply {
   readonly #publisher: Publisher;
   readonly #base: string;
   /** Correlation data (latin1) -> what settles the request. */
-  readonly #pending = new Map<string, { resolve: (reply: ReplyRecord) => void; fail: (error: Error) => void }>();
+  readonly #pending = new PendingReplies('MQTT');
   readonly #responders = new Set<() => Promise<void>>();
   readonly #replyId: string;
   readonly #replyPath: string;
@@ -108,7 +109,7 @@ export class MqttRequestReply implements RequestReply {
       const correlation = packet.properties?.correlationData;
       if (correlation === undefined) return;
       // A late or unknown reply finds nothing here and is dropped.
-      this.#pending.get(Buffer.from(correlation).toString('latin1'))?.resolve({
+      this.#pending.resolve(Buffer.from(correlation).toString('latin1'), {
         body: bodyOf(packet),
         contentType: packet.properties?.contentType,
         headers: headersOf(packet),
@@ -148,37 +149,22 @@ export class MqttRequestReply implements RequestReply {
 
   request(record: OutgoingRecord, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReplyRecord> {
     if (this.#closed) return Promise.reject(new ClosedError('The MQTT transport is closed'));
-    const { signal, timeoutMs } = options;
-    if (signal?.aborted)
-      return Promise.reject(new AbortedError(`Request on '${record.topic}' aborted`, { cause: signal.reason }));
     const correlation = randomUUID();
-    return new Promise<ReplyRecord>((resolve, reject) => {
-      let settled = false;
-      const finish = (outcome: () => void) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#pending.delete(correlation);
-        outcome();
-      };
-      const fail = (error: Error) => finish(() => reject(error));
-      const onAbort = () => fail(new AbortedError(`Request on '${record.topic}' aborted`, { cause: signal?.reason }));
-      // MQTT cannot tell that nobody serves the topic: no responder is a timeout.
-      const timer = setTimeout(
-        () => fail(new TimeoutError(`No reply on '${record.topic}' within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(correlation, { resolve: (reply) => finish(() => resolve(reply)), fail });
-      // Once handed over, the request is sent even if its caller stops waiting first (abort, timeout): the
-      // caller cannot tell how far it got anyway, and a responder may act on it.
-      const send = () => this.#send(record, correlation, timeoutMs);
-      const sent = this.#subscribed ? send() : this.#subscribeReplies().then(send);
-      sent.catch((error: unknown) =>
-        fail(toBusbarError(error, { what: `Request on '${record.topic}'`, op: 'request', secrets: this.#ctx.secrets })),
-      );
-    });
+    // MQTT cannot tell that nobody serves the topic: no responder is a timeout. Once handed over, the request is
+    // sent even if its caller stops waiting first (abort, timeout): the caller cannot tell how far it got
+    // anyway, and a responder may act on it.
+    return this.#pending.open(
+      correlation,
+      record.topic,
+      options,
+      undefined,
+      () => {
+        const send = () => this.#send(record, correlation, options.timeoutMs);
+        return this.#subscribed ? send() : this.#subscribeReplies().then(send);
+      },
+      (error) =>
+        toBusbarError(error, { what: `Request on '${record.topic}'`, op: 'request', secrets: this.#ctx.secrets }),
+    );
   }
 
   #send(record: OutgoingRecord, correlation: string, timeoutMs: number): Promise<void> {
@@ -299,7 +285,7 @@ export class MqttRequestReply implements RequestReply {
   /** Rejects every pending request (ClosedError) and ends every responder. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const { fail } of [...this.#pending.values()]) fail(new ClosedError('The MQTT transport closed'));
+    this.#pending.close();
     await Promise.all([
       ...[...this.#responders].map((close) => close().catch(() => undefined)),
       // Graceful: the DISCONNECT ends the reply session on the broker instead of leaving it to expire.

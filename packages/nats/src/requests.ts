@@ -1,11 +1,4 @@
-import {
-  AbortedError,
-  type BusbarError,
-  ClosedError,
-  NoRespondersError,
-  PayloadTooLargeError,
-  TimeoutError,
-} from '@busbar/core';
+import { AbortedError, type BusbarError, ClosedError, NoRespondersError, PayloadTooLargeError } from '@busbar/core';
 import type {
   IncomingRequest,
   OutgoingRecord,
@@ -14,6 +7,7 @@ import type {
   RespondSpec,
   TransportSubscription,
 } from '@busbar/core/transport';
+import { PendingReplies } from '@busbar/core/transport';
 import { createInbox, type Msg, type Subscription } from 'nats';
 import { checkNatsHeaders, encode, headersFromNats, wire } from './codec.js';
 import { publishRefusal, toBusbarError } from './errors.js';
@@ -35,7 +29,6 @@ interface CaptureCheck {
 interface Pending {
   readonly topic: string;
   readonly subject: string;
-  readonly settle: (outcome: { reply: ReplyRecord } | { error: Error }) => void;
 }
 
 /**
@@ -45,7 +38,7 @@ interface Pending {
  */
 export class NatsRequests implements RequestReply {
   readonly #ctx: RequestContext;
-  readonly #pending = new Map<string, Pending>();
+  readonly #pending = new PendingReplies<Pending>('NATS');
   readonly #responders = new Set<Subscription>();
   readonly #captureChecks = new Map<string, CaptureCheck>();
   #inbox: { prefix: string; sub: Subscription } | undefined;
@@ -80,40 +73,14 @@ export class NatsRequests implements RequestReply {
       return Promise.reject(error);
     }
     const token = (this.#next++).toString(36);
-    return new Promise<ReplyRecord>((resolve, reject) => {
-      const timer = setTimeout(
-        () => settle({ error: new TimeoutError(`No reply on '${topic}' within ${options.timeoutMs} ms`) }),
-        options.timeoutMs,
-      );
-      const onAbort = () =>
-        settle({ error: new AbortedError(`Request on '${topic}' aborted`, { cause: signal?.reason }) });
-      const settle: Pending['settle'] = (outcome) => {
-        // The first outcome wins; the token is forgotten, so a late reply finds nothing and is dropped.
-        if (this.#pending.get(token)?.settle !== settle) return;
-        this.#pending.delete(token);
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        if ('error' in outcome) reject(outcome.error);
-        else resolve(outcome.reply);
-      };
-      this.#pending.set(token, { topic, subject, settle });
-      signal?.addEventListener('abort', onAbort, { once: true });
+    return this.#pending.open(token, topic, options, { topic, subject }, () => {
       const check = this.#capturedBy(subject);
-      if (check.done) {
-        // Known already (the usual case): sent at once, so a request aborted right after the call still went out.
-        try {
-          this.#send(token, subject, topic, native, inbox.prefix, check.stream);
-        } catch (error) {
-          settle({ error: error as Error });
-        }
-        return;
-      }
-      check.promise
-        .then((stream) => {
-          // Timed out, aborted or closed meanwhile: nothing is sent.
-          if (this.#pending.has(token)) this.#send(token, subject, topic, native, inbox.prefix, stream);
-        })
-        .catch((error: unknown) => settle({ error: error as Error }));
+      // Known already (the usual case): sent at once, so a request aborted right after the call still went out.
+      if (check.done) return this.#send(token, subject, topic, native, inbox.prefix, check.stream);
+      return check.promise.then((stream) => {
+        // Timed out, aborted or closed meanwhile: nothing is sent.
+        if (this.#pending.meta(token) !== undefined) this.#send(token, subject, topic, native, inbox.prefix, stream);
+      });
     });
   }
 
@@ -186,20 +153,21 @@ export class NatsRequests implements RequestReply {
   }
 
   #onReply(msg: Msg, prefix: string): void {
-    const pending = this.#pending.get(msg.subject.slice(prefix.length));
+    const token = msg.subject.slice(prefix.length);
+    const pending = this.#pending.meta(token);
     if (!pending) return; // late, or not ours
     if (msg.data.length === 0 && msg.headers?.code === 503) {
-      pending.settle({ error: new NoRespondersError(pending.topic) });
+      this.#pending.reject(token, new NoRespondersError(pending.topic));
       return;
     }
     const stream = msg.headers ? undefined : pubAckStream(msg.data);
     if (stream !== undefined) {
-      pending.settle({ error: capturedError(pending.topic, pending.subject, stream) });
+      this.#pending.reject(token, capturedError(pending.topic, pending.subject, stream));
       return;
     }
     const headers: Record<string, string> = {};
     headersFromNats(msg, headers);
-    pending.settle({ reply: { body: msg.data, contentType: wire.contentType, headers } });
+    this.#pending.resolve(token, { body: msg.data, contentType: wire.contentType, headers });
   }
 
   respond(
@@ -218,7 +186,7 @@ export class NatsRequests implements RequestReply {
   }
 
   #failAll(error: BusbarError | Error): void {
-    for (const pending of [...this.#pending.values()]) pending.settle({ error });
+    this.#pending.rejectAll(error);
   }
 
   /** The connection is gone for good: waiting requests fail now instead of at their timeout. */
@@ -231,7 +199,7 @@ export class NatsRequests implements RequestReply {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#failAll(new ClosedError('The NATS transport closed while the request waited for its reply'));
+    this.#pending.close();
     for (const sub of this.#responders) if (!sub.isClosed()) sub.unsubscribe();
     this.#responders.clear();
     if (this.#inbox && !this.#inbox.sub.isClosed()) this.#inbox.sub.unsubscribe();

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { AbortedError, ClosedError, ConnectionError, NoRespondersError, TimeoutError } from '@busbar/core';
-import type { Logger, OutgoingRecord, ReplyRecord } from '@busbar/core/transport';
+import { ClosedError, ConnectionError, NoRespondersError } from '@busbar/core';
+import { type Logger, type OutgoingRecord, PendingReplies, type ReplyRecord } from '@busbar/core/transport';
 import type { Channel, ConsumeMessage, Message } from 'amqplib';
 import { checkHeaderSize, headerTableLimit, publishOptions, readMessage, toBuffer } from './codec.js';
 import type { Link } from './link.js';
@@ -18,8 +18,6 @@ interface Pending {
   readonly topic: string;
   /** The channel the request went out on: its replies can only come back there. */
   channel: Channel | undefined;
-  readonly resolve: (reply: ReplyRecord) => void;
-  readonly fail: (error: Error) => void;
 }
 
 /**
@@ -32,7 +30,7 @@ interface Pending {
 export class Requester {
   readonly #link: Link;
   readonly #hooks: RequesterHooks;
-  readonly #pending = new Map<string, Pending>();
+  readonly #pending = new PendingReplies<Pending>('RabbitMQ');
   /** Correlation ids: unique per transport without a UUID per request. */
   readonly #prefix = randomUUID();
   #seq = 0;
@@ -47,51 +45,27 @@ export class Requester {
 
   request(record: OutgoingRecord, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReplyRecord> {
     if (this.#closed) return Promise.reject(new ClosedError('The RabbitMQ transport is closed'));
-    const { signal, timeoutMs } = options;
+    const { timeoutMs } = options;
     const topic = record.topic;
-    if (signal?.aborted)
-      return Promise.reject(new AbortedError(`Request on '${topic}' aborted`, { cause: signal.reason }));
     const correlationId = `${this.#prefix}.${++this.#seq}`;
-    return new Promise<ReplyRecord>((resolve, reject) => {
-      const settle = (): boolean => {
-        if (this.#pending.get(correlationId) !== entry) return false;
-        this.#pending.delete(correlationId);
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        return true;
-      };
-      const entry: Pending = {
-        topic,
-        channel: undefined,
-        resolve: (reply) => settle() && resolve(reply),
-        fail: (error) => settle() && reject(error),
-      };
-      const onAbort = () => entry.fail(new AbortedError(`Request on '${topic}' aborted`, { cause: signal?.reason }));
-      const timer = setTimeout(
-        () => entry.fail(new TimeoutError(`No reply on '${topic}' within ${timeoutMs} ms`, { retryable: false })),
-        timeoutMs,
-      );
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(correlationId, entry);
-      const failed = (error: unknown) => entry.fail(this.#hooks.toError(error, `Request on '${topic}' failed`));
-      // With the channel up the request goes out now, within this call, as a broker client's publish does
-      // (an abort right after the call does not unsend it); otherwise once the channel is open, unless the
-      // request was settled meanwhile.
-      const live = this.#live;
-      if (live) {
-        try {
-          this.#send(live, record, correlationId, entry, timeoutMs);
-        } catch (error) {
-          failed(error);
-        }
-        return;
-      }
-      this.#channel(Math.min(timeoutMs, this.#hooks.connectTimeoutMs))
-        .then((channel) => {
-          if (this.#pending.get(correlationId) === entry) this.#send(channel, record, correlationId, entry, timeoutMs);
-        })
-        .catch(failed);
-    });
+    const entry: Pending = { topic, channel: undefined };
+    return this.#pending.open(
+      correlationId,
+      topic,
+      options,
+      entry,
+      () => {
+        // With the channel up the request goes out now, within this call, as a broker client's publish does
+        // (an abort right after the call does not unsend it); otherwise once the channel is open, unless the
+        // request was settled meanwhile.
+        const live = this.#live;
+        if (live) return this.#send(live, record, correlationId, entry, timeoutMs);
+        return this.#channel(Math.min(timeoutMs, this.#hooks.connectTimeoutMs)).then((channel) => {
+          if (this.#pending.meta(correlationId) === entry) this.#send(channel, record, correlationId, entry, timeoutMs);
+        });
+      },
+      (error) => this.#hooks.toError(error, `Request on '${topic}' failed`),
+    );
   }
 
   #send(channel: Channel, record: OutgoingRecord, correlationId: string, entry: Pending, timeoutMs: number): void {
@@ -151,22 +125,21 @@ export class Requester {
       this.#live = undefined;
       this.#opening = undefined;
     }
-    for (const entry of [...this.#pending.values()]) {
-      if (entry.channel !== channel) continue;
-      // It may have been served: the outcome is unknown, as after a timeout, so not retryable.
-      entry.fail(
+    // It may have been served: the outcome is unknown, as after a timeout, so not retryable.
+    this.#pending.rejectAll(
+      (topic) =>
         new ConnectionError(
-          `The reply channel for the request on '${entry.topic}' was lost; it may or may not have been served`,
+          `The reply channel for the request on '${topic}' was lost; it may or may not have been served`,
           { retryable: false },
         ),
-      );
-    }
+      (entry) => entry.channel === channel,
+    );
   }
 
   #returned(message: Message): void {
     const id = message.properties.correlationId;
-    const entry = typeof id === 'string' ? this.#pending.get(id) : undefined;
-    entry?.fail(new NoRespondersError(entry.topic));
+    const entry = typeof id === 'string' ? this.#pending.meta(id) : undefined;
+    if (entry) this.#pending.reject(id as string, new NoRespondersError(entry.topic));
   }
 
   #reply(channel: Channel, message: ConsumeMessage | null): void {
@@ -176,18 +149,17 @@ export class Requester {
       return;
     }
     const id = message.properties.correlationId;
-    const entry = typeof id === 'string' ? this.#pending.get(id) : undefined;
     // A late reply (timed out, aborted) or someone else's: dropped.
-    if (!entry) return;
+    if (typeof id !== 'string' || this.#pending.meta(id) === undefined) return;
     const incoming = readMessage(message);
-    entry.resolve({ body: incoming.body, contentType: incoming.contentType, headers: incoming.headers });
+    this.#pending.resolve(id, { body: incoming.body, contentType: incoming.contentType, headers: incoming.headers });
   }
 
   /** Rejects every pending request and closes the reply channel; must run before the connection closes. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const entry of [...this.#pending.values()]) entry.fail(new ClosedError('The RabbitMQ transport closed'));
+    this.#pending.close();
     const channel = this.#live;
     this.#live = undefined;
     if (channel) await this.#link.closeStep(channel.close()).catch(() => undefined);

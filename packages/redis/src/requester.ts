@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { AbortedError, ClosedError, NoRespondersError, TimeoutError } from '@busbar/core';
-import { type Logger, type OutgoingRecord, type ReplyRecord, withTimeout } from '@busbar/core/transport';
+import { ClosedError, NoRespondersError } from '@busbar/core';
+import {
+  type Logger,
+  type OutgoingRecord,
+  PendingReplies,
+  type ReplyRecord,
+  withTimeout,
+} from '@busbar/core/transport';
 import { type ClientConfig, connectClient, createClient, type RedisClient, subcommand } from './client.js';
 import { CLOSE_STEP_MS, type CloseState } from './closing.js';
 import { pushEntryFields } from './codec.js';
@@ -36,11 +42,6 @@ const RESPONDERS_CACHE_MAX = 1_000;
 /** Replies taken per XREAD: nothing holds them (each settles its request at once), so reads stay large. */
 const REPLIES_PER_READ = 1_000;
 
-interface Pending {
-  resolve(reply: ReplyRecord): void;
-  fail(error: Error): void;
-}
-
 /**
  * The requesting side: one reply stream per transport (created at the first request, read by one blocking
  * XREAD on its own connection, kept alive by a TTL refresh, deleted at close); requests wait in a map by
@@ -50,14 +51,13 @@ interface Pending {
 export class Requester {
   readonly #i: RequesterInit;
   readonly #key: string;
-  readonly #pending = new Map<string, Pending>();
+  readonly #pending = new PendingReplies('Redis');
   readonly #served = new Map<string, number>();
   #started: Promise<void> | undefined;
   #reader: RedisClient | undefined;
   #loop: BlockingReader | undefined;
   #refresh: NodeJS.Timeout | undefined;
   #lastId = '0-0';
-  #closed = false;
 
   constructor(init: RequesterInit) {
     this.#i = init;
@@ -65,33 +65,11 @@ export class Requester {
   }
 
   request(record: OutgoingRecord, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReplyRecord> {
-    if (this.#closed) return Promise.reject(new ClosedError('The Redis transport is closed: request rejected'));
-    const { signal } = options;
-    if (signal?.aborted) {
-      return Promise.reject(new AbortedError(`Request on '${record.topic}' aborted`, { cause: signal.reason }));
-    }
     const correlationId = randomUUID();
-    return new Promise<ReplyRecord>((resolve, reject) => {
-      let settled = false;
-      const finish = (outcome: () => void): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.#pending.delete(correlationId);
-        outcome();
-      };
-      const fail = (error: Error) => finish(() => reject(error));
-      const onAbort = () => fail(new AbortedError(`Request on '${record.topic}' aborted`, { cause: signal?.reason }));
-      // The one bound on everything below: starting the reply reader, the responder check, the XADD, the wait.
-      const timer = setTimeout(
-        () => fail(new TimeoutError(`No reply on '${record.topic}' within ${options.timeoutMs} ms`)),
-        options.timeoutMs,
-      );
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(correlationId, { resolve: (reply) => finish(() => resolve(reply)), fail });
-      this.#send(record, correlationId, options.timeoutMs).catch((error: unknown) => fail(error as Error));
-    });
+    // The timeout is the one bound on everything #send does: the reply reader, the responder check, the XADD.
+    return this.#pending.open(correlationId, record.topic, options, undefined, () =>
+      this.#send(record, correlationId, options.timeoutMs),
+    );
   }
 
   async #send(record: OutgoingRecord, correlationId: string, timeoutMs: number): Promise<void> {
@@ -155,7 +133,7 @@ export class Requester {
       reader.disconnect();
       throw error;
     }
-    if (this.#closed) {
+    if (this.#pending.closed) {
       reader.disconnect();
       throw new ClosedError('The Redis transport is closed: request rejected');
     }
@@ -192,7 +170,7 @@ export class Requester {
         'refreshing the reply stream timed out',
       );
       // Gone (Redis was unreachable longer than the TTL, or flushed): make it again, or replies are dropped.
-      if (Number(kept) === 0 && !this.#closed) await this.#create();
+      if (Number(kept) === 0 && !this.#pending.closed) await this.#create();
     } catch (error) {
       this.#i.logger.warn('Refreshing the reply stream failed; trying again later', {
         error: toBusbarError(error, { what: 'Refreshing the reply stream', op: 'request', secrets: this.#i.secrets }),
@@ -218,8 +196,7 @@ export class Requester {
           if (fields === null) continue;
           const { correlationId, rest } = splitRrFields(fields);
           // A late reply (its request settled) or the marker entry: dropped.
-          const pending = correlationId === undefined ? undefined : this.#pending.get(correlationId);
-          pending?.resolve(decodeReply(entryId, rest));
+          if (correlationId !== undefined) this.#pending.resolve(correlationId, decodeReply(entryId, rest));
         }
       },
       catchUp: () => Promise.resolve(false),
@@ -230,11 +207,8 @@ export class Requester {
 
   /** Rejects every pending request, stops reading and deletes the reply stream (bounded). */
   async close(deadline: number): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const pending of [...this.#pending.values()]) {
-      pending.fail(new ClosedError('The Redis transport closed before the reply came'));
-    }
+    if (this.#pending.closed) return;
+    this.#pending.close();
     clearInterval(this.#refresh);
     // Dropped, not unblocked: pending requests already failed, and nothing read now has anyone to go to.
     this.#loop?.abandon();

@@ -37,6 +37,7 @@ export {
   usableId,
   wireHeaderValue,
 } from './headers.js';
+export { PendingReplies } from './replies.js';
 export type {
   Capabilities,
   ConnectionHealth,

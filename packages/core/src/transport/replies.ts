@@ -1,0 +1,120 @@
+import { AbortedError, ClosedError, TimeoutError } from '../errors.js';
+import type { ReplyRecord } from './spi.js';
+
+interface Entry<M> {
+  readonly topic: string;
+  readonly meta: M;
+  readonly resolve: (reply: ReplyRecord) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/**
+ * A driver's table of requests waiting for their reply: each one settles exactly once (reply, timeout, abort,
+ * failure or close), and then leaves no timer, listener or entry behind, so a late reply finds nothing and is
+ * dropped. `meta` is what the driver needs to know about a pending request (its subject, its channel).
+ */
+export class PendingReplies<M = undefined> {
+  readonly #transport: string;
+  readonly #entries = new Map<string, Entry<M>>();
+  #closed = false;
+
+  /** `transport` names the driver in errors: `The Kafka transport is closed`. */
+  constructor(transport: string) {
+    this.#transport = transport;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Registers request `id` (unique among the pending ones) and calls `send`. The timeout is the one bound on
+   * everything `send` starts (opening a reply channel, the write, the wait); a rejected `send` fails the request
+   * with `toError`'s error. Rejected at once when the table is closed or `signal` has fired.
+   */
+  open(
+    id: string,
+    topic: string,
+    options: { readonly timeoutMs: number; readonly signal?: AbortSignal | undefined },
+    meta: M,
+    send: () => Promise<void> | void,
+    toError: (error: unknown) => Error = (error) => error as Error,
+  ): Promise<ReplyRecord> {
+    if (this.#closed)
+      return Promise.reject(new ClosedError(`The ${this.#transport} transport is closed: request rejected`));
+    const { signal, timeoutMs } = options;
+    if (signal?.aborted) {
+      return Promise.reject(new AbortedError(`Request on '${topic}' aborted`, { cause: signal.reason }));
+    }
+    return new Promise<ReplyRecord>((resolve, reject) => {
+      const finish = (): boolean => {
+        if (this.#entries.get(id) !== entry) return false;
+        this.#entries.delete(id);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        return true;
+      };
+      const entry: Entry<M> = {
+        topic,
+        meta,
+        resolve: (reply) => finish() && resolve(reply),
+        reject: (error) => finish() && reject(error),
+      };
+      const onAbort = () => entry.reject(new AbortedError(`Request on '${topic}' aborted`, { cause: signal?.reason }));
+      const timer = setTimeout(
+        () => entry.reject(new TimeoutError(`No reply on '${topic}' within ${timeoutMs} ms`, { retryable: false })),
+        timeoutMs,
+      );
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#entries.set(id, entry);
+      try {
+        const sent = send();
+        if (sent !== undefined) sent.catch((error: unknown) => entry.reject(toError(error)));
+      } catch (error) {
+        entry.reject(toError(error));
+      }
+    });
+  }
+
+  /** The pending request's `meta`, or undefined when `id` waits no more. */
+  meta(id: string): M | undefined {
+    return this.#entries.get(id)?.meta;
+  }
+
+  /** Hands `reply` to request `id`; false when nobody waits for it (a late or a foreign reply). */
+  resolve(id: string, reply: ReplyRecord): boolean {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return false;
+    entry.resolve(reply);
+    return true;
+  }
+
+  /** Fails request `id`; false when it was settled already. */
+  reject(id: string, error: Error): boolean {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return false;
+    entry.reject(error);
+    return true;
+  }
+
+  /**
+   * Fails every pending request `which` selects (all by default): a lost connection, a responder gone. `error`
+   * may be a function of the request's topic, for a message that names it.
+   */
+  rejectAll(error: Error | ((topic: string) => Error), which?: (meta: M, topic: string) => boolean): void {
+    for (const entry of [...this.#entries.values()]) {
+      if (which !== undefined && !which(entry.meta, entry.topic)) continue;
+      entry.reject(typeof error === 'function' ? error(entry.topic) : error);
+    }
+  }
+
+  /** Fails every pending request with a ClosedError and refuses new ones. */
+  close(): void {
+    this.#closed = true;
+    this.rejectAll(new ClosedError(`The ${this.#transport} transport closed before the reply came`));
+  }
+}

@@ -1,0 +1,84 @@
+import { BusbarError } from '@busbar/core';
+import { PendingReplies, type ReplyRecord } from '@busbar/core/transport';
+import { describe, expect, it } from 'vitest';
+
+const reply: ReplyRecord = { body: new Uint8Array([1]), contentType: undefined, headers: {} };
+const code = (p: Promise<unknown>) =>
+  p.then(
+    () => 'resolved',
+    (e: unknown) => (BusbarError.is(e) ? e.code : String(e)),
+  );
+
+describe('PendingReplies', () => {
+  it('settles once with the reply, and a late reply finds nothing', async () => {
+    const table = new PendingReplies<{ subject: string }>('Test');
+    let sent = 0;
+    const waiting = table.open('a', 't', { timeoutMs: 1_000 }, { subject: 's' }, () => {
+      sent++;
+    });
+    expect(sent).toBe(1);
+    expect(table.meta('a')).toEqual({ subject: 's' });
+    expect(table.resolve('a', reply)).toBe(true);
+    await expect(waiting).resolves.toBe(reply);
+    expect(table.resolve('a', reply)).toBe(false);
+    expect(table.reject('a', new Error('x'))).toBe(false);
+    expect(table.size).toBe(0);
+  });
+
+  it('times out as a TimeoutError that is not retryable, leaving nothing behind', async () => {
+    const table = new PendingReplies('Test');
+    const error = await table.open('a', 't', { timeoutMs: 20 }, undefined, () => undefined).catch((e: unknown) => e);
+    expect(BusbarError.is(error, 'BUSBAR_TIMEOUT')).toBe(true);
+    expect((error as BusbarError).retryable).toBe(false);
+    expect(table.size).toBe(0);
+  });
+
+  it('aborts one request by its signal, and refuses one whose signal fired already', async () => {
+    const table = new PendingReplies('Test');
+    const controller = new AbortController();
+    const waiting = code(
+      table.open('a', 't', { timeoutMs: 5_000, signal: controller.signal }, undefined, () => undefined),
+    );
+    const other = table.open('b', 't', { timeoutMs: 5_000 }, undefined, () => undefined);
+    controller.abort();
+    expect(await waiting).toBe('BUSBAR_ABORTED');
+    expect(
+      await code(table.open('c', 't', { timeoutMs: 5_000, signal: controller.signal }, undefined, () => undefined)),
+    ).toBe('BUSBAR_ABORTED');
+    expect(table.size).toBe(1);
+    table.resolve('b', reply);
+    await other;
+  });
+
+  it('fails a request whose send throws or rejects, mapped by toError', async () => {
+    const table = new PendingReplies('Test');
+    const thrown = table.open('a', 't', { timeoutMs: 5_000 }, undefined, () => {
+      throw new Error('sync');
+    });
+    await expect(thrown).rejects.toThrow('sync');
+    const mapped = table.open(
+      'b',
+      't',
+      { timeoutMs: 5_000 },
+      undefined,
+      () => Promise.reject(new Error('async')),
+      (e) => new Error(`mapped: ${(e as Error).message}`),
+    );
+    await expect(mapped).rejects.toThrow('mapped: async');
+    expect(table.size).toBe(0);
+  });
+
+  it('rejects selected or all requests, and close refuses new ones with ClosedError', async () => {
+    const table = new PendingReplies<string>('Test');
+    const a = code(table.open('a', 'one', { timeoutMs: 5_000 }, 'x', () => undefined));
+    const b = code(table.open('b', 'two', { timeoutMs: 5_000 }, 'y', () => undefined));
+    table.rejectAll(new BusbarError('BUSBAR_CONNECTION', 'lost'), (meta) => meta === 'x');
+    expect(await a).toBe('BUSBAR_CONNECTION');
+    expect(table.size).toBe(1);
+    table.close();
+    expect(await b).toBe('BUSBAR_CLOSED');
+    expect(table.closed).toBe(true);
+    expect(await code(table.open('c', 't', { timeoutMs: 5_000 }, 'z', () => undefined))).toBe('BUSBAR_CLOSED');
+    expect(table.size).toBe(0);
+  });
+});
