@@ -6,14 +6,9 @@ import {
   ProduceAcks,
   Producer,
 } from '@platformatic/kafka';
-import type { Running, Side, Target } from './lib/types.js';
-import { BATCH, pool, uniqueGroup, uniqueTopic } from './lib/util.js';
-
-/** Same as busbar's default `partitions` and the kafkajs raw side. */
-const PARTITIONS = 3;
-/** As the kafkajs raw side: sends of 100, 10 in flight, for "many concurrent publishes" (no linger in the client). */
-const SEND_SIZE = 100;
-const SENDS_IN_FLIGHT = 10;
+import { kafkaPublishing, MAX_WAIT_MS, PARTITIONS } from './kafka-shared.js';
+import type { Running, Side } from './lib/types.js';
+import { Countdown } from './lib/util.js';
 
 /**
  * @platformatic/kafka (the fastest maintained Node Kafka client, issue 18) as a second raw reference, used
@@ -25,39 +20,20 @@ export async function platformaticSide(brokers: readonly string[]): Promise<Side
   const base = { clientId: 'busbar-bench-platformatic', bootstrapBrokers: [...brokers], retries: 12, retryDelay: 250 };
   const producer = new Producer({ ...base, idempotent: false, acks: ProduceAcks.ALL, autocreateTopics: false });
   const admin = new Admin(base);
-  const created: Target[] = [];
-  const send = (topic: string, count: number, payload: Buffer) =>
-    producer.send({ messages: Array.from({ length: count }, () => ({ topic, value: payload })) });
+  // The same sends and topics as the kafkajs raw side.
+  const publishing = kafkaPublishing({
+    async createTopic(topic) {
+      await admin.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });
+    },
+    send: (topic, count, payload) =>
+      producer.send({ messages: Array.from({ length: count }, () => ({ topic, value: payload })) }),
+  });
   return {
     label: 'platformatic',
-    async fresh() {
-      const target = { topic: uniqueTopic(), group: uniqueGroup() };
-      await admin.createTopics({ topics: [target.topic], partitions: PARTITIONS, replicas: 1 });
-      return target;
-    },
-    // Deleted at close, as on the kafkajs side: a client that sent to a topic may still ask for its metadata.
-    async drop(target) {
-      created.push(target);
-    },
-    async publishBatch(target, count, payload) {
-      for (let sent = 0; sent < count; sent += BATCH) await send(target.topic, Math.min(BATCH, count - sent), payload);
-    },
-    async publishConcurrent(target, count, payload) {
-      const sends = Math.ceil(count / SEND_SIZE);
-      await pool(sends, SENDS_IN_FLIGHT, (i) =>
-        send(target.topic, Math.min(SEND_SIZE, count - i * SEND_SIZE), payload),
-      );
-    },
-    async publishOne(target, payload) {
-      await send(target.topic, 1, payload);
-    },
+    ...publishing,
     async consume(target, count, onBody): Promise<Running> {
-      const consumer = new Consumer({ ...base, groupId: target.group, maxWaitTime: 500 });
-      let seen = 0;
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => {
-        resolve = r;
-      });
+      const consumer = new Consumer({ ...base, groupId: target.group, maxWaitTime: MAX_WAIT_MS });
+      const handled = new Countdown(count);
       const stream = await consumer.consume({
         topics: [target.topic],
         mode: MessagesStreamModes.COMMITTED,
@@ -66,10 +42,10 @@ export async function platformaticSide(brokers: readonly string[]): Promise<Side
       });
       stream.on('data', (message) => {
         onBody(message.value);
-        if (++seen === count) resolve();
+        handled.add();
       });
       return {
-        done,
+        done: handled.done,
         async close() {
           await stream.close();
           await consumer.close();
@@ -78,6 +54,7 @@ export async function platformaticSide(brokers: readonly string[]): Promise<Side
     },
     async close() {
       await producer.close();
+      const created = publishing.created;
       if (created.length > 0) {
         await admin.deleteTopics({ topics: created.map((t) => t.topic) }).catch(() => undefined);
         await admin.deleteGroups({ groups: created.map((t) => t.group) }).catch(() => undefined);

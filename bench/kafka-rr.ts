@@ -1,19 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, Kafka, Message, Producer } from 'kafkajs';
+import { groupConsumer, PARTITIONS } from './kafka-shared.js';
+import { PendingReplies } from './lib/replies.js';
 import type { RequestReplySide, Target } from './lib/types.js';
-import { REPLY_BYTES, REQUEST_TIMEOUT_MS, uniqueGroup, uniqueTopic } from './lib/util.js';
+import { REPLY_BYTES, uniqueGroup, uniqueTopic } from './lib/util.js';
 
-const PARTITIONS = 3;
 /** The header names Spring's ReplyingKafkaTemplate uses (busbar's Kafka driver uses them too). */
 const REPLY_TOPIC = 'kafka_replyTopic';
 const CORRELATION_ID = 'kafka_correlationId';
-/** As busbar's Kafka driver: a fetch waits at most this long for data. */
-const MAX_WAIT_MS = 500;
-
-/** Resolves when the consumer has joined its group (its partitions are assigned). */
-function joined(consumer: Consumer): Promise<void> {
-  return new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
-}
 
 /**
  * Raw kafkajs request/reply as Spring's ReplyingKafkaTemplate does it: a request topic, one reply topic per
@@ -28,31 +22,24 @@ export function rawKafkaRequestReply(
   admin: Admin,
 ): RequestReplySide & { close(): Promise<void> } {
   const replyTopic = `rawbench.replies.${randomUUID()}`;
-  const waiting = new Map<string, (reply: Buffer | Error) => void>();
+  const pending = new PendingReplies();
   const created: Target[] = [];
   const queued = new Map<string, Message[]>();
   let flushing = false;
   const replyGroup = uniqueGroup();
   let replies: Promise<Consumer> | undefined;
-  let seq = 0;
 
   const openReplies = async (): Promise<Consumer> => {
     await admin.createTopics({ topics: [{ topic: replyTopic, numPartitions: 1 }], waitForLeaders: true });
-    const consumer = kafka.consumer({ groupId: replyGroup, maxWaitTimeInMs: MAX_WAIT_MS });
-    const ready = joined(consumer);
-    await consumer.connect();
-    await consumer.subscribe({ topic: replyTopic, fromBeginning: true });
-    await consumer.run({
+    return groupConsumer(kafka, replyGroup, replyTopic, {
       autoCommit: false,
       eachBatch: async ({ batch }) => {
         for (const m of batch.messages) {
           const id = m.headers?.[CORRELATION_ID]?.toString();
-          if (id !== undefined && m.value) waiting.get(id)?.(m.value);
+          if (id !== undefined && m.value) pending.settle(id, m.value);
         }
       },
     });
-    await ready;
-    return consumer;
   };
 
   const flush = () => {
@@ -60,7 +47,8 @@ export function rawKafkaRequestReply(
     for (const [topic, messages] of queued) {
       queued.delete(topic);
       producer.send({ topic, acks: -1, messages }).catch((error: unknown) => {
-        for (const m of messages) waiting.get(String(m.headers?.[CORRELATION_ID]))?.(error as Error);
+        const failed = error instanceof Error ? error : new Error(String(error));
+        for (const m of messages) pending.settle(String(m.headers?.[CORRELATION_ID]), failed);
       });
     }
   };
@@ -73,11 +61,7 @@ export function rawKafkaRequestReply(
     },
     async serve(target) {
       await admin.createTopics({ topics: [{ topic: target.topic, numPartitions: PARTITIONS }], waitForLeaders: true });
-      const consumer = kafka.consumer({ groupId: target.group, maxWaitTimeInMs: MAX_WAIT_MS });
-      const ready = joined(consumer);
-      await consumer.connect();
-      await consumer.subscribe({ topic: target.topic, fromBeginning: true });
-      await consumer.run({
+      const consumer = await groupConsumer(kafka, target.group, target.topic, {
         autoCommit: true,
         autoCommitInterval: 100,
         partitionsConsumedConcurrently: PARTITIONS,
@@ -95,24 +79,12 @@ export function rawKafkaRequestReply(
           for (const [topic, messages] of out) void producer.send({ topic, acks: -1, messages }).catch(() => undefined);
         },
       });
-      await ready;
       return { close: () => consumer.disconnect() };
     },
     async request(target, payload) {
       replies ??= openReplies();
       await replies;
-      const id = (seq++).toString(36);
-      return new Promise<unknown>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiting.delete(id);
-          reject(new Error(`no reply within ${REQUEST_TIMEOUT_MS} ms`));
-        }, REQUEST_TIMEOUT_MS);
-        waiting.set(id, (reply) => {
-          waiting.delete(id);
-          clearTimeout(timer);
-          if (reply instanceof Error) reject(reply);
-          else resolve(JSON.parse(reply.toString()));
-        });
+      return pending.request((id) => {
         const list = queued.get(target.topic) ?? [];
         if (list.length === 0) queued.set(target.topic, list);
         list.push({ value: payload, headers: { [REPLY_TOPIC]: replyTopic, [CORRELATION_ID]: id } });

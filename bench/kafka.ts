@@ -1,19 +1,17 @@
 import { driver } from '@busbar/kafka';
-import { type Admin, type Consumer, Kafka, logLevel, type Producer } from 'kafkajs';
+import { type Admin, type Consumer, Kafka, type KafkaMessage, logLevel, type Producer } from 'kafkajs';
 import { rawKafkaRequestReply } from './kafka-rr.js';
+import { groupConsumer, kafkaPublishing, PARTITIONS } from './kafka-shared.js';
 import { busbarSide } from './lib/busbar-side.js';
 import type { BrokerBench, Running, Side, Target } from './lib/types.js';
-import { BATCH, pool, uniqueGroup, uniqueTopic } from './lib/util.js';
+import { Countdown } from './lib/util.js';
 
 const url = process.env.BUSBAR_BENCH_KAFKA_URL ?? 'kafka://127.0.0.1:9092';
 const brokers = [url.replace(/^kafka:\/\//, '').split(',')[0] as string];
-/** Same as busbar's default `partitions`. */
-const PARTITIONS = 3;
-/** Raw "many concurrent" publishing: kafkajs has no linger, so best practice is sends of 100 messages, 10 in flight. */
-const SEND_SIZE = 100;
-const SENDS_IN_FLIGHT = 10;
 
 // Generous retries: right after createTopics a loaded broker may still answer "does not host this topic-partition".
+const EMPTY = Buffer.alloc(0);
+
 const kafka = new Kafka({
   clientId: 'busbar-bench',
   brokers,
@@ -26,75 +24,74 @@ async function deleteTopics(admin: Admin, prefix: string): Promise<void> {
   if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 10_000 });
 }
 
+/**
+ * A raw group member: `handle` gets each fetched partition batch and resolves the offsets it handled; offsets are
+ * committed every 100 ms, partitions consumed concurrently.
+ */
+function member(
+  target: Target,
+  handle: (messages: readonly KafkaMessage[], resolveOffset: (offset: string) => void) => void,
+): Promise<Consumer> {
+  return groupConsumer(kafka, target.group, target.topic, {
+    autoCommit: true,
+    autoCommitInterval: 100,
+    partitionsConsumedConcurrently: PARTITIONS,
+    eachBatchAutoResolve: false,
+    eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary }) => {
+      handle(batch.messages, resolveOffset);
+      await commitOffsetsIfNecessary();
+      await heartbeat();
+    },
+  });
+}
+
 /** Raw kafkajs, best practice: batched sends with acks=all, eachBatch consumption with batched commits. */
 async function rawSide(): Promise<Side> {
   const producer: Producer = kafka.producer({ allowAutoTopicCreation: false });
   const admin = kafka.admin();
   await Promise.all([producer.connect(), admin.connect()]);
-  const created: Target[] = [];
-  const send = (topic: string, count: number, payload: Buffer) =>
-    producer.send({ topic, acks: -1, messages: Array.from({ length: count }, () => ({ value: payload })) });
+  const publishing = kafkaPublishing({
+    async createTopic(topic) {
+      await admin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS }], waitForLeaders: true });
+    },
+    send: (topic, count, payload) =>
+      producer.send({ topic, acks: -1, messages: Array.from({ length: count }, () => ({ value: payload })) }),
+  });
   const requestReply = rawKafkaRequestReply(kafka, producer, admin);
   return {
     label: 'raw',
     requestReply,
-    async fresh() {
-      const target = { topic: uniqueTopic(), group: uniqueGroup() };
-      await admin.createTopics({ topics: [{ topic: target.topic, numPartitions: PARTITIONS }], waitForLeaders: true });
-      return target;
-    },
-    // Deleted at close: kafkajs keeps every topic it sent to in its metadata set, and a deleted one fails later sends.
-    async drop(target) {
-      created.push(target);
-    },
-    async publishBatch(target, count, payload) {
-      for (let sent = 0; sent < count; sent += BATCH) await send(target.topic, Math.min(BATCH, count - sent), payload);
-    },
-    async publishConcurrent(target, count, payload) {
-      const sends = Math.ceil(count / SEND_SIZE);
-      await pool(sends, SENDS_IN_FLIGHT, (i) =>
-        send(target.topic, Math.min(SEND_SIZE, count - i * SEND_SIZE), payload),
-      );
-    },
-    async publishOne(target, payload) {
-      await producer.send({ topic: target.topic, acks: -1, messages: [{ value: payload }] });
-    },
+    ...publishing,
     async consume(target, count, onBody): Promise<Running> {
-      const consumer: Consumer = kafka.consumer({
-        groupId: target.group,
-        maxWaitTimeInMs: Number(process.env.RAWWAIT ?? 500),
+      const handled = new Countdown(count);
+      const consumer = await member(target, (messages, resolveOffset) => {
+        for (const m of messages) {
+          if (m.value) onBody(m.value);
+          handled.add();
+        }
+        const last = messages[messages.length - 1];
+        if (last) resolveOffset(last.offset);
       });
-      let seen = 0;
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => {
-        resolve = r;
+      return { done: handled.done, close: () => consumer.disconnect() };
+    },
+    // eachBatch hands over what one fetch brought for a partition (often more than maxSize): handled in slices
+    // of maxSize, each slice's offset resolved after it (what a bulk insert per slice would do).
+    async consumeBatch(target, count, batch, onBatch): Promise<Running> {
+      const handled = new Countdown(count);
+      const consumer = await member(target, (messages, resolveOffset) => {
+        for (let from = 0; from < messages.length; from += batch.maxSize) {
+          const slice = messages.slice(from, from + batch.maxSize);
+          onBatch(slice.map((m) => m.value ?? EMPTY));
+          resolveOffset((slice[slice.length - 1] as KafkaMessage).offset);
+          handled.add(slice.length);
+        }
       });
-      const joined = new Promise<void>((r) => consumer.on(consumer.events.GROUP_JOIN, () => r()));
-      await consumer.connect();
-      await consumer.subscribe({ topic: target.topic, fromBeginning: true });
-      await consumer.run({
-        autoCommit: true,
-        autoCommitInterval: 100,
-        partitionsConsumedConcurrently: PARTITIONS,
-        eachBatchAutoResolve: false,
-        eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary }) => {
-          const messages = batch.messages;
-          for (const m of messages) {
-            if (m.value) onBody(m.value);
-            if (++seen === count) resolve();
-          }
-          const last = messages[messages.length - 1];
-          if (last) resolveOffset(last.offset);
-          await commitOffsetsIfNecessary();
-          await heartbeat();
-        },
-      });
-      await joined;
-      return { done, close: () => consumer.disconnect() };
+      return { done: handled.done, close: () => consumer.disconnect() };
     },
     async close() {
       await requestReply.close();
       await producer.disconnect();
+      const created = publishing.created;
       await admin.deleteTopics({ topics: created.map((t) => t.topic), timeout: 30_000 }).catch(() => undefined);
       await admin.deleteGroups(created.map((t) => t.group)).catch(() => undefined);
       await admin.disconnect();

@@ -6,14 +6,15 @@ import path from 'node:path';
 import { driver } from '@busbar/mqtt';
 import mqttLib, { type MqttClient } from 'mqtt';
 import { busbarSide } from './lib/busbar-side.js';
+import { PendingReplies } from './lib/replies.js';
 import type { BrokerBench, RequestReplySide, Running, Side } from './lib/types.js';
 import {
   BATCH,
+  Countdown,
   PREFETCH,
   pool,
   REPLY_BYTES,
   REQUEST_PREFETCH,
-  REQUEST_TIMEOUT_MS,
   sleep,
   uniqueGroup,
   uniqueTopic,
@@ -81,14 +82,13 @@ async function client(options: mqttLib.IClientOptions = {}): Promise<MqttClient>
  */
 async function rawRequestReply(requester: MqttClient): Promise<RequestReplySide> {
   const replyTopic = `rawbench-reply/${uniqueGroup()}`;
-  const waiting = new Map<string, (body: Buffer) => void>();
+  const pending = new PendingReplies();
   requester.on('message', (topic, body, packet) => {
     if (topic !== replyTopic) return;
     const correlation = packet.properties?.correlationData;
-    if (correlation) waiting.get(correlation.toString('latin1'))?.(body);
+    if (correlation) pending.settle(correlation.toString('latin1'), body);
   });
   await requester.subscribeAsync(replyTopic, { qos: 1 });
-  let seq = 0;
   return {
     fresh: async () => ({ topic: uniqueTopic(), group: uniqueGroup() }),
     drop: async () => undefined,
@@ -103,24 +103,13 @@ async function rawRequestReply(requester: MqttClient): Promise<RequestReplySide>
       await c.subscribeAsync(`$share/${target.group}/${pathOf(target.topic)}`, { qos: 1 });
       return { close: () => c.endAsync() };
     },
-    request(target, payload) {
-      const id = (seq++).toString(36);
-      return new Promise<unknown>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiting.delete(id);
-          reject(new Error(`no reply within ${REQUEST_TIMEOUT_MS} ms`));
-        }, REQUEST_TIMEOUT_MS);
-        waiting.set(id, (body) => {
-          waiting.delete(id);
-          clearTimeout(timer);
-          resolve(JSON.parse(body.toString()));
-        });
+    request: (target, payload) =>
+      pending.request((id) => {
         requester.publish(pathOf(target.topic), payload, {
           qos: 1,
           properties: { responseTopic: replyTopic, correlationData: Buffer.from(id, 'latin1') },
         });
-      });
-    },
+      }),
   };
 }
 
@@ -154,17 +143,13 @@ async function rawSide(): Promise<Side> {
     },
     async consume(target, count, onBody): Promise<Running> {
       const sub = await client({ properties: { receiveMaximum: PREFETCH } });
-      let seen = 0;
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => {
-        resolve = r;
-      });
+      const handled = new Countdown(count);
       sub.on('message', (_topic, body) => {
         onBody(body);
-        if (++seen === count) resolve();
+        handled.add();
       });
       await sub.subscribeAsync(`$share/${target.group}/${pathOf(target.topic)}`, { qos: 1 });
-      return { done, close: () => sub.endAsync() };
+      return { done: handled.done, close: () => sub.endAsync() };
     },
     async close() {
       await pub.endAsync();

@@ -1,8 +1,26 @@
 import { driver } from '@busbar/nats';
-import { AckPolicy, createInbox, type Msg, type NatsConnection, connect as natsConnect, StorageType } from 'nats';
+import {
+  AckPolicy,
+  createInbox,
+  type JsMsg,
+  type Msg,
+  type NatsConnection,
+  connect as natsConnect,
+  StorageType,
+} from 'nats';
+import { Batches } from './lib/batches.js';
 import { busbarSide } from './lib/busbar-side.js';
 import type { BrokerBench, RequestReplySide, Running, Side } from './lib/types.js';
-import { PREFETCH, pool, REPLY_BYTES, REQUEST_TIMEOUT_MS, uniqueGroup, uniqueTopic, WINDOW } from './lib/util.js';
+import {
+  Countdown,
+  PREFETCH,
+  pool,
+  REPLY_BYTES,
+  REQUEST_TIMEOUT_MS,
+  uniqueGroup,
+  uniqueTopic,
+  WINDOW,
+} from './lib/util.js';
 
 const url = process.env.BUSBAR_BENCH_NATS_URL ?? 'nats://127.0.0.1:4222';
 const servers = url.replace(/^nats:\/\//, '');
@@ -118,23 +136,39 @@ async function rawSide(mode: 'js.publish' | 'pipelined' = 'js.publish'): Promise
     },
     async consume(target, count, onBody): Promise<Running> {
       const consumer = await js.consumers.get(streamOf(target.topic), target.group);
-      let seen = 0;
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => {
-        resolve = r;
-      });
+      const handled = new Countdown(count);
       // Callback mode: no async iterator hop per message (the faster nats.js path).
       const messages = await consumer.consume({
         max_messages: PREFETCH,
         callback: (m) => {
           onBody(m.data);
           m.ack();
-          if (++seen === count) resolve();
+          handled.add();
         },
       });
       return {
-        done,
+        done: handled.done,
         async close() {
+          await nc.flush();
+          await messages.close();
+        },
+      };
+    },
+    // JetStream acks one message at a time (AckPolicy.All would ack a prefix, but busbar's consumers are
+    // Explicit, as this one): a batch is the messages consume() delivered, each acked after the batch.
+    async consumeBatch(target, count, batch, onBatch): Promise<Running> {
+      const consumer = await js.consumers.get(streamOf(target.topic), target.group);
+      const handled = new Countdown(count);
+      const batches = new Batches<JsMsg>(batch, (delivered) => {
+        onBatch(delivered.map((m) => m.data));
+        for (const m of delivered) m.ack();
+        handled.add(delivered.length);
+      });
+      const messages = await consumer.consume({ max_messages: PREFETCH, callback: (m) => batches.push(m) });
+      return {
+        done: handled.done,
+        async close() {
+          batches.flush();
           await nc.flush();
           await messages.close();
         },

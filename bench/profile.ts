@@ -1,7 +1,7 @@
 /**
  * `node bench/dist/profile.js redis consume 50000 [raw]`: runs one scenario's blocks on one side only and
  * writes a CPU profile of busbar's (or the raw client's) hot path to /tmp/prof (BUSBAR_PROF_DIR). For the
- * consume scenario only the drain is profiled, not the publishing of its backlog.
+ * consume scenarios (consume, consumeBatch) only the drain is profiled, not the publishing of its backlog.
  * Summarize with `node bench/dist/profile-summary.js /tmp/prof/<file>.cpuprofile`.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -9,7 +9,8 @@ import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { BENCHES } from './benches.js';
 import { type BenchConfig, block, type Scenario } from './lib/harness.js';
-import type { Side } from './lib/types.js';
+import type { Running, Side } from './lib/types.js';
+import { BATCH_SIZE, BATCH_WAIT_MS } from './lib/util.js';
 
 const [transport, scenario, countText, which] = process.argv.slice(2);
 const bench = BENCHES[transport as string];
@@ -21,6 +22,7 @@ const config: BenchConfig = {
   rounds: 1,
   latencyRate: 1000,
   latencyMessages: Number(countText ?? 1000),
+  batch: { maxSize: BATCH_SIZE, maxWaitMs: BATCH_WAIT_MS },
   scenarios: [scenario as Scenario],
   log: console.log,
 };
@@ -31,16 +33,22 @@ await session.post('Profiler.setSamplingInterval', { interval: 50 });
 
 await bench.available();
 const base = which === 'raw' && bench.raw ? await bench.raw() : await bench.busbar();
-const onlyDrain = scenario === 'consume' && bench.backlog;
+const onlyDrain = (scenario === 'consume' || scenario === 'consumeBatch') && bench.backlog;
 // For a backlog drain, profile from subscribe to the last message; otherwise the whole block.
+/** Profiles `open` from its call to the last message. */
+async function profiled(open: () => Promise<Running>): Promise<Running> {
+  await session.post('Profiler.start');
+  const running = await open();
+  return { ...running, done: running.done.finally(() => stop()) };
+}
+const batched = base.consumeBatch?.bind(base);
 const side: Side = onlyDrain
   ? {
       ...base,
-      async consume(target, count, onBody) {
-        await session.post('Profiler.start');
-        const running = await base.consume(target, count, onBody);
-        return { ...running, done: running.done.finally(() => stop()) };
-      },
+      consume: (target, count, onBody) => profiled(() => base.consume(target, count, onBody)),
+      ...(batched
+        ? { consumeBatch: (target, count, batch, onBatch) => profiled(() => batched(target, count, batch, onBatch)) }
+        : {}),
     }
   : base;
 let profiles = 0;

@@ -1,14 +1,16 @@
 import { driver } from '@busbar/rabbitmq';
 import amqplib, { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import { Batches } from './lib/batches.js';
 import { busbarSide } from './lib/busbar-side.js';
+import { PendingReplies } from './lib/replies.js';
 import type { BrokerBench, RequestReplySide, Running, Side, Target } from './lib/types.js';
 import {
   BATCH,
+  Countdown,
   PREFETCH,
   pool,
   REPLY_BYTES,
   REQUEST_PREFETCH,
-  REQUEST_TIMEOUT_MS,
   uniqueGroup,
   uniqueTopic,
   WINDOW,
@@ -64,17 +66,15 @@ const rpcQueueOf = (target: Target) => `rawrpc.${target.topic}.${target.group}`;
  */
 async function rawRequestReply(conn: ChannelModel): Promise<RequestReplySide> {
   const requests = await conn.createChannel();
-  const waiting = new Map<string, (body: Buffer) => void>();
+  const pending = new PendingReplies();
   await requests.consume(
     REPLY_TO,
     (msg) => {
       const id: unknown = msg?.properties.correlationId;
-      const settle = typeof id === 'string' ? waiting.get(id) : undefined;
-      if (settle && msg) settle(msg.content);
+      if (typeof id === 'string' && msg) pending.settle(id, msg.content);
     },
     { noAck: true },
   );
-  let seq = 0;
   return {
     fresh: async () => ({ topic: uniqueTopic(), group: uniqueGroup() }),
     drop: async () => undefined,
@@ -96,21 +96,10 @@ async function rawRequestReply(conn: ChannelModel): Promise<RequestReplySide> {
         },
       };
     },
-    request(target, payload) {
-      const id = (seq++).toString(36);
-      return new Promise<unknown>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiting.delete(id);
-          reject(new Error(`no reply within ${REQUEST_TIMEOUT_MS} ms`));
-        }, REQUEST_TIMEOUT_MS);
-        waiting.set(id, (body) => {
-          waiting.delete(id);
-          clearTimeout(timer);
-          resolve(JSON.parse(body.toString()));
-        });
+    request: (target, payload) =>
+      pending.request((id) => {
         requests.sendToQueue(rpcQueueOf(target), payload, { correlationId: id, replyTo: REPLY_TO });
-      });
-    },
+      }),
   };
 }
 
@@ -167,28 +156,46 @@ async function rawSide(): Promise<Side> {
     async consume(target, count, onBody): Promise<Running> {
       const cch = await conn.createChannel();
       await cch.prefetch(PREFETCH);
-      let seen = 0;
+      const handled = new Countdown(count);
       let unacked = 0;
       let last: ConsumeMessage | undefined;
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => {
-        resolve = r;
-      });
       const { consumerTag } = await cch.consume(queueOf(target.topic, target.group), (msg) => {
         if (!msg) return;
         onBody(msg.content);
         last = msg;
-        if (++unacked >= ACK_EVERY || seen + 1 >= count) {
+        if (++unacked >= ACK_EVERY || handled.seen + 1 >= count) {
           cch.ack(msg, true);
           unacked = 0;
         }
-        if (++seen === count) resolve();
+        handled.add();
       });
       return {
-        done,
+        done: handled.done,
         async close() {
           await cch.cancel(consumerTag);
           if (unacked > 0 && last) cch.ack(last, true);
+          await cch.close();
+        },
+      };
+    },
+    async consumeBatch(target, count, batch, onBatch): Promise<Running> {
+      const cch = await conn.createChannel();
+      await cch.prefetch(PREFETCH);
+      const handled = new Countdown(count);
+      // Each batch acked with one ack(last, true).
+      const batches = new Batches<ConsumeMessage>(batch, (messages) => {
+        onBatch(messages.map((m) => m.content));
+        cch.ack(messages[messages.length - 1] as ConsumeMessage, true);
+        handled.add(messages.length);
+      });
+      const { consumerTag } = await cch.consume(queueOf(target.topic, target.group), (msg) => {
+        if (msg) batches.push(msg);
+      });
+      return {
+        done: handled.done,
+        async close() {
+          await cch.cancel(consumerTag);
+          batches.flush();
           await cch.close();
         },
       };

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { PendingReplies } from './lib/replies.js';
 import type { RequestReplySide } from './lib/types.js';
-import { REPLY_BYTES, REQUEST_PREFETCH, REQUEST_TIMEOUT_MS, uniqueGroup, uniqueTopic } from './lib/util.js';
+import { REPLY_BYTES, REQUEST_PREFETCH, uniqueGroup, uniqueTopic } from './lib/util.js';
 
 /** Both sides trim request and reply streams on every XADD, as busbar does (a stream nobody reads must not grow). */
 const MAXLEN = 10_000;
@@ -25,11 +26,10 @@ export function rawRedisRequestReply(
   blockingClient: () => Redis,
 ): RequestReplySide & { close(): Promise<void> } {
   const replyKey = `rawbench:rr:reply:{${randomUUID()}}`;
-  const waiting = new Map<string, (body: Buffer) => void>();
+  const pending = new PendingReplies();
   let reader: Redis | undefined;
   let stopped = false;
   let loop: Promise<void> | undefined;
-  let seq = 0;
 
   const readReplies = async (r: Redis) => {
     let last = '0-0';
@@ -41,7 +41,7 @@ export function rawRedisRequestReply(
       if (!entries) continue;
       for (const [id, fields] of entries) {
         // Fields: correlation-id <id> body <json>
-        waiting.get((fields[1] as Buffer).toString())?.(fields[3] as Buffer);
+        pending.settle((fields[1] as Buffer).toString(), fields[3] as Buffer);
         last = id.toString();
       }
     }
@@ -112,17 +112,7 @@ export function rawRedisRequestReply(
         reader = blockingClient();
         loop = readReplies(reader);
       }
-      const id = (seq++).toString(36);
-      return new Promise<unknown>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiting.delete(id);
-          reject(new Error(`no reply within ${REQUEST_TIMEOUT_MS} ms`));
-        }, REQUEST_TIMEOUT_MS);
-        waiting.set(id, (body) => {
-          waiting.delete(id);
-          clearTimeout(timer);
-          resolve(JSON.parse(body.toString()));
-        });
+      return pending.request((id) => {
         redis
           .xadd(
             requestKey(target.topic),
@@ -137,11 +127,7 @@ export function rawRedisRequestReply(
             'correlation-id',
             id,
           )
-          .catch((error: unknown) => {
-            waiting.delete(id);
-            clearTimeout(timer);
-            reject(error);
-          });
+          .catch((error: unknown) => pending.settle(id, error instanceof Error ? error : new Error(String(error))));
       });
     },
     async close() {

@@ -1,7 +1,7 @@
 import { driver } from '@busbar/redis';
 import { Redis } from 'ioredis';
 import { busbarSide } from './lib/busbar-side.js';
-import type { BrokerBench, Running, Side } from './lib/types.js';
+import type { BrokerBench, Running, Side, Target } from './lib/types.js';
 import { BATCH, PREFETCH, pool, uniqueGroup, uniqueTopic, WINDOW } from './lib/util.js';
 import { rawRedisRequestReply } from './redis-rr.js';
 
@@ -14,6 +14,8 @@ function client(blocking = false): Redis {
   return new Redis(url, { enableAutoPipelining: !blocking, lazyConnect: false, maxRetriesPerRequest: 3 });
 }
 
+const key = (topic: string) => `rawbench:{${topic}}`;
+
 async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
   let cursor = '0';
   do {
@@ -23,10 +25,65 @@ async function deleteKeys(redis: Redis, pattern: string): Promise<void> {
   } while (cursor !== '0');
 }
 
+/**
+ * A group reader: XREADGROUP COUNT `size` in a loop, each read handed to `onRead` and acked with ONE XACK (not
+ * awaited before the next read). The consume test reads PREFETCH at a time, the batch test a batch at a time.
+ */
+async function readGroup(
+  redis: Redis,
+  target: Target,
+  count: number,
+  size: number,
+  onRead: (bodies: readonly Buffer[]) => void,
+): Promise<Running> {
+  const reader = client(true);
+  const k = key(target.topic);
+  let seen = 0;
+  let stop = false;
+  const acks: Promise<unknown>[] = [];
+  const loop = (async () => {
+    while (!stop && seen < count) {
+      const res = (await reader.callBuffer(
+        'XREADGROUP',
+        'GROUP',
+        target.group,
+        'c1',
+        'COUNT',
+        size,
+        'BLOCK',
+        200,
+        'STREAMS',
+        k,
+        '>',
+      )) as [Buffer, [Buffer, Buffer[]][]][] | null;
+      const entries = res?.[0]?.[1];
+      if (!entries || entries.length === 0) continue;
+      const ids: Buffer[] = new Array(entries.length);
+      const bodies: Buffer[] = new Array(entries.length);
+      for (let i = 0; i < entries.length; i++) {
+        const [id, fields] = entries[i] as [Buffer, Buffer[]];
+        ids[i] = id;
+        bodies[i] = fields[1] as Buffer;
+      }
+      onRead(bodies);
+      acks.push(redis.xack(k, target.group, ...ids));
+      seen += entries.length;
+    }
+  })();
+  return {
+    done: loop,
+    async close() {
+      stop = true;
+      await loop.catch(() => undefined);
+      await Promise.all(acks);
+      reader.disconnect();
+    },
+  };
+}
+
 /** Raw ioredis, best practice: pipelines of 100 XADDs, XREADGROUP COUNT n + one XACK for the whole read. */
 async function rawSide(): Promise<Side> {
   const redis = client();
-  const key = (topic: string) => `rawbench:{${topic}}`;
   const xadd = (k: string, payload: Buffer) => redis.xadd(k, '*', 'd', payload);
   const requestReply = rawRedisRequestReply(redis, () => client(true));
   return {
@@ -61,49 +118,11 @@ async function rawSide(): Promise<Side> {
     async publishOne(target, payload) {
       await xadd(key(target.topic), payload);
     },
-    async consume(target, count, onBody): Promise<Running> {
-      const reader = client(true);
-      const k = key(target.topic);
-      let seen = 0;
-      let stop = false;
-      const acks: Promise<unknown>[] = [];
-      const loop = (async () => {
-        while (!stop && seen < count) {
-          const res = (await reader.callBuffer(
-            'XREADGROUP',
-            'GROUP',
-            target.group,
-            'c1',
-            'COUNT',
-            PREFETCH,
-            'BLOCK',
-            200,
-            'STREAMS',
-            k,
-            '>',
-          )) as [Buffer, [Buffer, Buffer[]][]][] | null;
-          const entries = res?.[0]?.[1];
-          if (!entries || entries.length === 0) continue;
-          const ids: Buffer[] = new Array(entries.length);
-          for (let i = 0; i < entries.length; i++) {
-            const [id, fields] = entries[i] as [Buffer, Buffer[]];
-            ids[i] = id;
-            onBody(fields[1] as Buffer);
-          }
-          acks.push(redis.xack(k, target.group, ...ids));
-          seen += entries.length;
-        }
-      })();
-      return {
-        done: loop,
-        async close() {
-          stop = true;
-          await loop.catch(() => undefined);
-          await Promise.all(acks);
-          reader.disconnect();
-        },
-      };
-    },
+    consume: (target, count, onBody) =>
+      readGroup(redis, target, count, PREFETCH, (bodies) => {
+        for (const body of bodies) onBody(body);
+      }),
+    consumeBatch: (target, count, batch, onBatch) => readGroup(redis, target, count, batch.maxSize, onBatch),
     async close() {
       await requestReply.close();
       await redis.quit();

@@ -24,7 +24,7 @@ import {
 } from './lib/report.js';
 import { runRss } from './lib/rss.js';
 import type { BrokerBench, Reference, Side } from './lib/types.js';
-import { deadline } from './lib/util.js';
+import { BATCH_SIZE, BATCH_WAIT_MS, deadline, PREFETCH } from './lib/util.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,7 +35,9 @@ const { values } = parseArgs({
     tests: { type: 'string', default: SCENARIOS.join(',') },
     'latency-rate': { type: 'string', default: '1000' },
     'latency-messages': { type: 'string', default: '1000' },
+    'batch-size': { type: 'string', default: String(BATCH_SIZE) },
     rss: { type: 'boolean', default: false },
+    peers: { type: 'boolean', default: false },
     'rss-messages': { type: 'string', default: '1000000' },
     'no-md': { type: 'boolean', default: false },
     compare: { type: 'string' },
@@ -52,6 +54,8 @@ if (values.help) {
   --tests a,b          ${SCENARIOS.join(',')}
   --latency-rate N     messages/s in the latency test (default 1000)
   --latency-messages N messages per latency block (default 1000)
+  --batch-size N       consumeBatch: messages per batch, busbar subscribeBatch maxSize and raw (default ${BATCH_SIZE}, max ${PREFETCH})
+  --peers              busbar against peer libraries instead (bench/PEERS.md; npm install --prefix bench/peers first)
   --rss                backlog memory test instead: peak RSS while busbar drains --rss-messages (default 1000000)
   --compare A.json     after the run, this run beside run A (bench/results/*.json) per row, also in RESULTS.md
   --no-md              do not rewrite bench/RESULTS.md
@@ -67,6 +71,12 @@ for (const name of names) {
     console.error(`Unknown transport '${name}' (known: ${Object.keys(BENCHES).join(', ')})`);
     process.exit(2);
   }
+}
+const batchSize = Number(values['batch-size']);
+// Both sides hold PREFETCH unacked messages: a batch must fit (busbar refuses prefetch < maxSize).
+if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > PREFETCH) {
+  console.error(`--batch-size must be an integer from 1 to ${PREFETCH}`);
+  process.exit(2);
 }
 const tests = (values.tests ?? '').split(',').filter(Boolean) as Scenario[];
 for (const t of tests) {
@@ -85,6 +95,7 @@ const config: BenchConfig = {
   rounds: Number(values.rounds),
   latencyRate: Number(values['latency-rate']),
   latencyMessages: Number(values['latency-messages']),
+  batch: { maxSize: batchSize, maxWaitMs: BATCH_WAIT_MS },
   scenarios: tests,
   log: (line) => console.log(line),
 };
@@ -122,6 +133,11 @@ async function benchBroker(bench: BrokerBench): Promise<BrokerResult> {
   try {
     for (const scenario of config.scenarios) {
       await attempt(scenario, raw);
+      // The speed-up batches give busbar users: the same drain through busbar's per-message consume.
+      if (scenario === 'consumeBatch') {
+        const side = perMessage(busbar);
+        await attempt(scenario, side, side.label);
+      }
       for (const ref of references)
         if (ref.scenarios.includes(scenario)) await attempt(scenario, ref.side, ref.side.label);
     }
@@ -131,6 +147,12 @@ async function benchBroker(bench: BrokerBench): Promise<BrokerResult> {
     for (const ref of references) await ref.side.close().catch(() => undefined);
   }
   return { transport: bench.name, version, scenarios };
+}
+
+/** busbar without batch consumption: the batch test drains it through `consume` (prefetch and concurrency as there). */
+function perMessage(busbar: Side): Side {
+  const { consumeBatch: _, ...side } = busbar;
+  return { ...side, label: 'busbar per-message' };
 }
 
 async function main(): Promise<void> {
@@ -164,6 +186,24 @@ async function main(): Promise<void> {
       const section = rssMarkdown(started, info, Number(values['rss-messages']), rss);
       writeFileSync(resultsFile, withRssSection(readResults(), section));
       console.log('Markdown: bench/RESULTS.md (backlog memory section)');
+    }
+    return;
+  }
+
+  if (values.peers) {
+    // Loaded only here: the peers live in bench/peers/node_modules, installed apart.
+    const { runPeers } = await import('./peers/run.js');
+    const { writePeersMarkdown } = await import('./peers/report.js');
+    const results = await runPeers(present, config);
+    const table = rows(results);
+    console.log(`\n${textTable(HEADERS, table)}`);
+    const json = { started, machine: info, commit: gitCommit(), config, results };
+    const file = path.join(resultsDir, `peers-${stamp}.json`);
+    writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+    console.log(`\nJSON: ${path.relative(process.cwd(), file)}`);
+    if (!values['no-md']) {
+      writePeersMarkdown(path.join(benchDir, 'PEERS.md'), json, table);
+      console.log('Markdown: bench/PEERS.md');
     }
     return;
   }
@@ -267,6 +307,7 @@ ${markdownTable(HEADERS, table)}
 - raw / busbar: median msgs/s over the rounds (request, concurrent: round trips/s; latency rows: p50 / p99 in ms at ${json.config.latencyRate} msgs/s or requests/s).
 - busbar/raw: median over rounds of busbar / mean(raw, raw control) (target >= 0.90); latency rows: busbar p99 minus raw p99 (target < 1 ms).
 - spread (min..max): the lowest and highest per-round busbar/raw of the ${json.config.rounds} rounds (latency rows: of the p99 differences, ms); the median alone hides how far one round can land.
+- batch consume: \`subscribeBatch\` (maxSize ${json.config.batch.maxSize}) against the raw client's batch consumption (bench/README.md); its \`vs busbar per-message\` row compares it with busbar's own \`consume\`: busbar/raw there is the speed-up of batch handlers.
 - vs raw (<name>): a second raw reference on the same broker (another client, or another way to use the same client), in rounds of its own.
 - us/msg: client CPU (user + system, \`process.cpuUsage\`) per message, median; per round trip in the request rows (requester and responder share the process).
 - raw/raw control: the raw side run twice per round; more than 5% off 1.00 means the machine was too noisy for that line.

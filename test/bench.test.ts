@@ -22,6 +22,7 @@ interface Summary {
 }
 interface Scenario {
   scenario: string;
+  reference?: string;
   messages: number;
   busbar: Summary;
   raw?: Summary;
@@ -59,26 +60,34 @@ describe.runIf(redis)('npm run bench', () => {
     expect(stdout).toMatch(/^redis\s+publishBatch\s/m);
     const results = json.results as { transport: string; error?: string; scenarios: Scenario[] }[];
     const byName = new Map(results.map((r) => [r.transport, r]));
+    // consumeBatch twice: against the raw client, then against busbar's own per-message consume (the speed-up).
     const scenarios = [
       'publishBatch',
       'publishConcurrent',
       'consume',
+      'consumeBatch',
+      'consumeBatch vs busbar per-message',
       'latency',
       'requestConcurrent',
       'requestLatency',
     ];
     const latency = new Set(['latency', 'requestLatency']);
+    const names = (list: Scenario[] | undefined) =>
+      list?.map((s) => (s.reference ? `${s.scenario} vs ${s.reference}` : s.scenario));
 
     const memory = byName.get('memory');
-    expect(memory?.scenarios.map((s) => s.scenario)).toEqual(scenarios);
+    expect(names(memory?.scenarios)).toEqual(scenarios);
     for (const s of memory?.scenarios ?? []) {
-      expect(s.raw).toBeUndefined();
+      // memory:// has no raw client: only the batch speed-up row compares with something (busbar per message).
+      if (s.reference === 'busbar per-message') expect(s.raw?.rate).toBeGreaterThan(0);
+      else expect(s.raw).toBeUndefined();
       expect(s.busbar.rate).toBeGreaterThan(0);
     }
+    expect(stdout).toMatch(/^redis\s+batch consume \+ ack vs busbar per-message\s/m);
 
     const r = byName.get('redis');
     expect(r?.error).toBeUndefined();
-    expect(r?.scenarios.map((s) => s.scenario)).toEqual(scenarios);
+    expect(names(r?.scenarios)).toEqual(scenarios);
     for (const s of r?.scenarios ?? []) {
       // One round: one busbar block, one raw block and one raw control block.
       expect(s.busbar.samples).toHaveLength(1);

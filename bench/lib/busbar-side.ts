@@ -12,6 +12,7 @@ import type { RequestReplySide, Running, Side, Target } from './types.js';
 import {
   BATCH,
   CONCURRENCY,
+  Countdown,
   PREFETCH,
   REPLY,
   REQUEST_TIMEOUT_MS,
@@ -111,20 +112,28 @@ export async function busbarSide(label: string, options: BusbarSideOptions): Pro
       await bus.publish(topicOf(target), payload);
     },
     async consume(target, count, onBody): Promise<Running> {
-      let seen = 0;
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => {
-        resolve = r;
-      });
+      const handled = new Countdown(count);
       const sub = await bus.subscribe(
         topicOf(target),
         (message) => {
           onBody(message.payload);
-          if (++seen === count) resolve();
+          handled.add();
         },
         { group: target.group, concurrency: CONCURRENCY, prefetch: PREFETCH, retry: false },
       );
-      return { done, close: () => sub.close() };
+      return { done: handled.done, close: () => sub.close() };
+    },
+    async consumeBatch(target, count, batch, onBatch): Promise<Running> {
+      const handled = new Countdown(count);
+      const sub = await bus.subscribeBatch(
+        topicOf(target),
+        (messages) => {
+          onBatch(messages.map((m) => m.payload));
+          handled.add(messages.length);
+        },
+        { group: target.group, batch, prefetch: PREFETCH, retry: false },
+      );
+      return { done: handled.done, close: () => sub.close() };
     },
     close: () => bus.close(),
   };

@@ -1,12 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { isRequestScenario, requestBlock } from './request.js';
-import type { BrokerBench, Side } from './types.js';
+import type { BatchShape, BrokerBench, Side, Target } from './types.js';
 import { atRate, deadline, makePayload, median, percentile, sample } from './util.js';
 
 export type Scenario =
   | 'publishBatch'
   | 'publishConcurrent'
   | 'consume'
+  | 'consumeBatch'
   | 'latency'
   | 'requestConcurrent'
   | 'requestLatency';
@@ -14,6 +15,7 @@ export const SCENARIOS: readonly Scenario[] = [
   'publishBatch',
   'publishConcurrent',
   'consume',
+  'consumeBatch',
   'latency',
   'requestConcurrent',
   'requestLatency',
@@ -48,6 +50,8 @@ export interface ScenarioResult {
   readonly spread?: readonly [number, number];
   /** the raw reference this row compares with, when it is not the broker's main raw side (e.g. 'platformatic') */
   readonly reference?: string;
+  /** how the compared side differs from the test's name (batch consume on a client without batches: per message) */
+  readonly note?: string;
   /** why the scenario did not run on this broker (e.g. the driver has no request/reply) */
   readonly skipped?: string;
   /** median over rounds of raw control / raw: the noise of this run (1.00 = quiet) */
@@ -62,6 +66,8 @@ export interface BenchConfig {
   readonly rounds: number;
   readonly latencyRate: number;
   readonly latencyMessages: number;
+  /** batch consume test: busbar's `subscribeBatch` batch option, and the raw sides' batch size */
+  readonly batch: BatchShape;
   readonly scenarios: readonly Scenario[];
   readonly log: (line: string) => void;
 }
@@ -94,30 +100,57 @@ export async function block(
       );
       return sample(count, performance.now() - t0, cpu);
     }
-    if (scenario === 'consume') {
-      if (bench.backlog) await side.publishBatch(target, count, payload);
-      let first = 0;
-      let last = 0;
-      const cpu = process.cpuUsage();
-      const running = await side.consume(target, count, () => {
-        last = performance.now();
-        if (first === 0) first = last;
-      });
-      try {
-        const t0 = performance.now();
-        if (!bench.backlog) await side.publishConcurrent(target, count, payload);
-        await deadline(running.done, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} consume`);
-        // With a backlog: steady state from the first delivery to the last (group joins and start-up
-        // stalls are not consumption; Kafka's are reported apart). Without: from the first publish.
-        if (bench.backlog) return sample(count - 1, last - first, cpu, count);
-        return sample(count, last - t0, cpu);
-      } finally {
-        await running.close();
-      }
+    if (scenario === 'consume' || scenario === 'consumeBatch') {
+      return await drain(bench, side, target, count, payload, scenario === 'consumeBatch' ? config.batch : undefined);
     }
     return await latency(bench, side, target, config);
   } finally {
     await side.drop(target).catch((error) => config.log(`  (cleanup failed: ${String(error)})`));
+  }
+}
+
+/**
+ * Drains `count` messages through a group subscription, per message or (`batch`, where the side has batch
+ * consumption) in batches. With a backlog: steady state from the first delivery to the last (group joins and
+ * start-up stalls are not consumption; Kafka's are reported apart). Without: from the first publish.
+ */
+async function drain(
+  bench: BrokerBench,
+  side: Side,
+  target: Target,
+  count: number,
+  payload: Buffer,
+  batch: BatchShape | undefined,
+): Promise<Sample> {
+  if (bench.backlog) await side.publishBatch(target, count, payload);
+  let first = 0;
+  // The messages of the first delivery arrive before the clock starts: they are not counted in the rate.
+  let firstSize = 0;
+  let last = 0;
+  const delivered = (n: number) => {
+    last = performance.now();
+    if (first === 0) {
+      first = last;
+      firstSize = n;
+    }
+  };
+  const cpu = process.cpuUsage();
+  const running =
+    batch && side.consumeBatch
+      ? await side.consumeBatch(target, count, batch, (bodies) => delivered(bodies.length))
+      : await side.consume(target, count, () => delivered(1));
+  try {
+    const t0 = performance.now();
+    if (!bench.backlog) await side.publishConcurrent(target, count, payload);
+    await deadline(running.done, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} ${batch ? 'consumeBatch' : 'consume'}`);
+    if (bench.backlog) {
+      // Nothing to time when the whole backlog came in the first delivery (a block smaller than a batch).
+      if (firstSize >= count) throw new Error(`${side.label}: all ${count} messages came at once; raise --messages`);
+      return sample(count - firstSize, last - first, cpu, count);
+    }
+    return sample(count, last - t0, cpu);
+  } finally {
+    await running.close();
   }
 }
 
@@ -203,11 +236,12 @@ export async function runScenario(
   const count = isLatency(scenario)
     ? config.latencyMessages
     : (config.messages ??
-      (scenario === 'consume' ? bench.consumeMessages : undefined) ??
+      (scenario === 'consume' || scenario === 'consumeBatch' ? bench.consumeMessages : undefined) ??
       (isRequestScenario(scenario) ? bench.requestMessages : undefined) ??
       bench.defaultMessages);
   const warm = isLatency(scenario) ? config : { ...config, latencyMessages: Math.ceil(config.latencyMessages / 4) };
-  const warmCount = Math.max(100, Math.ceil(count / 4));
+  // A batch drain needs several batches to time anything: a warm-up of one batch could arrive whole.
+  const warmCount = Math.max(scenario === 'consumeBatch' ? 4 * config.batch.maxSize : 100, Math.ceil(count / 4));
   for (const side of [sides.raw, sides.busbar]) if (side) await block(bench, side, scenario, warmCount, warm);
 
   const busbar: Sample[] = [];
@@ -248,6 +282,8 @@ export async function runScenario(
     return { scenario, messages: count, busbar: summarize(busbar) };
   }
   const ctl = median(controls);
+  // The main raw side of a client without batch consumption (MQTT) drains per message: the row says so.
+  const perMessage = scenario === 'consumeBatch' && !reference && !sides.raw.consumeBatch;
   return {
     scenario,
     messages: count,
@@ -256,6 +292,7 @@ export async function runScenario(
     ratio: median(ratios),
     spread: [Math.min(...ratios), Math.max(...ratios)],
     ...(reference ? { reference } : {}),
+    ...(perMessage ? { note: 'per message' } : {}),
     control: ctl,
     // p99 of a few hundred samples is itself noisy: only throughput controls decide noise.
     noisy: !isLatency(scenario) && Math.abs(ctl - 1) > 0.05,

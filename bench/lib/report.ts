@@ -54,6 +54,7 @@ const LABEL: Record<Scenario, string> = {
   publishBatch: 'publishBatch',
   publishConcurrent: 'publish, concurrent',
   consume: 'consume + ack',
+  consumeBatch: 'batch consume + ack',
   latency: 'e2e latency',
   requestConcurrent: 'request, concurrent',
   requestLatency: 'request latency',
@@ -67,9 +68,18 @@ export function fmtRatio(ratio: number, scenario: Scenario, unit = true): string
   return `${ratio >= 0 ? '+' : ''}${ratio.toFixed(2)}${unit ? ' ms p99' : ''}`;
 }
 
-/** The row's test cell: the scenario, and the reference when it is not the broker's main raw side. */
-export function testLabel(s: Pick<ScenarioResult, 'scenario' | 'reference'>): string {
-  return s.reference ? `${LABEL[s.scenario]} vs raw (${s.reference})` : LABEL[s.scenario];
+/**
+ * The row's test cell: the scenario, and the reference when it is not the broker's main raw side. A reference
+ * named 'busbar ...' is busbar used another way (batch consume against busbar's per-message consume), one named
+ * '@scope/package' a peer library (`--peers`); the others are raw clients.
+ */
+export function testLabel(s: Pick<ScenarioResult, 'scenario' | 'reference' | 'note'>): string {
+  const named = s.reference?.startsWith('busbar') || s.reference?.startsWith('@');
+  const against = named
+    ? `${s.reference}${s.note ? ` (${s.note})` : ''}`
+    : `raw (${s.reference}${s.note ? `, ${s.note}` : ''})`;
+  if (s.reference) return `${LABEL[s.scenario]} vs ${against}`;
+  return s.note ? `${LABEL[s.scenario]} vs raw ${s.note}` : LABEL[s.scenario];
 }
 
 function rate(n: number | undefined): string {

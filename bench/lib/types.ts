@@ -10,6 +10,14 @@ export interface Target {
   readonly group: string;
 }
 
+/** How the batch consume test forms batches (busbar's `subscribeBatch` `batch` option). */
+export interface BatchShape {
+  /** Messages per batch at most. */
+  readonly maxSize: number;
+  /** A partial batch is handed over this long after its first message. */
+  readonly maxWaitMs: number;
+}
+
 export interface Running {
   /** Resolves when `count` messages have been handled (and handed back for acking). */
   readonly done: Promise<void>;
@@ -34,6 +42,16 @@ export interface Side {
   publishOne(target: Target, payload: Buffer): Promise<void>;
   /** Subscribes the group; resolves once it is live. `onBody` runs for every message before it is acked. */
   consume(target: Target, count: number, onBody: (body: Uint8Array) => void): Promise<Running>;
+  /**
+   * Drains like `consume`, handing `onBatch` arrays of up to `batch.maxSize` messages, acked per batch where the
+   * client can. Absent where the client has no batch consumption (MQTT): the batch test then runs `consume`.
+   */
+  consumeBatch?(
+    target: Target,
+    count: number,
+    batch: BatchShape,
+    onBatch: (bodies: readonly Uint8Array[]) => void,
+  ): Promise<Running>;
   /** Request/reply over the broker's own mechanism; undefined where the side has none (the request tests skip). */
   readonly requestReply?: RequestReplySide;
   close(): Promise<void>;

@@ -6,6 +6,10 @@ export const BATCH = 1000;
 export const WINDOW = 1000;
 /** Consumer prefetch (unsettled messages held) on both sides. */
 export const PREFETCH = 1000;
+/** Batch consume test: messages per batch by default (core's default `batch.maxSize`; `--batch-size`). */
+export const BATCH_SIZE = 100;
+/** Batch consume test: a partial batch waits this long (only the tail of a backlog is partial). */
+export const BATCH_WAIT_MS = 20;
 /** busbar handler concurrency in the consume test (handlers are no-ops). */
 export const CONCURRENCY = 100;
 /** Requests in flight in the "request, concurrent" test; busbar responders run this many handlers at once. */
@@ -103,4 +107,23 @@ export async function pool(count: number, window: number, fn: (i: number) => Pro
     while (next < count) await fn(next++);
   };
   await Promise.all(Array.from({ length: Math.min(window, count) }, worker));
+}
+
+/** Counts handled messages; `done` resolves at the `count`-th (every consume loop's end condition). */
+export class Countdown {
+  seen = 0;
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+
+  constructor(readonly count: number) {
+    this.done = new Promise<void>((resolve) => {
+      this.#resolve = resolve;
+    });
+  }
+
+  /** `n` more messages handled. */
+  add(n = 1): void {
+    this.seen += n;
+    if (this.seen >= this.count) this.#resolve();
+  }
 }

@@ -1,4 +1,5 @@
 import { inspect } from 'node:util';
+import { Batcher, type BatchHandler } from './batch.js';
 import type { Connections } from './connections.js';
 import { MessageStream } from './consume.js';
 import { AbortedError, BusbarError, ClosedError, ConfigError } from './errors.js';
@@ -11,7 +12,9 @@ import {
   MAX_TIMER_MS,
   parseOptions,
   respondOptionsSchema,
+  type SubscribeBatchOptions,
   type SubscribeOptions,
+  subscribeBatchOptionsSchema,
   subscribeOptionsSchema,
 } from './options.js';
 import { Outbound } from './outbound.js';
@@ -26,7 +29,7 @@ import {
 } from './redrive.js';
 import { type RequestOptions, Requests, type Responder, type RespondOptions, responderHandle } from './request.js';
 import type { Subscription } from './subscription/index.js';
-import { Subscriptions } from './subscriptions.js';
+import { closeOnAbort, Subscriptions, subscribeArguments } from './subscriptions.js';
 import { toFailure } from './thrown.js';
 import { type Topic, type TopicLike, toTopic } from './topic.js';
 import type { Capabilities, OutgoingRecord, Transport } from './transport/spi.js';
@@ -61,7 +64,12 @@ export class Bus {
   constructor(init: BusInit) {
     this.#init = init;
     this.#transport = init.transport;
-    this.#requests = new Requests(init.transport.requestReply, init.system, init.logger);
+    this.#requests = new Requests(
+      init.transport.requestReply,
+      init.system,
+      init.logger,
+      Math.min(init.maxPayloadBytes, init.transport.maxPayloadBytes),
+    );
     this.#out = new Outbound(init.transport, init.system, init.maxPayloadBytes, init.secrets);
     this.#subscriptions = new Subscriptions({
       transport: init.transport,
@@ -177,25 +185,41 @@ export class Bus {
    * subscriber sees messages published from now on.
    */
   async subscribe<T>(topic: TopicLike<T>, handler: Handler<T>, options: SubscribeOptions = {}): Promise<Subscription> {
+    const def = this.#subscribable(topic, handler);
+    const { signal, resolved } = subscribeArguments(subscribeOptionsSchema, options, 'subscribe options');
+    return closeOnAbort(await this.#subscriptions.open(def, handler, resolved), signal);
+  }
+
+  /**
+   * Subscribes a handler that takes messages in batches (up to `batch.maxSize`, or what arrived within
+   * `batch.maxWaitMs`), for bulk inserts and bulk APIs. Every message keeps its own outcome: resolving acks the
+   * batch, `context.fail(message, error)` retries (then dead-letters) one message, a throw fails them all.
+   * Idempotency and retries work per message; one batch runs at a time, so messages of a key stay in order.
+   */
+  async subscribeBatch<T>(
+    topic: TopicLike<T>,
+    handler: BatchHandler<T>,
+    options: SubscribeBatchOptions = {},
+  ): Promise<Subscription> {
+    const def = this.#subscribable(topic, handler);
+    const { signal, resolved } = subscribeArguments(subscribeBatchOptionsSchema, options, 'subscribeBatch options');
+    const { batch, ...rest } = resolved;
+    const batcher = new Batcher(handler, batch, rest.handlerTimeoutMs);
+    const shape = { keyed: false, closing: () => batcher.flush() };
+    const subscribed = this.#subscriptions.open(
+      def,
+      batcher.handle,
+      { ...rest, concurrency: batch.maxSize },
+      true,
+      shape,
+    );
+    return closeOnAbort(await subscribed, signal);
+  }
+
+  #subscribable<T>(topic: TopicLike<T>, handler: unknown): Topic<T> {
     if (this.#closing) throw new ClosedError('The bus is closed: subscribe rejected');
     if (typeof handler !== 'function') throw new ConfigError('subscribe needs a handler function');
-    const def = toTopic(topic);
-    const { signal, ...rest } = (typeof options === 'object' && options !== null ? options : {}) as SubscribeOptions & {
-      signal?: unknown;
-    };
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new ConfigError('Invalid subscribe options: signal: expected an AbortSignal');
-    }
-    if (signal?.aborted) throw new AbortedError('Subscribe aborted before it started', { cause: signal.reason });
-    const resolved = parseOptions(
-      subscribeOptionsSchema,
-      typeof options === 'object' && options !== null ? rest : options,
-      'subscribe options',
-    );
-    const subscription = await this.#subscriptions.open(def, handler, resolved);
-    // Closing on abort: the same graceful close as close() (in-flight handlers finish, bounded).
-    signal?.addEventListener('abort', () => void subscription.close(), { once: true });
-    return subscription;
+    return toTopic(topic);
   }
 
   /**

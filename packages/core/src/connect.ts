@@ -17,6 +17,8 @@ export const DRIVER_PACKAGES: Readonly<Record<string, string>> = {
   nats: '@busbar/nats',
   redis: '@busbar/redis',
   rediss: '@busbar/redis',
+  'redis+sentinel': '@busbar/redis',
+  'rediss+sentinel': '@busbar/redis',
   mqtt: '@busbar/mqtt',
   mqtts: '@busbar/mqtt',
   ws: '@busbar/mqtt',
@@ -63,6 +65,17 @@ export function parseUrl(text: string): { url: URL; hosts: string[] } {
     }
     throw new ConfigError(`Invalid connect options: url: '${redactUrl(text)}' is not a valid URL`);
   }
+}
+
+/** The option at a dotted path (`tls.key`), or undefined; never runs a getter of anything but plain data. */
+function optionAt(options: Record<string, unknown>, path: string): unknown {
+  let current: unknown = options;
+  for (const name of path.split('.')) {
+    if (typeof current !== 'object' || current === null) return undefined;
+    const own = Object.getOwnPropertyDescriptor(current, name);
+    current = own !== undefined && 'value' in own ? own.value : undefined;
+  }
+  return current;
 }
 
 /** Loads the driver for a scheme. `packages` is a parameter so tests can name a package that is not installed. */
@@ -126,9 +139,10 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
 
   const secrets: string[] = [];
   if (url.password) secrets.push(safeDecode(url.password), url.password);
-  for (const name of driver.secretOptions ?? []) {
-    const value = raw[name];
-    if (typeof value === 'string' && value) secrets.push(value);
+  for (const path of driver.secretOptions ?? []) {
+    const value = optionAt(raw, path);
+    const text = typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined;
+    if (text) secrets.push(text);
   }
 
   const schema = z.strictObject({ ...busOptionsShape, ...driver.options.shape });

@@ -3,6 +3,7 @@
  * retry, dead letters and idempotent consumers built in.
  */
 
+export type { BatchContext, BatchHandler } from './batch.js';
 export type {
   BatchEntry,
   Bus,
@@ -50,7 +51,7 @@ export { consoleLogger, silentLogger } from './logger.js';
 export type { DeadLetterInfo, Handler, HandlerContext, Message } from './message.js';
 export type { ConsumeMiddleware, Middleware, OutgoingMessage, PublishMiddleware } from './middleware.js';
 export { MAX_TOPIC_LENGTH } from './names.js';
-export type { RetryPolicy, SubscribeOptions } from './options.js';
+export type { BatchOptions, RetryPolicy, SubscribeBatchOptions, SubscribeOptions } from './options.js';
 export { redactUrl } from './redact.js';
 export type { RequestOptions, Responder, RespondOptions } from './request.js';
 export { backoffDelay } from './retry.js';

@@ -101,33 +101,66 @@ const idempotencySchema = z.strictObject({
 
 export type IdempotencyOptions = z.input<typeof idempotencySchema>;
 
-export const subscribeOptionsSchema = z
+/** `subscribeBatch` options besides the subscription's own: how a batch is formed. */
+export const batchSchema = z
   .strictObject({
-    /** Competing consumers share a group (durable). Omit for a broadcast subscription. */
-    group: z.string().optional(),
-    /** Handlers running at once. Messages with the same key still run one after another. */
-    concurrency: z.number().int().min(1).max(10_000).default(1),
-    /** Unsettled messages held at once (broker prefetch). Default: max(100, 2 x concurrency). */
-    prefetch: z.number().int().min(1).max(100_000).optional(),
-    retry: z.union([z.literal(false), retrySchema]).default(() => retrySchema.parse({})),
-    /** Dead-letter messages that exhausted their retries (default) or name the dead-letter topic. */
-    deadLetter: z.union([z.boolean(), z.strictObject({ topic: z.string().min(1) })]).default(true),
-    idempotency: idempotencySchema.optional(),
-    /** A handler still running after this is failed (and its signal aborted); the message is retried. */
-    handlerTimeoutMs: ms().positive().default(30_000),
-    /** This subscription's own middleware, inside the bus's (`bus.use`), outermost first. */
-    middleware: z
-      .array(z.custom<ConsumeMiddleware>((v) => typeof v === 'function', { message: 'expected a middleware function' }))
-      .optional(),
+    /** At most this many messages per call. Default 100. */
+    maxSize: z.number().int().min(1).max(10_000).default(100),
+    /** A partial batch is handed over this long after its first message arrived. Default 50 ms. */
+    maxWaitMs: ms().min(0).max(60_000).default(50),
   })
+  .default({ maxSize: 100, maxWaitMs: 50 });
+
+export type BatchOptions = z.input<typeof batchSchema>;
+export type ResolvedBatchOptions = z.output<typeof batchSchema>;
+
+const subscribeShape = z.strictObject({
+  /** Competing consumers share a group (durable). Omit for a broadcast subscription. */
+  group: z.string().optional(),
+  /** Handlers running at once. Messages with the same key still run one after another. */
+  concurrency: z.number().int().min(1).max(10_000).default(1),
+  /** Unsettled messages held at once (broker prefetch). Default: max(100, 2 x concurrency). */
+  prefetch: z.number().int().min(1).max(100_000).optional(),
+  retry: z.union([z.literal(false), retrySchema]).default(() => retrySchema.parse({})),
+  /** Dead-letter messages that exhausted their retries (default) or name the dead-letter topic. */
+  deadLetter: z.union([z.boolean(), z.strictObject({ topic: z.string().min(1) })]).default(true),
+  idempotency: idempotencySchema.optional(),
+  /** A handler still running after this is failed (and its signal aborted); the message is retried. */
+  handlerTimeoutMs: ms().positive().default(30_000),
+  /** This subscription's own middleware, inside the bus's (`bus.use`), outermost first. */
+  middleware: z
+    .array(z.custom<ConsumeMiddleware>((v) => typeof v === 'function', { message: 'expected a middleware function' }))
+    .optional(),
+});
+
+const needsGroup = (o: { idempotency?: unknown; group?: string | undefined }) =>
+  o.idempotency === undefined || o.group !== undefined;
+const needsGroupIssue = {
+  message: 'idempotent consumers need a group (keys are group + message id)',
+  path: ['idempotency'],
+};
+
+export const subscribeOptionsSchema = subscribeShape
   .refine((o) => o.prefetch === undefined || o.prefetch >= o.concurrency, {
     message: 'prefetch must be >= concurrency',
     path: ['prefetch'],
   })
-  .refine((o) => o.idempotency === undefined || o.group !== undefined, {
-    message: 'idempotent consumers need a group (keys are group + message id)',
-    path: ['idempotency'],
-  });
+  .refine(needsGroup, needsGroupIssue);
+
+/** `subscribeBatch` options: a subscription's, with `batch` instead of `concurrency` (one batch runs at a time). */
+export const subscribeBatchOptionsSchema = subscribeShape
+  .omit({ concurrency: true })
+  .extend({ batch: batchSchema })
+  .refine((o) => o.prefetch === undefined || o.prefetch >= o.batch.maxSize, {
+    message: 'prefetch must be >= batch.maxSize',
+    path: ['prefetch'],
+  })
+  .refine(needsGroup, needsGroupIssue);
+
+export type SubscribeBatchOptions = z.input<typeof subscribeBatchOptionsSchema> & {
+  /** Aborting it closes the subscription (gracefully, like `close()`). */
+  signal?: AbortSignal;
+};
 
 export type SubscribeOptions = z.input<typeof subscribeOptionsSchema> & {
   /** Aborting it closes the subscription (gracefully, like `close()`). */

@@ -71,8 +71,13 @@ type Visit = (message: Message<unknown>, delivery: Delivery) => Promise<'done' |
 async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: Visit): Promise<void> {
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
   const idleMs = options.idleMs ?? 1_000;
-  const startedAt = Date.now();
+  // Failures are stamped in whole milliseconds, so a dead letter stamped in the millisecond the walk starts in
+  // may be older than the walk. Starting in the next one makes every stamp >= startedAt a failure since.
+  const now = Date.now();
+  while (Date.now() <= now) await new Promise((resolve) => setTimeout(resolve, 1));
+  const startedAt = now + 1;
   let visited = 0;
+  let busy = 0;
   let last = startedAt;
   let finish!: () => void;
   const done = new Promise<void>((resolve) => {
@@ -86,15 +91,31 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
     if ((message.deadLetter?.lastFailureAt.getTime() ?? 0) >= startedAt) return HOLD;
     if (options.filter && !options.filter(message)) return HOLD;
     visited++;
-    const outcome = await visit(message, d);
-    last = Date.now();
+    // A visit in progress (a re-publish waiting for a slow broker's confirm) is not idleness.
+    busy++;
+    let outcome: 'done' | 'leave';
+    try {
+      outcome = await visit(message, d);
+    } finally {
+      busy--;
+      last = Date.now();
+    }
     if (visited >= limit) finish();
     return outcome === 'done' ? undefined : HOLD;
   };
   const sub = await parts.subscribe(handler);
+  let confirming = false;
   const timer = setInterval(
     () => {
-      if (Date.now() - last >= idleMs) finish();
+      if (confirming || busy > 0 || Date.now() - last < idleMs) return;
+      // A process that did not run for idleMs (a GC pause, a starved machine) sees this timer before the dead
+      // letters waiting in its socket: let I/O run once, and end the walk only if none of them came.
+      confirming = true;
+      const seen = last;
+      setImmediate(() => {
+        confirming = false;
+        if (last === seen && busy === 0) finish();
+      });
     },
     Math.max(10, Math.min(idleMs / 4, 250)),
   );

@@ -3,6 +3,7 @@ import {
   BusbarError,
   ClosedError,
   HandlerTimeoutError,
+  PayloadTooLargeError,
   RemoteError,
   SerializationError,
   TimeoutError,
@@ -26,7 +27,7 @@ import type {
   RequestReply,
   TransportSubscription,
 } from './transport/spi.js';
-import { abortable, withTimeout } from './transport/util.js';
+import { withTimeout } from './transport/util.js';
 
 export interface RequestOptions {
   /** How long to wait for the reply. Default 5000 ms. A timeout is a TimeoutError (not retryable by default). */
@@ -86,42 +87,47 @@ function errorReply(error: Error, exposeStack: boolean): ReplyRecord {
   };
 }
 
+/** The handler's context; its AbortController is made only if the handler reads `signal` (most never do). */
 class RequestContext implements HandlerContext {
   readonly idempotencyKey: string | undefined;
-  readonly #controller = new AbortController();
+  #controller: AbortController | undefined;
+  #reason: unknown;
+  #aborted = false;
   constructor(idempotencyKey: string | undefined) {
     this.idempotencyKey = idempotencyKey;
   }
   get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
     return this.#controller.signal;
   }
   abort(reason: unknown): void {
-    this.#controller.abort(reason);
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
   }
 }
 
-/** The handler, bounded by `timeoutMs` (its signal aborted then). */
-async function run<T, R>(
+function isThenable<R>(value: R | PromiseLike<R>): value is PromiseLike<R> {
+  return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
+}
+
+/** The handler, bounded by `timeoutMs` (its signal aborted then). A synchronous result needs no timer. */
+function run<T, R>(
   handler: Responder<T, R>,
   message: Message<T>,
   context: RequestContext,
   timeoutMs: number,
-): Promise<R> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      Promise.resolve().then(() => handler(message, context)),
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => {
-          const error = new HandlerTimeoutError(timeoutMs);
-          context.abort(error);
-          reject(error);
-        }, timeoutMs);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+): R | Promise<R> {
+  const result = handler(message, context);
+  if (!isThenable(result)) return result;
+  return withTimeout(result, timeoutMs, () => {
+    const error = new HandlerTimeoutError(timeoutMs);
+    context.abort(error);
+    return error;
+  });
 }
 
 /**
@@ -133,13 +139,16 @@ export class Requests {
   readonly #system: string;
   readonly #logger: Logger;
   readonly #pending = new Set<(error: Error) => void>();
+  readonly #maxReplyBytes: number;
   #serving = 0;
   #closed = false;
 
-  constructor(rr: RequestReply | undefined, system: string, logger: Logger) {
+  /** `maxReplyBytes`: the bus's publish limit, which a reply is held to as well. */
+  constructor(rr: RequestReply | undefined, system: string, logger: Logger, maxReplyBytes: number) {
     this.#rr = rr;
     this.#system = system;
     this.#logger = logger;
+    this.#maxReplyBytes = maxReplyBytes;
   }
 
   #transport(): RequestReply {
@@ -151,21 +160,20 @@ export class Requests {
   async request<T, R>(def: Topic<T, R>, record: OutgoingRecord, options: RequestOptions): Promise<R> {
     const rr = this.#transport();
     const timeoutMs = options.timeoutMs ?? 5_000;
+    const sendOptions = options.signal ? { timeoutMs, signal: options.signal } : { timeoutMs };
     let fail!: (error: Error) => void;
-    const closed = new Promise<never>((_resolve, reject) => {
-      fail = reject;
-    });
-    closed.catch(() => undefined);
-    this.#pending.add(fail);
     let reply: ReplyRecord;
     try {
-      // The driver bounds the wait itself; the outer bound only keeps a broken driver from hanging the caller.
-      const sent = rr.request(record, { timeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
-      const bounded = withTimeout(sent, timeoutMs + 1_000, `No reply on '${def.name}' within ${timeoutMs} ms`);
-      reply = await Promise.race([abortable(bounded, options.signal, `Request on '${def.name}' aborted`), closed]);
+      // One promise per request: the driver bounds the wait (timeout, abort, its own close: PendingReplies, held to
+      // it by the conformance suite); this one only lets the bus's close() reject it at once.
+      reply = await new Promise<ReplyRecord>((resolve, reject) => {
+        fail = reject;
+        this.#pending.add(reject);
+        rr.request(record, sendOptions).then(resolve, reject);
+      });
     } catch (error) {
       // A timed-out request may still be answered: the outcome is unknown, so it is not retried for the caller.
-      if (BusbarError.is(error, 'BUSBAR_TIMEOUT')) {
+      if (BusbarError.is(error, 'BUSBAR_TIMEOUT') && error.retryable) {
         throw new TimeoutError(error.message, { retryable: false, cause: error.cause });
       }
       throw error;
@@ -193,6 +201,11 @@ export class Requests {
       let reply: ReplyRecord;
       try {
         reply = encodeReply(def, await this.#answer(def, handler, request, options));
+        // Sent as it is, a reply over the limit closes the responder's channel or connection on some brokers
+        // (or the client refuses it), and its caller would only learn of it at its timeout.
+        const size = reply.body.byteLength;
+        if (size > this.#maxReplyBytes)
+          throw new PayloadTooLargeError(size, this.#maxReplyBytes, `${def.name} (reply)`);
       } catch (thrown) {
         const error = toFailure(thrown);
         if (BusbarError.is(error, 'BUSBAR_VALIDATION') && (error as ValidationError).message.startsWith('Reply on')) {
@@ -279,7 +292,7 @@ export class Requests {
   }
 
   /** Runs a claimed handler; a failure releases the claim so the caller may ask again. */
-  async #once<R>(store: IdempotencyStore, key: string, call: () => Promise<R>): Promise<R> {
+  async #once<R>(store: IdempotencyStore, key: string, call: () => R | Promise<R>): Promise<R> {
     try {
       return await call();
     } catch (error) {
@@ -293,9 +306,13 @@ export class Requests {
     }
   }
 
-  /** How many requests this bus waits for, and how many its responders hold (queued or running). */
-  diagnostics(): { pendingRequests: number; servingRequests: number } {
-    return { pendingRequests: this.#pending.size, servingRequests: this.#serving };
+  /** How many requests this bus waits for, how many its responders hold (queued or running), late replies dropped. */
+  diagnostics(): { pendingRequests: number; servingRequests: number; lateReplies: number } {
+    return {
+      pendingRequests: this.#pending.size,
+      servingRequests: this.#serving,
+      lateReplies: this.#rr?.lateReplies?.() ?? 0,
+    };
   }
 
   /** Every pending request rejects with ClosedError; nothing waits any more. */

@@ -1,5 +1,6 @@
+import type { z } from 'zod';
 import { deadLetterTopic } from './dead-letter.js';
-import { UnsupportedError } from './errors.js';
+import { AbortedError, ConfigError, UnsupportedError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Handler } from './message.js';
 import { type ConsumeMiddleware, composeConsume } from './middleware.js';
@@ -13,9 +14,34 @@ import {
 import { deadLetterReaderTopic, type RedriveParts } from './redrive.js';
 import { SubscriptionHandle } from './subscription/handle.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription/index.js';
+import type { RuntimeShape } from './subscription/runtime.js';
 import { type Topic, type TopicLike, toTopic } from './topic.js';
 import { DEAD_LETTER_READER_GROUP } from './transport/headers.js';
 import type { OutgoingRecord, Transport } from './transport/spi.js';
+
+/**
+ * `subscribe`/`subscribeBatch` options as given: the `signal` apart (an AbortSignal or nothing, not yet aborted),
+ * the rest parsed by `schema` into a typed ConfigError when invalid.
+ */
+export function subscribeArguments<S extends z.ZodType>(
+  schema: S,
+  options: unknown,
+  what: string,
+): { signal: AbortSignal | undefined; resolved: z.output<S> } {
+  const isObject = typeof options === 'object' && options !== null;
+  const { signal, ...rest } = (isObject ? options : {}) as { signal?: unknown };
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new ConfigError(`Invalid ${what}: signal: expected an AbortSignal`);
+  }
+  if (signal?.aborted) throw new AbortedError('Subscribe aborted before it started', { cause: signal.reason });
+  return { signal, resolved: parseOptions(schema, isObject ? rest : options, what) };
+}
+
+/** Closing on abort: the same graceful close as close() (in-flight handlers finish, bounded). */
+export function closeOnAbort(subscription: Subscription, signal: AbortSignal | undefined): Subscription {
+  signal?.addEventListener('abort', () => void subscription.close(), { once: true });
+  return subscription;
+}
 
 /** How core's own dead-letter walks (re-drive, peek, purge) read: one at a time, never retried or dead-lettered. */
 const WALK_OPTIONS = {
@@ -70,6 +96,7 @@ export class Subscriptions {
     handler: Handler<T>,
     options: ResolvedSubscribeOptions,
     wrap = true,
+    shape: RuntimeShape = {},
   ): Promise<Subscription> {
     const { transport, system } = this.#host;
     // A valid pattern on a broker without wildcards is unsupported, not an invalid name for that broker.
@@ -88,14 +115,21 @@ export class Subscriptions {
     // A dead-letter topic the broker cannot have is an error now, not at the first failure hours later.
     if (dlq !== undefined) this.#host.checkTopic(dlq, 'publish');
     const chain = wrap ? [...this.#host.middleware(), ...(options.middleware ?? [])] : [];
-    const runtime = new SubscriptionRuntime(def, def.name, composeConsume(chain, handler), options, {
-      system,
-      logger: this.#host.logger,
-      closeTimeoutMs: this.#host.closeTimeoutMs,
-      deadLetterTopic: dlq,
-      maxRecordBytes: () => transport.maxPayloadBytes,
-      publishDeadLetter: (record) => this.#publishDeadLetter(record),
-    });
+    const runtime = new SubscriptionRuntime(
+      def,
+      def.name,
+      composeConsume(chain, handler),
+      options,
+      {
+        system,
+        logger: this.#host.logger,
+        closeTimeoutMs: this.#host.closeTimeoutMs,
+        deadLetterTopic: dlq,
+        maxRecordBytes: () => transport.maxPayloadBytes,
+        publishDeadLetter: (record) => this.#publishDeadLetter(record),
+      },
+      shape,
+    );
     let native: Awaited<ReturnType<Transport['subscribe']>>;
     try {
       native = await transport.subscribe(

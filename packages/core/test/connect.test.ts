@@ -114,3 +114,33 @@ describe('subscribe options', () => {
     await bus.close();
   });
 });
+
+describe('secret options at dotted paths', () => {
+  it('a nested secret option (tls.key) is redacted from what the bus logs', async () => {
+    const { defineDriver } = await import('@busbar/core/transport');
+    const { memoryDriver } = await import('../src/memory/driver.js');
+    const { z } = await import('zod');
+    const KEY = 'PRIVATE-KEY-TEXT-must-not-show';
+    const logged: string[] = [];
+    const logger = {
+      debug: (m: string, f?: unknown) => void logged.push(m, JSON.stringify(f ?? null)),
+      info: (m: string, f?: unknown) => void logged.push(m, JSON.stringify(f ?? null)),
+      warn: (m: string, f?: unknown) => void logged.push(m, JSON.stringify(f ?? null)),
+      error: (m: string, f?: unknown) => void logged.push(m, JSON.stringify(f ?? null)),
+    };
+    const driver = defineDriver({
+      name: 'memory',
+      schemes: ['memory'],
+      options: z.object({ tls: z.object({ key: z.string() }).optional() }),
+      secretOptions: ['tls.key', 'tls.missing', 'nothing.here'],
+      create: (context) => {
+        context.logger.warn(`the key is ${KEY}`, { key: KEY });
+        return memoryDriver.create({ ...context, options: {} } as never);
+      },
+    });
+    const bus = await connect({ url: 'memory://nested-secret', driver, logger, tls: { key: KEY } });
+    await bus.close();
+    expect(logged.join('\n')).toContain('the key is');
+    expect(logged.join('\n')).not.toContain(KEY);
+  });
+});

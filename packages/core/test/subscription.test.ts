@@ -209,3 +209,26 @@ describe('idempotency with handler timeouts', () => {
     expect(runs).toEqual([1, 2]);
   });
 });
+
+describe('subscribeBatch bounds', () => {
+  it('a batch handler that never settles does not hold back later batches', async () => {
+    const bus = await connect({ url: 'memory://batch-hang', logger: silentLogger });
+    const handled: number[] = [];
+    let calls = 0;
+    await bus.subscribeBatch<number>(
+      'batch.hang',
+      async (messages) => {
+        if (calls++ === 0) return new Promise<void>(() => undefined);
+        handled.push(...messages.map((m) => m.payload));
+      },
+      { group: 'g', handlerTimeoutMs: 300, retry: { maxAttempts: 5, initialDelayMs: 50, jitter: 0 } },
+    );
+    await bus.publish('batch.hang', 1);
+    await new Promise((r) => setTimeout(r, 100));
+    await bus.publish('batch.hang', 2);
+    const deadline = Date.now() + 10_000;
+    while (handled.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(handled.sort()).toEqual([1, 2]);
+    await bus.close();
+  });
+});

@@ -36,6 +36,18 @@ async function typed(bus: Bus): Promise<void> {
   });
   // @ts-expect-error a plain typed topic checks payloads as well
   await bus.publish(plain, { n: 'one' });
+  const batch = await bus.subscribeBatch(
+    OrderCreated,
+    (messages, context) => {
+      expectTypeOf(messages).toEqualTypeOf<readonly Message<{ orderId: string; total: number }>[]>();
+      const first = messages[0];
+      // @ts-expect-error no such field in a batch either
+      if (first) void first.payload.missing;
+      if (first) context.fail(first, 'bad');
+    },
+    { group: 'types', batch: { maxSize: 10 } },
+  );
+  await batch.close();
 }
 
 describe('typed channels', () => {

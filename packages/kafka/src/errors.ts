@@ -1,6 +1,7 @@
 import { type BusbarError, ConfigError, PayloadTooLargeError } from '@busbar/core';
 import type { NativeErrorClass, NativeErrorContext } from '@busbar/core/transport';
 import { nativeError, sanitizeError } from '@busbar/core/transport';
+import { TLS_VERIFY_CODE } from './internals.js';
 
 interface KafkaJsErrorShape {
   name?: string;
@@ -17,18 +18,31 @@ const CONNECTION_NAMES = new Set([
   'KafkaJSConnectionClosedError',
   'KafkaJSBrokerNotFound',
   'KafkaJSNoBrokerAvailableError',
-  'KafkaJSSASLAuthenticationError',
   'KafkaJSLockTimeout',
 ]);
 
-const AUTH_TYPES = new Set([
-  'SASL_AUTHENTICATION_FAILED',
-  'ILLEGAL_SASL_STATE',
-  'UNSUPPORTED_SASL_MECHANISM',
+/** The broker refused the login: the same credentials fail again. */
+const AUTH_TYPES = new Set(['SASL_AUTHENTICATION_FAILED', 'ILLEGAL_SASL_STATE', 'UNSUPPORTED_SASL_MECHANISM']);
+
+/** An ACL refused the operation: asking again gets the same answer. */
+const DENIED_TYPES = new Set([
   'TOPIC_AUTHORIZATION_FAILED',
   'GROUP_AUTHORIZATION_FAILED',
   'CLUSTER_AUTHORIZATION_FAILED',
+  'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
 ]);
+
+/** A socket `code` anywhere along kafkajs' wrapping (originalError, cause, an aggregate's first error). */
+function codeIn(error: unknown): string | undefined {
+  let current = error as (KafkaJsErrorShape & { code?: unknown; cause?: unknown }) | undefined;
+  for (let i = 0; i < 6 && typeof current === 'object' && current !== null; i++) {
+    if (typeof current.code === 'string') return current.code;
+    const next =
+      current.originalError ?? current.cause ?? (Array.isArray(current.errors) ? current.errors[0] : undefined);
+    current = next as typeof current;
+  }
+  return undefined;
+}
 
 /** The innermost kafkajs error (retries wrap the real one; an aggregate holds the broker's per-topic ones). */
 export function rootCause(error: unknown): KafkaJsErrorShape {
@@ -69,6 +83,12 @@ function classify(
     return { kind: 'config', message };
   }
   if (type !== undefined && AUTH_TYPES.has(type)) return { kind: 'auth', message };
+  if (root.name === 'KafkaJSSASLAuthenticationError') return { kind: 'auth', message };
+  if (type !== undefined && DENIED_TYPES.has(type)) {
+    return context.op === 'publish' ? { kind: 'refused', retryable: false, message } : { kind: 'auth', message };
+  }
+  const code = codeIn(error);
+  if (code !== undefined && TLS_VERIFY_CODE.test(code)) return { kind: 'tls', message };
   if (root.name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT') return { kind: 'timeout', message };
   if (root.name !== undefined && CONNECTION_NAMES.has(root.name))
     return { kind: 'connection', message, retryable: true };

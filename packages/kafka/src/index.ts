@@ -2,7 +2,7 @@
  * `@busbar/kafka`: the Kafka transport for busbar, on kafkajs.
  * `connect('kafka://host:9092')` loads it by scheme; or pass `driver` yourself.
  */
-import { type Driver, defineDriver } from '@busbar/core/transport';
+import { type Driver, defineDriver, TLS_SECRET_OPTIONS } from '@busbar/core/transport';
 import { kafkaOptions } from './options.js';
 import { KafkaTransport } from './transport.js';
 
@@ -10,6 +10,7 @@ export const driver: Driver<typeof kafkaOptions> = defineDriver({
   name: 'kafka',
   schemes: ['kafka'],
   options: kafkaOptions,
+  secretOptions: TLS_SECRET_OPTIONS,
   create: (context) => new KafkaTransport(context),
 });
 

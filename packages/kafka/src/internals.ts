@@ -11,8 +11,15 @@ import kafkajs from 'kafkajs';
 
 // kafkajs is CommonJS and Node's ESM loader cannot see all of its named
 // exports (CompressionCodecs, for one): take them from the default export.
-export const { Kafka, AssignerProtocol, CompressionCodecs, CompressionTypes, KafkaJSNonRetriableError, logLevel } =
-  kafkajs;
+export const {
+  Kafka,
+  AssignerProtocol,
+  CompressionCodecs,
+  CompressionTypes,
+  KafkaJSNonRetriableError,
+  logLevel,
+  Partitioners,
+} = kafkajs;
 
 const require = createRequire(import.meta.url);
 
@@ -53,6 +60,7 @@ export interface ConnectionState {
   requestQueue: RequestQueueState;
   isConnected(): boolean;
   connect(this: ConnectionState, ...args: unknown[]): Promise<unknown>;
+  send(this: ConnectionState, ...args: unknown[]): Promise<unknown>;
 }
 
 export interface ConnectionClass {
@@ -114,6 +122,23 @@ function scheduleCheckPendingRequests(this: RequestQueueState): void {
   );
 }
 
+/** OpenSSL's certificate verify errors and Node's host name check, as a socket reports them in `code`. */
+export const TLS_VERIFY_CODE =
+  /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|ERR_TLS_CERT|ERR_SSL_|HOSTNAME_MISMATCH)/;
+
+/**
+ * kafkajs wraps a TLS verification failure (an untrusted, expired or wrongly named certificate) in a
+ * retriable KafkaJSConnectionError and retries it with backoff until its retries run out, although the same
+ * certificate fails the same way again: busbar's connect then ended in a timeout that did not say why. Such a
+ * failure becomes non-retriable here (message and code kept), so the connect fails at once, naming the cause.
+ */
+function tlsVerifyFailure(error: unknown): Error | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code !== 'string' || !TLS_VERIFY_CODE.test(code)) return undefined;
+  const failure = new KafkaJSNonRetriableError((error as Error).message);
+  return Object.assign(failure, { code });
+}
+
 /**
  * Installs the patch of kafkajs' `Connection.prototype.connect` (once per process; called when the first
  * Kafka transport is created, never at import). It changes nothing for connections whose socket factory
@@ -124,6 +149,7 @@ function scheduleCheckPendingRequests(this: RequestQueueState): void {
  *   (ERR_BUFFER_OUT_OF_BOUNDS) from the socket's data handler, an uncaught exception that kills the
  *   process (seen in busbar's fault tests). Every new socket starts with an empty buffer.
  * - a connection of a closed transport fails at once without retry, which ends kafkajs' retry loops.
+ * - a TLS verification failure, on connect or on the first request, is not retried (tlsVerifyFailure above).
  * - the request queue does not spin an idle timer (see scheduleCheckPendingRequests above).
  */
 export function installKafkajsPatch(): void {
@@ -147,10 +173,21 @@ export function installKafkajsPatch(): void {
     if (!Object.hasOwn(queue, 'scheduleCheckPendingRequests')) {
       queue.scheduleCheckPendingRequests = scheduleCheckPendingRequests;
     }
-    return original.apply(this, args);
+    return original.apply(this, args).catch((error: unknown) => {
+      throw tlsVerifyFailure(error) ?? error;
+    });
   };
   Object.defineProperty(connect, PATCHED, { value: true });
   proto.connect = connect;
+  // Under TLS 1.3 the server checks the client certificate after the client's handshake is done: a refused
+  // one (mTLS) fails the first request, not the connect.
+  const send = proto.send;
+  proto.send = function (this: ConnectionState, ...args: unknown[]): Promise<unknown> {
+    if (!factories.busbar.has(this.socketFactory)) return send.apply(this, args);
+    return send.apply(this, args).catch((error: unknown) => {
+      throw tlsVerifyFailure(error) ?? error;
+    });
+  };
 }
 
 type RawHeaderValue = Buffer | string | null | undefined | (Buffer | string | null | undefined)[];

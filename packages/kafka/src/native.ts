@@ -47,6 +47,17 @@ export interface NativeTopics {
   readonly assigners: PartitionAssigner[];
 }
 
+/** The group timings every busbar kafkajs consumer uses (subscriptions, responders, the requester's replies). */
+export function groupTimings(o: KafkaOptions) {
+  return {
+    sessionTimeout: o.sessionTimeoutMs,
+    rebalanceTimeout: o.rebalanceTimeoutMs,
+    heartbeatInterval: o.heartbeatIntervalMs,
+    maxWaitTimeInMs: o.maxWaitTimeMs,
+    allowAutoTopicCreation: false,
+  };
+}
+
 /** A kafkajs consumer with busbar's settings, connected, subscribed and running (manual commits only). */
 export async function startConsumer(
   kafka: Kafka,
@@ -58,12 +69,8 @@ export async function startConsumer(
   const c = kafka.consumer({
     groupId,
     partitionAssigners: topics.assigners,
-    sessionTimeout: o.sessionTimeoutMs,
-    rebalanceTimeout: o.rebalanceTimeoutMs,
-    heartbeatInterval: o.heartbeatIntervalMs,
-    maxWaitTimeInMs: o.maxWaitTimeMs,
+    ...groupTimings(o),
     maxBytesPerPartition: Math.max(o.maxMessageBytes + 1024, 1_048_576),
-    allowAutoTopicCreation: false,
     // kafkajs' consumer default (5 retries), and no restart after a crash once the consumer was replaced.
     retry: { retries: 5, restartOnFailure: async () => !handlers.retired.has(c) },
   });

@@ -1,17 +1,5 @@
+import { tlsOptionsSchema } from '@busbar/core/transport';
 import { z } from 'zod';
-
-const tls = z.strictObject({
-  /** PEM CA bundle that signs the brokers' certificates. */
-  ca: z.string().min(1).optional(),
-  /** PEM client certificate (mutual TLS). */
-  cert: z.string().min(1).optional(),
-  /** PEM private key of the client certificate (treated as a secret). */
-  key: z.string().min(1).optional(),
-  /** Verify the brokers' certificates. Default true; turn off only for tests. */
-  rejectUnauthorized: z.boolean().optional(),
-  /** TLS server name (SNI) when it differs from the broker host. */
-  servername: z.string().min(1).optional(),
-});
 
 /** Options of the `kafka://host:port` driver (validated strictly by `connect()`). */
 export const kafkaOptions = z.object({
@@ -20,7 +8,7 @@ export const kafkaOptions = z.object({
   /** Client id the broker sees in its logs and quotas. Default: the bus name. */
   clientId: z.string().min(1).max(200).optional(),
   /** TLS to the brokers: `true` for the system CAs, or certificates. Default off. */
-  tls: z.union([z.boolean(), tls]).default(false),
+  tls: z.union([z.boolean(), tlsOptionsSchema]).default(false),
   /**
    * SASL mechanism for the user name and password in the URL
    * (`kafka://user:pass@host:9092`). Default `plain` when the URL has credentials.

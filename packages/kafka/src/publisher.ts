@@ -1,8 +1,9 @@
-import { BusbarError, ClosedError, TimeoutError } from '@busbar/core';
+import { BusbarError, ClosedError, PublishError, TimeoutError } from '@busbar/core';
 import { type Deferred, deferred, type OutgoingRecord, withTimeout } from '@busbar/core/transport';
 import type { CompressionTypes, Kafka, Message, Producer, TopicMessages } from 'kafkajs';
 import { recordSize, toKafkaMessage, type WireHeaders } from './codec.js';
 import { errorType, payloadTooLarge, toBusbarError } from './errors.js';
+import { PartitionLedger } from './partitions.js';
 
 interface Pending {
   readonly records: readonly OutgoingRecord[];
@@ -36,8 +37,16 @@ const FENCED = new Set([
   'INVALID_PRODUCER_ID_MAPPING',
 ]);
 
-function toTopicMessages(batch: readonly Pending[]): TopicMessages[] {
+/** One record of a send, and the publish call it belongs to. */
+interface Sent {
+  readonly pending: Pending;
+  readonly topic: string;
+  readonly message: Message;
+}
+
+function toTopicMessages(batch: readonly Pending[]): { topicMessages: TopicMessages[]; sent: Sent[] } {
   const byTopic = new Map<string, Message[]>();
+  const sent: Sent[] = [];
   const now = Date.now();
   for (const pending of batch) {
     for (const record of pending.records) {
@@ -49,11 +58,12 @@ function toTopicMessages(batch: readonly Pending[]): TopicMessages[] {
       const message = toKafkaMessage(record, pending.extra, now);
       if (pending.partition !== undefined) message.partition = pending.partition;
       list.push(message);
+      sent.push({ pending, topic: record.topic, message });
     }
   }
   const topicMessages: TopicMessages[] = [];
   for (const [topic, messages] of byTopic) topicMessages.push({ topic, messages });
-  return topicMessages;
+  return { topicMessages, sent };
 }
 
 /**
@@ -78,6 +88,7 @@ export class Publisher {
   #aborted = false;
   /** Rejected when the transport shuts down: what is still waiting on the broker then settles at once. */
   readonly #abort = deferred<never>();
+  readonly #ledger = new PartitionLedger();
 
   constructor(config: PublisherConfig) {
     this.#config = config;
@@ -87,6 +98,7 @@ export class Publisher {
 
   #create(): Producer {
     const producer = this.#config.kafka.producer({
+      createPartitioner: this.#ledger.partitioner,
       idempotent: true,
       maxInFlightRequests: 5,
       allowAutoTopicCreation: false,
@@ -200,13 +212,14 @@ export class Publisher {
   }
 
   /** Every publish of the batch settles: resolved once acknowledged, else rejected with a typed error. */
-  async #send(batch: Pending[], deadline = Math.min(...batch.map((p) => p.deadline))): Promise<void> {
+  async #send(all: Pending[], deadline = Math.min(...all.map((p) => p.deadline))): Promise<void> {
+    let batch = all;
     const topics = [...new Set(batch.flatMap((pending) => pending.records.map((record) => record.topic)))];
     const timedOut = this.#timedOut();
     for (let attempt = 1; ; attempt++) {
       let sent = false;
       try {
-        const topicMessages = toTopicMessages(batch);
+        const { topicMessages, sent: records } = toTopicMessages(batch);
         // Reconnecting counts against the publish timeout too: the broker may be down.
         await withTimeout(
           Promise.race([this.connect(), this.#abort.promise]),
@@ -214,7 +227,7 @@ export class Publisher {
           timedOut,
         );
         sent = true;
-        await withTimeout(
+        const results = await withTimeout(
           Promise.race([
             this.#producer.sendBatch({ topicMessages, acks: -1, compression: this.#config.compression }),
             this.#abort.promise,
@@ -223,8 +236,25 @@ export class Publisher {
           timedOut,
         );
         this.#config.onState('up');
-        for (const pending of batch) pending.done.resolve();
-        return;
+        // kafkajs can resolve a send that skipped the records of a partition whose leader moved (partitions.ts):
+        // those publish calls are not confirmed; a fresh producer sends them again.
+        const missing = this.#ledger.unacknowledged(records, results);
+        if (missing.size === 0) {
+          for (const pending of batch) pending.done.resolve();
+          return;
+        }
+        // Linear in the send (a coalesced send holds up to 1,000 publish calls): no search per call.
+        const unconfirmed = new Set<Pending>();
+        for (const r of records) if (missing.has(r.message)) unconfirmed.add(r.pending);
+        for (const pending of batch) if (!unconfirmed.has(pending)) pending.done.resolve();
+        const again = [...unconfirmed];
+        this.#replace();
+        if (Date.now() >= deadline) {
+          const failure = new PublishError(`${timedOut}: the broker did not acknowledge every partition`);
+          for (const pending of again) pending.done.reject(failure);
+          return;
+        }
+        batch = again;
       } catch (error) {
         const type = errorType(error);
         const fenced = type !== undefined && FENCED.has(type);

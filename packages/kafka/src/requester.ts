@@ -5,6 +5,7 @@ import { deferred, PendingReplies, sanitizeError, withTimeout } from '@busbar/co
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import { decodeReply, headerBytes, REPLY_HEADER } from './codec.js';
 import { toBusbarError } from './errors.js';
+import { groupTimings } from './native.js';
 import type { KafkaOptions } from './options.js';
 import type { Publisher } from './publisher.js';
 import type { Topology } from './topology.js';
@@ -43,7 +44,6 @@ export class Requester {
   #started: Promise<void> | undefined;
   #consumer: Consumer | undefined;
   #created = false;
-  #dropped = 0;
 
   constructor(deps: RequesterDeps) {
     this.#d = deps;
@@ -52,8 +52,8 @@ export class Requester {
   }
 
   /** Replies that came when nobody waited for them any more (late ones), since the transport started. */
-  get droppedReplies(): number {
-    return this.#dropped;
+  get lateReplies(): number {
+    return this.#pending.late;
   }
 
   request(record: OutgoingRecord, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReplyRecord> {
@@ -105,11 +105,7 @@ export class Requester {
     joined.promise.catch(() => undefined);
     const c = kafka.consumer({
       groupId: `busbar-replies-${randomUUID()}`,
-      sessionTimeout: o.sessionTimeoutMs,
-      rebalanceTimeout: o.rebalanceTimeoutMs,
-      heartbeatInterval: o.heartbeatIntervalMs,
-      maxWaitTimeInMs: o.maxWaitTimeMs,
-      allowAutoTopicCreation: false,
+      ...groupTimings(o),
       retry: { retries: 5 },
     });
     this.#consumer = c;
@@ -156,9 +152,8 @@ export class Requester {
     for (const message of batch.messages) {
       const correlation = headerBytes(message.headers, REPLY_HEADER.correlationId)?.toString('utf8');
       if (correlation !== undefined && this.#pending.resolve(correlation, decodeReply(message))) continue;
-      this.#dropped++;
       this.#d.logger.debug(`A reply on '${this.replyTopic}' came after its request ended; dropped`, {
-        dropped: this.#dropped,
+        dropped: this.#pending.late,
       });
     }
   }

@@ -1,30 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type {
   IncomingRequest,
-  Logger,
   OutgoingRecord,
   ReplyRecord,
   RespondSpec,
   TransportSubscription,
 } from '@busbar/core/transport';
 import { deferred, sanitizeError, withTimeout } from '@busbar/core/transport';
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import type { Consumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
 import { busbarAssigners } from './assigner.js';
 import { decode, headerBytes, REPLY_HEADER } from './codec.js';
-import type { KafkaOptions } from './options.js';
-import type { Publisher } from './publisher.js';
-import { isLegalTopic, type Topology } from './topology.js';
+import type { ConsumerDeps } from './consumer.js';
+import { groupTimings } from './native.js';
+import { isLegalTopic } from './topology.js';
 
-export interface ResponderDeps {
-  readonly kafka: Kafka;
-  readonly options: KafkaOptions;
-  readonly topology: Topology;
-  readonly publisher: Publisher;
-  readonly logger: Logger;
-  readonly secrets: readonly string[];
-  readonly joinTimeoutMs: number;
-  readonly closeTimeoutMs: number;
-}
+/** A responder needs what a subscription needs, except its connection-state reporting. */
+export type ResponderDeps = Omit<ConsumerDeps, 'reportState'>;
 
 /** The native record of a request (`IncomingRequest.raw` for Kafka). */
 export interface KafkaRequestRecord {
@@ -86,11 +77,7 @@ export class KafkaResponder implements TransportSubscription {
         partitions: (topics) => withTimeout(topology.partitions(topics), ASSIGN_LOOKUP_MS, 'partition metadata'),
         warn: (message) => this.#d.logger.warn(message),
       }),
-      sessionTimeout: o.sessionTimeoutMs,
-      rebalanceTimeout: o.rebalanceTimeoutMs,
-      heartbeatInterval: o.heartbeatIntervalMs,
-      maxWaitTimeInMs: o.maxWaitTimeMs,
-      allowAutoTopicCreation: false,
+      ...groupTimings(o),
       retry: { retries: 5 },
     });
     this.#consumer = c;
@@ -174,7 +161,6 @@ export class KafkaResponder implements TransportSubscription {
     const record = decode(topic, partition, message, false);
     const headers = { ...record.headers };
     for (const name of Object.values(REPLY_HEADER)) delete headers[name];
-    let answered = false;
     this.#unanswered++;
     this.#onRequest({
       id: record.id,
@@ -185,8 +171,6 @@ export class KafkaResponder implements TransportSubscription {
       timestamp: record.timestamp,
       raw,
       reply: async (reply: ReplyRecord) => {
-        if (answered) return;
-        answered = true;
         try {
           await this.#send(raw, reply);
         } finally {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { NativeOperation } from '@busbar/core/transport';
 import { DEAD_LETTER_READER_GROUP } from '@busbar/core/transport';
 import type { Admin } from 'kafkajs';
 import { errorType, rootCause, toBusbarError } from './errors.js';
@@ -71,11 +72,19 @@ export class Topology {
     this.#config = config;
   }
 
-  /** Creates the topics that do not exist yet; existing topics are used as they are. */
-  ensureTopics(topics: Iterable<string>, partitions = this.#config.partitions): Promise<void> {
+  /**
+   * Creates the topics that do not exist yet; existing topics are used as they are. `op` picks the class of
+   * a refusal: a publish to a topic the ACLs forbid is a PublishError, a subscribe a ConnectionError.
+   */
+  ensureTopics(
+    topics: Iterable<string>,
+    partitions = this.#config.partitions,
+    op: NativeOperation = 'declare',
+  ): Promise<void> {
+    const names = [...topics];
     const waits: Promise<void>[] = [];
     const missing: string[] = [];
-    for (const topic of topics) {
+    for (const topic of names) {
       const known = this.#known.get(topic);
       if (known) waits.push(known);
       else missing.push(topic);
@@ -88,34 +97,34 @@ export class Topology {
       }
       waits.push(created);
     }
-    return waits.length === 1 ? (waits[0] as Promise<void>) : Promise.all(waits).then(() => undefined);
-  }
-
-  async #create(topics: string[], partitions: number): Promise<void> {
-    const { admin, replicationFactor } = this.#config;
-    try {
-      // kafkajs' admin gives up on the first connection error (a connection cut just before): retried here.
-      await retrying(() =>
-        admin.createTopics({
-          // kafkajs' own wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which KRaft brokers answer until metadata catches up.
-          waitForLeaders: false,
-          topics: topics.map((topic) => ({
-            topic,
-            numPartitions: partitions,
-            ...(replicationFactor === undefined ? {} : { replicationFactor }),
-          })),
-        }),
-      );
-      await this.#waitForLeaders(topics);
-      // Metadata can name a leader before that broker serves the partition: wait until it answers ListOffsets.
-      await retrying(() => Promise.all(topics.map((topic) => this.#config.admin.fetchTopicOffsets(topic))));
-    } catch (error) {
+    const all = waits.length === 1 ? (waits[0] as Promise<void>) : Promise.all(waits).then(() => undefined);
+    return all.catch((error: unknown) => {
       throw toBusbarError(error, {
-        what: `Creating topic '${topics.join("', '")}' failed`,
-        op: 'declare',
+        what: `Creating topic '${names.join("', '")}' failed`,
+        op,
         secrets: this.#config.secrets,
       });
-    }
+    });
+  }
+
+  /** Native errors as they come: ensureTopics maps them for the operation that needed the topic. */
+  async #create(topics: string[], partitions: number): Promise<void> {
+    const { admin, replicationFactor } = this.#config;
+    // kafkajs' admin gives up on the first connection error (a connection cut just before): retried here.
+    await retrying(() =>
+      admin.createTopics({
+        // kafkajs' own wait gives up on UNKNOWN_TOPIC_OR_PARTITION, which KRaft brokers answer until metadata catches up.
+        waitForLeaders: false,
+        topics: topics.map((topic) => ({
+          topic,
+          numPartitions: partitions,
+          ...(replicationFactor === undefined ? {} : { replicationFactor }),
+        })),
+      }),
+    );
+    await this.#waitForLeaders(topics);
+    // Metadata can name a leader before that broker serves the partition: wait until it answers ListOffsets.
+    await retrying(() => Promise.all(topics.map((topic) => this.#config.admin.fetchTopicOffsets(topic))));
   }
 
   async #waitForLeaders(topics: string[]): Promise<void> {

@@ -102,7 +102,7 @@ export class KafkaTransport implements Transport {
       maxMessageBytes: o.maxMessageBytes,
       timeoutMs: context.bus.publishTimeoutMs,
       secrets: this.#secrets,
-      ensureTopics: (topics) => this.#topology.ensureTopics(topics),
+      ensureTopics: (topics) => this.#topology.ensureTopics(topics, undefined, 'publish'),
       onState: (state, error) => context.reportState('producer', state, error),
     });
     this.#requester = new Requester({
@@ -117,6 +117,7 @@ export class KafkaTransport implements Transport {
     });
     this.requestReply = {
       request: (record, options) => this.#requester.request(record, options),
+      lateReplies: () => this.#requester.lateReplies,
       respond: (spec, callbacks) => this.#respond(spec, callbacks),
     };
   }
@@ -206,18 +207,50 @@ export class KafkaTransport implements Transport {
     this.#context.reportState('producer', 'connecting');
     try {
       await withTimeout(
-        Promise.all([this.#admin.connect(), this.#publisher.connect()]),
+        this.#connectBy(Date.now() + bus.connectTimeoutMs),
         bus.connectTimeoutMs,
         `Connecting to ${redactUrl(url)} timed out after ${bus.connectTimeoutMs} ms`,
       );
       this.#connected = true;
     } catch (error) {
+      this.#connectGaveUp = true;
       // Nothing to flush: stop kafkajs' connect attempts now, or they keep the process alive.
       this.#publisher.abort();
       this.#sockets.shutdown();
       const clean = sanitizeError(error, this.#secrets);
       this.#context.reportState('producer', 'down', clean);
-      throw new ConnectionError(`Could not connect to Kafka at ${redactUrl(url)}: ${clean.message}`, { cause: clean });
+      // A refused login or certificate fails the same way again (not retryable); the rest may heal.
+      const mapped = toBusbarError(error, { what: 'Connect', op: 'connect', secrets: this.#secrets });
+      const retryable = mapped instanceof ConnectionError ? mapped.retryable : true;
+      throw new ConnectionError(`Could not connect to Kafka at ${redactUrl(url)}: ${clean.message}`, {
+        cause: clean,
+        retryable,
+      });
+    }
+  }
+
+  #connectGaveUp = false;
+
+  /**
+   * A cluster that has just started answers metadata before it knows its controller (controller id -1), and
+   * the idempotent producer's init then fails at once with KafkaJSBrokerNotFound ("Broker -1 not found in the
+   * cached metadata"): seen when connecting to a 3-node KRaft cluster right after it came up. That one error is
+   * tried again, with backoff, until the connect deadline; every other error fails the connect as before.
+   */
+  async #connectBy(deadline: number): Promise<void> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 1_000)) {
+      try {
+        await Promise.all([this.#admin.connect(), this.#publisher.connect()]);
+        return;
+      } catch (error) {
+        const name = (error as { name?: unknown } | null)?.name;
+        if (name !== 'KafkaJSBrokerNotFound' || Date.now() + delay >= deadline || this.#connectGaveUp) throw error;
+        this.#context.logger.debug(
+          `Kafka is not ready yet (${sanitizeError(error, this.#secrets).message}); connecting again`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      if (this.#connectGaveUp) return;
     }
   }
 

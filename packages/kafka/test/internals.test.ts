@@ -1,6 +1,15 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import { BusbarError, connect, silentLogger } from '@busbar/core';
-import { brokerAvailable, brokerUrls, freePort, sleep, uniqueName } from '@busbar/testing';
+import {
+  brokerAvailable,
+  brokerUrls,
+  createTestPki,
+  freePort,
+  opensslAvailable,
+  sleep,
+  uniqueName,
+} from '@busbar/testing';
 import kafkajs, { type ISocketFactory } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
@@ -123,6 +132,49 @@ describe(`kafkajs internals busbar relies on (kafkajs ${TESTED_KAFKAJS})`, () =>
     expect((closed as Error).name).toBe('KafkaJSNonRetriableError');
     const other = await plain.connect().catch((error: unknown) => error);
     expect((other as Error).name).toBe('KafkaJSConnectionError');
+  });
+});
+
+describe.runIf(opensslAvailable())('kafkajs internals: TLS verification failures', () => {
+  it("through busbar's sockets a certificate that fails verification is not retried; kafkajs alone retries it", async () => {
+    installKafkajsPatch();
+    const pki = createTestPki();
+    const server = tls.createServer({ cert: pki.pem(pki.server.cert), key: pki.pem(pki.server.key) }, (s) => s.end());
+    server.on('tlsClientError', () => undefined);
+    const port = await freePort();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    const sockets = new SocketRegistry();
+    try {
+      const ssl = { ca: pki.pem(pki.otherCa) };
+      const tlsFactory: ISocketFactory = ({ host, port: p, onConnect }) =>
+        tls.connect({ host, port: p, ...ssl }, onConnect);
+      const Connection = connectionClass();
+      const make = (socketFactory: ISocketFactory) =>
+        new Connection({
+          host: '127.0.0.1',
+          port,
+          logger,
+          socketFactory,
+          ssl,
+          requestTimeout: 1_000,
+          connectionTimeout: 2_000,
+        });
+      const ours = await make(sockets.factory)
+        .connect()
+        .catch((error: unknown) => error);
+      expect((ours as Error).name).toBe('KafkaJSNonRetriableError');
+      expect((ours as { retriable: boolean }).retriable).toBe(false);
+      expect((ours as { code: string }).code).toMatch(/^(UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT)/);
+      const plain = await make(tlsFactory)
+        .connect()
+        .catch((error: unknown) => error);
+      expect((plain as Error).name).toBe('KafkaJSConnectionError');
+      expect((plain as { retriable: boolean }).retriable).toBe(true);
+    } finally {
+      sockets.shutdown();
+      await new Promise((resolve) => server.close(resolve));
+      pki.remove();
+    }
   });
 });
 

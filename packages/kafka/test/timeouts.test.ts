@@ -32,7 +32,8 @@ describe('kafka connect bounds', () => {
       );
       expect(BusbarError.is(error, 'BUSBAR_CONNECTION') || BusbarError.is(error, 'BUSBAR_TIMEOUT')).toBe(true);
       expect((error as BusbarError).retryable).toBe(true);
-      expect(ms).toBeLessThan(2_300);
+      // Bounded by connectTimeoutMs, not kafkajs' own retries (10 s and more); slack for a loaded machine.
+      expect(ms).toBeLessThan(4_000);
     } finally {
       silent.close();
     }
@@ -105,7 +106,8 @@ describe.runIf(ok)('kafka timeouts while the broker is down (private broker behi
         const { error, ms } = await rejection(bus.publish(topic, 'lost?'));
         expect(BusbarError.is(error, 'BUSBAR_TIMEOUT')).toBe(true);
         expect((error as BusbarError).retryable).toBe(true);
-        expect(ms).toBeLessThan(2_500);
+        // publishTimeoutMs, not kafkajs' 30 s request timeout; slack for a loaded machine.
+        expect(ms).toBeLessThan(4_500);
       }
     } finally {
       heal();
@@ -128,8 +130,8 @@ describe.runIf(ok)('kafka timeouts while the broker is down (private broker behi
       const inFlight = bus.publish(topic, 'two').catch((error: unknown) => error);
       const started = Date.now();
       await bus.close();
-      // closeTimeoutMs plus core's short grace for the disconnect.
-      expect(Date.now() - started).toBeLessThan(2_800);
+      // closeTimeoutMs plus core's short grace for the disconnect (not the 10 s default); slack for load.
+      expect(Date.now() - started).toBeLessThan(4_500);
       // The publish caught by the close settles too (typed), long before its publish timeout. (Within the
       // driver's close bound: closeTimeoutMs once core passes it to drivers, else the 10 s default.)
       const settled = await Promise.race([inFlight, new Promise((resolve) => setTimeout(resolve, 11_000, 'hung'))]);

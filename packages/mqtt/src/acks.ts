@@ -143,18 +143,19 @@ export class ManualAcks {
     return this.#pending.size;
   }
 
-  ack(inbound: Inbound): Promise<void> {
-    if (!this.#settle(inbound) || inbound.packet.qos !== 1) return Promise.resolve();
+  /** Sends the PUBACK; a promise only when the socket pushes back (no promise per message otherwise). */
+  ack(inbound: Inbound): Promise<void> | undefined {
+    if (!this.#settle(inbound) || inbound.packet.qos !== 1) return undefined;
     const id = inbound.packet.messageId as number;
-    if (inbound.generation !== this.#generation || this.#pending.get(id) !== inbound) return Promise.resolve();
+    if (inbound.generation !== this.#generation || this.#pending.get(id) !== inbound) return undefined;
     if (!this.#client.connected) {
       inbound.ackedOffline = true;
-      return Promise.resolve();
+      return undefined;
     }
     this.#pending.delete(id);
     this.#cork();
     // A PUBACK lost with the connection only means the broker re-sends: at least once either way.
-    return sendPuback(this.#client, id) ? Promise.resolve() : this.#writable();
+    return sendPuback(this.#client, id) ? undefined : this.#writable();
   }
 
   /** Settles once the socket drains or the connection ends: a dead socket never drains. */

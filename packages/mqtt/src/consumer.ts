@@ -78,10 +78,14 @@ export async function subscribeFilter(link: Link, filter: string, onError: (erro
   link.client.on('connect', () => {
     link.client.subscribe(filter, { qos: 1, rh: 1 }, (error, granted) => {
       const code = granted?.[0]?.qos;
-      if (error || code === undefined || code > 2) {
-        const reason = error ? 'connection lost' : reasonText(code ?? 0x80);
-        onError(new ConnectionError(`Subscribing again to '${filter}' after a reconnect failed (${reason})`));
-      }
+      if (!error && code !== undefined && code <= 2) return;
+      const what = `Subscribing again to '${filter}' after a reconnect failed`;
+      // A refusal comes as an error carrying the SUBACK: toBusbarError names its reason code.
+      onError(
+        error
+          ? toBusbarError(error, { what, op: 'consume', secrets: link.secrets })
+          : new ConnectionError(`${what}: ${reasonText(code ?? 0x80)}`),
+      );
     });
   });
 }
@@ -179,12 +183,17 @@ export async function openSubscription(
           const fields = decodeFields(headers, packet);
           // A longer timer would fire at once (Node's limit): no due time, foreign or not, makes a hot loop.
           const wait = Math.min(due - Date.now(), MAX_TIMER_MS);
-          if (!(wait > 5)) return deliver(retryAcks, topic, headers, fields, packet, inbound);
+          // Due (or no usable due time): now. Not a few ms early: "no earlier than the delay" (it was up to 5 ms).
+          if (!(wait > 0)) return deliver(retryAcks, topic, headers, fields, packet, inbound);
           // Held unacked until due: if this process dies the broker still has it and re-sends it to the session.
-          const timer = setTimeout(() => {
-            retryTimers.delete(timer);
-            if (retryAcks.active) deliver(retryAcks, topic, headers, fields, packet, inbound);
-          }, wait);
+          // One ms more: a timer may fire up to 1 ms early by Date.now().
+          const timer = setTimeout(
+            () => {
+              retryTimers.delete(timer);
+              if (retryAcks.active) deliver(retryAcks, topic, headers, fields, packet, inbound);
+            },
+            Math.min(wait + 1, MAX_TIMER_MS),
+          );
           retryTimers.add(timer);
         },
         ctx.options.retryWindow,

@@ -1,8 +1,10 @@
-import type { Delivery, RetryRequest } from '@busbar/core/transport';
-import { HEADER, MAX_TIMER_MS } from '@busbar/core/transport';
+import type { BusbarError } from '@busbar/core';
+import type { NativeErrorContext, RetryRequest } from '@busbar/core/transport';
+import { HEADER, MAX_TIMER_MS, SettleOnce } from '@busbar/core/transport';
 import type { IPublishPacket } from 'mqtt';
 import type { Inbound, ManualAcks } from './acks.js';
 import { type DecodedFields, headerProperties, type UserProperties } from './codec.js';
+import { toBusbarError } from './errors.js';
 
 /** What a delivery needs from its subscription to retry: republish to the group's retry topic, confirmed. */
 export interface RetrySink {
@@ -17,24 +19,12 @@ export interface RetrySink {
   readonly redeliverOnRelease: boolean;
 }
 
-/** A received MQTT message owned by core until it is acked, retried or released. */
-export class MqttDelivery implements Delivery {
-  readonly id: string;
-  readonly topic: string;
-  readonly key: string | undefined;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: Uint8Array;
-  readonly timestamp: number;
-  /** MQTT 5's own Content Type property, as sent (undefined when absent or empty). */
-  readonly contentType: string | undefined;
-  readonly idGenerated: boolean;
-  readonly attempt: number;
-  readonly raw: IPublishPacket;
+/** A received MQTT message owned by core until it is acked, retried or released (exactly one, once: SettleOnce). */
+export class MqttDelivery extends SettleOnce<IPublishPacket> {
   readonly #fields: DecodedFields;
   readonly #acks: ManualAcks;
   readonly #inbound: Inbound;
   readonly #sink: RetrySink;
-  #settled = false;
 
   constructor(
     topic: string,
@@ -45,40 +35,31 @@ export class MqttDelivery implements Delivery {
     inbound: Inbound,
     sink: RetrySink,
   ) {
-    this.id = fields.id;
-    this.topic = topic;
-    this.key = fields.key;
-    this.headers = headers;
-    this.body = fields.body;
-    this.timestamp = fields.timestamp;
-    this.contentType = packet.properties?.contentType || undefined;
-    this.idGenerated = fields.idGenerated;
-    this.attempt = fields.attempt;
-    this.raw = packet;
+    // MQTT 5's own Content Type property, as sent (undefined when absent or empty).
+    super({ ...fields, topic, headers, contentType: packet.properties?.contentType || undefined }, packet);
     this.#fields = fields;
     this.#acks = acks;
     this.#inbound = inbound;
     this.#sink = sink;
   }
 
-  ack(): Promise<void> {
-    if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+  protected ackNative(): Promise<void> | undefined {
     return this.#acks.ack(this.#inbound);
   }
 
-  async retry(request: RetryRequest): Promise<void> {
-    if (this.#settled) return;
+  protected async retryNative(request: RetryRequest): Promise<void> {
     // The republish must be confirmed before the source is PUBACKed; if it fails, core holds the message.
     await this.#sink.retry(this.topic, this.raw.topic, this.#fields, this.raw.properties?.contentType, request);
-    this.#settled = true;
     await this.#acks.ack(this.#inbound);
   }
 
-  async release(): Promise<void> {
-    if (this.#settled) return;
-    this.#settled = true;
+  protected releaseNative(): undefined {
     this.#acks.release(this.#inbound, this.#sink.redeliverOnRelease);
+    return undefined;
+  }
+
+  protected override mapError(error: unknown, context: NativeErrorContext): BusbarError {
+    return toBusbarError(error, context);
   }
 }
 

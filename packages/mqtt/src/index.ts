@@ -1,4 +1,4 @@
-import { type Driver, defineDriver } from '@busbar/core/transport';
+import { type Driver, defineDriver, TLS_SECRET_OPTIONS } from '@busbar/core/transport';
 import { mqttOptions } from './options.js';
 import { MqttTransport } from './transport.js';
 
@@ -7,7 +7,7 @@ export const driver: Driver<typeof mqttOptions> = defineDriver({
   name: 'mqtt',
   schemes: ['mqtt', 'mqtts', 'ws', 'wss'],
   options: mqttOptions,
-  secretOptions: ['password'],
+  secretOptions: ['password', ...TLS_SECRET_OPTIONS],
   create: (context) => new MqttTransport(context),
 });
 

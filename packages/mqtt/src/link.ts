@@ -18,6 +18,19 @@ export function hasDefaultName(ctx: TransportContext<MqttOptions>): boolean {
   return ctx.options.clientIdBase === undefined && ctx.bus.name === `busbar-${process.pid}`;
 }
 
+/** mqtt.js passes these on to Node's `tls.connect`. */
+function tlsOptions(tls: NonNullable<MqttOptions['tls']>): IClientOptions {
+  const { ca, cert, key, passphrase, servername, rejectUnauthorized = true } = tls;
+  return {
+    rejectUnauthorized,
+    ...(ca !== undefined ? { ca } : {}),
+    ...(passphrase !== undefined ? { passphrase } : {}),
+    ...(cert !== undefined ? { cert } : {}),
+    ...(key !== undefined ? { key } : {}),
+    ...(servername !== undefined ? { servername } : {}),
+  };
+}
+
 /** CONNACK reason codes after which reconnecting cannot help. */
 const FATAL = new Set([0x84, 0x85, 0x86, 0x87, 0x8a, 0x8c]);
 
@@ -89,9 +102,7 @@ export class Link {
       ...(url.username ? { username: safeDecode(url.username) } : {}),
       ...(password !== undefined ? { password } : {}),
       ...(spec.will ? { will: spec.will } : {}),
-      ...(options.tls
-        ? { rejectUnauthorized: options.tls.rejectUnauthorized, ...(options.tls.ca ? { ca: options.tls.ca } : {}) }
-        : {}),
+      ...(options.tls ? tlsOptions(options.tls) : {}),
     };
     // The URL without credentials: mqtt.js must not keep the password in a string it may print.
     const bare = new URL(url.href);
@@ -162,8 +173,11 @@ export class Link {
       };
       const onConnect = () => done();
       const onError = (error: Error) => {
+        // Refused credentials, or a certificate either side refuses, fail the same way on every attempt: fail
+        // now rather than reconnect until the connect timeout.
+        const mapped = this.#connectError(error);
         const code = (error as { code?: unknown }).code;
-        if (typeof code === 'number' && FATAL.has(code)) done(this.#connectError(error));
+        if ((typeof code === 'number' && FATAL.has(code)) || !mapped.retryable) done(mapped);
       };
       const onEnd = () => done(this.#connectError(this.#lastError ?? 'closed'));
       const timer = setTimeout(() => {

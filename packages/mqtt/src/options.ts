@@ -1,3 +1,4 @@
+import { tlsOptionsSchema } from '@busbar/core/transport';
 import { z } from 'zod';
 import { stringProblem } from './properties.js';
 
@@ -93,17 +94,26 @@ export const mqttOptions = z.object({
     .default('busbar-retry'),
   /** Retried messages a member may hold (unacked, waiting until due) at once. */
   retryWindow: z.number().int().min(1).max(65_535).default(10_000),
+  /**
+   * For this long after the publishing connection comes back, a QoS 1/2 message the broker confirms with "no
+   * matching subscribers" (reason 0x10) is sent again every 100 ms until a subscription takes it (within the
+   * publish timeout): Mosquitto 2.0 does not restore shared subscriptions after a restart, and drops what is
+   * published before the group's members subscribe again. 0 turns it off (0x10 then always resolves the publish).
+   */
+  resendUnmatchedMs: z.number().int().min(0).max(600_000).default(10_000),
   /** MQTT keepalive, seconds. */
   keepaliveSeconds: z.number().int().min(0).max(65_535).default(30),
   /** Delay between reconnect attempts, ms. */
   reconnectPeriodMs: z.number().int().min(100).max(600_000).default(1_000),
   /** Password, when not in the URL. Never logged. */
   password: z.string().optional(),
-  /** For `mqtts://` / `wss://`: PEM CA bundle and whether to verify the server certificate. */
-  tls: z
-    .object({ ca: z.string().optional(), rejectUnauthorized: z.boolean().default(true) })
-    .strict()
-    .optional(),
+  /**
+   * For `mqtts://` / `wss://`: `ca`, PEM CA bundle to verify the server with (default: Node's CAs); `cert` and
+   * `key`, PEM client certificate and its private key, for a listener with `require_certificate true` (the key is
+   * a secret: never logged or shown in errors); `servername`, the name the server certificate must carry when
+   * it differs from the URL's host (also sent as SNI); `rejectUnauthorized` (default true) whether to verify it.
+   */
+  tls: tlsOptionsSchema.optional(),
 });
 
 export type MqttOptions = z.output<typeof mqttOptions>;

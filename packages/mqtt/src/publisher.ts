@@ -11,6 +11,10 @@ import type { MqttOptions } from './options.js';
 import { guardAgainstPoison } from './poison.js';
 import { checkContentType, checkPacketSize, publishPacketBytes, safeProperties, stringProblem } from './properties.js';
 import { firstMatch, type TopicMap } from './topics.js';
+import { UnmatchedPublishes } from './unmatched.js';
+
+/** Pause before a message no subscription matched after a reconnect is sent again (see UnmatchedPublishes). */
+const RESEND_UNMATCHED_MS = 100;
 
 /** A `publish()` call: settles when every one of its messages is acknowledged, or on the first failure. */
 interface Batch {
@@ -98,6 +102,7 @@ export class Publisher {
   #drainQueued = false;
   #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
+  readonly #unmatched: UnmatchedPublishes;
 
   constructor(link: Link, map: TopicMap, options: MqttOptions, timeoutMs: number, secrets: readonly string[]) {
     this.#link = link;
@@ -107,6 +112,7 @@ export class Publisher {
     this.#secrets = secrets;
     this.#topicQos = Object.entries(options.topicQos) as [string, QoS][];
     guardAgainstPoison(link.client);
+    this.#unmatched = new UnmatchedPublishes(link.client, options.resendUnmatchedMs);
   }
 
   /** QoS, retain flag and MQTT path of a busbar topic. */
@@ -241,7 +247,10 @@ export class Publisher {
       done = true;
       if (counted) this.#inflight--;
       const { batch } = item;
-      if (!batch.settled) {
+      if (!batch.settled && !error && this.#unmatched.takeResend(item.options.properties)) {
+        // Confirmed into a void right after a reconnect: the group may not have subscribed again yet.
+        setTimeout(() => this.#resend(item), RESEND_UNMATCHED_MS).unref();
+      } else if (!batch.settled) {
         if (error)
           this.#settle(
             batch,
@@ -264,6 +273,13 @@ export class Publisher {
         new PublishError(`mqtt.js could not send the message: ${(error as Error)?.message}`, { retryable: false }),
       );
     }
+  }
+
+  /** Sends `item` again (its call still waits), behind the messages already waiting for a slot. */
+  #resend(item: Item): void {
+    if (item.batch.settled) return;
+    if (this.#inflight < this.#window() && this.#waitHead === this.#waiting.length) this.#send(item, true);
+    else this.#waiting.push(item);
   }
 
   readonly #drain = (): void => {

@@ -83,6 +83,10 @@ export class MqttRequestReply implements RequestReply {
   }
 
   /** Requests waiting for a reply (for tests: nothing may stay behind once they settle). */
+  lateReplies(): number {
+    return this.#pending.late;
+  }
+
   get pendingCount(): number {
     return this.#pending.size;
   }

@@ -47,6 +47,7 @@ afterAll(() => broker.destroy());
 describe.runIf(ok)('mqtt', () => {
   describeConformance('mqtt', {
     connect: (overrides) => connect({ url: broker.url, driver, logger: silentLogger, ...overrides }),
+    proxyableUrl: broker.url,
     capabilities: {
       durableGroups: true,
       ordering: false,

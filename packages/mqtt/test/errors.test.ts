@@ -1,5 +1,5 @@
 import { BusbarError, ConnectionError } from '@busbar/core';
-import { ErrorWithReasonCode } from 'mqtt';
+import { ErrorWithReasonCode, ErrorWithSubackPacket } from 'mqtt';
 import { describe, expect, it } from 'vitest';
 import { reasonText, toBusbarError } from '../src/errors.js';
 
@@ -27,9 +27,29 @@ describe('mqtt toBusbarError', () => {
       expect(error.retryable, String(code)).toBe(false);
       expect(error.message).toContain(`(0x${code.toString(16)})`);
     }
+    expect(toBusbarError(reason(0x87), connecting).message).toBe(
+      'Cannot connect to MQTT broker mqtt://h:1883: the broker refused the login: not authorized (0x87)',
+    );
     const busy = toBusbarError(reason(0x89), connecting);
     expect(busy.retryable).toBe(true);
     expect(busy.message).toBe('Cannot connect to MQTT broker mqtt://h:1883: server busy (0x89)');
+  });
+
+  it('a refused SUBACK (mqtt.js rejects with the packet, no code) names its reason and is not retryable', () => {
+    const subscribing = { what: "Subscribing to 'secret/x'", op: 'consume', secrets: [] } as const;
+    const suback = (code: number) =>
+      new ErrorWithSubackPacket('Subscribe error: refused', {
+        cmd: 'suback',
+        messageId: 1,
+        granted: [code],
+      } as unknown as ConstructorParameters<typeof ErrorWithSubackPacket>[1]);
+    const denied = toBusbarError(suback(0x87), subscribing);
+    expect(BusbarError.is(denied, 'BUSBAR_CONNECTION')).toBe(true);
+    expect(denied.retryable).toBe(false);
+    expect(denied.message).toBe("Subscribing to 'secret/x': not authorized (0x87)");
+    for (const code of [0x8f, 0x9e, 0xa2])
+      expect(toBusbarError(suback(code), subscribing).retryable, String(code)).toBe(false);
+    expect(toBusbarError(suback(0x97), subscribing).retryable).toBe(true);
   });
 
   it('socket errors follow the common rules; other errors the operation; secrets never show', () => {
@@ -48,7 +68,7 @@ describe('mqtt toBusbarError', () => {
 
   it('reasonText names known codes and shows unknown ones in hex', () => {
     expect(reasonText(0x95)).toBe('packet too large (0x95)');
-    expect(reasonText(0xa2)).toBe('reason code (0xa2)');
+    expect(reasonText(0xa3)).toBe('reason code (0xa3)');
     expect(reasonText(undefined)).toBe('');
   });
 });

@@ -54,11 +54,12 @@ export class PrivateMosquitto {
       ].join('\n'),
     );
     this.#proc = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
+    // Generous: a loaded machine, or a big persistence file to load after a restart.
+    for (let i = 0; i < 400; i++) {
       if (await reachable(this.port)) return;
       await sleep(50);
     }
-    throw new Error('private mosquitto did not start');
+    throw new Error('private mosquitto did not start within 20 s');
   }
 
   /** SIGHUP: Mosquitto reloads its configuration, the ACL file included. */
@@ -74,6 +75,17 @@ export class PrivateMosquitto {
     await new Promise<void>((resolve) => {
       proc.once('exit', () => resolve());
       proc.kill('SIGTERM');
+    });
+  }
+
+  /** SIGKILL: a crash; Mosquitto keeps only what its last autosave wrote. */
+  async kill(): Promise<void> {
+    const proc = this.#proc;
+    this.#proc = undefined;
+    if (!proc || proc.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      proc.once('exit', () => resolve());
+      proc.kill('SIGKILL');
     });
   }
 

@@ -8,7 +8,7 @@ import {
   type OutgoingRecord,
   RESERVED_HEADER_PREFIX,
 } from '@busbar/core/transport';
-import { type JsMsg, type MsgHdrs, headers as natsHeaders } from 'nats';
+import type { JsMsg, Msg, MsgHdrs } from 'nats';
 import {
   CE_DATA_CONTENT_TYPE,
   carriesCloudEvent,
@@ -17,7 +17,7 @@ import {
   percentEncode,
   readCloudEvent,
 } from './cloudevents.js';
-import { ackSubject, headerBlock } from './internals.js';
+import { ackSubject, encodedHeaders, headerBlock, msgHeaderBlock } from './internals.js';
 
 /** The JetStream dedup header; busbar sets it on every message. */
 export const MSG_ID = 'Nats-Msg-Id';
@@ -103,46 +103,47 @@ function bytes(text: string): number {
 const ASCII = /^[\u0000-\u007f]*$/;
 
 export function encode(record: OutgoingRecord, now: number): NativeRecord {
-  const h = natsHeaders();
-  h.set(MSG_ID, dedupId(record.topic, record.id, record.headers));
-  // `NATS/1.0\r\n` + one `Name: value\r\n` line per header + `\r\n`, in UTF-8 bytes as the server counts it
-  // (the Msg-Id line is `Nats-Msg-Id: <topic>:<id>[:r<n>]\r\n`).
-  let size = 12 + MSG_ID.length + 5 + bytes(record.topic) + bytes(record.id) + 12;
+  // The block as nats.js would write it (`NATS/1.0`, one `Name: value` line per header, values trimmed, an empty
+  // line), built as one string: see `encodedHeaders`. Values busbar adds are checked here; user headers were
+  // checked by checkNatsHeaders.
+  let block = `NATS/1.0\r\n${MSG_ID}: ${value(dedupId(record.topic, record.id, record.headers))}\r\n`;
   const cloudEvent = carriesCloudEvent(record.headers);
+  const key = record.key;
+  const ownTime = keepsOwnTimestamp(record, now);
   for (const name in record.headers) {
-    let value = record.headers[name] as string;
+    // Read back from the wire (a dead letter, a re-drive), busbar's own lines are written once, below.
+    if ((name === HEADER.key && key !== undefined) || (name === HEADER.timestamp && ownTime)) continue;
+    let text = record.headers[name] as string;
     if (cloudEvent && isCeHeader(name)) {
       if (isDataContentType(name)) continue; // the record's content type, below
-      value = percentEncode(value);
+      text = percentEncode(text);
     }
-    h.append(name, value);
-    size += bytes(name) + bytes(value) + 4;
+    block += `${name}: ${text.trim()}\r\n`;
   }
-  if (record.key !== undefined) {
-    h.set(HEADER.key, record.key);
-    size += HEADER.key.length + bytes(record.key) + 4;
-  }
+  if (key !== undefined) block += `${HEADER.key}: ${value(key)}\r\n`;
   if (record.contentType) {
-    h.set(CONTENT_TYPE, record.contentType);
-    size += CONTENT_TYPE.length + bytes(record.contentType) + 4;
-    if (cloudEvent) {
-      // The binding carries datacontenttype as a ce- header; Content-Type stays for every other reader.
-      const value = percentEncode(record.contentType);
-      h.set(CE_DATA_CONTENT_TYPE, value);
-      size += CE_DATA_CONTENT_TYPE.length + value.length + 4;
-    }
+    block += `${CONTENT_TYPE}: ${value(record.contentType)}\r\n`;
+    // The binding carries datacontenttype as a ce- header; Content-Type stays for every other reader.
+    if (cloudEvent) block += `${CE_DATA_CONTENT_TYPE}: ${percentEncode(record.contentType)}\r\n`;
   }
-  if (keepsOwnTimestamp(record, now)) {
-    h.set(HEADER.timestamp, String(record.timestamp));
-    size += 30;
-  }
+  if (ownTime) block += `${HEADER.timestamp}: ${record.timestamp}\r\n`;
+  block += '\r\n';
+  // In UTF-8 bytes, as the server counts it.
+  const size = bytes(block);
   return {
     subject: record.topic,
-    headers: h,
+    headers: encodedHeaders(block),
     data: record.body,
     size: size + record.body.byteLength,
     headerSize: size,
   };
+}
+
+/** A header value busbar writes, trimmed as nats.js does; CR or LF would end the line and start another. */
+export function value(text: string): string {
+  if (BAD_VALUE.test(text))
+    throw new InvalidHeaderError('A header value contains CR or LF, which NATS headers cannot carry');
+  return text.trim();
 }
 
 /** JetStream refuses a header block over 65,535 bytes (its length is a uint16 in the store; error 10097). */
@@ -260,6 +261,12 @@ export function headersFromNats(
     }
   }
   return msgId;
+}
+
+/** The headers of a core NATS message (a request, a reply): from its raw block when readable, else from nats.js. */
+export function msgHeaders(m: Msg, out: Record<string, string>): string | undefined {
+  const block = msgHeaderBlock(m);
+  return block === undefined ? headersFromNats(m, out) : parseHeaderBlock(block, out);
 }
 
 /** Parses a header block the way nats.js does (names as sent, values trimmed), repeats joined by core's rule (', '). */

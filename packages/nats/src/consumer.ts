@@ -74,6 +74,15 @@ export async function subscribeGroup(
   const parked: { m: JsMsg; facts: CopyFacts }[] = [];
   let copiesInCore = 0;
   let active = true;
+  /**
+   * Messages that arrived after stop() began. A nak now would hand each straight back to this member's pull
+   * request, still open at the server until the loop is closed, and the last ones would go to its gone inbox
+   * and return only after the ack wait: they are nak'd once the loops are closed.
+   */
+  const late: JsMsg[] = [];
+  const releaseLate = (): void => {
+    for (const m of late.splice(0)) quietly(() => m.nak());
+  };
 
   const hand = (m: JsMsg, facts: CopyFacts): void => {
     copiesInCore++;
@@ -99,7 +108,7 @@ export async function subscribeGroup(
 
   const onMessage = (m: JsMsg): void => {
     if (!active) {
-      quietly(() => m.nak());
+      late.push(m);
       return;
     }
     if (!exact && !topicMatches(spec.topic, m.subject)) {
@@ -118,7 +127,7 @@ export async function subscribeGroup(
       quietly(() => m.nak(Math.min(wait, MAX_DELAY_MS)));
       return;
     }
-    if (!active) quietly(() => m.nak());
+    if (!active) late.push(m);
     else if (copiesInCore >= spec.prefetch) parked.push({ m, facts });
     else hand(m, facts);
   };
@@ -174,6 +183,7 @@ export async function subscribeGroup(
       active = false;
       releaseParked();
       await Promise.all([main.stop(), retries.stop()]);
+      releaseLate();
     },
     close: async () => {
       active = false;
@@ -181,6 +191,7 @@ export async function subscribeGroup(
       clearInterval(keepCopies);
       releaseParked();
       await Promise.all([main.close(), retries.close()]);
+      releaseLate();
       held.clear();
       heldCopies.clear();
     },

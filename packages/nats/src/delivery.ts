@@ -1,4 +1,5 @@
-import { type Delivery, HEADER, type RetryRequest } from '@busbar/core/transport';
+import type { BusbarError } from '@busbar/core';
+import { HEADER, type RetryRequest, type SettleAction, SettleOnce } from '@busbar/core/transport';
 import type { JsMsg } from 'nats';
 import { type Decoded, position } from './codec.js';
 import { toBusbarError } from './errors.js';
@@ -15,37 +16,18 @@ export interface Holder {
 /**
  * One JetStream message handed to core. A class, not an object of closures: four closures per message were a
  * measurable part of consume. `holder` is undefined for a broadcast subscription, whose ordered consumer
- * takes no acks.
+ * takes no acks: its ack, retry and release do nothing.
  */
-export class NatsDelivery implements Delivery {
-  readonly id: string;
-  readonly topic: string;
-  readonly key: string | undefined;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: Uint8Array;
-  readonly timestamp: number;
-  readonly attempt: number;
-  readonly contentType: string | undefined;
-  readonly raw: JsMsg;
+export class NatsDelivery extends SettleOnce<JsMsg> {
   readonly #holder: Holder | undefined;
   readonly #stream: string;
   readonly #sequence: number;
   readonly #epoch: number | undefined;
   /** Read from the retry stream: its headers already carry the source position. */
   readonly #copy: boolean;
-  #settled = false;
-  #retrying = false;
 
   constructor(m: JsMsg, d: Decoded & { readonly topic?: string }, holder: Holder | undefined, copy: boolean) {
-    this.id = d.id;
-    this.topic = d.topic ?? m.subject;
-    this.key = d.key;
-    this.headers = d.headers;
-    this.body = m.data;
-    this.timestamp = d.timestamp;
-    this.attempt = d.attempt;
-    this.contentType = d.contentType;
-    this.raw = m;
+    super({ ...d, topic: d.topic ?? m.subject, body: m.data }, m);
     this.#holder = holder;
     this.#stream = d.stream;
     this.#sequence = d.sequence;
@@ -78,58 +60,41 @@ export class NatsDelivery implements Delivery {
     return this.#copy;
   }
 
-  /** True the first time: a delivery is settled once; later calls are no-ops. */
-  #settle(): boolean {
-    if (this.#settled || this.#holder === undefined) return false;
-    this.#settled = true;
-    this.#holder.settled(this);
-    return true;
+  protected override settled(): void {
+    this.#holder?.settled(this);
   }
 
-  // A client that throws from ack/nak (see `quietly`) gets a typed rejection here, never a throw.
-  ack(): Promise<void> {
-    return this.#settle() ? attempt(() => this.raw.ack(), this.topic, 'Acking') : done;
+  // nats.js queues acks without waiting: nothing to await. A client that throws instead gets a typed
+  // rejection through `settleError`, never a throw past the driver.
+  protected ackNative(): undefined {
+    if (this.#holder !== undefined) this.raw.ack();
+    return undefined;
   }
 
   /**
    * The copy goes to the group's retry subject first (PubAck), and only then is this message acked: if the
    * process dies in between, the message comes back after the ack wait and its copy is not stored twice.
-   * A failed copy leaves the delivery unsettled, so core can still release it.
+   * A failed copy leaves the delivery unsettled (SettleOnce), so core can still release it.
    */
-  async retry(request: RetryRequest): Promise<void> {
-    if (this.#settled || this.#retrying || this.#holder === undefined) return;
-    this.#retrying = true;
-    try {
-      await this.#holder.retry(this, request);
-    } catch (error) {
-      // Creating the retry stream can fail with a native error; the copy's publish fails typed already.
-      throw toBusbarError(error, {
-        what: `Writing the retry copy of a message of '${this.topic}' failed`,
-        op: 'publish',
-        secrets: [],
-      });
-    } finally {
-      this.#retrying = false;
-    }
+  protected async retryNative(request: RetryRequest): Promise<void> {
+    if (this.#holder === undefined) return;
+    await this.#holder.retry(this, request);
     // The copy is durable: a lost ack only brings this message back after the ack wait (its copy is deduped).
-    if (this.#settle()) quietly(() => this.raw.ack());
+    quietly(() => this.raw.ack());
   }
 
-  release(): Promise<void> {
-    return this.#settle() ? attempt(() => this.raw.nak(), this.topic, 'Releasing') : done;
+  protected releaseNative(): undefined {
+    if (this.#holder !== undefined) this.raw.nak();
+    return undefined;
   }
-}
 
-const done = Promise.resolve();
-
-function attempt(send: () => void, topic: string, what: string): Promise<void> {
-  try {
-    send();
-    return done;
-  } catch (error) {
-    return Promise.reject(
-      toBusbarError(error, { what: `${what} a message of '${topic}' failed`, op: 'consume', secrets: [] }),
-    );
+  protected override settleError(error: unknown, action: SettleAction): BusbarError {
+    // Creating the retry stream can fail with a native error; the copy's publish fails typed already.
+    const what =
+      action === 'retry'
+        ? `Writing the retry copy of a message of '${this.topic}' failed`
+        : `${action === 'ack' ? 'Acking' : 'Releasing'} a message of '${this.topic}' failed`;
+    return toBusbarError(error, { what, op: action === 'retry' ? 'publish' : 'consume', secrets: [] });
   }
 }
 

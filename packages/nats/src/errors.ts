@@ -30,6 +30,10 @@ const KINDS: ReadonlyMap<string, NativeErrorKind> = new Map<string, NativeErrorK
 
 function classify(error: unknown): NativeErrorClass | undefined {
   const code = (error as { code?: unknown } | undefined)?.code;
+  // The client asked for TLS (`tls` option) and the server offers none: the same on every attempt.
+  if (code === 'SERVER_OPT_NA' && (error as Error).message === 'tls') {
+    return { kind: 'tls', message: 'TLS was asked for (the tls option) but the server does not offer it' };
+  }
   const kind = typeof code === 'string' ? KINDS.get(code) : undefined;
   if (kind !== undefined) return { kind };
   // The JetStream API answered no (a stream config it refuses, a name in use): asking again gets the same answer.

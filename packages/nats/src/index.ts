@@ -1,4 +1,4 @@
-import { defineDriver } from '@busbar/core/transport';
+import { defineDriver, TLS_SECRET_OPTIONS } from '@busbar/core/transport';
 import { natsOptions } from './options.js';
 import { NatsTransport } from './transport.js';
 
@@ -10,7 +10,7 @@ export const driver = defineDriver({
   name: 'nats',
   schemes: ['nats'],
   options: natsOptions,
-  secretOptions: ['pass', 'token'],
+  secretOptions: ['pass', 'token', 'nkeySeed', 'creds', ...TLS_SECRET_OPTIONS],
   create: (context) => new NatsTransport(context),
 });
 

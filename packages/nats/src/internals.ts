@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { ConfigError } from '@busbar/core';
-import type { JsMsg } from 'nats';
+import type { JsMsg, Msg, MsgHdrs } from 'nats';
 
 /**
  * Everything busbar reads from nats.js that is not its documented API lives here, behind a check of the
@@ -48,9 +48,24 @@ export function installedClientVersion(): unknown {
 
 checkClientVersion(installedClientVersion());
 
-/** nats.js' `MsgImpl` as a JetStream message wraps it: `_rdata` is header block + body, `_msg.hdr` the block's length. */
-interface MsgInternals {
-  readonly msg?: { readonly _msg?: { readonly hdr?: unknown }; readonly _rdata?: unknown };
+/** nats.js' `MsgImpl`: `_rdata` is header block + body, `_msg.hdr` the block's length (-1: none). */
+interface MsgImplInternals {
+  readonly _msg?: { readonly hdr?: unknown };
+  readonly _rdata?: unknown;
+}
+
+/** A JetStream message wraps a `MsgImpl` as `msg`. */
+interface JsMsgInternals {
+  readonly msg?: MsgImplInternals;
+}
+
+function blockOf(impl: MsgImplInternals | undefined): string | undefined {
+  const hdr = impl?._msg?.hdr;
+  const data = impl?._rdata;
+  if (typeof hdr !== 'number' || !(data instanceof Uint8Array)) return undefined;
+  if (hdr <= 0) return '';
+  if (hdr > data.byteLength) return undefined;
+  return Buffer.from(data.buffer, data.byteOffset, hdr).toString('utf8');
 }
 
 /**
@@ -59,13 +74,23 @@ interface MsgInternals {
  * NATS consume time. Undefined when the shape is not the expected one (then `m.headers` is read instead).
  */
 export function headerBlock(m: JsMsg): string | undefined {
-  const impl = (m as unknown as MsgInternals).msg;
-  const hdr = impl?._msg?.hdr;
-  const data = impl?._rdata;
-  if (typeof hdr !== 'number' || !(data instanceof Uint8Array)) return undefined;
-  if (hdr <= 0) return '';
-  if (hdr > data.byteLength) return undefined;
-  return Buffer.from(data.buffer, data.byteOffset, hdr).toString('utf8');
+  return blockOf((m as unknown as JsMsgInternals).msg);
+}
+
+/** The same for a core NATS message (a request, a reply): '' when it has none, undefined on another shape. */
+export function msgHeaderBlock(m: Msg): string | undefined {
+  return blockOf(m as unknown as MsgImplInternals);
+}
+
+/**
+ * A header block nats.js sends as it is. `nc.publish` (protocol.js `publish`) reads nothing of
+ * `options.headers` but its `encode()`: building the block as one string skips nats.js' per-header
+ * canonicalization, validation and `Map` of arrays (about a tenth of a request/reply round trip's CPU). The
+ * caller validates names and values (codec.ts). Only for `nc.publish`: JetStream's `js.publish` calls `set()`.
+ */
+export function encodedHeaders(block: string): MsgHdrs {
+  // Buffer.from: several times faster than TextEncoder for a header block's size (see core's codec.ts).
+  return { encode: () => Buffer.from(block, 'utf8') } as unknown as MsgHdrs;
 }
 
 /**
@@ -76,4 +101,57 @@ export function headerBlock(m: JsMsg): string | undefined {
 export function ackSubject(m: JsMsg): string | undefined {
   const reply = (m as unknown as { readonly reply?: unknown }).reply;
   return typeof reply === 'string' && reply.startsWith('$JS.ACK.') ? reply : undefined;
+}
+
+/** The connection option that turns on {@link installFailFastDial} for one connection (busbar's own only). */
+export const FAIL_FAST_DIAL = 'busbarFailFastDial';
+
+/** The parts of nats.js' `ProtocolHandler` the fail-fast dial reads. */
+interface ProtocolInternals {
+  connectError?: ((error: unknown) => void) | undefined;
+  lastError?: unknown;
+  options?: Record<string, unknown>;
+}
+
+type Disconnected = (this: ProtocolInternals, error: unknown) => Promise<void>;
+
+const PATCHED = Symbol.for('busbar.nats.failFastDial');
+
+/**
+ * A server that closes the connection while the client is still dialling (a TLS 1.3 server refusing the
+ * client certificate after the handshake, a `-ERR` followed by a close) leaves nats.js 2.29 waiting for a PONG
+ * that never comes: the dial fails only at its timeout, as `TIMEOUT`, and the cause (the TLS alert) is lost.
+ * This makes `ProtocolHandler.disconnected` fail the waiting dial at once with the socket's error (or the
+ * server's last `-ERR`); nats.js then tries the next server as after any failed dial. Only connections that
+ * carry {@link FAIL_FAST_DIAL} are affected, so other nats.js users in the process see no change. False when
+ * the shape is not the expected one (then such a dial fails at its timeout, as before).
+ */
+export function installFailFastDial(): boolean {
+  let proto: Record<string | symbol, unknown> | undefined;
+  try {
+    const mod = createRequire(import.meta.url)('nats/lib/nats-base-client/protocol.js') as {
+      ProtocolHandler?: { prototype?: Record<string | symbol, unknown> };
+    };
+    proto = mod.ProtocolHandler?.prototype;
+  } catch {
+    return false;
+  }
+  if (proto === undefined || typeof proto.disconnected !== 'function') return false;
+  if (proto[PATCHED] === true) return true;
+  const original = proto.disconnected as Disconnected;
+  const patched: Disconnected = function (this: ProtocolInternals, error: unknown) {
+    const fail = this.connectError;
+    if (this.options?.[FAIL_FAST_DIAL] === true && typeof fail === 'function') {
+      this.connectError = undefined;
+      fail(error ?? this.lastError ?? closedWhileDialling());
+    }
+    return original.call(this, error);
+  };
+  proto.disconnected = patched;
+  proto[PATCHED] = true;
+  return true;
+}
+
+function closedWhileDialling(): Error {
+  return Object.assign(new Error('the server closed the connection before it was ready'), { code: 'DISCONNECT' });
 }

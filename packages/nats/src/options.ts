@@ -1,3 +1,4 @@
+import { tlsOptionsSchema } from '@busbar/core/transport';
 import { z } from 'zod';
 
 /** Stream names: NATS forbids whitespace, `.`, `*`, `>`, `/` and `\` (they become file names and subject tokens). */
@@ -24,8 +25,23 @@ export const natsOptions = z.object({
   /** NATS user credentials as an alternative to the URL's user info; the password never appears in errors or logs. */
   user: z.string().min(1).optional(),
   pass: z.string().min(1).optional(),
-  /** A NATS auth token. */
+  /** A NATS auth token (secret). Give one auth method: user/pass, token, nkeySeed, creds or credsFile. */
   token: z.string().min(1).optional(),
+  /** The seed of a user nkey (`SU...`, secret) for nkey authentication. */
+  nkeySeed: z
+    .string()
+    .regex(/^SU[A-Z2-7]{56}$/, 'expected a user nkey seed (58 characters starting with SU)')
+    .optional(),
+  /** The contents of a `.creds` file (user JWT and nkey seed; secret), for operator/JWT authentication. */
+  creds: z.string().min(1).optional(),
+  /** The path of a `.creds` file, read at connect (its contents are treated as a secret). */
+  credsFile: z.string().min(1).optional(),
+  /**
+   * TLS: `true` to require it with the system CAs, or PEM `ca` (the server's CA), `cert` and `key` (a client
+   * certificate for servers that verify clients; the key is a secret). Default off: the client still upgrades
+   * when the server requires TLS.
+   */
+  tls: z.union([z.boolean(), tlsOptionsSchema]).default(false),
   /**
    * Streams are named `<streamPrefix><first topic segment>` and capture `<segment>` and `<segment>.>`
    * (topic `orders.created` goes to stream `BUSBAR_orders`). Ignored for topics matched by `streams`.

@@ -177,6 +177,19 @@ export class Publisher {
     this.#idle = undefined;
   }
 
+  /**
+   * The server refused a publish to `subject` (a permissions violation): it says so once per message, on the
+   * connection, not on the reply subject, so no PubAck would ever come. Every record waiting for `subject` fails
+   * now, with the caller's typed error, not at its timeout.
+   */
+  denied(subject: string, error: (topic: string) => Error): void {
+    for (const [token, pending] of this.#pending) {
+      if (pending.record.subject !== subject) continue;
+      this.#pending.delete(token);
+      this.#settle(pending.batch, error(pending.topic));
+    }
+  }
+
   /** Fails what is left (connection gone for good). */
   failAll(error: Error): void {
     for (const pending of this.#pending.values()) this.#settle(pending.batch, error);

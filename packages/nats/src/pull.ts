@@ -8,6 +8,8 @@ export interface ConsumerContext {
   readonly logger: Logger;
   readonly ackWaitMs: number;
   readonly pullExpiresMs: number;
+  /** A round trip to the server: what it sent before arrives before this resolves. */
+  readonly flush: () => Promise<void>;
   /** False while the connection is down: missed heartbeats then mean nothing. */
   readonly connected: () => boolean;
 }
@@ -107,21 +109,33 @@ export class PullLoop {
    * while disconnected (it could only time out), and bounded.
    */
   async #info(): Promise<void> {
-    if (!this.#ctx.connected() || this.#stream === '') return;
+    if (this.#ctx.connected() && this.#stream !== '') {
+      await this.#bounded(this.#ctx.topology.consumerInfo(this.#stream, this.#spec.name));
+    }
+  }
+
+  /** Waits for a best-effort round trip at most {@link INFO_TIMEOUT_MS}: it must not hold up a close. */
+  async #bounded(work: Promise<unknown>): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, INFO_TIMEOUT_MS);
     });
-    await Promise.race([this.#ctx.topology.consumerInfo(this.#stream, this.#spec.name).catch(() => undefined), bound]);
+    await Promise.race([work.catch(() => undefined), bound]);
     clearTimeout(timer);
   }
 
-  /** Stops pulling at once: a live pull loop would take back every message core releases (a nak storm). */
+  /**
+   * Stops pulling. The inbox stays open for one round trip first: what the server already sent to this loop
+   * arrives on it (the member gives those back once the loop is closed, see consumer.ts) instead of being
+   * dropped with the inbox and coming back only after the ack wait. Only a message the server sends within
+   * that last round trip still is. Messages are never nak'd while the loop is open: the server would hand them
+   * straight back to it.
+   */
   async stop(): Promise<void> {
     this.#active = false;
     // A restart still under way closes the loop it creates (see #consume); it is not awaited, as it may be
     // waiting for an unreachable server.
-    // A message the server sent in the last round trip is dropped with the inbox and returns after the ack wait.
+    if (this.#messages !== undefined && this.#ctx.connected()) await this.#bounded(this.#ctx.flush());
     await this.#messages?.close().catch(() => undefined);
     await this.#info();
   }

@@ -9,8 +9,9 @@ import type {
 } from '@busbar/core/transport';
 import { PendingReplies } from '@busbar/core/transport';
 import { createInbox, type Msg, type Subscription } from 'nats';
-import { checkNatsHeaders, encode, headersFromNats, wire } from './codec.js';
+import { checkNatsHeaders, encode, headersFromNats, parseHeaderBlock, wire } from './codec.js';
 import { publishRefusal, toBusbarError } from './errors.js';
+import { msgHeaderBlock } from './internals.js';
 import { capturedError, type RequestContext, respond } from './responders.js';
 
 /** How long a subject's "no stream captures it" answer is trusted before asking JetStream again. */
@@ -50,6 +51,10 @@ export class NatsRequests implements RequestReply {
   }
 
   /** Requests waiting for a reply (tests check that nothing is left behind). */
+  lateReplies(): number {
+    return this.#pending.late;
+  }
+
   get pending(): number {
     return this.#pending.size;
   }
@@ -155,18 +160,26 @@ export class NatsRequests implements RequestReply {
   #onReply(msg: Msg, prefix: string): void {
     const token = msg.subject.slice(prefix.length);
     const pending = this.#pending.meta(token);
-    if (!pending) return; // late, or not ours
+    if (!pending) {
+      this.#pending.dropLate(); // late, or not ours
+      return;
+    }
     if (msg.data.length === 0 && msg.headers?.code === 503) {
       this.#pending.reject(token, new NoRespondersError(pending.topic));
       return;
     }
-    const stream = msg.headers ? undefined : pubAckStream(msg.data);
+    const headers: Record<string, string> = {};
+    // '' (no header block) is what a PubAck has; undefined (another client shape) falls back to nats.js' headers.
+    const block = msgHeaderBlock(msg);
+    const stream = (block === undefined ? msg.headers === undefined : block === '')
+      ? pubAckStream(msg.data)
+      : undefined;
     if (stream !== undefined) {
       this.#pending.reject(token, capturedError(pending.topic, pending.subject, stream));
       return;
     }
-    const headers: Record<string, string> = {};
-    headersFromNats(msg, headers);
+    if (block === undefined) headersFromNats(msg, headers);
+    else parseHeaderBlock(block, headers);
     this.#pending.resolve(token, { body: msg.data, contentType: wire.contentType, headers });
   }
 
@@ -190,6 +203,11 @@ export class NatsRequests implements RequestReply {
   }
 
   /** The connection is gone for good: waiting requests fail now instead of at their timeout. */
+  /** The server refused a request on `subject` (permissions): its waiting requests fail now, not at their timeout. */
+  denied(subject: string, error: (topic: string) => Error): void {
+    this.#pending.rejectAll(error, (meta) => meta.subject === subject);
+  }
+
   connectionLost(error: Error): void {
     this.#inbox = undefined;
     this.#failAll(error);

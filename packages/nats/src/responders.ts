@@ -7,10 +7,20 @@ import {
   type RespondSpec,
   type TransportSubscription,
 } from '@busbar/core/transport';
-import { type Msg, type MsgHdrs, type NatsConnection, headers as natsHeaders, type Subscription } from 'nats';
+import { type Msg, type NatsConnection, headers as natsHeaders, type Subscription } from 'nats';
 import { readCloudEvent } from './cloudevents.js';
-import { CONTENT_TYPE, checkNatsHeaders, headersFromNats, idFrom, usableId, validTime, wire } from './codec.js';
+import {
+  CONTENT_TYPE,
+  checkNatsHeaders,
+  value as headerValue,
+  idFrom,
+  msgHeaders,
+  usableId,
+  validTime,
+  wire,
+} from './codec.js';
 import { publishRefusal, toBusbarError } from './errors.js';
+import { encodedHeaders } from './internals.js';
 import { toSubject } from './names.js';
 
 /** What request/reply needs from the transport. */
@@ -40,33 +50,25 @@ export function capturedError(topic: string, subject: string, stream: string): C
 }
 
 /** Content type and headers of a reply (or request) as NATS headers; undefined when there are none. */
-export function replyHeaders(reply: ReplyRecord): MsgHdrs | undefined {
+export function replyHeaders(reply: ReplyRecord): string | undefined {
   checkNatsHeaders(reply.headers);
-  let h: MsgHdrs | undefined;
+  let block: string | undefined;
   for (const name in reply.headers) {
-    h ??= natsHeaders();
-    h.append(name, reply.headers[name] as string);
+    block ??= 'NATS/1.0\r\n';
+    block += `${name}: ${(reply.headers[name] as string).trim()}\r\n`;
   }
   if (reply.contentType) {
-    h ??= natsHeaders();
-    h.set(CONTENT_TYPE, reply.contentType);
+    block ??= 'NATS/1.0\r\n';
+    block += `${CONTENT_TYPE}: ${headerValue(reply.contentType)}\r\n`;
   }
-  return h;
-}
-
-/** Bytes of a header block as the server counts them against `max_payload` (an estimate good to a few bytes). */
-function headerBytes(h: MsgHdrs | undefined): number {
-  if (!h) return 0;
-  let size = 12;
-  for (const [name, values] of h) for (const v of values) size += Buffer.byteLength(name) + Buffer.byteLength(v) + 4;
-  return size;
+  return block === undefined ? undefined : `${block}\r\n`;
 }
 
 /** One incoming core NATS message as a busbar request. */
 function toRequest(nc: NatsConnection, msg: Msg, topic: string, ctx: RequestContext): IncomingRequest {
   const { secrets, maxPayloadBytes: max } = ctx;
   const headers: Record<string, string> = {};
-  const msgId = headersFromNats(msg, headers);
+  const msgId = msgHeaders(msg, headers);
   const contentType = wire.cloudEvent ? readCloudEvent(headers, wire.contentType) : wire.contentType;
   const now = Date.now();
   // Identity: busbar's own id (Nats-Msg-Id, as on published messages), else the reply inbox, which is unique
@@ -87,8 +89,8 @@ function toRequest(nc: NatsConnection, msg: Msg, topic: string, ctx: RequestCont
     reply: async (reply) => {
       const inbox = msg.reply;
       if (!inbox) return;
-      const h = replyHeaders(reply);
-      const size = headerBytes(h) + reply.body.byteLength;
+      const block = replyHeaders(reply);
+      const size = (block === undefined ? 0 : Buffer.byteLength(block)) + reply.body.byteLength;
       const limit = max();
       if (size > limit) {
         // Tell the caller at once instead of letting it wait for its timeout, then report the failure.
@@ -103,7 +105,7 @@ function toRequest(nc: NatsConnection, msg: Msg, topic: string, ctx: RequestCont
         throw new PayloadTooLargeError(size, limit, topic);
       }
       try {
-        nc.publish(inbox, reply.body, h ? { headers: h } : {});
+        nc.publish(inbox, reply.body, block === undefined ? {} : { headers: encodedHeaders(block) });
       } catch (error) {
         throw (
           publishRefusal(error, topic, size, limit) ??

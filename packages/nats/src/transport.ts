@@ -1,4 +1,4 @@
-import { ClosedError, ConnectionError, PayloadTooLargeError } from '@busbar/core';
+import { BusbarError, ClosedError, ConnectionError, PayloadTooLargeError } from '@busbar/core';
 import {
   type Capabilities,
   type LagInfo,
@@ -17,10 +17,12 @@ import {
   type NatsConnection,
   connect as natsConnect,
 } from 'nats';
+import { optionSecrets, security } from './auth.js';
 import { CE_PREFIX } from './cloudevents.js';
 import { checkHeaderSize, checkNatsHeaders, encode, type NativeRecord } from './codec.js';
 import { type GroupContext, subscribeBroadcast, subscribeGroup } from './consumer.js';
 import { toBusbarError } from './errors.js';
+import { FAIL_FAST_DIAL, installFailFastDial } from './internals.js';
 import { assertNatsTopic, consumerName } from './names.js';
 import type { NatsOptions } from './options.js';
 import { Publisher } from './publisher.js';
@@ -47,21 +49,31 @@ export function serverList(context: TransportContext<NatsOptions>): string[] {
   return [...(servers.length > 0 ? servers : [`127.0.0.1:${port}`]), ...context.options.servers];
 }
 
-/** `nats://[user:pass@]host1,host2:port` -> the client's connection options. */
-export function connectionOptions(context: TransportContext<NatsOptions>): ConnectionOptions {
+/**
+ * `nats://[user:pass@]host1,host2:port` plus the auth and TLS options -> the client's connection options.
+ * Reading a `credsFile` adds the seeds it holds to `secrets`.
+ */
+export async function connectionOptions(
+  context: TransportContext<NatsOptions>,
+  secrets: string[] = [],
+): Promise<ConnectionOptions> {
   const { url, options } = context;
   const user = url.username ? decodeURIComponent(url.username) : options.user;
   const pass = url.password ? decodeURIComponent(url.password) : options.pass;
+  const { authenticator, tls } = await security(options, user, pass, secrets);
   return {
     servers: serverList(context),
     name: context.bus.name,
-    ...(options.token === undefined ? { user, pass } : { token: options.token }),
+    ...(authenticator === undefined ? {} : { authenticator }),
+    ...(tls === undefined ? {} : { tls }),
     timeout: context.bus.connectTimeoutMs,
     maxReconnectAttempts: options.maxReconnectAttempts,
     reconnectTimeWait: options.reconnectTimeWaitMs,
     pingInterval: 10_000,
     maxPingOut: 2,
     noAsyncTraces: true,
+    // A server that hangs up while the client dials fails the dial with its cause at once (internals.ts).
+    ...{ [FAIL_FAST_DIAL]: true },
   };
 }
 
@@ -72,6 +84,8 @@ export class NatsTransport implements Transport {
   readonly cloudEventsPrefix = CE_PREFIX;
   readonly #context: TransportContext<NatsOptions>;
   readonly #options: NatsOptions;
+  /** The context's secrets plus those only the driver sees (TLS key, creds seeds). */
+  readonly #secrets: string[];
   #nc: NatsConnection | undefined;
   #js: JetStreamClient | undefined;
   #topology: Topology | undefined;
@@ -85,13 +99,14 @@ export class NatsTransport implements Transport {
   constructor(context: TransportContext<NatsOptions>) {
     this.#context = context;
     this.#options = context.options;
+    this.#secrets = [...context.secrets, ...optionSecrets(context.options)];
     this.requestReply = new NatsRequests({
       nc: () => this.#ready().nc,
       maxPayloadBytes: () => this.maxPayloadBytes,
       prefix: context.options.requestPrefix,
       capturedBy: (subject) => this.#capturedBy(subject),
       waitMs: context.bus.publishTimeoutMs,
-      secrets: context.secrets,
+      secrets: this.#secrets,
     });
   }
 
@@ -121,12 +136,17 @@ export class NatsTransport implements Transport {
     ctx.reportState('nats', 'connecting');
     let nc: NatsConnection;
     try {
-      nc = await natsConnect(connectionOptions(ctx));
+      installFailFastDial();
+      nc = await natsConnect(await connectionOptions(ctx, this.#secrets));
     } catch (error) {
+      if (BusbarError.is(error, 'BUSBAR_CONFIG')) {
+        ctx.reportState('nats', 'down', error);
+        throw error;
+      }
       const failure = toBusbarError(error, {
         what: `Could not connect to ${redactUrl(ctx.url)}`,
         op: 'connect',
-        secrets: ctx.secrets,
+        secrets: this.#secrets,
       });
       ctx.reportState('nats', 'down', failure);
       throw failure instanceof ConnectionError ? failure : new ConnectionError(failure.message, { cause: failure });
@@ -134,16 +154,18 @@ export class NatsTransport implements Transport {
     this.#nc = nc;
     this.#connected = true;
     try {
-      const jsm = await nc.jetstreamManager();
+      // nats.js answers a JetStream API call (stream, consumer) with TIMEOUT after 5 s: shorter than a
+      // cluster's leader election. Declarations wait as long as connecting may.
+      const jsm = await nc.jetstreamManager({ timeout: ctx.bus.connectTimeoutMs });
       this.#jsm = jsm;
-      this.#js = nc.jetstream();
+      this.#js = nc.jetstream({ timeout: ctx.bus.connectTimeoutMs });
       this.#topology = new Topology(jsm, this.#options);
     } catch (error) {
       await nc.close().catch(() => undefined);
       throw toBusbarError(error, {
         what: `JetStream is not available at ${redactUrl(ctx.url)}`,
         op: 'connect',
-        secrets: ctx.secrets,
+        secrets: this.#secrets,
       });
     }
     const topology = this.#topology;
@@ -163,12 +185,14 @@ export class NatsTransport implements Transport {
           'nats',
           'down',
           error
-            ? toBusbarError(error, { what: 'NATS connection lost', op: 'consume', secrets: ctx.secrets })
+            ? toBusbarError(error, { what: 'NATS connection lost', op: 'consume', secrets: this.#secrets })
             : undefined,
         );
     });
     for await (const status of nc.status()) {
-      if (status.type === 'disconnect') {
+      if (status.type === 'error' && status.permissionContext?.operation === 'publish') {
+        this.#denied(status.permissionContext.subject);
+      } else if (status.type === 'disconnect') {
         this.#connected = false;
         if (!this.#closed) ctx.reportState('nats', 'reconnecting');
       } else if (status.type === 'reconnect') {
@@ -177,6 +201,16 @@ export class NatsTransport implements Transport {
         ctx.reportState('nats', 'up');
       }
     }
+  }
+
+  /** A publish the user's permissions forbid: the waiting records and requests fail typed (README, "Errors"). */
+  #denied(subject: string): void {
+    const native = Object.assign(new Error(`Permissions Violation for Publish to "${subject}"`), {
+      code: 'PERMISSIONS_VIOLATION',
+    });
+    const error = (what: string) => toBusbarError(native, { what, op: 'publish', secrets: this.#secrets });
+    this.#publisher?.denied(subject, (topic) => error(`Publishing to '${topic}' failed`));
+    this.requestReply.denied(subject, (topic) => error(`Request on '${topic}' failed`));
   }
 
   #ready(): { nc: NatsConnection; js: JetStreamClient; topology: Topology; publisher: Publisher } {
@@ -213,17 +247,18 @@ export class NatsTransport implements Transport {
       throw toBusbarError(error, {
         what: `Creating the stream for '${first.topic}' failed`,
         op: 'declare',
-        secrets: this.#context.secrets,
+        secrets: this.#secrets,
       });
     }
     return publisher.publish(native, first.topic);
   }
 
   #consumerContext(): GroupContext {
-    const { js, topology, publisher } = this.#ready();
+    const { nc, js, topology, publisher } = this.#ready();
     return {
       js,
       topology,
+      flush: () => nc.flush(),
       publishCopy: (record) => {
         const max = this.maxPayloadBytes;
         if (record.size > max) {
@@ -253,7 +288,7 @@ export class NatsTransport implements Transport {
       throw toBusbarError(error, {
         what: `Subscribing to '${spec.topic}' failed`,
         op: 'consume',
-        secrets: this.#context.secrets,
+        secrets: this.#secrets,
       });
     }
   }
@@ -272,7 +307,7 @@ export class NatsTransport implements Transport {
       throw toBusbarError(error, {
         what: `Declaring group '${group}' on '${topic}' failed`,
         op: 'declare',
-        secrets: this.#context.secrets,
+        secrets: this.#secrets,
       });
     }
   }
@@ -286,7 +321,7 @@ export class NatsTransport implements Transport {
       throw toBusbarError(error, {
         what: `Reading the lag of group '${group}' on '${topic}' failed`,
         op: 'declare',
-        secrets: this.#context.secrets,
+        secrets: this.#secrets,
       });
     }
   }
@@ -311,7 +346,7 @@ export class NatsTransport implements Transport {
         throw toBusbarError(error, {
           what: 'Closing the NATS connection failed',
           op: 'close',
-          secrets: this.#context.secrets,
+          secrets: this.#secrets,
         });
       }
     } finally {

@@ -43,6 +43,12 @@ describe.runIf(ok)('nats bad input', () => {
       { ackWaitMs: 10 },
       { duplicateWindowMs: 0 },
       { servers: ['has space:4222'] },
+      { nkeySeed: 'SUshort' },
+      { tls: 'yes' },
+      { tls: { ca: 1 } },
+      { tls: { ca: 'x', bogus: true } },
+      { credsFile: '' },
+      { token: 't', nkeySeed: `SU${'A'.repeat(56)}` },
       { bogus: true },
     ];
     for (const extra of bad) {

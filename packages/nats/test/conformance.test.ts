@@ -60,6 +60,7 @@ describe.runIf(ok)('nats', () => {
         ackWaitMs: 10_000,
         ...overrides,
       }),
+    proxyableUrl: brokerUrls.nats,
     capabilities: {
       durableGroups: true,
       ordering: true,

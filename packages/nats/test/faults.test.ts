@@ -187,4 +187,34 @@ describe.runIf(ok)('nats faults', () => {
     await a.close();
     await b.close();
   }, 30_000);
+  it('stream and consumer declarations wait up to connectTimeoutMs, not nats.js 5 s, for a slow JetStream', async () => {
+    // A JetStream cluster electing a leader answers its API late; with nats.js's default API timeout (5 s) a
+    // subscribe right after a rolling restart failed with TIMEOUT although connectTimeoutMs was 20 s.
+    const prefix = uniqueName('nl');
+    prefixes.push(prefix);
+    const topic = `${prefix}.late`;
+    const target = new URL(brokerUrls.nats);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 4222) } });
+    const bus = await connect({
+      url: proxy.url(brokerUrls.nats),
+      driver,
+      logger: silentLogger,
+      connectTimeoutMs: 15_000,
+    });
+    try {
+      const got: string[] = [];
+      // The first round trip takes about 6 s: more than nats.js's API timeout, less than connectTimeoutMs.
+      proxy.setLatency(3_000);
+      const declared = bus.subscribe<string>(topic, async (m) => void got.push(m.payload), { group: 'g' });
+      await sleep(7_000);
+      proxy.setLatency(0);
+      await expect(declared).resolves.toBeDefined();
+      // The bus works afterwards.
+      await bus.publish(topic, 'after');
+      await waitFor(() => got.includes('after'), 10_000, 'the message after the slow declarations');
+    } finally {
+      await bus.close();
+      proxy.close();
+    }
+  }, 90_000);
 });

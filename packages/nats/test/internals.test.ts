@@ -1,14 +1,28 @@
 import { createRequire } from 'node:module';
-import { BusbarError, ConnectionError, TimeoutError } from '@busbar/core';
+import { BusbarError, ConnectionError, InvalidHeaderError, TimeoutError } from '@busbar/core';
+import { HEADER, type OutgoingRecord } from '@busbar/core/transport';
 import { brokerAvailable, brokerUrls, uniqueName } from '@busbar/testing';
-import { headers, type JsMsg, type NatsConnection, connect as natsConnect } from 'nats';
+import { headers, type JsMsg, type Msg, type NatsConnection, connect as natsConnect } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ackInfo, decode, headersFromNats, parseHeaderBlock } from '../src/codec.js';
+import { ackInfo, decode, encode, headersFromNats, msgHeaders, parseHeaderBlock } from '../src/codec.js';
 import { type Holder, NatsDelivery, quietly } from '../src/delivery.js';
-import { ackSubject, checkClientVersion, headerBlock, installedClientVersion, TESTED_NATS } from '../src/internals.js';
+import {
+  ackSubject,
+  checkClientVersion,
+  FAIL_FAST_DIAL,
+  headerBlock,
+  installedClientVersion,
+  installFailFastDial,
+  msgHeaderBlock,
+  TESTED_NATS,
+} from '../src/internals.js';
 
 const ok = await brokerAvailable('nats');
 const enc = new TextEncoder();
+
+async function waitUntil(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !check(); i++) await new Promise((r) => setTimeout(r, 20));
+}
 
 describe('the nats client version check', () => {
   it('accepts the tested range and refuses anything else with a ConfigError naming the range', () => {
@@ -122,6 +136,54 @@ describe.runIf(ok)('nats.js internals busbar reads (pinned against the real serv
     expect(d.key).toBe('k\u00e9');
   });
 
+  it('a core message has its raw header block too, and nc.publish sends a pre-built block as it is', async () => {
+    const core = `${uniqueName('core')}.x`;
+    const got: Msg[] = [];
+    const sub = nc.subscribe(core, { callback: (_e, m) => got.push(m) });
+    const record: OutgoingRecord = {
+      topic: core,
+      id: 'id-1',
+      key: 'k\u00e9',
+      headers: { 'x-tag': '  a  ', [HEADER.key]: 'stale' },
+      body: enc.encode('{}'),
+      contentType: 'application/json',
+      timestamp: Date.now(),
+    };
+    const native = encode(record, Date.now());
+    nc.publish(core, native.data, { headers: native.headers, reply: 'r.1' });
+    nc.publish(core, enc.encode('{}'));
+    await nc.flush();
+    await waitUntil(() => got.length === 2);
+    sub.unsubscribe();
+    const [withHeaders, without] = got as [Msg, Msg];
+    const block = msgHeaderBlock(withHeaders);
+    // What nats.js itself parses from the block busbar built: each header once, values trimmed.
+    expect(block).toBe(
+      `NATS/1.0\r\nNats-Msg-Id: ${core}:id-1\r\nx-tag: a\r\n${HEADER.key}: k\u00e9\r\nContent-Type: application/json\r\n\r\n`,
+    );
+    expect(withHeaders.headers?.get(HEADER.key)).toBe('k\u00e9');
+    expect(withHeaders.headers?.values(HEADER.key)).toEqual(['k\u00e9']);
+    expect(native.headerSize).toBe(Buffer.byteLength(block as string));
+    expect(msgHeaderBlock(without)).toBe('');
+    const fast: Record<string, string> = {};
+    const slow: Record<string, string> = {};
+    expect(msgHeaders(withHeaders, fast)).toBe(headersFromNats(withHeaders, slow));
+    expect(fast).toEqual(slow);
+    // Without the internals: nats.js' parsed headers, the same result.
+    const bare = { subject: withHeaders.subject, data: withHeaders.data, headers: withHeaders.headers } as Msg;
+    expect(msgHeaderBlock(bare)).toBeUndefined();
+    const viaPublic: Record<string, string> = {};
+    expect(msgHeaders(bare, viaPublic)).toBe(`${core}:id-1`);
+    expect(viaPublic).toEqual(fast);
+    // A value busbar adds that would break the line is a typed error before anything is sent.
+    for (const bad of [
+      { ...record, key: 'a\r\nx: y' },
+      { ...record, contentType: 'text/plain\nx: y' },
+    ]) {
+      expect(() => encode(bad, Date.now())).toThrow(InvalidHeaderError);
+    }
+  });
+
   it('ack, nak and working() on a closed connection never throw past the driver', async () => {
     const msgs = (await received(4)) as [JsMsg, JsMsg, JsMsg, JsMsg];
     await nc.close();
@@ -187,5 +249,34 @@ describe('nats acks that throw', () => {
     const unsettled = new NatsDelivery(throwing, d, failing, false);
     await expect(unsettled.retry({ delayMs: 0, attempt: 2, headers: {} })).rejects.toBeInstanceOf(TimeoutError);
     await expect(unsettled.release()).rejects.toBeInstanceOf(ConnectionError);
+  });
+});
+
+describe('the fail-fast dial patch (nats.js ProtocolHandler.disconnected)', () => {
+  // End to end in security.test.ts (an mTLS refusal fails at once); here the shape and the opt-in.
+  it('installs once and fails only a dial that opted in, with the socket error', async () => {
+    expect(installFailFastDial()).toBe(true);
+    expect(installFailFastDial()).toBe(true);
+    const { ProtocolHandler } = createRequire(import.meta.url)('nats/lib/nats-base-client/protocol.js') as {
+      ProtocolHandler: { prototype: { disconnected(this: unknown, error: unknown): Promise<void> } };
+    };
+    const alert = Object.assign(new Error('alert bad certificate'), { code: 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE' });
+    const run = async (options: Record<string, unknown>) => {
+      const failed: unknown[] = [];
+      const handler = {
+        options: { ...options, reconnect: false },
+        connectError: (e: unknown) => failed.push(e),
+        servers: { getCurrentServer: () => 'nats://x' },
+        dispatchStatus: () => undefined,
+        _close: async () => undefined,
+      };
+      await ProtocolHandler.prototype.disconnected.call(handler, alert);
+      return { failed, handler };
+    };
+    const mine = await run({ [FAIL_FAST_DIAL]: true });
+    expect(mine.failed).toEqual([alert]);
+    expect(mine.handler.connectError).toBeUndefined();
+    const other = await run({});
+    expect(other.failed).toEqual([]);
   });
 });

@@ -44,13 +44,25 @@ export class Consumer implements TransportSubscription, RetrySink {
     this.#hooks = hooks;
   }
 
-  /** First start: errors (bad queue arguments, refused names) reject the subscribe call. */
+  /**
+   * First start: errors (bad queue arguments, refused names) reject the subscribe call. A connection lost
+   * while the channel opens is not this subscription's failure: it opens on the next connection amqplib's
+   * recovery brings up, within the same wait.
+   */
   async start(waitMs: number): Promise<void> {
+    const deadline = Date.now() + waitMs;
     try {
-      const model = await this.#link.current(waitMs).catch((error) => {
-        throw this.#hooks.toError(error, 'Subscribing failed');
-      });
-      await this.#openOn(model, true);
+      for (;;) {
+        const model = await this.#link.current(Math.max(1, deadline - Date.now())).catch((error) => {
+          throw this.#hooks.toError(error, 'Subscribing failed');
+        });
+        try {
+          await this.#openOn(model, true);
+          break;
+        } catch (error) {
+          if (!(await this.#lost(model)) || this.#stopped || Date.now() >= deadline) throw error;
+        }
+      }
       // Only now: a reconnect during the first open must not open a second channel beside it.
       if (!this.#stopped) this.#offUp = this.#link.onUp((next) => void this.#reopen(next));
     } catch (error) {
@@ -59,6 +71,13 @@ export class Consumer implements TransportSubscription, RetrySink {
       this.#offUp();
       throw error;
     }
+  }
+
+  /** Whether `model` is gone (amqplib reports the close of the connection just after that of its channels). */
+  async #lost(model: ChannelModel): Promise<boolean> {
+    if (this.#link.model !== model) return true;
+    await new Promise((resolve) => setImmediate(resolve));
+    return this.#link.model !== model;
   }
 
   retryTo(queue: string, delivery: RabbitDelivery, request: RetryRequest): Promise<void> {

@@ -1,7 +1,9 @@
-import type { Delivery, RetryRequest } from '@busbar/core/transport';
-import type { ConsumeMessage } from 'amqplib';
+import type { BusbarError } from '@busbar/core';
+import { type NativeErrorContext, type RetryRequest, SettleOnce } from '@busbar/core/transport';
+import type { ConsumeMessage, Options } from 'amqplib';
 import type { ChannelAcks } from './acks.js';
 import type { Incoming } from './codec.js';
+import { toBusbarError } from './errors.js';
 
 /** Where a delivery's retry goes: its consumer, which puts a copy on its delayed way back to `queue`. */
 export interface RetrySink {
@@ -9,49 +11,47 @@ export interface RetrySink {
 }
 
 /** A delivery from one channel; its settle methods act on that channel only. */
-export class RabbitDelivery implements Delivery {
-  readonly id: string;
-  readonly topic: string;
-  readonly key: string | undefined;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: Uint8Array;
-  readonly timestamp: number;
-  readonly contentType: string | undefined;
-  readonly idGenerated: boolean;
-  readonly attempt: number;
-  readonly raw: ConsumeMessage;
+export class RabbitDelivery extends SettleOnce<ConsumeMessage> {
   readonly #acks: ChannelAcks;
   readonly #sink: RetrySink;
   readonly #queue: string;
 
   constructor(message: ConsumeMessage, incoming: Incoming, acks: ChannelAcks, sink: RetrySink, queue: string) {
-    this.id = incoming.id;
-    this.topic = incoming.topic;
-    this.key = incoming.key;
-    this.headers = incoming.headers;
-    this.body = incoming.body;
-    this.timestamp = incoming.timestamp;
-    this.contentType = incoming.contentType;
-    this.idGenerated = incoming.idGenerated;
-    this.attempt = incoming.attempt;
-    this.raw = message;
+    super(incoming, message);
     this.#acks = acks;
     this.#sink = sink;
     this.#queue = queue;
   }
 
-  ack(): Promise<void> {
+  /**
+   * Publishes on the channel this delivery came on, unconfirmed (direct reply-to). A reply sent here before the
+   * request's ack reaches the broker before that ack: AMQP keeps a channel's frames in order. Throws when the
+   * channel is closed (the broker redelivers the request then).
+   */
+  publishOnChannel(routingKey: string, content: Buffer, options: Options.Publish): void {
+    if (!this.#acks.alive) throw new Error('channel closed');
+    this.#acks.channel.publish('', routingKey, content, options);
+  }
+
+  protected ackNative(): Promise<void> {
     return this.#acks.ack(this.raw.fields.deliveryTag);
   }
 
-  async retry(request: RetryRequest): Promise<void> {
-    // Nothing to do on a dead channel: the broker redelivers the original anyway.
+  protected async retryNative(request: RetryRequest): Promise<void> {
+    // A dead channel cannot ack, and the broker redelivers the original anyway: no copy is written, and the
+    // retry fails (the delivery stays open, so core can still release it).
     if (!this.#acks.alive) return this.#acks.ack(this.raw.fields.deliveryTag);
     await this.#sink.retryTo(this.#queue, this, request);
     await this.#acks.ack(this.raw.fields.deliveryTag);
   }
 
-  async release(): Promise<void> {
+  protected releaseNative(): undefined {
     this.#acks.nack(this.raw.fields.deliveryTag, true);
+    return undefined;
+  }
+
+  /** By this driver's classifier: a closed channel stays the ConnectionError it is. */
+  protected override mapError(error: unknown, context: NativeErrorContext): BusbarError {
+    return toBusbarError(error, context);
   }
 }

@@ -14,13 +14,38 @@ function replyCode(error: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+// A login to a vhost that does not exist or that the user has no permissions on. RabbitMQ answers
+// connection.open with connection.close (530 NOT_ALLOWED); amqplib 2.x reports only "Expected
+// ConnectionOpenOk; got <ConnectionClose channel:0>" (the reason is lost), other versions the reason's text.
+const VHOST_REFUSED = /NOT_ALLOWED - (?:access to )?vhost|Expected ConnectionOpenOk; got <ConnectionClose/;
+
+/** True for a connect the broker refused at opening the vhost (after the login succeeded). */
+export function isVhostRefused(error: unknown): boolean {
+  return VHOST_REFUSED.test(String((error as Error | null)?.message ?? error));
+}
+
 /**
- * True for a refused login or permission: retrying cannot help. amqplib gives a refused login no code, only
+ * True for a refused login, vhost or permission: retrying cannot help. amqplib gives a refused login no code, only
  * the broker's text ("Handshake terminated by server: 403 (ACCESS-REFUSED) ..."), so the text decides too.
  */
 export function isAuthFailure(error: unknown): boolean {
   const text = String((error as Error | null)?.message ?? error);
-  return replyCode(error) === 403 || /ACCESS_REFUSED|ACCESS-REFUSED|authentication/i.test(text);
+  return (
+    replyCode(error) === 403 || /ACCESS_REFUSED|ACCESS-REFUSED|authentication/i.test(text) || isVhostRefused(error)
+  );
+}
+
+/**
+ * A publish the broker refused by closing its channel with ACCESS_REFUSED (a topic permission on the routing
+ * key, or no write permission on the exchange): the reason when it names this message's routing key or
+ * exchange, else undefined (other messages in flight on that channel only lost their confirm).
+ */
+export function refusedWrite(reason: unknown, exchange: string, routingKey: string): string | undefined {
+  if (replyCode(reason) !== 403) return undefined;
+  const text = String((reason as Error).message);
+  const topic = /write access to topic '((?:[^']|'(?! in exchange))*)' in exchange/.exec(text);
+  if (topic ? topic[1] !== routingKey : !text.includes(`exchange '${exchange}'`)) return undefined;
+  return text.replace(/^Channel closed by server: /, '');
 }
 
 // RabbitMQ's close reasons: "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q' in vhost '/':

@@ -3,7 +3,7 @@
  * `connect('amqp://user:pass@host:5672/vhost')` loads it by scheme; or pass
  * it explicitly: `connect({ url, driver, ...options })`.
  */
-import { defineDriver } from '@busbar/core/transport';
+import { defineDriver, TLS_SECRET_OPTIONS } from '@busbar/core/transport';
 import { rabbitmqOptions } from './options.js';
 import { RabbitMQTransport } from './transport.js';
 
@@ -11,7 +11,7 @@ export const driver = defineDriver({
   name: 'rabbitmq',
   schemes: ['amqp', 'amqps'],
   options: rabbitmqOptions,
-  secretOptions: [],
+  secretOptions: TLS_SECRET_OPTIONS,
   create: (context) => new RabbitMQTransport(context),
 });
 

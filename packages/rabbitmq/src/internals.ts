@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { ConfigError } from '@busbar/core';
-import type { ChannelModel, Message } from 'amqplib';
+import type { ChannelModel, Message, Options } from 'amqplib';
 
 /** The amqplib versions these internals are tested with: the same range as the package's dependency. */
 export const TESTED_AMQPLIB_RANGE = '>=2.3.1 <3.0.0';
@@ -65,4 +65,51 @@ export function destroySocket(model: ChannelModel): void {
  */
 export function byTag(deliveryTag: number): Message {
   return { fields: { deliveryTag } } as unknown as Message;
+}
+
+/** A cluster's node list for amqplib's connection recovery: `next()` moves to the following node. */
+export interface Endpoints {
+  /** The connect options amqplib gets once; their host and port are the current node's. */
+  readonly options: Options.Connect;
+  /** The current node, `host:port`. */
+  readonly current: string;
+  next(): void;
+}
+
+/**
+ * amqplib's recovery reconnects with the one URL object it got from `connect()`, reading its `hostname` and
+ * `port` again on every attempt (lib/connect.js, called per attempt from the `openModel` closure of
+ * channel_api.js) and cloning the socket options each time (so `servername` follows the host). Getters on
+ * that object make every reconnect go to the node `next()` chose: failover between cluster nodes without
+ * replacing amqplib's recovery. Pinned by test/internals.test.ts.
+ */
+export function endpoints(
+  base: Omit<Options.Connect, 'hostname' | 'port'>,
+  hosts: readonly string[],
+  defaultPort: number,
+): Endpoints {
+  const nodes = hosts.map((host) => {
+    const url = new URL(`amqp://${host}`);
+    return { hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port ? Number(url.port) : defaultPort };
+  });
+  let index = 0;
+  const node = () => nodes[index % nodes.length] as { hostname: string; port: number };
+  const options: Options.Connect = {
+    ...base,
+    get hostname() {
+      return node().hostname;
+    },
+    get port() {
+      return node().port;
+    },
+  };
+  return {
+    options,
+    get current() {
+      return `${node().hostname}:${node().port}`;
+    },
+    next() {
+      index = (index + 1) % nodes.length;
+    },
+  };
 }

@@ -1,9 +1,9 @@
 import type { TransportContext } from '@busbar/core/transport';
-import { redactUrl, sanitizeError } from '@busbar/core/transport';
+import { redactUrl, safeDecode, sanitizeError } from '@busbar/core/transport';
 import amqplib, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import { CLOSE_STEP_MS, settledWithin } from './closing.js';
-import { isAuthFailure } from './errors.js';
-import { destroySocket, frameMax } from './internals.js';
+import { isVhostRefused, toBusbarError } from './errors.js';
+import { destroySocket, endpoints, frameMax } from './internals.js';
 import type { ResolvedOptions } from './options.js';
 
 type Listener = (model: ChannelModel) => void;
@@ -81,38 +81,42 @@ export class Link {
   /** Opens the connection; rejects after the connect timeout or at once on a refused login. */
   async open(): Promise<void> {
     const { url, options, bus } = this.#context;
-    const recovering = (await amqplib.connect(
+    // `amqp://u:p@h1:5672,h2:5672/vhost`: every connect and reconnect after a lost or refused connection
+    // goes to the next node of the list.
+    const nodes = endpoints(
       {
         protocol: url.protocol.slice(0, -1),
-        hostname: url.hostname.replace(/^\[|\]$/g, ''),
-        port: url.port ? Number(url.port) : url.protocol === 'amqps:' ? 5671 : 5672,
         username: decodeURIComponent(url.username),
         password: decodeURIComponent(url.password),
         vhost: url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : '/',
         heartbeat: options.heartbeatSeconds,
       },
-      {
-        ...(options.tls ?? {}),
-        noDelay: true,
-        timeout: bus.connectTimeoutMs,
-        clientProperties: { connection_name: `${bus.name}-${this.name}` },
-        recovery: {
-          initialDelay: options.reconnectInitialDelayMs,
-          maxDelay: Math.max(options.reconnectInitialDelayMs, options.reconnectMaxDelayMs),
-          maxRetries: Number.POSITIVE_INFINITY,
-          waitForConnect: false,
-        },
+      this.#context.hosts.length > 0 ? this.#context.hosts : [url.host],
+      url.protocol === 'amqps:' ? 5671 : 5672,
+    );
+    const recovering = (await amqplib.connect(nodes.options, {
+      ...(options.tls ?? {}),
+      noDelay: true,
+      timeout: bus.connectTimeoutMs,
+      clientProperties: { connection_name: `${bus.name}-${this.name}` },
+      recovery: {
+        initialDelay: options.reconnectInitialDelayMs,
+        maxDelay: Math.max(options.reconnectInitialDelayMs, options.reconnectMaxDelayMs),
+        maxRetries: Number.POSITIVE_INFINITY,
+        waitForConnect: false,
       },
-    )) as RecoveringChannelModel;
+    })) as RecoveringChannelModel;
     this.#recovering = recovering;
     this.#context.reportState(this.name, 'connecting');
     recovering.on('connect', (model: ChannelModel) => this.#up(model));
     recovering.on('disconnect', (error: Error) => {
+      nodes.next();
       this.#model = undefined;
       this.#lastError = error;
       if (!this.#closed) this.#context.reportState(this.name, 'reconnecting', error);
     });
     recovering.on('connect-failed', (error: Error) => {
+      nodes.next();
       this.#lastError = error;
       if (!this.#closed) this.#context.reportState(this.name, 'reconnecting', error);
     });
@@ -139,11 +143,17 @@ export class Link {
       const fail = (error: unknown) => {
         clearTimeout(timer);
         recovering.removeListener('connect-failed', onFailed);
-        const cause = sanitizeError(error ?? new Error('no answer'), this.#context.secrets);
-        reject(Object.assign(new Error(`Could not connect to ${where}: ${cause.message}`), { cause }));
+        // Nothing failed and nothing answered: a broker that accepts TCP but not AMQP (one at its file
+        // descriptor limit does that) or a network that drops the handshake.
+        const silent = new Error(`no answer within connectTimeoutMs (${this.#context.bus.connectTimeoutMs} ms)`);
+        const cause = sanitizeError(error ?? silent, this.#context.secrets);
+        const why = isVhostRefused(cause) ? this.#vhostRefusal() : cause.message;
+        reject(Object.assign(new Error(`Could not connect to ${where}: ${why}`), { cause }));
       };
+      // A refused login or vhost and a certificate that fails verification fail the same way again: give
+      // up at once instead of reconnecting until the connect timeout.
       const onFailed = (error: Error) => {
-        if (isAuthFailure(error)) fail(error);
+        if (!toBusbarError(error, { what: '', op: 'connect', secrets: this.#context.secrets }).retryable) fail(error);
       };
       const timer = setTimeout(() => fail(this.#lastError), this.#context.bus.connectTimeoutMs);
       recovering.on('connect-failed', onFailed);
@@ -153,6 +163,13 @@ export class Link {
         resolve();
       }, fail);
     });
+  }
+
+  /** amqplib loses the broker's reason for a refused vhost: say what it can only be. */
+  #vhostRefusal(): string {
+    const { url } = this.#context;
+    const vhost = url.pathname.length > 1 ? safeDecode(url.pathname.slice(1)) : '/';
+    return `the broker refused vhost '${vhost}' (NOT_ALLOWED - vhost does not exist, or user '${safeDecode(url.username)}' has no permissions on it)`;
   }
 
   #up(model: ChannelModel): void {

@@ -1,3 +1,4 @@
+import { tlsOptionsSchema } from '@busbar/core/transport';
 import { z } from 'zod';
 
 const ms = () => z.number().int().nonnegative();
@@ -86,17 +87,7 @@ export const rabbitmqOptions = z.object({
   /** Reconnect backoff: largest delay between attempts. */
   reconnectMaxDelayMs: ms().positive().default(5_000),
   /** TLS options for `amqps://` (CA, client certificate, ...), passed to `tls.connect`. */
-  tls: z
-    .object({
-      ca: z.union([z.string(), z.instanceof(Buffer)]).optional(),
-      cert: z.union([z.string(), z.instanceof(Buffer)]).optional(),
-      key: z.union([z.string(), z.instanceof(Buffer)]).optional(),
-      passphrase: z.string().optional(),
-      servername: z.string().optional(),
-      rejectUnauthorized: z.boolean().optional(),
-    })
-    .strict()
-    .optional(),
+  tls: tlsOptionsSchema.optional(),
 });
 
 export type RabbitMQOptions = z.input<typeof rabbitmqOptions>;

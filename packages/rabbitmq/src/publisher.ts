@@ -2,7 +2,7 @@ import { BusbarError, ClosedError, PublishError, TimeoutError } from '@busbar/co
 import { type Deferred, Deque, deferred } from '@busbar/core/transport';
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { settledWithin } from './closing.js';
-import { toBusbarError } from './errors.js';
+import { refusedWrite, toBusbarError } from './errors.js';
 import type { Link } from './link.js';
 
 /** One `publish()` call: resolves when every one of its messages is confirmed. */
@@ -51,6 +51,8 @@ export class Publisher {
   /** Calls in order of their deadlines (all share one timeout): the sweeper only looks at the front. */
   readonly #calls = new Deque<Call>();
   readonly #returned = new Map<string, number>();
+  /** Why the broker closed a channel: a refused write fails its message for good, not as "outcome unknown". */
+  readonly #closeReasons = new WeakMap<ConfirmChannel, Error>();
   #sweeper: NodeJS.Timeout | undefined;
   #closed = false;
   /**
@@ -111,7 +113,7 @@ export class Publisher {
     let ok: boolean;
     try {
       ok = channel.publish(entry.exchange, entry.routingKey, entry.content, entry.options, (error: unknown) =>
-        this.#confirmed(entry, error),
+        this.#confirmed(entry, error, channel),
       );
     } catch (error) {
       // amqplib validates the message while encoding it (field types and sizes): nothing was sent, and
@@ -147,7 +149,7 @@ export class Publisher {
     this.#queue.splice(0, i);
   }
 
-  #confirmed(entry: Entry, error: unknown): void {
+  #confirmed(entry: Entry, error: unknown, channel: ConfirmChannel): void {
     const call = entry.call;
     const id = entry.options.messageId;
     let returned = false;
@@ -161,7 +163,7 @@ export class Publisher {
     }
     if (call.done) return;
     if (error) {
-      this.#fail(call, this.#publishError(entry, error));
+      this.#fail(call, this.#publishError(entry, error, this.#closeReasons.get(channel)));
     } else if (returned) {
       this.#fail(
         call,
@@ -178,8 +180,11 @@ export class Publisher {
     }
   }
 
-  #publishError(entry: Entry, error: unknown): BusbarError {
+  #publishError(entry: Entry, error: unknown, closeReason?: Error): BusbarError {
     const what = `Publish to '${entry.routingKey}' failed`;
+    // The confirm only says "channel closed"; the broker's reason for closing it says whether it was this message.
+    const refused = closeReason && refusedWrite(closeReason, entry.exchange, entry.routingKey);
+    if (refused) return new PublishError(`${what}: ${refused}`, { retryable: false });
     return toBusbarError(error, { what, op: 'publish', secrets: this.#settings.secrets });
   }
 
@@ -224,7 +229,10 @@ export class Publisher {
     let channel: ConfirmChannel;
     try {
       channel = await model.createConfirmChannel();
-      channel.on('error', (error: Error) => this.#settings.onError('Publish channel error', error));
+      channel.on('error', (error: Error) => {
+        this.#closeReasons.set(channel, error);
+        this.#settings.onError('Publish channel error', error);
+      });
       channel.on('return', (message: Message) => {
         const id = message.properties.messageId;
         if (typeof id === 'string') this.#returned.set(id, (this.#returned.get(id) ?? 0) + 1);

@@ -31,6 +31,11 @@ export class Requester {
   readonly #link: Link;
   readonly #hooks: RequesterHooks;
   readonly #pending = new PendingReplies<Pending>('RabbitMQ');
+
+  /** Replies that found no pending request (late ones), dropped. */
+  get lateReplies(): number {
+    return this.#pending.late;
+  }
   /** Correlation ids: unique per transport without a UUID per request. */
   readonly #prefix = randomUUID();
   #seq = 0;
@@ -150,7 +155,11 @@ export class Requester {
     }
     const id = message.properties.correlationId;
     // A late reply (timed out, aborted) or someone else's: dropped.
-    if (typeof id !== 'string' || this.#pending.meta(id) === undefined) return;
+    if (typeof id !== 'string') return;
+    if (this.#pending.meta(id) === undefined) {
+      this.#pending.dropLate();
+      return;
+    }
     const incoming = readMessage(message);
     this.#pending.resolve(id, { body: incoming.body, contentType: incoming.contentType, headers: incoming.headers });
   }

@@ -2,11 +2,8 @@ import type { Delivery, IncomingRequest, Logger, ReplyRecord } from '@busbar/cor
 import type { Options } from 'amqplib';
 import { checkHeaderSize, toBuffer } from './codec.js';
 import { RabbitDelivery } from './delivery.js';
-import type { Outgoing } from './publisher.js';
 
 export interface ReplyHooks {
-  /** Publishes confirmed (the transport's publisher). */
-  readonly publish: (messages: readonly Outgoing[]) => Promise<void>;
   readonly headerLimit: () => number;
   readonly logger: Logger;
 }
@@ -14,8 +11,15 @@ export interface ReplyHooks {
 /**
  * A request delivery as an IncomingRequest. The reply goes to the default exchange with the request's
  * `replyTo` as routing key and its `correlationId` (direct reply-to, or any reply queue a non-busbar client
- * named), confirmed; the request is acked once the reply is out (or failed), never redelivered for a retry:
- * the caller is waiting and decides itself. Undefined for a request without `replyTo` (acked and dropped).
+ * named), on the channel the request came on, and the request is acked right after it: never redelivered for
+ * a retry, the caller is waiting and decides itself. Undefined for a request without `replyTo` (acked and
+ * dropped).
+ *
+ * Not confirmed, as RabbitMQ's own RPC servers reply: a confirm of a direct reply-to publish says only that
+ * the broker took it, not that the caller (whose channel may be gone) got it, and it cost a confirmed
+ * publish on the publisher's connection plus a wait before the ack (about 20% of the CPU of a round trip).
+ * Ordered frames give what matters: the broker sees the reply before the ack, so a request acked was answered,
+ * and one whose channel died before its ack is redelivered to another responder.
  */
 export function toIncomingRequest(delivery: Delivery, hooks: ReplyHooks): IncomingRequest | undefined {
   if (!(delivery instanceof RabbitDelivery)) throw new TypeError('not a RabbitMQ delivery');
@@ -48,7 +52,7 @@ export function toIncomingRequest(delivery: Delivery, hooks: ReplyHooks): Incomi
           break;
         }
         checkHeaderSize(delivery.topic, options.headers, hooks.headerLimit());
-        await hooks.publish([{ exchange: '', routingKey: replyTo, content: toBuffer(reply.body), options }]);
+        delivery.publishOnChannel(replyTo, toBuffer(reply.body), options);
       } finally {
         await delivery.ack().catch(() => undefined);
       }

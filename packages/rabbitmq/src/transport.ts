@@ -126,6 +126,7 @@ export class RabbitMQTransport implements Transport {
     });
     this.requestReply = {
       request: (record, requestOptions) => this.#requester.request(record, requestOptions),
+      lateReplies: () => this.#requester.lateReplies,
       respond: (spec, callbacks) => this.#respond(spec, callbacks),
     };
   }
@@ -244,9 +245,7 @@ export class RabbitMQTransport implements Transport {
     spec: RespondSpec,
     callbacks: { readonly onRequest: (request: IncomingRequest) => void; readonly onError: (error: Error) => void },
   ): Promise<TransportSubscription> {
-    const reply = (messages: readonly Outgoing[]): Promise<void> => this.#publisher.publish(messages);
     const hooks = {
-      publish: reply,
       headerLimit: () => headerTableLimit(this.#publishLink.frameMax),
       logger: this.#context.logger,
     };

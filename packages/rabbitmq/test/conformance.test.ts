@@ -14,6 +14,7 @@ describe.runIf(ok)('rabbitmq', () => {
   describeConformance('rabbitmq', {
     connect: (overrides) =>
       connect({ url: brokerUrls.rabbitmq, driver, logger: silentLogger, ...testOptions, ...overrides }),
+    proxyableUrl: brokerUrls.rabbitmq,
     capabilities: {
       durableGroups: true,
       ordering: true,

@@ -2,7 +2,7 @@ import { BusbarError } from '@busbar/core';
 import { brokerAvailable, brokerUrls, freePort, uniqueName } from '@busbar/testing';
 import amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
-import { toBusbarError } from '../src/errors.js';
+import { isVhostRefused, refusedWrite, toBusbarError } from '../src/errors.js';
 import { raw } from './helpers.js';
 
 const ok = await brokerAvailable('rabbitmq');
@@ -114,5 +114,38 @@ describe.runIf(ok)('rabbitmq toBusbarError (errors from a real broker)', () => {
   it('a BusbarError stays as it is', () => {
     const typed = toBusbarError(new Error('x'), { what: 'a', op: 'connect', secrets: [] });
     expect(toBusbarError(typed, { what: 'b', op: 'publish', secrets: [] })).toBe(typed);
+  });
+});
+
+describe('rabbitmq refusals without a broker: refused writes and vhosts', () => {
+  const closed = (text: string, code: number) =>
+    Object.assign(new Error(`Channel closed by server: ${text}`), { code });
+
+  it('a topic permission refusal fails the message it names for good, not the others in flight', () => {
+    const reason = closed(
+      "403 (ACCESS-REFUSED) with message \"ACCESS_REFUSED - write access to topic 'forbidden.x' in exchange 'busbar' in vhost 'v' refused for user 'app'\"",
+      403,
+    );
+    expect(refusedWrite(reason, 'busbar', 'forbidden.x')).toMatch(/^403 \(ACCESS-REFUSED\).*forbidden\.x/);
+    expect(refusedWrite(reason, 'busbar', 'orders')).toBeUndefined();
+  });
+
+  it('no write permission on the exchange fails every message to it; other reply codes are no refusal', () => {
+    const reason = closed("ACCESS_REFUSED - access to exchange 'busbar' in vhost 'v' refused for user 'app'", 403);
+    expect(refusedWrite(reason, 'busbar', 'any.topic')).toContain("exchange 'busbar'");
+    expect(refusedWrite(reason, 'other', 'any.topic')).toBeUndefined();
+    expect(refusedWrite(closed("NOT_FOUND - no exchange 'busbar' in vhost 'v'", 404), 'busbar', 'x')).toBeUndefined();
+  });
+
+  it('a refused vhost (amqplib 2.x loses the reason, others keep it) is a ConnectionError that is not retryable', () => {
+    for (const text of [
+      'Expected ConnectionOpenOk; got <ConnectionClose channel:0>',
+      'Handshake terminated by server: 530 (NOT-ALLOWED) with message "NOT_ALLOWED - vhost v not found"',
+    ]) {
+      expect(isVhostRefused(new Error(text))).toBe(true);
+      const error = toBusbarError(new Error(text), { what: 'Connecting failed', op: 'connect', secrets: [] });
+      expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
+      expect(error.retryable).toBe(false);
+    }
   });
 });

@@ -124,6 +124,34 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
     }
   });
 
+  // A subscribe whose connection dropped while it was opening its channel failed with amqplib's "Channel ended,
+  // no reply will be forthcoming", although amqplib had the connection back a moment later.
+  it('a subscribe whose connection drops while it opens its channel opens on the next connection', {
+    timeout: 60_000,
+  }, async () => {
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5672) } });
+    const bus = await open({ connectTimeoutMs: 10_000 }, proxy.url(brokerUrls.rabbitmq));
+    const topic = uniqueName('midopen');
+    const group = uniqueName('g');
+    try {
+      // The consumer connection is up; the next subscribe's channel.open then gets no answer until the cut.
+      await (await bus.subscribe(topic, async () => undefined, { group })).close();
+      proxy.blackhole(true);
+      const got = new Set<string>();
+      const subscribing = bus.subscribe(topic, async (m) => void got.add(m.id), { group });
+      await sleep(300);
+      proxy.blackhole(false);
+      proxy.cutAll();
+      const sub = await subscribing;
+      const id = await bus.publish(topic, 'after the cut');
+      await waitFor(() => got.has(id), 10_000, 'a message through the subscription opened on the next connection');
+      await sub.close();
+    } finally {
+      await bus.close();
+      await proxy.close();
+    }
+  });
+
   it('a blackholed connection makes publish reject within the confirm timeout; it recovers after', {
     timeout: 60_000,
   }, async () => {
@@ -155,6 +183,37 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
     } finally {
       await bus.close();
       await proxy.close();
+    }
+  });
+  it('a broker that accepts TCP but never answers AMQP fails connect within connectTimeoutMs, saying so', {
+    timeout: 30_000,
+  }, async () => {
+    // What a RabbitMQ at its file-descriptor limit does: the kernel accepts, the broker never speaks.
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5672) } });
+    const url = proxy.url(brokerUrls.rabbitmq);
+    try {
+      proxy.blackhole(true);
+      const started = Date.now();
+      const error = await open({ connectTimeoutMs: 1_000 }, url).catch((e: unknown) => e);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(BusbarError.is(error, 'BUSBAR_CONNECTION')).toBe(true);
+      expect((error as BusbarError).retryable).toBe(true);
+      expect((error as Error).message).toContain('no answer within connectTimeoutMs (1000 ms)');
+      expect((error as Error).message).not.toContain('guest:guest');
+      // Once the broker answers again, a new bus connects and works.
+      proxy.blackhole(false);
+      const bus = await open({}, url);
+      try {
+        const topic = uniqueName('answers');
+        const got: string[] = [];
+        await bus.subscribe<string>(topic, async (m) => void got.push(m.payload), { group: uniqueName('g') });
+        await bus.publish(topic, 'again');
+        await waitFor(() => got.length === 1, 10_000, 'the message after the silent broker');
+      } finally {
+        await bus.close();
+      }
+    } finally {
+      proxy.close();
     }
   });
 });

@@ -6,9 +6,13 @@ import { driver } from '../src/index.js';
 /**
  * Test buses use their own exchange and let the broker expire idle queues
  * (`queueExpiresMs`), so runs on the shared broker never pile up queues and
- * never delete quorum queues in bursts.
+ * never delete quorum queues in bursts. Two minutes, not more: RabbitMQ keeps
+ * about 3 file descriptors open per quorum queue, and at Debian's default limit
+ * (1024) it stops accepting connections; with a 10 min expiry the queues of CI's
+ * first pass were still there in its second, ~340 of them, and every RabbitMQ
+ * test of that pass failed to connect.
  */
-export const testOptions = { exchange: 'busbar-test', queueExpiresMs: 600_000 } as const;
+export const testOptions = { exchange: 'busbar-test', queueExpiresMs: 120_000 } as const;
 
 export function open(extra: Record<string, unknown> = {}, url: string = brokerUrls.rabbitmq): Promise<Bus> {
   return connect({ url, driver, logger: silentLogger, ...testOptions, ...extra });

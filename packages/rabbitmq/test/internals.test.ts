@@ -1,11 +1,12 @@
 import { BusbarError } from '@busbar/core';
-import { brokerAvailable, brokerUrls, uniqueName, waitFor } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, freePort, uniqueName, waitFor } from '@busbar/testing';
 import amqplib from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import {
   byTag,
   checkAmqplibVersion,
   destroySocket,
+  endpoints,
   frameMax,
   installedAmqplibVersion,
   TESTED_AMQPLIB_RANGE,
@@ -85,6 +86,33 @@ describe.runIf(ok)('amqplib internals busbar relies on (real broker)', () => {
       expect((await check.checkQueue(queue)).messageCount).toBe(0);
     } finally {
       await conn.close().catch(() => undefined);
+    }
+  });
+});
+
+describe.runIf(ok)('amqplib recovery re-reads the URL object on every attempt (endpoints)', () => {
+  it('a refused first node is skipped: the recovery connects to the next one of the list', async () => {
+    const target = new URL(brokerUrls.rabbitmq);
+    const dead = `127.0.0.1:${await freePort()}`;
+    const nodes = endpoints(
+      { protocol: 'amqp', username: 'guest', password: 'guest', vhost: '/' },
+      [dead, target.host],
+      5672,
+    );
+    const tried: string[] = [];
+    const recovering = await amqplib.connect(nodes.options, {
+      recovery: { initialDelay: 10, maxDelay: 50, maxRetries: 20, waitForConnect: false },
+    });
+    recovering.on('connect-failed', () => {
+      tried.push(nodes.current);
+      nodes.next();
+    });
+    try {
+      await recovering.waitForConnect();
+      expect(tried).toEqual([dead]);
+      expect(nodes.current).toBe(target.host);
+    } finally {
+      await recovering.close();
     }
   });
 });

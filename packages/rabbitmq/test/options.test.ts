@@ -1,7 +1,7 @@
 import { BusbarError } from '@busbar/core';
 import { brokerAvailable, collect, sleep, uniqueName } from '@busbar/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { open, raw } from './helpers.js';
+import { open, raw, testOptions } from './helpers.js';
 
 const ok = await brokerAvailable('rabbitmq');
 
@@ -97,7 +97,9 @@ describe.runIf(ok)('rabbitmq options', () => {
   }
 
   it('queueExpiresMs sets x-expires on group queues', async () => {
-    const bus = await open({ queueExpiresMs: 600_000 });
+    // The value every test bus uses: another one would redeclare the exchange's shared unroutable queue with
+    // other arguments, and the broker refuses that for every other test bus until the queue expires.
+    const bus = await open({ queueExpiresMs: testOptions.queueExpiresMs });
     try {
       const topic = uniqueName('exp');
       const group = uniqueName('g');

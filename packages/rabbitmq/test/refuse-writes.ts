@@ -39,7 +39,7 @@ export async function refuseWrites(topic: string): Promise<() => Promise<void>> 
           'x-queue-type': 'classic',
           'x-max-length': 0,
           'x-overflow': 'reject-publish',
-          'x-expires': 600_000,
+          'x-expires': testOptions.queueExpiresMs,
         },
       });
       await channel.bindQueue(queue, testOptions.exchange, topic);

@@ -1,6 +1,9 @@
-import { ConnectionError } from '@busbar/core';
-import { redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
+import { isIP } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import { BusbarError, ConnectionError } from '@busbar/core';
+import { redactUrl, withTimeout } from '@busbar/core/transport';
 import { Cluster, type ClusterOptions, Command, type RedisOptions as IORedisOptions, Redis } from 'ioredis';
+import { toBusbarError } from './errors.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -12,7 +15,41 @@ export interface ClientConfig {
   readonly clusterNodes?: readonly string[] | undefined;
   readonly connectTimeoutMs: number;
   readonly connectionName: string;
+  /** TLS settings (PEM strings); undefined for plaintext. `rediss:` URLs always use TLS. */
+  readonly tls?: TlsSettings | undefined;
+  /** Redis Sentinel: the sentinels to ask for the current primary of `name`. */
+  readonly sentinel?: SentinelSettings | undefined;
 }
+
+export interface TlsSettings {
+  readonly ca?: string | undefined;
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
+  readonly rejectUnauthorized?: boolean | undefined;
+  readonly servername?: string | undefined;
+}
+
+export interface SentinelSettings {
+  readonly name: string;
+  readonly nodes: readonly { host: string; port: number }[];
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+}
+
+/** Node's TLS options; SNI only for a host name (RFC 6066 forbids an IP address there, Node warns). */
+function tlsOptions(settings: TlsSettings, host: string): ConnectionOptions {
+  const servername = settings.servername ?? (isIP(host) === 0 ? host : undefined);
+  return {
+    ...(settings.ca !== undefined ? { ca: settings.ca } : {}),
+    ...(settings.cert !== undefined ? { cert: settings.cert } : {}),
+    ...(settings.key !== undefined ? { key: settings.key } : {}),
+    ...(settings.rejectUnauthorized !== undefined ? { rejectUnauthorized: settings.rejectUnauthorized } : {}),
+    ...(servername !== undefined ? { servername } : {}),
+  };
+}
+
+/** A replica answers writes with READONLY (an old primary that came back after a failover): reconnect, resend. */
+const reconnectOnError = (error: Error): 2 | false => (error.message.startsWith('READONLY') ? 2 : false);
 
 /** Reconnect quickly at first, then every second, forever: busbar reports the state instead of giving up. */
 const retryStrategy = (attempt: number): number => Math.min(50 * attempt, 1_000);
@@ -49,9 +86,30 @@ export function createClient(config: ClientConfig, blocking: boolean): RedisClie
       : url.password
         ? { password: decodeURIComponent(url.password) }
         : {}),
-    ...(url.protocol === 'rediss:' ? { tls: { servername: url.hostname } } : {}),
   };
   const host = url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const tls = config.tls ?? (url.protocol === 'rediss:' ? {} : undefined);
+  if (tls !== undefined) base.tls = tlsOptions(tls, host);
+  if (config.sentinel) {
+    const { sentinel } = config;
+    return new Redis({
+      ...base,
+      sentinels: sentinel.nodes.map((n) => ({ ...n })),
+      name: sentinel.name,
+      role: 'master',
+      ...(sentinel.username !== undefined ? { sentinelUsername: sentinel.username } : {}),
+      ...(sentinel.password !== undefined ? { sentinelPassword: sentinel.password } : {}),
+      // Sentinels speak TLS when the data nodes do (one setting, as Redis' own tls-replication does).
+      ...(tls !== undefined ? { enableTLSForSentinelMode: true, sentinelTLS: tlsOptions(tls, host) } : {}),
+      sentinelRetryStrategy: retryStrategy,
+      // Not ioredis' failoverDetector: a +switch-master that arrives while the client is already reconnecting
+      // aborts that connect, and ioredis then ends the client for good ("Connection is closed." on every
+      // command; seen in the failover test). Without it a dead primary is left on its connection error, a hung
+      // one once it answers again (READONLY, or its demotion unblocking the reads): reconnectOnError.
+      reconnectOnError,
+      enableAutoPipelining: !blocking,
+    });
+  }
   const port = Number(url.port || (url.protocol === 'rediss:' ? 6380 : 6379));
   if (config.cluster || config.clusterNodes) {
     const nodes = [{ host, port }];
@@ -72,29 +130,49 @@ export function createClient(config: ClientConfig, blocking: boolean): RedisClie
 }
 
 /**
- * Connects within `timeoutMs` or disconnects and throws a `ConnectionError`
- * built from the last (sanitized) error ioredis reported: its own connect
- * rejection only says "Connection is closed".
+ * Connects within `timeoutMs` or disconnects and throws a `ConnectionError` built from the last (sanitized)
+ * error ioredis reported: its own connect rejection only says "Connection is closed". A TLS or credentials
+ * failure ends the wait at once (not retryable: ioredis would try the same certificate or password forever).
  */
 export async function connectClient(
   client: RedisClient,
   config: ClientConfig,
   secrets: readonly string[],
 ): Promise<void> {
+  const what = `Could not connect to ${redactUrl(config.url)}`;
   let last: unknown;
+  let fatal: ((error: BusbarError) => void) | undefined;
+  const failed = new Promise<never>((_, reject) => {
+    fatal = reject;
+  });
   const onError = (error: unknown) => {
     last = error;
+    const typed = toBusbarError(error, { what, op: 'connect', secrets });
+    if (!typed.retryable) fatal?.(typed);
   };
   client.on('error', onError);
   try {
-    await withTimeout(client.connect(), config.connectTimeoutMs, 'connect timed out');
+    await withTimeout(Promise.race([client.connect(), failed]), config.connectTimeoutMs, 'connect timed out');
   } catch (error) {
     client.disconnect();
-    const cause = sanitizeError(last ?? error, secrets);
-    throw new ConnectionError(`Could not connect to ${redactUrl(config.url)}: ${cause.message}`, { cause });
+    if (BusbarError.is(error) && !BusbarError.is(error, 'BUSBAR_TIMEOUT')) throw error;
+    const typed = toBusbarError(last ?? error, { what: `${what}${resetHint(config, last)}`, op: 'connect', secrets });
+    if (typed.code === 'BUSBAR_CONNECTION') throw typed;
+    // Nothing said more than the timeout: still a connection failure, for the caller.
+    throw new ConnectionError(`${what}: ${typed.message}`, { cause: typed });
   } finally {
     client.off('error', onError);
   }
+}
+
+/**
+ * Under TLS 1.3 redis-server checks a client certificate after the handshake and, lacking a good one, resets
+ * the connection: the client sees only ECONNRESET, so the message says what it most likely means.
+ */
+function resetHint(config: ClientConfig, error: unknown): string {
+  const tls = config.tls !== undefined || config.url.protocol.startsWith('rediss');
+  if (!tls || (error as { code?: unknown } | undefined)?.code !== 'ECONNRESET') return '';
+  return ' (reset during TLS setup: does the server require a client certificate of its CA, tls-auth-clients yes?)';
 }
 
 /**

@@ -38,6 +38,8 @@ export interface ConsumerContext {
   readonly config: ClientConfig;
   readonly client: RedisClient;
   readonly closing: CloseState;
+  /** The bus's secrets and the TLS client key. */
+  readonly secrets: readonly string[];
   /** A consumer name unique within the group (stable across restarts when `consumerName` is set). */
   nextConsumer(): string;
 }
@@ -57,7 +59,7 @@ export async function openConsumer(
   const reader = createClient({ ...config, connectionName: `${config.connectionName}-reader` }, true);
   reader.on('error', () => undefined); // reported through the read loop (sanitized); the event itself must not crash
   try {
-    await connectClient(reader, config, ctx.secrets);
+    await connectClient(reader, config, at.secrets);
     const common: ConsumerInit = {
       client: at.client,
       reader,
@@ -66,7 +68,7 @@ export async function openConsumer(
       blockMs: o.blockMs,
       opTimeoutMs: ctx.bus.publishTimeoutMs,
       closing: at.closing,
-      secrets: ctx.secrets,
+      secrets: at.secrets,
       logger: ctx.logger,
       callbacks,
     };
@@ -90,7 +92,7 @@ export async function openConsumer(
     return sub;
   } catch (error) {
     reader.disconnect();
-    throw toBusbarError(error, { what: `Subscribing to '${spec.topic}'`, op: 'consume', secrets: ctx.secrets });
+    throw toBusbarError(error, { what: `Subscribing to '${spec.topic}'`, op: 'consume', secrets: at.secrets });
   }
 }
 
@@ -154,21 +156,18 @@ class BroadcastConsumer implements TransportSubscription, DeliveryOwner, ReadMod
 
   reconnected(): void {}
 
-  #settle(d: RedisDelivery): Promise<void> {
-    if (!d.settled) {
-      d.settled = true;
-      this.#held.delete(d);
-      this.#reader.wake();
-    }
-    return Promise.resolve();
+  settled(d: RedisDelivery): void {
+    this.#held.delete(d);
+    this.#reader.wake();
   }
 
-  ack(d: RedisDelivery): Promise<void> {
-    return this.#settle(d);
+  /** XREAD keeps no pending list: nothing to tell Redis. */
+  ack(): undefined {
+    return undefined;
   }
 
-  release(d: RedisDelivery): Promise<void> {
-    return this.#settle(d);
+  release(): undefined {
+    return undefined;
   }
 
   async stop(): Promise<void> {

@@ -1,5 +1,5 @@
 import { UnsupportedError } from '@busbar/core';
-import { type Delivery, HEADER, RESERVED_HEADER_PREFIX, type RetryRequest } from '@busbar/core/transport';
+import { HEADER, RESERVED_HEADER_PREFIX, type RetryRequest, SettleOnce } from '@busbar/core/transport';
 import { type DecodedEntry, decodeEntry, type RedisEntry } from './codec.js';
 
 /**
@@ -9,32 +9,25 @@ import { type DecodedEntry, decodeEntry, type RedisEntry } from './codec.js';
  */
 export const LEGACY_ENTRY_HEADER = `${RESERVED_HEADER_PREFIX}redis-entry`;
 
-/** What a delivery needs from the consumer that read it: settle it once, by the consumer's mode. */
+/**
+ * What a delivery needs from the consumer that read it: the native steps of settling, by the consumer's mode.
+ * `SettleOnce` makes sure only one of them runs, once.
+ */
 export interface DeliveryOwner {
-  ack(d: RedisDelivery): Promise<void>;
+  /** The delivery is settled (ack or release begun, retry done): stop holding it. */
+  settled(d: RedisDelivery): void;
+  ack(d: RedisDelivery): Promise<void> | undefined;
   /** A group's only: core retries a broadcast subscription's messages in process. */
   retry?(d: RedisDelivery, request: RetryRequest): Promise<void>;
-  release(d: RedisDelivery): Promise<void>;
+  release(d: RedisDelivery): Promise<void> | undefined;
 }
 
-/** One stream entry handed to core; settled exactly once through its owner. */
-export class RedisDelivery implements Delivery {
-  readonly id: string;
-  readonly topic: string;
-  readonly key: string | undefined;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly body: Uint8Array;
-  readonly timestamp: number;
-  readonly contentType: string | undefined;
-  /** Never: an entry without a usable `id` field is identified by its entry id (stable across redeliveries). */
-  readonly idGenerated = false;
-  readonly attempt: number;
-  readonly raw: RedisEntry;
+/** One stream entry handed to core; settled exactly once (`SettleOnce`) through its owner. */
+export class RedisDelivery extends SettleOnce<RedisEntry> {
   /** True when read from the group's retry stream. */
   readonly fromRetry: boolean;
   /** When the entry's idle time was last reset (delivery or refresh), for keeping held entries unclaimable. */
   heldSince: number;
-  settled = false;
   readonly #owner: DeliveryOwner;
 
   constructor(
@@ -45,16 +38,10 @@ export class RedisDelivery implements Delivery {
     fromRetry: boolean,
     now: number,
   ) {
+    // Never idGenerated: an entry without a usable `id` field is identified by its entry id (stable across
+    // redeliveries).
+    super({ ...entry, topic, attempt: entry.baseAttempt + Math.max(0, raw.deliveryCount - 1) }, raw);
     this.#owner = owner;
-    this.id = entry.id;
-    this.topic = topic;
-    this.key = entry.key;
-    this.headers = entry.headers;
-    this.body = entry.body;
-    this.timestamp = entry.timestamp;
-    this.contentType = entry.contentType;
-    this.attempt = entry.baseAttempt + Math.max(0, raw.deliveryCount - 1);
-    this.raw = raw;
     this.fromRetry = fromRetry;
     this.heldSince = now;
   }
@@ -66,18 +53,22 @@ export class RedisDelivery implements Delivery {
     return legacy === undefined ? undefined : { [HEADER.sourceOffset]: legacy };
   }
 
-  ack(): Promise<void> {
+  protected override settled(): void {
+    this.#owner.settled(this);
+  }
+
+  protected ackNative(): Promise<void> | undefined {
     return this.#owner.ack(this);
   }
 
-  retry(request: RetryRequest): Promise<void> {
+  protected retryNative(request: RetryRequest): Promise<void> {
     if (this.#owner.retry === undefined) {
       return Promise.reject(new UnsupportedError('A broadcast subscription has no group to retry through'));
     }
     return this.#owner.retry(this, request);
   }
 
-  release(): Promise<void> {
+  protected releaseNative(): Promise<void> | undefined {
     return this.#owner.release(this);
   }
 }

@@ -133,21 +133,18 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
     this.#i.callbacks.onDelivery(d);
   }
 
-  #settle(d: RedisDelivery): boolean {
-    if (d.settled) return false;
-    d.settled = true;
+  /** Settled (ack or release begun, retry scheduled): no longer held, room for one more. */
+  settled(d: RedisDelivery): void {
     this.#held.delete(d);
     this.#reader.wake();
-    return true;
   }
 
   ack(d: RedisDelivery): Promise<void> {
-    if (!this.#settle(d)) return Promise.resolve();
     return this.#acks.add(d.raw.entryId, d.fromRetry);
   }
 
+  /** Until this resolves the entry stays held (kept unclaimable): a failed retry leaves it for core to release. */
   async retry(d: RedisDelivery, request: RetryRequest): Promise<void> {
-    if (!this.#settle(d)) return;
     const { client, keys, group } = this.#i;
     const payload = retryPayload(d, d.raw.entryId, request.attempt, request.headers);
     try {
@@ -158,16 +155,12 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
         'Scheduling a retry timed out',
       );
     } catch (error) {
-      // Not scheduled, not acked: core releases it next; it must stay claimable.
-      d.settled = false;
-      this.#held.add(d);
       throw toBusbarError(error, { what: 'Scheduling a retry', op: 'consume', secrets: this.#i.secrets });
     }
     this.#mover.schedule(request.delayMs);
   }
 
   async release(d: RedisDelivery): Promise<void> {
-    if (!this.#settle(d)) return;
     const { client, group, consumer, claimIdleMs } = this.#i;
     // Still pending, but idle "long enough": the next claim pass of any member takes it.
     try {

@@ -1,6 +1,6 @@
 import { type ClaimResult, ConfigError, type IdempotencyStore } from '@busbar/core';
 import { redactUrl } from '@busbar/core/transport';
-import { type ClientConfig, connectClient, createClient, type RedisClient } from './client.js';
+import { type ClientConfig, connectClient, createClient, type RedisClient, type TlsSettings } from './client.js';
 import { toBusbarError } from './errors.js';
 import { claimKey, releaseKey } from './scripts.js';
 
@@ -13,6 +13,8 @@ export interface RedisIdempotencyStoreOptions {
   readonly password?: string;
   /** The URL names a seed node of a Redis Cluster. */
   readonly cluster?: boolean;
+  /** TLS settings as for the transport's `tls` option (PEM `ca`, `cert`, `key`; the key is a secret). */
+  readonly tls?: TlsSettings;
   readonly connectTimeoutMs?: number;
 }
 
@@ -41,9 +43,12 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
       throw new ConfigError(`RedisIdempotencyStore: expected a redis:// or rediss:// URL, got '${redactUrl(url)}'`);
     }
-    this.#secrets = [options.password ?? '', url.password ? decodeURIComponent(url.password) : '', url.password].filter(
-      Boolean,
-    );
+    this.#secrets = [
+      options.password ?? '',
+      url.password ? decodeURIComponent(url.password) : '',
+      url.password,
+      options.tls?.key ?? '',
+    ].filter(Boolean);
     this.#prefix = options.keyPrefix ?? 'busbar:idem:';
     this.#config = {
       url,
@@ -51,6 +56,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       cluster: options.cluster ?? false,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       connectionName: 'busbar-idempotency',
+      tls: options.tls,
     };
     this.#client = createClient(this.#config, false);
     this.#client.on('error', () => undefined); // surfaced (sanitized) by the failing calls

@@ -1,3 +1,4 @@
+import { tlsOptionsSchema } from '@busbar/core/transport';
 import { z } from 'zod';
 
 /**
@@ -45,6 +46,25 @@ export const redisOptions = z.object({
   clusterNodes: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port')).optional(),
   /** Redis password, when not in the URL (redacted everywhere). */
   password: z.string().optional(),
+  /**
+   * TLS: `true` for the system CAs, or PEM `ca` (the server's CA), `cert` and `key` (a client certificate, for a
+   * server with `tls-auth-clients yes`; the key is a secret). `rediss://` URLs use TLS with the system CAs when
+   * this is not set. With Sentinel, the sentinels are reached with the same settings.
+   */
+  tls: z.union([z.boolean(), tlsOptionsSchema]).optional(),
+  /** Sentinel user name, for sentinels with ACLs (`redis+sentinel://` URLs; the URL's user is the data nodes'). */
+  sentinelUsername: z.string().min(1).optional(),
+  /** Sentinel password (`requirepass` of the sentinels; secret). */
+  sentinelPassword: z.string().optional(),
+  /**
+   * After every publish, `WAIT <waitReplicas> <waitTimeoutMs>`: a publish resolves only once that many replicas
+   * have the entries, and rejects (retryable PublishError) when fewer confirmed in time. Redis replicates
+   * asynchronously: without it, a confirmed message can be lost when the primary dies before a replica has it.
+   * Default 0 (off). Not with a Redis Cluster.
+   */
+  waitReplicas: z.number().int().min(0).max(100).default(0),
+  /** How long a publish waits for `waitReplicas` replicas (WAIT's timeout). */
+  waitTimeoutMs: z.number().int().positive().max(60_000).default(1_000),
 });
 
 export type RedisOptions = z.output<typeof redisOptions>;

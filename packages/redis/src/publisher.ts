@@ -1,4 +1,4 @@
-import { ClosedError } from '@busbar/core';
+import { ClosedError, PublishError } from '@busbar/core';
 import { Coalescer, type OutgoingRecord, withTimeout } from '@busbar/core/transport';
 import type { RedisClient } from './client.js';
 import { pushEntryFields } from './codec.js';
@@ -13,6 +13,9 @@ export interface PublisherInit {
   readonly keyPrefix: string;
   readonly maxLen: number | undefined;
   readonly maxAgeMs: number | undefined;
+  /** Replicas that must have the entries before a publish resolves (WAIT); 0: the primary's reply is enough. */
+  readonly waitReplicas: number;
+  readonly waitTimeoutMs: number;
   readonly publishTimeoutMs: number;
   readonly secrets: readonly string[];
 }
@@ -66,6 +69,7 @@ export class Publisher {
     } else {
       written = Promise.all(records.map((record) => client.call('XADD', this.#xaddArgs(record, now))));
     }
+    if (this.#i.waitReplicas > 0) written = written.then(() => this.#replicated());
     try {
       await withTimeout(
         written,
@@ -75,6 +79,22 @@ export class Publisher {
     } catch (error) {
       const what = `Publishing ${records.length} message(s) to '${first.topic}'${oneTopic ? '' : ' and other topics'}`;
       throw toBusbarError(error, { what, op: 'publish', secrets: this.#i.secrets });
+    }
+  }
+
+  /**
+   * WAIT counts the replicas that acknowledged every write of this connection so far: sent after the XADDs (on
+   * the same connection), it covers them. Fewer than asked in time: the entries are on the primary but could be
+   * lost with it, so the publish fails (retryable) and the caller sends it again (a duplicate with the same id).
+   */
+  async #replicated(): Promise<void> {
+    const { client, waitReplicas, waitTimeoutMs } = this.#i;
+    const acked = Number(await client.call('WAIT', waitReplicas, waitTimeoutMs));
+    if (acked < waitReplicas) {
+      throw new PublishError(
+        `Only ${acked} of ${waitReplicas} replica(s) confirmed the write within ${waitTimeoutMs} ms (waitReplicas): it may be lost if the primary fails`,
+        { retryable: true },
+      );
     }
   }
 

@@ -52,6 +52,11 @@ export class Requester {
   readonly #i: RequesterInit;
   readonly #key: string;
   readonly #pending = new PendingReplies('Redis');
+
+  /** Replies that found no pending request (late ones), dropped. */
+  get lateReplies(): number {
+    return this.#pending.late;
+  }
   readonly #served = new Map<string, number>();
   #started: Promise<void> | undefined;
   #reader: RedisClient | undefined;

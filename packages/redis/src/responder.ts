@@ -110,7 +110,6 @@ export class Responder implements TransportSubscription, ReadMode {
     }
     const entry = decodeEntry(entryId, rest);
     const raw: RedisRequestEntry = { stream: this.#i.stream, entryId, replyTo, correlationId };
-    let answered = false;
     this.#unanswered++;
     this.#i.onRequest({
       id: entry.id,
@@ -120,15 +119,17 @@ export class Responder implements TransportSubscription, ReadMode {
       contentType: entry.contentType,
       timestamp: entry.timestamp,
       raw,
+      // Core replies once per request (SPI).
       reply: async (reply: ReplyRecord) => {
-        if (answered) return;
-        answered = true;
+        const sent = this.#send(raw, reply);
+        // Acked whatever the reply's fate (a request is never redelivered, see above), so the XACK need not
+        // wait for the XADD: it goes out in the same turn, with the other replies' XACKs (one round trip).
+        this.#ack(entryId);
         try {
-          await this.#send(raw, reply);
+          await sent;
         } finally {
           this.#unanswered--;
           this.#reader.wake();
-          this.#ack(entryId);
         }
       },
     });
@@ -155,11 +156,25 @@ export class Responder implements TransportSubscription, ReadMode {
     }
   }
 
+  /**
+   * Requests answered in this turn of the event loop: acked by one XACK with every id. A turn, not a microtask:
+   * the replies to one read's requests settle in different microtasks (each handler is its own promise chain),
+   * and one XACK per reply was a second command per request for Redis to run.
+   */
+  #acks: string[] = [];
+
   #ack(entryId: string): void {
-    this.#i.client.call('XACK', this.#i.stream, this.#i.group, entryId).catch((error: unknown) => {
-      this.#i.logger.debug(`XACK of a request on '${this.#i.topic}' failed`, {
+    this.#acks.push(entryId);
+    if (this.#acks.length === 1) setImmediate(() => this.#flushAcks());
+  }
+
+  #flushAcks(): void {
+    const ids = this.#acks;
+    this.#acks = [];
+    this.#i.client.call('XACK', this.#i.stream, this.#i.group, ...ids).catch((error: unknown) => {
+      this.#i.logger.debug(`XACK of ${ids.length} request(s) on '${this.#i.topic}' failed`, {
         error: toBusbarError(error, {
-          what: `Acking a request on '${this.#i.topic}'`,
+          what: `Acking requests on '${this.#i.topic}'`,
           op: 'consume',
           secrets: this.#i.secrets,
         }),

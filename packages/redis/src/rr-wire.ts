@@ -1,5 +1,5 @@
 import type { ReplyRecord } from '@busbar/core/transport';
-import { decodeEntry } from './codec.js';
+import { bodyArgument, decodeEntry } from './codec.js';
 import { CONTENT_TYPE_FIELD, headerField } from './fields.js';
 
 /**
@@ -42,7 +42,7 @@ export function splitRrFields(fields: Buffer[]): RrFields {
 
 /** XADD field arguments of a reply. */
 export function replyFields(correlationId: string, reply: ReplyRecord): (string | Buffer)[] {
-  const args: (string | Buffer)[] = [CORRELATION_FIELD, correlationId, 'body', Buffer.from(reply.body)];
+  const args: (string | Buffer)[] = [CORRELATION_FIELD, correlationId, 'body', bodyArgument(reply.body)];
   if (reply.contentType !== undefined && reply.contentType !== '') args.push(CONTENT_TYPE_FIELD, reply.contentType);
   for (const name in reply.headers) args.push(headerField(name), reply.headers[name] as string);
   return args;

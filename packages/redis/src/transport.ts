@@ -16,6 +16,7 @@ import {
 } from '@busbar/core/transport';
 import { type ClientConfig, connectClient, createClient, type RedisClient, subcommand } from './client.js';
 import { CLOSE_STEP_MS, CloseState } from './closing.js';
+import { clientConfig } from './config.js';
 import { type ConsumerContext, openConsumer } from './consumer.js';
 import { isReplyError, toBusbarError } from './errors.js';
 import { CE_PREFIX } from './fields.js';
@@ -47,6 +48,8 @@ export class RedisTransport implements Transport {
   readonly #requester: Requester;
   readonly #ctx: TransportContext<RedisOptions>;
   readonly #config: ClientConfig;
+  /** The bus's secrets and the TLS client key. */
+  readonly #secrets: readonly string[];
   readonly #client: RedisClient;
   readonly #publisher: Publisher;
   readonly #consumers: ConsumerContext;
@@ -60,14 +63,9 @@ export class RedisTransport implements Transport {
     if (o.maxLen !== undefined && o.maxAgeMs !== undefined) {
       throw new ConfigError('Invalid connect options: maxLen, maxAgeMs: choose one trimming strategy, not both');
     }
-    this.#config = {
-      url: ctx.url,
-      password: o.password,
-      cluster: o.cluster,
-      clusterNodes: o.clusterNodes,
-      connectTimeoutMs: ctx.bus.connectTimeoutMs,
-      connectionName: ctx.bus.name.replace(/\s/g, '_'),
-    };
+    const { config, secrets } = clientConfig(ctx);
+    this.#config = config;
+    this.#secrets = secrets;
     const consumerBase = o.consumerName ?? `${ctx.bus.name}-${randomBytes(4).toString('hex')}`;
     let consumers = 0;
     this.#client = createClient(this.#config, false);
@@ -77,14 +75,17 @@ export class RedisTransport implements Transport {
       keyPrefix: o.keyPrefix,
       maxLen: o.maxLen,
       maxAgeMs: o.maxAgeMs,
+      waitReplicas: o.waitReplicas,
+      waitTimeoutMs: o.waitTimeoutMs,
       publishTimeoutMs: ctx.bus.publishTimeoutMs,
-      secrets: ctx.secrets,
+      secrets: this.#secrets,
     });
     this.#consumers = {
       ctx,
       config: this.#config,
       client: this.#client,
       closing: this.#closing,
+      secrets: this.#secrets,
       nextConsumer: () => `${consumerBase}-${++consumers}`,
     };
     this.#requester = new Requester({
@@ -94,11 +95,12 @@ export class RedisTransport implements Transport {
       blockMs: o.blockMs,
       opTimeoutMs: ctx.bus.publishTimeoutMs,
       closing: this.#closing,
-      secrets: ctx.secrets,
+      secrets: this.#secrets,
       logger: ctx.logger,
     });
     this.requestReply = {
       request: (record, options) => this.#requester.request(record, options),
+      lateReplies: () => this.#requester.lateReplies,
       respond: (spec, callbacks) => this.#respond(spec, callbacks),
     };
   }
@@ -121,14 +123,14 @@ export class RedisTransport implements Transport {
       const error =
         last === undefined
           ? undefined
-          : toBusbarError(last, { what: 'Redis connection lost', op: 'connect', secrets: this.#ctx.secrets });
+          : toBusbarError(last, { what: 'Redis connection lost', op: 'connect', secrets: this.#secrets });
       this.#ctx.reportState(CONNECTION, 'reconnecting', error);
     });
   }
 
   async connect(): Promise<void> {
     this.#ctx.reportState(CONNECTION, 'connecting');
-    await connectClient(this.#client, this.#config, this.#ctx.secrets);
+    await connectClient(this.#client, this.#config, this.#secrets);
     // A Cluster resolves connect() before it emits 'ready'.
     this.#ctx.reportState(CONNECTION, 'up');
   }
@@ -142,7 +144,7 @@ export class RedisTransport implements Transport {
       return await groupLag(this.#client, topicKeys(this.#ctx.options.keyPrefix, topic, group), group);
     } catch (error) {
       const what = `Reading the lag of '${group}' on '${topic}'`;
-      throw toBusbarError(error, { what, op: 'consume', secrets: this.#ctx.secrets });
+      throw toBusbarError(error, { what, op: 'consume', secrets: this.#secrets });
     }
   }
 
@@ -153,7 +155,7 @@ export class RedisTransport implements Transport {
     } catch (error) {
       if (!isReplyError(error, 'BUSYGROUP')) {
         const what = `Creating group '${group}' on '${topic}'`;
-        throw toBusbarError(error, { what, op: 'declare', secrets: this.#ctx.secrets });
+        throw toBusbarError(error, { what, op: 'declare', secrets: this.#secrets });
       }
     }
   }
@@ -203,17 +205,17 @@ export class RedisTransport implements Transport {
       blockMs: o.blockMs,
       opTimeoutMs: this.#ctx.bus.publishTimeoutMs,
       closing: this.#closing,
-      secrets: this.#ctx.secrets,
+      secrets: this.#secrets,
       logger: this.#ctx.logger,
       ...callbacks,
     });
     try {
-      await connectClient(reader, this.#config, this.#ctx.secrets);
+      await connectClient(reader, this.#config, this.#secrets);
       await responder.start();
     } catch (error) {
       reader.disconnect();
       const what = `Serving requests on '${spec.topic}'`;
-      throw toBusbarError(error, { what, op: 'consume', secrets: this.#ctx.secrets });
+      throw toBusbarError(error, { what, op: 'consume', secrets: this.#secrets });
     }
     return this.#track(responder);
   }

@@ -13,6 +13,7 @@ const CANARY = 'busbar-canary-secret';
 describe.runIf(ok)('redis', () => {
   describeConformance('redis', {
     connect: (overrides) => connect({ url: brokerUrls.redis, driver, logger: silentLogger, ...overrides }),
+    proxyableUrl: brokerUrls.redis,
     capabilities: {
       durableGroups: true,
       ordering: true,

@@ -74,14 +74,26 @@ export function uniqueName(prefix = 't'): string {
   return `${prefix}-${process.pid.toString(36)}${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}-${counter}`;
 }
 
-/** A TCP port on the loopback interface that nothing listens on right now (for a private broker or proxy). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
+/** Ports this process was given already: the OS may hand a just-released port out again at once. */
+const given = new Set<number>();
+
+/**
+ * A TCP port on the loopback interface that nothing listens on right now (for a private broker or proxy), never
+ * one this process got before: callers take several in a row before starting anything on them.
+ */
+export async function freePort(): Promise<number> {
+  for (let tries = 0; ; tries++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = net.createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as net.AddressInfo;
+        server.close(() => resolve(port));
+      });
     });
-  });
+    if (!given.has(port) || tries >= 50) {
+      given.add(port);
+      return port;
+    }
+  }
 }

@@ -2,11 +2,12 @@ import { z } from 'zod';
 import { recordBytes } from '../dead-letter.js';
 import { ClosedError, PayloadTooLargeError, PublishError } from '../errors.js';
 import { MAX_TIMER_MS } from '../options.js';
+import { SettleOnce } from '../transport/delivery.js';
 import type {
   Capabilities,
-  Delivery,
   LagInfo,
   OutgoingRecord,
+  RetryRequest,
   SubscribeCallbacks,
   SubscribeSpec,
   Transport,
@@ -85,7 +86,7 @@ class MemoryTransport implements Transport {
           from.enqueue(entry, true);
           return;
         }
-        callbacks.onDelivery(this.#delivery(entry, from, consumer));
+        callbacks.onDelivery(new MemoryDelivery(entry, from, consumer));
       },
     };
     queue.addConsumer(consumer);
@@ -100,45 +101,44 @@ class MemoryTransport implements Transport {
     };
   }
 
-  #delivery(entry: MemoryEntry, queue: MemoryQueue, consumer: MemoryConsumer): Delivery {
-    let settled = false;
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      consumer.unacked--;
-      queue.schedule();
-      return true;
-    };
-    const { record } = entry;
-    return {
-      id: record.id,
-      topic: record.topic,
-      key: record.key,
-      headers: entry.headers,
-      body: record.body,
-      timestamp: record.timestamp,
-      contentType: record.contentType,
-      attempt: entry.attempt,
-      raw: entry,
-      ack: async () => {
-        settle();
-      },
-      retry: async ({ delayMs, attempt, headers }) => {
-        if (!settle()) return;
-        // Unref'd: an in-process broker's pending retries must not keep a finished process alive.
-        setTimeout(() => queue.enqueue({ record, headers, attempt }), Math.min(delayMs, MAX_TIMER_MS)).unref();
-      },
-      release: async () => {
-        if (!settle()) return;
-        queue.enqueue({ record, headers: entry.headers, attempt: entry.attempt + 1 }, true);
-      },
-    };
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
     this.requestReply.close();
     this.#context.reportState('memory', 'down');
+  }
+}
+
+/** A queue entry handed to core; settling it frees a prefetch slot on its consumer. */
+class MemoryDelivery extends SettleOnce<MemoryEntry> {
+  readonly #queue: MemoryQueue;
+  readonly #consumer: MemoryConsumer;
+
+  constructor(entry: MemoryEntry, queue: MemoryQueue, consumer: MemoryConsumer) {
+    const { record } = entry;
+    super({ ...record, headers: entry.headers, attempt: entry.attempt }, entry);
+    this.#queue = queue;
+    this.#consumer = consumer;
+  }
+
+  protected override settled(): void {
+    this.#consumer.unacked--;
+    this.#queue.schedule();
+  }
+
+  protected ackNative(): undefined {
+    return undefined;
+  }
+
+  protected async retryNative({ delayMs, attempt, headers }: RetryRequest): Promise<void> {
+    const { record } = this.raw;
+    // Unref'd: an in-process broker's pending retries must not keep a finished process alive.
+    setTimeout(() => this.#queue.enqueue({ record, headers, attempt }), Math.min(delayMs, MAX_TIMER_MS)).unref();
+  }
+
+  protected releaseNative(): undefined {
+    const { record } = this.raw;
+    this.#queue.enqueue({ record, headers: this.raw.headers, attempt: this.raw.attempt + 1 }, true);
+    return undefined;
   }
 }
 

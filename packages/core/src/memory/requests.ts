@@ -1,5 +1,6 @@
-import { AbortedError, ClosedError, NoRespondersError, TimeoutError } from '../errors.js';
+import { NoRespondersError } from '../errors.js';
 import { topicMatches } from '../names.js';
+import { PendingReplies } from '../transport/replies.js';
 import type {
   IncomingRequest,
   OutgoingRecord,
@@ -47,8 +48,10 @@ export class MemoryResponders {
 /** Request/reply on the memory transport: the reference for what drivers do with their broker's mechanism. */
 export class MemoryRequestReply implements RequestReply {
   readonly #responders: MemoryResponders;
-  readonly #pending = new Set<(error: Error) => void>();
+  // Keyed by a sequence, not the request id: two callers may send the same id (a retry of a timed-out request).
+  readonly #pending = new PendingReplies('memory');
   readonly #own = new Set<() => void>();
+  #next = 0;
 
   constructor(responders: MemoryResponders) {
     this.#responders = responders;
@@ -57,26 +60,8 @@ export class MemoryRequestReply implements RequestReply {
   request(record: OutgoingRecord, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReplyRecord> {
     const targets = this.#responders.route(record.topic);
     if (targets.length === 0) return Promise.reject(new NoRespondersError(record.topic));
-    return new Promise<ReplyRecord>((resolve, reject) => {
-      let settled = false;
-      const finish = (outcome: () => void) => {
-        if (settled) return false;
-        settled = true;
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        this.#pending.delete(fail);
-        outcome();
-        return true;
-      };
-      const fail = (error: Error) => void finish(() => reject(error));
-      const onAbort = () =>
-        fail(new AbortedError(`Request on '${record.topic}' aborted`, { cause: options.signal?.reason }));
-      const timer = setTimeout(
-        () => fail(new TimeoutError(`No reply on '${record.topic}' within ${options.timeoutMs} ms`)),
-        options.timeoutMs,
-      );
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.add(fail);
+    const correlation = String(this.#next++);
+    return this.#pending.open(correlation, record.topic, options, undefined, () => {
       for (const target of targets) {
         target.serve({
           id: record.id,
@@ -87,10 +72,14 @@ export class MemoryRequestReply implements RequestReply {
           timestamp: record.timestamp,
           raw: record,
           // The first reply wins; a late one is dropped, as on a broker's reply inbox.
-          reply: async (reply) => void finish(() => resolve(reply)),
+          reply: async (reply) => void this.#pending.resolve(correlation, reply),
         });
       }
     });
+  }
+
+  lateReplies(): number {
+    return this.#pending.late;
   }
 
   async respond(
@@ -109,7 +98,7 @@ export class MemoryRequestReply implements RequestReply {
   }
 
   close(): void {
-    for (const fail of [...this.#pending]) fail(new ClosedError('The memory transport closed'));
+    this.#pending.close();
     for (const stop of [...this.#own]) stop();
   }
 }

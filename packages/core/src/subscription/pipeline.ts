@@ -134,14 +134,35 @@ export class Pipeline<T> {
       else settle.ack(d, 'acked', Date.now() - started);
       return undefined;
     }
-    return this.#bounded(rec, result).then(
-      (value) => {
-        if (rec.abandoned) return;
-        if (value === HOLD) failures.park(d);
-        else settle.ack(d, 'acked', Date.now() - started);
-      },
-      (error: unknown) => (rec.abandoned ? undefined : failures.fail(rec, error, Date.now() - started)),
-    );
+    // One promise and one `then` per async message; the sweeper's `rec.fail` settles it early on a timeout.
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      const failed = (error: unknown) => {
+        if (done) return;
+        done = true;
+        rec.fail = undefined;
+        if (rec.abandoned) return resolve();
+        try {
+          resolve(failures.fail(rec, error, Date.now() - started));
+        } catch (e) {
+          reject(e);
+        }
+      };
+      rec.fail = failed;
+      result.then((value) => {
+        if (done) return;
+        done = true;
+        rec.fail = undefined;
+        if (rec.abandoned) return resolve();
+        try {
+          if (value === HOLD) failures.park(d);
+          else settle.ack(d, 'acked', Date.now() - started);
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      }, failed);
+    });
   }
 
   /** The handler behind the idempotency store: claim, run, complete (or release on failure). */

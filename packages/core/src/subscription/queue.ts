@@ -10,8 +10,9 @@ export class KeyedQueue {
   readonly #busy = new Set<string>();
   readonly #perKey: boolean;
 
-  constructor(concurrency: number) {
-    this.#perKey = concurrency > 1;
+  /** `perKey`: hold a message while another of its key runs (with concurrency 1 it never could). */
+  constructor(perKey: boolean) {
+    this.#perKey = perKey;
   }
 
   get length(): number {

@@ -67,8 +67,10 @@ const SOCKET_CODES = new Set([
 ]);
 
 // OpenSSL's verify errors as Node reports them, and Node's own hostname check.
+// ERR_OSSL_*: OpenSSL refused the client's own TLS settings (a wrong key passphrase, a malformed key) while
+// building the context: the same settings fail again, so it is a TLS error, not a connection to retry.
 const TLS_CODE =
-  /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|ERR_TLS_|ERR_SSL_|HOSTNAME_MISMATCH)/;
+  /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|ERR_TLS_|ERR_SSL_|ERR_OSSL_|HOSTNAME_MISMATCH)/;
 
 /** The first `code` along the cause chain (a driver often wraps the socket's error). */
 function codeOf(error: unknown): string | undefined {

@@ -19,6 +19,8 @@ export {
 } from '../names.js';
 export { MAX_TIMER_MS } from '../options.js';
 export { redactText, redactUrl, safeDecode, sanitizeError } from '../redact.js';
+export type { DeliveryFields, SettleAction } from './delivery.js';
+export { SettleOnce } from './delivery.js';
 export { Deque } from './deque.js';
 export type {
   NativeErrorClass,
@@ -58,5 +60,7 @@ export type {
   TransportSubscription,
 } from './spi.js';
 export { defineDriver, isDriver } from './spi.js';
+export type { ResolvedTlsOptions, TlsOptions } from './tls.js';
+export { TLS_SECRET_OPTIONS, tlsOptionsSchema } from './tls.js';
 export type { Deferred } from './util.js';
 export { abortable, Coalescer, deferred, keepsOwnTimestamp, withTimeout } from './util.js';

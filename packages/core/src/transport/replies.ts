@@ -17,6 +17,7 @@ export class PendingReplies<M = undefined> {
   readonly #transport: string;
   readonly #entries = new Map<string, Entry<M>>();
   #closed = false;
+  #late = 0;
 
   /** `transport` names the driver in errors: `The Kafka transport is closed`. */
   constructor(transport: string) {
@@ -29,6 +30,11 @@ export class PendingReplies<M = undefined> {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Replies that found nobody waiting (late after a timeout or abort, or not ours), since the table was made. */
+  get late(): number {
+    return this.#late;
   }
 
   /**
@@ -88,9 +94,17 @@ export class PendingReplies<M = undefined> {
   /** Hands `reply` to request `id`; false when nobody waits for it (a late or a foreign reply). */
   resolve(id: string, reply: ReplyRecord): boolean {
     const entry = this.#entries.get(id);
-    if (entry === undefined) return false;
+    if (entry === undefined) {
+      this.#late++;
+      return false;
+    }
     entry.resolve(reply);
     return true;
+  }
+
+  /** Counts a reply the driver recognised as for no pending request without calling `resolve` (see `late`). */
+  dropLate(): void {
+    this.#late++;
   }
 
   /** Fails request `id`; false when it was settled already. */

@@ -166,7 +166,7 @@ export interface IncomingRequest {
   readonly contentType: string | undefined;
   readonly timestamp: number;
   readonly raw: unknown;
-  /** Sends the reply to the requester by the broker's native mechanism. */
+  /** Sends the reply to the requester by the broker's native mechanism. Core calls it exactly once per request. */
   reply(reply: ReplyRecord): Promise<void>;
 }
 
@@ -191,6 +191,11 @@ export interface RequestReply {
     record: OutgoingRecord,
     options: { readonly timeoutMs: number; readonly signal?: AbortSignal },
   ): Promise<ReplyRecord>;
+  /**
+   * Replies that came when no request waited for them any more (late after a timeout or abort), dropped: the
+   * `late` count of the driver's PendingReplies. Optional; core reports it in its request diagnostics.
+   */
+  lateReplies?(): number;
   /** Serves requests on `spec.topic`: `onRequest` for each; resolves once requests published afterwards arrive. */
   respond(
     spec: RespondSpec,
@@ -272,7 +277,7 @@ export interface Driver<Schema extends z.ZodObject = z.ZodObject> {
   readonly schemes: readonly string[];
   /** Driver options; merged with core's bus options into one strict schema for `connect({ url, ... })`. */
   readonly options: Schema;
-  /** Option names whose values are secrets (redacted everywhere). */
+  /** Options whose values are secrets (redacted everywhere): names, or dotted paths into objects (`tls.key`). */
   readonly secretOptions?: readonly string[];
   create(context: TransportContext<z.output<Schema>>): Transport;
   readonly [DRIVER]: true;

@@ -1,10 +1,13 @@
 import { AbortedError, TimeoutError } from '../errors.js';
 
-/** Rejects with a `TimeoutError` (retryable, outcome unknown) when `promise` has not settled within `ms`. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  if (!Number.isFinite(ms) || ms <= 0) return promise;
+/**
+ * Rejects when `promise` has not settled within `ms`: with a `TimeoutError` (retryable, outcome unknown) saying
+ * `message`, or with what `message` returns when it is a function (called once, at the timeout).
+ */
+export function withTimeout<T>(promise: PromiseLike<T>, ms: number, message: string | (() => Error)): Promise<T> {
+  if (!Number.isFinite(ms) || ms <= 0) return Promise.resolve(promise);
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TimeoutError(message)), ms);
+    const timer = setTimeout(() => reject(typeof message === 'string' ? new TimeoutError(message) : message()), ms);
     promise.then(
       (value) => {
         clearTimeout(timer);

@@ -31,7 +31,12 @@ describe('nativeError', () => {
   });
 
   it('maps TLS verification failures to a ConnectionError that is not retryable', () => {
-    for (const code of ['CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'ERR_TLS_CERT_ALTNAME_INVALID']) {
+    for (const code of [
+      'CERT_HAS_EXPIRED',
+      'DEPTH_ZERO_SELF_SIGNED_CERT',
+      'ERR_TLS_CERT_ALTNAME_INVALID',
+      'ERR_OSSL_BAD_DECRYPT',
+    ]) {
       const error = nativeError(socketError(code), ctx('connect'));
       expect(error.code).toBe('BUSBAR_CONNECTION');
       expect(error.retryable).toBe(false);

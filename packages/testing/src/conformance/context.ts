@@ -7,6 +7,9 @@ import { sleep, waitFor } from '../wait.js';
 export interface BusOverrides {
   closeTimeoutMs?: number;
   maxPayloadBytes?: number;
+  connectTimeoutMs?: number;
+  /** Another address of the same broker (a fault proxy in front of it). */
+  url?: string;
 }
 
 /** The sections of the suite, in the order they run; `sections` in the options picks some of them. */
@@ -20,6 +23,7 @@ export const SECTIONS = [
   'conventions',
   'delayed publish',
   'middleware',
+  'batch handlers',
   'request/reply',
   'durable groups',
   'bad input',
@@ -47,6 +51,12 @@ export interface ConformanceOptions {
    * broker takes writes again.
    */
   refuseWrites: (topic: string) => Promise<() => Promise<void>>;
+  /**
+   * The broker's URL, for transports a TCP proxy can stand in front of (not Kafka: its metadata sends clients to
+   * the advertised address). The credentials section then connects through a proxy that accepts TCP and never
+   * answers, as a broker at its file-descriptor limit or a half-dead network does.
+   */
+  proxyableUrl?: string;
   /** How many random publishes the fuzz test makes. Default 100. */
   fuzzRuns?: number;
   /**

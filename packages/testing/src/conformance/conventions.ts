@@ -69,5 +69,6 @@ export function conventionTests(s: Suite): void {
     await other.subscribe(topic, rest.handler as (m: Message<number>) => Promise<void>, { group });
     await s.waitFor(() => new Set(rest.messages.map((m) => m.payload)).size >= 7, 30_000, 'the released rest');
     expect([...new Set(rest.messages.map((m) => m.payload))].sort((a, b) => a - b)).toEqual([3, 4, 5, 6, 7, 8, 9]);
-  });
+    // Two group joins and a hand-over (a Kafka rebalance each): its waits, not vitest's default 30 s, bound it.
+  }, 90_000);
 }

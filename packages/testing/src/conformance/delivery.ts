@@ -62,6 +62,26 @@ export function deliveryTests(s: Suite): void {
     expect(new Set(got.messages.map((m) => m.payload.n)).size).toBe(200);
   });
 
+  it('members of a new group that subscribe at the same moment all start, round after round', async () => {
+    // RabbitMQ 3.10 can crash the channel (and close the connection) of a basic.consume on a quorum queue another
+    // connection declared a moment before: the subscribe failed with 'Channel ended' (packages/rabbitmq README).
+    const members = await Promise.all([s.bus(), s.bus(), s.bus()]);
+    const publisher = await s.bus();
+    for (let round = 0; round < 8; round++) {
+      const group = s.group();
+      const topic = s.topic('together');
+      const got: string[] = [];
+      const subs = await Promise.all(
+        members.map((bus) => bus.subscribe(topic, async (m) => void got.push(m.id), { group })),
+      );
+      await s.settle();
+      const id = await publisher.publish(topic, { round });
+      await s.waitFor(() => got.includes(id), 10_000, `round ${round}'s message`);
+      await Promise.all(subs.map((sub) => sub.close()));
+      expect(got).toEqual([id]);
+    }
+  });
+
   it('50 concurrent publishers x 100 messages to 3 members of one group: nothing lost', async () => {
     const group = s.group();
     const topic = s.topic('load');

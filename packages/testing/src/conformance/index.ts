@@ -1,5 +1,6 @@
 import { describe } from 'vitest';
 import { badInputTests } from './bad-input.js';
+import { batchTests } from './batch.js';
 import { capabilityTests } from './capabilities.js';
 import { type ConformanceOptions, type ConformanceSection, SECTIONS, Suite } from './context.js';
 import { conventionTests } from './conventions.js';
@@ -7,7 +8,7 @@ import { delayTests } from './delay.js';
 import { deliveryTests, orderingTests, wildcardTests } from './delivery.js';
 import { failureTests } from './failures.js';
 import { fuzzTests } from './fuzz.js';
-import { credentialTests, durableTests, lifecycleTests } from './lifecycle.js';
+import { credentialTests, durableTests, lifecycleTests, silentBrokerTests } from './lifecycle.js';
 import { middlewareTests } from './middleware.js';
 import { requestReplyTests } from './request-reply.js';
 
@@ -48,6 +49,7 @@ export function describeConformance(name: string, options: ConformanceOptions): 
     if (run('conventions')) describe('conventions', () => conventionTests(suite));
     if (run('delayed publish')) describe('delayed publish', () => delayTests(suite));
     if (run('middleware')) describe('middleware', () => middlewareTests(suite));
+    if (run('batch handlers')) describe('batch handlers', () => batchTests(suite));
     if (run('request/reply') && caps.requestReply) describe('request/reply', () => requestReplyTests(suite));
     if (run('durable groups') && caps.durableGroups) describe('durable groups', () => durableTests(suite));
     if (run('bad input')) {
@@ -56,8 +58,9 @@ export function describeConformance(name: string, options: ConformanceOptions): 
         fuzzTests(suite, options.fuzzRuns ?? 100);
       });
     }
-    const badCredentialsUrl = options.badCredentialsUrl;
+    const { badCredentialsUrl, proxyableUrl } = options;
     if (run('credentials') && badCredentialsUrl)
       describe('credentials', () => credentialTests(suite, badCredentialsUrl));
+    if (run('credentials') && proxyableUrl) describe('connect', () => silentBrokerTests(suite, proxyableUrl));
   });
 }

@@ -1,6 +1,7 @@
 import { inspect } from 'node:util';
-import { BusbarError, defineTopic } from '@busbar/core';
+import { BusbarError, defineTopic, type Subscription } from '@busbar/core';
 import { expect, it } from 'vitest';
+import { createFaultProxy } from '../fault-proxy.js';
 import { sleep } from '../wait.js';
 import { CANARY, recorder, type Suite, uniqueIds } from './context.js';
 
@@ -18,6 +19,44 @@ export function lifecycleTests(s: Suite): void {
       BusbarError.is(e, 'BUSBAR_CLOSED'),
     );
     expect(bus.health().status).toBe('down');
+  });
+
+  it('a group member closed while its prefetched messages still arrive gives them back: the next member gets them soon', async () => {
+    // A member closed mid-batch must hand back what it holds and what is still on its way to it, not leave it
+    // to the broker's redelivery timeout (NATS: a nak'd message went back to the closing member's pull request).
+    const group = s.group();
+    const topic = s.topic('handback');
+    const first = await s.bus();
+    const handled = new Set<string>();
+    let sub: Subscription | undefined;
+    let closing: Promise<void> | undefined;
+    sub = await first.subscribe(
+      topic,
+      async (m) => {
+        handled.add(m.id);
+        if (closing === undefined && sub !== undefined) {
+          closing = sub.close();
+          // The rest of the batch piles up in the socket while this handler holds the event loop.
+          const until = Date.now() + 300;
+          while (Date.now() < until) {
+            // busy
+          }
+        }
+      },
+      { group, prefetch: 500, concurrency: 1 },
+    );
+    await s.settle();
+    const publisher = await s.bus();
+    const ids = await Promise.all(Array.from({ length: 200 }, (_, n) => publisher.publish(topic, { n })));
+    await s.waitFor(() => closing !== undefined, 20_000, 'the first member to take a message');
+    await closing;
+    const seen = new Set(handled);
+    const next = await (await s.bus()).subscribe(topic, async (m) => void seen.add(m.id), { group });
+    await s
+      .waitFor(() => ids.every((id) => seen.has(id)), 6_000, 'every message through the next member')
+      .catch(() => undefined);
+    expect(ids.filter((id) => !seen.has(id))).toEqual([]);
+    await next.close();
   });
 
   it('reports healthy connections', async () => {
@@ -230,5 +269,31 @@ export function credentialTests(_s: Suite, url: string): void {
       ...logged,
     ].join('\n');
     expect(seen).not.toContain(CANARY);
+  });
+}
+
+export function silentBrokerTests(s: Suite, url: string): void {
+  it('a broker that accepts TCP and never answers fails connect typed and retryable within connectTimeoutMs; the next connect works', async () => {
+    const target = new URL(url.split(',')[0] as string);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port) } });
+    try {
+      proxy.blackhole(true);
+      const started = Date.now();
+      const error = await s.bus({ url: proxy.url(url), connectTimeoutMs: 1_000 }).catch((e: unknown) => e);
+      expect(Date.now() - started).toBeLessThan(6_000);
+      expect(BusbarError.is(error)).toBe(true);
+      expect((error as BusbarError).retryable).toBe(true);
+      // The broker answers again: a new bus through the same address connects and works.
+      proxy.blackhole(false);
+      const bus = await s.bus({ url: proxy.url(url) });
+      const topic = s.topic('silent');
+      const got = recorder<string>();
+      await bus.subscribe(topic, got.handler, { group: s.group() });
+      await s.settle();
+      await bus.publish(topic, 'answered');
+      await s.waitFor(() => got.messages.length === 1, 10_000, 'the message after the silent broker');
+    } finally {
+      proxy.close();
+    }
   });
 }

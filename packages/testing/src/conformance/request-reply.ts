@@ -68,6 +68,20 @@ export function requestReplyTests(s: Suite): void {
     expect((invalid as RemoteError).remoteCode).toBe('BUSBAR_VALIDATION');
   });
 
+  it('a reply over maxPayloadBytes reaches the caller as a RemoteError, and the responder answers the next one', async () => {
+    // Sent as it was, a reply over the broker's limit closes the responder's channel or connection (RabbitMQ,
+    // MQTT) or is refused by the client, and the caller only learns of it at its timeout.
+    const bus = await s.bus();
+    const responderBus = await s.bus({ maxPayloadBytes: 2_000 });
+    const name = s.topic('rr-big');
+    await responderBus.respond(name, (m: { payload: number }) => 'x'.repeat(m.payload));
+    await s.settle();
+    const big = await bus.request(name, 5_000, { timeoutMs: s.ms(5_000) }).catch((e: unknown) => e);
+    expect(BusbarError.is(big, 'BUSBAR_REMOTE')).toBe(true);
+    expect((big as RemoteError).remoteCode).toBe('BUSBAR_PAYLOAD_TOO_LARGE');
+    expect(await bus.request(name, 10, { timeoutMs: s.ms(5_000) })).toBe('x'.repeat(10));
+  });
+
   it('times out typed (not retryable), aborts on a signal, and fails fast or times out with no responder', async () => {
     const bus = await s.bus();
     const slow = s.topic('rr-slow');
@@ -88,6 +102,9 @@ export function requestReplyTests(s: Suite): void {
     controller.abort();
     expect(BusbarError.is(await aborted, 'BUSBAR_ABORTED')).toBe(true);
     await s.waitFor(() => late >= 2, 5_000, 'the late replies (dropped)');
+    // Dropped and counted, never handed to anyone: nothing waits for them any more.
+    await s.waitFor(() => diagnostics(bus).lateReplies >= 2, s.ms(5_000), 'the late replies counted');
+    expect(diagnostics(bus).pendingRequests).toBe(0);
     const nobody = await bus.request(s.topic('rr-none'), 1, { timeoutMs: 500 }).catch((e: unknown) => e);
     expect(BusbarError.is(nobody, 'BUSBAR_NO_RESPONDERS') || BusbarError.is(nobody, 'BUSBAR_TIMEOUT')).toBe(true);
     // The bus still works.
@@ -187,6 +204,7 @@ interface Diagnostics {
   readonly pendingRequests: number;
   readonly servingRequests: number;
   readonly responders: number;
+  readonly lateReplies: number;
 }
 
 /** The bus's internal counters (not public API): core exposes them under a registry symbol for this suite. */

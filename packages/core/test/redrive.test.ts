@@ -1,0 +1,59 @@
+import diagnostics from 'node:diagnostics_channel';
+import { connect, PermanentError, type SettledEvent, silentLogger } from '@busbar/core';
+import { uniqueName, waitFor } from '@busbar/testing';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+describe('redrive', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('re-drives dead letters written in the same millisecond as the walk starts', async () => {
+    // A loaded machine runs the last dead-lettering and the caller's redrive in one event-loop turn, within one
+    // millisecond; such a dead letter is older than the walk, not "dead again since it began".
+    const bus = await connect({ url: `memory://${uniqueName('rd')}`, logger: silentLogger });
+    const topic = 'orders.placed';
+    let broken = true;
+    const handled: number[] = [];
+    let dead = 0;
+    const onSettled = (event: unknown) => {
+      if ((event as SettledEvent).outcome === 'dead-lettered') dead++;
+    };
+    diagnostics.subscribe('busbar:settled', onSettled);
+    try {
+      await bus.subscribe<number>(
+        topic,
+        async (m) => {
+          if (broken) throw new PermanentError('down');
+          handled.push(m.payload);
+        },
+        { group: 'g' },
+      );
+      // The clock stands still (only Date is faked; timers run): every dead letter is stamped with the
+      // millisecond the walk starts in.
+      vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+      await bus.publishBatch(
+        topic,
+        [1, 2, 3].map((payload) => ({ payload })),
+      );
+      await waitFor(() => dead >= 3, 5_000, 'three dead letters');
+      broken = false;
+      let moved = 0;
+      const redriven = bus.redrive(topic, 'g', { idleMs: 200, onProgress: (n) => (moved = n) });
+      // Let the clock move on (a walk may wait for the next millisecond), then again past idleMs to end it.
+      const ticking = setInterval(() => vi.setSystemTime(Date.now() + 1), 5);
+      try {
+        expect(await redriven).toBe(3);
+      } finally {
+        clearInterval(ticking);
+      }
+      expect(moved).toBe(3);
+      await waitFor(() => handled.length >= 3, 5_000, 'the re-driven messages');
+      expect(handled.sort()).toEqual([1, 2, 3]);
+    } finally {
+      diagnostics.unsubscribe('busbar:settled', onSettled);
+      vi.useRealTimers();
+      await bus.close();
+    }
+  });
+});

@@ -1,0 +1,122 @@
+import { BusbarError, ConnectionError } from '@busbar/core';
+import type { RetryRequest } from '@busbar/core/transport';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { describe, expect, it } from 'vitest';
+import { ChannelAcks } from '../src/acks.js';
+import type { Incoming } from '../src/codec.js';
+import { RabbitDelivery, type RetrySink } from '../src/delivery.js';
+
+/** A channel that records acks and nacks (by delivery tag) and can be made to throw. */
+function fakeChannel() {
+  const calls: string[] = [];
+  let failing = false;
+  const channel = {
+    ack: (m: ConsumeMessage, multiple: boolean) => {
+      if (failing) throw new Error('Channel closed');
+      calls.push(`ack ${m.fields.deliveryTag}${multiple ? ' multiple' : ''}`);
+    },
+    nack: (m: ConsumeMessage, _multiple: boolean, requeue: boolean) => {
+      if (failing) throw new Error('Channel closed');
+      calls.push(`nack ${m.fields.deliveryTag} ${requeue}`);
+    },
+  } as unknown as Channel;
+  return { channel, calls, fail: () => (failing = true) };
+}
+
+const incoming: Incoming = {
+  id: 'id-1',
+  topic: 'orders',
+  key: undefined,
+  headers: {},
+  timestamp: 0,
+  attempt: 1,
+  contentType: undefined,
+  idGenerated: false,
+  body: new Uint8Array(),
+};
+const request: RetryRequest = { delayMs: 10, attempt: 2, headers: {} };
+
+function delivery(acks: ChannelAcks, tag: number, sink: RetrySink): RabbitDelivery {
+  acks.delivered(tag);
+  const message = { fields: { deliveryTag: tag }, properties: {}, content: Buffer.alloc(0) } as ConsumeMessage;
+  return new RabbitDelivery(message, incoming, acks, sink, 'orders.g');
+}
+
+const okSink: RetrySink = { retryTo: async () => undefined };
+
+describe('RabbitDelivery (SettleOnce)', () => {
+  it('settles once: a second ack, a release after an ack and a retry after a release do nothing', async () => {
+    const { channel, calls } = fakeChannel();
+    const acks = new ChannelAcks(channel);
+    const one = delivery(acks, 1, okSink);
+    await Promise.all([one.ack(), one.ack()]);
+    await one.release();
+    await one.retry(request);
+    const two = delivery(acks, 2, okSink);
+    await two.release();
+    await two.ack();
+    await two.retry(request);
+    expect(calls).toEqual(['ack 1 multiple', 'nack 2 true']);
+    expect(one.isSettled && two.isSettled).toBe(true);
+  });
+
+  it('retry writes the copy, then acks the original', async () => {
+    const { channel, calls } = fakeChannel();
+    const acks = new ChannelAcks(channel);
+    const seen: string[] = [];
+    const d = delivery(acks, 7, {
+      retryTo: async (queue, got, req) => {
+        seen.push(`${queue} ${got.id} ${req.attempt}`);
+        expect(calls).toEqual([]);
+      },
+    });
+    await d.retry(request);
+    await d.retry(request);
+    expect(seen).toEqual(['orders.g id-1 2']);
+    expect(calls).toEqual(['ack 7 multiple']);
+  });
+
+  it('a failed retry copy leaves it open (typed error), so core can still release it', async () => {
+    const { channel, calls } = fakeChannel();
+    const acks = new ChannelAcks(channel);
+    const d = delivery(acks, 3, {
+      retryTo: async () => {
+        throw new Error('message nacked');
+      },
+    });
+    const error = await d.retry(request).catch((e: unknown) => e);
+    expect(BusbarError.is(error)).toBe(true);
+    expect(d.isSettled).toBe(false);
+    await d.release();
+    expect(calls).toEqual(['nack 3 true']);
+  });
+
+  it('on a dead channel: retry writes no copy and fails with a ConnectionError; the delivery stays open', async () => {
+    const { channel, calls } = fakeChannel();
+    const acks = new ChannelAcks(channel);
+    let copies = 0;
+    const d = delivery(acks, 4, {
+      retryTo: async () => {
+        copies++;
+      },
+    });
+    acks.dead();
+    const error = await d.retry(request).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(copies).toBe(0);
+    expect(d.isSettled).toBe(false);
+    // release on the dead channel fails typed too (the broker requeued it already), and settles it.
+    await expect(d.release()).rejects.toBeInstanceOf(ConnectionError);
+    expect(d.isSettled).toBe(true);
+    expect(calls).toEqual([]);
+  });
+
+  it('an ack the channel throws on rejects with a typed error, never a raw one', async () => {
+    const { channel, fail } = fakeChannel();
+    const acks = new ChannelAcks(channel);
+    const d = delivery(acks, 5, okSink);
+    fail();
+    const error = await d.ack().catch((e: unknown) => e);
+    expect(BusbarError.is(error)).toBe(true);
+  });
+});
