@@ -131,8 +131,9 @@ class MemoryDelivery extends SettleOnce<MemoryEntry> {
 
   protected async retryNative({ delayMs, attempt, headers }: RetryRequest): Promise<void> {
     const { record } = this.raw;
-    // Unref'd: an in-process broker's pending retries must not keep a finished process alive.
-    setTimeout(() => this.#queue.enqueue({ record, headers, attempt }), Math.min(delayMs, MAX_TIMER_MS)).unref();
+    // Unref'd: an in-process broker's pending retries must not keep a finished process alive. One ms more: a
+    // timer may fire up to 1 ms early by Date.now(), and a delayed message is handled no earlier than its due time.
+    setTimeout(() => this.#queue.enqueue({ record, headers, attempt }), Math.min(delayMs + 1, MAX_TIMER_MS)).unref();
   }
 
   protected releaseNative(): undefined {
