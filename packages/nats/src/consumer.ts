@@ -29,7 +29,7 @@ const MIN_RETRY_WINDOW = 1_000;
  * `working()` every third of it, so a short one costs a little traffic and no redeliveries.
  */
 const MAX_RETRY_ACK_WAIT_MS = 5_000;
-/** A copy due within this is handed over now. */
+/** A copy due within this is held here until due, not nak'd for another round trip through the server. */
 const DUE_SLACK_MS = 10;
 /** The longest nak delay (core caps retry delays below it). */
 const MAX_DELAY_MS = 2 ** 31 - 1;
@@ -80,6 +80,8 @@ export async function subscribeGroup(
    * and return only after the ack wait: they are nak'd once the loops are closed.
    */
   const late: JsMsg[] = [];
+  /** Copies due within DUE_SLACK_MS, each with the timer that hands it over when due. */
+  const soon = new Map<JsMsg, ReturnType<typeof setTimeout>>();
   const releaseLate = (): void => {
     for (const m of late.splice(0)) quietly(() => m.nak());
   };
@@ -125,6 +127,17 @@ export async function subscribeGroup(
     const wait = facts.due - Date.now();
     if (wait > DUE_SLACK_MS) {
       quietly(() => m.nak(Math.min(wait, MAX_DELAY_MS)));
+      return;
+    }
+    if (wait > 0) {
+      // Not handed early: "no earlier than the delay". One ms more: a timer may fire 1 ms early by Date.now().
+      soon.set(
+        m,
+        setTimeout(() => {
+          soon.delete(m);
+          onRetry(m);
+        }, wait + 1),
+      );
       return;
     }
     if (!active) late.push(m);
@@ -176,6 +189,11 @@ export async function subscribeGroup(
   const releaseParked = (): void => {
     // With the connection gone, a copy returns after its ack wait.
     for (const p of parked.splice(0)) quietly(() => p.m.nak());
+    for (const [m, timer] of soon) {
+      clearTimeout(timer);
+      quietly(() => m.nak());
+    }
+    soon.clear();
   };
 
   return {

@@ -44,6 +44,36 @@ export function delayTests(s: Suite): void {
     }
   });
 
+  it('many short delays: none is handed to a handler before its due time', async () => {
+    // Timers may fire a millisecond early by Date.now(), and brokers round delays: the due time must still hold.
+    const bus = await s.bus();
+    const topic = s.topic('delayshort');
+    const due = new Map<number, number>();
+    const early: string[] = [];
+    let handled = 0;
+    await bus.subscribe<number>(
+      topic,
+      (m) => {
+        const at = Date.now();
+        const dueAt = due.get(m.payload) as number;
+        if (at < dueAt) early.push(`#${m.payload} ${dueAt - at} ms early`);
+        handled++;
+      },
+      { group: s.group(), concurrency: 8 },
+    );
+    await s.settle();
+    const count = 40;
+    await Promise.all(
+      Array.from({ length: count }, (_, n) => {
+        const delayMs = 30 + (n % 11) * 7;
+        due.set(n, Date.now() + delayMs);
+        return bus.publish(topic, n, { delayMs, key: `k${n % 4}` });
+      }),
+    );
+    await s.waitFor(() => handled >= count, 30_000, 'every delayed message');
+    expect(early).toEqual([]);
+  });
+
   it('delayMs 0 is no delay; a delayed message is not handled twice', async () => {
     const bus = await s.bus();
     const topic = s.topic('delay0');
