@@ -276,7 +276,8 @@ export class Bus {
    * The messages of `topic` as an async iterator: `for await (const message of bus.consume(topic, { group }))`.
    * Each is acked when the loop body finishes, with the same retry, dead-letter and idempotency rules as a
    * handler (a body that throws leaves the loop: the message is released, not retried); leaving the loop
-   * releases what was not handled and closes the subscription. Concurrency is 1 unless set.
+   * releases what was not handled and closes the subscription. Concurrency is 1 unless set. The subscription
+   * starts at the first `next()`, so a group that does not exist yet starts there, not at this call.
    */
   consume<T>(topic: TopicLike<T>, options: SubscribeOptions = {}): AsyncIterableIterator<Message<T>> {
     return new MessageStream<T>((handler) => this.subscribe(topic, handler, options));
