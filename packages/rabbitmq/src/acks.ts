@@ -3,7 +3,8 @@ import { type Deferred, Deque, deferred } from '@busbar/core/transport';
 import type { Channel } from 'amqplib';
 import { byTag } from './internals.js';
 
-const stale = () => new ConnectionError('The channel this message came on is closed: the broker redelivers it');
+export const stale = (): ConnectionError =>
+  new ConnectionError('The channel this message came on is closed: the broker redelivers it');
 
 /**
  * Settlement of one consumer channel's deliveries. Acks are coalesced per

@@ -1,7 +1,7 @@
 import type { BusbarError } from '@busbar/core';
 import { type NativeErrorContext, type RetryRequest, SettleOnce } from '@busbar/core/transport';
 import type { ConsumeMessage, Options } from 'amqplib';
-import type { ChannelAcks } from './acks.js';
+import { type ChannelAcks, stale } from './acks.js';
 import type { Incoming } from './codec.js';
 import { toBusbarError } from './errors.js';
 
@@ -29,7 +29,7 @@ export class RabbitDelivery extends SettleOnce<ConsumeMessage> {
    * channel is closed (the broker redelivers the request then).
    */
   publishOnChannel(routingKey: string, content: Buffer, options: Options.Publish): void {
-    if (!this.#acks.alive) throw new Error('channel closed');
+    if (!this.#acks.alive) throw stale();
     this.#acks.channel.publish('', routingKey, content, options);
   }
 

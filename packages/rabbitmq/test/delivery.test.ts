@@ -111,6 +111,27 @@ describe('RabbitDelivery (SettleOnce)', () => {
     expect(calls).toEqual([]);
   });
 
+  it('a reply on a dead consumer channel is a ConnectionError, not a plain Error, and nothing is published', async () => {
+    const { channel } = fakeChannel();
+    let published = 0;
+    (channel as unknown as { publish: () => boolean }).publish = () => {
+      published++;
+      return true;
+    };
+    const acks = new ChannelAcks(channel);
+    const d = delivery(acks, 6, okSink);
+    acks.dead();
+    let error: unknown;
+    try {
+      d.publishOnChannel('amq.rabbitmq.reply-to.x', Buffer.from('r'), {});
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as ConnectionError).retryable).toBe(true);
+    expect(published).toBe(0);
+  });
+
   it('an ack the channel throws on rejects with a typed error, never a raw one', async () => {
     const { channel, fail } = fakeChannel();
     const acks = new ChannelAcks(channel);
