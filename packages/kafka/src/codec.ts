@@ -83,7 +83,9 @@ export function recordSize(record: OutgoingRecord): number {
  * busbar's produce cost).
  */
 export function toKafkaMessage(record: OutgoingRecord, extra: WireHeaders | undefined, now: number): Message {
-  const headers: IHeaders = { ...record.headers, ...extra, [HEADER.id]: record.id };
+  const headers: IHeaders = { ...record.headers, ...extra };
+  // A reply has no message id (''): the correlation id is what its requester reads.
+  if (record.id !== '') headers[HEADER.id] = record.id;
   const body = record.body;
   let value: Buffer | null;
   if (body.byteLength === 0 && isTombstone(record)) {

@@ -189,7 +189,7 @@ export class KafkaResponder implements TransportSubscription {
     }
     const record: OutgoingRecord = {
       topic: raw.replyTopic,
-      id: randomUUID(),
+      id: '',
       key: undefined,
       headers: reply.headers,
       body: reply.body,
