@@ -1,4 +1,4 @@
-import { connect, silentLogger } from '@busbar/core';
+import { type Bus, connect, silentLogger } from '@busbar/core';
 import { brokerAvailable, brokerUrls, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
@@ -47,6 +47,23 @@ function slowPublishDriver(ms: number, slow: { on: boolean }): typeof driver {
   };
 }
 
+/** Dead-letters `count` messages `{ n }` of `topic` in group 'g' and waits until all can be read back. */
+async function deadLetter(bus: Bus, topic: string, count: number): Promise<void> {
+  let failed = 0;
+  const sub = await bus.subscribe(
+    topic,
+    () => {
+      failed++;
+      throw new Error('boom');
+    },
+    { group: 'g', retry: false },
+  );
+  for (let n = 0; n < count; n++) await bus.publish(topic, { n });
+  await waitFor(() => failed >= count, 10_000);
+  await sub.close();
+  await waitFor(async () => (await bus.peekDeadLetters(topic, 'g', { idleMs: 1_000 })).length === count, 10_000);
+}
+
 describe.runIf(ok)('nats: dead-letter walks on a process that stalls', () => {
   const prefixes: string[] = [];
   afterAll(async () => {
@@ -61,19 +78,7 @@ describe.runIf(ok)('nats: dead-letter walks on a process that stalls', () => {
     const bus = await connect({ url: brokerUrls.nats, driver, logger: silentLogger });
     const stalling = await connect({ url: brokerUrls.nats, driver: stallingDriver(400), logger: silentLogger });
     try {
-      let failed = 0;
-      const sub = await bus.subscribe(
-        topic,
-        () => {
-          failed++;
-          throw new Error('boom');
-        },
-        { group: 'g', retry: false },
-      );
-      for (let n = 0; n < 5; n++) await bus.publish(topic, { n });
-      await waitFor(() => failed >= 5, 10_000);
-      await sub.close();
-      await waitFor(async () => (await bus.peekDeadLetters(topic, 'g', { idleMs: 1_000 })).length === 5, 10_000);
+      await deadLetter(bus, topic, 5);
 
       const seen = await stalling.peekDeadLetters(topic, 'g', { idleMs: 200 });
       expect(seen.map((m) => (m.payload as { n: number }).n).sort()).toEqual([0, 1, 2, 3, 4]);
@@ -91,19 +96,7 @@ describe.runIf(ok)('nats: dead-letter walks on a process that stalls', () => {
     const slow = { on: false };
     const bus = await connect({ url: brokerUrls.nats, driver: slowPublishDriver(400, slow), logger: silentLogger });
     try {
-      let failed = 0;
-      const sub = await bus.subscribe(
-        topic,
-        () => {
-          failed++;
-          throw new Error('boom');
-        },
-        { group: 'g', retry: false },
-      );
-      for (let n = 0; n < 3; n++) await bus.publish(topic, { n });
-      await waitFor(() => failed >= 3, 10_000);
-      await sub.close();
-      await waitFor(async () => (await bus.peekDeadLetters(topic, 'g', { idleMs: 1_000 })).length === 3, 10_000);
+      await deadLetter(bus, topic, 3);
 
       slow.on = true;
       expect(await bus.redrive(topic, 'g', { idleMs: 200 })).toBe(3);
