@@ -77,7 +77,7 @@ export class Bus {
       logger: init.logger,
       closeTimeoutMs: init.closeTimeoutMs,
       middleware: () => this.#middleware.consume,
-      checkTopic: (name, use) => this.#checkTopic(name, use),
+      checkTopic: (name, use) => this.#out.checkTopic(name, use),
       clean: (error) => this.#clean(error),
     });
     // Not public API (not on the type): lets a test see that nothing is left per request or subscription, through
@@ -114,7 +114,7 @@ export class Bus {
       this.#middleware.publish.length === 0 ? options : await this.#middleware.intercept(def.name, payload, options);
     const pending = this.#record(def, payload, effective);
     const record = pending instanceof Promise ? await pending : pending;
-    const sent = this.#send(def.name, [record]);
+    const sent = this.#out.send(def.name, [record]);
     await (signal
       ? abortable(sent, signal, 'Publish aborted while waiting for the broker: it may or may not have the message')
       : sent);
@@ -145,7 +145,7 @@ export class Bus {
     }
     if (records.length > 0) {
       const message = 'Publish aborted while waiting for the broker: it may or may not have the messages';
-      await abortable(this.#send(def.name, records), options.signal, message);
+      await abortable(this.#out.send(def.name, records), options.signal, message);
     }
     return records.map((r) => r.id);
   }
@@ -168,14 +168,6 @@ export class Bus {
   ): OutgoingRecord | Promise<OutgoingRecord> {
     if (this.#closing) throw new ClosedError('The bus is closed: publish rejected');
     return this.#out.record(def, payload, options, keys);
-  }
-
-  #send(topic: string, records: OutgoingRecord[]): Promise<void> {
-    return this.#out.send(topic, records);
-  }
-
-  #checkTopic(name: string, use: 'publish' | 'subscribe'): void {
-    this.#out.checkTopic(name, use);
   }
 
   /**
@@ -262,7 +254,7 @@ export class Bus {
     if (typeof handler !== 'function') throw new ConfigError('respond needs a handler function');
     const def = toTopic(topic) as Topic<T, R>;
     const resolved = parseOptions(respondOptionsSchema, options, 'respond options');
-    this.#checkTopic(def.name, 'subscribe');
+    this.#out.checkTopic(def.name, 'subscribe');
     if (resolved.group !== undefined) assertGroupName(resolved.group);
     const native = await this.#requests.respond(def, handler, resolved).catch((error: unknown) => {
       throw this.#clean(error);
