@@ -81,4 +81,50 @@ describe('PendingReplies', () => {
     expect(await code(table.open('c', 't', { timeoutMs: 5_000 }, 'z', () => undefined))).toBe('BUSBAR_CLOSED');
     expect(table.size).toBe(0);
   });
+
+  it('one timer per timeout value, not per request; none once every request settled, in any order', async () => {
+    const table = new PendingReplies('Test');
+    const waiting = Array.from({ length: 100 }, (_, n) =>
+      table.open(String(n), 't', { timeoutMs: 5_000 }, undefined, () => undefined),
+    );
+    const other = table.open('x', 't', { timeoutMs: 7_000 }, undefined, () => undefined);
+    expect(table.timers).toBe(2);
+    // Out of order: the later ones first, then the front.
+    for (let n = 99; n >= 0; n--) table.resolve(String(n), reply);
+    expect(table.timers).toBe(1);
+    table.resolve('x', reply);
+    await Promise.all([...waiting, other]);
+    expect(table.timers).toBe(0);
+    expect(table.size).toBe(0);
+  });
+
+  it('a request behind settled ones still times out on time, and not before; a longer timeout waits on', async () => {
+    const table = new PendingReplies('Test');
+    const started = Date.now();
+    const a = table.open('a', 't', { timeoutMs: 40 }, undefined, () => undefined);
+    const b = code(table.open('b', 't', { timeoutMs: 40 }, undefined, () => undefined));
+    const c = table.open('c', 't', { timeoutMs: 40 }, undefined, () => undefined);
+    const long = code(table.open('long', 't', { timeoutMs: 400 }, undefined, () => undefined));
+    table.resolve('a', reply);
+    table.resolve('c', reply);
+    await Promise.all([a, c]);
+    expect(await b).toBe('BUSBAR_TIMEOUT');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(40);
+    expect(table.size).toBe(1);
+    expect(table.timers).toBe(1);
+    table.resolve('long', reply);
+    expect(await long).toBe('resolved');
+    expect(table.timers).toBe(0);
+  });
+
+  it('close leaves no timer, whatever was pending', async () => {
+    const table = new PendingReplies('Test');
+    const pending = [5_000, 6_000, 2 ** 31 - 1].map((timeoutMs, n) =>
+      code(table.open(String(n), 't', { timeoutMs }, undefined, () => undefined)),
+    );
+    expect(table.timers).toBe(3);
+    table.close();
+    expect(await Promise.all(pending)).toEqual(['BUSBAR_CLOSED', 'BUSBAR_CLOSED', 'BUSBAR_CLOSED']);
+    expect(table.timers).toBe(0);
+  });
 });
