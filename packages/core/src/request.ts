@@ -20,6 +20,7 @@ import type { Subscription } from './subscription/index.js';
 import { toFailure } from './thrown.js';
 import type { Topic } from './topic.js';
 import { HEADER } from './transport/headers.js';
+import { TimeoutLane } from './transport/lane.js';
 import type {
   IncomingRequest,
   OutgoingRecord,
@@ -27,7 +28,6 @@ import type {
   RequestReply,
   TransportSubscription,
 } from './transport/spi.js';
-import { withTimeout } from './transport/util.js';
 
 export interface RequestOptions {
   /** How long to wait for the reply. Default 5000 ms. A timeout is a TimeoutError (not retryable by default). */
@@ -114,19 +114,47 @@ function isThenable<R>(value: R | PromiseLike<R>): value is PromiseLike<R> {
   return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
 }
 
-/** The handler, bounded by `timeoutMs` (its signal aborted then). A synchronous result needs no timer. */
+/** A running asynchronous handler in its responder's timeout lane. */
+interface HandlerRun {
+  readonly deadline: number;
+  settled: boolean;
+  readonly expire: () => void;
+}
+
+/**
+ * The handler, bounded by the responder's handler timeout (its signal aborted then). A synchronous result
+ * needs no timer; an asynchronous one joins the responder's one timeout lane (no timer per request).
+ */
 function run<T, R>(
   handler: Responder<T, R>,
   message: Message<T>,
   context: RequestContext,
-  timeoutMs: number,
+  lane: TimeoutLane<HandlerRun>,
 ): R | Promise<R> {
   const result = handler(message, context);
   if (!isThenable(result)) return result;
-  return withTimeout(result, timeoutMs, () => {
-    const error = new HandlerTimeoutError(timeoutMs);
-    context.abort(error);
-    return error;
+  return new Promise<R>((resolve, reject) => {
+    const item: HandlerRun = {
+      deadline: lane.deadline(),
+      settled: false,
+      expire: () => {
+        item.settled = true;
+        const error = new HandlerTimeoutError(lane.timeoutMs);
+        context.abort(error);
+        reject(error);
+      },
+    };
+    lane.add(item);
+    const settle = (): boolean => {
+      if (item.settled) return false;
+      item.settled = true;
+      lane.settled(item);
+      return true;
+    };
+    result.then(
+      (value) => settle() && resolve(value),
+      (error: unknown) => settle() && reject(error),
+    );
   });
 }
 
@@ -195,12 +223,13 @@ export class Requests {
     options: ResolvedRespondOptions,
   ): Promise<TransportSubscription> {
     const rr = this.#transport();
+    const lane = new TimeoutLane<HandlerRun>(options.handlerTimeoutMs, (r) => r.expire());
     const waiting: IncomingRequest[] = [];
     let running = 0;
     const serve = async (request: IncomingRequest): Promise<void> => {
       let reply: ReplyRecord;
       try {
-        reply = encodeReply(def, await this.#answer(def, handler, request, options));
+        reply = encodeReply(def, await this.#answer(def, handler, request, options, lane));
         // Sent as it is, a reply over the limit closes the responder's channel or connection on some brokers
         // (or the client refuses it), and its caller would only learn of it at its timeout.
         const size = reply.body.byteLength;
@@ -246,6 +275,7 @@ export class Requests {
     handler: Responder<T, R>,
     request: IncomingRequest,
     options: ResolvedRespondOptions,
+    lane: TimeoutLane<HandlerRun>,
   ): Promise<R> {
     const { payload, cloudEvent } = decodeInbound(
       def.codec as Codec<unknown>,
@@ -269,7 +299,7 @@ export class Requests {
       raw: request.raw,
     };
     const idempotency = options.idempotency;
-    if (!idempotency) return run(handler, message, new RequestContext(undefined), options.handlerTimeoutMs);
+    if (!idempotency) return run(handler, message, new RequestContext(undefined), lane);
     const key = `${options.group}:${message.id}`;
     const leaseMs = idempotency.leaseMs ?? options.handlerTimeoutMs + 5_000;
     const claimed = await idempotency.store.claim(key, leaseMs).catch((error: unknown) => {
@@ -282,9 +312,7 @@ export class Requests {
       const state = claimed === 'done' ? 'was already answered' : 'is being answered';
       throw new BusbarError('BUSBAR_DUPLICATE', `Request ${message.id} ${state}: the handler does not run twice`);
     }
-    const reply = await this.#once(idempotency.store, key, () =>
-      run(handler, message, new RequestContext(key), options.handlerTimeoutMs),
-    );
+    const reply = await this.#once(idempotency.store, key, () => run(handler, message, new RequestContext(key), lane));
     await idempotency.store
       .complete(key, idempotency.ttlMs)
       .catch((error: unknown) => this.#logger.warn('idempotency complete failed', { error: toFailure(error) }));

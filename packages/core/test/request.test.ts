@@ -190,3 +190,35 @@ describe('per-request state', () => {
     expect(diagnostics(b)).toMatchObject({ pendingRequests: 0, responders: 2 });
   });
 });
+
+describe('responder handler timeout', () => {
+  it('an async handler past handlerTimeoutMs fails its request (signal aborted), and the others are answered', async () => {
+    const b = await bus();
+    const aborted: unknown[] = [];
+    await b.respond<number, number>(
+      'rr.slow',
+      async (m, ctx) => {
+        if (m.payload < 0) {
+          ctx.signal.addEventListener('abort', () => aborted.push(ctx.signal.reason));
+          await new Promise(() => undefined);
+        }
+        await new Promise((resolve) => setTimeout(resolve, m.payload));
+        return m.payload;
+      },
+      { handlerTimeoutMs: 150, concurrency: 10 },
+    );
+    const started = Date.now();
+    const [hung, fast, slower] = await Promise.all([
+      b.request('rr.slow', -1, { timeoutMs: 5_000 }).catch((e: unknown) => e),
+      b.request('rr.slow', 10),
+      b.request('rr.slow', 60),
+    ]);
+    expect(remote(hung)).toBe('BUSBAR_HANDLER_TIMEOUT');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+    expect([fast, slower]).toEqual([10, 60]);
+    expect(aborted).toHaveLength(1);
+    expect(BusbarError.is(aborted[0], 'BUSBAR_HANDLER_TIMEOUT')).toBe(true);
+    // Afterwards: a fresh request on the same responder is answered.
+    expect(await b.request('rr.slow', 1)).toBe(1);
+  });
+});

@@ -1,6 +1,5 @@
 import { AbortedError, ClosedError, TimeoutError } from '../errors.js';
-import { MAX_TIMER_MS } from '../options.js';
-import { Deque } from './deque.js';
+import { TimeoutLane } from './lane.js';
 import type { ReplyRecord } from './spi.js';
 
 interface Entry<M> {
@@ -11,17 +10,10 @@ interface Entry<M> {
   readonly deadline: number;
   readonly resolve: (reply: ReplyRecord) => void;
   readonly reject: (error: Error) => void;
-  readonly lane: Lane<M>;
+  readonly lane: TimeoutLane<Entry<M>>;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   settled: boolean;
-}
-
-/** The requests of one timeout in the order they were opened, which is also their deadline order. */
-interface Lane<M> {
-  readonly timeoutMs: number;
-  readonly entries: Deque<Entry<M>>;
-  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
@@ -29,15 +21,13 @@ interface Lane<M> {
  * failure or close), and then leaves no timer, listener or entry behind, so a late reply finds nothing and is
  * dropped. `meta` is what the driver needs to know about a pending request (its subject, its channel).
  *
- * Timeouts: requests with the same `timeoutMs` time out in the order they were sent, so each such "lane" has one
- * timer, armed for its oldest unsettled request, instead of one timer per request (a timer set and cleared per
- * round trip was a measurable part of request/reply CPU). Settled requests leave the front of their lane as soon
- * as they reach it, and a lane with nothing left unsettled has no timer.
+ * Timeouts: requests with the same `timeoutMs` time out in the order they were sent: one `TimeoutLane` (one
+ * timer) per timeout value, not a timer per request.
  */
 export class PendingReplies<M = undefined> {
   readonly #transport: string;
   readonly #entries = new Map<string, Entry<M>>();
-  readonly #lanes = new Map<number, Lane<M>>();
+  readonly #lanes = new Map<number, TimeoutLane<Entry<M>>>();
   #closed = false;
   #late = 0;
 
@@ -79,14 +69,15 @@ export class PendingReplies<M = undefined> {
       return Promise.reject(new AbortedError(`Request on '${topic}' aborted`, { cause: signal.reason }));
     }
     return new Promise<ReplyRecord>((resolve, reject) => {
+      const lane = this.#lane(timeoutMs);
       const entry: Entry<M> = {
         id,
         topic,
         meta,
-        deadline: Date.now() + timeoutMs,
+        deadline: lane.deadline(),
         resolve,
         reject,
-        lane: this.#lane(timeoutMs),
+        lane,
         signal: undefined,
         onAbort: undefined,
         settled: false,
@@ -98,9 +89,7 @@ export class PendingReplies<M = undefined> {
         signal.addEventListener('abort', entry.onAbort, { once: true });
       }
       this.#entries.set(id, entry);
-      this.#trim(entry.lane);
-      entry.lane.entries.push(entry);
-      if (entry.lane.timer === undefined) this.#arm(entry.lane);
+      lane.add(entry);
       try {
         const sent = send();
         if (sent !== undefined) sent.catch((error: unknown) => this.#settle(entry)?.reject(toError(error)));
@@ -116,56 +105,27 @@ export class PendingReplies<M = undefined> {
     entry.settled = true;
     this.#entries.delete(entry.id);
     if (entry.onAbort) entry.signal?.removeEventListener('abort', entry.onAbort);
-    const lane = entry.lane;
-    // Replies mostly come in order: the front settles first, and a lane left with nothing keeps no timer.
-    if (lane.entries.at(0) === entry) {
-      this.#trim(lane);
-      if (lane.entries.length === 0 && lane.timer !== undefined) {
-        clearTimeout(lane.timer);
-        lane.timer = undefined;
-        if (this.#lanes.get(lane.timeoutMs) === lane) this.#lanes.delete(lane.timeoutMs);
-      }
-    }
+    entry.lane.settled(entry);
     return entry;
   }
 
-  #lane(timeoutMs: number): Lane<M> {
+  #lane(timeoutMs: number): TimeoutLane<Entry<M>> {
     let lane = this.#lanes.get(timeoutMs);
     if (lane === undefined) {
-      lane = { timeoutMs, entries: new Deque(), timer: undefined };
+      const created = new TimeoutLane<Entry<M>>(
+        timeoutMs,
+        (entry) =>
+          this.#settle(entry)?.reject(
+            new TimeoutError(`No reply on '${entry.topic}' within ${timeoutMs} ms`, { retryable: false }),
+          ),
+        () => {
+          if (this.#lanes.get(timeoutMs) === created) this.#lanes.delete(timeoutMs);
+        },
+      );
+      lane = created;
       this.#lanes.set(timeoutMs, lane);
     }
     return lane;
-  }
-
-  /** Drops the settled requests at the front of `lane`. */
-  #trim(lane: Lane<M>): void {
-    while (lane.entries.at(0)?.settled === true) lane.entries.shift();
-  }
-
-  /** Times out the lane's due requests, then waits for its oldest unsettled one (or forgets the lane). */
-  #arm(lane: Lane<M>): void {
-    this.#trim(lane);
-    const front = lane.entries.at(0);
-    if (front === undefined) {
-      lane.timer = undefined;
-      if (this.#lanes.get(lane.timeoutMs) === lane) this.#lanes.delete(lane.timeoutMs);
-      return;
-    }
-    // One ms more: a timer may fire up to 1 ms early by Date.now(). Never over Node's limit: a longer one fires at once.
-    const wait = Math.min(Math.max(0, front.deadline - Date.now()) + 1, MAX_TIMER_MS);
-    lane.timer = setTimeout(() => this.#expire(lane), wait);
-  }
-
-  #expire(lane: Lane<M>): void {
-    const now = Date.now();
-    for (let front = lane.entries.at(0); front !== undefined && front.deadline <= now; front = lane.entries.at(0)) {
-      lane.entries.shift();
-      this.#settle(front)?.reject(
-        new TimeoutError(`No reply on '${front.topic}' within ${lane.timeoutMs} ms`, { retryable: false }),
-      );
-    }
-    this.#arm(lane);
   }
 
   /** The pending request's `meta`, or undefined when `id` waits no more. */
@@ -212,14 +172,13 @@ export class PendingReplies<M = undefined> {
   close(): void {
     this.#closed = true;
     this.rejectAll(new ClosedError(`The ${this.#transport} transport closed before the reply came`));
-    for (const lane of this.#lanes.values()) clearTimeout(lane.timer);
-    this.#lanes.clear();
+    for (const lane of [...this.#lanes.values()]) lane.clear();
   }
 
   /** Timers armed (one per timeout value with a request waiting): tests check that nothing is left behind. */
   get timers(): number {
     let armed = 0;
-    for (const lane of this.#lanes.values()) if (lane.timer !== undefined) armed++;
+    for (const lane of this.#lanes.values()) if (lane.armed) armed++;
     return armed;
   }
 }
