@@ -84,9 +84,16 @@ function codeOf(error: unknown): string | undefined {
 }
 
 /** The rules every driver shares: socket errors, TLS verification failures, aborts. */
-function commonClass(error: unknown): NativeErrorClass | undefined {
+function commonClass(error: unknown, clean: Error): NativeErrorClass | undefined {
   const code = codeOf(error);
   if (code !== undefined && SOCKET_CODES.has(code)) return { kind: 'connection' };
+  // OpenSSL's own words need not name the cause: a wrong passphrase reads "bad decrypt", or, when the wrongly
+  // decrypted bytes happen to pass the padding check, "DECODER routines::unsupported".
+  if (code?.startsWith('ERR_OSSL_'))
+    return {
+      kind: 'tls',
+      message: `${clean.message} (the client's TLS key or certificate could not be loaded: a wrong passphrase or a malformed key?)`,
+    };
   if (code !== undefined && TLS_CODE.test(code)) return { kind: 'tls' };
   return undefined;
 }
@@ -109,7 +116,7 @@ export function nativeError(
 ): BusbarError {
   if (BusbarError.is(error)) return error;
   const clean = sanitizeError(error, context.secrets);
-  const found = classify?.(error, clean) ?? commonClass(error) ?? fallback(context.op);
+  const found = classify?.(error, clean) ?? commonClass(error, clean) ?? fallback(context.op);
   if (BusbarError.is(found)) return found;
   const text = `${context.what}: ${found.message ?? clean.message}`;
   const options = found.retryable === undefined ? { cause: clean } : { cause: clean, retryable: found.retryable };

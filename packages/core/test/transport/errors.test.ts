@@ -43,6 +43,15 @@ describe('nativeError', () => {
     }
   });
 
+  it("names the client's key when OpenSSL refuses it in its own words (a wrong passphrase can read 'unsupported')", () => {
+    const openssl = Object.assign(new Error('error:1E08010C:DECODER routines::unsupported'), {
+      code: 'ERR_OSSL_UNSUPPORTED',
+    });
+    const error = nativeError(openssl, ctx('connect'));
+    expect(error.retryable).toBe(false);
+    expect(error.message).toMatch(/passphrase|key/);
+  });
+
   it('falls back by operation: a publish is a PublishError, a read a ConnectionError', () => {
     expect(nativeError(new Error('odd'), ctx('publish')).code).toBe('BUSBAR_PUBLISH');
     expect(nativeError(new Error('odd'), ctx('consume')).code).toBe('BUSBAR_CONNECTION');
