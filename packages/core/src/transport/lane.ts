@@ -76,10 +76,14 @@ export class TimeoutLane<E extends Timed> {
   #expire(): void {
     this.#timer = undefined;
     const now = Date.now();
-    for (let front = this.#items.at(0); front !== undefined && front.deadline <= now; front = this.#items.at(0)) {
-      this.#items.shift();
-      if (!front.settled) this.#onTimeout(front);
+    // Re-armed whatever a callback does: a throw must not leave the rest of the lane without a timeout.
+    try {
+      for (let front = this.#items.at(0); front !== undefined && front.deadline <= now; front = this.#items.at(0)) {
+        this.#items.shift();
+        if (!front.settled) this.#onTimeout(front);
+      }
+    } finally {
+      this.#arm();
     }
-    this.#arm();
   }
 }

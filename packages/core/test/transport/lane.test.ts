@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TimeoutLane } from '../../src/transport/lane.js';
 
 interface Item {
@@ -54,6 +54,27 @@ describe('TimeoutLane', () => {
     settle(items[0] as Item);
     expect(l.armed).toBe(false);
     expect(idle()).toBe(1);
+  });
+
+  it('a callback that throws does not leave the rest of the lane without a timeout', () => {
+    vi.useFakeTimers();
+    try {
+      const expired: string[] = [];
+      const l = new TimeoutLane<Item>(50, (item) => {
+        expired.push(item.name);
+        if (item.name === 'a') throw new Error('callback failed');
+      });
+      l.add({ name: 'a', deadline: l.deadline(), settled: false });
+      vi.advanceTimersByTime(10);
+      l.add({ name: 'b', deadline: l.deadline(), settled: false });
+      expect(() => vi.advanceTimersByTime(45)).toThrow('callback failed');
+      expect(l.armed).toBe(true);
+      vi.advanceTimersByTime(20);
+      expect(expired).toEqual(['a', 'b']);
+      expect(l.armed).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('a timeout at the longest timer Node allows arms a timer, not one that fires at once', async () => {
