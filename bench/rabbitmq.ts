@@ -18,7 +18,11 @@ import {
 
 const url = process.env.BUSBAR_BENCH_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const EXCHANGE = 'busbar-rawbench';
-/** Acks are sent with `multiple` every this many messages (PERFORMANCE.md: +30-50%). */
+/**
+ * Acks are sent with `multiple` every this many messages (PERFORMANCE.md: +30-50%), and what is left at the end
+ * of the event-loop turn: a consumer that waited for the 100th would leave the last messages before a pause
+ * unacked, holding prefetch slots and redelivered after a crash (busbar's consumer acks the same way).
+ */
 const ACK_EVERY = 100;
 
 /** Both sides use quorum queues (busbar's default group queue type) and persistent messages. */
@@ -64,7 +68,7 @@ const rpcQueueOf = (target: Target) => `rawrpc.${target.topic}.${target.group}`;
  * prefetch, replies with `sendToQueue(replyTo, ..., { correlationId })` and acks. Requests are transient, as
  * busbar's are; each has a timeout, as busbar's do.
  */
-async function rawRequestReply(conn: ChannelModel): Promise<RequestReplySide> {
+async function rawRequestReply(conn: ChannelModel, responderConn: ChannelModel): Promise<RequestReplySide> {
   const requests = await conn.createChannel();
   const pending = new PendingReplies();
   await requests.consume(
@@ -79,7 +83,7 @@ async function rawRequestReply(conn: ChannelModel): Promise<RequestReplySide> {
     fresh: async () => ({ topic: uniqueTopic(), group: uniqueGroup() }),
     drop: async () => undefined,
     async serve(target) {
-      const ch = await conn.createChannel();
+      const ch = await responderConn.createChannel();
       const queue = rpcQueueOf(target);
       await ch.assertQueue(queue, { durable: false });
       await ch.prefetch(REQUEST_PREFETCH);
@@ -103,10 +107,16 @@ async function rawRequestReply(conn: ChannelModel): Promise<RequestReplySide> {
   };
 }
 
-/** Raw amqplib, best practice: confirm channel with ~1000 in flight, prefetch, ack multiple every 100. */
+/**
+ * Raw amqplib, best practice: confirm channel with ~1000 in flight, consumers on their own connection, prefetch,
+ * ack multiple every 100 and at the end of the turn.
+ */
 async function rawSide(): Promise<Side> {
   // Same socket option as the busbar driver (Nagle off), or small publishes wait for delayed ACKs.
   const conn: ChannelModel = await amqplib.connect(url, { noDelay: true });
+  // Consumers on a connection of their own, as RabbitMQ advises (flow control blocks a publishing connection)
+  // and as busbar's driver does; a responder is a consumer (in a service of its own, in real life).
+  const consumerConn: ChannelModel = await amqplib.connect(url, { noDelay: true });
   const ch = await conn.createConfirmChannel();
   await ch.assertExchange(EXCHANGE, 'topic', { durable: true });
   const state: { drain?: Promise<void> } = {};
@@ -114,7 +124,7 @@ async function rawSide(): Promise<Side> {
     if (state.drain) await state.drain;
     await confirmed(ch, rk, body, state);
   };
-  const requestReply = await rawRequestReply(conn);
+  const requestReply = await rawRequestReply(conn, consumerConn);
   return {
     label: 'raw',
     requestReply,
@@ -154,32 +164,34 @@ async function rawSide(): Promise<Side> {
       await publish(target.topic, payload);
     },
     async consume(target, count, onBody): Promise<Running> {
-      const cch = await conn.createChannel();
+      const cch = await consumerConn.createChannel();
       await cch.prefetch(PREFETCH);
       const handled = new Countdown(count);
       let unacked = 0;
       let last: ConsumeMessage | undefined;
+      const flush = () => {
+        if (unacked > 0 && last) cch.ack(last, true);
+        unacked = 0;
+      };
       const { consumerTag } = await cch.consume(queueOf(target.topic, target.group), (msg) => {
         if (!msg) return;
         onBody(msg.content);
         last = msg;
-        if (++unacked >= ACK_EVERY || handled.seen + 1 >= count) {
-          cch.ack(msg, true);
-          unacked = 0;
-        }
+        if (++unacked >= ACK_EVERY) flush();
+        else if (unacked === 1) setImmediate(flush);
         handled.add();
       });
       return {
         done: handled.done,
         async close() {
           await cch.cancel(consumerTag);
-          if (unacked > 0 && last) cch.ack(last, true);
+          flush();
           await cch.close();
         },
       };
     },
     async consumeBatch(target, count, batch, onBatch): Promise<Running> {
-      const cch = await conn.createChannel();
+      const cch = await consumerConn.createChannel();
       await cch.prefetch(PREFETCH);
       const handled = new Countdown(count);
       // Each batch acked with one ack(last, true).
@@ -202,6 +214,7 @@ async function rawSide(): Promise<Side> {
     },
     async close() {
       await conn.close();
+      await consumerConn.close();
     },
   };
 }
