@@ -44,6 +44,36 @@ describe('subscription runtime', () => {
     expect(aborted).toBe(true);
   });
 
+  it('a message its driver acks synchronously reports one acked outcome with the handler time, and nothing waits on it', async () => {
+    const b = await bus();
+    const events = settled();
+    try {
+      // memory:// acks synchronously: core skips the promise reaction it needs for a broker's asynchronous ack.
+      await b.subscribe(
+        'sync-ack.t',
+        () => {
+          const until = Date.now() + 5;
+          while (Date.now() < until) {
+            // a handler that takes 5 ms of CPU
+          }
+        },
+        { group: 'g' },
+      );
+      const ids = await Promise.all([b.publish('sync-ack.t', 1), b.publish('sync-ack.t', 2)]);
+      await waitFor(() => events.events.filter((e) => ids.includes(e.id)).length >= 2, 2_000, 'the outcomes');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const mine = events.events.filter((e) => ids.includes(e.id));
+      expect(mine.map((e) => e.outcome)).toEqual(['acked', 'acked']);
+      for (const e of mine) expect(e.durationMs).toBeGreaterThanOrEqual(5);
+      // close() has no ack left to wait for.
+      const started = Date.now();
+      await b.close();
+      expect(Date.now() - started).toBeLessThan(400);
+    } finally {
+      events.stop();
+    }
+  });
+
   it('drops (acks) an exhausted message when dead-lettering is off, and says so', async () => {
     const b = await bus();
     const events = settled();

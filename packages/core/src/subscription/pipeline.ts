@@ -131,7 +131,7 @@ export class Pipeline<T> {
     }
     if (!isPromiseLike(result)) {
       if (result === HOLD) failures.park(d);
-      else settle.ack(d, 'acked', Date.now() - started);
+      else settle.ack(d, 'acked', started);
       return undefined;
     }
     // One promise and one `then` per async message; the sweeper's `rec.fail` settles it early on a timeout.
@@ -156,7 +156,7 @@ export class Pipeline<T> {
         if (rec.abandoned) return resolve();
         try {
           if (value === HOLD) failures.park(d);
-          else settle.ack(d, 'acked', Date.now() - started);
+          else settle.ack(d, 'acked', started);
           resolve();
         } catch (e) {
           reject(e);
@@ -174,7 +174,7 @@ export class Pipeline<T> {
     const started = Date.now();
     try {
       if ((await this.#claim(idemKey)) === 'done') {
-        if (!rec.abandoned) settle.ack(d, 'duplicate', 0);
+        if (!rec.abandoned) settle.ack(d, 'duplicate', undefined);
         return;
       }
       const result = this.#invoke(rec, message, idemKey);
@@ -188,7 +188,7 @@ export class Pipeline<T> {
     }
     // If this fails the message is still acked: a later duplicate may run again, which at-least-once allows.
     await idem.store.complete(idemKey, idem.ttlMs).catch((e) => settle.warn('idempotency complete failed', e));
-    if (!rec.abandoned) settle.ack(d, 'acked', Date.now() - started);
+    if (!rec.abandoned) settle.ack(d, 'acked', started);
   }
 
   async #claim(key: string): Promise<'claimed' | 'done'> {

@@ -1,5 +1,6 @@
 import { channels, type Outcome, type SettledEvent } from '../events.js';
 import { toFailure } from '../thrown.js';
+import { SETTLED_SYNC } from '../transport/delivery.js';
 import type { Delivery } from '../transport/spi.js';
 import type { SubscriptionHost } from './state.js';
 
@@ -29,7 +30,7 @@ export class Settlement {
    * main consume cost on Redis). The delivery stays counted by the transport's prefetch until then,
    * and close() waits for every ack.
    */
-  ack(d: Delivery, outcome: 'acked' | 'duplicate', durationMs: number): void {
+  ack(d: Delivery, outcome: 'acked' | 'duplicate', handlerStartedAt: number | undefined): void {
     let acked: Promise<void>;
     try {
       acked = d.ack();
@@ -38,9 +39,18 @@ export class Settlement {
       this.warn('ack failed; the broker will redeliver', error);
       return;
     }
+    const listening = channels.settled.hasSubscribers;
+    // Only a listener reads the handler time: no clock read per message otherwise.
+    const durationMs = listening && handlerStartedAt !== undefined ? Date.now() - handlerStartedAt : 0;
+    // Acked synchronously (most drivers queue an ack without waiting): nothing to wait for or count.
+    if (acked === SETTLED_SYNC) {
+      // Emitted a microtask later, as after an asynchronous ack: once the message has left the in-flight set.
+      if (listening) queueMicrotask(() => this.emit(d, outcome, durationMs));
+      return;
+    }
     this.#acking++;
     // Nobody listens for settle events (the usual case): shared callbacks, no closures per message.
-    if (!channels.settled.hasSubscribers) {
+    if (!listening) {
       acked.then(this.#ackedQuietly, this.#ackFailed);
       return;
     }

@@ -21,7 +21,12 @@ export type SettleAction = 'ack' | 'retry' | 'release';
 const OPEN = 0;
 const RETRYING = 1;
 const SETTLED = 2;
-const done: Promise<void> = Promise.resolve();
+/**
+ * What `ack()` and `release()` of a {@link SettleOnce} return when there was nothing to wait for (the native
+ * call completed synchronously, or the delivery was settled before): core checks for it and skips a promise
+ * reaction per message.
+ */
+export const SETTLED_SYNC: Promise<void> = Promise.resolve();
 
 /**
  * The settle-once part of every driver's `Delivery`: exactly one of `ack`, `retry` and `release` reaches
@@ -112,7 +117,7 @@ export abstract class SettleOnce<Raw = unknown> implements Delivery {
   }
 
   #finish(action: 'ack' | 'release'): Promise<void> {
-    if (this.#state !== OPEN) return done;
+    if (this.#state !== OPEN) return SETTLED_SYNC;
     this.#state = SETTLED;
     this.settled(action);
     let pending: Promise<void> | undefined;
@@ -121,7 +126,7 @@ export abstract class SettleOnce<Raw = unknown> implements Delivery {
     } catch (error) {
       return Promise.reject(this.settleError(error, action));
     }
-    if (pending === undefined) return done;
+    if (pending === undefined) return SETTLED_SYNC;
     return pending.then(undefined, (error: unknown) => {
       throw this.settleError(error, action);
     });
