@@ -1,4 +1,4 @@
-import { withTimeout } from '@busbar/core/transport';
+import { type Logger, withTimeout } from '@busbar/core/transport';
 import type { RedisClient } from './client.js';
 import { toBusbarError } from './errors.js';
 import type { TopicKeys } from './keys.js';
@@ -9,36 +9,45 @@ interface Batch {
   done: Promise<void>;
 }
 
+export interface AckBatcherInit {
+  readonly client: RedisClient;
+  readonly keys: TopicKeys;
+  readonly group: string;
+  readonly opTimeoutMs: number;
+  readonly secrets: readonly string[];
+  readonly logger: Logger;
+}
+
 /**
- * Acks settled in the same turn of the event loop go out as one XACK per
- * stream (one XACK with many ids is ~14x faster than one per entry), without
- * a timer or promise per message: every ack of a batch shares its promise.
+ * Acks settled in the same turn of the event loop go out as one XACK per stream (one XACK with many ids is
+ * ~14x faster than one per entry), without a timer or promise per message. Nobody waits for an ack: one that
+ * fails leaves its entries pending, and the claim loop hands them out again (at-least-once), so a failed batch
+ * is one warning here, not one per message in core; `close()` waits for the last batch (`flushed`).
  */
 export class AckBatcher {
-  readonly #client: RedisClient;
-  readonly #keys: TopicKeys;
-  readonly #group: string;
-  readonly #timeoutMs: number;
-  readonly #secrets: readonly string[];
+  readonly #i: AckBatcherInit;
   #batch: Batch | undefined;
 
-  constructor(client: RedisClient, keys: TopicKeys, group: string, timeoutMs: number, secrets: readonly string[]) {
-    this.#client = client;
-    this.#keys = keys;
-    this.#group = group;
-    this.#timeoutMs = timeoutMs;
-    this.#secrets = secrets;
+  constructor(init: AckBatcherInit) {
+    this.#i = init;
   }
 
-  add(entryId: string, fromRetry: boolean): Promise<void> {
+  add(entryId: string, fromRetry: boolean): void {
     let batch = this.#batch;
     if (!batch) {
       const fresh: Batch = { main: [], retry: [], done: Promise.resolve() };
-      fresh.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#flush(fresh));
+      fresh.done = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(() => this.#flush(fresh))
+        .catch((error: unknown) => {
+          const count = fresh.main.length + fresh.retry.length;
+          this.#i.logger.warn(
+            `Acking ${count} message(s) on '${this.#i.keys.stream}' failed; Redis hands them out again`,
+            { error },
+          );
+        });
       this.#batch = batch = fresh;
     }
     (fromRetry ? batch.retry : batch.main).push(entryId);
-    return batch.done;
   }
 
   /** Resolves once the batch being collected (if any) was written or failed. */
@@ -48,18 +57,18 @@ export class AckBatcher {
 
   async #flush(batch: Batch): Promise<void> {
     this.#batch = undefined;
-    const client = this.#client;
+    const { client, keys, group } = this.#i;
     const writes: Promise<unknown>[] = [];
-    if (batch.main.length > 0) writes.push(client.call('XACK', this.#keys.stream, this.#group, ...batch.main));
+    if (batch.main.length > 0) writes.push(client.call('XACK', keys.stream, group, ...batch.main));
     if (batch.retry.length > 0) {
       // Only this group reads its retry stream: an acked retry entry is deleted, so the stream stays small.
-      writes.push(client.call('XACK', this.#keys.retryStream, this.#group, ...batch.retry));
-      writes.push(client.call('XDEL', this.#keys.retryStream, ...batch.retry));
+      writes.push(client.call('XACK', keys.retryStream, group, ...batch.retry));
+      writes.push(client.call('XDEL', keys.retryStream, ...batch.retry));
     }
     try {
-      await withTimeout(Promise.all(writes), this.#timeoutMs, 'XACK timed out');
+      await withTimeout(Promise.all(writes), this.#i.opTimeoutMs, 'XACK timed out');
     } catch (error) {
-      throw toBusbarError(error, { what: `Acking on '${this.#keys.stream}'`, op: 'consume', secrets: this.#secrets });
+      throw toBusbarError(error, { what: `Acking on '${keys.stream}'`, op: 'consume', secrets: this.#i.secrets });
     }
   }
 }

@@ -43,7 +43,7 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
     this.#held = new Held(init.keys.retryStream);
     this.#reader = new BlockingReader(init, this);
     this.#mover = new RetryMover(init);
-    this.#acks = new AckBatcher(init.client, init.keys, init.group, init.opTimeoutMs, init.secrets);
+    this.#acks = new AckBatcher(init);
   }
 
   async start(): Promise<void> {
@@ -139,8 +139,10 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
     this.#reader.wake();
   }
 
-  ack(d: RedisDelivery): Promise<void> {
-    return this.#acks.add(d.raw.entryId, d.fromRetry);
+  /** Queued for this turn's XACK; nothing to wait for (see AckBatcher), so core spends no promise on it. */
+  ack(d: RedisDelivery): undefined {
+    this.#acks.add(d.raw.entryId, d.fromRetry);
+    return undefined;
   }
 
   /** Until this resolves the entry stays held (kept unclaimable): a failed retry leaves it for core to release. */
