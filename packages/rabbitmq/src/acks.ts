@@ -19,11 +19,14 @@ export class ChannelAcks {
   /** Delivery tags in delivery order, from the oldest not yet covered by an ack. */
   readonly #order = new Deque<number>();
   readonly #settled = new Set<number>();
+  readonly #onLost: ((count: number, error: ConnectionError) => void) | undefined;
   #pending: number[] = [];
   #batch: Deferred<void> | undefined;
 
-  constructor(channel: Channel) {
+  /** `onLost`: acks of a batch that could not be sent (the channel closed first), reported once per batch. */
+  constructor(channel: Channel, onLost?: (count: number, error: ConnectionError) => void) {
     this.channel = channel;
+    this.#onLost = onLost;
   }
 
   get alive(): boolean {
@@ -34,14 +37,32 @@ export class ChannelAcks {
     this.#order.push(tag);
   }
 
+  /** An ack to wait for: resolves once it is written (the retry path, which acks after its copy). */
   ack(tag: number): Promise<void> {
     if (!this.#alive) return Promise.reject(stale());
     this.#pending.push(tag);
+    return this.#schedule().promise;
+  }
+
+  /**
+   * An ack nobody waits for (a handled message): amqplib writes acks without an answer from the broker, so the
+   * only failure is a channel that closes before this turn's flush, and then the broker redelivers the message
+   * anyway. Reported through `onLost`, once per batch; no promise per message. Throws if the channel is closed.
+   */
+  queue(tag: number): void {
+    if (!this.#alive) throw stale();
+    this.#pending.push(tag);
+    this.#schedule();
+  }
+
+  #schedule(): Deferred<void> {
     if (!this.#batch) {
       this.#batch = deferred();
+      // A batch of queued acks only may have nobody awaiting it: its failure goes to onLost, never unhandled.
+      this.#batch.promise.catch(() => undefined);
       setImmediate(() => this.flush());
     }
-    return this.#batch.promise;
+    return this.#batch;
   }
 
   /** Requeue (`release`) or drop one delivery; immediate, not coalesced. */
@@ -58,7 +79,7 @@ export class ChannelAcks {
     const pending = this.#pending;
     this.#pending = [];
     if (!this.#alive) {
-      batch.reject(stale());
+      this.#lost(batch, pending.length);
       return;
     }
     try {
@@ -78,8 +99,14 @@ export class ChannelAcks {
       batch.resolve();
     } catch {
       this.#alive = false;
-      batch.reject(stale());
+      this.#lost(batch, pending.length);
     }
+  }
+
+  #lost(batch: Deferred<void>, count: number): void {
+    const error = stale();
+    if (count > 0) this.#onLost?.(count, error);
+    batch.reject(error);
   }
 
   /** The channel closed: pending and later settles fail. */

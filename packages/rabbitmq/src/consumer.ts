@@ -107,7 +107,12 @@ export class Consumer implements TransportSubscription, RetrySink {
     let channel: Channel | undefined;
     try {
       channel = await model.createChannel();
-      const acks = new ChannelAcks(channel);
+      const acks = new ChannelAcks(channel, (count, error) =>
+        this.#hooks.logger.warn(
+          `${count} ack(s) on '${this.#spec.topic}' were lost with their channel; RabbitMQ redelivers those messages`,
+          { error },
+        ),
+      );
       channel.on('error', (error: Error) =>
         this.#hooks.logger.debug('Consumer channel error', { error: this.#hooks.toError(error, 'Channel') }),
       );

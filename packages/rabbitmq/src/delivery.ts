@@ -33,8 +33,10 @@ export class RabbitDelivery extends SettleOnce<ConsumeMessage> {
     this.#acks.channel.publish('', routingKey, content, options);
   }
 
-  protected ackNative(): Promise<void> {
-    return this.#acks.ack(this.raw.fields.deliveryTag);
+  /** Queued for this turn's ack frame, not awaited (see ChannelAcks.queue): core spends no promise on it. */
+  protected ackNative(): undefined {
+    this.#acks.queue(this.raw.fields.deliveryTag);
+    return undefined;
   }
 
   protected async retryNative(request: RetryRequest): Promise<void> {

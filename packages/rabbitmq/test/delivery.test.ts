@@ -50,6 +50,8 @@ describe('RabbitDelivery (SettleOnce)', () => {
     const acks = new ChannelAcks(channel);
     const one = delivery(acks, 1, okSink);
     await Promise.all([one.ack(), one.ack()]);
+    // The ack goes out with this turn's flush (nothing waits for it).
+    await new Promise((resolve) => setImmediate(resolve));
     await one.release();
     await one.retry(request);
     const two = delivery(acks, 2, okSink);
@@ -132,12 +134,28 @@ describe('RabbitDelivery (SettleOnce)', () => {
     expect(published).toBe(0);
   });
 
-  it('an ack the channel throws on rejects with a typed error, never a raw one', async () => {
+  it('acks the channel throws on are reported once for their batch, typed; the acks themselves wait for nothing', async () => {
     const { channel, fail } = fakeChannel();
-    const acks = new ChannelAcks(channel);
-    const d = delivery(acks, 5, okSink);
+    const lost: [number, unknown][] = [];
+    const acks = new ChannelAcks(channel, (count, error) => lost.push([count, error]));
+    const a = delivery(acks, 5, okSink);
+    const b = delivery(acks, 6, okSink);
     fail();
+    await Promise.all([a.ack(), b.ack()]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lost.length).toBe(1);
+    expect(lost[0]?.[0]).toBe(2);
+    expect(lost[0]?.[1]).toBeInstanceOf(ConnectionError);
+    expect(acks.alive).toBe(false);
+  });
+
+  it('an ack on a channel already closed rejects with a typed error, never a raw one', async () => {
+    const { channel } = fakeChannel();
+    const acks = new ChannelAcks(channel);
+    const d = delivery(acks, 8, okSink);
+    acks.dead();
     const error = await d.ack().catch((e: unknown) => e);
     expect(BusbarError.is(error)).toBe(true);
+    expect(error).toBeInstanceOf(ConnectionError);
   });
 });
