@@ -52,7 +52,9 @@ export async function startRedis(port: number, dir: string, extra: string[] = []
     ...extra,
   ];
   const child = spawn(REDIS_SERVER, args, { stdio: 'ignore' });
-  await waitFor(() => reachable(`redis://127.0.0.1:${port}`, 200), 10_000, 'private redis-server up');
+  // 30 s, not 10: a primary restarted as a replica with an fsync-always AOF, on 2 cores shared with the other
+  // suites, once took longer than 10 s to answer PING in CI (LOADING while it reads its AOF and syncs).
+  await waitFor(() => reachable(`redis://127.0.0.1:${port}`, 200), 30_000, 'private redis-server up');
   // Accepting TCP is not yet serving (AOF loading answers LOADING): wait for a PING.
   const probe = new Redis({
     port,
@@ -61,7 +63,7 @@ export async function startRedis(port: number, dir: string, extra: string[] = []
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
   });
-  await waitFor(async () => (await probe.ping().catch(() => '')) === 'PONG', 10_000, 'redis-server ready');
+  await waitFor(async () => (await probe.ping().catch(() => '')) === 'PONG', 30_000, 'redis-server ready');
   probe.disconnect();
   return child;
 }
