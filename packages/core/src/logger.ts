@@ -44,9 +44,14 @@ export function isFieldsFirst(logger: Logger): boolean {
  * Wraps a logger so that no secret reaches it, whatever a driver or error puts in a line, and calls it the way
  * it wants to be called: pino/bunyan get `(fields, message)` (so the fields become structured, not lost),
  * everything else `(message, fields)`.
+ *
+ * A user's logger that throws (a closed file stream, a transport that is down) loses its line and nothing else:
+ * busbar logs from settle paths, ack callbacks and timers, where a throw would leave a message unsettled or
+ * become an unhandled rejection. The first failure is reported once as a process warning.
  */
 export function redactingLogger(logger: Logger, secrets: readonly string[]): Logger {
   const fieldsFirst = isFieldsFirst(logger);
+  let reported = false;
   const clean = (fields?: Record<string, unknown>): Record<string, unknown> | undefined => {
     if (!fields) return undefined;
     const out: Record<string, unknown> = {};
@@ -65,12 +70,22 @@ export function redactingLogger(logger: Logger, secrets: readonly string[]): Log
   const wrap =
     (level: keyof Logger) =>
     (message: string, fields?: Record<string, unknown>): void => {
-      const cleaned = clean(fields);
-      const text = redactText(message, secrets);
-      const call = logger[level] as (...args: unknown[]) => void;
-      if (fieldsFirst) call.call(logger, cleaned ?? {}, text);
-      else if (cleaned) call.call(logger, text, cleaned);
-      else call.call(logger, text);
+      try {
+        const cleaned = clean(fields);
+        const text = redactText(message, secrets);
+        const call = logger[level] as (...args: unknown[]) => void;
+        if (fieldsFirst) call.call(logger, cleaned ?? {}, text);
+        else if (cleaned) call.call(logger, text, cleaned);
+        else call.call(logger, text);
+      } catch (error) {
+        if (reported) return;
+        reported = true;
+        // Only the error's class: its message may quote the line, and the line may be what failed.
+        const name = error instanceof Error ? error.name : typeof error;
+        process.emitWarning(`The logger threw ${name} at level '${level}'; busbar drops the lines it cannot log`, {
+          code: 'BUSBAR_LOGGER_FAILED',
+        });
+      }
     };
   return { debug: wrap('debug'), info: wrap('info'), warn: wrap('warn'), error: wrap('error') };
 }

@@ -59,4 +59,43 @@ describe('loggers', () => {
     expect(typeof dropped?.[0]).toBe('string');
     expect(dropped?.[1]).toMatchObject({ group: 'g', error: 'Error: no' });
   });
+
+  it('a logger that throws loses its lines, not messages: no unhandled rejection, later messages still flow', async () => {
+    const rejections: unknown[] = [];
+    const warnings: Error[] = [];
+    const onRejection = (reason: unknown) => void rejections.push(reason);
+    const onWarning = (warning: Error) => void warnings.push(warning);
+    process.on('unhandledRejection', onRejection);
+    process.on('warning', onWarning);
+    try {
+      const boom = () => {
+        throw new Error('log transport down, secret=hunter2');
+      };
+      const bus = await connect({
+        url: 'memory://throwing-logger',
+        logger: { debug: boom, info: boom, warn: boom, error: boom },
+      });
+      const seen: number[] = [];
+      await bus.subscribe<number>(
+        'log.throw',
+        (m) => {
+          seen.push(m.payload);
+          if (m.payload === 1) throw new Error('no');
+        },
+        { group: 'g', retry: false, deadLetter: false },
+      );
+      await bus.publish('log.throw', 1);
+      await bus.publish('log.throw', 2);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(seen).toEqual([1, 2]);
+      await bus.close();
+      expect(rejections).toEqual([]);
+      const reported = warnings.filter((w) => (w as { code?: string }).code === 'BUSBAR_LOGGER_FAILED');
+      expect(reported).toHaveLength(1);
+      expect(reported[0]?.message).not.toContain('hunter2');
+    } finally {
+      process.off('unhandledRejection', onRejection);
+      process.off('warning', onWarning);
+    }
+  });
 });

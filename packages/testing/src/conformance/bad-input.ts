@@ -164,6 +164,42 @@ export function badInputTests(s: Suite, transport: string): void {
     await roundTrip(s, bus);
   });
 
+  it('a logger that throws loses its lines, not messages: retries, dead letters and later messages still flow', async () => {
+    // A log transport that is down (or a logger that throws a string) is called from settle paths, ack
+    // callbacks and timers; a throw there must not leave a message unsettled or reject unhandled.
+    const boom = (): never => {
+      throw 'log transport down';
+    };
+    const bus = await s.bus({ logger: { debug: boom, info: boom, warn: boom, error: boom } });
+    const topic = s.topic('badlog');
+    const group = s.group();
+    const handled: number[] = [];
+    await bus.subscribe<number>(
+      topic,
+      (m) => {
+        if (m.payload < 0) throw new Error('fails every time');
+        handled.push(m.payload);
+      },
+      { group, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } },
+    );
+    const dead = recorder<number>();
+    await bus.subscribeDeadLetters(topic, group, dead.handler as never);
+    await s.settle();
+    await bus.publish(topic, -1);
+    await bus.publish(topic, 1);
+    await s.waitFor(
+      () => dead.messages.length >= 1 && handled.length >= 1,
+      30_000,
+      'the dead letter and the healthy one',
+    );
+    await bus.publish(topic, 2);
+    await s.waitFor(() => handled.includes(2), 30_000, 'a message after the failed log lines');
+    expect(dead.messages[0]?.payload).toBe(-1);
+    expect(dead.messages[0]?.deadLetter?.attempts).toBe(2);
+    report.set('logger that throws', 'lines dropped, messages settled');
+    await roundTrip(s, bus);
+  });
+
   it('300 always-failing messages do not hold up 200 healthy ones, and all of them get dead-lettered', async () => {
     const bus = await s.bus();
     const topic = s.topic('flood');

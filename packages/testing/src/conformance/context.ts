@@ -1,4 +1,4 @@
-import type { Bus, Capabilities, Message } from '@busbar/core';
+import type { Bus, Capabilities, Logger, Message } from '@busbar/core';
 import { afterEach } from 'vitest';
 import { uniqueName } from '../brokers.js';
 import { sleep, waitFor } from '../wait.js';
@@ -10,6 +10,7 @@ export interface BusOverrides {
   connectTimeoutMs?: number;
   /** Another address of the same broker (a fault proxy in front of it). */
   url?: string;
+  logger?: Logger;
 }
 
 /** The sections of the suite, in the order they run; `sections` in the options picks some of them. */
