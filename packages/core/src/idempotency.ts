@@ -17,6 +17,30 @@ export interface IdempotencyStore {
   release(key: string): Promise<void>;
 }
 
+const RESULTS: ReadonlySet<unknown> = new Set<ClaimResult>(['claimed', 'done', 'busy']);
+
+/**
+ * The user's store as core calls it: every call returns a promise, whatever the store does. A store written
+ * in JavaScript may throw synchronously or return a bare value, and core chains `.catch` on these calls in its
+ * settle path, where a synchronous throw would leave the message unsettled. A claim answer that is none of the
+ * three results is a failure too (the message is retried with backoff), not a licence to run the handler.
+ */
+export function guardStore(store: IdempotencyStore): IdempotencyStore {
+  return {
+    async claim(key, leaseMs) {
+      const result: unknown = await store.claim(key, leaseMs);
+      if (RESULTS.has(result)) return result as ClaimResult;
+      throw new TypeError(`The idempotency store's claim() answered ${typeof result}, not 'claimed', 'done' or 'busy'`);
+    },
+    async complete(key, ttlMs) {
+      await store.complete(key, ttlMs);
+    },
+    async release(key) {
+      await store.release(key);
+    },
+  };
+}
+
 interface Entry {
   done: boolean;
   expiresAt: number;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
-import type { IdempotencyStore } from './idempotency.js';
+import { guardStore, type IdempotencyStore } from './idempotency.js';
 import type { Logger } from './logger.js';
 import type { ConsumeMiddleware } from './middleware.js';
 
@@ -77,13 +77,15 @@ export const retrySchema = z
 
 export type RetryPolicy = z.output<typeof retrySchema>;
 
-const storeSchema = z.custom<IdempotencyStore>(
-  (v) =>
-    typeof v === 'object' &&
-    v !== null &&
-    ['claim', 'complete', 'release'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function'),
-  { message: 'expected an IdempotencyStore (claim, complete, release)' },
-);
+const storeSchema = z
+  .custom<IdempotencyStore>(
+    (v) =>
+      typeof v === 'object' &&
+      v !== null &&
+      ['claim', 'complete', 'release'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function'),
+    { message: 'expected an IdempotencyStore (claim, complete, release)' },
+  )
+  .transform(guardStore);
 
 /** The `idempotency` option of `subscribe` and `respond`: the same store, keys `group:messageId`. */
 const idempotencySchema = z.strictObject({

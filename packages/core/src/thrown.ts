@@ -74,5 +74,5 @@ export function toFailure(thrown: unknown): Error {
   // A thrown string is the message its author meant (`throw 'out of stock'`).
   if (typeof thrown === 'string') return new NonErrorThrown(bounded(thrown), thrown);
   const description = attempt(() => describeThrown(thrown), 'a value that cannot be described');
-  return new NonErrorThrown(`Handler threw a non-Error value: ${description}`, thrown);
+  return new NonErrorThrown(`A non-Error value was thrown: ${description}`, thrown);
 }

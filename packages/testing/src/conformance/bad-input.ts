@@ -200,6 +200,39 @@ export function badInputTests(s: Suite, transport: string): void {
     await roundTrip(s, bus);
   });
 
+  it('an idempotency store that throws synchronously: retried with backoff, dead-lettered, the bus still works', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('badstore');
+    const group = s.group();
+    const thrower = (): never => {
+      throw new Error('store down');
+    };
+    let runs = 0;
+    await bus.subscribe<number>(
+      topic,
+      () => {
+        runs++;
+      },
+      {
+        group,
+        idempotency: { store: { claim: thrower, complete: thrower, release: thrower } },
+        retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 },
+      },
+    );
+    const dead = recorder<number>();
+    await bus.subscribeDeadLetters(topic, group, dead.handler as never);
+    await s.settle();
+    await bus.publish(topic, 1);
+    await s.waitFor(() => dead.messages.length >= 1, 30_000, 'the dead letter');
+    expect(runs).toBe(0);
+    expect(dead.messages[0]?.deadLetter?.attempts).toBe(2);
+    report.set(
+      'idempotency store that throws',
+      `dead-lettered as ${dead.messages[0]?.deadLetter?.errorName} after 2 attempts`,
+    );
+    await roundTrip(s, bus);
+  });
+
   it('300 always-failing messages do not hold up 200 healthy ones, and all of them get dead-lettered', async () => {
     const bus = await s.bus();
     const topic = s.topic('flood');
