@@ -27,7 +27,7 @@ export class KafkaDelivery extends SettleOnce<KafkaRaw> {
   readonly #entry: TrackedOffset;
 
   constructor(record: DecodedRecord, host: SettleHost, tracker: PartitionTracker, entry: TrackedOffset) {
-    super({ ...record, idGenerated: false }, record.raw);
+    super(record, record.raw);
     this.#record = record;
     this.#host = host;
     this.#tracker = tracker;

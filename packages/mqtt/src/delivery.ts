@@ -36,7 +36,20 @@ export class MqttDelivery extends SettleOnce<IPublishPacket> {
     sink: RetrySink,
   ) {
     // MQTT 5's own Content Type property, as sent (undefined when absent or empty).
-    super({ ...fields, topic, headers, contentType: packet.properties?.contentType || undefined }, packet);
+    super(
+      {
+        id: fields.id,
+        topic,
+        key: fields.key,
+        headers,
+        body: fields.body,
+        timestamp: fields.timestamp,
+        contentType: packet.properties?.contentType || undefined,
+        idGenerated: fields.idGenerated,
+        attempt: fields.attempt,
+      },
+      packet,
+    );
     this.#fields = fields;
     this.#acks = acks;
     this.#inbound = inbound;

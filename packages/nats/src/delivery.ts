@@ -27,7 +27,19 @@ export class NatsDelivery extends SettleOnce<JsMsg> {
   readonly #copy: boolean;
 
   constructor(m: JsMsg, d: Decoded & { readonly topic?: string }, holder: Holder | undefined, copy: boolean) {
-    super({ ...d, topic: d.topic ?? m.subject, body: m.data }, m);
+    super(
+      {
+        id: d.id,
+        topic: d.topic ?? m.subject,
+        key: d.key,
+        headers: d.headers,
+        body: m.data,
+        timestamp: d.timestamp,
+        contentType: d.contentType,
+        attempt: d.attempt,
+      },
+      m,
+    );
     this.#holder = holder;
     this.#stream = d.stream;
     this.#sequence = d.sequence;

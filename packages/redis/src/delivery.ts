@@ -40,7 +40,19 @@ export class RedisDelivery extends SettleOnce<RedisEntry> {
   ) {
     // Never idGenerated: an entry without a usable `id` field is identified by its entry id (stable across
     // redeliveries).
-    super({ ...entry, topic, attempt: entry.baseAttempt + Math.max(0, raw.deliveryCount - 1) }, raw);
+    super(
+      {
+        id: entry.id,
+        topic,
+        key: entry.key,
+        headers: entry.headers,
+        body: entry.body,
+        timestamp: entry.timestamp,
+        contentType: entry.contentType,
+        attempt: entry.baseAttempt + Math.max(0, raw.deliveryCount - 1),
+      },
+      raw,
+    );
     this.#owner = owner;
     this.fromRetry = fromRetry;
     this.heldSince = now;

@@ -115,7 +115,19 @@ class MemoryDelivery extends SettleOnce<MemoryEntry> {
 
   constructor(entry: MemoryEntry, queue: MemoryQueue, consumer: MemoryConsumer) {
     const { record } = entry;
-    super({ ...record, headers: entry.headers, attempt: entry.attempt }, entry);
+    super(
+      {
+        id: record.id,
+        topic: record.topic,
+        key: record.key,
+        headers: entry.headers,
+        body: record.body,
+        timestamp: record.timestamp,
+        contentType: record.contentType,
+        attempt: entry.attempt,
+      },
+      entry,
+    );
     this.#queue = queue;
     this.#consumer = consumer;
   }
