@@ -1,5 +1,6 @@
-import type { IncomingRequest, Logger, ReplyRecord, TransportSubscription } from '@busbar/core/transport';
-import { withTimeout } from '@busbar/core/transport';
+import { TimeoutError } from '@busbar/core';
+import type { IncomingRequest, Logger, ReplyRecord, Timed, TransportSubscription } from '@busbar/core/transport';
+import { TimeoutLane, withTimeout } from '@busbar/core/transport';
 import { type RedisClient, subcommand } from './client.js';
 import { CLOSE_STEP_MS, type CloseState } from './closing.js';
 import { decodeEntry } from './codec.js';
@@ -36,6 +37,14 @@ export interface RedisRequestEntry {
   readonly correlationId: string;
 }
 
+/** A reply's XADD in flight, failed by the lane when Redis has not answered it in time. */
+interface ReplyWrite extends Timed {
+  settled: boolean;
+  fail: (error: Error) => void;
+}
+
+const notYet = (): void => {};
+
 /**
  * One responder: XREADGROUP on the topic's request stream, at most `prefetch` requests unanswered at once;
  * each is acked once its reply is written. Requests are never redelivered: by the time another member could
@@ -44,11 +53,19 @@ export interface RedisRequestEntry {
 export class Responder implements TransportSubscription, ReadMode {
   readonly #i: ResponderInit;
   readonly #reader: BlockingReader;
+  /**
+   * Bounds every reply's XADD (commands wait across reconnects, and an unanswered reply holds a prefetch slot):
+   * one timer for all of them, not one set and cleared per reply.
+   */
+  readonly #writes: TimeoutLane<ReplyWrite>;
   #unanswered = 0;
 
   constructor(init: ResponderInit) {
     this.#i = init;
     this.#reader = new BlockingReader(init, this);
+    this.#writes = new TimeoutLane(init.opTimeoutMs, (write) =>
+      write.fail(new TimeoutError('XADD of the reply timed out')),
+    );
   }
 
   /** Creates the group at the stream's end: resolves once requests sent afterwards reach it. */
@@ -149,10 +166,19 @@ export class Responder implements TransportSubscription, ReadMode {
       '*',
       ...replyFields(raw.correlationId, reply),
     ];
+    const write: ReplyWrite = { deadline: this.#writes.deadline(), settled: false, fail: notYet };
+    const written = new Promise<unknown>((resolve, reject) => {
+      write.fail = reject;
+      this.#i.client.call('XADD', args).then(resolve, reject);
+    });
+    this.#writes.add(write);
     try {
-      await withTimeout(this.#i.client.call('XADD', args), this.#i.opTimeoutMs, 'XADD of the reply timed out');
+      await written;
     } catch (error) {
       throw toBusbarError(error, { what: `Replying on '${this.#i.topic}'`, op: 'publish', secrets: this.#i.secrets });
+    } finally {
+      write.settled = true;
+      this.#writes.settled(write);
     }
   }
 

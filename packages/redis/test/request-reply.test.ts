@@ -261,6 +261,57 @@ describe.runIf(ok)('redis request/reply (interop with plain ioredis)', () => {
     }
   });
 
+  it('a Redis that goes silent while a reply is written: the XADD fails typed within publishTimeoutMs, and after the cut the responder answers again', {
+    timeout: 30_000,
+  }, async () => {
+    const target = new URL(brokerUrls.redis);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 6379) } });
+    const warnings: { message: string; at: number; error: unknown }[] = [];
+    const record = (message: string, fields?: Record<string, unknown>) =>
+      void warnings.push({ message, at: Date.now(), error: fields?.error });
+    try {
+      const responder = await connect({
+        url: proxy.url(brokerUrls.redis),
+        driver,
+        logger: { debug() {}, info() {}, warn: record, error: record },
+        publishTimeoutMs: 500,
+        closeTimeoutMs: 2_000,
+      });
+      const topic = uniqueName('rr-silent-reply');
+      let silencedAt = 0;
+      await responder.respond(topic, (m) => {
+        if (m.payload === 'silence') {
+          proxy.blackhole(true);
+          silencedAt = Date.now();
+        }
+        return m.payload;
+      });
+      const bus = await open();
+      expect(await bus.request(topic, 'before', { timeoutMs: 5_000 })).toBe('before');
+      const lost = await bus.request(topic, 'silence', { timeoutMs: 2_000 }).catch((e: unknown) => e);
+      expect(BusbarError.is(lost, 'BUSBAR_TIMEOUT')).toBe(true);
+      await waitFor(() => warnings.some((w) => w.message.includes('Replying on')), 5_000, 'the failed reply logged');
+      const failed = warnings.find((w) => w.message.includes('Replying on'));
+      expect(String(failed?.error)).toContain('XADD of the reply timed out');
+      // Bounded by publishTimeoutMs (500 ms), with timer slack, not by the requester's 2 s.
+      expect((failed?.at ?? 0) - silencedAt).toBeLessThan(1_500);
+      proxy.blackhole(false);
+      proxy.cutAll();
+      let answer: unknown;
+      await waitFor(
+        async () => {
+          answer = await bus.request(topic, 'after', { timeoutMs: 1_000 }).catch((e: unknown) => e);
+          return answer === 'after';
+        },
+        15_000,
+        'a request answered after the cut',
+      );
+      await responder.close();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a reply to a requester that is gone creates no key; a request without reply-to is dropped; the bus still works', async () => {
     const bus = await open();
     const topic = uniqueName('rr-gone');

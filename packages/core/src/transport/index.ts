@@ -39,6 +39,7 @@ export {
   usableId,
   wireHeaderValue,
 } from './headers.js';
+export { type Timed, TimeoutLane } from './lane.js';
 export { PendingReplies } from './replies.js';
 export type {
   Capabilities,
