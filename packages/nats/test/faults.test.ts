@@ -20,7 +20,11 @@ function figures(t: Tally): { confirmed: number; lost: number; duplicates: numbe
   return { confirmed: t.confirmed.size, lost, duplicates };
 }
 
-/** Publishes `total` messages with fixed ids in batches, `parallel` batches at once, re-sending a failed batch (same ids). */
+/**
+ * Publishes `total` messages with fixed ids in batches, `parallel` batches at once, re-sending a failed batch (same
+ * ids). `gate`, when given, is awaited before each batch: a test holds the publishers there while it breaks the
+ * server, so the break falls mid-run however fast this machine publishes.
+ */
 async function publishAll(
   publish: (entries: { payload: number; id: string }[]) => Promise<string[]>,
   run: string,
@@ -28,10 +32,13 @@ async function publishAll(
   confirmed: Set<string>,
   parallel = 4,
   batch = 50,
+  gate?: () => Promise<void> | undefined,
 ): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < total) {
+      await gate?.();
+      if (next >= total) return;
       const start = next;
       next += batch;
       const entries = Array.from({ length: Math.min(batch, total - start) }, (_, i) => ({
@@ -136,16 +143,31 @@ describe.runIf(ok)('nats faults', () => {
       );
       let restarted = false;
       let confirmedAtStop = 0;
-      const restarter = (async () => {
-        await waitFor(() => t.confirmed.size >= 1_000, 30_000, '1,000 confirmed');
-        confirmedAtStop = t.confirmed.size;
-        await server.stop();
-        await sleep(500);
-        await server.start();
-        restarted = true;
-      })();
-      await publishAll((entries) => producerBus.publishBatch(topic, entries), 'restart', 3_000, t.confirmed, 2, 50);
-      await restarter;
+      // Once 1,000 are confirmed the publishers wait until the server is down, then publish into the outage
+      // (retrying) and across the restart: a fast machine used to publish all 3,000 before the stop.
+      let stopping: Promise<void> | undefined;
+      const stopAt1000 = () => {
+        if (stopping === undefined && t.confirmed.size >= 1_000) {
+          confirmedAtStop = t.confirmed.size;
+          stopping = server.stop();
+        }
+        return stopping;
+      };
+      const publishing = publishAll(
+        (entries) => producerBus.publishBatch(topic, entries),
+        'restart',
+        3_000,
+        t.confirmed,
+        2,
+        50,
+        stopAt1000,
+      );
+      await waitFor(() => stopping !== undefined, 30_000, '1,000 confirmed');
+      await stopping;
+      await sleep(500);
+      await server.start();
+      restarted = true;
+      await publishing;
       await waitFor(() => [...t.confirmed].every((id) => t.received.has(id)), 60_000, 'every confirmed message');
       // Consumers resume: a message published after the restart still arrives.
       const late = await producerBus.publish(topic, -1);
