@@ -138,10 +138,10 @@ export class Responder implements TransportSubscription, ReadMode {
       raw,
       // Core replies once per request (SPI).
       reply: async (reply: ReplyRecord) => {
-        const sent = this.#send(raw, reply);
         // Acked whatever the reply's fate (a request is never redelivered, see above), so the XACK need not
-        // wait for the XADD: it goes out in the same turn, with the other replies' XACKs (one round trip).
+        // wait for the XADD. Queued first: see #ack for why the order puts both in one write.
         this.#ack(entryId);
+        const sent = this.#send(raw, reply);
         try {
           await sent;
         } finally {
@@ -183,15 +183,17 @@ export class Responder implements TransportSubscription, ReadMode {
   }
 
   /**
-   * Requests answered in this turn of the event loop: acked by one XACK with every id. A turn, not a microtask:
-   * the replies to one read's requests settle in different microtasks (each handler is its own promise chain),
-   * and one XACK per reply was a second command per request for Redis to run.
+   * Requests answered in one run of the microtask queue: acked by one XACK with every id (one XACK per reply
+   * was a second command per request for Redis to run). The flush is a `process.nextTick`, which runs once the
+   * microtasks, and so every handler that finished in them, are done; scheduled before the first reply's XADD,
+   * it runs before ioredis' auto-pipeline flush (also a nextTick), so the XACK joins the replies' write. With
+   * `setImmediate` it was a write of its own: 0.11 socket writes per round trip then, 0.09 now (100 in flight).
    */
   #acks: string[] = [];
 
   #ack(entryId: string): void {
     this.#acks.push(entryId);
-    if (this.#acks.length === 1) setImmediate(() => this.#flushAcks());
+    if (this.#acks.length === 1) process.nextTick(() => this.#flushAcks());
   }
 
   #flushAcks(): void {
