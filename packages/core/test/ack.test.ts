@@ -4,36 +4,14 @@ import { uniqueName, waitFor } from '@busbar/testing';
 import { describe, expect, it } from 'vitest';
 import { memoryDriver } from '../src/memory/driver.js';
 
-/** The memory transport with broker acks that take `delayMs` to be answered (a slow or distant broker). */
-function slowAcks(delayMs: number, answered: { count: number }, throwing = false) {
+/** The memory transport with each delivery replaced by `wrap(delivery)`: a driver that misbehaves in one way. */
+function wrappedMemory(scheme: string, wrap: (d: Delivery) => Delivery) {
   return defineDriver({
-    name: 'slow-ack',
-    schemes: ['slowack'],
+    name: scheme,
+    schemes: [scheme],
     options: memoryDriver.options,
     create(context) {
       const inner = memoryDriver.create(context);
-      const slow = (d: Delivery): Delivery => ({
-        id: d.id,
-        topic: d.topic,
-        key: d.key,
-        headers: d.headers,
-        body: d.body,
-        timestamp: d.timestamp,
-        attempt: d.attempt,
-        raw: d.raw,
-        ack: throwing
-          ? () => {
-              answered.count++;
-              throw new Error('connection closed');
-            }
-          : async () => {
-              await new Promise((resolve) => setTimeout(resolve, delayMs));
-              await d.ack();
-              answered.count++;
-            },
-        retry: (request) => d.retry(request),
-        release: () => d.release(),
-      });
       const transport: Transport = {
         get capabilities() {
           return inner.capabilities;
@@ -44,13 +22,45 @@ function slowAcks(delayMs: number, answered: { count: number }, throwing = false
         connect: () => inner.connect(),
         publish: (records) => inner.publish(records),
         subscribe: (spec, callbacks) =>
-          inner.subscribe(spec, { ...callbacks, onDelivery: (d) => callbacks.onDelivery(slow(d)) }),
+          inner.subscribe(spec, { ...callbacks, onDelivery: (d) => callbacks.onDelivery(wrap(d)) }),
         declareGroup: (topic, group) => inner.declareGroup(topic, group),
         close: () => inner.close(),
       };
       return transport;
     },
   });
+}
+
+/** A delivery's settle calls passed through to the memory transport's, with its fields. */
+const passThrough = (d: Delivery): Delivery => ({
+  id: d.id,
+  topic: d.topic,
+  key: d.key,
+  headers: d.headers,
+  body: d.body,
+  timestamp: d.timestamp,
+  attempt: d.attempt,
+  raw: d.raw,
+  ack: () => d.ack(),
+  retry: (request) => d.retry(request),
+  release: () => d.release(),
+});
+
+/** The memory transport with broker acks that take `delayMs` to be answered (a slow or distant broker). */
+function slowAcks(delayMs: number, answered: { count: number }, throwing = false) {
+  return wrappedMemory('slowack', (d) => ({
+    ...passThrough(d),
+    ack: throwing
+      ? () => {
+          answered.count++;
+          throw new Error('connection closed');
+        }
+      : async () => {
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
+          await d.ack();
+          answered.count++;
+        },
+  }));
 }
 
 describe('acks', () => {
@@ -110,5 +120,42 @@ describe('acks', () => {
     await waitFor(() => answered.count === 1, 1_000, 'the ack attempt');
     await sub.close();
     await bus.close();
+  });
+
+  it('a driver bug on the way to settling (deadLetterHeaders throws): released after a pause, not held for good', {
+    timeout: 10_000,
+  }, async () => {
+    const runs: number[] = [];
+    let releases = 0;
+    const driver = wrappedMemory('buggydl', (d) => ({
+      ...passThrough(d),
+      deadLetterHeaders: () => {
+        throw new Error('driver bug');
+      },
+      release: () => {
+        releases++;
+        return d.release();
+      },
+    }));
+    const bus = await connect({ url: `buggydl://${uniqueName('ack')}`, driver, logger: silentLogger });
+    await bus.subscribe(
+      'acks.bug',
+      () => {
+        runs.push(Date.now());
+        throw new Error('handler fails, so the failure path asks for deadLetterHeaders');
+      },
+      { group: 'g', retry: false },
+    );
+    await bus.publish('acks.bug', 1);
+    await waitFor(() => runs.length >= 2, 5_000, 'the message delivered again');
+    // Given back after the pause, not at once: a bug that repeats is no hot loop.
+    expect((runs[1] as number) - (runs[0] as number)).toBeGreaterThanOrEqual(900);
+    expect(releases).toBeGreaterThanOrEqual(1);
+    // A message parked at close is released then, not left for the pause.
+    const parkedReleases = releases;
+    const closing = Date.now();
+    await bus.close();
+    expect(Date.now() - closing).toBeLessThan(500);
+    expect(releases).toBe(parkedReleases + 1);
   });
 });

@@ -8,6 +8,10 @@ import type { Delivery, TransportSubscription } from '../transport/spi.js';
 import { drain } from './drain.js';
 import { Failures } from './failure.js';
 import { Pipeline } from './pipeline.js';
+
+/** The pause before a message is given back after an unexpected failure settling it. */
+const UNEXPECTED_RELEASE_MS = 1_000;
+
 import { KeyedQueue } from './queue.js';
 import { Settlement } from './settle.js';
 import { type InFlight, inFlight, type Subscription, type SubscriptionHost, type SubscriptionStats } from './state.js';
@@ -32,6 +36,8 @@ export class SubscriptionRuntime<T> implements Subscription {
   readonly #host: SubscriptionHost;
   readonly #queue: KeyedQueue;
   readonly #inFlight = new Set<InFlight>();
+  /** Deliveries waiting out the pause after an unexpected failure (see #unexpected); close releases them at once. */
+  readonly #parked = new Map<ReturnType<typeof setTimeout>, Delivery>();
   readonly #settle: Settlement;
   readonly #failures: Failures;
   readonly #pipeline: Pipeline<T>;
@@ -151,7 +157,7 @@ export class SubscriptionRuntime<T> implements Subscription {
     try {
       pending = this.#pipeline.process(rec);
     } catch (error) {
-      this.#host.logger.error('Unexpected failure settling a message', { error });
+      this.#unexpected(rec, error);
     }
     if (pending === undefined) this.#finish(rec);
     else {
@@ -159,11 +165,37 @@ export class SubscriptionRuntime<T> implements Subscription {
       pending.then(
         () => this.#finish(rec),
         (error: unknown) => {
-          this.#host.logger.error('Unexpected failure settling a message', { error });
+          this.#unexpected(rec, error);
           this.#finish(rec);
         },
       );
     }
+  }
+
+  /**
+   * A bug below the handler (in core or a driver) threw on the way to settling a message. The message is
+   * released after a pause instead of being held unsettled for good (a stuck prefetch slot, a Kafka partition
+   * whose commits stop there); the pause keeps a failure that repeats from becoming a hot loop. A delivery
+   * that was settled before the throw ignores the release (settle-once).
+   */
+  #unexpected(rec: InFlight, error: unknown): void {
+    const running = this.#state === 'running';
+    this.#host.logger.error(
+      running
+        ? `Unexpected failure settling a message; it is released for redelivery in ${UNEXPECTED_RELEASE_MS} ms`
+        : 'Unexpected failure settling a message; it is released',
+      { group: this.group, error },
+    );
+    if (!running) {
+      this.#settle.release(rec.delivery);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.#parked.delete(timer);
+      this.#settle.release(rec.delivery);
+    }, UNEXPECTED_RELEASE_MS);
+    timer.unref();
+    this.#parked.set(timer, rec.delivery);
   }
 
   #finish(rec: InFlight): void {
@@ -198,6 +230,11 @@ export class SubscriptionRuntime<T> implements Subscription {
   async #close(deadline: number, signal: AbortSignal | undefined): Promise<void> {
     this.#state = 'closing';
     this.#closingHook?.();
+    for (const [timer, delivery] of this.#parked) {
+      clearTimeout(timer);
+      this.#settle.release(delivery);
+    }
+    this.#parked.clear();
     await drain(
       {
         native: this.#native,
