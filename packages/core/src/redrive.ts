@@ -33,11 +33,11 @@ export interface RedriveOptions {
   limit?: number;
   /** Stop when no dead letter arrived for this long. Default 1000 ms. */
   idleMs?: number;
-  /** Only re-drive dead letters this returns true for; the others stay dead. */
+  /** Only re-drive dead letters this returns true for; the others stay dead. A throw ends the re-drive: it rejects with it. */
   filter?: (message: Message<unknown>) => boolean;
   /** Re-publish at most this many per second (a consumer that just recovered is not flooded). Default: no limit. */
   ratePerSecond?: number;
-  /** Called after each dead letter moved, with the count so far. */
+  /** Called after each dead letter moved, with the count so far. A throw ends the re-drive: it rejects with it. */
   onProgress?: (moved: number) => void;
 }
 
@@ -46,7 +46,7 @@ export interface DeadLetterWalkOptions {
   limit?: number;
   /** Stop when no dead letter arrived for this long. Default 1000 ms. */
   idleMs?: number;
-  /** Only dead letters this returns true for; the others are left as they are. */
+  /** Only dead letters this returns true for; the others are left as they are. A throw ends the call: it rejects with it. */
   filter?: (message: Message<unknown>) => boolean;
 }
 
@@ -59,14 +59,25 @@ export interface RedriveParts {
   ) => Promise<Subscription>;
 }
 
-/** What a walk does with one dead letter: done with it (acked), or leave it (released when the walk ends). */
-type Visit = (message: Message<unknown>, delivery: Delivery) => Promise<'done' | 'leave'>;
+/**
+ * What a walk does with one dead letter: done with it (acked), or leave it (released when the walk ends).
+ * `stop(error)` ends the walk, which then rejects with `error` (a user's callback threw).
+ */
+type Visit = (
+  message: Message<unknown>,
+  delivery: Delivery,
+  stop: (error: unknown) => void,
+) => Promise<'done' | 'leave'>;
 
 /**
  * Walks the dead letters that exist when it starts, as a subscription of the dead-letter reader group with its
  * own handler over the ordinary pipeline. A dead letter the visit is done with is acked; one it leaves (or one
  * over the limit, or dead again since the walk began) is held unsettled and released when the walk ends, so it
  * neither comes straight back nor gets lost. Resolves once `limit` visits happened or none arrived for `idleMs`.
+ *
+ * The walk's subscription has no retry and no dead letter, so a handler that threw would drop (ack) the dead
+ * letter: a `filter` that threw deleted every dead letter it was asked about. Anything the user's callbacks or
+ * the visit throw ends the walk instead: the dead letter in hand is left where it is, and the walk rejects.
  */
 async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: Visit): Promise<void> {
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
@@ -83,19 +94,36 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
   const done = new Promise<void>((resolve) => {
     finish = resolve;
   });
+  let failed: { readonly error: unknown } | undefined;
+  const stop = (error: unknown): void => {
+    failed ??= { error };
+    finish();
+  };
   const handler = async (message: Message<unknown>, context: HandlerContext): Promise<unknown> => {
     last = Date.now();
     const d = Context.delivery(context);
-    if (d === undefined || visited >= limit) return HOLD;
+    if (d === undefined || visited >= limit || failed !== undefined) return HOLD;
     // Dead letters that failed again after this walk began stay dead: no loop on a message that keeps failing.
     if ((message.deadLetter?.lastFailureAt.getTime() ?? 0) >= startedAt) return HOLD;
-    if (options.filter && !options.filter(message)) return HOLD;
+    if (options.filter) {
+      let selected: boolean;
+      try {
+        selected = options.filter(message);
+      } catch (error) {
+        stop(error);
+        return HOLD;
+      }
+      if (!selected) return HOLD;
+    }
     visited++;
     // A visit in progress (a re-publish waiting for a slow broker's confirm) is not idleness.
     busy++;
     let outcome: 'done' | 'leave';
     try {
-      outcome = await visit(message, d);
+      outcome = await visit(message, d, stop);
+    } catch (error) {
+      stop(error);
+      return HOLD;
     } finally {
       busy--;
       last = Date.now();
@@ -122,6 +150,7 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
   await done;
   clearInterval(timer);
   await sub.close();
+  if (failed !== undefined) throw failed.error;
 }
 
 /**
@@ -131,7 +160,7 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
 export async function redrive(parts: RedriveParts, fallbackTopic: string, options: RedriveOptions): Promise<number> {
   let moved = 0;
   const startedAt = Date.now();
-  await walk(parts, options, async (_message, d) => {
+  await walk(parts, options, async (_message, d, stop) => {
     if (options.ratePerSecond !== undefined && options.ratePerSecond > 0) {
       const due = startedAt + (moved * 1_000) / options.ratePerSecond;
       if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
@@ -153,7 +182,12 @@ export async function redrive(parts: RedriveParts, fallbackTopic: string, option
       return 'leave';
     }
     moved++;
-    options.onProgress?.(moved);
+    // Moved is moved: a throwing onProgress still acks this one, and ends the walk.
+    try {
+      options.onProgress?.(moved);
+    } catch (error) {
+      stop(error);
+    }
     return 'done';
   });
   return moved;

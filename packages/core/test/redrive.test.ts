@@ -56,4 +56,46 @@ describe('redrive', () => {
       await bus.close();
     }
   });
+
+  it('a filter or onProgress that throws ends the walk and rejects with it: no dead letter is dropped', async () => {
+    // The walk's subscription has no retry and no dead letter: a throw in it used to drop (ack) the dead letter,
+    // so a throwing filter deleted every dead letter it looked at.
+    const bus = await connect({ url: `memory://${uniqueName('rd')}`, logger: silentLogger });
+    const topic = 'orders.filter';
+    let broken = true;
+    await bus.subscribe<number>(
+      topic,
+      () => {
+        if (broken) throw new PermanentError('down');
+      },
+      { group: 'g' },
+    );
+    await bus.publishBatch(
+      topic,
+      [1, 2, 3].map((payload) => ({ payload })),
+    );
+    await waitFor(async () => (await bus.peekDeadLetters(topic, 'g')).length === 3, 5_000, 'three dead letters');
+    const bug = new Error('filter bug');
+    const throwing = () => {
+      throw bug;
+    };
+    await expect(bus.redrive(topic, 'g', { filter: throwing })).rejects.toBe(bug);
+    await expect(bus.purgeDeadLetters(topic, 'g', { filter: throwing })).rejects.toBe(bug);
+    await expect(bus.peekDeadLetters(topic, 'g', { filter: throwing })).rejects.toBe(bug);
+    expect(await bus.peekDeadLetters(topic, 'g')).toHaveLength(3);
+    // onProgress: the dead letter it reports on was moved and stays moved; the walk ends there.
+    broken = false;
+    const progress = new Error('progress bug');
+    await expect(
+      bus.redrive(topic, 'g', {
+        onProgress: () => {
+          throw progress;
+        },
+      }),
+    ).rejects.toBe(progress);
+    expect(await bus.peekDeadLetters(topic, 'g')).toHaveLength(2);
+    // The bus still works: the rest re-drive.
+    expect(await bus.redrive(topic, 'g')).toBe(2);
+    await bus.close();
+  });
 });

@@ -138,7 +138,7 @@ export function failureTests(s: Suite): void {
     expect(byId.has(fine)).toBe(false);
   });
 
-  it('re-drives dead letters to their topic', async () => {
+  it('re-drives dead letters to their topic; a filter that throws drops none', async () => {
     const bus = await s.bus();
     const topic = s.topic('redrive');
     const group = s.group();
@@ -165,6 +165,13 @@ export function failureTests(s: Suite): void {
         [1, 2, 3].map((payload) => ({ payload, headers: { kept: 'yes' } })),
       );
       await s.waitFor(() => deadLettered.size >= 3, 20_000, 'three dead letters');
+      // A filter that throws ends the walk with its error and drops nothing (the re-drive below still finds 3).
+      const bug = new Error('filter bug');
+      const throwing = (): boolean => {
+        throw bug;
+      };
+      await expect(bus.redrive(topic, group, { idleMs: s.ms(1_500), filter: throwing })).rejects.toBe(bug);
+      await expect(bus.purgeDeadLetters(topic, group, { idleMs: s.ms(1_500), filter: throwing })).rejects.toBe(bug);
       broken = false;
       expect(await bus.redrive(topic, group, { idleMs: s.ms(1_500) })).toBe(3);
       await s.waitFor(() => handled.length >= 3, 20_000, 'the re-driven messages');
