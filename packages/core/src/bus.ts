@@ -28,6 +28,7 @@ import {
   redrive,
 } from './redrive.js';
 import { type RequestOptions, Requests, type Responder, type RespondOptions, responderHandle } from './request.js';
+import { checkSignal } from './signal.js';
 import type { Subscription } from './subscription/index.js';
 import { closeOnAbort, Subscriptions, subscribeArguments } from './subscriptions.js';
 import { toFailure } from './thrown.js';
@@ -127,7 +128,11 @@ export class Bus {
     entries: readonly BatchEntry<T>[],
     options: { signal?: AbortSignal } = {},
   ): Promise<string[]> {
-    if (options.signal?.aborted) throw new AbortedError('Publish aborted before sending: nothing was sent');
+    if (typeof options !== 'object' || options === null)
+      throw new ConfigError('publishBatch options must be an object');
+    if (checkSignal(options.signal, 'publishBatch options')?.aborted) {
+      throw new AbortedError('Publish aborted before sending: nothing was sent');
+    }
     if (!Array.isArray(entries))
       throw new ConfigError('publishBatch needs an array of { payload, key?, headers?, id? }');
     const def = toTopic(topic);
@@ -224,7 +229,8 @@ export class Bus {
     if (this.#closing) throw new ClosedError('The bus is closed: request rejected');
     const def = toTopic(topic) as Topic<T, R>;
     if (typeof options !== 'object' || options === null) throw new ConfigError('request options must be an object');
-    const { timeoutMs, signal, headers, id } = options;
+    const { timeoutMs, headers, id } = options;
+    const signal = checkSignal(options.signal, 'request options');
     if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS)) {
       throw new ConfigError('Invalid request options: timeoutMs must be a positive integer of at most 2147483647');
     }
@@ -353,6 +359,17 @@ export class Bus {
    * `closeTimeoutMs`; `signal` cuts the wait for in-flight handlers short (they are released, never acked).
    */
   close(options: { signal?: AbortSignal } = {}): Promise<void> {
+    // Checked only on the first call: a second close() returns the first one's promise whatever it is given.
+    if (this.#closing === undefined) {
+      if (typeof options !== 'object' || options === null) {
+        return Promise.reject(new ConfigError('close options must be an object'));
+      }
+      try {
+        checkSignal(options.signal, 'close options');
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     this.#closing ??= (async () => {
       this.#init.connections.quiet = true;
       const deadline = Date.now() + this.#init.closeTimeoutMs;

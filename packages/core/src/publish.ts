@@ -4,6 +4,7 @@ import { recordBytes } from './dead-letter.js';
 import { BusbarError, ConfigError, PayloadTooLargeError, SerializationError } from './errors.js';
 import { checkHeaders } from './names.js';
 import { MAX_TIMER_MS } from './options.js';
+import { checkSignal } from './signal.js';
 import { toFailure } from './thrown.js';
 import type { Topic } from './topic.js';
 import { HEADER } from './transport/headers.js';
@@ -117,7 +118,5 @@ export function checkPublishOptions(options: PublishOptions, keys: ReadonlySet<s
   if (delayMs !== undefined && (typeof delayMs !== 'number' || !(delayMs >= 0 && delayMs <= MAX_TIMER_MS))) {
     throw new ConfigError(`Invalid publish options: delayMs must be a number of ms from 0 to ${MAX_TIMER_MS}`);
   }
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
-    throw new ConfigError('Invalid publish options: signal must be an AbortSignal');
-  }
+  checkSignal(options.signal, 'publish options');
 }

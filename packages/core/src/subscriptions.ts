@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { deadLetterTopic } from './dead-letter.js';
-import { AbortedError, ConfigError, UnsupportedError } from './errors.js';
+import { AbortedError, UnsupportedError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Handler } from './message.js';
 import { type ConsumeMiddleware, composeConsume } from './middleware.js';
@@ -12,6 +12,7 @@ import {
   subscribeOptionsSchema,
 } from './options.js';
 import { deadLetterReaderTopic, type RedriveParts } from './redrive.js';
+import { checkSignal } from './signal.js';
 import { SubscriptionHandle } from './subscription/handle.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription/index.js';
 import type { RuntimeShape } from './subscription/runtime.js';
@@ -29,10 +30,8 @@ export function subscribeArguments<S extends z.ZodType>(
   what: string,
 ): { signal: AbortSignal | undefined; resolved: z.output<S> } {
   const isObject = typeof options === 'object' && options !== null;
-  const { signal, ...rest } = (isObject ? options : {}) as { signal?: unknown };
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new ConfigError(`Invalid ${what}: signal: expected an AbortSignal`);
-  }
+  const { signal: given, ...rest } = (isObject ? options : {}) as { signal?: unknown };
+  const signal = checkSignal(given, what);
   if (signal?.aborted) throw new AbortedError('Subscribe aborted before it started', { cause: signal.reason });
   return { signal, resolved: parseOptions(schema, isObject ? rest : options, what) };
 }

@@ -1,6 +1,6 @@
 import type { CloudEventOptions } from './cloudevents.js';
 import { type Codec, jsonCodec } from './codec.js';
-import { InvalidTopicError } from './errors.js';
+import { ConfigError, InvalidTopicError } from './errors.js';
 import { assertTopicName } from './names.js';
 import type { InferOutput, StandardSchemaV1 } from './schema.js';
 
@@ -51,9 +51,16 @@ export function defineTopic(
   options: TopicOptions<unknown> = {},
 ): Topic<unknown> {
   assertTopicName(name, 'subscribe');
+  // Checked here, not at the first publish: a JavaScript caller passing `{ schema }` or a zod v3 schema (no
+  // `~standard`) would otherwise learn it from a validation error on every message.
+  if (schema != null && typeof (schema as Partial<StandardSchemaV1>)?.['~standard']?.validate !== 'function') {
+    throw new ConfigError(
+      `defineTopic('${name}'): the schema must be a Standard Schema (zod 3.24+, valibot, arktype, ...)`,
+    );
+  }
   return Object.freeze({
     name,
-    schema,
+    schema: schema ?? undefined,
     codec: options.codec ?? jsonCodec,
     cloudEvent: options.cloudEvent,
     response: options.response,

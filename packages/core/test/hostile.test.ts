@@ -242,6 +242,21 @@ describe('wrong types from JavaScript callers', () => {
     ['string subscribe options', (b) => b.subscribe('a.b', () => undefined, 'x' as never), 'BUSBAR_CONFIG'],
     ['a numeric topic to redrive', (b) => b.redrive(7 as never, 'g'), 'BUSBAR_INVALID_TOPIC'],
     ['a BigInt payload', (b) => b.publish('a.b', 1n), 'BUSBAR_SERIALIZATION'],
+    // A signal that is not one: request and publishBatch called addEventListener / read .aborted on it and threw
+    // a raw TypeError.
+    ['a plain-object signal to request', (b) => b.request('a.b', 1, { signal: {} as never }), 'BUSBAR_CONFIG'],
+    [
+      'a null signal to publishBatch',
+      (b) => b.publishBatch('a.b', [{ payload: 1 }], { signal: null as never }),
+      'BUSBAR_CONFIG',
+    ],
+    [
+      'a string signal to subscribe',
+      (b) => b.subscribe('a.b', () => undefined, { signal: 'x' as never }),
+      'BUSBAR_CONFIG',
+    ],
+    // Rejected without closing: the round trip after it runs on the same bus.
+    ['a plain-object signal to close', (b) => b.close({ signal: {} as never }), 'BUSBAR_CONFIG'],
     [
       'a circular payload',
       (b) => {
@@ -289,6 +304,18 @@ describe('wrong types from JavaScript callers', () => {
     expect(BusbarError.is(error), String(error)).toBe(true);
     expect((error as BusbarError).code).toBe(code);
     await roundTrip(bus);
+  });
+
+  it('defineTopic with a schema that is no Standard Schema is a typed error', () => {
+    for (const schema of [{ parse: () => 1 }, 'z.string()', { '~standard': {} }]) {
+      let error: unknown;
+      try {
+        defineTopic('a.b', schema as never);
+      } catch (e) {
+        error = e;
+      }
+      expect(BusbarError.is(error, 'BUSBAR_CONFIG'), String(schema)).toBe(true);
+    }
   });
 
   it('defineTopic with a number is a typed error', () => {

@@ -132,6 +132,34 @@ export function badInputTests(s: Suite, transport: string): void {
     await roundTrip(s, bus);
   });
 
+  it('a signal that is no AbortSignal: a typed error from every call that takes one, and the bus still works', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('signal');
+    const notSignals: [string, unknown][] = [
+      ['a plain object', {}],
+      ['null', null],
+    ];
+    for (const [what, signal] of notSignals) {
+      const calls: [string, () => Promise<unknown>][] = [
+        ['publish', () => bus.publish(topic, 1, { signal: signal as never })],
+        ['publishBatch', () => bus.publishBatch(topic, [{ payload: 1 }], { signal: signal as never })],
+        ['subscribe', () => bus.subscribe(topic, () => undefined, { group: s.group(), signal: signal as never })],
+      ];
+      if (bus.capabilities.requestReply) {
+        calls.push(['request', () => bus.request(topic, 1, { timeoutMs: 1_000, signal: signal as never })]);
+      }
+      for (const [call, run] of calls) {
+        const result = await settle(run);
+        if (result.ok && call === 'subscribe') await (result.value as { close(): Promise<void> }).close();
+        report.set(
+          `signal: ${what} to ${call}`,
+          expectInputError(result.error, `${what} to ${call}`, ['BUSBAR_CONFIG']),
+        );
+      }
+    }
+    await roundTrip(s, bus);
+  });
+
   it('handlers that throw what is not an Error: retried, dead-lettered, described', async () => {
     const bus = await s.bus();
     const topic = s.topic('throws');
