@@ -32,6 +32,7 @@ function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record
   return out;
 }
 
+/** Reading `then` may throw (a Proxy handed back by a handler): the caller treats that as the handler's failure. */
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }
@@ -124,12 +125,14 @@ export class Pipeline<T> {
     if (options.idempotency) return this.#handleOnce(rec, message);
     const started = Date.now();
     let result: unknown;
+    let isAsync: boolean;
     try {
       result = this.#invoke(rec, message, undefined);
+      isAsync = isPromiseLike(result);
     } catch (error) {
       return failures.fail(rec, error, Date.now() - started);
     }
-    if (!isPromiseLike(result)) {
+    if (!isAsync) {
       if (result === HOLD) failures.park(d);
       else settle.ack(d, 'acked', started);
       return undefined;
@@ -149,7 +152,7 @@ export class Pipeline<T> {
         }
       };
       rec.fail = failed;
-      result.then((value) => {
+      const succeeded = (value: unknown) => {
         if (done) return;
         done = true;
         rec.fail = undefined;
@@ -161,7 +164,13 @@ export class Pipeline<T> {
         } catch (e) {
           reject(e);
         }
-      }, failed);
+      };
+      // A thenable's own `then` may throw (a hand-written one, not a Promise): that is the handler failing.
+      try {
+        (result as PromiseLike<unknown>).then(succeeded, failed);
+      } catch (error) {
+        failed(error);
+      }
     });
   }
 

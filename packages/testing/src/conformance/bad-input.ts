@@ -192,6 +192,61 @@ export function badInputTests(s: Suite, transport: string): void {
     await roundTrip(s, bus);
   });
 
+  it('handlers that return a thenable whose then() throws, or a Proxy that throws on every trap: retried, dead-lettered', async () => {
+    // Core asks a handler's result for `then`; both used to throw outside the failure path, and the message
+    // was left unsettled (or, since the safety net, released again every second, never dead-lettered).
+    const returns: [string, () => unknown][] = [
+      [
+        'a thenable whose then() throws',
+        () => ({
+          // biome-ignore lint/suspicious/noThenProperty: the hostile value under test
+          then() {
+            throw new Error('then() failed');
+          },
+        }),
+      ],
+      [
+        'a Proxy that throws on every trap',
+        () =>
+          new Proxy(
+            {},
+            {
+              get() {
+                throw new Error('trap');
+              },
+            },
+          ),
+      ],
+    ];
+    const bus = await s.bus();
+    const topic = s.topic('returns');
+    const group = s.group();
+    const runs = new Map<number, number>();
+    await bus.subscribe<number>(
+      topic,
+      (m) => {
+        runs.set(m.payload, (runs.get(m.payload) ?? 0) + 1);
+        return (returns[m.payload] as [string, () => unknown])[1]();
+      },
+      { group, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } },
+    );
+    const dead = recorder<number>();
+    await bus.subscribeDeadLetters(topic, group, dead.handler as never);
+    await s.settle();
+    await bus.publishBatch(
+      topic,
+      returns.map((_, i) => ({ payload: i })),
+    );
+    await s.waitFor(() => uniqueIds(dead.messages).size >= returns.length, 30_000, 'every dead letter');
+    for (const [i, [label]] of returns.entries()) {
+      const letter = dead.messages.find((m) => m.payload === i) as Message<number>;
+      expect(runs.get(i), label).toBe(2);
+      expect(letter.deadLetter?.attempts, label).toBe(2);
+      report.set(`handler returns ${label}`, `dead-lettered as ${letter.deadLetter?.errorName} after 2 attempts`);
+    }
+    await roundTrip(s, bus);
+  });
+
   it('a logger that throws loses its lines, not messages: retries, dead letters and later messages still flow', async () => {
     // A log transport that is down (or a logger that throws a string) is called from settle paths, ack
     // callbacks and timers; a throw there must not leave a message unsettled or reject unhandled.
