@@ -13,11 +13,21 @@ type StandardResult<Output> = StandardSchemaV1.Result<Output>;
 
 export type InferOutput<S> = S extends StandardSchemaV1 ? StandardSchemaV1.InferOutput<S> : never;
 
-function toIssues(result: StandardSchemaV1.FailureResult): ValidationIssue[] {
-  return result.issues.map((issue) => ({
-    message: issue.message,
-    path: issue.path?.map((p) => (typeof p === 'object' && p !== null ? p.key : p)),
-  }));
+/** At most this many issues are kept: a schema may report one per element of a huge array. */
+const MAX_ISSUES = 100;
+
+/** The issues as busbar reports them, whatever shape a schema library (or a broken one) gives them. */
+function toIssues(raw: readonly unknown[]): ValidationIssue[] {
+  return raw.slice(0, MAX_ISSUES).map((issue) => {
+    const i = (typeof issue === 'object' && issue !== null ? issue : {}) as { message?: unknown; path?: unknown };
+    const message = typeof i.message === 'string' ? i.message : 'invalid';
+    if (!Array.isArray(i.path)) return { message };
+    const path = i.path.map((p: unknown): PropertyKey => {
+      const key = typeof p === 'object' && p !== null ? (p as { key?: unknown }).key : p;
+      return typeof key === 'string' || typeof key === 'number' || typeof key === 'symbol' ? key : String(key);
+    });
+    return { message, path };
+  });
 }
 
 function describe(issues: ValidationIssue[]): string {
@@ -46,6 +56,16 @@ export function validate<T>(schema: StandardSchemaV1<unknown, T>, value: unknown
   return unwrap(result, what);
 }
 
+/** What the spec does not allow a result to be: said in a schema failure, never used as the payload. */
+function malformed(result: unknown): string | undefined {
+  if (typeof result !== 'object' || result === null)
+    return `validate() returned ${result === null ? 'null' : typeof result}`;
+  const r = result as { issues?: unknown; value?: unknown };
+  if (r.issues !== undefined && !Array.isArray(r.issues)) return 'validate() returned issues that are not an array';
+  if (r.issues === undefined && !('value' in r)) return 'validate() returned neither value nor issues';
+  return undefined;
+}
+
 /** A schema that throws instead of returning issues (a schema library bug): still a typed, permanent failure. */
 function broken(error: unknown, what: string): ValidationError {
   const failure = toFailure(error);
@@ -54,10 +74,26 @@ function broken(error: unknown, what: string): ValidationError {
   ]);
 }
 
+/**
+ * The validated value, or a ValidationError. A result the spec does not allow (a broken or hand-written schema:
+ * 42, null, `{}`) is a failure too. Read as-is it became an `undefined` payload that the handler received.
+ */
 function unwrap<T>(result: StandardResult<T>, what: string): T {
-  if (result.issues) {
-    const issues = toIssues(result);
-    throw new ValidationError(`${what} failed its schema: ${describe(issues)}`, issues);
+  let problem: string | undefined;
+  try {
+    problem = malformed(result);
+  } catch (error) {
+    throw broken(error, what);
   }
-  return result.value;
+  if (problem !== undefined) {
+    throw new ValidationError(`${what}: the schema is broken: ${problem}`, [{ message: problem }]);
+  }
+  if (result.issues === undefined) return (result as StandardSchemaV1.SuccessResult<T>).value;
+  let issues: ValidationIssue[];
+  try {
+    issues = toIssues(result.issues);
+  } catch (error) {
+    throw broken(error, what);
+  }
+  throw new ValidationError(`${what} failed its schema: ${describe(issues)}`, issues);
 }

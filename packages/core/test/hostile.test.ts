@@ -306,6 +306,38 @@ describe('wrong types from JavaScript callers', () => {
     await roundTrip(bus);
   });
 
+  it('a schema whose validate() answers what the spec does not allow: publish fails typed, a received message is dead-lettered, never handed over as undefined', async () => {
+    const bus = await memory();
+    const answers: [string, unknown][] = [
+      ['a number', 42],
+      ['null', null],
+      ['an empty object', {}],
+      ['issues that are not an array', { issues: 'bad' }],
+      ['issues without messages', { issues: [null, { path: 'x' }] }],
+    ];
+    for (const [label, answer] of answers) {
+      const name = `schema.${uniqueName('broken')}`;
+      const topic = defineTopic(name, { '~standard': { version: 1, vendor: 'test', validate: () => answer } } as never);
+      let error: unknown;
+      try {
+        await bus.publish(topic, { n: 1 });
+      } catch (e) {
+        error = e;
+      }
+      expect(BusbarError.is(error, 'BUSBAR_VALIDATION'), `${label}: ${String(error)}`).toBe(true);
+      // Received: the same topic name published without the schema, read through it.
+      const handled: unknown[] = [];
+      await bus.subscribe(topic, (m) => void handled.push(m.payload), { group: 'g' });
+      const dead: Message[] = [];
+      await bus.subscribeDeadLetters(name, 'g', (m) => void dead.push(m));
+      await bus.publish(name, { n: 2 });
+      await waitFor(() => dead.length === 1, 5_000, `${label}: the dead letter`);
+      expect(handled, label).toEqual([]);
+      expect(dead[0]?.deadLetter?.errorName, label).toBe('ValidationError');
+    }
+    await roundTrip(bus);
+  });
+
   it('defineTopic with a schema that is no Standard Schema is a typed error', () => {
     for (const schema of [{ parse: () => 1 }, 'z.string()', { '~standard': {} }]) {
       let error: unknown;

@@ -11,15 +11,20 @@ import { expect, it } from 'vitest';
 import { sleep } from '../wait.js';
 import { recorder, type Suite } from './context.js';
 
-/** A Standard Schema without depending on a schema library: `{ n: number }`. */
+/**
+ * A Standard Schema without depending on a schema library: `{ n: number }`. For `{ broken: true }` it answers
+ * what the spec does not allow (a bare number), as a broken or hand-written schema can.
+ */
 const numberSchema = {
   '~standard': {
     version: 1 as const,
     vendor: 'busbar-test',
     validate: (value: unknown) =>
-      typeof value === 'object' && value !== null && typeof (value as { n?: unknown }).n === 'number'
-        ? { value: value as { n: number } }
-        : { issues: [{ message: 'expected a number', path: ['n'] }] },
+      typeof value === 'object' && value !== null && (value as { broken?: unknown }).broken === true
+        ? (42 as unknown as { value: { n: number } })
+        : typeof value === 'object' && value !== null && typeof (value as { n?: unknown }).n === 'number'
+          ? { value: value as { n: number } }
+          : { issues: [{ message: 'expected a number', path: ['n'] }] },
   },
 };
 
@@ -119,13 +124,15 @@ export function failureTests(s: Suite): void {
       new TextEncoder().encode('{not json'),
     );
     const badShape = await bus.publish(name, { n: 'not a number' });
+    // A schema that answers nonsense: a failed validation, not an undefined payload for the handler.
+    const brokenSchema = await bus.publish(name, { n: 1, broken: true });
     const fine = await bus.publish(typed, { n: 7 });
     const dead = recorder();
     await bus.subscribeDeadLetters(name, group, dead.handler);
     await s.waitFor(
-      () => dead.messages.length >= 2 && calls.length >= 1,
+      () => dead.messages.length >= 3 && calls.length >= 1,
       20_000,
-      'two dead letters and one good message',
+      'three dead letters and one good message',
     );
     expect(calls).toEqual([{ n: 7 }]);
     const byId = new Map(dead.messages.map((m) => [m.id, m]));
@@ -135,6 +142,8 @@ export function failureTests(s: Suite): void {
     expect(new TextDecoder().decode(byId.get(badJson)?.payload as Uint8Array)).toBe('{not json');
     expect(byId.get(badShape)?.deadLetter?.errorName).toBe('ValidationError');
     expect(byId.get(badShape)?.payload).toEqual({ n: 'not a number' });
+    expect(byId.get(brokenSchema)?.deadLetter?.errorName).toBe('ValidationError');
+    expect(byId.get(brokenSchema)?.deadLetter?.attempts).toBe(0);
     expect(byId.has(fine)).toBe(false);
   });
 
