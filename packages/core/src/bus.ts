@@ -2,12 +2,12 @@ import { inspect } from 'node:util';
 import { Batcher, type BatchHandler } from './batch.js';
 import type { Connections } from './connections.js';
 import { MessageStream } from './consume.js';
-import { AbortedError, BusbarError, ClosedError, ConfigError } from './errors.js';
+import { AbortedError, BusbarError, ClosedError, ConfigError, UnsupportedError } from './errors.js';
 import { disconnect, type GroupLag, type Health, healthOf, lagOf } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { Handler, Message } from './message.js';
 import { type ConsumeMiddleware, type Middleware, MiddlewareChains } from './middleware.js';
-import { assertGroupName } from './names.js';
+import { assertGroupName, assertTopicName, isPattern } from './names.js';
 import {
   MAX_TIMER_MS,
   parseOptions,
@@ -260,6 +260,13 @@ export class Bus {
     if (typeof handler !== 'function') throw new ConfigError('respond needs a handler function');
     const def = toTopic(topic) as Topic<T, R>;
     const resolved = parseOptions(respondOptionsSchema, options, 'respond options');
+    // As for subscribe: on a broker without wildcards a pattern responder would be served nothing, silently.
+    if (isPattern(def.name) && !this.#transport.capabilities.wildcards) {
+      assertTopicName(def.name, 'subscribe');
+      throw new UnsupportedError(
+        `The ${this.#init.system} transport does not support wildcard responders ('${def.name}')`,
+      );
+    }
     this.#out.checkTopic(def.name, 'subscribe');
     if (resolved.group !== undefined) assertGroupName(resolved.group);
     const native = await this.#requests.respond(def, handler, resolved).catch((error: unknown) => {

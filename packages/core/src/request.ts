@@ -67,7 +67,13 @@ const MAX_REMOTE_MESSAGE = 1_000;
 function encodeReply<R>(def: Topic<unknown, R>, value: unknown): ReplyRecord {
   const checked = def.response ? validate(def.response, value, `Reply on '${def.name}'`) : value;
   if (checked instanceof Promise) throw new SerializationError('Asynchronous response schemas are not supported');
-  return { body: jsonCodec.encode(checked), contentType: jsonCodec.contentType, headers: {} };
+  // A responder that returns nothing (a command: "do this, tell me when it is done") answers JSON null. As
+  // `undefined` it failed to encode, and its caller got a RemoteError for work that had been done.
+  return {
+    body: jsonCodec.encode(checked === undefined ? null : checked),
+    contentType: jsonCodec.contentType,
+    headers: {},
+  };
 }
 
 function errorReply(error: Error, exposeStack: boolean): ReplyRecord {

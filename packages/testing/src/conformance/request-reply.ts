@@ -48,6 +48,33 @@ export function requestReplyTests(s: Suite): void {
     expect((served[0] ?? 0) + (served[1] ?? 0)).toBe(20);
   });
 
+  it('a responder that returns nothing answers null: its caller learns the work is done, not an error', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('rr-void');
+    const done: number[] = [];
+    await bus.respond<number, void>(topic, async (m) => {
+      done.push(m.payload);
+    });
+    await s.settle();
+    expect(await bus.request(topic, 7, { timeoutMs: s.ms(5_000) })).toBeNull();
+    expect(done).toEqual([7]);
+  });
+
+  it('a wildcard responder answers matching topics where the transport has wildcards, and is unsupported where not', async () => {
+    const bus = await s.bus();
+    const base = s.topic('rr-wild');
+    const pattern = `${base}.*`;
+    if (!bus.capabilities.wildcards) {
+      // It used to be accepted and then served nothing: every request found no responder.
+      const error = await bus.respond(pattern, () => 'never').catch((e: unknown) => e);
+      expect(BusbarError.is(error, 'BUSBAR_UNSUPPORTED'), String(error)).toBe(true);
+      return;
+    }
+    await bus.respond<number, string>(pattern, (m) => `${m.topic}:${m.payload}`);
+    await s.settle();
+    expect(await bus.request(`${base}.eu`, 1, { timeoutMs: s.ms(5_000) })).toBe(`${base}.eu:1`);
+  });
+
   it('a responder that throws gives the caller a RemoteError with its code and no stack; a bad reply fails its schema', async () => {
     const bus = await s.bus();
     const name = s.topic('rr-fail');
