@@ -125,6 +125,19 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
       );
     }
   }
+  // The path names a RabbitMQ vhost, a Redis database or a Sentinel master: a malformed escape there used to
+  // surface as a retryable connection error ("URI malformed") on every attempt.
+  if (safeDecode(url.pathname) === url.pathname && /%(?![0-9a-f]{2})/i.test(url.pathname)) {
+    throw new ConfigError('Invalid connect options: url: the path has a malformed %-escape (write a literal % as %25)');
+  }
+  // No driver reads them: `amqp://host?heartbeat=30` or `redis://host?family=6` would be dropped without a word.
+  // Only the names are shown: a value may be a token.
+  if (url.search !== '') {
+    const names = [...new Set(url.searchParams.keys())].slice(0, 5).join(', ');
+    throw new ConfigError(
+      `Invalid connect options: url: query parameters are not read (${names}); pass them as connect() options (see the driver's README)`,
+    );
+  }
   const scheme = url.protocol.slice(0, -1);
   const explicit = raw.driver;
   delete raw.driver;

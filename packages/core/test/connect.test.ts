@@ -50,6 +50,20 @@ describe('connect', () => {
     expect((await failure('not a url')).code).toBe('BUSBAR_CONFIG');
   });
 
+  it('rejects query parameters (no driver reads them) naming them, never showing their values', async () => {
+    const error = await failure(`memory://q?heartbeat=30&token=${CANARY}`);
+    expect(error.code).toBe('BUSBAR_CONFIG');
+    expect(error.retryable).toBe(false);
+    expect(error.message).toContain('heartbeat, token');
+    expect(`${error.message}\n${error.stack}\n${inspect(error)}`).not.toContain(CANARY);
+  });
+
+  it('rejects a path with a malformed %-escape as configuration, not as a connection failure', async () => {
+    const error = await failure('memory://q/vhost%zz');
+    expect(error.code).toBe('BUSBAR_CONFIG');
+    expect(error.message).toContain('%-escape');
+  });
+
   it('never shows a password from an unparsable URL', async () => {
     const error = await failure(`amqp://user:${CANARY}@[bad`);
     expect(`${error.message}\n${error.stack}\n${inspect(error)}`).not.toContain(CANARY);

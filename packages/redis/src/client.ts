@@ -1,9 +1,9 @@
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { BusbarError, ConnectionError } from '@busbar/core';
+import { BusbarError, ConfigError, ConnectionError } from '@busbar/core';
 import { redactUrl, withTimeout } from '@busbar/core/transport';
 import { Cluster, type ClusterOptions, Command, type RedisOptions as IORedisOptions, Redis } from 'ioredis';
-import { toBusbarError } from './errors.js';
+import { isReplyError, toBusbarError } from './errors.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -125,8 +125,12 @@ export function createClient(config: ClientConfig, blocking: boolean): RedisClie
     };
     return new Cluster(nodes, options);
   }
-  const db = Number(url.pathname.slice(1) || 0);
-  return new Redis({ ...base, host, port, db: Number.isInteger(db) ? db : 0, enableAutoPipelining: !blocking });
+  return new Redis({ ...base, host, port, db: databaseOf(url), enableAutoPipelining: !blocking });
+}
+
+/** The database a redis:// URL names (`/2`); config.ts has already refused a path that is no number. */
+function databaseOf(url: URL): number {
+  return Number(url.pathname.slice(1) || 0);
 }
 
 /**
@@ -153,6 +157,8 @@ export async function connectClient(
   client.on('error', onError);
   try {
     await withTimeout(Promise.race([client.connect(), failed]), config.connectTimeoutMs, 'connect timed out');
+    const db = config.sentinel || config.cluster || config.clusterNodes ? 0 : databaseOf(config.url);
+    if (db !== 0) await selectOrRefuse(client, db, config.connectTimeoutMs);
   } catch (error) {
     client.disconnect();
     if (BusbarError.is(error) && !BusbarError.is(error, 'BUSBAR_TIMEOUT')) throw error;
@@ -162,6 +168,20 @@ export async function connectClient(
     throw new ConnectionError(`${what}: ${typed.message}`, { cause: typed });
   } finally {
     client.off('error', onError);
+  }
+}
+
+/**
+ * ioredis selects the URL's database after `connect()` has resolved and only emits its failure: a database the
+ * server does not have (`databases 16`) left the bus connected, its commands going to database 0. Selected
+ * again here and awaited, so connect() fails instead.
+ */
+async function selectOrRefuse(client: RedisClient, db: number, timeoutMs: number): Promise<void> {
+  try {
+    await withTimeout(client.call('SELECT', db), timeoutMs, 'SELECT timed out');
+  } catch (error) {
+    if (!isReplyError(error, 'ERR')) throw error;
+    throw new ConfigError(`Invalid connect options: url: the server has no database ${db} (its 'databases' setting)`);
   }
 }
 

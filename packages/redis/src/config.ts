@@ -22,6 +22,16 @@ export function clientConfig(ctx: TransportContext<RedisOptions>): { config: Cli
       'Invalid connect options: waitReplicas: not with a Redis Cluster (WAIT counts the replicas of one node)',
     );
   }
+  if (!sentinelScheme && url.pathname !== '' && url.pathname !== '/') {
+    // Read as Number() it fell back to database 0 for anything else: a typo connected to the wrong data.
+    const db = /^\/(\d{1,5})$/.exec(url.pathname)?.[1];
+    if (db === undefined) {
+      throw new ConfigError('Invalid connect options: url: the path names a database number (redis://host:6379/2)');
+    }
+    if (db !== '0' && (o.cluster || o.clusterNodes)) {
+      throw new ConfigError('Invalid connect options: url: a Redis Cluster has database 0 only');
+    }
+  }
   let sentinel: SentinelSettings | undefined;
   if (sentinelScheme) {
     if (o.cluster || o.clusterNodes) {
