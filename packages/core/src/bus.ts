@@ -1,15 +1,14 @@
 import { inspect } from 'node:util';
-import { Batcher, type BatchHandler } from './batch.js';
+import type { BatchHandler } from './batch.js';
 import type { Connections } from './connections.js';
 import { MessageStream } from './consume.js';
-import { AbortedError, BusbarError, ClosedError, ConfigError, UnsupportedError } from './errors.js';
+import { AbortedError, BusbarError, ClosedError, ConfigError } from './errors.js';
 import { disconnect, type GroupLag, type Health, healthOf, lagOf } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { Handler, Message } from './message.js';
 import { type ConsumeMiddleware, type Middleware, MiddlewareChains } from './middleware.js';
-import { assertGroupName, assertTopicName, isPattern } from './names.js';
+import { assertGroupName } from './names.js';
 import {
-  MAX_TIMER_MS,
   parseOptions,
   respondOptionsSchema,
   type SubscribeBatchOptions,
@@ -27,10 +26,17 @@ import {
   type RedriveOptions,
   redrive,
 } from './redrive.js';
-import { type RequestOptions, Requests, type Responder, type RespondOptions, responderHandle } from './request.js';
-import { checkSignal } from './signal.js';
+import {
+  checkRequestOptions,
+  type RequestOptions,
+  Requests,
+  type Responder,
+  type RespondOptions,
+  responderHandle,
+} from './request.js';
+import { signalOf } from './signal.js';
 import type { Subscription } from './subscription/index.js';
-import { closeOnAbort, Subscriptions, subscribeArguments } from './subscriptions.js';
+import { assertPatternSupported, closeOnAbort, Subscriptions, subscribeArguments } from './subscriptions.js';
 import { toFailure } from './thrown.js';
 import { type Topic, type TopicLike, toTopic } from './topic.js';
 import type { Capabilities, OutgoingRecord, Transport } from './transport/spi.js';
@@ -128,9 +134,7 @@ export class Bus {
     entries: readonly BatchEntry<T>[],
     options: { signal?: AbortSignal } = {},
   ): Promise<string[]> {
-    if (typeof options !== 'object' || options === null)
-      throw new ConfigError('publishBatch options must be an object');
-    if (checkSignal(options.signal, 'publishBatch options')?.aborted) {
+    if (signalOf(options, 'publishBatch options')?.aborted) {
       throw new AbortedError('Publish aborted before sending: nothing was sent');
     }
     if (!Array.isArray(entries))
@@ -200,17 +204,7 @@ export class Bus {
   ): Promise<Subscription> {
     const def = this.#subscribable(topic, handler);
     const { signal, resolved } = subscribeArguments(subscribeBatchOptionsSchema, options, 'subscribeBatch options');
-    const { batch, ...rest } = resolved;
-    const batcher = new Batcher(handler, batch, rest.handlerTimeoutMs);
-    const shape = { keyed: false, closing: () => batcher.flush() };
-    const subscribed = this.#subscriptions.open(
-      def,
-      batcher.handle,
-      { ...rest, concurrency: batch.maxSize },
-      true,
-      shape,
-    );
-    return closeOnAbort(await subscribed, signal);
+    return closeOnAbort(await this.#subscriptions.openBatch(def, handler, resolved), signal);
   }
 
   #subscribable<T>(topic: TopicLike<T>, handler: unknown): Topic<T> {
@@ -228,12 +222,8 @@ export class Bus {
   async request<T, R>(topic: Topic<T, R> | string, payload: T, options: RequestOptions = {}): Promise<R> {
     if (this.#closing) throw new ClosedError('The bus is closed: request rejected');
     const def = toTopic(topic) as Topic<T, R>;
-    if (typeof options !== 'object' || options === null) throw new ConfigError('request options must be an object');
-    const { timeoutMs, headers, id } = options;
-    const signal = checkSignal(options.signal, 'request options');
-    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS)) {
-      throw new ConfigError('Invalid request options: timeoutMs must be a positive integer of at most 2147483647');
-    }
+    const signal = checkRequestOptions(options);
+    const { headers, id } = options;
     if (signal?.aborted) throw new AbortedError('Request aborted before sending', { cause: signal.reason });
     const pending = this.#record(def, payload, headers === undefined && id === undefined ? undefined : { headers, id });
     const record = pending instanceof Promise ? await pending : pending;
@@ -261,12 +251,7 @@ export class Bus {
     const def = toTopic(topic) as Topic<T, R>;
     const resolved = parseOptions(respondOptionsSchema, options, 'respond options');
     // As for subscribe: on a broker without wildcards a pattern responder would be served nothing, silently.
-    if (isPattern(def.name) && !this.#transport.capabilities.wildcards) {
-      assertTopicName(def.name, 'subscribe');
-      throw new UnsupportedError(
-        `The ${this.#init.system} transport does not support wildcard responders ('${def.name}')`,
-      );
-    }
+    assertPatternSupported(def.name, this.#transport, this.#init.system, 'responders');
     this.#out.checkTopic(def.name, 'subscribe');
     if (resolved.group !== undefined) assertGroupName(resolved.group);
     const native = await this.#requests.respond(def, handler, resolved).catch((error: unknown) => {
@@ -303,12 +288,11 @@ export class Bus {
   }
 
   /**
-   * Moves dead letters of `topic`/`group` back to their original topic (same
-   * id, key, body and user headers; failure metadata removed; a
-   * `busbar-redrive` counter added). Each is re-published with confirmation
-   * before its dead letter is acked. Only dead letters written before the call
-   * are moved, so a message that fails again is not re-driven in a loop. Resolves with how many were re-driven once
-   * `limit` is reached or none arrived for `idleMs`.
+   * Moves dead letters of `topic`/`group` back to their original topic (same id, key, body and user headers;
+   * failure metadata removed; a `busbar-redrive` counter added). Each is re-published with confirmation before
+   * its dead letter is acked. Only dead letters written before the call are moved, so a message that fails again
+   * is not re-driven in a loop. Resolves with how many were re-driven once `limit` is reached or none arrived
+   * for `idleMs`.
    */
   async redrive(topic: TopicLike<unknown>, group: string | undefined, options: RedriveOptions = {}): Promise<number> {
     const { parts, name } = await this.#deadLetterWalk(topic, group);
@@ -368,11 +352,8 @@ export class Bus {
   close(options: { signal?: AbortSignal } = {}): Promise<void> {
     // Checked only on the first call: a second close() returns the first one's promise whatever it is given.
     if (this.#closing === undefined) {
-      if (typeof options !== 'object' || options === null) {
-        return Promise.reject(new ConfigError('close options must be an object'));
-      }
       try {
-        checkSignal(options.signal, 'close options');
+        signalOf(options, 'close options');
       } catch (error) {
         return Promise.reject(error);
       }

@@ -2,6 +2,7 @@ import { type Codec, jsonCodec } from './codec.js';
 import {
   BusbarError,
   ClosedError,
+  ConfigError,
   HandlerTimeoutError,
   PayloadTooLargeError,
   RemoteError,
@@ -14,8 +15,9 @@ import type { IdempotencyStore } from './idempotency.js';
 import { decodeInbound } from './inbound.js';
 import type { Logger } from './logger.js';
 import type { HandlerContext, Message } from './message.js';
-import type { IdempotencyOptions, ResolvedRespondOptions } from './options.js';
+import { type IdempotencyOptions, MAX_TIMER_MS, type ResolvedRespondOptions } from './options.js';
 import { validate } from './schema.js';
+import { signalOf } from './signal.js';
 import type { Subscription } from './subscription/index.js';
 import { toFailure } from './thrown.js';
 import type { Topic } from './topic.js';
@@ -62,6 +64,16 @@ export interface RespondOptions {
 export type Responder<T, R> = (message: Message<T>, context: HandlerContext) => R | Promise<R>;
 
 const MAX_REMOTE_MESSAGE = 1_000;
+
+/** Checks what `bus.request` takes beside the payload (JavaScript callers pass anything); returns its signal. */
+export function checkRequestOptions(options: RequestOptions): AbortSignal | undefined {
+  const signal = signalOf(options, 'request options');
+  const { timeoutMs } = options;
+  if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMER_MS)) {
+    throw new ConfigError(`Invalid request options: timeoutMs must be a positive integer of at most ${MAX_TIMER_MS}`);
+  }
+  return signal;
+}
 
 /** The reply's bytes: JSON of the handler's result, validated against the topic's response schema when it has one. */
 function encodeReply<R>(def: Topic<unknown, R>, value: unknown): ReplyRecord {

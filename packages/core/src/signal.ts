@@ -19,3 +19,9 @@ export function checkSignal(signal: unknown, what: string): AbortSignal | undefi
   }
   throw new ConfigError(`Invalid ${what}: signal must be an AbortSignal`);
 }
+
+/** The `signal` of an options object (`{ signal? }`), checked, and the object itself must be one. */
+export function signalOf(options: unknown, what: string): AbortSignal | undefined {
+  if (typeof options !== 'object' || options === null) throw new ConfigError(`${what} must be an object`);
+  return checkSignal((options as { signal?: unknown }).signal, what);
+}

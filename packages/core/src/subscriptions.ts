@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { Batcher, type BatchHandler } from './batch.js';
 import { deadLetterTopic } from './dead-letter.js';
 import { AbortedError, UnsupportedError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -9,6 +10,7 @@ import {
   parseOptions,
   type ResolvedSubscribeOptions,
   type SubscribeOptions,
+  type subscribeBatchOptionsSchema,
   subscribeOptionsSchema,
 } from './options.js';
 import { deadLetterReaderTopic, type RedriveParts } from './redrive.js';
@@ -34,6 +36,13 @@ export function subscribeArguments<S extends z.ZodType>(
   const signal = checkSignal(given, what);
   if (signal?.aborted) throw new AbortedError('Subscribe aborted before it started', { cause: signal.reason });
   return { signal, resolved: parseOptions(schema, isObject ? rest : options, what) };
+}
+
+/** A valid pattern on a broker without wildcards is unsupported, not an invalid name for that broker. */
+export function assertPatternSupported(name: string, transport: Transport, system: string, what: string): void {
+  if (!isPattern(name) || transport.capabilities.wildcards) return;
+  assertTopicName(name, 'subscribe');
+  throw new UnsupportedError(`The ${system} transport does not support wildcard ${what} ('${name}')`);
 }
 
 /** Closing on abort: the same graceful close as close() (in-flight handlers finish, bounded). */
@@ -90,6 +99,18 @@ export class Subscriptions {
   }
 
   /** `wrap`: apply the bus's and the subscription's middleware (not to core's own re-drive handler). */
+  /** A batch subscription: the handler behind a Batcher, one batch in flight (concurrency is the batch size). */
+  openBatch<T>(
+    def: Topic<T>,
+    handler: BatchHandler<T>,
+    options: z.output<typeof subscribeBatchOptionsSchema>,
+  ): Promise<Subscription> {
+    const { batch, ...rest } = options;
+    const batcher = new Batcher(handler, batch, rest.handlerTimeoutMs);
+    const shape = { keyed: false, closing: () => batcher.flush() };
+    return this.open(def, batcher.handle, { ...rest, concurrency: batch.maxSize }, true, shape);
+  }
+
   async open<T>(
     def: Topic<T>,
     handler: Handler<T>,
@@ -98,11 +119,7 @@ export class Subscriptions {
     shape: RuntimeShape = {},
   ): Promise<Subscription> {
     const { transport, system } = this.#host;
-    // A valid pattern on a broker without wildcards is unsupported, not an invalid name for that broker.
-    if (isPattern(def.name) && !transport.capabilities.wildcards) {
-      assertTopicName(def.name, 'subscribe');
-      throw new UnsupportedError(`The ${system} transport does not support wildcard subscriptions ('${def.name}')`);
-    }
+    assertPatternSupported(def.name, transport, system, 'subscriptions');
     this.#host.checkTopic(def.name, 'subscribe');
     if (options.group !== undefined) assertGroupName(options.group);
     const dlq =

@@ -1,5 +1,6 @@
-import { type Bus, BusbarError, deadLetterTopic, type Message, type SettledEvent } from '@busbar/core';
+import { deadLetterTopic, type Message, type SettledEvent } from '@busbar/core';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { callbackTests } from './bad-input-callbacks.js';
 import {
   HEADER_CASES,
   MUST_DELIVER,
@@ -9,8 +10,9 @@ import {
   TOPIC_CASES,
   TOPICS_REJECTED_EVERYWHERE,
 } from './bad-input-cases.js';
+import { deadLettersOf, expectInputError, roundTrip, settle } from './bad-input-helpers.js';
 import { recorder, type Suite, uniqueIds } from './context.js';
-import { type Outcome, Report } from './report.js';
+import { Report } from './report.js';
 
 /**
  * The bad-input section: what users send that no happy-path test imagined. For every case the rule is the
@@ -162,27 +164,11 @@ export function badInputTests(s: Suite, transport: string): void {
 
   it('handlers that throw what is not an Error: retried, dead-lettered, described', async () => {
     const bus = await s.bus();
-    const topic = s.topic('throws');
-    const group = s.group();
-    const runs = new Map<number, number>();
-    await bus.subscribe<number>(
-      topic,
-      (m) => {
-        runs.set(m.payload, (runs.get(m.payload) ?? 0) + 1);
-        throw (THROWABLES[m.payload] as [string, () => unknown])[1]();
-      },
-      { group, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } },
-    );
-    const dead = recorder<unknown>();
-    await bus.subscribeDeadLetters(topic, group, dead.handler);
-    await s.settle();
-    await bus.publishBatch(
-      topic,
-      THROWABLES.map((_, i) => ({ payload: i })),
-    );
-    await s.waitFor(() => uniqueIds(dead.messages).size >= THROWABLES.length, 30_000, 'every dead letter');
+    const { runs, letters } = await deadLettersOf(s, bus, 'throws', THROWABLES.length, (i) => {
+      throw (THROWABLES[i] as [string, () => unknown])[1]();
+    });
     for (const [i, [label]] of THROWABLES.entries()) {
-      const letter = dead.messages.find((m) => m.payload === i) as Message<unknown>;
+      const letter = letters[i] as Message<unknown>;
       expect(runs.get(i), label).toBe(2);
       expect(letter.deadLetter?.attempts, label).toBe(2);
       expect(letter.deadLetter?.errorName.length, label).toBeGreaterThan(0);
@@ -192,129 +178,7 @@ export function badInputTests(s: Suite, transport: string): void {
     await roundTrip(s, bus);
   });
 
-  it('handlers that return a thenable whose then() throws, or a Proxy that throws on every trap: retried, dead-lettered', async () => {
-    // Core asks a handler's result for `then`; both used to throw outside the failure path, and the message
-    // was left unsettled (or, since the safety net, released again every second, never dead-lettered).
-    const returns: [string, () => unknown][] = [
-      [
-        'a thenable whose then() throws',
-        () => ({
-          // biome-ignore lint/suspicious/noThenProperty: the hostile value under test
-          then() {
-            throw new Error('then() failed');
-          },
-        }),
-      ],
-      [
-        'a Proxy that throws on every trap',
-        () =>
-          new Proxy(
-            {},
-            {
-              get() {
-                throw new Error('trap');
-              },
-            },
-          ),
-      ],
-    ];
-    const bus = await s.bus();
-    const topic = s.topic('returns');
-    const group = s.group();
-    const runs = new Map<number, number>();
-    await bus.subscribe<number>(
-      topic,
-      (m) => {
-        runs.set(m.payload, (runs.get(m.payload) ?? 0) + 1);
-        return (returns[m.payload] as [string, () => unknown])[1]();
-      },
-      { group, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } },
-    );
-    const dead = recorder<number>();
-    await bus.subscribeDeadLetters(topic, group, dead.handler as never);
-    await s.settle();
-    await bus.publishBatch(
-      topic,
-      returns.map((_, i) => ({ payload: i })),
-    );
-    await s.waitFor(() => uniqueIds(dead.messages).size >= returns.length, 30_000, 'every dead letter');
-    for (const [i, [label]] of returns.entries()) {
-      const letter = dead.messages.find((m) => m.payload === i) as Message<number>;
-      expect(runs.get(i), label).toBe(2);
-      expect(letter.deadLetter?.attempts, label).toBe(2);
-      report.set(`handler returns ${label}`, `dead-lettered as ${letter.deadLetter?.errorName} after 2 attempts`);
-    }
-    await roundTrip(s, bus);
-  });
-
-  it('a logger that throws loses its lines, not messages: retries, dead letters and later messages still flow', async () => {
-    // A log transport that is down (or a logger that throws a string) is called from settle paths, ack
-    // callbacks and timers; a throw there must not leave a message unsettled or reject unhandled.
-    const boom = (): never => {
-      throw 'log transport down';
-    };
-    const bus = await s.bus({ logger: { debug: boom, info: boom, warn: boom, error: boom } });
-    const topic = s.topic('badlog');
-    const group = s.group();
-    const handled: number[] = [];
-    await bus.subscribe<number>(
-      topic,
-      (m) => {
-        if (m.payload < 0) throw new Error('fails every time');
-        handled.push(m.payload);
-      },
-      { group, retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 } },
-    );
-    const dead = recorder<number>();
-    await bus.subscribeDeadLetters(topic, group, dead.handler as never);
-    await s.settle();
-    await bus.publish(topic, -1);
-    await bus.publish(topic, 1);
-    await s.waitFor(
-      () => dead.messages.length >= 1 && handled.length >= 1,
-      30_000,
-      'the dead letter and the healthy one',
-    );
-    await bus.publish(topic, 2);
-    await s.waitFor(() => handled.includes(2), 30_000, 'a message after the failed log lines');
-    expect(dead.messages[0]?.payload).toBe(-1);
-    expect(dead.messages[0]?.deadLetter?.attempts).toBe(2);
-    report.set('logger that throws', 'lines dropped, messages settled');
-    await roundTrip(s, bus);
-  });
-
-  it('an idempotency store that throws synchronously: retried with backoff, dead-lettered, the bus still works', async () => {
-    const bus = await s.bus();
-    const topic = s.topic('badstore');
-    const group = s.group();
-    const thrower = (): never => {
-      throw new Error('store down');
-    };
-    let runs = 0;
-    await bus.subscribe<number>(
-      topic,
-      () => {
-        runs++;
-      },
-      {
-        group,
-        idempotency: { store: { claim: thrower, complete: thrower, release: thrower } },
-        retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 },
-      },
-    );
-    const dead = recorder<number>();
-    await bus.subscribeDeadLetters(topic, group, dead.handler as never);
-    await s.settle();
-    await bus.publish(topic, 1);
-    await s.waitFor(() => dead.messages.length >= 1, 30_000, 'the dead letter');
-    expect(runs).toBe(0);
-    expect(dead.messages[0]?.deadLetter?.attempts).toBe(2);
-    report.set(
-      'idempotency store that throws',
-      `dead-lettered as ${dead.messages[0]?.deadLetter?.errorName} after 2 attempts`,
-    );
-    await roundTrip(s, bus);
-  });
+  callbackTests(s, report);
 
   it('300 always-failing messages do not hold up 200 healthy ones, and all of them get dead-lettered', async () => {
     const bus = await s.bus();
@@ -438,35 +302,4 @@ export function badInputTests(s: Suite, transport: string): void {
     report.set('close() with a handler that never returns', 'returns within closeTimeoutMs');
     await roundTrip(s, await s.bus());
   });
-}
-
-type Settled<T> = { ok: true; value: T; error?: undefined } | { ok: false; value?: undefined; error: unknown };
-
-/** Runs a call that may throw synchronously or reject (JavaScript callers can pass anything). */
-async function settle<T>(call: Promise<T> | (() => Promise<T>)): Promise<Settled<T>> {
-  try {
-    return { ok: true, value: await (typeof call === 'function' ? call() : call) };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
-
-/** A bad input must fail typed, not retryable, with one of the expected codes. Returns the report cell. */
-function expectInputError(error: unknown, label: string, codes: readonly string[]): Outcome {
-  expect(BusbarError.is(error), `${label}: ${String(error)}`).toBe(true);
-  const e = error as BusbarError;
-  expect(codes, `${label}: ${e.code} ${e.message}`).toContain(e.code);
-  expect(e.retryable, `${label} must not be retryable`).toBe(false);
-  return `${e.code}`;
-}
-
-async function roundTrip(s: Suite, bus: Bus): Promise<void> {
-  const topic = s.topic('after');
-  const got = recorder<string>();
-  const sub = await bus.subscribe<string>(topic, got.handler, { group: s.group() });
-  await s.settle();
-  await bus.publish(topic, 'still works');
-  await s.waitFor(() => got.messages.length >= 1, 20_000, 'a round trip after the bad input');
-  expect(got.messages[0]?.payload).toBe('still works');
-  await sub.close();
 }
