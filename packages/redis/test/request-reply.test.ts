@@ -26,6 +26,15 @@ const fieldsOf = (fields: string[]): Record<string, string> => {
   return out;
 };
 
+/** After a fault: waits until a request on `topic` is answered again (the reader reconnects and reads on). */
+async function answeredAgain(bus: Bus, topic: string): Promise<void> {
+  await waitFor(
+    async () => (await bus.request(topic, 'after', { timeoutMs: 1_000 }).catch((e: unknown) => e)) === 'after',
+    15_000,
+    'a request answered after the cut',
+  );
+}
+
 describe.runIf(ok)('redis request/reply (interop with plain ioredis)', () => {
   let raw: Redis;
   const buses: Bus[] = [];
@@ -241,15 +250,7 @@ describe.runIf(ok)('redis request/reply (interop with plain ioredis)', () => {
       proxy.blackhole(false);
       proxy.cutAll();
       // The reply reader reconnects and reads on: a request goes through again.
-      let answer: unknown;
-      await waitFor(
-        async () => {
-          answer = await bus.request(topic, 'after', { timeoutMs: 1_000 }).catch((e: unknown) => e);
-          return answer === 'after';
-        },
-        15_000,
-        'a request answered after the cut',
-      );
+      await answeredAgain(bus, topic);
       // The request that timed out while Redis was silent (stuck in XINFO) is not sent once it answers again.
       expect(seen).not.toContain('lost');
       proxy.blackhole(true);
@@ -297,15 +298,7 @@ describe.runIf(ok)('redis request/reply (interop with plain ioredis)', () => {
       expect((failed?.at ?? 0) - silencedAt).toBeLessThan(1_500);
       proxy.blackhole(false);
       proxy.cutAll();
-      let answer: unknown;
-      await waitFor(
-        async () => {
-          answer = await bus.request(topic, 'after', { timeoutMs: 1_000 }).catch((e: unknown) => e);
-          return answer === 'after';
-        },
-        15_000,
-        'a request answered after the cut',
-      );
+      await answeredAgain(bus, topic);
       await responder.close();
     } finally {
       await proxy.close();
