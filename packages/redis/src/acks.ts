@@ -27,6 +27,8 @@ export interface AckBatcherInit {
 export class AckBatcher {
   readonly #i: AckBatcherInit;
   #batch: Batch | undefined;
+  /** Batches collected or being written: their entries may still show as pending to a re-read. */
+  readonly #unconfirmed = new Set<Batch>();
 
   constructor(init: AckBatcherInit) {
     this.#i = init;
@@ -44,10 +46,21 @@ export class AckBatcher {
             `Acking ${count} message(s) on '${this.#i.keys.stream}' failed; Redis hands them out again`,
             { error },
           );
-        });
+        })
+        .finally(() => this.#unconfirmed.delete(fresh));
+      this.#unconfirmed.add(fresh);
       this.#batch = batch = fresh;
     }
     (fromRetry ? batch.retry : batch.main).push(entryId);
+  }
+
+  /** `${stream} ${id}` of every entry acked here whose XACK Redis has not confirmed yet. */
+  *unconfirmed(): Iterable<string> {
+    const { stream, retryStream } = this.#i.keys;
+    for (const batch of this.#unconfirmed) {
+      for (const id of batch.main) yield `${stream} ${id}`;
+      for (const id of batch.retry) yield `${retryStream} ${id}`;
+    }
   }
 
   /** Resolves once the batch being collected (if any) was written or failed. */

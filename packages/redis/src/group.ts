@@ -37,6 +37,12 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
   #rereadPending = true;
   #claimTimer: NodeJS.Timeout | undefined;
   #claiming: Promise<void> = Promise.resolve();
+  /**
+   * One set per re-read on its way (own pending entries, a claim pass), of the entries acked or moved to the
+   * retry stream since it was sent: Redis may have served it before that XACK, and its reply must not hand
+   * them out again (a re-drive walk re-published such a dead letter twice).
+   */
+  readonly #rereads = new Set<Set<string>>();
 
   constructor(init: GroupInit) {
     this.#i = init;
@@ -98,17 +104,39 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
     const { reader, group, consumer } = this.#i;
     let from = '0';
     let left = room;
-    while (left > 0 && !this.#reader.stopped) {
-      const args = ['GROUP', group, consumer, 'COUNT', left, 'STREAMS', stream, from];
-      const rows = entriesOf((await reader.callBuffer('XREADGROUP', ...args)) as StreamReply);
-      if (rows.length === 0) return;
-      from = (rows[rows.length - 1] as Row)[1];
-      const fresh = rows.filter(([, id]) => !this.#held.has(stream, id));
-      if (fresh.length === 0) continue;
-      const counts = await this.#deliveryCounts(stream, (fresh[0] as Row)[1], from, rows.length);
-      for (const [, id, fields] of fresh) this.#deliver(stream, id, fields, counts.get(id) ?? 1);
-      left -= fresh.length;
+    const gone = this.#watchAcks();
+    try {
+      while (left > 0 && !this.#reader.stopped) {
+        const args = ['GROUP', group, consumer, 'COUNT', left, 'STREAMS', stream, from];
+        const rows = entriesOf((await reader.callBuffer('XREADGROUP', ...args)) as StreamReply);
+        if (rows.length === 0) return;
+        from = (rows[rows.length - 1] as Row)[1];
+        const fresh = rows.filter(([, id]) => !this.#held.has(stream, id));
+        if (fresh.length === 0) continue;
+        const counts = await this.#deliveryCounts(stream, (fresh[0] as Row)[1], from, rows.length);
+        for (const [, id, fields] of fresh) {
+          if (!gone.has(`${stream} ${id}`)) this.#deliver(stream, id, fields, counts.get(id) ?? 1);
+        }
+        left -= fresh.length;
+      }
+    } finally {
+      this.#rereads.delete(gone);
     }
+  }
+
+  /**
+   * For a re-read about to be sent: the entries acked whose XACK is not confirmed yet, and from now on every
+   * entry acked, until the caller removes the set from `#rereads`.
+   */
+  #watchAcks(): Set<string> {
+    const gone = new Set(this.#acks.unconfirmed());
+    this.#rereads.add(gone);
+    return gone;
+  }
+
+  /** Acked or moved to the retry stream: no re-read on its way may hand it out again. */
+  #gone(d: RedisDelivery): void {
+    for (const gone of this.#rereads) gone.add(`${d.raw.stream} ${d.raw.entryId}`);
   }
 
   #deliveryCounts(stream: string, start: string, end: string, count: number): Promise<Map<string, number>> {
@@ -142,6 +170,7 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
   /** Queued for this turn's XACK; nothing to wait for (see AckBatcher), so core spends no promise on it. */
   ack(d: RedisDelivery): undefined {
     this.#acks.add(d.raw.entryId, d.fromRetry);
+    if (this.#rereads.size > 0) this.#gone(d);
     return undefined;
   }
 
@@ -159,6 +188,7 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
     } catch (error) {
       throw toBusbarError(error, { what: 'Scheduling a retry', op: 'consume', secrets: this.#i.secrets });
     }
+    this.#gone(d);
     this.#mover.schedule(request.delayMs);
   }
 
@@ -181,11 +211,18 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
     const { keys } = this.#i;
     try {
       await refreshHeld(this.#i, this.#held.values());
-      for (const stream of [keys.stream, keys.retryStream]) {
-        await claimIdle(this.#i, stream, {
-          room: () => (this.#reader.stopped ? 0 : this.#i.prefetch - this.#held.size),
-          deliver: (id, fields, count) => this.#deliver(stream, id, fields, count),
-        });
+      const gone = this.#watchAcks();
+      try {
+        for (const stream of [keys.stream, keys.retryStream]) {
+          await claimIdle(this.#i, stream, {
+            room: () => (this.#reader.stopped ? 0 : this.#i.prefetch - this.#held.size),
+            deliver: (id, fields, count) => {
+              if (!gone.has(`${stream} ${id}`)) this.#deliver(stream, id, fields, count);
+            },
+          });
+        }
+      } finally {
+        this.#rereads.delete(gone);
       }
     } catch (error) {
       if (!this.#reader.stopped)

@@ -8,13 +8,12 @@ import type { Delivery, TransportSubscription } from '../transport/spi.js';
 import { drain } from './drain.js';
 import { Failures } from './failure.js';
 import { Pipeline } from './pipeline.js';
-
-/** The pause before a message is given back after an unexpected failure settling it. */
-const UNEXPECTED_RELEASE_MS = 1_000;
-
 import { KeyedQueue } from './queue.js';
 import { Settlement } from './settle.js';
 import { type InFlight, inFlight, type Subscription, type SubscriptionHost, type SubscriptionStats } from './state.js';
+
+/** The pause before a message is given back after an unexpected failure settling it. */
+const UNEXPECTED_RELEASE_MS = 1_000;
 
 /** How a subscription other than a plain handler's runs (a batch subscription). */
 export interface RuntimeShape {
