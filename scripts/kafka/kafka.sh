@@ -162,7 +162,7 @@ up() {
     cluster_id="$("$java" -cp "$LIBS/*" -Dlog4j.configuration="file:$DIR/log4j.properties" \
       kafka.tools.StorageTool random-uuid)"
     "$java" -cp "$LIBS/*" -Dlog4j.configuration="file:$DIR/log4j.properties" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$DIR/server.properties" >"$DIR/format.out" 2>&1 \
+      kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$DIR/server.properties" >"$DIR/format.out" 2>&1 \
       || { cat "$DIR/format.out" >&2; die "format failed"; }
   fi
   : >"$DIR/kafka.log"

@@ -37,9 +37,16 @@ log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=WARN
 `;
 
-/** A random KRaft cluster id (what `kafka-storage random-uuid` prints: 16 bytes, URL-safe base64). */
+/**
+ * A random KRaft cluster id (what `kafka-storage random-uuid` prints: 16 bytes, URL-safe base64). Like Kafka's
+ * own `Uuid.randomUuid()`, never one that starts with '-': the storage tool's argument parser reads such an id
+ * as an option (one format in 64 failed so in CI).
+ */
 export function clusterId(): string {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+  for (;;) {
+    const id = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 /**
@@ -79,8 +86,7 @@ export class KraftNode {
         `${LIBS}/*`,
         'kafka.tools.StorageTool',
         'format',
-        '-t',
-        id,
+        `--cluster-id=${id}`,
         '-c',
         join(this.dir, 'server.properties'),
         ...extra,
