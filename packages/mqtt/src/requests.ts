@@ -18,6 +18,7 @@ import { toBusbarError } from './errors.js';
 import { Link } from './link.js';
 import type { MqttOptions } from './options.js';
 import type { Publisher } from './publisher.js';
+import { RecentKeys } from './recent.js';
 import { TopicMap } from './topics.js';
 
 type Callbacks = { readonly onRequest: (request: IncomingRequest) => void; readonly onError: (error: Error) => void };
@@ -25,7 +26,7 @@ type Callbacks = { readonly onRequest: (request: IncomingRequest) => void; reado
 /** How long the broker keeps a requester's reply session (and queues its replies) while it is disconnected. */
 const REPLY_SESSION_SECONDS = 300;
 
-/** Requests a responder remembers having served, so a duplicate PUBLISH of one is not answered twice. */
+/** Requests a responder remembers having served (the last 10,000 at least), so a duplicate PUBLISH of one is not answered twice. */
 const SEEN_LIMIT = 10_000;
 
 /** A response topic busbar may publish to: a topic name (no wildcard), not empty, not `$`-reserved. */
@@ -113,7 +114,7 @@ export class MqttRequestReply implements RequestReply {
       const correlation = packet.properties?.correlationData;
       if (correlation === undefined) return;
       // A late or unknown reply finds nothing here and is dropped.
-      this.#pending.resolve(Buffer.from(correlation).toString('latin1'), {
+      this.#pending.resolve(correlation.toString('latin1'), {
         body: bodyOf(packet),
         contentType: packet.properties?.contentType,
         headers: headersOf(packet),
@@ -200,7 +201,7 @@ export class MqttRequestReply implements RequestReply {
       receiveMaximum: limit,
       name: `responder ${spec.topic}${group ? ` (${group})` : ''}`,
     });
-    const seen = new Map<string, true>();
+    const seen = new RecentKeys(SEEN_LIMIT);
     let warnedNoTopic = false;
     const acks: ManualAcks = new ManualAcks(
       link,
@@ -218,11 +219,8 @@ export class MqttRequestReply implements RequestReply {
         }
         const correlation = packet.properties?.correlationData;
         if (correlation !== undefined) {
-          const key = `${responseTopic}\u0000${Buffer.from(correlation).toString('latin1')}`;
           // A requester's QoS 1 re-send after a lost PUBACK: the first copy is being (or was) answered.
-          if (seen.has(key)) return skip();
-          seen.set(key, true);
-          if (seen.size > SEEN_LIMIT) seen.delete(seen.keys().next().value as string);
+          if (!seen.add(`${responseTopic}\u0000${correlation.toString('latin1')}`)) return skip();
         }
         callbacks.onRequest(this.#incoming(path, packet, responseTopic, correlation, () => void acks.ack(inbound)));
       },
