@@ -12,6 +12,7 @@ import { Batches } from './lib/batches.js';
 import { busbarSide } from './lib/busbar-side.js';
 import type { BrokerBench, RequestReplySide, Running, Side } from './lib/types.js';
 import {
+  BATCH,
   Countdown,
   PREFETCH,
   pool,
@@ -95,7 +96,8 @@ function rawRequestReply(nc: NatsConnection): RequestReplySide {
 
 /**
  * Raw nats.js, best practice: async JetStream publishes in a sliding window of WINDOW in flight (the same
- * window as busbar's concurrent publishes; NATS has no batch API, so "publishBatch" is the same window),
+ * window as busbar's concurrent publishes; NATS has no batch API, so "publishBatch" is BATCH publishes at once,
+ * awaited together),
  * consume() + ack() (not ackAck). `mode: 'pipelined'` publishes through `asyncPublisher` instead of js.publish.
  */
 async function rawSide(mode: 'js.publish' | 'pipelined' = 'js.publish'): Promise<Side> {
@@ -126,7 +128,12 @@ async function rawSide(mode: 'js.publish' | 'pipelined' = 'js.publish'): Promise
       await jsm.streams.delete(streamOf(target.topic));
     },
     async publishBatch(target, count, payload) {
-      await pool(count, WINDOW, () => publish(target.topic, payload));
+      // NATS has no batch: a batch is BATCH publishes issued at once and awaited together, as on the other
+      // brokers and on busbar's side (a sliding window over all messages never waits for a batch's last PubAck).
+      for (let sent = 0; sent < count; sent += BATCH) {
+        const n = Math.min(BATCH, count - sent);
+        await pool(n, WINDOW, () => publish(target.topic, payload));
+      }
     },
     async publishConcurrent(target, count, payload) {
       await pool(count, WINDOW, () => publish(target.topic, payload));

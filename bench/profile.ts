@@ -1,5 +1,5 @@
 /**
- * `node bench/dist/profile.js redis consume 50000 [raw]`: runs one scenario's blocks on one side only and
+ * `node bench/dist/profile.js redis consume 50000 [raw | <reference>]`: runs one scenario's blocks on one side only and
  * writes a CPU profile of busbar's (or the raw client's) hot path to /tmp/prof (BUSBAR_PROF_DIR). For the
  * consume scenarios (consume, consumeBatch) only the drain is profiled, not the publishing of its backlog.
  * Summarize with `node bench/dist/profile-summary.js /tmp/prof/<file>.cpuprofile`.
@@ -14,7 +14,7 @@ import { BATCH_SIZE, BATCH_WAIT_MS } from './lib/util.js';
 
 const [transport, scenario, countText, which] = process.argv.slice(2);
 const bench = BENCHES[transport as string];
-if (!bench) throw new Error('usage: profile.js <transport> <scenario> [count] [raw]');
+if (!bench) throw new Error('usage: profile.js <transport> <scenario> [count] [raw | <reference label>]');
 const dir = process.env.BUSBAR_PROF_DIR ?? '/tmp/prof';
 const config: BenchConfig = {
   messages: undefined,
@@ -32,7 +32,15 @@ await session.post('Profiler.enable');
 await session.post('Profiler.setSamplingInterval', { interval: 50 });
 
 await bench.available();
-const base = which === 'raw' && bench.raw ? await bench.raw() : await bench.busbar();
+// A further raw reference by its label (`pipelined` on NATS, `platformatic` on Kafka), else raw or busbar.
+const references = which !== undefined && which !== 'raw' && bench.references ? await bench.references() : [];
+const reference = references.find((r) => r.side.label === which)?.side;
+if (which !== undefined && which !== 'raw' && reference === undefined) {
+  throw new Error(
+    `no raw reference '${which}' for ${transport}: ${references.map((r) => r.side.label).join(', ') || 'none'}`,
+  );
+}
+const base = reference ?? (which === 'raw' && bench.raw ? await bench.raw() : await bench.busbar());
 const onlyDrain = (scenario === 'consume' || scenario === 'consumeBatch') && bench.backlog;
 // For a backlog drain, profile from subscribe to the last message; otherwise the whole block.
 /** Profiles `open` from its call to the last message. */
