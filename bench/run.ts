@@ -9,7 +9,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BENCHES } from './benches.js';
 import { COMPARE_HEADERS, compareRows, loadRun, type RunJson, runTitle } from './lib/compare.js';
-import { type BenchConfig, runScenario, SCENARIOS, type Scenario, type ScenarioResult } from './lib/harness.js';
+import {
+  type BenchConfig,
+  DISTURBED,
+  runScenario,
+  SCENARIOS,
+  type Scenario,
+  type ScenarioResult,
+} from './lib/harness.js';
 import {
   type BrokerResult,
   gitCommit,
@@ -307,6 +314,7 @@ ${markdownTable(HEADERS, table)}
 - raw / busbar: median msgs/s over the rounds (request, concurrent: round trips/s; latency rows: p50 / p99 in ms at ${json.config.latencyRate} msgs/s or requests/s).
 - busbar/raw: median over rounds of busbar / mean(raw, raw control) (target >= 0.90); latency rows: busbar p99 minus raw p99 (target < 1 ms).
 - spread (min..max): the lowest and highest per-round busbar/raw of the ${json.config.rounds} rounds (latency rows: of the p99 differences, ms); the median alone hides how far one round can land.
+- disturbed: a throughput round whose two raw blocks differ by more than ${Math.round(DISTURBED * 100)}% was disturbed (the machine, the broker) and is left out of busbar/raw and spread, and run again (at most ${json.config.rounds} extra rounds); with fewer than half the rounds undisturbed, all count.
 - batch consume: \`subscribeBatch\` (maxSize ${json.config.batch.maxSize}) against the raw client's batch consumption (bench/README.md); its \`vs busbar per-message\` row compares it with busbar's own \`consume\`: busbar/raw there is the speed-up of batch handlers.
 - vs raw (<name>): a second raw reference on the same broker (another client, or another way to use the same client), in rounds of its own.
 - us/msg: client CPU (user + system, \`process.cpuUsage\`) per message, median; per round trip in the request rows (requester and responder share the process).

@@ -56,6 +56,8 @@ export interface ScenarioResult {
   readonly skipped?: string;
   /** median over rounds of raw control / raw: the noise of this run (1.00 = quiet) */
   readonly control?: number;
+  /** throughput rounds left out of ratio and spread because their two raw blocks disagreed (see DISTURBED) */
+  readonly disturbed?: number;
   readonly noisy?: boolean;
   readonly error?: string;
 }
@@ -249,7 +251,11 @@ export async function runScenario(
   const control: Sample[] = [];
   const ratios: number[] = [];
   const controls: number[] = [];
-  for (let round = 0; round < config.rounds; round++) {
+  // A throughput round whose raw blocks (before and after busbar's) disagree by more than DISTURBED was disturbed
+  // (the machine, the broker): it is left out of the ratio and replaced by another round, up to `rounds` more.
+  const kept: number[] = [];
+  let limit = config.rounds;
+  for (let round = 0; round < limit; round++) {
     if (!sides.raw) {
       busbar.push(await block(bench, sides.busbar, scenario, count, config));
       continue;
@@ -273,6 +279,9 @@ export async function runScenario(
       ratios.push(b.rate / ((a.rate + c.rate) / 2));
       controls.push(c.rate / a.rate);
     }
+    const disturbed = !isLatency(scenario) && Math.abs(c.rate / a.rate - 1) > DISTURBED;
+    if (!disturbed) kept.push(ratios[ratios.length - 1] as number);
+    else if (limit < 2 * config.rounds) limit++;
     config.log(
       `  ${scenario}${reference ? ` vs ${reference}` : ''} round ${round + 1}: raw ${fmtSample(a, scenario)} | busbar ${fmtSample(b, scenario)} | control ${fmtSample(c, scenario)}`,
     );
@@ -282,6 +291,8 @@ export async function runScenario(
     return { scenario, messages: count, busbar: summarize(busbar) };
   }
   const ctl = median(controls);
+  // Too few undisturbed rounds to stand on their own: all of them, and the row shows as noisy.
+  const used = kept.length >= Math.ceil(config.rounds / 2) ? kept : ratios;
   // The main raw side of a client without batch consumption (MQTT) drains per message: the row says so.
   const perMessage = scenario === 'consumeBatch' && !reference && !sides.raw.consumeBatch;
   return {
@@ -289,8 +300,9 @@ export async function runScenario(
     messages: count,
     busbar: summarize(busbar),
     raw: summarize([...raw, ...control]),
-    ratio: median(ratios),
-    spread: [Math.min(...ratios), Math.max(...ratios)],
+    ratio: median(used),
+    spread: [Math.min(...used), Math.max(...used)],
+    ...(used === kept && kept.length < ratios.length ? { disturbed: ratios.length - kept.length } : {}),
     ...(reference ? { reference } : {}),
     ...(perMessage ? { note: 'per message' } : {}),
     control: ctl,
@@ -298,6 +310,9 @@ export async function runScenario(
     noisy: !isLatency(scenario) && Math.abs(ctl - 1) > 0.05,
   };
 }
+
+/** How far (as a fraction) a round's raw control may be from its raw block before the round counts as disturbed. */
+export const DISTURBED = 0.1;
 
 const NO_SAMPLES: SideSummary = { rate: Number.NaN, cpuUs: Number.NaN, samples: [] };
 

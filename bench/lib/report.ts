@@ -116,7 +116,7 @@ export function rows(results: readonly BrokerResult[]): string[][] {
         s.ratio === undefined ? '-' : fmtRatio(s.ratio, s.scenario),
         s.spread === undefined
           ? '-'
-          : `${fmtRatio(s.spread[0], s.scenario, false)}..${fmtRatio(s.spread[1], s.scenario, false)}`,
+          : `${fmtRatio(s.spread[0], s.scenario, false)}..${fmtRatio(s.spread[1], s.scenario, false)}${s.disturbed ? ` (${s.disturbed} disturbed left out)` : ''}`,
         s.raw ? s.raw.cpuUs.toFixed(1) : '-',
         s.busbar.cpuUs.toFixed(1),
         s.control === undefined ? '-' : `${s.control.toFixed(2)}${s.noisy ? ' (noisy)' : ''}`,
