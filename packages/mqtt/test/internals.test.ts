@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { BusbarError } from '@busbar/core';
-import { brokerAvailable, brokerUrls, sleep, uniqueName, waitFor } from '@busbar/testing';
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient, type Packet } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   checkMqttVersion,
@@ -9,6 +9,7 @@ import {
   giveUpOutgoing,
   installedMqttVersion,
   sendPuback,
+  storeWithoutCopy,
   TESTED_MQTT_RANGE,
   takeOverPubacks,
 } from '../src/internals.js';
@@ -182,5 +183,110 @@ describe.runIf(ok)('mqtt internals: PUBACKs held until busbar sends them (real M
     );
     await sleep(300);
     expect(back).toEqual([]);
+  });
+});
+
+describe.runIf(ok)('mqtt internals: QoS 1 publishes kept without a copy (real Mosquitto)', () => {
+  const clients: MqttClient[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) await c.endAsync(true).catch(() => undefined);
+  });
+
+  /** The packets a client puts into its outgoing store and the ones it writes, in order. */
+  function watch(client: MqttClient): { stored: Packet[]; written: Packet[] } {
+    const stored: Packet[] = [];
+    const written: Packet[] = [];
+    const store = client.outgoingStore as unknown as { put(packet: Packet, cb: () => void): unknown };
+    const put = store.put.bind(store);
+    store.put = (packet, cb) => {
+      stored.push(packet);
+      return put(packet, cb);
+    };
+    client.on('packetsend', (packet) => {
+      if (packet.cmd === 'publish') written.push(packet);
+    });
+    return { stored, written };
+  }
+
+  it('mqtt.js keeps a copy; with storeWithoutCopy the packet it keeps is the one it writes, until the PUBACK', async () => {
+    const path = `pin/${uniqueName('copy')}`;
+    const plain = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    const patched = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    clients.push(plain, patched);
+    expect(storeWithoutCopy(patched)).toBe(true);
+    const properties = { contentType: 'text/plain', userProperties: { busbar: '1 x' } };
+
+    const before = watch(plain);
+    const mine = Buffer.from('a');
+    await plain.publishAsync(path, mine, { qos: 1, properties });
+    // What the patch saves: unpatched, the kept packet is a deep copy (payload included).
+    expect(before.stored).toHaveLength(1);
+    expect(before.stored[0]).not.toBe(before.written[0]);
+    expect((before.stored[0] as IPublishPacket).payload).not.toBe(mine);
+
+    const after = watch(patched);
+    const ours = Buffer.from('b');
+    await patched.publishAsync(path, ours, { qos: 1, properties });
+    expect(after.stored).toHaveLength(1);
+    expect(after.stored[0]).toBe(after.written[0]);
+    expect((after.stored[0] as IPublishPacket).payload).toBe(ours);
+    expect((after.stored[0] as IPublishPacket).properties).toEqual(properties);
+    // Acknowledged: nothing left to re-send.
+    expect(Object.keys(patched.outgoing)).toHaveLength(0);
+  });
+
+  it('refuses a client that assigns topic aliases (there mqtt.js rewrites the packet it writes)', () => {
+    const client = mqtt.connect('mqtt://127.0.0.1:1', {
+      protocolVersion: 5,
+      manualConnect: true,
+      autoAssignTopicAlias: true,
+    });
+    const original = (client as unknown as { _storeAndSend: unknown })._storeAndSend;
+    expect(storeWithoutCopy(client)).toBe(false);
+    expect((client as unknown as { _storeAndSend: unknown })._storeAndSend).toBe(original);
+  });
+
+  it('a publish the broker never acknowledged is re-sent from the store after a reconnect and delivered', async () => {
+    const path = `pin/${uniqueName('resend')}`;
+    const proxy = await createFaultProxy({
+      target: { host: '127.0.0.1', port: Number(new URL(brokerUrls.mqtt).port || 1883) },
+    });
+    try {
+      const subscriber = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+      clients.push(subscriber);
+      const got: string[] = [];
+      subscriber.on('message', (_topic, payload) => got.push(String(payload)));
+      await subscriber.subscribeAsync(path, { qos: 1 });
+
+      const client = await mqtt.connectAsync(proxy.url(brokerUrls.mqtt), {
+        protocolVersion: 5,
+        clientId: uniqueName('resend'),
+        clean: false,
+        properties: { sessionExpiryInterval: 30 },
+        reconnectPeriod: 100,
+      });
+      clients.push(client);
+      expect(storeWithoutCopy(client)).toBe(true);
+      const seen = watch(client);
+      // The PUBLISH goes nowhere: no PUBACK, the packet stays in the store.
+      proxy.blackhole(true);
+      let settled = false;
+      const publish = client.publishAsync(path, 'kept', { qos: 1 }).finally(() => {
+        settled = true;
+      });
+      await waitFor(() => seen.written.length === 1, 5_000, 'the first write');
+      await sleep(200);
+      expect(settled).toBe(false);
+      expect(Object.keys(client.outgoing)).toHaveLength(1);
+      proxy.blackhole(false);
+      proxy.cutAll();
+      await publish;
+      // Written again on the new connection, the kept packet itself.
+      expect(seen.written.length).toBeGreaterThanOrEqual(2);
+      expect(seen.written.at(-1)).toBe(seen.stored[0]);
+      await waitFor(() => got.includes('kept'), 5_000, 'the delivery');
+    } finally {
+      await proxy.close();
+    }
   });
 });
