@@ -104,8 +104,7 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
     const { reader, group, consumer } = this.#i;
     let from = '0';
     let left = room;
-    const gone = this.#watchAcks();
-    try {
+    await this.#watchingAcks(async (gone) => {
       while (left > 0 && !this.#reader.stopped) {
         const args = ['GROUP', group, consumer, 'COUNT', left, 'STREAMS', stream, from];
         const rows = entriesOf((await reader.callBuffer('XREADGROUP', ...args)) as StreamReply);
@@ -119,19 +118,21 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
         }
         left -= fresh.length;
       }
-    } finally {
-      this.#rereads.delete(gone);
-    }
+    });
   }
 
   /**
-   * For a re-read about to be sent: the entries acked whose XACK is not confirmed yet, and from now on every
-   * entry acked, until the caller removes the set from `#rereads`.
+   * Runs a re-read with `gone`: the entries acked whose XACK is not confirmed when it starts, and every entry
+   * acked (or moved to the retry stream) while it runs. An entry in it must not be handed out again.
    */
-  #watchAcks(): Set<string> {
+  async #watchingAcks(reread: (gone: ReadonlySet<string>) => Promise<void>): Promise<void> {
     const gone = new Set(this.#acks.unconfirmed());
     this.#rereads.add(gone);
-    return gone;
+    try {
+      await reread(gone);
+    } finally {
+      this.#rereads.delete(gone);
+    }
   }
 
   /** Acked or moved to the retry stream: no re-read on its way may hand it out again. */
@@ -211,8 +212,7 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
     const { keys } = this.#i;
     try {
       await refreshHeld(this.#i, this.#held.values());
-      const gone = this.#watchAcks();
-      try {
+      await this.#watchingAcks(async (gone) => {
         for (const stream of [keys.stream, keys.retryStream]) {
           await claimIdle(this.#i, stream, {
             room: () => (this.#reader.stopped ? 0 : this.#i.prefetch - this.#held.size),
@@ -221,9 +221,7 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
             },
           });
         }
-      } finally {
-        this.#rereads.delete(gone);
-      }
+      });
     } catch (error) {
       if (!this.#reader.stopped)
         this.#i.logger.warn(`Claim pass on '${this.#i.topic}' failed`, {
