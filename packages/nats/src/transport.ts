@@ -220,10 +220,20 @@ export class NatsTransport implements Transport {
     return { nc: this.#nc, js: this.#js, topology: this.#topology, publisher: this.#publisher };
   }
 
-  async publish(records: readonly OutgoingRecord[]): Promise<void> {
+  /** Not async: a publish to a known stream goes straight to the publisher's promise (one promise less per call). */
+  publish(records: readonly OutgoingRecord[]): Promise<void> {
+    try {
+      return this.#publish(records);
+    } catch (error) {
+      // Refused before sending (closed, too large, a bad header): a rejection, as from any publish.
+      return Promise.reject(error);
+    }
+  }
+
+  #publish(records: readonly OutgoingRecord[]): Promise<void> {
     const { topology, publisher } = this.#ready();
     const first = records[0];
-    if (!first) return;
+    if (!first) return Promise.resolve();
     const now = Date.now();
     const max = this.maxPayloadBytes;
     const native: NativeRecord[] = new Array(records.length);
@@ -237,20 +247,22 @@ export class NatsTransport implements Transport {
       native[i] = n;
       if (record.topic !== first.topic) sameTopic = false;
     }
+    if (sameTopic && topology.known(first.topic) !== undefined) return publisher.publish(native, first.topic);
+    return this.#ensureStreams(topology, sameTopic ? [first.topic] : [...new Set(records.map((r) => r.topic))]).then(
+      () => publisher.publish(native, first.topic),
+    );
+  }
+
+  async #ensureStreams(topology: Topology, topics: readonly string[]): Promise<void> {
     try {
-      if (sameTopic) {
-        if (topology.known(first.topic) === undefined) await topology.ensureStream(first.topic);
-      } else {
-        for (const topic of new Set(records.map((r) => r.topic))) await topology.ensureStream(topic);
-      }
+      for (const topic of topics) await topology.ensureStream(topic);
     } catch (error) {
       throw toBusbarError(error, {
-        what: `Creating the stream for '${first.topic}' failed`,
+        what: `Creating the stream for '${topics[0]}' failed`,
         op: 'declare',
         secrets: this.#secrets,
       });
     }
-    return publisher.publish(native, first.topic);
   }
 
   #consumerContext(): GroupContext {

@@ -127,6 +127,8 @@ describe.runIf(ok)('nats robustness', () => {
     // The connection is fine afterwards.
     expect(await failure(transport.publish([record({ ok: 'yes' })]))).toEqual({ code: 'resolved', error: undefined });
     await transport.close();
+    // Refused before anything is sent, still as a rejection (the call itself does not throw).
+    expect((await failure(transport.publish([record({})]))).code).toBe('BUSBAR_CLOSED');
   });
 
   it('header names and values NATS cannot carry are InvalidHeaderError; the connection is not corrupted', async () => {
