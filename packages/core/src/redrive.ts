@@ -154,6 +154,15 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
 }
 
 /**
+ * Resolves at `due` (ms since the epoch), at once when it has passed. The clock is read once: reading it
+ * again for the timer's length could give a negative one (Node then warns on stderr and waits 1 ms).
+ */
+export function waitUntil(due: number): Promise<void> | undefined {
+  const wait = due - Date.now();
+  return wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : undefined;
+}
+
+/**
  * Moves dead letters back to their topic: a moved dead letter is acked only after its re-publish is confirmed;
  * one whose re-publish fails stays dead. Returns how many moved.
  */
@@ -162,8 +171,7 @@ export async function redrive(parts: RedriveParts, fallbackTopic: string, option
   const startedAt = Date.now();
   await walk(parts, options, async (_message, d, stop) => {
     if (options.ratePerSecond !== undefined && options.ratePerSecond > 0) {
-      const due = startedAt + (moved * 1_000) / options.ratePerSecond;
-      if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+      await waitUntil(startedAt + (moved * 1_000) / options.ratePerSecond);
     }
     try {
       await parts.transport.publish([

@@ -2,6 +2,7 @@ import diagnostics from 'node:diagnostics_channel';
 import { connect, PermanentError, type SettledEvent, silentLogger } from '@busbar/core';
 import { uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { waitUntil } from '../src/redrive.js';
 
 describe('redrive', () => {
   afterEach(() => {
@@ -97,5 +98,32 @@ describe('redrive', () => {
     // The bus still works: the rest re-drive.
     expect(await bus.redrive(topic, 'g')).toBe(2);
     await bus.close();
+  });
+
+  it('the rate limit never arms a negative timer when the clock moves between reads (NATS CLI run, CI)', async () => {
+    // `redrive --rate` waited `due - Date.now()` after checking `due > Date.now()`: two reads of the clock. A
+    // millisecond or two between them gave setTimeout a negative length, and Node printed
+    // TimeoutNegativeWarning on the CLI's stderr. Here every read of the clock moves it on by 2 ms.
+    let clock = 1_000_000;
+    vi.spyOn(Date, 'now').mockImplementation(() => {
+      clock += 2;
+      return clock;
+    });
+    const lengths: number[] = [];
+    const realSetTimeout = globalThis.setTimeout;
+    vi.spyOn(globalThis, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => {
+      lengths.push(ms ?? 0);
+      return realSetTimeout(fn, 0);
+    }) as typeof setTimeout);
+    try {
+      // Due 3 ms after the clock's next read (1,000,002): the read-twice form would have armed -1.
+      await waitUntil(1_000_003);
+      expect(lengths).toEqual([1]);
+      // Passed already: no timer at all.
+      expect(waitUntil(1_000_000)).toBeUndefined();
+      expect(lengths).toEqual([1]);
+    } finally {
+      vi.restoreAllMocks();
+    }
   });
 });
