@@ -9,6 +9,8 @@ import { driver } from '@busbar/kafka';
 import { type ConformanceOptions, describeConformance, freePort } from '@busbar/testing';
 import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, vi } from 'vitest';
+import { installKafkajsPatch } from '../packages/kafka/src/internals.js';
+import { SocketRegistry } from '../packages/kafka/src/sockets.js';
 
 /**
  * The Kafka conformance suite against Apache Kafka 4.x (KRaft only, old protocol versions removed by KIP-896),
@@ -58,7 +60,14 @@ describe.runIf(enabled)(`Kafka ${VERSION}`, () => {
     dir = mkdtempSync(join(tmpdir(), 'busbar-kafka4-'));
     const controllerPort = await freePort();
     await kafkaSh(['up', '--port', String(port), '--controller-port', String(controllerPort), '--dir', dir]);
-    admin = new kafkajs.Kafka({ brokers: [`127.0.0.1:${port}`], logLevel: kafkajs.logLevel.NOTHING }).admin();
+    // Through busbar's socket factory, so kafkajs' idle-timer fix applies (plain kafkajs arms negative timers,
+    // which the suite fails a case for; packages/kafka/test/conformance.test.ts).
+    installKafkajsPatch();
+    admin = new kafkajs.Kafka({
+      brokers: [`127.0.0.1:${port}`],
+      logLevel: kafkajs.logLevel.NOTHING,
+      socketFactory: new SocketRegistry().factory,
+    }).admin();
     await admin.connect();
   }, 300_000);
 

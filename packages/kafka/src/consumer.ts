@@ -298,7 +298,8 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
         this.#holds.delete(partition);
         if (!this.#stopping) resume();
       },
-      Math.min(due - Date.now(), 2_147_483_647),
+      // Read the clock again, and it may have passed `due` since the caller's check: never a negative timer.
+      Math.max(1, Math.min(due - Date.now(), 2_147_483_647)),
     );
     this.#holds.set(partition, timer);
   }

@@ -147,7 +147,7 @@ export function failureTests(s: Suite): void {
     expect(byId.has(fine)).toBe(false);
   });
 
-  it('re-drives dead letters to their topic (rate-limited, no negative timer); a filter that throws drops none', async () => {
+  it('re-drives dead letters to their topic (rate-limited); a filter that throws drops none', async () => {
     const bus = await s.bus();
     const topic = s.topic('redrive');
     const group = s.group();
@@ -159,12 +159,6 @@ export function failureTests(s: Suite): void {
       if (e.topic === topic && e.outcome === 'dead-lettered') deadLettered.add(e.id);
     };
     diagnostics.subscribe('busbar:settled', onSettled);
-    // A rate-limited re-drive once armed negative timers (Node warns on stderr): none may appear.
-    const negativeTimers: Error[] = [];
-    const onWarning = (warning: Error) => {
-      if (warning.name === 'TimeoutNegativeWarning') negativeTimers.push(warning);
-    };
-    process.on('warning', onWarning);
     try {
       await bus.subscribe<number>(
         topic,
@@ -191,6 +185,7 @@ export function failureTests(s: Suite): void {
       await expect(bus.redrive(topic, group, { idleMs, filter: throwing })).rejects.toBe(bug);
       await expect(bus.purgeDeadLetters(topic, group, { idleMs, filter: throwing })).rejects.toBe(bug);
       broken = false;
+      // Rate-limited: its waits once armed negative timers (the suite's negative-timer check covers it).
       expect(await bus.redrive(topic, group, { idleMs: s.ms(1_500), ratePerSecond: 1_000 })).toBe(3);
       await s.waitFor(() => handled.length >= 3, 20_000, 'the re-driven messages');
       expect(new Set(handled.map((m) => m.id))).toEqual(new Set(ids));
@@ -201,9 +196,7 @@ export function failureTests(s: Suite): void {
       }
       // Nothing is left to re-drive.
       expect(await bus.redrive(topic, group, { idleMs: s.ms(500) })).toBe(0);
-      expect(negativeTimers).toEqual([]);
     } finally {
-      process.off('warning', onWarning);
       diagnostics.unsubscribe('busbar:settled', onSettled);
     }
   });

@@ -1,4 +1,4 @@
-import { describe } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { badInputTests } from './bad-input.js';
 import { batchTests } from './batch.js';
 import { capabilityTests } from './capabilities.js';
@@ -40,6 +40,21 @@ export function describeConformance(name: string, options: ConformanceOptions): 
   const caps = options.capabilities;
   describe(`conformance: ${name}`, () => {
     const suite = new Suite(options);
+    // No path may arm a negative timer (Node prints TimeoutNegativeWarning on the user's stderr; a re-drive's
+    // rate limit and a Kafka retry hold did): watched through every case, on every transport.
+    const negativeTimers: string[] = [];
+    const onWarning = (warning: Error) => {
+      if (warning.name === 'TimeoutNegativeWarning') negativeTimers.push(warning.message);
+    };
+    beforeAll(() => {
+      process.on('warning', onWarning);
+    });
+    afterAll(() => {
+      process.off('warning', onWarning);
+    });
+    afterEach(() => {
+      expect(negativeTimers.splice(0), 'negative timers armed during this case').toEqual([]);
+    });
     if (run('capabilities')) describe('capabilities', () => capabilityTests(suite));
     if (run('delivery')) describe('delivery', () => deliveryTests(suite));
     if (run('ordering') && caps.ordering) describe('ordering', () => orderingTests(suite));
