@@ -196,10 +196,12 @@ export class Failures {
   }
 
   #hold(d: Delivery, delayMs: number, then: () => void): void {
+    // One ms more: a timer may fire up to 1 ms early by Date.now(), and a delayed message held here (a broadcast
+    // subscription's) is handed over without another look at its due time.
     const timer = setTimeout(() => {
       this.#held.delete(timer);
       then();
-    }, delayMs);
+    }, delayMs + 1);
     this.#held.set(timer, d);
   }
 
