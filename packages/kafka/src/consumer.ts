@@ -262,9 +262,10 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
           checked = true;
         }
         if (fromRetry) {
-          const due = numericHeader(wireHeaderValue(message.headers?.[HEADER.due]), 0);
-          if (due > Date.now()) {
-            this.#hold(partition, due, pause);
+          // The clock is read once: a second read for the timer's length could make it negative.
+          const wait = numericHeader(wireHeaderValue(message.headers?.[HEADER.due]), 0) - Date.now();
+          if (wait > 0) {
+            this.#hold(partition, wait, pause);
             return;
           }
         }
@@ -290,7 +291,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
   }
 
   /** The retry topic partition waits for its next due message without holding up the main topic. */
-  #hold(partition: number, due: number, pause: () => () => void): void {
+  #hold(partition: number, waitMs: number, pause: () => () => void): void {
     if (this.#holds.has(partition)) return;
     const resume = pause();
     const timer = setTimeout(
@@ -298,8 +299,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
         this.#holds.delete(partition);
         if (!this.#stopping) resume();
       },
-      // Read the clock again, and it may have passed `due` since the caller's check: never a negative timer.
-      Math.max(1, Math.min(due - Date.now(), 2_147_483_647)),
+      Math.min(waitMs, 2_147_483_647),
     );
     this.#holds.set(partition, timer);
   }
