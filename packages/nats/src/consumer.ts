@@ -231,10 +231,12 @@ export async function subscribeBroadcast(
 ): Promise<TransportSubscription> {
   const stream = await ctx.topology.ensureStream(spec.topic);
   const { filter, exact } = ctx.topology.filterFor(spec.topic, stream);
-  const consumer = await ctx.js.consumers.get(stream, {
-    ...(filter === undefined ? {} : { filterSubjects: filter }),
-    deliver_policy: DeliverPolicy.New,
-  });
+  const consumer = await ctx.topology.hedge(() =>
+    ctx.js.consumers.get(stream, {
+      ...(filter === undefined ? {} : { filterSubjects: filter }),
+      deliver_policy: DeliverPolicy.New,
+    }),
+  );
   let active = true;
   const messages = await consumer.consume({
     max_messages: spec.prefetch,

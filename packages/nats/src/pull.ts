@@ -54,7 +54,7 @@ export class PullLoop {
   }
 
   async #consume(): Promise<void> {
-    const consumer = await this.#ctx.js.consumers.get(this.#stream, this.#spec.name);
+    const consumer = await this.#ctx.topology.hedge(() => this.#ctx.js.consumers.get(this.#stream, this.#spec.name));
     const current = await consumer.consume({
       max_messages: this.#spec.batch,
       expires: this.#ctx.pullExpiresMs,

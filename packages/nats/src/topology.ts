@@ -10,6 +10,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from 'nats';
+import { hedgeApi } from './api.js';
 import { apiErrorCode, isNotFound } from './errors.js';
 import { type StreamTarget, streamFor, subjectCovers, toSubject } from './names.js';
 import type { NatsOptions } from './options.js';
@@ -36,6 +37,8 @@ export interface ConsumerSettings {
 export class Topology {
   readonly #jsm: JetStreamManager;
   readonly #options: NatsOptions;
+  /** How long a declaration (one stream or consumer made sure of) may take: the bus's connect timeout. */
+  readonly #budgetMs: number;
   /** topic -> stream name, once the stream is known to capture it. */
   readonly #topicStreams = new Map<string, string>();
   readonly #streams = new Map<string, Promise<string>>();
@@ -43,9 +46,15 @@ export class Topology {
   /** stream -> its creation time (ms), read whenever busbar makes sure of the stream. */
   readonly #epochs = new Map<string, number>();
 
-  constructor(jsm: JetStreamManager, options: NatsOptions) {
+  constructor(jsm: JetStreamManager, options: NatsOptions, budgetMs: number) {
     this.#jsm = jsm;
     this.#options = options;
+    this.#budgetMs = budgetMs;
+  }
+
+  /** Runs an idempotent JetStream API call within the declaration budget, asking again when an answer is slow. */
+  hedge<T>(call: () => Promise<T>): Promise<T> {
+    return hedgeApi(this.#budgetMs, call);
   }
 
   /** The stream of a topic when it is already ensured (synchronous, for the hot path). */
@@ -98,7 +107,7 @@ export class Topology {
   async #ensure(key: string, target: StreamTarget, retention: RetentionPolicy): Promise<string> {
     let pending = this.#streams.get(target.name);
     if (!pending) {
-      pending = this.#createStream(target, retention);
+      pending = this.hedge(() => this.#createStream(target, retention));
       this.#streams.set(target.name, pending);
       pending.catch(() => this.#streams.delete(target.name));
     }
@@ -123,7 +132,7 @@ export class Topology {
         { cause: error },
       );
     }
-    const info = await this.#jsm.streams.info(name);
+    const info = await this.hedge(() => this.#jsm.streams.info(name));
     if (info.config.subjects?.some((s) => subjectCovers(s, subject))) return;
     throw new ConfigError(
       `The ${what} subject '${subject}' is not captured by stream '${name}' (subjects: ${(info.config.subjects ?? []).join(', ')}), ` +
@@ -179,7 +188,7 @@ export class Topology {
     const key = `${stream}/${name}/${settings.ackWaitMs}/${settings.maxAckPending}/${filter}`;
     let pending = this.#consumers.get(key);
     if (!pending) {
-      pending = this.#createConsumer(stream, name, filter, settings);
+      pending = this.hedge(() => this.#createConsumer(stream, name, filter, settings));
       this.#consumers.set(key, pending);
       pending.catch(() => this.#consumers.delete(key));
     }

@@ -17,6 +17,7 @@ import {
   type NatsConnection,
   connect as natsConnect,
 } from 'nats';
+import { hedgeApi } from './api.js';
 import { optionSecrets, security } from './auth.js';
 import { CE_PREFIX } from './cloudevents.js';
 import { checkHeaderSize, checkNatsHeaders, encode, type NativeRecord } from './codec.js';
@@ -154,12 +155,13 @@ export class NatsTransport implements Transport {
     this.#nc = nc;
     this.#connected = true;
     try {
-      // nats.js answers a JetStream API call (stream, consumer) with TIMEOUT after 5 s: shorter than a
-      // cluster's leader election. Declarations wait as long as connecting may.
-      const jsm = await nc.jetstreamManager({ timeout: ctx.bus.connectTimeoutMs });
+      // A declaration may take as long as connecting may (a cluster's leader election takes seconds, nats.js'
+      // default API timeout is 5 s); an answer lost in a reconnect is asked for again, not waited out (api.ts).
+      const timeout = ctx.bus.connectTimeoutMs;
+      const jsm = await hedgeApi(timeout, () => nc.jetstreamManager({ timeout }));
       this.#jsm = jsm;
-      this.#js = nc.jetstream({ timeout: ctx.bus.connectTimeoutMs });
-      this.#topology = new Topology(jsm, this.#options);
+      this.#js = nc.jetstream({ timeout });
+      this.#topology = new Topology(jsm, this.#options, timeout);
     } catch (error) {
       await nc.close().catch(() => undefined);
       throw toBusbarError(error, {

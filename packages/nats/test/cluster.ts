@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, reachable, sleep } from '@busbar/testing';
@@ -96,6 +96,7 @@ export class NatsCluster {
           `server_name: ${name}`,
           `listen: 127.0.0.1:${p.client}`,
           `jetstream { store_dir: "${join(dir, name, 'js')}" }`,
+          `log_file: "${join(dir, name, 'server.log')}"`,
           `cluster { name: busbar, listen: 127.0.0.1:${p.route}, routes: [${routes}] }`,
           '',
         ].join('\n'),
@@ -178,6 +179,19 @@ export class NatsCluster {
       for await (const c of jsm.consumers.list(stream)) if (!healthy(c.cluster)) return false;
       return true;
     }, timeoutMs);
+  }
+
+  /** The last `lines` lines of every node's log: what a failed test prints to say what the cluster did. */
+  logs(lines = 60): string {
+    return this.nodes
+      .map((n) => {
+        const file = join(this.dir, n.name, 'server.log');
+        const text = existsSync(file)
+          ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+          : '(no log)';
+        return `--- ${n.name} (${n.url})\n${text}`;
+      })
+      .join('\n');
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,6 @@
 import { type Bus, connect, silentLogger } from '@busbar/core';
 import { type FailoverResult, recordFailover, runFailover, sleep, uniqueName } from '@busbar/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
 import { clusterAvailable, NatsCluster } from './cluster.js';
 
@@ -46,6 +46,8 @@ describe.runIf(ready)('nats failover: 3 JetStream nodes, R3 streams, file storag
     publisher = await open();
     consumer = await open();
   }, 120_000);
+  // A failure here is often a cluster that did not settle: the nodes' logs say what it did.
+  beforeEach(({ onTestFailed }) => onTestFailed(() => console.error(cluster.logs())));
   afterAll(async () => {
     await publisher?.close().catch(() => undefined);
     await consumer?.close().catch(() => undefined);

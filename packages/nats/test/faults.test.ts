@@ -239,4 +239,35 @@ describe.runIf(ok)('nats faults', () => {
       proxy.close();
     }
   }, 90_000);
+  it('a JetStream API answer lost in a server restart is asked for again, not waited out', async () => {
+    // The request sits unread in a paused server that is then killed: its answer never comes. CI saw a
+    // subscribe fail this way after a cluster's rolling restart, having waited its whole connectTimeoutMs.
+    const server = await privateServer();
+    const bus = await connect({
+      url: server.url,
+      driver,
+      logger: silentLogger,
+      connectTimeoutMs: 20_000,
+      reconnectTimeWaitMs: 100,
+    });
+    try {
+      const topic = uniqueName('lost');
+      const got: string[] = [];
+      await server.signal('SIGSTOP');
+      const started = Date.now();
+      const declared = bus.subscribe<string>(topic, async (m) => void got.push(m.payload), { group: 'g' });
+      declared.catch(() => undefined);
+      await sleep(300);
+      await server.signal('SIGKILL');
+      await server.start();
+      await expect(declared).resolves.toBeDefined();
+      // Asked again after 5 s (before the fix, it failed with TIMEOUT after the 20 s).
+      expect(Date.now() - started).toBeLessThan(15_000);
+      await bus.publish(topic, 'after');
+      await waitFor(() => got.includes('after'), 10_000, 'the message after the lost answer');
+    } finally {
+      await bus.close();
+      await server.destroy();
+    }
+  }, 60_000);
 });

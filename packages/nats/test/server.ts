@@ -13,6 +13,8 @@ export interface PrivateServer {
   stop(): Promise<void>;
   /** Stops it and removes the store. */
   destroy(): Promise<void>;
+  /** SIGSTOP / SIGCONT it, or SIGKILL it and wait for the exit (the file store is kept). */
+  signal(signal: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL'): Promise<void>;
 }
 
 export async function privateServer(config = ''): Promise<PrivateServer> {
@@ -39,12 +41,26 @@ export async function privateServer(config = ''): Promise<PrivateServer> {
       c.kill('SIGTERM');
     });
   };
+  const signal = async (name: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL') => {
+    const c = child;
+    if (!c || c.exitCode !== null) return;
+    if (name !== 'SIGKILL') {
+      c.kill(name);
+      return;
+    }
+    child = undefined;
+    await new Promise<void>((resolve) => {
+      c.once('exit', () => resolve());
+      c.kill(name);
+    });
+  };
   await start();
   return {
     url,
     port,
     start,
     stop,
+    signal,
     destroy: async () => {
       await stop();
       rmSync(dir, { recursive: true, force: true });
