@@ -137,11 +137,15 @@ function databaseOf(url: URL): number {
  * Connects within `timeoutMs` or disconnects and throws a `ConnectionError` built from the last (sanitized)
  * error ioredis reported: its own connect rejection only says "Connection is closed". A TLS or credentials
  * failure ends the wait at once (not retryable: ioredis would try the same certificate or password forever).
+ * `patient`: a refused or dropped connection is tried again (ioredis' retryStrategy) until the timeout, not
+ * failed at once: for a subscription's own connection, opened while the bus is up, where a blip should cost a
+ * moment, not the subscribe; the bus's first connect fails at once, so a wrong address is said at once.
  */
 export async function connectClient(
   client: RedisClient,
   config: ClientConfig,
   secrets: readonly string[],
+  patient = false,
 ): Promise<void> {
   const what = `Could not connect to ${redactUrl(config.url)}`;
   let last: unknown;
@@ -155,8 +159,17 @@ export async function connectClient(
     if (!typed.retryable) fatal?.(typed);
   };
   client.on('error', onError);
+  let onReady: (() => void) | undefined;
+  const connected = patient
+    ? new Promise<void>((resolve) => {
+        onReady = resolve;
+        client.once('ready', resolve);
+        // Its rejection is one failed try; ioredis goes on reconnecting.
+        client.connect().catch(() => undefined);
+      })
+    : client.connect();
   try {
-    await withTimeout(Promise.race([client.connect(), failed]), config.connectTimeoutMs, 'connect timed out');
+    await withTimeout(Promise.race([connected, failed]), config.connectTimeoutMs, 'connect timed out');
     const db = config.sentinel || config.cluster || config.clusterNodes ? 0 : databaseOf(config.url);
     if (db !== 0) await selectOrRefuse(client, db, config.connectTimeoutMs);
   } catch (error) {
@@ -168,6 +181,7 @@ export async function connectClient(
     throw new ConnectionError(`${what}: ${typed.message}`, { cause: typed });
   } finally {
     client.off('error', onError);
+    if (onReady) client.off('ready', onReady);
   }
 }
 

@@ -59,7 +59,7 @@ export async function openConsumer(
   const reader = createClient({ ...config, connectionName: `${config.connectionName}-reader` }, true);
   reader.on('error', () => undefined); // reported through the read loop (sanitized); the event itself must not crash
   try {
-    await connectClient(reader, config, at.secrets);
+    await connectClient(reader, config, at.secrets, true);
     const common: ConsumerInit = {
       client: at.client,
       reader,

@@ -131,7 +131,7 @@ export class Requester {
     const { config } = this.#i;
     const reader = createClient({ ...config, connectionName: `${config.connectionName}-replies` }, true);
     reader.on('error', () => undefined); // reported through the read loop (sanitized)
-    await connectClient(reader, config, this.#i.secrets);
+    await connectClient(reader, config, this.#i.secrets, true);
     try {
       this.#lastId = await withTimeout(this.#create(), this.#i.opTimeoutMs, 'creating the reply stream timed out');
     } catch (error) {

@@ -210,7 +210,7 @@ export class RedisTransport implements Transport {
       ...callbacks,
     });
     try {
-      await connectClient(reader, this.#config, this.#secrets);
+      await connectClient(reader, this.#config, this.#secrets, true);
       await responder.start();
     } catch (error) {
       reader.disconnect();

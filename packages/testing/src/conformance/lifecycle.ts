@@ -296,4 +296,30 @@ export function silentBrokerTests(s: Suite, url: string): void {
       proxy.close();
     }
   });
+
+  it('a subscribe whose request is lost in a dropped connection completes once the broker is back, and the bus works', async () => {
+    const target = new URL(url.split(',')[0] as string);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port) } });
+    try {
+      const bus = await s.bus({ url: proxy.url(url), connectTimeoutMs: 15_000 });
+      const topic = s.topic('lost');
+      const got = recorder<string>();
+      // The subscribe's requests go nowhere, then the connection drops: no answer to them will ever come.
+      proxy.blackhole(true);
+      const started = Date.now();
+      const subscribing = bus.subscribe(topic, got.handler, { group: s.group() });
+      subscribing.catch(() => undefined);
+      await sleep(500);
+      proxy.blackhole(false);
+      proxy.cutAll();
+      // Asked again on the new connection, not waited out until connectTimeoutMs and failed.
+      await expect(subscribing).resolves.toBeDefined();
+      expect(Date.now() - started).toBeLessThan(15_000);
+      await s.settle();
+      await bus.publish(topic, 'after');
+      await s.waitFor(() => got.messages.length === 1, 10_000, 'the message after the lost subscribe');
+    } finally {
+      await proxy.close();
+    }
+  });
 }
