@@ -181,14 +181,13 @@ export class NatsCluster {
     }, timeoutMs);
   }
 
-  /** The last `lines` lines of every node's log: what a failed test prints to say what the cluster did. */
-  logs(lines = 60): string {
+  /** The last `lines` lines (of those matching `only`) of every node's log: what the cluster did. */
+  logs(lines = 60, only?: RegExp): string {
     return this.nodes
       .map((n) => {
         const file = join(this.dir, n.name, 'server.log');
-        const text = existsSync(file)
-          ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
-          : '(no log)';
+        const all = existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n') : ['(no log)'];
+        const text = (only ? all.filter((line) => only.test(line)) : all).slice(-lines).join('\n');
         return `--- ${n.name} (${n.url})\n${text}`;
       })
       .join('\n');

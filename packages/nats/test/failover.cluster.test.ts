@@ -69,6 +69,10 @@ describe.runIf(ready)('nats failover: 3 JetStream nodes, R3 streams, file storag
       group,
       fault: () => fault(stream),
       deliverWithinMs: 120_000,
+    }).catch((error: unknown) => {
+      // In the message, so that a CI summary that keeps only the failures still shows the nodes' warnings.
+      const warnings = cluster.logs(12, /\[(WRN|ERR)\]/);
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n${warnings}`, { cause: error });
     });
     await cluster.waitCurrent(stream);
     // Publishing added no duplicate: every re-send was dropped by its Nats-Msg-Id (10,000 plus the first one).
