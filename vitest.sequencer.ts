@@ -1,13 +1,33 @@
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * The cluster failover files (`*.cluster.test.ts`) first: each runs for minutes (JVMs and Erlang nodes restarted
- * one at a time), so started last they would run alone at the end; started first they overlap with the rest.
+ * Files that take over a minute in a CI pass (2 cores, 3 workers), longest first. A fresh clone has no
+ * durations for vitest's own order to go by, and it starts the smallest files last: one of these started late
+ * runs alone at the end (Kafka's conformance suite did, for the last 2 minutes of a pass).
+ */
+const LONG = [
+  '/packages/kafka/test/conformance.test.ts', // 160 s
+  '/test/pack.test.ts', // 110 s: packs, installs and runs every package
+  '/test/kafka4.test.ts', // 100 s: a second Kafka broker
+  '/packages/redis/test/cluster.test.ts', // 75 s: a Redis Cluster
+];
+
+/**
+ * The cluster failover files (`*.cluster.test.ts`, minutes each: JVMs and Erlang nodes restarted one at a
+ * time) first, then the other long files, then every conformance suite (about 40 s each), then the rest.
  */
 export class ClustersFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const sorted = await super.sort(files);
-    const cluster = (f: TestSpecification) => f.moduleId.endsWith('.cluster.test.ts');
-    return [...sorted.filter(cluster), ...sorted.filter((f) => !cluster(f))];
+    const rank = (f: TestSpecification): number => {
+      if (f.moduleId.endsWith('.cluster.test.ts')) return 0;
+      const long = LONG.findIndex((suffix) => f.moduleId.endsWith(suffix));
+      if (long >= 0) return 1 + long;
+      return f.moduleId.endsWith('/conformance.test.ts') ? 1 + LONG.length : 2 + LONG.length;
+    };
+    return sorted
+      .map((file, i) => ({ file, i, r: rank(file) }))
+      .sort((a, b) => a.r - b.r || a.i - b.i)
+      .map(({ file }) => file);
   }
 }
