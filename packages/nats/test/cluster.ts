@@ -22,12 +22,21 @@ export class NatsNode {
   readonly name: string;
   readonly port: number;
   readonly conf: string;
+  /** The monitoring port (`/routez`). */
+  readonly monitor: number;
   #child: ChildProcess | undefined;
 
-  constructor(name: string, port: number, conf: string) {
+  constructor(name: string, port: number, conf: string, monitor: number) {
     this.name = name;
     this.port = port;
     this.conf = conf;
+    this.monitor = monitor;
+  }
+
+  /** How many routes to other nodes it has up (its monitoring endpoint's `num_routes`). */
+  async routes(): Promise<number> {
+    const response = await fetch(`http://127.0.0.1:${this.monitor}/routez`, { signal: AbortSignal.timeout(2_000) });
+    return Number(((await response.json()) as { num_routes?: unknown }).num_routes ?? 0);
   }
 
   get url(): string {
@@ -84,7 +93,9 @@ export class NatsCluster {
 
   static async start(): Promise<NatsCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'busbar-nats-cluster-'));
-    const ports = await Promise.all([0, 1, 2].map(async () => ({ client: await freePort(), route: await freePort() })));
+    const ports = await Promise.all(
+      [0, 1, 2].map(async () => ({ client: await freePort(), route: await freePort(), monitor: await freePort() })),
+    );
     const routes = ports.map((p) => `nats-route://127.0.0.1:${p.route}`).join(', ');
     const nodes = ports.map((p, i) => {
       const name = `n${i + 1}`;
@@ -97,11 +108,12 @@ export class NatsCluster {
           `listen: 127.0.0.1:${p.client}`,
           `jetstream { store_dir: "${join(dir, name, 'js')}" }`,
           `log_file: "${join(dir, name, 'server.log')}"`,
+          `http: 127.0.0.1:${p.monitor}`,
           `cluster { name: busbar, listen: 127.0.0.1:${p.route}, routes: [${routes}] }`,
           '',
         ].join('\n'),
       );
-      return new NatsNode(name, p.client, conf);
+      return new NatsNode(name, p.client, conf, p.monitor);
     });
     const cluster = new NatsCluster(dir, nodes);
     try {
@@ -168,12 +180,14 @@ export class NatsCluster {
   }
 
   /**
-   * Waits until `stream` and each of its consumers have a leader and every replica is current: a node that
-   * came back has caught up, so the next fault does not take the last up-to-date copy.
+   * Waits until every node has its routes to the other two up (a request that reaches a node cut off from the
+   * meta leader gets no answer), and `stream` and each of its consumers have a leader and every replica is
+   * current: a node that came back has caught up, so the next fault does not take the last up-to-date copy.
    */
   async waitCurrent(stream: string, timeoutMs = 90_000): Promise<void> {
     const jsm = this.#manager();
     await this.#waitFor(async () => {
+      for (const node of this.nodes) if ((await node.routes()) < this.nodes.length - 1) return false;
       const info = await jsm.streams.info(stream);
       if (!healthy(info.cluster)) return false;
       for await (const c of jsm.consumers.list(stream)) if (!healthy(c.cluster)) return false;
