@@ -25,9 +25,7 @@ export class ClustersFirst extends BaseSequencer {
       if (long >= 0) return 1 + long;
       return f.moduleId.endsWith('/conformance.test.ts') ? 1 + LONG.length : 2 + LONG.length;
     };
-    return sorted
-      .map((file, i) => ({ file, i, r: rank(file) }))
-      .sort((a, b) => a.r - b.r || a.i - b.i)
-      .map(({ file }) => file);
+    // Array.prototype.sort is stable: within a rank, vitest's own order stays.
+    return sorted.sort((a, b) => rank(a) - rank(b));
   }
 }

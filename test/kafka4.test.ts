@@ -9,8 +9,7 @@ import { driver } from '@busbar/kafka';
 import { type ConformanceOptions, describeConformance, freePort } from '@busbar/testing';
 import kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, vi } from 'vitest';
-import { installKafkajsPatch } from '../packages/kafka/src/internals.js';
-import { SocketRegistry } from '../packages/kafka/src/sockets.js';
+import { patchedKafka } from '../packages/kafka/test/native-client.js';
 
 /**
  * The Kafka conformance suite against Apache Kafka 4.x (KRaft only, old protocol versions removed by KIP-896),
@@ -60,14 +59,7 @@ describe.runIf(enabled)(`Kafka ${VERSION}`, () => {
     dir = mkdtempSync(join(tmpdir(), 'busbar-kafka4-'));
     const controllerPort = await freePort();
     await kafkaSh(['up', '--port', String(port), '--controller-port', String(controllerPort), '--dir', dir]);
-    // Through busbar's socket factory, so kafkajs' idle-timer fix applies (plain kafkajs arms negative timers,
-    // which the suite fails a case for; packages/kafka/test/conformance.test.ts).
-    installKafkajsPatch();
-    admin = new kafkajs.Kafka({
-      brokers: [`127.0.0.1:${port}`],
-      logLevel: kafkajs.logLevel.NOTHING,
-      socketFactory: new SocketRegistry().factory,
-    }).admin();
+    admin = patchedKafka([`127.0.0.1:${port}`]).admin();
     await admin.connect();
   }, 300_000);
 

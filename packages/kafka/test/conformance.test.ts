@@ -3,20 +3,11 @@ import { brokerAvailable, brokerUrls, CANARY, describeConformance } from '@busba
 import kafkajs from 'kafkajs';
 import { describe } from 'vitest';
 import { driver } from '../src/index.js';
-import { installKafkajsPatch } from '../src/internals.js';
-import { SocketRegistry } from '../src/sockets.js';
+import { patchedKafka } from './native-client.js';
 
 const ok = await brokerAvailable('kafka');
 
-// The suite fails a case that arms a negative timer, and plain kafkajs 2.2.4 arms one on every idle
-// connection (Node 24 prints TimeoutNegativeWarning; internals.ts): this helper client goes through busbar's
-// socket factory, so it gets the same fix as busbar's own clients.
-installKafkajsPatch();
-const kafka = new kafkajs.Kafka({
-  brokers: ['127.0.0.1:9092'],
-  logLevel: kafkajs.logLevel.NOTHING,
-  socketFactory: new SocketRegistry().factory,
-});
+const kafka = patchedKafka(['127.0.0.1:9092']);
 
 /** Sets the topic's max.message.bytes (creating the topic with it if it does not exist yet). */
 async function maxMessageBytes(topic: string, value: string, create: boolean): Promise<void> {

@@ -1,4 +1,4 @@
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { hedgeApi } from '../src/api.js';
 
 const unavailable = () =>
@@ -6,73 +6,65 @@ const unavailable = () =>
 const refused = () => Object.assign(new Error('stream name already in use'), { api_error: { err_code: 10058 } });
 
 describe('hedgeApi', () => {
-  it('asks again every 5 s while no answer came, and takes the first answer (a late one too)', async () => {
+  beforeEach(() => {
     vi.useFakeTimers();
-    try {
-      const answers: ((value: string) => void)[] = [];
-      const call = vi.fn(() => new Promise<string>((resolve) => answers.push(resolve)));
-      const result = hedgeApi(20_000, call);
-      await vi.advanceTimersByTimeAsync(4_999);
-      expect(call).toHaveBeenCalledTimes(1);
-      await vi.advanceTimersByTimeAsync(1);
-      expect(call).toHaveBeenCalledTimes(2);
-      answers[0]?.('late');
-      await expect(result).resolves.toBe('late');
-      await vi.advanceTimersByTimeAsync(30_000);
-      expect(call).toHaveBeenCalledTimes(2);
-    } finally {
-      vi.useRealTimers();
-    }
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('asks again every 5 s while no answer came, and takes the first answer (a late one too)', async () => {
+    const answers: ((value: string) => void)[] = [];
+    const call = vi.fn(() => new Promise<string>((resolve) => answers.push(resolve)));
+    const result = hedgeApi(20_000, call);
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(call).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(call).toHaveBeenCalledTimes(2);
+    answers[0]?.('late');
+    await expect(result).resolves.toBe('late');
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(call).toHaveBeenCalledTimes(2);
   });
 
   it('retries "temporarily unavailable" after a growing pause, and rejects an answer that is no at once', async () => {
-    vi.useFakeTimers();
-    try {
-      let n = 0;
-      const call = vi.fn(async () => {
-        if (++n < 4) throw unavailable();
-        return 'ok';
-      });
-      const result = hedgeApi(20_000, call);
-      await vi.advanceTimersByTimeAsync(49);
-      expect(call).toHaveBeenCalledTimes(1);
-      await vi.advanceTimersByTimeAsync(2_000);
-      await expect(result).resolves.toBe('ok');
-      expect(call).toHaveBeenCalledTimes(4);
+    let n = 0;
+    const call = vi.fn(async () => {
+      if (++n < 4) throw unavailable();
+      return 'ok';
+    });
+    const result = hedgeApi(20_000, call);
+    await vi.advanceTimersByTimeAsync(49);
+    expect(call).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(2_000);
+    await expect(result).resolves.toBe('ok');
+    expect(call).toHaveBeenCalledTimes(4);
 
-      const no = vi.fn(async () => {
-        throw refused();
-      });
-      await expect(hedgeApi(20_000, no)).rejects.toMatchObject({ api_error: { err_code: 10058 } });
-      expect(no).toHaveBeenCalledTimes(1);
-    } finally {
-      vi.useRealTimers();
-    }
+    const no = vi.fn(async () => {
+      throw refused();
+    });
+    await expect(hedgeApi(20_000, no)).rejects.toMatchObject({ api_error: { err_code: 10058 } });
+    expect(no).toHaveBeenCalledTimes(1);
   });
 
   it('gives up when the budget is spent: the last error, or TIMEOUT when nothing answered', async () => {
-    vi.useFakeTimers();
-    try {
-      const silent = vi.fn(() => new Promise<string>(() => undefined));
-      const waited = hedgeApi(12_000, silent);
-      waited.catch(() => undefined);
-      await vi.advanceTimersByTimeAsync(12_000);
-      await expect(waited).rejects.toMatchObject({ code: 'TIMEOUT' });
-      // At 0, 5 and 10 s; none after the budget.
-      expect(silent).toHaveBeenCalledTimes(3);
+    const silent = vi.fn(() => new Promise<string>(() => undefined));
+    const waited = hedgeApi(12_000, silent);
+    waited.catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(12_000);
+    await expect(waited).rejects.toMatchObject({ code: 'TIMEOUT' });
+    // At 0, 5 and 10 s; none after the budget.
+    expect(silent).toHaveBeenCalledTimes(3);
 
-      const busy = vi.fn(async () => {
-        throw unavailable();
-      });
-      const refusedLate = hedgeApi(3_000, busy);
-      refusedLate.catch(() => undefined);
-      await vi.advanceTimersByTimeAsync(3_000);
-      await expect(refusedLate).rejects.toMatchObject({ api_error: { err_code: 10008 } });
-      const calls = busy.mock.calls.length;
-      await vi.advanceTimersByTimeAsync(10_000);
-      expect(busy).toHaveBeenCalledTimes(calls);
-    } finally {
-      vi.useRealTimers();
-    }
+    const busy = vi.fn(async () => {
+      throw unavailable();
+    });
+    const refusedLate = hedgeApi(3_000, busy);
+    refusedLate.catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(3_000);
+    await expect(refusedLate).rejects.toMatchObject({ api_error: { err_code: 10008 } });
+    const calls = busy.mock.calls.length;
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(busy).toHaveBeenCalledTimes(calls);
   });
 });
