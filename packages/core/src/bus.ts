@@ -26,14 +26,8 @@ import {
   type RedriveOptions,
   redrive,
 } from './redrive.js';
-import {
-  checkRequestOptions,
-  type RequestOptions,
-  Requests,
-  type Responder,
-  type RespondOptions,
-  responderHandle,
-} from './request.js';
+import { checkRequestOptions, type RequestOptions, Requests, type Responder, type RespondOptions } from './request.js';
+import { responderHandle } from './respond.js';
 import { signalOf } from './signal.js';
 import type { Subscription } from './subscription/index.js';
 import { assertPatternSupported, closeOnAbort, Subscriptions, subscribeArguments } from './subscriptions.js';
@@ -76,6 +70,7 @@ export class Bus {
       init.system,
       init.logger,
       Math.min(init.maxPayloadBytes, init.transport.maxPayloadBytes),
+      (error) => this.#clean(error),
     );
     this.#out = new Outbound(init.transport, init.system, init.maxPayloadBytes, init.secrets);
     this.#subscriptions = new Subscriptions({
@@ -219,18 +214,22 @@ export class Bus {
    * schema. Rejects with TimeoutError (not retryable: the outcome is unknown), NoRespondersError where the
    * broker tells, RemoteError when the responder failed, AbortedError, ClosedError when the bus closes.
    */
-  async request<T, R>(topic: Topic<T, R> | string, payload: T, options: RequestOptions = {}): Promise<R> {
-    if (this.#closing) throw new ClosedError('The bus is closed: request rejected');
-    const def = toTopic(topic) as Topic<T, R>;
-    const signal = checkRequestOptions(options);
-    const { headers, id } = options;
-    if (signal?.aborted) throw new AbortedError('Request aborted before sending', { cause: signal.reason });
-    const pending = this.#record(def, payload, headers === undefined && id === undefined ? undefined : { headers, id });
-    const record = pending instanceof Promise ? await pending : pending;
+  request<T, R>(topic: Topic<T, R> | string, payload: T, options: RequestOptions = {}): Promise<R> {
     try {
-      return await this.#requests.request(def, record, options);
+      if (this.#closing) throw new ClosedError('The bus is closed: request rejected');
+      const def = toTopic(topic) as Topic<T, R>;
+      const signal = checkRequestOptions(options);
+      const { headers, id } = options;
+      if (signal?.aborted) throw new AbortedError('Request aborted before sending', { cause: signal.reason });
+      const pending = this.#record(
+        def,
+        payload,
+        headers === undefined && id === undefined ? undefined : { headers, id },
+      );
+      if (pending instanceof Promise) return pending.then((record) => this.#requests.request(def, record, options));
+      return this.#requests.request(def, pending, options);
     } catch (error) {
-      throw this.#clean(error);
+      return Promise.reject(error);
     }
   }
 

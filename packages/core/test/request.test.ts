@@ -8,8 +8,10 @@ import {
   type RemoteError,
   silentLogger,
 } from '@busbar/core';
+import { type Capabilities, defineDriver, type IncomingRequest } from '@busbar/core/transport';
 import { uniqueName } from '@busbar/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
 
 const open: Bus[] = [];
 afterEach(async () => {
@@ -220,5 +222,70 @@ describe('responder handler timeout', () => {
     expect(BusbarError.is(aborted[0], 'BUSBAR_HANDLER_TIMEOUT')).toBe(true);
     // Afterwards: a fresh request on the same responder is answered.
     expect(await b.request('rr.slow', 1)).toBe(1);
+  });
+});
+
+describe('a driver that misbehaves on the request path', () => {
+  /** A transport whose request() throws synchronously and whose requests' reply() throws or returns no promise. */
+  function oddDriver(onRequest: { deliver?: (request: IncomingRequest) => void }) {
+    return defineDriver({
+      name: 'odd',
+      schemes: ['odd'],
+      options: z.object({}),
+      create: () => ({
+        capabilities: { durableGroups: true, ordering: true, wildcards: false } satisfies Capabilities,
+        maxPayloadBytes: 1_000_000,
+        connect: async () => undefined,
+        publish: async () => undefined,
+        subscribe: async () => ({ stop: async () => undefined, close: async () => undefined }),
+        declareGroup: async () => undefined,
+        close: async () => undefined,
+        requestReply: {
+          request: () => {
+            throw new Error('driver bug');
+          },
+          respond: async (_spec, callbacks) => {
+            onRequest.deliver = callbacks.onRequest;
+            return { stop: async () => undefined, close: async () => undefined };
+          },
+        },
+      }),
+    });
+  }
+
+  it('a request() that throws rejects the call and leaves nothing pending; a reply() that throws or returns no promise frees its slot', async () => {
+    const hook: { deliver?: (request: IncomingRequest) => void } = {};
+    const b = await connect({ url: 'odd://x', driver: oddDriver(hook), logger: silentLogger });
+    open.push(b);
+    const error = await b.request('rr.odd', 1).catch((e: unknown) => e);
+    expect((error as Error).message).toBe('driver bug');
+    expect(diagnostics(b).pendingRequests).toBe(0);
+
+    await b.respond('rr.odd', (m) => m.payload, { concurrency: 1 });
+    const replies: string[] = [];
+    const request = (n: number, reply: () => Promise<void>): IncomingRequest => ({
+      id: `r${n}`,
+      topic: 'rr.odd',
+      headers: {},
+      body: new TextEncoder().encode(String(n)),
+      contentType: 'application/json',
+      timestamp: Date.now(),
+      raw: undefined,
+      reply: (r) => {
+        replies.push(new TextDecoder().decode(r.body));
+        return reply();
+      },
+    });
+    const deliver = hook.deliver as (request: IncomingRequest) => void;
+    deliver(
+      request(1, () => {
+        throw new Error('reply bug');
+      }),
+    );
+    deliver(request(2, () => undefined as unknown as Promise<void>));
+    deliver(request(3, () => Promise.resolve()));
+    // Concurrency 1: the third is answered only if the first two each gave their slot back.
+    await vi.waitFor(() => expect(replies).toEqual(['1', '2', '3']));
+    await vi.waitFor(() => expect(diagnostics(b).servingRequests).toBe(0));
   });
 });

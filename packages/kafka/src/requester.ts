@@ -57,7 +57,7 @@ export class Requester {
   }
 
   request(record: OutgoingRecord, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReplyRecord> {
-    const correlationId = randomUUID();
+    const correlationId = this.#pending.nextId();
     return this.#pending.open(correlationId, record.topic, options, undefined, () => this.#send(record, correlationId));
   }
 

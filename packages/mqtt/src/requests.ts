@@ -154,7 +154,7 @@ export class MqttRequestReply implements RequestReply {
 
   request(record: OutgoingRecord, options: { timeoutMs: number; signal?: AbortSignal }): Promise<ReplyRecord> {
     if (this.#closed) return Promise.reject(new ClosedError('The MQTT transport is closed'));
-    const correlation = randomUUID();
+    const correlation = this.#pending.nextId();
     // MQTT cannot tell that nobody serves the topic: no responder is a timeout. Once handed over, the request is
     // sent even if its caller stops waiting first (abort, timeout): the caller cannot tell how far it got
     // anyway, and a responder may act on it.

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { ClosedError, ConnectionError, NoRespondersError } from '@busbar/core';
 import { type Logger, type OutgoingRecord, PendingReplies, type ReplyRecord } from '@busbar/core/transport';
 import type { Channel, ConsumeMessage, Message } from 'amqplib';
@@ -36,9 +35,6 @@ export class Requester {
   get lateReplies(): number {
     return this.#pending.late;
   }
-  /** Correlation ids: unique per transport without a UUID per request. */
-  readonly #prefix = randomUUID();
-  #seq = 0;
   #opening: Promise<Channel> | undefined;
   #live: Channel | undefined;
   #closed = false;
@@ -52,7 +48,7 @@ export class Requester {
     if (this.#closed) return Promise.reject(new ClosedError('The RabbitMQ transport is closed'));
     const { timeoutMs } = options;
     const topic = record.topic;
-    const correlationId = `${this.#prefix}.${++this.#seq}`;
+    const correlationId = this.#pending.nextId();
     const entry: Pending = { topic, channel: undefined };
     return this.#pending.open(
       correlationId,

@@ -40,12 +40,11 @@ export function splitRrFields(fields: Buffer[]): RrFields {
   return { replyTo, correlationId, rest };
 }
 
-/** XADD field arguments of a reply. */
-export function replyFields(correlationId: string, reply: ReplyRecord): (string | Buffer)[] {
-  const args: (string | Buffer)[] = [CORRELATION_FIELD, correlationId, 'body', bodyArgument(reply.body)];
+/** A reply's XADD field arguments, appended to `args`. */
+export function pushReplyFields(args: (string | Buffer | number)[], correlationId: string, reply: ReplyRecord): void {
+  args.push(CORRELATION_FIELD, correlationId, 'body', bodyArgument(reply.body));
   if (reply.contentType !== undefined && reply.contentType !== '') args.push(CONTENT_TYPE_FIELD, reply.contentType);
   for (const name in reply.headers) args.push(headerField(name), reply.headers[name] as string);
-  return args;
 }
 
 /** A reply entry (busbar's or a foreign responder's: body by the same rules as any entry) as a ReplyRecord. */

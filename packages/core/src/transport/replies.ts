@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { AbortedError, ClosedError, TimeoutError } from '../errors.js';
 import { TimeoutLane } from './lane.js';
 import type { ReplyRecord } from './spi.js';
@@ -30,10 +31,21 @@ export class PendingReplies<M = undefined> {
   readonly #lanes = new Map<number, TimeoutLane<Entry<M>>>();
   #closed = false;
   #late = 0;
+  /**
+   * Correlation ids: a random prefix per table (72 bits, so tables sharing a reply topic or queue do not
+   * collide) and a sequence number. A UUID per request allocated about 0.6 KB of strings (bench profile).
+   */
+  readonly #prefix = randomBytes(9).toString('base64url');
+  #seq = 0;
 
   /** `transport` names the driver in errors: `The Kafka transport is closed`. */
   constructor(transport: string) {
     this.#transport = transport;
+  }
+
+  /** A correlation id unique among every table's requests: `<random prefix>.<sequence>`. */
+  nextId(): string {
+    return `${this.#prefix}.${++this.#seq}`;
   }
 
   get size(): number {
@@ -59,7 +71,7 @@ export class PendingReplies<M = undefined> {
     topic: string,
     options: { readonly timeoutMs: number; readonly signal?: AbortSignal | undefined },
     meta: M,
-    send: () => Promise<void> | void,
+    send: () => unknown,
     toError: (error: unknown) => Error = (error) => error as Error,
   ): Promise<ReplyRecord> {
     if (this.#closed)
@@ -91,8 +103,11 @@ export class PendingReplies<M = undefined> {
       this.#entries.set(id, entry);
       lane.add(entry);
       try {
-        const sent = send();
-        if (sent !== undefined) sent.catch((error: unknown) => this.#settle(entry)?.reject(toError(error)));
+        // What `send` returns is only looked at as a promise whose rejection fails the request.
+        const sent = send() as PromiseLike<unknown> | undefined;
+        if (typeof sent?.then === 'function') {
+          sent.then(undefined, (error: unknown) => this.#settle(entry)?.reject(toError(error)));
+        }
       } catch (error) {
         this.#settle(entry)?.reject(toError(error));
       }

@@ -128,3 +128,32 @@ describe('PendingReplies', () => {
     expect(table.timers).toBe(0);
   });
 });
+
+describe('PendingReplies.nextId', () => {
+  it('is unique within a table and across tables (tables may share a reply topic or queue)', () => {
+    const a = new PendingReplies('Test');
+    const b = new PendingReplies('Test');
+    const ids = new Set<string>();
+    for (let i = 0; i < 1_000; i++) {
+      ids.add(a.nextId());
+      ids.add(b.nextId());
+    }
+    expect(ids.size).toBe(2_000);
+  });
+});
+
+describe('PendingReplies.open', () => {
+  it('fails the request when send returns a thenable that rejects, not only a native promise', async () => {
+    const table = new PendingReplies('Test');
+    // A thenable that is not a native promise (a driver built on another promise library).
+    const thenable: PromiseLike<never> = {
+      // biome-ignore lint/suspicious/noThenProperty: the point of the test is an object with its own then
+      then: (_, reject) => {
+        reject?.(new Error('refused'));
+        return thenable as never;
+      },
+    };
+    await expect(table.open('a', 't', { timeoutMs: 1_000 }, undefined, () => thenable)).rejects.toThrow('refused');
+    expect(table.size).toBe(0);
+  });
+});
