@@ -16,7 +16,7 @@ import {
   subscribeBatchOptionsSchema,
   subscribeOptionsSchema,
 } from './options.js';
-import { Outbound } from './outbound.js';
+import { ABORTED_WAITING, Outbound } from './outbound.js';
 import { BATCH_ENTRY_KEYS, type BatchEntry, type PublishOptions } from './publish.js';
 import { sanitizeError } from './redact.js';
 import {
@@ -107,20 +107,25 @@ export class Bus {
    * responsibility for it (confirm / acks=all / PubAck / XADD / PUBACK).
    * Invalid topic, headers, schema, size or payload reject before anything is sent.
    */
-  async publish<T>(topic: TopicLike<T>, payload: T, options?: PublishOptions): Promise<string> {
-    const def = toTopic(topic);
-    const signal = options?.signal;
-    if (signal?.aborted)
-      throw new AbortedError('Publish aborted before sending: nothing was sent', { cause: signal.reason });
-    const effective =
-      this.#middleware.publish.length === 0 ? options : await this.#middleware.intercept(def.name, payload, options);
-    const pending = this.#record(def, payload, effective);
-    const record = pending instanceof Promise ? await pending : pending;
-    const sent = this.#out.send(def.name, [record]);
-    await (signal
-      ? abortable(sent, signal, 'Publish aborted while waiting for the broker: it may or may not have the message')
-      : sent);
-    return record.id;
+  publish<T>(topic: TopicLike<T>, payload: T, options?: PublishOptions): Promise<string> {
+    // Not async: the driver's promise and one reaction per message (an async frame cost two promises more).
+    try {
+      const def = toTopic(topic);
+      const signal = options?.signal;
+      if (signal?.aborted)
+        throw new AbortedError('Publish aborted before sending: nothing was sent', { cause: signal.reason });
+      if (this.#middleware.publish.length !== 0) return this.#publishIntercepted(def, payload, options);
+      const pending = this.#record(def, payload, options);
+      if (pending instanceof Promise) return pending.then((record) => this.#out.sendOne(def.name, record, signal));
+      return this.#out.sendOne(def.name, pending, signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #publishIntercepted<T>(def: Topic<T>, payload: T, options: PublishOptions | undefined): Promise<string> {
+    const record = await this.#record(def, payload, await this.#middleware.intercept(def.name, payload, options));
+    return this.#out.sendOne(def.name, record, options?.signal);
   }
 
   /** Publishes many messages to one topic in as few round trips as the broker allows. Resolves with their ids. */
@@ -147,10 +152,7 @@ export class Bus {
       const pending = this.#record(def, entry.payload, effective, BATCH_ENTRY_KEYS);
       records.push(pending instanceof Promise ? await pending : pending);
     }
-    if (records.length > 0) {
-      const message = 'Publish aborted while waiting for the broker: it may or may not have the messages';
-      await abortable(this.#out.send(def.name, records), options.signal, message);
-    }
+    if (records.length > 0) await abortable(this.#out.send(def.name, records), options.signal, ABORTED_WAITING);
     return records.map((r) => r.id);
   }
 
@@ -221,11 +223,8 @@ export class Bus {
       const signal = checkRequestOptions(options);
       const { headers, id } = options;
       if (signal?.aborted) throw new AbortedError('Request aborted before sending', { cause: signal.reason });
-      const pending = this.#record(
-        def,
-        payload,
-        headers === undefined && id === undefined ? undefined : { headers, id },
-      );
+      const extra = headers === undefined && id === undefined ? undefined : { headers, id };
+      const pending = this.#record(def, payload, extra);
       if (pending instanceof Promise) return pending.then((record) => this.#requests.request(def, record, options));
       return this.#requests.request(def, pending, options);
     } catch (error) {

@@ -6,6 +6,10 @@ import { sanitizeError } from './redact.js';
 import { validate } from './schema.js';
 import type { Topic } from './topic.js';
 import type { OutgoingRecord, Transport } from './transport/spi.js';
+import { abortable } from './transport/util.js';
+
+/** What a publish whose signal fired while the broker had it rejects with. */
+export const ABORTED_WAITING = 'Publish aborted while waiting for the broker: it may or may not have the message(s)';
 
 /**
  * The way out of a bus: topic checks (cached), validation, encoding and the size limit, and the hand-over to
@@ -48,6 +52,25 @@ export class Outbound {
   #encode<T>(def: Topic<T>, value: T, options: PublishOptions | undefined): OutgoingRecord {
     const limit = Math.min(this.#maxPayloadBytes, this.#transport.maxPayloadBytes);
     return encodeRecord(def, value, options, limit, this.#transport.cloudEventsPrefix ?? 'ce-');
+  }
+
+  /**
+   * One record, resolved with its id: the driver's promise and one reaction, nothing else, when nobody traces
+   * (`bus.publish` awaited `send` in an async frame: two promises more per message).
+   */
+  sendOne(topic: string, record: OutgoingRecord, signal: AbortSignal | undefined): Promise<string> {
+    const id = record.id;
+    let sent: Promise<string>;
+    if (channels.publish.hasSubscribers) sent = this.send(topic, [record]).then(() => id);
+    else {
+      try {
+        sent = this.#transport.publish([record]).then(() => id, this.#rethrow);
+      } catch (error) {
+        // A driver that throws instead of rejecting.
+        return Promise.reject(this.#clean(error));
+      }
+    }
+    return signal === undefined ? sent : abortable(sent, signal, ABORTED_WAITING);
   }
 
   /** Not async: one promise less per publish when nobody traces (the caller awaits the driver's). */

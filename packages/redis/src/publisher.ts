@@ -66,6 +66,9 @@ export class Publisher {
         pipelines.push(pipeline.exec().then(firstPipelineError));
       }
       written = Promise.all(pipelines);
+    } else if (records.length === 1) {
+      // The one publish of a quiet turn (most of them at low rates): its own promise, no Promise.all around it.
+      written = client.call('XADD', this.#xaddArgs(first, now));
     } else {
       written = Promise.all(records.map((record) => client.call('XADD', this.#xaddArgs(record, now))));
     }
