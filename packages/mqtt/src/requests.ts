@@ -265,21 +265,25 @@ export class MqttRequestReply implements RequestReply {
       contentType: packet.properties?.contentType,
       timestamp: fields.timestamp,
       raw: packet,
-      reply: async (reply) => {
+      // Not async: the publish's own promise and one reaction (an async frame and its await were two more).
+      reply: (reply) => {
+        let sent: Promise<void>;
         try {
           const problem = replyPathProblem(responseTopic);
           if (problem) throw new PublishError(`Cannot reply: the response topic ${problem}`, { retryable: false });
-          await this.#publisher.publishRaw(
+          sent = this.#publisher.publishRaw(
             responseTopic,
             reply.body,
             headerProperties(reply.headers),
             reply.contentType,
             correlation === undefined ? {} : { correlationData: Buffer.from(correlation) },
           );
-        } finally {
-          // Answered (or the answer failed, which a redelivery would not fix): the request leaves our hands.
+        } catch (error) {
           answered();
+          return Promise.reject(error);
         }
+        // Answered (or the answer failed, which a redelivery would not fix): the request leaves our hands.
+        return sent.finally(answered);
       },
     };
   }

@@ -3,6 +3,9 @@ import type { Options } from 'amqplib';
 import { checkHeaderSize, toBuffer } from './codec.js';
 import { RabbitDelivery } from './delivery.js';
 
+const ALREADY: Promise<void> = Promise.resolve();
+const ignore = (): void => undefined;
+
 export interface ReplyHooks {
   readonly headerLimit: () => number;
   readonly logger: Logger;
@@ -40,8 +43,9 @@ export function toIncomingRequest(delivery: Delivery, hooks: ReplyHooks): Incomi
     contentType: delivery.contentType,
     timestamp: delivery.timestamp,
     raw: delivery.raw,
-    reply: async (reply: ReplyRecord) => {
-      if (replied) return;
+    // Not async: the ack's own promise is the reply's (an async frame and its await were two more per request).
+    reply: (reply: ReplyRecord) => {
+      if (replied) return ALREADY;
       replied = true;
       try {
         const options: Options.Publish = { deliveryMode: 1, mandatory: false };
@@ -53,9 +57,14 @@ export function toIncomingRequest(delivery: Delivery, hooks: ReplyHooks): Incomi
         }
         checkHeaderSize(delivery.topic, options.headers, hooks.headerLimit());
         delivery.publishOnChannel(replyTo, toBuffer(reply.body), options);
-      } finally {
-        await delivery.ack().catch(() => undefined);
+      } catch (error) {
+        // Acked all the same (a request is never redelivered for a retry), then the reply's failure reported.
+        return delivery.ack().then(
+          () => Promise.reject(error),
+          () => Promise.reject(error),
+        );
       }
+      return delivery.ack().catch(ignore);
     },
   };
 }
