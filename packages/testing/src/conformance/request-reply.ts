@@ -153,6 +153,39 @@ export function requestReplyTests(s: Suite): void {
     for (const error of await Promise.all(pending)) expect(BusbarError.is(error, 'BUSBAR_CLOSED')).toBe(true);
   });
 
+  it('a handler that finishes after its bus closed: the reply is dropped or sent, never a crash, and another bus serves the topic', async () => {
+    const caller = await s.bus();
+    const topic = s.topic('rr-late');
+    const responderBus = await s.bus({ closeTimeoutMs: 1_000 });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let started = 0;
+    await responderBus.respond(topic, async (m) => {
+      started++;
+      await gate;
+      return m.payload;
+    });
+    await s.settle();
+    const outcome = caller.request(topic, 7, { timeoutMs: s.ms(3_000) }).then(
+      (value) => value,
+      (error: unknown) => (BusbarError.is(error) ? error.code : error),
+    );
+    await s.waitFor(() => started === 1, 10_000, 'the handler to start');
+    const closing = responderBus.close();
+    release();
+    await closing;
+    // Answered (the close waited for it) or not (its reply met a closed transport): both are a caller's outcome.
+    expect([7, 'BUSBAR_TIMEOUT']).toContain(await outcome);
+    // The handler's late end has had time to fail its reply: anything unhandled would fail this file.
+    await new Promise((r) => setTimeout(r, 200));
+    const next = await s.bus();
+    await next.respond(topic, (m) => m.payload);
+    await s.settle();
+    expect(await caller.request(topic, 8, { timeoutMs: s.ms(10_000) })).toBe(8);
+  });
+
   it('an idempotent responder runs its handler once per request id; a repeat gets BUSBAR_DUPLICATE', async () => {
     const bus = await s.bus();
     const topic = s.topic('rr-once');
