@@ -59,10 +59,8 @@ export function toIncomingRequest(delivery: Delivery, hooks: ReplyHooks): Incomi
         delivery.publishOnChannel(replyTo, toBuffer(reply.body), options);
       } catch (error) {
         // Acked all the same (a request is never redelivered for a retry), then the reply's failure reported.
-        return delivery.ack().then(
-          () => Promise.reject(error),
-          () => Promise.reject(error),
-        );
+        const failed = () => Promise.reject(error);
+        return delivery.ack().then(failed, failed);
       }
       return delivery.ack().catch(ignore);
     },

@@ -40,7 +40,6 @@ export interface RedisRequestEntry {
 /** A reply's XADD in flight, failed by the lane when Redis has not answered it in time. */
 interface ReplyWrite extends Timed {
   settled: boolean;
-  /** Settles the write: undefined when it was written. */
   fail: (error: unknown) => void;
 }
 
@@ -157,20 +156,23 @@ export class Responder implements TransportSubscription, ReadMode {
     pushReplyFields(args, raw.correlationId, reply);
     return new Promise<void>((resolve, reject) => {
       const write: ReplyWrite = { deadline: this.#writes.deadline(), settled: false, fail: notYet };
-      write.fail = (error: unknown) => {
-        if (write.settled) return;
+      const settle = (): boolean => {
+        if (write.settled) return false;
         write.settled = true;
         this.#writes.settled(write);
         this.#answered();
-        if (error === undefined) resolve();
-        else {
-          reject(
-            toBusbarError(error, { what: `Replying on '${this.#i.topic}'`, op: 'publish', secrets: this.#i.secrets }),
-          );
-        }
+        return true;
+      };
+      write.fail = (error: unknown) => {
+        if (!settle()) return;
+        reject(
+          toBusbarError(error, { what: `Replying on '${this.#i.topic}'`, op: 'publish', secrets: this.#i.secrets }),
+        );
       };
       this.#writes.add(write);
-      this.#i.client.call('XADD', args).then(() => write.fail(undefined), write.fail);
+      this.#i.client.call('XADD', args).then(() => {
+        if (settle()) resolve();
+      }, write.fail);
     });
   }
 
