@@ -44,7 +44,7 @@ ADVERTISE=""
 DIR=""
 NAME=""
 CONTROLLER_PORT=""
-TIMEOUT=90
+TIMEOUT=300
 
 parse() {
   while [[ $# -gt 0 ]]; do
@@ -140,6 +140,7 @@ wait_ready() {
     fi
     sleep 0.3
   done
+  tail -n 30 "$DIR/kafka.out" "$DIR/kafka.log" >&2 2>/dev/null || true
   die "broker on port $PORT not ready after ${TIMEOUT}s (see $DIR/kafka.log)"
 }
 
