@@ -148,7 +148,7 @@ export class Bus {
       const effective =
         this.#middleware.publish.length === 0
           ? entry
-          : await this.#middleware.intercept(def.name, entry.payload, entry, BATCH_ENTRY_KEYS);
+          : await this.#middleware.intercept(def.name, entry.payload, entry, BATCH_ENTRY_KEYS, options.signal);
       const pending = this.#record(def, entry.payload, effective, BATCH_ENTRY_KEYS);
       records.push(pending instanceof Promise ? await pending : pending);
     }
@@ -360,6 +360,7 @@ export class Bus {
       this.#init.connections.quiet = true;
       const deadline = Date.now() + this.#init.closeTimeoutMs;
       this.#requests.close();
+      this.#middleware.close();
       await Promise.all([
         this.#subscriptions.close(deadline, options.signal),
         ...[...this.#responders].map((r) =>

@@ -113,6 +113,9 @@ export async function loadDriver(
  * message names the field) or a `ConnectionError`. Credentials never appear in
  * errors or logs.
  */
+/** How long a transport whose connect failed gets to close before connect() rejects anyway. */
+const CONNECT_CLOSE_MS = 1_000;
+
 export async function connect(input: string | ConnectOptions): Promise<Bus> {
   const raw: Record<string, unknown> =
     typeof input === 'string' ? { url: input } : typeof input === 'object' && input !== null ? { ...input } : {};
@@ -178,6 +181,7 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
     secrets,
     logger,
     reportState: (connection, state, error) => connections.report(connection, state, error),
+    forgetState: (connection) => connections.forget(connection),
   });
   const bus = new Bus({
     transport,
@@ -196,7 +200,9 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
       `Connecting to ${redactUrl(url)} timed out after ${parsed.connectTimeoutMs} ms`,
     );
   } catch (error) {
-    await transport.close().catch(() => undefined);
+    // Bounded too: on a slow or silent link the close of a half-made connection could take as long again.
+    const closing = transport.close(Date.now() + CONNECT_CLOSE_MS).catch(() => undefined);
+    await withTimeout(closing, CONNECT_CLOSE_MS, 'close after a failed connect').catch(() => undefined);
     if (BusbarError.is(error)) throw error;
     throw new ConnectionError(`Could not connect to ${redactUrl(url)}: ${sanitizeError(error, secrets).message}`, {
       cause: sanitizeError(error, secrets),

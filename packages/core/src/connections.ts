@@ -33,6 +33,10 @@ export class Connections {
     }
   }
 
+  forget(connection: string): void {
+    this.#states.delete(connection);
+  }
+
   list(): ConnectionHealth[] {
     return [...this.#states.values()];
   }

@@ -78,7 +78,9 @@ export function deadLetterHeaders(
 export function parseDeadLetter(headers: Readonly<Record<string, string>>): DeadLetterInfo | undefined {
   const topic = headers[HEADER.dlTopic];
   if (topic === undefined) return undefined;
+  const dropped = headers[HEADER.dlDroppedHeaders];
   return {
+    ...(dropped === undefined ? {} : { droppedHeaders: droppedNames(dropped) }),
     errorName: unescapeHeader(headers[HEADER.dlErrorName]),
     errorMessage: unescapeHeader(headers[HEADER.dlErrorMessage]),
     errorStack: unescapeHeader(headers[HEADER.dlErrorStack]),
@@ -90,6 +92,45 @@ export function parseDeadLetter(headers: Readonly<Record<string, string>>): Dead
   };
 }
 
+function droppedNames(value: string): string[] {
+  try {
+    const names: unknown = JSON.parse(value);
+    if (Array.isArray(names)) return names.filter((n): n is string => typeof n === 'string');
+  } catch {
+    // Not ours: no names.
+  }
+  return [];
+}
+
+/** An HTTP token: a header name every broker busbar supports can carry. */
+const PORTABLE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters looked for
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * The headers of a dead letter whose write the broker refused for its headers (a foreign message's header
+ * name that this broker cannot carry, an empty one): the user headers that are not portable are left out and
+ * named in `busbar-dl-dropped-headers`, so the dead letter is written instead of being refused for good.
+ * Undefined when there is nothing to leave out.
+ */
+export function portableHeaders(headers: Readonly<Record<string, string>>): Record<string, string> | undefined {
+  const kept: Record<string, string> = {};
+  const dropped: string[] = [];
+  for (const name of Object.keys(headers)) {
+    const value = headers[name] as string;
+    if (name.startsWith(RESERVED_HEADER_PREFIX) || (PORTABLE_NAME.test(name) && !CONTROL.test(value))) {
+      Object.defineProperty(kept, name, { value, enumerable: true, writable: true, configurable: true });
+    } else dropped.push(name.toWellFormed());
+  }
+  if (dropped.length === 0) return undefined;
+  // A JSON array in ASCII: any name survives it, and every broker carries the value.
+  kept[HEADER.dlDroppedHeaders] = JSON.stringify(dropped).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return kept;
+}
+
 /**
  * Headers for a re-driven message: the user's own, every busbar header dropped (failure metadata, attempts,
  * broker positions: the driver writes what the new message needs), and the re-drive counter bumped.
@@ -97,7 +138,7 @@ export function parseDeadLetter(headers: Readonly<Record<string, string>>): Dead
 export function redriveHeaders(dead: Readonly<Record<string, string>>): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(dead)) {
-    if (!name.startsWith(RESERVED_HEADER_PREFIX)) headers[name] = value;
+    if (!name.startsWith(RESERVED_HEADER_PREFIX) || name === HEADER.keyBytes) headers[name] = value;
   }
   headers[HEADER.redrive] = String(numericHeader(dead[HEADER.redrive], 0) + 1);
   return headers;

@@ -13,6 +13,8 @@ export interface DeadLetterInfo {
   readonly group: string;
   readonly firstFailureAt: Date;
   readonly lastFailureAt: Date;
+  /** Names of the message's headers the dead-letter topic's broker refused, left out of the dead letter. */
+  readonly droppedHeaders?: readonly string[];
 }
 
 /** A received message. */

@@ -1,7 +1,8 @@
-import { BusbarError, ConfigError, PublishError } from './errors.js';
+import { BusbarError, ClosedError, ConfigError, PublishError } from './errors.js';
 import type { Handler, HandlerContext, Message } from './message.js';
 import { checkPublishOptions, PUBLISH_OPTION_KEYS, type PublishOptions } from './publish.js';
 import { toFailure } from './thrown.js';
+import { abortable } from './transport/util.js';
 
 /**
  * Wraps every handler of a bus (`bus.use`) or of one subscription (`middleware` option), Koa-style:
@@ -46,12 +47,30 @@ export function composeConsume<T>(chain: readonly ConsumeMiddleware[], handler: 
         result = await handler(message, context);
         return;
       }
-      let called = false;
-      await (chain[index] as ConsumeMiddleware)(message as Message<unknown>, context, () => {
-        if (called) return Promise.reject(new Error('next() called twice by one middleware'));
-        called = true;
-        return run(index + 1);
-      });
+      // 0: next() not called yet, 1: called, 2: the middleware is done (a later next() must not run the handler
+      // after the message was settled).
+      let state = 0;
+      let misuse: ConfigError | undefined;
+      const next = (): Promise<void> => {
+        if (state === 0) {
+          state = 1;
+          return run(index + 1);
+        }
+        const error = new ConfigError(
+          state === 1 ? 'next() called twice by one middleware' : 'next() called after its middleware finished',
+        );
+        if (state === 1) misuse ??= error;
+        // Handled here as well: a middleware that does not await the second call must not crash the process.
+        const rejected = Promise.reject(error);
+        rejected.catch(() => undefined);
+        return rejected;
+      };
+      try {
+        await (chain[index] as ConsumeMiddleware)(message as Message<unknown>, context, next);
+      } finally {
+        state = 2;
+      }
+      if (misuse) throw misuse;
     };
     await run(0);
     return result;
@@ -83,6 +102,16 @@ export class MiddlewareChains {
   readonly publish: PublishMiddleware[] = [];
 
   use(middleware: Middleware | ConsumeMiddleware): void {
+    try {
+      this.#use(middleware);
+    } catch (error) {
+      // A Proxy or a getter that throws is a bad middleware too.
+      if (BusbarError.is(error)) throw error;
+      throw new ConfigError(`Invalid middleware: reading it threw (${toFailure(error).message})`);
+    }
+  }
+
+  #use(middleware: Middleware | ConsumeMiddleware): void {
     const m = typeof middleware === 'function' ? { consume: middleware } : middleware;
     if (typeof m !== 'object' || m === null) throw new ConfigError('use() needs a middleware: { consume?, publish? }');
     for (const key of Object.keys(m)) {
@@ -98,12 +127,16 @@ export class MiddlewareChains {
     if (m.publish) this.publish.push(m.publish);
   }
 
-  /** Runs the publish middleware over one message; returns the options it left. */
+  /**
+   * Runs the publish middleware over one message; returns the options it left. Bounded by `signal` and by the
+   * bus's close: a middleware that never settles must not hold its publish for good.
+   */
   async intercept<O extends PublishOptions>(
     topic: string,
     payload: unknown,
     options: O | undefined,
     keys: ReadonlySet<string> = PUBLISH_OPTION_KEYS,
+    signal: AbortSignal | undefined = options?.signal,
   ): Promise<O> {
     if (options !== undefined) checkPublishOptions(options, keys);
     const message: OutgoingMessage = {
@@ -113,12 +146,37 @@ export class MiddlewareChains {
       key: options?.key,
       id: options?.id,
     };
-    await runPublishMiddleware(this.publish, message);
+    await this.#bounded(runPublishMiddleware(this.publish, message), signal);
     const out = { ...options, headers: message.headers } as O;
     if (message.key === undefined) delete out.key;
     else out.key = message.key;
     if (message.id === undefined) delete out.id;
     else out.id = message.id;
     return out;
+  }
+
+  /** Publishes still in their middleware are rejected with ClosedError; later ones at once. */
+  close(): void {
+    this.#closed = true;
+    for (const stop of this.#running)
+      stop(new ClosedError('The bus closed while a publish middleware ran: nothing was sent'));
+    this.#running.clear();
+  }
+
+  readonly #running = new Set<(error: Error) => void>();
+  #closed = false;
+
+  #bounded(work: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#closed) return Promise.reject(new ClosedError('The bus is closed: publish rejected'));
+    let stop!: (error: Error) => void;
+    const closed = new Promise<never>((_, reject) => {
+      stop = reject;
+    });
+    this.#running.add(stop);
+    return abortable(
+      Promise.race([work, closed]),
+      signal,
+      'Publish aborted in its middleware: nothing was sent',
+    ).finally(() => this.#running.delete(stop));
   }
 }

@@ -1,7 +1,9 @@
 import { type Codec, jsonCodec } from './codec.js';
 import { redriveHeaders } from './dead-letter.js';
+import { BusbarError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { HandlerContext, Message } from './message.js';
+import { MAX_TIMER_MS } from './options.js';
 import { Context, HOLD, type Subscription } from './subscription/index.js';
 import { defineTopic, type Topic } from './topic.js';
 import { HEADER } from './transport/headers.js';
@@ -39,6 +41,8 @@ export interface RedriveOptions {
   ratePerSecond?: number;
   /** Called after each dead letter moved, with the count so far. A throw ends the re-drive: it rejects with it. */
   onProgress?: (moved: number) => void;
+  /** Ends the re-drive early (Ctrl-C): the dead letter in hand finishes, what moved stays moved, the rest stays dead. */
+  signal?: AbortSignal;
 }
 
 export interface DeadLetterWalkOptions {
@@ -48,6 +52,8 @@ export interface DeadLetterWalkOptions {
   idleMs?: number;
   /** Only dead letters this returns true for; the others are left as they are. A throw ends the call: it rejects with it. */
   filter?: (message: Message<unknown>) => boolean;
+  /** Ends the walk early, as if the queue had gone idle: it resolves with what it saw or did so far. */
+  signal?: AbortSignal;
 }
 
 export interface RedriveParts {
@@ -132,6 +138,9 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
     return outcome === 'done' ? undefined : HOLD;
   };
   const sub = await parts.subscribe(handler);
+  const onAbort = () => finish();
+  if (options.signal?.aborted) finish();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   let confirming = false;
   const timer = setInterval(
     () => {
@@ -149,6 +158,7 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
   );
   await done;
   clearInterval(timer);
+  options.signal?.removeEventListener('abort', onAbort);
   await sub.close();
   if (failed !== undefined) throw failed.error;
 }
@@ -159,8 +169,21 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
  */
 export function waitUntil(due: number): Promise<void> | undefined {
   const wait = due - Date.now();
-  return wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : undefined;
+  if (!(wait > 0)) return undefined;
+  // A wait past Node's longest timer would fire at once (a tiny ratePerSecond): wait in steps instead.
+  if (wait > MAX_TIMER_MS)
+    return new Promise((resolve) => setTimeout(resolve, MAX_TIMER_MS)).then(() => waitUntil(due));
+  return new Promise((resolve) => setTimeout(resolve, wait));
 }
+
+/**
+ * A walk holds every dead letter it only looks at (unacked, released at its end), so its prefetch is how many
+ * one walk can see: 100 made `peek` and a re-drive's dry run stop at about 100 while thousands waited.
+ */
+export const WALK_PREFETCH = 10_000;
+
+/** Publish failures that are about the broker, not the record: a re-drive ends on them. */
+const BROKER_DOWN = new Set(['BUSBAR_TIMEOUT', 'BUSBAR_CONNECTION', 'BUSBAR_CLOSED']);
 
 /**
  * Moves dead letters back to their topic: a moved dead letter is acked only after its re-publish is confirmed;
@@ -187,6 +210,9 @@ export async function redrive(parts: RedriveParts, fallbackTopic: string, option
       ]);
     } catch (error) {
       parts.logger.error('Re-driving a dead letter failed; it stays dead', { id: d.id, error });
+      // The broker is gone or silent, not this one message refused: every next one would wait out its publish
+      // timeout in turn (a re-drive of 60 ran for 15 minutes). End here; the rest stays dead.
+      if (BusbarError.is(error) && BROKER_DOWN.has(error.code)) stop(error);
       return 'leave';
     }
     moved++;
@@ -201,13 +227,18 @@ export async function redrive(parts: RedriveParts, fallbackTopic: string, option
   return moved;
 }
 
-/** The dead letters as they are, without taking any off the queue (all are released when the walk ends). */
+/**
+ * The dead letters as they are, without taking any off the queue (all are released when the walk ends): at most
+ * WALK_PREFETCH on every transport (RabbitMQ hands no more unacked ones to one consumer; the others could, and a
+ * peek holds all it has seen in memory).
+ */
 export async function peekDeadLetters(
   parts: RedriveParts,
   options: DeadLetterWalkOptions,
 ): Promise<Message<unknown>[]> {
   const seen: Message<unknown>[] = [];
-  await walk(parts, options, async (message) => {
+  const limit = Math.min(options.limit ?? WALK_PREFETCH, WALK_PREFETCH);
+  await walk(parts, { ...options, limit }, async (message) => {
     seen.push(message);
     return 'leave';
   });

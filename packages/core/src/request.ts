@@ -4,7 +4,7 @@ import { decodeInbound } from './inbound.js';
 import type { Logger } from './logger.js';
 import type { HandlerContext, Message } from './message.js';
 import { type IdempotencyOptions, MAX_TIMER_MS, type ResolvedRespondOptions } from './options.js';
-import { RequestServer } from './respond.js';
+import { RequestServer, remoteCode, remoteMessage } from './respond.js';
 import { validate } from './schema.js';
 import { signalOf } from './signal.js';
 import type { Topic } from './topic.js';
@@ -64,8 +64,13 @@ function requestFailure(error: unknown): unknown {
 /** A reply as the caller's value: a RemoteError when the responder failed, else the body by the response schema. */
 function replyValue<R>(def: Topic<unknown, R>, reply: ReplyRecord): R | Promise<R> {
   const code = reply.headers[HEADER.replyError];
-  if (code !== undefined)
-    throw new RemoteError(code, reply.headers[HEADER.replyErrorMessage] ?? 'the responder failed');
+  // Bounded and cleaned as busbar's own responders send them: a foreign one may send anything.
+  if (code !== undefined) {
+    throw new RemoteError(
+      remoteCode(code),
+      remoteMessage(reply.headers[HEADER.replyErrorMessage] ?? 'the responder failed'),
+    );
+  }
   const { payload } = decodeInbound(jsonCodec as Codec<unknown>, reply.body, reply.contentType, reply.headers);
   if (!def.response) return payload as R;
   return validate(def.response, payload, `Reply on '${def.name}'`);
@@ -159,7 +164,7 @@ export class Requests {
   ): Promise<TransportSubscription> {
     const rr = this.#transport();
     const server = new RequestServer(def, handler, options, this.#logger, this.#maxReplyBytes, () => this.#serving--);
-    return rr.respond(
+    const native = await rr.respond(
       { topic: def.name, group: options.group, prefetch: Math.max(100, options.concurrency * 2) },
       {
         onRequest: (request) => {
@@ -169,6 +174,11 @@ export class Requests {
         onError: (error) => this.#logger.error(`Responder on '${def.name}' failed`, { error }),
       },
     );
+    // A handler still running at close keeps no timer behind: the process must be free to exit.
+    return {
+      stop: () => native.stop(),
+      close: () => native.close().finally(() => server.close()),
+    };
   }
 
   /** How many requests this bus waits for, how many its responders hold (queued or running), late replies dropped. */

@@ -1,11 +1,5 @@
 import { type Codec, jsonCodec } from './codec.js';
-import {
-  BusbarError,
-  HandlerTimeoutError,
-  PayloadTooLargeError,
-  SerializationError,
-  type ValidationError,
-} from './errors.js';
+import { BusbarError, HandlerTimeoutError, PayloadTooLargeError, SerializationError } from './errors.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { decodeInbound } from './inbound.js';
 import type { Logger } from './logger.js';
@@ -36,20 +30,34 @@ function encodeReply<R>(def: Topic<unknown, R>, value: unknown): ReplyRecord {
 }
 
 function errorReply(error: Error, exposeStack: boolean): ReplyRecord {
-  const code = BusbarError.is(error) ? error.code : error.name || 'Error';
-  const text =
-    error.message.length > MAX_REMOTE_MESSAGE ? `${error.message.slice(0, MAX_REMOTE_MESSAGE)}...` : error.message;
-  // Headers must be portable text: one line, no control characters.
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters being replaced
-  const oneLine = (exposeStack && error.stack ? error.stack : text).replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
+  // Any Error reaches here, with whatever its fields hold (`e.message = body.error_description` can be undefined).
+  const name = BusbarError.is(error) ? error.code : error.name;
+  const code = typeof name === 'string' && name !== '' ? name : 'Error';
+  const message = typeof error.message === 'string' ? error.message : 'the responder failed';
+  const text = remoteMessage(message);
+  const stack = exposeStack && typeof error.stack === 'string' ? error.stack : undefined;
   return {
     body: new Uint8Array(0),
     contentType: undefined,
-    headers: {
-      [HEADER.replyError]: code.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100),
-      [HEADER.replyErrorMessage]: oneLine,
-    },
+    headers: { [HEADER.replyError]: remoteCode(code), [HEADER.replyErrorMessage]: oneLine(stack ?? text) },
   };
+}
+
+/** A remote error's code as it travels and as a caller reads it: at most 100 of `A-Za-z0-9_.-`. */
+export function remoteCode(code: string): string {
+  return code.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 100) || 'Error';
+}
+
+/** A remote error's message as a caller gets it: one line, at most MAX_REMOTE_MESSAGE characters. */
+export function remoteMessage(message: string): string {
+  return oneLine(message.length > MAX_REMOTE_MESSAGE ? `${message.slice(0, MAX_REMOTE_MESSAGE)}...` : message);
+}
+
+/** Headers must be portable text: one line, no control characters, bounded. */
+export function oneLine(text: string): string {
+  const bounded = text.length > 4 * MAX_REMOTE_MESSAGE ? text.slice(0, 4 * MAX_REMOTE_MESSAGE) : text;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters being replaced
+  return bounded.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
 }
 
 /** The handler's context; its AbortController is made only if the handler reads `signal` (most never do). */
@@ -116,10 +124,15 @@ function run<T, R>(
       lane.settled(item);
       return true;
     };
-    result.then(
-      (value) => settle() && resolve(value),
-      (error: unknown) => settle() && reject(error),
-    );
+    try {
+      result.then(
+        (value) => settle() && resolve(value),
+        (error: unknown) => settle() && reject(error),
+      );
+    } catch (error) {
+      // A thenable whose `then` throws: failed now, its lane item gone with it.
+      if (settle()) reject(error);
+    }
   });
 }
 
@@ -211,10 +224,22 @@ export class RequestServer<T, R> {
 
   #failed(request: IncomingRequest, thrown: unknown): void {
     const error = toFailure(thrown);
-    if (BusbarError.is(error, 'BUSBAR_VALIDATION') && (error as ValidationError).message.startsWith('Reply on')) {
-      this.#logger.error(`The responder on '${this.#def.name}' returned a reply that fails its schema`, { error });
+    let reply: ReplyRecord;
+    try {
+      if (BusbarError.is(error, 'BUSBAR_VALIDATION') && error.message.startsWith('Reply on')) {
+        this.#logger.error(`The responder on '${this.#def.name}' returned a reply that fails its schema`, { error });
+      }
+      reply = errorReply(error, this.#options.exposeStack);
+    } catch {
+      // Never left without an answer (and its concurrency slot), whatever the error looks like.
+      reply = errorReply(new Error('the responder failed'), false);
     }
-    this.#send(request, errorReply(error, this.#options.exposeStack));
+    this.#send(request, reply);
+  }
+
+  /** The responder closed: a handler still running keeps no timer (its caller has its ClosedError or timeout). */
+  close(): void {
+    this.#lane.clear();
   }
 
   #send(request: IncomingRequest, reply: ReplyRecord): void {

@@ -7,13 +7,14 @@ import type { Handler } from './message.js';
 import { type ConsumeMiddleware, composeConsume } from './middleware.js';
 import { assertGroupName, assertTopicName, isPattern } from './names.js';
 import {
+  MAX_TIMER_MS,
   parseOptions,
   type ResolvedSubscribeOptions,
   type SubscribeOptions,
   type subscribeBatchOptionsSchema,
   subscribeOptionsSchema,
 } from './options.js';
-import { deadLetterReaderTopic, type RedriveParts } from './redrive.js';
+import { deadLetterReaderTopic, type RedriveParts, WALK_PREFETCH } from './redrive.js';
 import { checkSignal } from './signal.js';
 import { SubscriptionHandle } from './subscription/handle.js';
 import { type Subscription, SubscriptionRuntime, type SubscriptionStats } from './subscription/index.js';
@@ -57,7 +58,7 @@ const WALK_OPTIONS = {
   deadLetter: false,
   retry: false,
   concurrency: 1,
-  prefetch: 100,
+  prefetch: WALK_PREFETCH,
 };
 
 type Open = Pick<SubscriptionRuntime<unknown>, 'stats' | 'close'>;
@@ -107,8 +108,14 @@ export class Subscriptions {
   ): Promise<Subscription> {
     const { batch, ...rest } = options;
     const batcher = new Batcher(handler, batch, rest.handlerTimeoutMs);
-    const shape = { keyed: false, closing: () => batcher.flush() };
-    return this.open(def, batcher.handle, { ...rest, concurrency: batch.maxSize }, true, shape);
+    const { started, finished, close } = batcher;
+    const shape = { keyed: false, closing: close, started, finished };
+    // The batcher bounds each batch call by handlerTimeoutMs. A message also waits here for its batch to form
+    // (maxWaitMs) and for the batch before it: the subscription's own timeout (which fails a message) covers
+    // all of that, so the wait does not count against the handler.
+    const perMessageMs = Math.min(MAX_TIMER_MS, 2 * rest.handlerTimeoutMs + batch.maxWaitMs + 1_000);
+    const resolved = { ...rest, concurrency: batch.maxSize, handlerTimeoutMs: perMessageMs };
+    return this.open(def, batcher.handle, resolved, true, shape);
   }
 
   async open<T>(
@@ -191,16 +198,12 @@ export class Subscriptions {
     const reader = deadLetterReaderTopic(def, name);
     const resolved = parseOptions(
       subscribeOptionsSchema,
-      // A dead letter must never be dropped: keep retrying a failing reader.
-      {
-        retry: { maxAttempts: Number.MAX_SAFE_INTEGER, maxDelayMs: 30_000 },
-        ...options,
-        group: DEAD_LETTER_READER_GROUP,
-        deadLetter: false,
-      },
+      { retry: { maxDelayMs: 30_000 }, ...options, group: DEAD_LETTER_READER_GROUP, deadLetter: false },
       'subscribe options',
     );
-    return this.open(reader, handler, resolved);
+    // A dead letter must never be dropped: a failing reader gets it again after the backoff, for good, whatever
+    // it threw (the bus's middleware runs here too: a PermanentError of an auth check must not delete it).
+    return this.open(reader, handler, resolved, true, { keepFailed: true, bytesWhenUndecodable: true });
   }
 
   /** What re-drive, peek and purge walk the dead letters of `topic`/`group` with. */
@@ -212,7 +215,8 @@ export class Subscriptions {
     await transport.declareGroup(name, DEAD_LETTER_READER_GROUP);
     const reader = deadLetterReaderTopic(def, name);
     const resolved = parseOptions(subscribeOptionsSchema, WALK_OPTIONS, 'dead-letter options');
-    const subscribe = (handler: Handler<unknown>) => this.open(reader, handler, resolved, false);
+    const subscribe = (handler: Handler<unknown>) =>
+      this.open(reader, handler, resolved, false, { bytesWhenUndecodable: true });
     return { name: def.name, parts: { transport, logger: this.#host.logger, subscribe } };
   }
 }

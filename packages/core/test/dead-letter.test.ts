@@ -1,6 +1,6 @@
 import { deadLetterTopic, PermanentError, parseDeadLetter } from '@busbar/core';
 import { describe, expect, it } from 'vitest';
-import { deadLetterHeaders, redriveHeaders } from '../src/dead-letter.js';
+import { deadLetterHeaders, portableHeaders, redriveHeaders } from '../src/dead-letter.js';
 
 describe('dead-letter records', () => {
   it('names the dead-letter topic after topic and group', () => {
@@ -52,5 +52,17 @@ describe('dead-letter records', () => {
     expect(once).toEqual({ tenant: 'acme', 'busbar-redrive': '1' });
     expect(redriveHeaders({ ...dead, 'busbar-redrive': '1' })['busbar-redrive']).toBe('2');
     expect(parseDeadLetter(once)).toBeUndefined();
+  });
+});
+
+describe('dead letters with headers a broker refuses', () => {
+  it('keeps the portable headers and busbar’s own, and names the rest in the metadata', () => {
+    const headers = { '': 'a', 'My Header': 'b', Grüße: 'c', ok: 'd', bad: 'x\u0001y', 'busbar-dl-topic': 't' };
+    const portable = portableHeaders(headers);
+    expect(portable && Object.keys(portable).sort()).toEqual(['busbar-dl-dropped-headers', 'busbar-dl-topic', 'ok']);
+    expect(portable?.['busbar-dl-dropped-headers']).toMatch(/^[\x20-\x7e]+$/);
+    expect(parseDeadLetter(portable ?? {})?.droppedHeaders).toEqual(['', 'My Header', 'Grüße', 'bad']);
+    expect(portableHeaders({ ok: 'd', 'x-trace': '1' })).toBeUndefined();
+    expect(parseDeadLetter({ 'busbar-dl-topic': 't' })?.droppedHeaders).toBeUndefined();
   });
 });

@@ -9,7 +9,7 @@ import {
   type Message,
   silentLogger,
 } from '@busbar/core';
-import { addWireHeader, decodeByContentType, defineDriver } from '@busbar/core/transport';
+import { addWireHeader, type Delivery, decodeByContentType, defineDriver } from '@busbar/core/transport';
 import { uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -26,6 +26,42 @@ async function memory(logger: Logger = silentLogger): Promise<Bus> {
 }
 
 const bytes = (text: string) => new TextEncoder().encode(text);
+
+/** A driver whose every subscription is handed `deliveries` at once (fields not given: a plain first delivery). */
+function deliveringDriver(name: string, deliveries: () => Partial<Delivery>[]) {
+  return defineDriver({
+    name,
+    schemes: [name],
+    options: z.object({}),
+    create: () => ({
+      capabilities: { durableGroups: true, ordering: true, wildcards: false },
+      maxPayloadBytes: 1_000,
+      connect: async () => undefined,
+      publish: async () => undefined,
+      declareGroup: async () => undefined,
+      close: async () => undefined,
+      subscribe: async (_spec, callbacks) => {
+        for (const fields of deliveries()) {
+          callbacks.onDelivery({
+            id: 'm',
+            topic: 'a.b',
+            key: undefined,
+            headers: {},
+            body: bytes('1'),
+            timestamp: Date.now(),
+            attempt: 1,
+            raw: undefined,
+            ack: async () => undefined,
+            retry: async () => undefined,
+            release: async () => undefined,
+            ...fields,
+          });
+        }
+        return { stop: async () => undefined, close: async () => undefined };
+      },
+    }),
+  });
+}
 
 describe('decoding by content type', () => {
   it.each<[string | undefined, string, unknown]>([
@@ -223,42 +259,9 @@ describe('messages without an id', () => {
   it('says once per subscription that idempotency cannot deduplicate them', async () => {
     const warnings: string[] = [];
     // A driver for a broker with no id field: every delivery has an id the driver made up.
-    const foreign = defineDriver({
-      name: 'foreign',
-      schemes: ['foreign'],
-      options: z.object({}),
-      create: () => ({
-        capabilities: {
-          durableGroups: true,
-          ordering: true,
-          wildcards: false,
-        },
-        maxPayloadBytes: 1_000,
-        connect: async () => undefined,
-        publish: async () => undefined,
-        declareGroup: async () => undefined,
-        close: async () => undefined,
-        subscribe: async (_spec, callbacks) => {
-          for (let i = 0; i < 3; i++) {
-            callbacks.onDelivery({
-              id: `generated-${i}`,
-              idGenerated: true,
-              topic: 'a.b',
-              key: undefined,
-              headers: {},
-              body: bytes('1'),
-              timestamp: Date.now(),
-              attempt: 1,
-              raw: undefined,
-              ack: async () => undefined,
-              retry: async () => undefined,
-              release: async () => undefined,
-            });
-          }
-          return { stop: async () => undefined, close: async () => undefined };
-        },
-      }),
-    });
+    const foreign = deliveringDriver('foreign', () =>
+      [0, 1, 2].map((i) => ({ id: `generated-${i}`, idGenerated: true })),
+    );
     const bus = await connect({
       url: 'foreign://x',
       driver: foreign,
@@ -281,35 +284,7 @@ describe('foreign header names', () => {
     addWireHeader(wire, '__proto__', 'x');
     addWireHeader(wire, 'busbar-attempt', '2');
     addWireHeader(wire, 'a', 'b');
-    const oneMessage = defineDriver({
-      name: 'one',
-      schemes: ['one'],
-      options: z.object({}),
-      create: () => ({
-        capabilities: { durableGroups: true, ordering: true, wildcards: false },
-        maxPayloadBytes: 1_000,
-        connect: async () => undefined,
-        publish: async () => undefined,
-        declareGroup: async () => undefined,
-        close: async () => undefined,
-        subscribe: async (_spec, callbacks) => {
-          callbacks.onDelivery({
-            id: 'm-1',
-            topic: 'a.b',
-            key: undefined,
-            headers: wire,
-            body: bytes('1'),
-            timestamp: Date.now(),
-            attempt: 2,
-            raw: undefined,
-            ack: async () => undefined,
-            retry: async () => undefined,
-            release: async () => undefined,
-          });
-          return { stop: async () => undefined, close: async () => undefined };
-        },
-      }),
-    });
+    const oneMessage = deliveringDriver('one', () => [{ id: 'm-1', headers: wire, attempt: 2 }]);
     const bus = await connect({ url: 'one://x', driver: oneMessage, logger: silentLogger });
     open.push(bus);
     const seen: Message<unknown>[] = [];
@@ -319,5 +294,28 @@ describe('foreign header names', () => {
     expect(Object.getPrototypeOf(headers)).toBe(Object.prototype);
     expect(Object.keys(headers)).toEqual(['__proto__', 'a']);
     expect(Object.getOwnPropertyDescriptor(headers, '__proto__')?.value).toBe('x');
+  });
+});
+
+describe('foreign busbar headers', () => {
+  it('a due time further ahead than any publish can ask for is not waited for; a lone dl-pending runs the handler', async () => {
+    const now = Date.now();
+    const tenYears = String(now + 10 * 365 * 24 * 3600_000);
+    const far = deliveringDriver('far', () =>
+      (
+        [
+          ['ten-years', { 'busbar-deliver-at': tenYears }],
+          ['not-a-number', { 'busbar-deliver-at': 'soon' }],
+          // Only busbar's own refused dead letter (its failure recorded) skips the handler.
+          ['pending-alone', { 'busbar-dl-pending': '1' }],
+        ] as const
+      ).map(([id, headers]) => ({ id, headers, timestamp: now })),
+    );
+    const bus = await connect({ url: 'far://x', driver: far, logger: silentLogger });
+    open.push(bus);
+    const handled: string[] = [];
+    await bus.subscribe('a.b', (m) => void handled.push(m.id), { group: 'g' });
+    await waitFor(() => handled.length === 3, 2_000, 'every message now');
+    expect(handled.sort()).toEqual(['not-a-number', 'pending-alone', 'ten-years']);
   });
 });

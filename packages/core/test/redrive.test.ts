@@ -2,7 +2,11 @@ import diagnostics from 'node:diagnostics_channel';
 import { connect, PermanentError, type SettledEvent, silentLogger } from '@busbar/core';
 import { uniqueName, waitFor } from '@busbar/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { waitUntil } from '../src/redrive.js';
+import type { Message, Subscription } from '../src/index.js';
+import { TimeoutError } from '../src/index.js';
+import { type RedriveParts, redrive, waitUntil } from '../src/redrive.js';
+import { Context, inFlight } from '../src/subscription/state.js';
+import type { Delivery, Transport } from '../src/transport/spi.js';
 
 describe('redrive', () => {
   afterEach(() => {
@@ -100,6 +104,39 @@ describe('redrive', () => {
     await bus.close();
   });
 
+  it('a peek returns at most 10,000 dead letters on every transport, whatever its limit', async () => {
+    // RabbitMQ hands one walk no more than its prefetch (10,000 unacked); Redis and memory handed a peek with a
+    // larger limit all of them, so a count of dead letters depended on the broker.
+    const bus = await connect({ url: `memory://${uniqueName('rd')}`, logger: silentLogger });
+    const topic = 'orders.many';
+    let dead = 0;
+    const onSettled = (event: unknown) => {
+      if ((event as SettledEvent).outcome === 'dead-lettered' && (event as SettledEvent).topic === topic) dead++;
+    };
+    diagnostics.subscribe('busbar:settled', onSettled);
+    await bus.subscribe<number>(
+      topic,
+      () => {
+        throw new PermanentError('down');
+      },
+      { group: 'g' },
+    );
+    const total = 10_050;
+    for (let i = 0; i < total; i += 1_000) {
+      await bus.publishBatch(
+        topic,
+        Array.from({ length: Math.min(1_000, total - i) }, (_, j) => ({ payload: i + j })),
+      );
+    }
+    await waitFor(() => dead === total, 30_000, 'every message dead-lettered');
+    diagnostics.unsubscribe('busbar:settled', onSettled);
+    expect(await bus.peekDeadLetters(topic, 'g', { limit: 20_000, idleMs: 200 })).toHaveLength(10_000);
+    expect(await bus.peekDeadLetters(topic, 'g', { limit: 10, idleMs: 200 })).toHaveLength(10);
+    // The rest is there: a purge (it acks as it goes) reaches them all.
+    expect(await bus.purgeDeadLetters(topic, 'g', { idleMs: 200 })).toBe(total);
+    await bus.close();
+  }, 60_000);
+
   it('the rate limit never arms a negative timer when the clock moves between reads (NATS CLI run, CI)', async () => {
     // `redrive --rate` waited `due - Date.now()` after checking `due > Date.now()`: two reads of the clock. A
     // millisecond or two between them gave setTimeout a negative length, and Node printed
@@ -125,5 +162,47 @@ describe('redrive', () => {
     } finally {
       vi.restoreAllMocks();
     }
+  });
+});
+
+describe('a re-drive against a broker that stopped answering', () => {
+  it('ends at the first publish that timed out instead of waiting out every next one', async () => {
+    let published = 0;
+    const delivery = (n: number): Delivery => ({
+      id: `d${n}`,
+      topic: 'orders.g.dlq',
+      key: undefined,
+      headers: { 'busbar-dl-topic': 'orders', 'busbar-dl-last-failure': '1' },
+      body: new Uint8Array(),
+      timestamp: 1,
+      attempt: 1,
+      raw: undefined,
+      ack: async () => undefined,
+      retry: async () => undefined,
+      release: async () => undefined,
+    });
+    const parts: RedriveParts = {
+      transport: {
+        publish: async () => {
+          published++;
+          throw new TimeoutError('Publish not confirmed within 15000 ms');
+        },
+      } as unknown as Transport,
+      logger: silentLogger,
+      subscribe: async (handler) => {
+        // Concurrency 1, as the walk's real subscription: one dead letter at a time.
+        void (async () => {
+          for (let n = 0; n < 5; n++) {
+            const d = delivery(n);
+            const message = { id: d.id, deadLetter: { lastFailureAt: new Date(1) } } as unknown as Message<unknown>;
+            await handler(message, new Context(inFlight(d), undefined));
+          }
+        })();
+        return { close: async () => undefined } as unknown as Subscription;
+      },
+    };
+    const error = await redrive(parts, 'orders', { idleMs: 5_000 }).catch((e: unknown) => e);
+    expect((error as { code?: string }).code).toBe('BUSBAR_TIMEOUT');
+    expect(published).toBe(1);
   });
 });

@@ -68,7 +68,8 @@ describe('subscription runtime', () => {
       // close() has no ack left to wait for.
       const started = Date.now();
       await b.close();
-      expect(Date.now() - started).toBeLessThan(400);
+      // Far below closeTimeoutMs (what a wait on an ack would take), with room for a loaded CI machine.
+      expect(Date.now() - started).toBeLessThan(2_000);
     } finally {
       events.stop();
     }

@@ -1,4 +1,4 @@
-import { deadLetterHeaders, fitDeadLetter, parseDeadLetter } from '../dead-letter.js';
+import { deadLetterHeaders, fitDeadLetter, parseDeadLetter, portableHeaders } from '../dead-letter.js';
 import { BusbarError, isPermanentFailure } from '../errors.js';
 import type { ResolvedSubscribeOptions } from '../options.js';
 import { backoffDelay, DEAD_LETTER_BACKOFF } from '../retry.js';
@@ -18,8 +18,16 @@ function failureHeaders(d: Delivery): Record<string, string> {
  * type: then it is labelled as bytes, so whoever reads the dead-letter topic gets it, instead of a decode
  * failure of its own (and a dead letter of the dead letter).
  */
-function deadLetterContentType(d: Delivery, error: Error | undefined, fallback: string): string {
-  if (error !== undefined && BusbarError.is(error, 'BUSBAR_DECODE')) return 'application/octet-stream';
+function deadLetterContentType(
+  d: Delivery,
+  error: Error | undefined,
+  headers: Readonly<Record<string, string>>,
+  fallback: string,
+): string {
+  // No error: a dead letter whose first write was refused, its failure recorded in its headers.
+  const undecodable =
+    error === undefined ? headers[HEADER.dlErrorName] === 'DecodeError' : BusbarError.is(error, 'BUSBAR_DECODE');
+  if (undecodable) return 'application/octet-stream';
   return d.contentType ?? fallback;
 }
 
@@ -40,6 +48,8 @@ export interface FailureContext {
   readonly settle: Settlement;
   /** Hands a message back to this subscription's queue (a broadcast retry held here). */
   readonly redeliver: (d: Delivery) => void;
+  /** Failures are retried, never dead-lettered or dropped (RuntimeShape.keepFailed). */
+  readonly keepFailed: boolean;
 }
 
 /**
@@ -66,9 +76,19 @@ export class Failures {
     if (retry === false || isPermanentFailure(error) || d.attempt >= maxAttempts) {
       return this.deadLetter(rec, error, d.attempt, durationMs);
     }
-    const delayMs = backoffDelay(retry, d.attempt);
     const headers = failureHeaders(d);
     headers[HEADER.firstFailure] ??= String(Date.now());
+    return this.#retryLater(d, error, durationMs, backoffDelay(retry, d.attempt), headers);
+  }
+
+  /** The next attempt after `delayMs`; a retry the broker refuses holds the message here for that long instead. */
+  async #retryLater(
+    d: Delivery,
+    error: Error,
+    durationMs: number,
+    delayMs: number,
+    headers: Record<string, string>,
+  ): Promise<void> {
     try {
       await this.#retry(d, { delayMs, attempt: d.attempt + 1, headers });
     } catch (retryError) {
@@ -99,6 +119,7 @@ export class Failures {
   async deadLetter(rec: InFlight, thrown: unknown, attempts: number, durationMs: number): Promise<void> {
     const d = rec.delivery;
     const error = toFailure(thrown);
+    if (this.#c.keepFailed) return this.#keep(rec, error, durationMs);
     if (this.#c.host.deadLetterTopic === undefined) {
       this.#c.host.logger.error(
         `Dropping message ${d.id} from '${d.topic}' after ${attempts} attempt(s): dead-lettering is off`,
@@ -115,6 +136,24 @@ export class Failures {
       now: Date.now(),
     });
     return this.writeDeadLetter(rec, { error, headers }, durationMs);
+  }
+
+  /**
+   * A message this subscription must not give up on (a dead letter read back): whatever the failure, it comes
+   * back after the retry backoff (capped by its `maxDelayMs`), however many attempts it took. One log line per
+   * doubling of its attempts, so a reader that keeps failing stays readable.
+   */
+  async #keep(rec: InFlight, error: Error, durationMs: number): Promise<void> {
+    const d = rec.delivery;
+    const retry = this.#c.options.retry;
+    const delayMs = backoffDelay(retry === false ? DEAD_LETTER_BACKOFF : retry, d.attempt);
+    if ((d.attempt & (d.attempt - 1)) === 0) {
+      this.#c.host.logger.warn(
+        `Message ${d.id} from '${d.topic}' failed (${d.attempt}x); it is kept and tried again in ${delayMs} ms`,
+        { group: this.#c.group, error },
+      );
+    }
+    return this.#retryLater(d, error, durationMs, delayMs, failureHeaders(d));
   }
 
   /**
@@ -142,13 +181,13 @@ export class Failures {
         key: d.key,
         headers,
         body: d.body,
-        contentType: deadLetterContentType(d, failure?.error, this.#c.contentType),
+        contentType: deadLetterContentType(d, failure?.error, headers, this.#c.contentType),
         timestamp: d.timestamp,
       },
       this.#c.host.maxRecordBytes(),
     );
     try {
-      await this.#c.host.publishDeadLetter(record);
+      await this.#publish(record);
     } catch (publishError) {
       return this.#refused(rec, record, refusals + 1, publishError);
     }
@@ -157,6 +196,21 @@ export class Failures {
       .ack()
       .catch((e) => this.#c.settle.warn('ack after dead-lettering failed; a duplicate dead letter may follow', e));
     this.#c.settle.emit(d, 'dead-lettered', durationMs, failure?.error ?? storedFailure(headers), undefined, topic);
+  }
+
+  /** Publishes a dead letter; refused for its headers, once more without the ones that are not portable. */
+  async #publish(record: OutgoingRecord): Promise<void> {
+    try {
+      await this.#c.host.publishDeadLetter(record);
+    } catch (error) {
+      const portable = BusbarError.is(error, 'BUSBAR_INVALID_HEADER') ? portableHeaders(record.headers) : undefined;
+      if (portable === undefined) throw error;
+      this.#c.host.logger.warn(`Dead letter ${record.id} to '${record.topic}': headers refused, written without them`, {
+        group: this.#c.group,
+        error: toFailure(error),
+      });
+      await this.#c.host.publishDeadLetter({ ...record, headers: portable });
+    }
   }
 
   async #refused(rec: InFlight, record: OutgoingRecord, refusals: number, cause: unknown): Promise<void> {

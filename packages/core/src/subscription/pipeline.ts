@@ -1,6 +1,6 @@
 import type { Codec } from '../codec.js';
 import { parseDeadLetter } from '../dead-letter.js';
-import { BusbarError, ClosedError } from '../errors.js';
+import { BusbarError, ClosedError, TimeoutError } from '../errors.js';
 import { channels } from '../events.js';
 import { decodeInbound } from '../inbound.js';
 import type { Handler, Message } from '../message.js';
@@ -9,10 +9,16 @@ import { MAX_TIMER_MS, type ResolvedSubscribeOptions } from '../options.js';
 import { validate } from '../schema.js';
 import type { Topic } from '../topic.js';
 import { addWireHeader, HEADER } from '../transport/headers.js';
+import { withTimeout } from '../transport/util.js';
 import type { Failures } from './failure.js';
 import type { Settlement } from './settle.js';
 import { Context, HOLD, type InFlight, type SubscriptionHost } from './state.js';
 
+/**
+ * The handler's own copy of the user headers, never the delivery's object: a handler or middleware that edits
+ * `message.headers` (JavaScript does not stop it) must not change what the message's retry or dead letter
+ * carries. A copy costs less than freezing (measured).
+ */
 function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
   let own = true;
   for (const name in headers) {
@@ -21,7 +27,7 @@ function userHeaders(headers: Readonly<Record<string, string>>): Readonly<Record
       break;
     }
   }
-  if (own) return headers;
+  if (own) return { ...headers };
   const out: Record<string, string> = {};
   for (const name in headers) {
     if (name.startsWith(RESERVED_HEADER_PREFIX)) continue;
@@ -48,6 +54,8 @@ export interface PipelineContext<T> {
   readonly settle: Settlement;
   readonly failures: Failures;
   readonly running: () => boolean;
+  /** RuntimeShape.bytesWhenUndecodable. */
+  readonly bytesWhenUndecodable: boolean;
 }
 
 /**
@@ -71,10 +79,16 @@ export class Pipeline<T> {
   process(rec: InFlight): Promise<void> | undefined {
     const d = rec.delivery;
     const { def, failures } = this.#c;
-    // Already failed for good; only its dead-letter write was refused: try that again, not the handler.
-    if (d.headers[HEADER.dlPending] !== undefined) return failures.writeDeadLetter(rec, undefined, 0);
+    // Already failed for good; only its dead-letter write was refused: try that again, not the handler. (Ours
+    // carries its failure too: a foreign `busbar-dl-pending` alone does not skip the handler.)
+    if (d.headers[HEADER.dlPending] !== undefined && d.headers[HEADER.dlErrorName] !== undefined) {
+      return failures.writeDeadLetter(rec, undefined, 0);
+    }
     const deliverAt = d.headers[HEADER.deliverAt];
-    if (deliverAt !== undefined) {
+    // No publish asks for more than MAX_TIMER_MS past its own time (an hour more for a broker clock that is
+    // behind): a due time beyond that, or not a number, is not busbar's and is not waited for (a foreign header
+    // of ten years, in the case that showed it).
+    if (deliverAt !== undefined && Number(deliverAt) - d.timestamp <= MAX_TIMER_MS + 3_600_000) {
       const wait = Number(deliverAt) - Date.now();
       if (wait > 0) return failures.defer(rec, Math.min(Math.ceil(wait), MAX_TIMER_MS));
     }
@@ -93,8 +107,11 @@ export class Pipeline<T> {
       }
       payload = valid;
     } catch (error) {
+      // A dead letter read back is handed over as it is: it has nowhere further to go (labelled wrongly by a
+      // foreign producer or an older busbar, it would otherwise be dropped or retried for good).
+      if (this.#c.bytesWhenUndecodable && BusbarError.is(error, 'BUSBAR_DECODE')) payload = d.body as T;
       // Undecodable or schema-invalid: retrying cannot help.
-      return failures.deadLetter(rec, error, 0, 0);
+      else return failures.deadLetter(rec, error, 0, 0);
     }
     return this.#handle(rec, payload);
   }
@@ -174,37 +191,59 @@ export class Pipeline<T> {
     });
   }
 
-  /** The handler behind the idempotency store: claim, run, complete (or release on failure). */
+  /**
+   * The handler behind the idempotency store: claim, run, complete (or release on failure). Every store call is
+   * bounded by the handler timeout: a store that never answers fails the message (claim) or lets it be acked
+   * without the mark (complete), instead of holding it for good.
+   */
   async #handleOnce(rec: InFlight, message: Message<T>): Promise<void> {
     const d = rec.delivery;
     const { settle, failures } = this.#c;
     const idem = this.#c.options.idempotency as NonNullable<ResolvedSubscribeOptions['idempotency']>;
     const idemKey = `${this.#c.group}:${message.id}`;
     const started = Date.now();
+    let claimed = false;
     try {
       if ((await this.#claim(idemKey)) === 'done') {
         if (!rec.abandoned) settle.ack(d, 'duplicate', undefined);
         return;
       }
+      claimed = true;
       const result = this.#invoke(rec, message, idemKey);
       if (isPromiseLike(result)) await this.#bounded(rec, result);
     } catch (error) {
-      // A timed-out handler may still be running: keep its claim until the lease lapses, so the retry cannot run beside it.
-      const stillRunning = BusbarError.is(error, 'BUSBAR_HANDLER_TIMEOUT');
-      if (!stillRunning) await idem.store.release(idemKey).catch((e) => settle.warn('idempotency release failed', e));
+      // Only a claim this message holds is released, and not while a timed-out handler may still run (the lease
+      // keeps its retry from running beside it). Not awaited: a store that hangs must not hold the message.
+      if (claimed && !BusbarError.is(error, 'BUSBAR_HANDLER_TIMEOUT')) {
+        void this.#store('release', () => idem.store.release(idemKey)).catch((e: unknown) =>
+          settle.warn('idempotency release failed', e),
+        );
+      }
       if (rec.abandoned) return;
       return failures.fail(rec, error, Date.now() - started);
     }
     // If this fails the message is still acked: a later duplicate may run again, which at-least-once allows.
-    await idem.store.complete(idemKey, idem.ttlMs).catch((e) => settle.warn('idempotency complete failed', e));
+    await this.#store('complete', () => idem.store.complete(idemKey, idem.ttlMs)).catch((e: unknown) =>
+      settle.warn('idempotency complete failed', e),
+    );
     if (!rec.abandoned) settle.ack(d, 'acked', started);
+  }
+
+  /** One call of the idempotency store, bounded by the handler timeout. */
+  #store<R>(what: string, call: () => PromiseLike<R>): Promise<R> {
+    const ms = this.#c.options.handlerTimeoutMs;
+    return withTimeout(
+      Promise.resolve().then(call),
+      ms,
+      () => new TimeoutError(`The idempotency store did not answer ${what}() within ${ms} ms`),
+    );
   }
 
   async #claim(key: string): Promise<'claimed' | 'done'> {
     const store = this.#c.options.idempotency?.store;
     if (!store) return 'claimed';
     for (let wait = 20; ; wait = Math.min(wait * 2, 500)) {
-      const result = await store.claim(key, this.#leaseMs);
+      const result = await this.#store('claim', () => store.claim(key, this.#leaseMs));
       if (result !== 'busy') return result;
       // A duplicate is running elsewhere: wait for it to finish (or its lease to lapse).
       if (!this.#c.running()) throw new ClosedError('Subscription closed while waiting for a duplicate');

@@ -21,6 +21,16 @@ export interface RuntimeShape {
   readonly keyed?: boolean;
   /** Called once when close begins, before in-flight handlers are awaited. */
   readonly closing?: () => void;
+  /**
+   * Never dead-letter or drop a message: a failure of any kind (`PermanentError`, attempts used up) is retried
+   * after the retry backoff, for good (dead-letter readers: a dead letter has nowhere further to go).
+   */
+  readonly keepFailed?: boolean;
+  /** A body that cannot be decoded reaches the handler as its bytes instead of failing (dead letters read back). */
+  readonly bytesWhenUndecodable?: boolean;
+  /** Called for each message as it starts, in arrival order, and once it is settled. */
+  readonly started?: (rec: InFlight) => void;
+  readonly finished?: (rec: InFlight) => void;
 }
 
 /**
@@ -49,6 +59,8 @@ export class SubscriptionRuntime<T> implements Subscription {
   #idle: (() => void) | undefined;
   #pumping = false;
   readonly #closingHook: (() => void) | undefined;
+  readonly #started: ((rec: InFlight) => void) | undefined;
+  readonly #finished: ((rec: InFlight) => void) | undefined;
 
   constructor(
     topic: Topic<T>,
@@ -60,6 +72,8 @@ export class SubscriptionRuntime<T> implements Subscription {
   ) {
     this.topic = pattern;
     this.#closingHook = shape.closing;
+    this.#started = shape.started;
+    this.#finished = shape.finished;
     this.group = options.group;
     this.#options = options;
     this.#host = host;
@@ -73,6 +87,7 @@ export class SubscriptionRuntime<T> implements Subscription {
       contentType: topic.codec.contentType,
       settle: this.#settle,
       redeliver: this.onDelivery,
+      keepFailed: shape.keepFailed === true,
     });
     this.#pipeline = new Pipeline({
       def: topic,
@@ -83,6 +98,7 @@ export class SubscriptionRuntime<T> implements Subscription {
       settle: this.#settle,
       failures: this.#failures,
       running: () => this.#state === 'running',
+      bytesWhenUndecodable: shape.bytesWhenUndecodable === true,
     });
   }
 
@@ -152,6 +168,7 @@ export class SubscriptionRuntime<T> implements Subscription {
   #start(delivery: Delivery): void {
     const rec = inFlight(delivery);
     this.#inFlight.add(rec);
+    this.#started?.(rec);
     let pending: Promise<void> | undefined;
     try {
       pending = this.#pipeline.process(rec);
@@ -199,6 +216,7 @@ export class SubscriptionRuntime<T> implements Subscription {
 
   #finish(rec: InFlight): void {
     this.#inFlight.delete(rec);
+    this.#finished?.(rec);
     this.#queue.done(rec.delivery);
     if (this.#state === 'running') this.#pump();
     else if (this.#inFlight.size === 0) this.#idle?.();

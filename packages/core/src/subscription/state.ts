@@ -46,6 +46,9 @@ export interface InFlight {
   abandoned: boolean;
   /** Set when the message is a CloudEvent: its id is the message id. */
   cloudEvent: CloudEvent | undefined;
+  /** A batch subscription's: the message waiting for its batch (batch.ts), and whether it is settled. */
+  batched: unknown;
+  finished: boolean;
 }
 
 export function inFlight(delivery: Delivery): InFlight {
@@ -56,6 +59,8 @@ export function inFlight(delivery: Delivery): InFlight {
     fail: undefined,
     abandoned: false,
     cloudEvent: undefined,
+    batched: undefined,
+    finished: false,
   };
 }
 
@@ -72,6 +77,10 @@ export class Context implements HandlerContext {
   constructor(rec: InFlight, idempotencyKey: string | undefined) {
     this.#rec = rec;
     this.idempotencyKey = idempotencyKey;
+  }
+  /** For core's batcher: the in-flight record behind a handler call. */
+  static record(context: HandlerContext): InFlight | undefined {
+    return context instanceof Context ? context.#rec : undefined;
   }
   /** For core's own handlers (re-drive): the delivery behind the message, with its body and every header. */
   static delivery(context: HandlerContext): Delivery | undefined {

@@ -35,6 +35,8 @@ export const HEADER = {
   dlGroup: 'busbar-dl-group',
   dlFirstFailure: 'busbar-dl-first-failure',
   dlLastFailure: 'busbar-dl-last-failure',
+  /** Names of the headers a dead letter had to leave behind (the broker refused them), as a JSON array in ASCII. */
+  dlDroppedHeaders: 'busbar-dl-dropped-headers',
   /**
    * On a message published with `delayMs`: when it may be handled, ms since the epoch. A busbar consumer that
    * gets it earlier sends it through its group's retry path until then (see the subscription pipeline).
@@ -49,6 +51,11 @@ export const HEADER = {
    */
   sourcePartition: 'busbar-source-partition',
   sourceOffset: 'busbar-source-offset',
+  /**
+   * A record key that is not UTF-8 (a foreign producer's binary key), base64: busbar's API has string keys, so
+   * retries, dead letters and re-drives write these bytes as the key instead of the string made from them.
+   */
+  keyBytes: 'busbar-key-bytes',
   /** On a Kafka record busbar published with a null value (a tombstone), kept so a retry stays a tombstone. */
   tombstone: 'busbar-tombstone',
   /**

@@ -267,6 +267,11 @@ export interface TransportContext<Options> {
   readonly logger: Logger;
   /** Report a connection state change: feeds `bus.health()` and the `busbar:connection` channel. */
   readonly reportState: (connection: string, state: ConnectionState, error?: unknown) => void;
+  /**
+   * The connection is gone on purpose (closed, or given up after the call that opened it failed): it leaves
+   * `bus.health()`, so a connection that no longer exists cannot keep the bus reported down.
+   */
+  readonly forgetState?: (connection: string) => void;
 }
 
 const DRIVER = Symbol.for('busbar.driver');
