@@ -10,6 +10,8 @@ export interface FailoverResult {
   readonly republished: number;
   /** Confirmed messages never delivered to the group. Must be 0. */
   readonly lost: number;
+  /** The ids (as published: `failover-<group>-<n>`) of the first 20 lost messages, for a failing test to look up. */
+  readonly lostIds: readonly string[];
   /** Deliveries beyond the first of a message (at-least-once redeliveries). */
   readonly duplicated: number;
   /** The longest time without a delivery after the fault began, in ms: how long consumption stopped. */
@@ -99,7 +101,9 @@ export async function runFailover(w: FailoverWorkload): Promise<FailoverResult> 
   await subscription.close();
   let duplicated = 0;
   for (const count of seen.values()) duplicated += count - 1;
-  return { confirmed, republished, lost: total - seen.size, duplicated, pauseMs };
+  const lostIds: string[] = [];
+  for (let n = 0; n < total && lostIds.length < 20; n++) if (!seen.has(n)) lostIds.push(`failover-${w.group}-${n}`);
+  return { confirmed, republished, lost: total - seen.size, lostIds, duplicated, pauseMs };
 }
 
 /**

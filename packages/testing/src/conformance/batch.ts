@@ -1,4 +1,4 @@
-import { MemoryIdempotencyStore, type Message } from '@busbar/core';
+import { type IdempotencyStore, MemoryIdempotencyStore, type Message } from '@busbar/core';
 import { expect, it } from 'vitest';
 import { sleep } from '../wait.js';
 import { recorder, type Suite } from './context.js';
@@ -130,6 +130,50 @@ export function batchTests(s: Suite): void {
     await s.waitFor(() => handled.length >= 2, 20_000, 'both ids');
     await sleep(s.ms(800));
     expect(handled.sort()).toEqual(['other-id', 'same-id']);
+  });
+
+  it('messages of one key reach the batch handler in order when an async idempotency store answers out of order', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('batchorder');
+    const memory = new MemoryIdempotencyStore();
+    // Claims answer after a random pause: the stage before the handler finishes out of arrival order.
+    const store: IdempotencyStore = {
+      claim: async (key, leaseMs) => {
+        await sleep(Math.random() * 30);
+        return memory.claim(key, leaseMs);
+      },
+      complete: (key, ttlMs) => memory.complete(key, ttlMs),
+      release: (key) => memory.release(key),
+    };
+    const seen: number[] = [];
+    await bus.subscribeBatch<number>(topic, (messages) => void seen.push(...messages.map((m) => m.payload)), {
+      group: s.group(),
+      idempotency: { store },
+      batch: { maxSize: 10, maxWaitMs: 50 },
+    });
+    await s.settle();
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 30 }, (_, n) => ({ payload: n, key: 'one-key' })),
+    );
+    await s.waitFor(() => seen.length >= 30, 20_000, 'all 30 messages');
+    expect(seen).toEqual(Array.from({ length: 30 }, (_, n) => n));
+  });
+
+  it('waiting for a batch does not count against handlerTimeoutMs: the message is handled once, not timed out', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('batchslowwait');
+    const seen: Array<{ payload: string; attempt: number }> = [];
+    await bus.subscribeBatch<string>(
+      topic,
+      (messages) => void seen.push(...messages.map((m) => ({ payload: m.payload, attempt: m.attempt }))),
+      { group: s.group(), handlerTimeoutMs: 300, retry: RETRY, batch: { maxSize: 100, maxWaitMs: 900 } },
+    );
+    await s.settle();
+    await bus.publish(topic, 'slow-to-batch');
+    await s.waitFor(() => seen.length >= 1, 20_000, 'the partial batch');
+    await sleep(s.ms(1_500));
+    expect(seen).toEqual([{ payload: 'slow-to-batch', attempt: 1 }]);
   });
 
   it('close() hands the collected messages over and waits for the batch; nothing is lost', async () => {

@@ -8,6 +8,7 @@ export interface BusOverrides {
   closeTimeoutMs?: number;
   maxPayloadBytes?: number;
   connectTimeoutMs?: number;
+  publishTimeoutMs?: number;
   /** Another address of the same broker (a fault proxy in front of it). */
   url?: string;
   logger?: Logger;

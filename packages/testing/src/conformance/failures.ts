@@ -1,6 +1,7 @@
 import diagnostics from 'node:diagnostics_channel';
 import {
   bytesCodec,
+  deadLetterTopic,
   defineTopic,
   MemoryIdempotencyStore,
   type Message,
@@ -145,6 +146,54 @@ export function failureTests(s: Suite): void {
     expect(byId.get(brokenSchema)?.deadLetter?.errorName).toBe('ValidationError');
     expect(byId.get(brokenSchema)?.deadLetter?.attempts).toBe(0);
     expect(byId.has(fine)).toBe(false);
+  });
+
+  it('peek sees a dead-letter queue of more than a hundred whole (a walk held at most its prefetch of 100)', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('dlmany');
+    const group = s.group();
+    let failed = 0;
+    await bus.subscribe(
+      topic,
+      () => {
+        failed++;
+        throw new PermanentError('no');
+      },
+      { group, concurrency: 10 },
+    );
+    await s.settle();
+    await bus.publishBatch(
+      topic,
+      Array.from({ length: 150 }, (_, n) => ({ payload: n })),
+    );
+    await s.waitFor(() => failed >= 150, 60_000, 'every message failed');
+    let letters = await bus.peekDeadLetters(topic, group, { idleMs: s.ms(1_000) });
+    for (let i = 0; i < 10 && letters.length < 150; i++) {
+      letters = await bus.peekDeadLetters(topic, group, { idleMs: s.ms(1_000) });
+    }
+    expect(letters).toHaveLength(150);
+  });
+
+  it('a dead letter whose body is not what its content type says is read back as bytes, never dropped', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('dlbytes');
+    const group = s.group();
+    // The queue exists before the letter arrives (peek declares its reader group).
+    expect(await bus.peekDeadLetters(topic, group, { idleMs: s.ms(300) })).toHaveLength(0);
+    const mislabelled = defineTopic<string>(deadLetterTopic(topic, group), undefined, {
+      codec: { contentType: 'application/json', encode: (v) => new TextEncoder().encode(v), decode: () => '' },
+    });
+    await bus.publish(mislabelled, '{not json');
+    const peek = () => bus.peekDeadLetters(topic, group, { idleMs: s.ms(1_000) });
+    let letters = await peek();
+    for (let i = 0; i < 10 && letters.length === 0; i++) letters = await peek();
+    expect(letters).toHaveLength(1);
+    // Peeking took nothing off the queue.
+    expect(await peek()).toHaveLength(1);
+    const read: unknown[] = [];
+    await bus.subscribeDeadLetters(topic, group, (m) => void read.push(m.payload));
+    await s.waitFor(() => read.length === 1, 20_000, 'the letter read as bytes');
+    expect(new TextDecoder().decode(read[0] as Uint8Array)).toBe('{not json');
   });
 
   it('re-drives dead letters to their topic (rate-limited); a filter that throws drops none', async () => {

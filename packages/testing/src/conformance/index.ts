@@ -14,7 +14,7 @@ import { requestReplyTests } from './request-reply.js';
 
 export { THROWABLES } from './bad-input-cases.js';
 export type { BusOverrides, ConformanceOptions, ConformanceSection } from './context.js';
-export { CANARY } from './context.js';
+export { CANARY, SECTIONS as CONFORMANCE_SECTIONS } from './context.js';
 
 /** The sections to define: all by default, or the named ones (an unknown name is an error, not a silent skip). */
 export function sectionFilter(options: ConformanceOptions): (section: ConformanceSection) => boolean {

@@ -322,4 +322,61 @@ export function silentBrokerTests(s: Suite, url: string): void {
       await proxy.close();
     }
   });
+
+  // A confirm must come from the connection that wrote: the Redis driver once resolved publishes whose WAIT
+  // ioredis had re-sent on the next connection, where it confirmed nothing of theirs.
+  it('publishes across connection cuts: each one that resolved is delivered, each one that failed is typed and retryable', async () => {
+    const target = new URL(url.split(',')[0] as string);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port) } });
+    try {
+      const consumer = await s.bus();
+      const topic = s.topic('cuts');
+      const got = recorder<string>();
+      await consumer.subscribe(topic, got.handler, { group: s.group() });
+      await s.settle();
+      const publisher = await s.bus({ url: proxy.url(url), publishTimeoutMs: 10_000 });
+      const confirmed: string[] = [];
+      const failures: unknown[] = [];
+      let next = 0;
+      const until = Date.now() + 1_500;
+      const cuts = (async () => {
+        for (let i = 0; i < 3; i++) {
+          await sleep(300);
+          proxy.cutAll();
+        }
+      })();
+      // Four publishers in a row each, so that some publishes are in flight at every cut.
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (Date.now() < until) {
+            const payload = `m${next++}`;
+            try {
+              await publisher.publish(topic, payload);
+              confirmed.push(payload);
+            } catch (error) {
+              failures.push(error);
+              await sleep(50);
+            }
+          }
+        }),
+      );
+      await cuts;
+      for (const failure of failures) {
+        expect(BusbarError.is(failure), inspect(failure)).toBe(true);
+        expect((failure as BusbarError).retryable, inspect(failure)).toBe(true);
+      }
+      expect(confirmed.length).toBeGreaterThan(0);
+      const missing = () => {
+        const delivered = new Set(got.messages.map((m) => m.payload));
+        return confirmed.filter((p) => !delivered.has(p));
+      };
+      await s.waitFor(() => missing().length === 0, 20_000, 'every confirmed publish delivered').catch(() => undefined);
+      expect(missing()).toEqual([]);
+      // The publisher's bus still works.
+      await publisher.publish(topic, 'after');
+      await s.waitFor(() => got.messages.some((m) => m.payload === 'after'), 10_000, 'the publish after the cuts');
+    } finally {
+      await proxy.close();
+    }
+  });
 }

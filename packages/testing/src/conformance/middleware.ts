@@ -54,6 +54,69 @@ export function middlewareTests(s: Suite): void {
     expect(attempts.filter((a) => a === 2)).toHaveLength(1);
   });
 
+  it('a middleware that edits message.headers changes neither the retry nor the dead letter', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('mw-edit');
+    const group = s.group();
+    const seen: Array<Record<string, string>> = [];
+    await bus.subscribe(topic, (m) => void seen.push({ ...m.headers }), {
+      group,
+      retry: { maxAttempts: 2, initialDelayMs: 50, maxDelayMs: 50 },
+      middleware: [
+        async (m, _c, next) => {
+          const headers = m.headers as Record<string, string>;
+          delete headers.tenant;
+          headers.authorization = 'Bearer injected';
+          await next();
+          throw new Error('fails after editing');
+        },
+      ],
+    });
+    const dead = recorder<unknown>();
+    await bus.subscribeDeadLetters(topic, group, dead.handler);
+    await s.settle();
+    await bus.publish(topic, 'x', { headers: { tenant: 'acme' } });
+    await s.waitFor(() => dead.messages.length >= 1, 30_000, 'the dead letter');
+    // Each attempt starts from the message as published, and so does the dead letter.
+    expect(seen).toEqual([{ authorization: 'Bearer injected' }, { authorization: 'Bearer injected' }]);
+    expect(dead.messages[0]?.headers).toEqual({ tenant: 'acme' });
+    expect(dead.messages[0]?.deadLetter?.attempts).toBe(2);
+  });
+
+  it('a dead-letter reader never drops a dead letter: a PermanentError from bus middleware or the reader retries it', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('mw-dlread');
+    const group = s.group();
+    await bus.subscribe(
+      topic,
+      () => {
+        throw new PermanentError('bad order');
+      },
+      { group },
+    );
+    // The README's auth check, registered after the failing subscription: only the dead-letter reader gets it.
+    let denied = 0;
+    bus.use((_m, _c, next) => {
+      if (denied++ === 0) throw new PermanentError('forbidden');
+      return next();
+    });
+    const read: Array<{ payload: unknown; attempt: number }> = [];
+    await bus.subscribeDeadLetters(
+      topic,
+      group,
+      (m) => {
+        read.push({ payload: m.payload, attempt: m.attempt });
+        if (read.length === 1) throw new PermanentError('not now');
+      },
+      { retry: { initialDelayMs: 50, maxDelayMs: 100 } },
+    );
+    await s.settle();
+    await bus.publish(topic, 'kept', { headers: { tenant: 'acme' } });
+    await s.waitFor(() => read.length >= 2, 30_000, 'the dead letter read again after two refusals');
+    expect(read.map((r) => r.payload)).toEqual(['kept', 'kept']);
+    expect(read[1]?.attempt).toBeGreaterThan(read[0]?.attempt ?? 0);
+  });
+
   it('publish middleware adds headers; one that throws rejects the publish before anything is sent', async () => {
     const bus = await s.bus();
     const topic = s.topic('mw-pub');

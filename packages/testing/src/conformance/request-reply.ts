@@ -95,6 +95,32 @@ export function requestReplyTests(s: Suite): void {
     expect((invalid as RemoteError).remoteCode).toBe('BUSBAR_VALIDATION');
   });
 
+  it('an error whose message or name is not a string still reaches the caller as a RemoteError, and the responder keeps answering', async () => {
+    const bus = await s.bus();
+    const name = s.topic('rr-oddError');
+    await bus.respond(
+      name,
+      async (m: { payload: number }) => {
+        // `e.message = body.error_description`, when the body had none.
+        const error = new Error('set below');
+        if (m.payload === 1) (error as { message: unknown }).message = undefined;
+        if (m.payload === 2) (error as { name: unknown }).name = 42;
+        if (m.payload === 3) (error as { stack: unknown }).stack = { deep: true };
+        if (m.payload <= 3) throw error;
+        return m.payload;
+      },
+      { concurrency: 1 },
+    );
+    await s.settle();
+    for (const payload of [1, 2, 3]) {
+      const failed = await bus.request(name, payload, { timeoutMs: s.ms(5_000) }).catch((e: unknown) => e);
+      expect(BusbarError.is(failed, 'BUSBAR_REMOTE')).toBe(true);
+      expect(typeof (failed as RemoteError).remoteCode).toBe('string');
+    }
+    // One handler at a time: had a failed reply kept its slot, this would time out.
+    expect(await bus.request(name, 7, { timeoutMs: s.ms(5_000) })).toBe(7);
+  });
+
   it('a reply over maxPayloadBytes reaches the caller as a RemoteError, and the responder answers the next one', async () => {
     // Sent as it was, a reply over the broker's limit closes the responder's channel or connection (RabbitMQ,
     // MQTT) or is refused by the client, and the caller only learns of it at its timeout.
