@@ -7,9 +7,9 @@ import { promisify } from 'node:util';
 import { connect, silentLogger } from '@busbar/core';
 import { driver } from '@busbar/kafka';
 import { type ConformanceOptions, describeConformance, freePort } from '@busbar/testing';
-import kafkajs from 'kafkajs';
+import type kafkajs from 'kafkajs';
 import { afterAll, beforeAll, describe, vi } from 'vitest';
-import { patchedKafka } from '../packages/kafka/test/native-client.js';
+import { patchedKafka, setMaxMessageBytes } from '../packages/kafka/test/native-client.js';
 
 /**
  * The Kafka conformance suite against Apache Kafka 4.x (KRaft only, old protocol versions removed by KIP-896),
@@ -38,19 +38,9 @@ let port = 0;
 let dir = '';
 let admin: kafkajs.Admin | undefined;
 
-/** Sets the topic's max.message.bytes (creating the topic with it if it does not exist yet). */
-async function maxMessageBytes(topic: string, value: string, create: boolean): Promise<void> {
+function maxMessageBytes(topic: string, value: string, create: boolean): Promise<void> {
   if (!admin) throw new Error('the Kafka 4 broker is not up');
-  const configEntries = [{ name: 'max.message.bytes', value }];
-  const created =
-    create &&
-    (await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 1, configEntries }] }));
-  if (!created) {
-    await admin.alterConfigs({
-      validateOnly: false,
-      resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configEntries }],
-    });
-  }
+  return setMaxMessageBytes(admin, topic, value, create);
 }
 
 describe.runIf(enabled)(`Kafka ${VERSION}`, () => {
@@ -83,7 +73,7 @@ describe.runIf(enabled)(`Kafka ${VERSION}`, () => {
     // The whole suite on a second Kafka takes about 4 minutes on the CI machine, these sections about 2 (a third
     // of it the broker's start).
     sections: ['delivery', 'ordering', 'failures', 'bad input'],
-    // As in packages/kafka/test/conformance.test.ts: a topic that takes records of at most 64 bytes.
+    // As in packages/kafka/test/conformance-options.ts: a topic that takes records of at most 64 bytes.
     refuseWrites: async (topic) => {
       await maxMessageBytes(topic, '64', true);
       return () => maxMessageBytes(topic, '1048588', false);

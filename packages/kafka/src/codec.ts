@@ -96,7 +96,11 @@ export function toKafkaMessage(record: OutgoingRecord, extra: WireHeaders | unde
     if (record.contentType) headers[CONTENT_TYPE] = record.contentType;
     value = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   }
-  const key = record.key ?? (headers[PARTITION_KEY] as string | undefined) ?? null;
+  const keyBytes = headers[HEADER.keyBytes];
+  const key =
+    typeof keyBytes === 'string'
+      ? Buffer.from(keyBytes, 'base64')
+      : (record.key ?? (headers[PARTITION_KEY] as string | undefined) ?? null);
   const message: Message = { key, value, headers };
   if (keepsOwnTimestamp(record, now)) message.timestamp = String(record.timestamp);
   return message;

@@ -6,7 +6,7 @@ import { busbarAssigners, PROTOCOLS } from './assigner.js';
 import { decode } from './codec.js';
 import { Committer } from './commits.js';
 import { KafkaDelivery, type SettleHost } from './delivery.js';
-import { errorType, groupProtocolError } from './errors.js';
+import { errorType, groupProtocolError, missingCodec } from './errors.js';
 import { RetiredConsumers, startConsumer } from './native.js';
 import type { KafkaOptions } from './options.js';
 import type { Publisher } from './publisher.js';
@@ -143,7 +143,7 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
         const error =
           errorType(crash) === 'INCONSISTENT_GROUP_PROTOCOL'
             ? groupProtocolError(this.#groupId, PROTOCOLS, sanitizeError(crash, this.#deps.secrets))
-            : crash;
+            : (missingCodec(crash, this.#spec.topic) ?? crash);
         const clean = sanitizeError(error, this.#deps.secrets);
         this.#deps.reportState(this.#name, restart ? 'reconnecting' : 'down', clean);
         if (!restart) {

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { RetryRequest, SettleAction } from '@busbar/core/transport';
 import { HEADER, SettleOnce } from '@busbar/core/transport';
 import type { DecodedRecord, KafkaRaw } from './codec.js';
@@ -39,7 +40,15 @@ export class KafkaDelivery extends SettleOnce<KafkaRaw> {
     // A tombstone's retry and dead letter are tombstones too (codec.ts writes the mark as a null value).
     const mark = this.raw.tombstone ? { [HEADER.tombstone]: '1' } : undefined;
     if (this.#record.fromRetry) return mark;
-    return { [HEADER.sourcePartition]: String(this.raw.partition), [HEADER.sourceOffset]: this.raw.offset, ...mark };
+    // A binary key travels as its bytes (the string key core has is not them): codec.ts writes them back.
+    const key = this.raw.key;
+    const bytes = key !== null && !isUtf8(key) ? { [HEADER.keyBytes]: key.toString('base64') } : undefined;
+    return {
+      [HEADER.sourcePartition]: String(this.raw.partition),
+      [HEADER.sourceOffset]: this.raw.offset,
+      ...mark,
+      ...bytes,
+    };
   }
 
   /** The same record handed to core again (after a release), still holding its place in the partition. */

@@ -1,4 +1,4 @@
-import { type BusbarError, ConfigError, PayloadTooLargeError } from '@busbar/core';
+import { type BusbarError, ConfigError, PayloadTooLargeError, UnsupportedError } from '@busbar/core';
 import type { NativeErrorClass, NativeErrorContext } from '@busbar/core/transport';
 import { nativeError, sanitizeError } from '@busbar/core/transport';
 import { TLS_VERIFY_CODE } from './internals.js';
@@ -135,5 +135,20 @@ export function groupProtocolError(groupId: string, protocols: readonly string[]
   return new ConfigError(
     `Kafka consumer group '${groupId}' has members that offer none of busbar's partition assignment protocols (${protocols.join(', ')}): the broker refused the join (INCONSISTENT_GROUP_PROTOCOL). Give the group's other consumers partition.assignment.strategy=roundrobin or range (Java: RoundRobinAssignor or RangeAssignor, also next to CooperativeStickyAssignor), or subscribe busbar with another group`,
     { cause, retryable: false },
+  );
+}
+
+/**
+ * A batch compressed with a codec this process has not registered (kafkajs ships only gzip): a foreign producer's
+ * `compression.type=snappy|lz4|zstd`. kafkajs cannot skip it without losing its records, so the subscription
+ * stops there until the codec is registered; this says which one and how.
+ */
+export function missingCodec(crash: unknown, topic: string): UnsupportedError | undefined {
+  const message = crash instanceof Error ? crash.message : '';
+  const match = /^(Snappy|LZ4|ZSTD) compression not implemented/i.exec(message);
+  if (!match || (crash as Error).name !== 'KafkaJSNotImplemented') return undefined;
+  const codec = (match[1] as string).toLowerCase();
+  return new UnsupportedError(
+    `Records on '${topic}' are compressed with ${codec}, which no codec in this process can read: register one (packages/kafka README, "Compression") and the subscription reads on from there`,
   );
 }

@@ -72,6 +72,9 @@ function toTopicMessages(batch: readonly Pending[]): { topicMessages: TopicMessa
  * concurrent callers share round trips. kafkajs' idempotent producer keeps one
  * produce request per broker in flight anyway, so merging loses nothing.
  */
+/** The first pause before records kafkajs did not send go out again on a fresh producer; doubling. */
+const UNACKED_PAUSE_MS = 50;
+
 export class Publisher {
   readonly #config: PublisherConfig;
   #producer: Producer;
@@ -255,6 +258,9 @@ export class Publisher {
           return;
         }
         batch = again;
+        // Not at once: a moved leader takes a moment to be known, and a partition kafkajs skips for good (one that
+        // does not exist) must not become a loop of fresh producers (connections) until the deadline.
+        await new Promise((resolve) => setTimeout(resolve, Math.min(UNACKED_PAUSE_MS * 2 ** (attempt - 1), 1_000)));
       } catch (error) {
         const type = errorType(error);
         const fenced = type !== undefined && FENCED.has(type);

@@ -187,6 +187,14 @@ export class KafkaResponder implements TransportSubscription {
       this.#d.logger.debug(`The reply topic '${raw.replyTopic}' does not exist (its requester is gone); reply dropped`);
       return;
     }
+    if (raw.replyPartition !== undefined && !(await this.#partitionExists(raw.replyTopic, raw.replyPartition))) {
+      // kafkajs would skip a partition it does not know without a word, and the publisher would try again until its
+      // timeout, holding back every publish behind it: the reply cannot arrive, so it is dropped now.
+      this.#d.logger.warn(
+        `A request on '${raw.topic}' asks for a reply on partition ${raw.replyPartition} of '${raw.replyTopic}', which does not exist; reply dropped`,
+      );
+      return;
+    }
     const record: OutgoingRecord = {
       topic: raw.replyTopic,
       id: '',
@@ -197,6 +205,21 @@ export class KafkaResponder implements TransportSubscription {
       timestamp: Date.now(),
     };
     await this.#d.publisher.publish([record], { [REPLY_HEADER.correlationId]: raw.correlationId }, raw.replyPartition);
+  }
+
+  /** Partition counts of reply topics, looked up once a minute at most (a reply topic rarely grows). */
+  readonly #partitionCounts = new Map<string, { count: number; until: number }>();
+
+  async #partitionExists(topic: string, partition: number): Promise<boolean> {
+    if (!Number.isInteger(partition) || partition < 0) return false;
+    let known = this.#partitionCounts.get(topic);
+    if (known === undefined || known.until < Date.now() || partition >= known.count) {
+      const found = await withTimeout(this.#d.topology.partitions([topic]), ASSIGN_LOOKUP_MS, 'partition metadata');
+      if (this.#partitionCounts.size >= 1_000) this.#partitionCounts.clear();
+      known = { count: found.get(topic)?.length ?? 0, until: Date.now() + 60_000 };
+      this.#partitionCounts.set(topic, known);
+    }
+    return partition < known.count;
   }
 
   #waitForRoom(): Promise<void> {

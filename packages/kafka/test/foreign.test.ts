@@ -32,6 +32,31 @@ describe.runIf(ok)('kafka interop with plain kafkajs clients', () => {
     await bus.close();
   });
 
+  it('a binary (not UTF-8) key keeps its bytes through the retry, the dead letter and a re-drive', async () => {
+    const topic = uniqueName('binkey');
+    const group = uniqueName('g');
+    const key = Buffer.from([0xff, 0x00, 0xfe, 0x41]);
+    let fail = true;
+    const attempts: number[] = [];
+    await bus.subscribe(
+      topic,
+      (m) => {
+        attempts.push(m.attempt);
+        if (fail) throw new Error('fails');
+      },
+      { group, retry: fast },
+    );
+    await producer.send({ topic, messages: [{ key, value: '{"n":1}' }] });
+    const [dead] = await readRecords(`${topic}.${group}.dlq`, 1);
+    expect(Buffer.compare(dead?.key as Buffer, key)).toBe(0);
+    const [retried] = await readRecords(`${topic}.${group}.retry`, 1);
+    expect(Buffer.compare(retried?.key as Buffer, key)).toBe(0);
+    fail = false;
+    expect(await bus.redrive(topic, group)).toBe(1);
+    const all = await readRecords(topic, 2);
+    expect(Buffer.compare(all[1]?.key as Buffer, key)).toBe(0);
+  });
+
   it('a native record reaches the handler with Kafka identity, key, headers, timestamp, and its content type applied', async () => {
     const topic = uniqueName('foreign');
     const got = collect<Message<unknown>>();

@@ -1,5 +1,5 @@
 import { uniqueName, waitFor } from '@busbar/testing';
-import type { Kafka as KafkaClient, KafkaMessage } from 'kafkajs';
+import kafkajs, { type Admin, type Kafka as KafkaClient, type KafkaMessage } from 'kafkajs';
 import { installKafkajsPatch, Kafka, logLevel } from '../src/internals.js';
 import { SocketRegistry } from '../src/sockets.js';
 
@@ -49,4 +49,22 @@ export function stringHeaders(message: KafkaMessage): Record<string, string> {
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.map(String).join(', ') : String(value);
   }
   return headers;
+}
+
+/**
+ * Sets a topic's max.message.bytes on a connected admin, creating the topic with it if it does not exist yet:
+ * at 64 every write is refused (MESSAGE_TOO_LARGE), the conformance suite's `refuseWrites`; the broker default is
+ * 1,048,588.
+ */
+export async function setMaxMessageBytes(admin: Admin, topic: string, value: string, create: boolean): Promise<void> {
+  const configEntries = [{ name: 'max.message.bytes', value }];
+  const created =
+    create &&
+    (await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 1, configEntries }] }));
+  if (!created) {
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: topic, configEntries }],
+    });
+  }
 }

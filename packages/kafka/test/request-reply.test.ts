@@ -121,6 +121,45 @@ describe.runIf(ok)('kafka request/reply with plain kafkajs clients (Spring Reply
     expect(await admin.listTopics()).not.toContain(gone);
   }, 60_000);
 
+  it('a reply partition the reply topic does not have drops that reply and holds nothing else back', async () => {
+    const bus = await open();
+    const topic = uniqueName('rr-badpart');
+    let handled = 0;
+    await bus.respond(
+      topic,
+      (m) => {
+        handled++;
+        return m.payload;
+      },
+      { group: uniqueName('g') },
+    );
+    const replyTopic = uniqueName('raw-replies');
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: replyTopic, numPartitions: 1 }] });
+    const replies: KafkaMessage[] = [];
+    await consume(replyTopic, async (message) => {
+      replies.push(message);
+    });
+    const partition = (n: number) => {
+      const bytes = Buffer.alloc(4);
+      bytes.writeInt32BE(n);
+      return bytes;
+    };
+    const request = (value: string, p: number) => ({
+      value,
+      headers: { [REPLY_TOPIC]: replyTopic, [CORRELATION_ID]: `c-${value}`, [REPLY_PARTITION]: partition(p) },
+    });
+    await producer.send({ topic, messages: [request('99', 99), request('-7', -7)] });
+    await waitFor(() => handled === 2, 20_000, 'both requests handled');
+    // Those replies went nowhere; an unrelated publish is not held behind them (it waited the whole publish
+    // timeout for them, and the publisher opened a producer connection per try meanwhile).
+    const started = Date.now();
+    await bus.publish(uniqueName('rr-unrelated'), 1);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await producer.send({ topic, messages: [request('0', 0)] });
+    await waitFor(() => replies.length >= 1, 20_000, 'the reply to the good request');
+    expect(replies.map((r) => String(r.value))).toEqual(['0']);
+  }, 60_000);
+
   it('a busbar request is answered by a raw kafkajs consumer + producer that copies the correlation id', async () => {
     const bus = await open();
     const topic = uniqueName('rr-raw-out');
