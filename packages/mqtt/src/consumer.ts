@@ -56,11 +56,20 @@ export function freeMember(family: string, n: number): void {
   if (used?.size === 0) members.delete(family);
 }
 
+/**
+ * Retained messages: a group's shared subscription gets none (each member that joins would get the same one
+ * again, with a fresh id each time, and run it: MQTT 5 says not to send them to shared subscriptions, and
+ * Mosquitto 2.0 does), a broadcast subscription gets them when it is new (MQTT's "current state" meaning).
+ */
+function retainHandling(filter: string): 1 | 2 {
+  return filter.startsWith('$share/') ? 2 : 1;
+}
+
 /** Subscribes `filter` at QoS 1 once, or throws typed: the broker's refusal (not retryable) or a lost connection. */
 export async function subscribeOnce(link: Link, filter: string): Promise<void> {
   let code: number | undefined;
   try {
-    code = (await link.client.subscribeAsync(filter, { qos: 1, rh: 1 }))[0]?.qos;
+    code = (await link.client.subscribeAsync(filter, { qos: 1, rh: retainHandling(filter) }))[0]?.qos;
   } catch (error) {
     throw toBusbarError(error, { what: `Subscribing to '${filter}'`, op: 'consume', secrets: link.secrets });
   }
@@ -76,7 +85,7 @@ export async function subscribeFilter(link: Link, filter: string, onError: (erro
   // Subscribe again on every reconnect, even when the session was resumed: Mosquitto 2.0 restores
   // a persistent session after a restart but not its shared subscriptions.
   link.client.on('connect', () => {
-    link.client.subscribe(filter, { qos: 1, rh: 1 }, (error, granted) => {
+    link.client.subscribe(filter, { qos: 1, rh: retainHandling(filter) }, (error, granted) => {
       const code = granted?.[0]?.qos;
       if (!error && code !== undefined && code <= 2) return;
       const what = `Subscribing again to '${filter}' after a reconnect failed`;

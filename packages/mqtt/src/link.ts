@@ -175,7 +175,7 @@ export class Link {
         client.off('error', onError);
         client.off('end', onEnd);
         if (error === undefined) return resolve();
-        client.end(true);
+        this.#abandon();
         reject(error);
       };
       const onConnect = () => done();
@@ -196,6 +196,19 @@ export class Link {
       client.on('end', onEnd);
       client.connect();
     });
+  }
+
+  /**
+   * A connect that failed leaves nothing behind: mqtt.js, told to end while it is still connecting, would keep
+   * its reconnect timer (a socket and a redial every period, and a process that cannot exit), so it is told not
+   * to reconnect and its socket is dropped. The link counts as closed: its end is not an outage.
+   */
+  #abandon(): void {
+    this.#closed = true;
+    this.#ctx.forgetState?.(this.name);
+    this.client.options.reconnectPeriod = 0;
+    this.client.end(true);
+    this.client.stream?.destroy();
   }
 
   /** Strings never to show in an error (the password). */
@@ -238,6 +251,8 @@ export class Link {
         resolve();
       });
     });
+    // Closed on purpose (a subscription closed, or one whose subscribe failed): no longer a connection of the bus.
+    this.#ctx.forgetState?.(this.name);
   }
 
   /** Drops the socket so mqtt.js reconnects and the broker re-sends what we left unacked. */

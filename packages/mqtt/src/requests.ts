@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { ClosedError, ConnectionError, PublishError } from '@busbar/core';
 import type {
   IncomingRequest,
@@ -27,6 +27,8 @@ type Callbacks = { readonly onRequest: (request: IncomingRequest) => void; reado
 const REPLY_SESSION_SECONDS = 300;
 
 /** Requests a responder remembers having served (the last 10,000 at least), so a duplicate PUBLISH of one is not answered twice. */
+/** Longer keys are remembered by their digest (see seenKey). */
+const SEEN_KEY_MAX = 256;
 const SEEN_LIMIT = 10_000;
 
 /** A response topic busbar may publish to: a topic name (no wildcard), not empty, not `$`-reserved. */
@@ -220,7 +222,7 @@ export class MqttRequestReply implements RequestReply {
         const correlation = packet.properties?.correlationData;
         if (correlation !== undefined) {
           // A requester's QoS 1 re-send after a lost PUBACK: the first copy is being (or was) answered.
-          if (!seen.add(`${responseTopic}\u0000${correlation.toString('latin1')}`)) return skip();
+          if (!seen.add(seenKey(responseTopic, correlation))) return skip();
         }
         callbacks.onRequest(this.#incoming(path, packet, responseTopic, correlation, () => void acks.ack(inbound)));
       },
@@ -298,4 +300,16 @@ export class MqttRequestReply implements RequestReply {
       this.#replyLink?.close(true, 1_000).catch(() => undefined),
     ]);
   }
+}
+
+/**
+ * What a responder remembers of a request to spot a requester's QoS 1 re-send: the response topic and the
+ * correlation data, or a digest of them when they are long (a foreign requester may send 64 KB of each, and
+ * 10,000 of them are kept).
+ */
+export function seenKey(responseTopic: string, correlation: Buffer): string {
+  if (responseTopic.length + correlation.length <= SEEN_KEY_MAX) {
+    return `${responseTopic}\u0000${correlation.toString('latin1')}`;
+  }
+  return createHash('sha256').update(responseTopic).update('\u0000').update(correlation).digest('base64');
 }

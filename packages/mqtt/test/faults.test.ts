@@ -1,5 +1,5 @@
 import { type Bus, connect, silentLogger } from '@busbar/core';
-import { createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
+import { brokerAvailable, brokerUrls, createFaultProxy, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
 import { PrivateMosquitto, privateBrokerAvailable } from './helpers.js';
@@ -192,3 +192,57 @@ describe.runIf(privateBrokerAvailable())('mqtt faults (private mosquitto, persis
     }
   }, 120_000);
 });
+
+describe.runIf((await brokerAvailable('mqtt')) || process.env.CI === 'true')(
+  'mqtt: calls that failed leave nothing behind',
+  () => {
+    const target = () => {
+      const url = new URL(brokerUrls.mqtt);
+      return { host: url.hostname, port: Number(url.port || 1883) };
+    };
+
+    it('a connect to a silent broker that timed out keeps no socket and no reconnect timer', async () => {
+      const proxy = await createFaultProxy({ target: target() });
+      try {
+        proxy.blackhole(true);
+        for (let i = 0; i < 3; i++) {
+          const error = await connect({
+            url: proxy.url(brokerUrls.mqtt),
+            driver,
+            connectTimeoutMs: 500,
+            logger: silentLogger,
+          }).catch((e: unknown) => e);
+          expect((error as { code?: string }).code).toBe('BUSBAR_CONNECTION');
+        }
+        // mqtt.js redialled every reconnect period, each dial a connection the proxy would hold.
+        await sleep(2_500);
+        expect(proxy.connections).toBe(0);
+      } finally {
+        await proxy.close();
+      }
+    });
+
+    it('a subscribe that failed while the broker refused leaves health once the broker is back', async () => {
+      const proxy = await createFaultProxy({ target: target() });
+      const bus = await connect({
+        url: proxy.url(brokerUrls.mqtt),
+        driver,
+        connectTimeoutMs: 1_000,
+        logger: silentLogger,
+      });
+      try {
+        proxy.refuse(2_000);
+        const failed = await bus
+          .subscribe(uniqueName('gone'), () => undefined, { group: 'g' })
+          .catch((e: unknown) => e);
+        expect((failed as { code?: string }).code).toBe('BUSBAR_CONNECTION');
+        await waitFor(async () => (await bus.health()).status === 'up', 15_000, 'health up again');
+        const names = (await bus.health()).connections.map((c) => c.name);
+        expect(names.some((n) => n.includes('gone'))).toBe(false);
+      } finally {
+        await bus.close();
+        await proxy.close();
+      }
+    });
+  },
+);

@@ -27,6 +27,29 @@ describe.runIf(ok)('mqtt: messages from foreign MQTT clients', () => {
     for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => undefined);
   });
 
+  it('a retained foreign message is not run again by every member that joins a group', async () => {
+    const topic = uniqueName('retained');
+    const raw = await rawClient();
+    cleanup.push(() => raw.client.publishAsync(topic, '', { qos: 1, retain: true }).then(() => raw.client.endAsync()));
+    await raw.client.publishAsync(topic, '"state"', { qos: 1, retain: true });
+    const group = uniqueName('g');
+    const handled: string[] = [];
+    for (let member = 0; member < 3; member++) {
+      const bus = await openBus({ name: uniqueName(`ret${member}`), sessionExpirySeconds: 60 });
+      cleanup.push(() => bus.close());
+      await bus.subscribe(topic, (m) => void handled.push(m.id), { group });
+      await sleep(300);
+    }
+    // A broadcast subscription does get it (MQTT's retained "current state").
+    const watcher = await openBus({ name: uniqueName('retw') });
+    cleanup.push(() => watcher.close());
+    const seen: unknown[] = [];
+    await watcher.subscribe(topic, (m) => void seen.push(m.payload));
+    await waitFor(() => seen.length === 1, 10_000, 'the retained message on a broadcast subscription');
+    expect(seen).toEqual(['state']);
+    expect(handled).toEqual([]);
+  });
+
   it('maps topic names that are no busbar topic predictably, and retries and dead-letters them', async () => {
     const root = uniqueName('odd');
     const bus = await openBus({ name: uniqueName('oddbus'), sessionExpirySeconds: 60 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RecentKeys } from '../src/recent.js';
+import { seenKey } from '../src/requests.js';
 
 describe("RecentKeys (the responder's memory of served requests)", () => {
   it('answers false for a key it has, true for a new one', () => {
@@ -21,5 +22,17 @@ describe("RecentKeys (the responder's memory of served requests)", () => {
     }
     // Memory is bounded: a key older than 2 * limit is forgotten.
     expect(recent.add('k0')).toBe(true);
+  });
+});
+
+describe('a responder’s memory of requests it answered', () => {
+  it('keeps a bounded key per request, however long its response topic and correlation data', () => {
+    const topic = `replies/${'t'.repeat(30_000)}`;
+    const long = seenKey(topic, Buffer.alloc(60_000, 7));
+    expect(long.length).toBeLessThanOrEqual(64);
+    expect(seenKey(topic, Buffer.alloc(60_000, 7))).toBe(long);
+    expect(seenKey(topic, Buffer.alloc(60_000, 8))).not.toBe(long);
+    // Short ones as they are (no digest per request on the common path).
+    expect(seenKey('busbar/replies/abc', Buffer.from('c-1'))).toBe('busbar/replies/abc\u0000c-1');
   });
 });
