@@ -127,15 +127,7 @@ const PATCHED = Symbol.for('busbar.nats.failFastDial');
  * the shape is not the expected one (then such a dial fails at its timeout, as before).
  */
 export function installFailFastDial(): boolean {
-  let proto: Record<string | symbol, unknown> | undefined;
-  try {
-    const mod = createRequire(import.meta.url)('nats/lib/nats-base-client/protocol.js') as {
-      ProtocolHandler?: { prototype?: Record<string | symbol, unknown> };
-    };
-    proto = mod.ProtocolHandler?.prototype;
-  } catch {
-    return false;
-  }
+  const proto = clientPrototype('nats/lib/nats-base-client/protocol.js', 'ProtocolHandler');
   if (proto === undefined || typeof proto.disconnected !== 'function') return false;
   if (proto[PATCHED] === true) return true;
   const original = proto.disconnected as Disconnected;
@@ -149,9 +141,51 @@ export function installFailFastDial(): boolean {
   };
   proto.disconnected = patched;
   proto[PATCHED] = true;
+  installDialCleanup();
   return true;
+}
+
+const CLEANUP_PATCHED = Symbol.for('busbar.nats.dialCleanup');
+
+interface TransportInternals {
+  connected?: boolean;
+  socket?: { destroy(): void; removeAllListeners(): void };
+  options?: Record<string, unknown>;
+}
+
+/**
+ * nats.js 2.29 closes a transport whose dial failed (a server that accepted TCP and never sent INFO: the dial's
+ * timeout) with a `close()` that does nothing unless the connection was up: the socket stays open, one per
+ * failed `connect()` (found with a fault proxy). This drops it, for connections that carry FAIL_FAST_DIAL only.
+ */
+function installDialCleanup(): void {
+  const proto = clientPrototype('nats/lib/src/node_transport.js', 'NodeTransport');
+  if (proto === undefined || typeof proto.close !== 'function' || proto[CLEANUP_PATCHED] === true) return;
+  const original = proto.close as (this: TransportInternals, error?: unknown) => Promise<void>;
+  proto.close = function (this: TransportInternals, error?: unknown) {
+    if (!this.connected && this.socket !== undefined && this.options?.[FAIL_FAST_DIAL] === true) {
+      this.socket.removeAllListeners();
+      this.socket.destroy();
+      this.socket = undefined;
+    }
+    return original.call(this, error);
+  };
+  proto[CLEANUP_PATCHED] = true;
 }
 
 function closedWhileDialling(): Error {
   return Object.assign(new Error('the server closed the connection before it was ready'), { code: 'DISCONNECT' });
+}
+
+/** The prototype of class `name` in one of nats.js' own modules; undefined when the module or class moved. */
+function clientPrototype(path: string, name: string): Record<string | symbol, unknown> | undefined {
+  try {
+    const mod = createRequire(import.meta.url)(path) as Record<
+      string,
+      { prototype?: Record<string | symbol, unknown> }
+    >;
+    return mod[name]?.prototype;
+  } catch {
+    return undefined;
+  }
 }

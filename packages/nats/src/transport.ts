@@ -134,6 +134,8 @@ export class NatsTransport implements Transport {
 
   async connect(): Promise<void> {
     const ctx = this.#context;
+    // One budget for the dial and the JetStream check together: each had the whole connect timeout.
+    const deadline = Date.now() + ctx.bus.connectTimeoutMs;
     ctx.reportState('nats', 'connecting');
     let nc: NatsConnection;
     try {
@@ -158,7 +160,8 @@ export class NatsTransport implements Transport {
       // A declaration may take as long as connecting may (a cluster's leader election takes seconds, nats.js'
       // default API timeout is 5 s); an answer lost in a reconnect is asked for again, not waited out (api.ts).
       const timeout = ctx.bus.connectTimeoutMs;
-      const jsm = await hedgeApi(timeout, () => nc.jetstreamManager({ timeout }));
+      const left = Math.max(1, deadline - Date.now());
+      const jsm = await hedgeApi(left, () => nc.jetstreamManager({ timeout: left }));
       this.#jsm = jsm;
       this.#js = nc.jetstream({ timeout });
       this.#topology = new Topology(jsm, this.#options, timeout);

@@ -271,3 +271,27 @@ describe.runIf(ok)('nats faults', () => {
     }
   }, 60_000);
 });
+
+describe.runIf(ok || process.env.CI === 'true')('nats: a connect that timed out', () => {
+  it('keeps no socket to a server that accepted TCP and never answered', async () => {
+    const target = new URL(brokerUrls.nats);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 4222) } });
+    try {
+      proxy.blackhole(true);
+      for (let i = 0; i < 3; i++) {
+        const error = await connect({
+          url: proxy.url(brokerUrls.nats),
+          driver,
+          connectTimeoutMs: 500,
+          logger: silentLogger,
+        }).catch((e: unknown) => e);
+        expect((error as { code?: string }).code).toBe('BUSBAR_CONNECTION');
+      }
+      await sleep(500);
+      // nats.js left each failed dial's socket open (one file descriptor per try).
+      expect(proxy.connections).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
