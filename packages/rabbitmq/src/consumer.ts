@@ -1,3 +1,4 @@
+import { BusbarError, TimeoutError } from '@busbar/core';
 import type {
   Logger,
   RetryRequest,
@@ -5,6 +6,7 @@ import type {
   SubscribeSpec,
   TransportSubscription,
 } from '@busbar/core/transport';
+import { withTimeout } from '@busbar/core/transport';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { ChannelAcks } from './acks.js';
 import { readMessage } from './codec.js';
@@ -57,9 +59,20 @@ export class Consumer implements TransportSubscription, RetrySink {
           throw this.#hooks.toError(error, 'Subscribing failed');
         });
         try {
-          await this.#openOn(model, true);
+          // Bounded: a broker that stops answering (the TCP connection still up) would otherwise hold subscribe
+          // until the heartbeat gives the connection up (three heartbeats: 30 s by default).
+          const left = Math.max(1, deadline - Date.now());
+          await withTimeout(
+            this.#openOn(model, true),
+            left,
+            () =>
+              new TimeoutError(
+                `Subscribing to '${this.#spec.topic}' timed out after ${waitMs} ms (the broker did not answer)`,
+              ),
+          );
           break;
         } catch (error) {
+          if (BusbarError.is(error, 'BUSBAR_TIMEOUT')) throw error;
           if (!(await this.#lost(model)) || this.#stopped || Date.now() >= deadline) throw error;
         }
       }
@@ -122,6 +135,11 @@ export class Consumer implements TransportSubscription, RetrySink {
       this.#acks = acks;
       const ok = await channel.consume(queue, (message) => this.#receive(acks, queue, message), { noAck: false });
       this.#consumerTag = ok.consumerTag;
+      // The subscribe that opened it gave up meanwhile (its timeout): nothing may consume for it.
+      if (this.#stopped && first) {
+        await channel.close().catch(() => undefined);
+        return;
+      }
     } catch (error) {
       await channel?.close().catch(() => undefined);
       throw first ? this.#hooks.toError(error, `Subscribing to '${this.#spec.topic}' failed`) : error;

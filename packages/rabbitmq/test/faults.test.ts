@@ -152,6 +152,42 @@ describe.runIf(ok)('rabbitmq faults (fault proxy)', () => {
     }
   });
 
+  it('a subscribe on a broker that stopped answering rejects within connectTimeoutMs, not the heartbeat', {
+    timeout: 60_000,
+  }, async () => {
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 5672) } });
+    const bus = await open({ connectTimeoutMs: 1_500 }, proxy.url(brokerUrls.rabbitmq));
+    const topic = uniqueName('silentsub');
+    try {
+      await (await bus.subscribe(topic, async () => undefined, { group: 'g' })).close();
+      proxy.blackhole(true);
+      const started = Date.now();
+      const error = await bus.subscribe(topic, async () => undefined, { group: 'g2' }).catch((e: unknown) => e);
+      // Three missed heartbeats (30 s by default) bounded it before.
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(BusbarError.is(error, 'BUSBAR_TIMEOUT')).toBe(true);
+      expect((error as BusbarError).retryable).toBe(true);
+      proxy.blackhole(false);
+      proxy.cutAll();
+      const got = new Set<string>();
+      await waitFor(
+        async () => {
+          const sub = await bus
+            .subscribe(topic, async (m) => void got.add(m.id), { group: 'g3' })
+            .catch(() => undefined);
+          return sub !== undefined;
+        },
+        20_000,
+        'subscribing again once the broker answers',
+      );
+      const id = await bus.publish(topic, 'after');
+      await waitFor(() => got.has(id), 10_000, 'delivery after recovery');
+    } finally {
+      await bus.close();
+      await proxy.close();
+    }
+  });
+
   it('a blackholed connection makes publish reject within the confirm timeout; it recovers after', {
     timeout: 60_000,
   }, async () => {
