@@ -39,12 +39,13 @@ export async function claimIdle(
   ctx: ClaimContext,
   stream: string,
   sink: { room(): number; deliver(id: string, fields: Buffer[] | null, deliveryCount: number): void },
-): Promise<void> {
+): Promise<'done' | 'full'> {
   const { client, group, consumer, claimIdleMs } = ctx;
   let cursor = '0-0';
   do {
     const room = sink.room();
-    if (room <= 0) return;
+    // Out of room before the end of the pending list: more may wait (the caller claims again once room frees).
+    if (room <= 0) return 'full';
     const reply = await callBuffer(client, 'XAUTOCLAIM', stream, group, consumer, claimIdleMs, cursor, 'COUNT', room);
     const [next, entries] = reply as [Buffer, [Buffer, Buffer[] | null][]];
     cursor = next.toString();
@@ -54,4 +55,5 @@ export async function claimIdle(
     const counts = await deliveryCounts(client, { stream, group, consumer }, first, last, entries.length);
     for (const [id, fields] of entries) sink.deliver(id.toString(), fields, counts.get(id.toString()) ?? 1);
   } while (cursor !== '0-0');
+  return 'done';
 }

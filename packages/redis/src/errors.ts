@@ -30,6 +30,8 @@ function classify(error: unknown, clean: Error, op: NativeOperation): NativeErro
   if (AUTH.test(text)) return { kind: 'auth' };
   if (!isReply(error)) return undefined;
   if (op === 'publish') return { kind: 'refused', retryable: UNAVAILABLE.test(text) };
+  // The topic's key holds a string, hash or list (someone else's key of the same name): no retry changes that.
+  if (text.includes('WRONGTYPE')) return { kind: 'topic' };
   // An ACL that forbids a command or key: no retry fixes it, as with wrong credentials.
   if (text.startsWith('NOPERM')) return { kind: 'auth' };
   return undefined;

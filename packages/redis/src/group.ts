@@ -38,6 +38,11 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
   #claimTimer: NodeJS.Timeout | undefined;
   #claiming: Promise<void> = Promise.resolve();
   /**
+   * The last claim pass ran out of room with claimable entries possibly left: claim again as soon as half the
+   * room is free, not a claim interval later (a walk over a re-released backlog ended before it, missing them).
+   */
+  #claimBacklog = false;
+  /**
    * One set per re-read on its way (own pending entries, a claim pass), of the entries acked or moved to the
    * retry stream since it was sent: Redis may have served it before that XACK, and its reply must not hand
    * them out again (a re-drive walk re-published such a dead letter twice).
@@ -166,6 +171,10 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
   settled(d: RedisDelivery): void {
     this.#held.delete(d);
     this.#reader.wake();
+    if (this.#claimBacklog && this.#held.size <= this.#i.prefetch / 2 && !this.#reader.stopped) {
+      this.#claimBacklog = false;
+      this.#claiming = this.#claiming.then(() => this.#claimTick());
+    }
   }
 
   /** Queued for this turn's XACK; nothing to wait for (see AckBatcher), so core spends no promise on it. */
@@ -214,12 +223,13 @@ export class GroupConsumer implements TransportSubscription, DeliveryOwner, Read
       await refreshHeld(this.#i, this.#held.values());
       await this.#watchingAcks(async (gone) => {
         for (const stream of [keys.stream, keys.retryStream]) {
-          await claimIdle(this.#i, stream, {
+          const pass = await claimIdle(this.#i, stream, {
             room: () => (this.#reader.stopped ? 0 : this.#i.prefetch - this.#held.size),
             deliver: (id, fields, count) => {
               if (!gone.has(`${stream} ${id}`)) this.#deliver(stream, id, fields, count);
             },
           });
+          if (pass === 'full') this.#claimBacklog = true;
         }
       });
     } catch (error) {

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import type { RedisClient } from './client.js';
 import { CLOSE_STEP_MS, type CloseState } from './closing.js';
 import { toBusbarError } from './errors.js';
+import { dropConnection } from './liveness.js';
 
 /** An XREAD/XREADGROUP/XRANGE-style reply read as Buffers: [[key, [[id, fields | null], ...]], ...]. */
 export type StreamReply = [Buffer, [Buffer, Buffer[] | null][]][] | null;
@@ -63,6 +64,9 @@ export async function settlesWithin(promise: Promise<unknown> | undefined, ms: n
   clearTimeout(timer);
   return result;
 }
+
+/** How much longer than its BLOCK a read may take before its connection counts as silent (see #watched). */
+const SILENT_READ_MS = 5_000;
 
 /** The longest pause between failed reads: a broker that stays down is asked about twice a second at most. */
 const MAX_BACKOFF_MS = 2_000;
@@ -170,16 +174,16 @@ export class BlockingReader {
             await this.#gate.wait();
             continue;
           }
-          if (await mode.catchUp(room)) continue;
+          if (await this.#watched(mode.catchUp(room))) continue;
           asked = Math.min(room, chunk);
-          reply = await mode.read(asked, true);
+          reply = await this.#watched(mode.read(asked, true));
         }
         const rows = entriesOf(reply);
         // A full reply means more is waiting: ask for it now without blocking (a blocking read queued
         // behind this one would hold up stop()), if the entries in hand leave room for it.
         aheadCount = Math.min(chunk, prefetch - mode.held - rows.length);
         if (rows.length >= asked && !this.#stopped && aheadCount > 0) {
-          ahead = mode.read(aheadCount, false);
+          ahead = this.#watched(mode.read(aheadCount, false));
           ahead.catch(() => undefined); // awaited (and its error handled) on the next turn
         }
         mode.deliver(rows);
@@ -203,6 +207,38 @@ export class BlockingReader {
     // A read sent ahead and not delivered: a group's entries stay pending for this consumer (re-read or
     // claimed later); a broadcast reader is done with the stream anyway.
     await ahead?.catch(() => undefined);
+  }
+
+  /**
+   * A read answers within `blockMs`; one that has not after `blockMs` + {@link SILENT_READ_MS} is on a connection
+   * to a server that went silent (its reply, or the command, dropped on the way): the connection is dropped so
+   * ioredis reconnects and sends the read again (again each time, while the silence lasts). A group's entries
+   * whose reply was lost stay pending for this consumer and are read again.
+   */
+  #watched<T>(read: Promise<T>): Promise<T> {
+    // One timer per reader, not one per read (a read per chunk is on the consume path): it looks at the oldest
+    // read still unanswered.
+    if (this.#unanswered++ === 0) this.#since = Date.now();
+    this.#watchdog ??= setInterval(() => this.#checkSilence(), (this.#i.blockMs + SILENT_READ_MS) / 2);
+    this.#watchdog.unref();
+    return read.finally(() => {
+      // The rest (a read sent ahead) left later than this one: counted from now, a little generously.
+      this.#since = --this.#unanswered === 0 ? undefined : Date.now();
+    });
+  }
+
+  #unanswered = 0;
+  #since: number | undefined;
+  #watchdog: NodeJS.Timeout | undefined;
+
+  #checkSilence(): void {
+    if (this.#stopped) {
+      clearInterval(this.#watchdog);
+      return;
+    }
+    if (this.#since === undefined || Date.now() - this.#since < this.#i.blockMs + SILENT_READ_MS) return;
+    this.#since = Date.now();
+    dropConnection(this.#i.reader);
   }
 
   /** Ends intake: once this resolves the loop delivers nothing more. */

@@ -22,6 +22,7 @@ import { isReplyError, toBusbarError } from './errors.js';
 import { CE_PREFIX } from './fields.js';
 import { requestStreamKey, streamKey, topicKeys } from './keys.js';
 import { groupLag } from './lag.js';
+import { Liveness } from './liveness.js';
 import type { RedisOptions } from './options.js';
 import { Publisher } from './publisher.js';
 import { settlesWithin } from './reader.js';
@@ -51,6 +52,7 @@ export class RedisTransport implements Transport {
   /** The bus's secrets and the TLS client key. */
   readonly #secrets: readonly string[];
   readonly #client: RedisClient;
+  readonly #liveness: Liveness;
   readonly #publisher: Publisher;
   readonly #consumers: ConsumerContext;
   readonly #subscriptions = new Set<TransportSubscription>();
@@ -70,6 +72,10 @@ export class RedisTransport implements Transport {
     let consumers = 0;
     this.#client = createClient(this.#config, false);
     this.#watch(this.#client);
+    const silentAfter = ctx.bus.connectTimeoutMs;
+    this.#liveness = new Liveness(this.#client, Math.min(5_000, silentAfter), silentAfter, (error) =>
+      this.#ctx.reportState(CONNECTION, 'reconnecting', error),
+    );
     this.#publisher = new Publisher({
       client: this.#client,
       keyPrefix: o.keyPrefix,
@@ -133,6 +139,7 @@ export class RedisTransport implements Transport {
     await connectClient(this.#client, this.#config, this.#secrets);
     // A Cluster resolves connect() before it emits 'ready'.
     this.#ctx.reportState(CONNECTION, 'up');
+    this.#liveness.start();
   }
 
   publish(records: readonly OutgoingRecord[]): Promise<void> {
@@ -224,6 +231,7 @@ export class RedisTransport implements Transport {
   async close(deadline = Number.POSITIVE_INFINITY): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#liveness.stop();
     this.#publisher.close();
     // Pending requests fail at once; the reply stream goes before the connection does.
     await this.#requester.close(deadline);

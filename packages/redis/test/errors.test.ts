@@ -20,8 +20,17 @@ describe('redis toBusbarError', () => {
     expect(publish.retryable).toBe(false);
     expect(publish.message).toBe('Doing it: WRONGTYPE Operation against a key holding the wrong kind of value');
     for (const op of ['consume', 'declare', 'request'] as const) {
-      const read = map(reply('WRONGTYPE Operation against a key holding the wrong kind of value'), op);
+      const read = map(reply('ERR unknown command'), op);
       expect(BusbarError.is(read, 'BUSBAR_CONNECTION')).toBe(true);
+    }
+  });
+
+  it('a topic whose key holds another Redis type (WRONGTYPE) is an InvalidTopicError off the publish path', () => {
+    for (const op of ['consume', 'declare', 'request'] as const) {
+      const read = map(reply('WRONGTYPE Operation against a key holding the wrong kind of value'), op);
+      expect(BusbarError.is(read, 'BUSBAR_INVALID_TOPIC')).toBe(true);
+      expect(read.retryable).toBe(false);
+      expect(read.message).toContain('WRONGTYPE');
     }
   });
 

@@ -86,7 +86,7 @@ describe.runIf(ok)('redis read modes: one reader, group (XREADGROUP) and broadca
 
   // Issue 19: a failed read was reported as a PublishError.
   for (const mode of ['group', 'broadcast'] as const) {
-    it(`a failed read (${mode}) is reported as a ConnectionError, not a PublishError, and reading resumes`, async () => {
+    it(`a failed read (${mode}) is reported typed (the topic's key is not a stream), not as a PublishError, and reading resumes`, async () => {
       const logger = capturing();
       const bus = await open({ logger, blockMs: 200 });
       const topic = uniqueName(`fail-${mode}`);
@@ -97,7 +97,7 @@ describe.runIf(ok)('redis read modes: one reader, group (XREADGROUP) and broadca
       await raw.del(key);
       await raw.set(key, 'not a stream');
       await waitFor(() => logger.errors.some((e) => e.includes('WRONGTYPE')), 5_000, 'a failed read reported');
-      for (const error of logger.errors) expect(error).toMatch(/^ConnectionError: Reading '/);
+      for (const error of logger.errors) expect(error).toMatch(/^InvalidTopicError: Reading '/);
       await raw.del(key);
       // Only new entries reach a recreated group or a broadcast reader: publish until one arrives.
       await waitFor(

@@ -143,3 +143,59 @@ describe.runIf(ok)('redis: close() while the server is unreachable', () => {
     }
   });
 });
+
+describe.runIf(ok)('redis: a topic whose key holds another Redis type', () => {
+  it('subscribing is an InvalidTopicError (not a connection error), and the bus still works', async () => {
+    const redis = new Redis(brokerUrls.redis);
+    const bus = await connect({ url: brokerUrls.redis, driver, logger: silentLogger });
+    try {
+      const topic = uniqueName('wrongtype');
+      await redis.set(streamKey('busbar:', topic), 'not a stream');
+      const error = await bus.subscribe(topic, () => undefined, { group: 'g' }).catch((e: unknown) => e);
+      expect(BusbarError.is(error, 'BUSBAR_INVALID_TOPIC')).toBe(true);
+      expect((error as BusbarError).retryable).toBe(false);
+      await redis.del(streamKey('busbar:', topic));
+      const other = uniqueName('after');
+      const got = collect<Message<unknown>>();
+      await bus.subscribe(other, (m) => got.push(m), { group: 'g' });
+      await bus.publish(other, 1);
+      await got.waitForCount(1, 10_000);
+    } finally {
+      await bus.close();
+      redis.disconnect();
+    }
+  });
+});
+
+describe.runIf(ok)('redis: a server that stops answering', () => {
+  it('is reported in health within about connectTimeoutMs, and the bus works again once it answers', {
+    timeout: 60_000,
+  }, async () => {
+    const target = new URL(brokerUrls.redis);
+    const proxy = await createFaultProxy({ target: { host: target.hostname, port: Number(target.port || 6379) } });
+    const bus = await connect({
+      url: proxy.url(brokerUrls.redis),
+      driver,
+      logger: silentLogger,
+      connectTimeoutMs: 1_000,
+      publishTimeoutMs: 10_000,
+      blockMs: 200,
+    });
+    try {
+      const topic = uniqueName('silent');
+      const got = collect<string>();
+      await bus.subscribe(topic, async (m) => void got.push(m.id), { group: 'g' });
+      proxy.blackhole(true);
+      // ioredis stays connected to a silent server: nothing but a PING that goes unanswered can tell.
+      await waitFor(async () => (await bus.health()).status !== 'up', 10_000, 'the silence noticed');
+      proxy.blackhole(false);
+      await waitFor(async () => (await bus.health()).status === 'up', 20_000, 'up again');
+      const id = await bus.publish(topic, 'after');
+      // The subscription's blocking read was lost in the silence too: its connection is dropped and it reads again.
+      await waitFor(() => got.items.includes(id), 20_000, 'delivery after the silence');
+    } finally {
+      await bus.close();
+      await proxy.close();
+    }
+  });
+});
