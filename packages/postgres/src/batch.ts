@@ -20,6 +20,8 @@ export interface BatchResult {
   readonly published: number;
   /** Rows left for later: an older row of their key was pending outside this batch. */
   readonly deferred: number;
+  /** The keys of the deferred rows: the next batch looks past them, so other keys are not held up behind them. */
+  readonly heldKeys: readonly string[];
   /** Rows the bus refused for good (too large, invalid name or header): marked with `error`, not sent. */
   readonly failed: readonly { readonly id: string; readonly messageId: string; readonly error: string }[];
   readonly firstId: string;
@@ -40,8 +42,11 @@ export function batchSql(table: TableName, mode: 'mark' | 'delete'): BatchSql {
   return {
     // ORDER BY names the table's bigint id: the bare alias would sort the text form ('123' < '32').
     // SKIP LOCKED lets relays share the table; re-checking published_at under the row lock drops rows another relay just committed.
+    // $2: keys held back in the last batch (their older row locked by another relay): skipped for one batch, so a
+    // key with many pending rows cannot fill every batch with rows that must wait.
     select: `SELECT id::text AS id, message_id, topic, key, headers, payload, content_type FROM ${table.sql}
-WHERE published_at IS NULL ORDER BY ${table.sql}.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+WHERE published_at IS NULL AND (key IS NULL OR NOT (key = ANY($2::text[])))
+ORDER BY ${table.sql}.id LIMIT $1 FOR UPDATE SKIP LOCKED`,
     // A row may go out only if no older pending row of its key sits outside this batch (locked by another relay,
     // or skipped): otherwise two relays could publish one key out of order.
     held: `SELECT b.id::text AS id FROM unnest($1::bigint[], $2::text[]) AS b(id, key)
@@ -82,56 +87,53 @@ export async function publishBatch(
   bus: RelayBus,
   batchSize: number,
   beforeMark: ((ids: readonly string[]) => void | Promise<void>) | undefined,
+  skipKeys: readonly string[] = [],
 ): Promise<BatchResult> {
-  const rows = (await client.query(sql.select, [batchSize])).rows as OutboxRow[];
-  if (rows.length === 0) return { fetched: 0, published: 0, deferred: 0, failed: [], firstId: '', lastId: '' };
+  const rows = (await client.query(sql.select, [batchSize, skipKeys])).rows as OutboxRow[];
+  if (rows.length === 0) {
+    return { fetched: 0, published: 0, deferred: 0, heldKeys: [], failed: [], firstId: '', lastId: '' };
+  }
   let ready = rows;
+  const heldKeys = new Set<string>();
   if (rows.some((r) => r.key !== null)) {
     const held = await client.query(sql.held, [rows.map((r) => r.id), rows.map((r) => r.key)]);
     if (held.rows.length > 0) {
       const skip = new Set((held.rows as { id: string }[]).map((r) => r.id));
       ready = rows.filter((r) => !skip.has(r.id));
+      for (const r of rows) if (skip.has(r.id) && r.key !== null) heldKeys.add(r.key);
     }
   }
-  const groups = new Map<string, { topic: Topic<Uint8Array>; rows: OutboxRow[] }>();
+  // Per topic, runs of rows with one content type, in id order: a topic's runs go one after another (rows of a
+  // key may sit in different runs), topics side by side.
+  const byTopic = new Map<string, Run[]>();
   const failed: FailedRow[] = [];
   for (const row of ready) {
-    const groupKey = `${row.content_type}\n${row.topic}`;
-    let group = groups.get(groupKey);
-    if (!group) {
-      try {
-        group = { topic: passthroughTopic(row.topic, row.content_type), rows: [] };
-      } catch (error) {
-        failed.push({ row, error });
-        continue;
-      }
-      groups.set(groupKey, group);
+    let runs = byTopic.get(row.topic);
+    if (!runs) {
+      runs = [];
+      byTopic.set(row.topic, runs);
     }
-    group.rows.push(row);
+    const last = runs[runs.length - 1];
+    if (last && last.contentType === row.content_type) {
+      last.rows.push(row);
+      continue;
+    }
+    try {
+      runs.push({ contentType: row.content_type, topic: passthroughTopic(row.topic, row.content_type), rows: [row] });
+    } catch (error) {
+      failed.push({ row, error });
+    }
   }
-  const list = [...groups.values()];
-  const results = await Promise.allSettled(list.map((group) => bus.publishBatch(group.topic, group.rows.map(entryOf))));
   const done: OutboxRow[] = [];
   let error: unknown;
   await Promise.all(
-    list.map(async (group, i) => {
-      const result = results[i] as PromiseSettledResult<unknown>;
-      if (result.status === 'fulfilled') return void done.push(...group.rows);
-      if (!isPermanent(result.reason)) {
-        error ??= result.reason;
-        return;
-      }
-      // One bad row (too large, a name the broker refuses) must not block its topic: send the rows one by one.
-      for (const row of group.rows) {
-        try {
-          await bus.publishBatch(group.topic, [entryOf(row)]);
-          done.push(row);
-        } catch (rowError) {
-          if (!isPermanent(rowError)) {
-            error ??= rowError;
-            return;
-          }
-          failed.push({ row, error: rowError });
+    [...byTopic.values()].map(async (runs) => {
+      for (const run of runs) {
+        const stop = await publishRun(bus, run, done, failed);
+        if (stop !== undefined) {
+          // The rest of this topic waits for the next batch: its order per key must not jump the failed run.
+          error ??= stop;
+          return;
         }
       }
     }),
@@ -148,11 +150,43 @@ export async function publishBatch(
     fetched: rows.length,
     published: done.length,
     deferred: rows.length - ready.length,
+    heldKeys: [...heldKeys],
     failed: failed.map((f) => ({ id: f.row.id, messageId: f.row.message_id, error: errorText(f.error) })),
     firstId: done[0]?.id ?? '',
     lastId: done[done.length - 1]?.id ?? '',
   };
   return error === undefined ? base : { ...base, error };
+}
+
+interface Run {
+  readonly contentType: string;
+  readonly topic: Topic<Uint8Array>;
+  readonly rows: OutboxRow[];
+}
+
+/**
+ * Publishes one run: its rows go to `done`, rows the bus refused for good to `failed`. Returns the error that
+ * stopped it (the bus is down, or refused a row for now): the rows not sent stay pending.
+ */
+async function publishRun(bus: RelayBus, run: Run, done: OutboxRow[], failed: FailedRow[]): Promise<unknown> {
+  try {
+    await bus.publishBatch(run.topic, run.rows.map(entryOf));
+    done.push(...run.rows);
+    return undefined;
+  } catch (error) {
+    if (!isPermanent(error)) return error;
+  }
+  // One bad row (too large, a name the broker refuses) must not block its topic: send the rows one by one.
+  for (const row of run.rows) {
+    try {
+      await bus.publishBatch(run.topic, [entryOf(row)]);
+      done.push(row);
+    } catch (rowError) {
+      if (!isPermanent(rowError)) return rowError;
+      failed.push({ row, error: rowError });
+    }
+  }
+  return undefined;
 }
 
 interface FailedRow {
@@ -170,8 +204,15 @@ const PERMANENT_CODES = new Set([
   'BUSBAR_CONFIG',
 ]);
 
+/**
+ * A row no retry can send: one of the codes above, a PermanentError (a publish middleware said so), or a
+ * publish the broker refused as not retryable. Never a connection, auth, TLS, timeout or close: those hold
+ * for every row, and marking rows failed for them would throw good messages away.
+ */
 function isPermanent(error: unknown): boolean {
-  return BusbarError.is(error) && PERMANENT_CODES.has(error.code);
+  if (!BusbarError.is(error)) return false;
+  if (PERMANENT_CODES.has(error.code) || error.code === 'BUSBAR_PERMANENT') return true;
+  return error.code === 'BUSBAR_PUBLISH' && !error.retryable;
 }
 
 function errorText(error: unknown): string {

@@ -1,4 +1,4 @@
-import { BusbarError, ConfigError, ConnectionError, TimeoutError } from '@busbar/core';
+import { BusbarError, ClosedError, ConfigError, ConnectionError, TimeoutError } from '@busbar/core';
 import { sanitizeError } from '@busbar/core/transport';
 
 /** SQLSTATE classes and socket errors that mean "the connection, not the statement, failed": worth retrying. */
@@ -58,6 +58,30 @@ export function mapPgError(
       cause: clean,
     });
   }
+  const typed = typedPgError(error, `${context}: ${clean.message}`, clean);
+  if (typed) return typed;
   clean.message = `${context}: ${clean.message}`;
   return clean;
+}
+
+/** What the statement or the settings got wrong, where no retry helps: typed, so callers can tell. */
+function typedPgError(error: unknown, message: string, cause: Error): BusbarError | undefined {
+  const code = codeOf(error);
+  const text = error instanceof Error ? error.message : '';
+  if (/Cannot use a pool after calling end|Client was closed and is not queryable/.test(text)) {
+    return new ClosedError(message);
+  }
+  // 3D000 no such database, 28xxx authentication, ENOENT a certificate file, TLS the server does not offer, data
+  // exceptions (22xxx: a NUL in text, a value out of range, a NaN lease) and limits (54xxx: an index row too large).
+  if (
+    code === '3D000' ||
+    code?.startsWith('28') ||
+    code?.startsWith('22') ||
+    code?.startsWith('54') ||
+    code === 'ENOENT' ||
+    /does not support SSL|self[- ]signed|certificate/i.test(text)
+  ) {
+    return new ConfigError(message, { cause });
+  }
+  return undefined;
 }

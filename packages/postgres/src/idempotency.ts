@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { ClaimResult, IdempotencyStore } from '@busbar/core';
-import { BusbarError, ConfigError } from '@busbar/core';
+import { BusbarError, ClosedError, ConfigError } from '@busbar/core';
 import { type ConnectionOptions, queryBounded, type ResolvedConnection, resolveConnection } from './connection.js';
 import { mapPgError } from './errors.js';
 import { DEFAULT_IDEMPOTENCY_TABLE, migrationHint, tableName } from './sql.js';
@@ -84,7 +85,7 @@ RETURNING 1`,
   }
 
   async claim(key: string, leaseMs: number): Promise<ClaimResult> {
-    const { rows } = await this.#query(this.#sql.claim, [key, Math.ceil(leaseMs)], 'claim');
+    const { rows } = await this.#query(this.#sql.claim, [storedKey(key), Math.ceil(leaseMs)], 'claim');
     const row = rows[0] as { claimed: boolean; done: boolean | null } | undefined;
     this.#maybeSweep();
     if (row?.claimed) return 'claimed';
@@ -93,11 +94,11 @@ RETURNING 1`,
   }
 
   async complete(key: string, ttlMs: number): Promise<void> {
-    await this.#query(this.#sql.complete, [key, Math.ceil(ttlMs)], 'complete');
+    await this.#query(this.#sql.complete, [storedKey(key), Math.ceil(ttlMs)], 'complete');
   }
 
   async release(key: string): Promise<void> {
-    await this.#query(this.#sql.release, [key], 'release');
+    await this.#query(this.#sql.release, [storedKey(key)], 'release');
   }
 
   /**
@@ -115,7 +116,7 @@ RETURNING 1`,
     }
     let rowCount: number | null;
     try {
-      ({ rowCount } = await client.query(this.#sql.completeIn, [key, Math.ceil(ttlMs)]));
+      ({ rowCount } = await client.query(this.#sql.completeIn, [storedKey(key), Math.ceil(ttlMs)]));
     } catch (error) {
       throw mapPgError(error, this.#conn.secrets, 'Idempotency completeIn failed', this.#hint);
     }
@@ -145,6 +146,7 @@ RETURNING 1`,
   }
 
   async #query(text: string, values: unknown[], op: string) {
+    if (this.#closed) throw new ClosedError(`The idempotency store is closed: ${op} rejected`);
     try {
       return await queryBounded(this.#conn, text, values);
     } catch (error) {
@@ -155,4 +157,19 @@ RETURNING 1`,
   toJSON(): Record<string, unknown> {
     return { table: this.table, connection: this.#conn.where };
   }
+}
+
+/**
+ * The key as stored: as given when PostgreSQL can hold it in an indexed text column, else a digest. Keys come
+ * from message ids, which a foreign producer sets: a NUL (which text cannot hold), a lone surrogate (which the
+ * driver would turn into U+FFFD, making two keys one) or a length past the index's limit would fail the claim
+ * of every delivery of that message.
+ */
+export function storedKey(key: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what is looked for
+  if (key.length <= 1_024 && key.isWellFormed() && !/\u0000/.test(key)) return key;
+  // Hashed as UTF-16 code units: every distinct string, lone surrogates included, keeps a distinct key.
+  const units = new Uint16Array(key.length);
+  for (let i = 0; i < key.length; i++) units[i] = key.charCodeAt(i);
+  return `sha256:${createHash('sha256').update(units).digest('hex')}`;
 }

@@ -39,6 +39,11 @@ export const relayOptionsSchema = z
     retentionMs: ms().default(7 * 24 * 3600_000),
     /** How often the retention cleanup runs (0 disables it). */
     cleanupIntervalMs: ms().default(60_000),
+    /**
+     * How often the LISTEN connection is asked `SELECT 1` (bounded by the query timeout): one gone silent (a
+     * dropped NAT entry, a peer that stopped) is replaced instead of leaving the relay on polling for good.
+     */
+    listenCheckIntervalMs: ms().min(10).default(30_000),
     /** Longest wait between retries after a failed batch (the wait doubles from pollIntervalMs/4). */
     maxBackoffMs: ms().min(10).default(30_000),
     /** Name in events (default: a random one). */

@@ -147,8 +147,15 @@ function checkAddOptions(options: OutboxAddOptions): void {
     if (!ADD_OPTIONS.has(name)) throw new ConfigError(`Invalid outbox.add options: unknown option '${name}'`);
   }
   const { key, id } = options;
-  if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 1024)) {
-    throw new ConfigError('Invalid outbox.add options: key must be a string of 1-1024 characters');
+  // PostgreSQL text holds no NUL, and a lone surrogate would be stored as U+FFFD (another key): refused before any
+  // statement runs, so the caller's transaction is not aborted by the INSERT.
+  if (
+    key !== undefined &&
+    (typeof key !== 'string' || key.length === 0 || key.length > 1024 || key.includes('\u0000') || !key.isWellFormed())
+  ) {
+    throw new ConfigError(
+      'Invalid outbox.add options: key must be a string of 1-1024 characters, without NUL, with no lone surrogate',
+    );
   }
   if (id !== undefined && (typeof id !== 'string' || !ID.test(id))) {
     throw new ConfigError(

@@ -51,6 +51,8 @@ class OutboxRelay implements Relay {
   #stopping: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #notified = false;
+  /** Keys whose rows the last batch had to hold back: the next batch looks past them (batch.ts). */
+  #heldKeys: readonly string[] = [];
   #wake: (() => void) | undefined;
   #listener: PooledClient | undefined;
   #listenTimer: NodeJS.Timeout | undefined;
@@ -82,6 +84,8 @@ class OutboxRelay implements Relay {
       this.#cleanupTimer = setInterval(() => this.#cleanup(), this.#options.cleanupIntervalMs);
       this.#cleanupTimer.unref();
     }
+    this.#checkTimer = setInterval(() => void this.#checkListener(), this.#options.listenCheckIntervalMs);
+    this.#checkTimer.unref();
     this.#loop = this.#run();
     emit(() => ({ type: 'started', relay: this.#name, table: this.#table.name }));
   }
@@ -92,6 +96,7 @@ class OutboxRelay implements Relay {
       this.#running = false;
       this.#wake?.();
       clearInterval(this.#cleanupTimer);
+      clearInterval(this.#checkTimer);
       clearTimeout(this.#listenTimer);
       await this.#loop;
       await this.#cleaning;
@@ -127,10 +132,16 @@ class OutboxRelay implements Relay {
       try {
         result = await this.#batch(conn);
       } catch (error) {
-        result = { fetched: 0, published: 0, deferred: 0, failed: [], firstId: '', lastId: '', error };
+        result = { fetched: 0, published: 0, deferred: 0, heldKeys: [], failed: [], firstId: '', lastId: '', error };
       }
       if (result.error !== undefined) {
         this.#reportError('batch', result.error);
+        // Other rows went out: go on (the failed ones are tried again with the next batch); back off only when
+        // nothing moves, or one row the bus keeps refusing would slow every other topic to the backoff's pace.
+        if (result.published > 0 || result.failed.length > 0) {
+          backoff = 0;
+          continue;
+        }
         backoff = Math.min(
           this.#options.maxBackoffMs,
           backoff === 0 ? Math.max(10, this.#options.pollIntervalMs / 4) : backoff * 2,
@@ -165,7 +176,9 @@ class OutboxRelay implements Relay {
         this.#options.bus,
         this.#options.batchSize,
         this.#options.beforeMark,
+        this.#heldKeys,
       );
+      this.#heldKeys = result.heldKeys;
       await client.query('COMMIT');
       for (const row of result.failed) {
         emit(() => ({
@@ -252,6 +265,27 @@ class OutboxRelay implements Relay {
     }
   }
 
+  #checkTimer: NodeJS.Timeout | undefined;
+  #checking = false;
+
+  /** Asks the LISTEN connection for an answer; none in time: it is replaced (and the table looked at once). */
+  async #checkListener(): Promise<void> {
+    const client = this.#listener;
+    if (client === undefined || this.#checking || !this.#running) return;
+    const conn = this.#conn as ResolvedConnection;
+    this.#checking = true;
+    try {
+      await new BoundedClient(client, conn.queryTimeoutMs).query('SELECT 1');
+    } catch (error) {
+      if (this.#listener !== client) return;
+      this.#reportError('listen', mapPgError(error, conn.secrets, 'Relay LISTEN connection stopped answering'));
+      this.#dropListener();
+      this.#retryListen();
+    } finally {
+      this.#checking = false;
+    }
+  }
+
   #retryListen(): void {
     if (!this.#running || this.#listenTimer) return;
     this.#listenTimer = setTimeout(
@@ -273,6 +307,7 @@ class OutboxRelay implements Relay {
     client.release(true);
   }
 
+  /** Runs one cleanup unless one runs; its failure is reported, and also recorded for `cleanup()` to throw. */
   #cleanup(): void {
     if (this.#cleaning || !this.#running) return;
     const conn = this.#conn as ResolvedConnection;
@@ -288,10 +323,9 @@ class OutboxRelay implements Relay {
         }
         if (deleted > 0) emit(() => ({ type: 'cleaned', relay: this.#name, table: this.#table.name, deleted }));
       } catch (error) {
-        this.#reportError(
-          'cleanup',
-          mapPgError(error, conn.secrets, 'Outbox cleanup failed', migrationHint('outbox', this.#table)),
-        );
+        const failure = mapPgError(error, conn.secrets, 'Outbox cleanup failed', migrationHint('outbox', this.#table));
+        this.#cleanupFailure = failure;
+        this.#reportError('cleanup', failure);
       } finally {
         this.#cleaning = undefined;
       }
@@ -301,9 +335,16 @@ class OutboxRelay implements Relay {
   async cleanup(): Promise<void> {
     if (!this.#running) throw new ConfigError('cleanup() needs a started relay');
     await this.#cleaning;
+    this.#cleanupFailure = undefined;
     this.#cleanup();
     await this.#cleaning;
+    // The caller asked for this cleanup: its failure is theirs (the timer's runs only report theirs).
+    const failure = this.#cleanupFailure;
+    this.#cleanupFailure = undefined;
+    if (failure !== undefined) throw failure;
   }
+
+  #cleanupFailure: Error | undefined;
 
   #reportError(stage: 'batch' | 'listen' | 'cleanup', error: unknown): void {
     const err = error instanceof Error ? error : new Error(String(error));

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { ConfigError } from '@busbar/core';
 import { mapPgError } from './errors.js';
 import type { SqlClient } from './types.js';
@@ -28,7 +29,14 @@ export function tableName(name: string): TableName {
   }
   const quoted = parts.map((p) => `"${p}"`);
   const bare = parts[parts.length - 1] as string;
-  const indexName = (suffix: string) => `"${`${bare}_${suffix}`.slice(0, 63)}"`;
+  // PostgreSQL cuts names at 63 bytes, and IF NOT EXISTS would then skip an index whose cut name is taken: a long
+  // table name keeps a prefix and gets a digest of itself, so every index name stays distinct.
+  const indexName = (suffix: string) => {
+    const full = `${bare}_${suffix}`;
+    if (full.length <= 63) return `"${full}"`;
+    const digest = createHash('sha256').update(bare).digest('hex').slice(0, 8);
+    return `"${bare.slice(0, 63 - suffix.length - 10)}_${digest}_${suffix}"`;
+  };
   return {
     name,
     sql: quoted.join('.'),
@@ -65,6 +73,8 @@ CREATE TABLE IF NOT EXISTS ${t.sql} (
   published_at timestamptz,
   error text
 );
+-- Tables made before the error column existed get it here (the relay writes it).
+ALTER TABLE ${t.sql} ADD COLUMN IF NOT EXISTS error text;
 CREATE INDEX IF NOT EXISTS ${t.indexBare('pending')} ON ${t.sql} (id) WHERE published_at IS NULL;
 CREATE INDEX IF NOT EXISTS ${t.indexBare('pending_key')} ON ${t.sql} (key, id) WHERE published_at IS NULL AND key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ${t.indexBare('published')} ON ${t.sql} (published_at) WHERE published_at IS NOT NULL;

@@ -1,5 +1,5 @@
 import diagnostics from 'node:diagnostics_channel';
-import { type Bus, connect, defineTopic, silentLogger } from '@busbar/core';
+import { type Bus, connect, defineTopic, PermanentError, PublishError, silentLogger, stringCodec } from '@busbar/core';
 import { brokerAvailable, brokerUrls, collect, sleep, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -106,6 +106,35 @@ describe.runIf(ok)('outbox relay', () => {
     const id = await tx(db.pool, (c) => box.add(c, topic, 1));
     await got.waitForCount(1, 3_000);
     expect(got.items).toEqual([id]);
+  });
+
+  it('replaces a LISTEN connection that stops answering (its backend stopped, the socket still open)', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('silentlisten');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    const r = relay({ table: outboxTable, pollIntervalMs: 60_000, listenCheckIntervalMs: 200, queryTimeoutMs: 300 });
+    await r.start();
+    const listener = async () =>
+      (
+        await db.pool.query(`SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN %' AND query LIKE $1`, [
+          `%${outboxTable.split('.')[1]}%`,
+        ])
+      ).rows.map((row) => Number(row.pid));
+    const [pid] = await listener();
+    expect(pid).toBeGreaterThan(0);
+    // The backend stops (as a peer behind a dropped NAT entry would): the socket stays open, nothing answers.
+    process.kill(pid as number, 'SIGSTOP');
+    try {
+      await sleep(1_500);
+      await tx(db.pool, (c) => box.add(c, topic, 1, { id: 'after-silence' }));
+      // The poll is a minute away: only a new LISTEN connection delivers this soon.
+      await got.waitForCount(1, 5_000);
+    } finally {
+      process.kill(pid as number, 'SIGCONT');
+      await db.pool.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => undefined);
+    }
   });
 
   it('falls back to polling for rows written without a NOTIFY', async () => {
@@ -265,6 +294,92 @@ describe.runIf(ok)('outbox relay', () => {
       expect(failed.map((e) => (e.type === 'failed' ? e.messageId : '')).sort()).toEqual(['bad-topic', 'too-big']);
     } finally {
       await small.close();
+    }
+  });
+
+  it('a key with a whole batch of rows held behind a locked one does not stop other keys', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('holdmany');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    await tx(db.pool, async (c) => {
+      for (let n = 0; n < 11; n++) await box.add(c, topic, n, { key: 'K', id: `K-${n}` });
+      await box.add(c, topic, 11, { key: 'J', id: 'J-0' });
+      await box.add(c, topic, 12, { id: 'nokey' });
+    });
+    const other = await db.pool.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${outboxTable} WHERE message_id = 'K-0' FOR UPDATE`);
+      // A batch of 10 takes K-1..K-10 (K-0 is locked), all held behind K-0: the next batch must look past K.
+      await relay({ table: outboxTable, pollIntervalMs: 100, batchSize: 10 }).start();
+      await got.waitForCount(2, 5_000);
+      expect(got.items).toEqual(['J-0', 'nokey']);
+      await other.query('ROLLBACK');
+      await got.waitForCount(13, 5_000);
+      expect(got.items.slice(2)).toEqual(Array.from({ length: 11 }, (_, n) => `K-${n}`));
+    } finally {
+      other.release();
+    }
+  });
+
+  it('keeps id order per key when its rows have different content types', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const topic = uniqueName('ctorder');
+    const got = collect<string>();
+    await bus.subscribe(topic, (m) => got.push(m.id), { group: 'g' });
+    const text = defineTopic<string>(topic, undefined, { codec: stringCodec });
+    await tx(db.pool, async (c) => {
+      await box.add(c, topic, { n: 1 }, { key: 'k', id: 'k1-json' });
+      await box.add(c, text, 'two', { key: 'k', id: 'k2-text' });
+      await box.add(c, topic, { n: 3 }, { key: 'k', id: 'k3-json' });
+    });
+    await relay({ table: outboxTable, pollIntervalMs: 100 }).start();
+    await got.waitForCount(3, 5_000);
+    expect(got.items).toEqual(['k1-json', 'k2-text', 'k3-json']);
+  });
+
+  it('a row the bus refuses as not retryable (PermanentError, a refused publish) is marked failed; other topics flow at full pace', async () => {
+    const { outboxTable } = await db.tables();
+    const box = createOutbox({ table: outboxTable });
+    const refusing = await connect({ url: `memory://${uniqueName('refusing')}`, logger: silentLogger });
+    try {
+      const blocked = uniqueName('blocked');
+      const refused = uniqueName('refused');
+      const open = uniqueName('open');
+      refusing.use({
+        publish: (m) => {
+          if (m.topic === blocked) throw new PermanentError('never for this topic');
+          if (m.topic === refused) throw new PublishError('unroutable', { retryable: false });
+        },
+      });
+      const got = collect<string>();
+      await refusing.subscribe(open, (m) => got.push(m.id), { group: 'g' });
+      await tx(db.pool, async (c) => {
+        await box.add(c, blocked, 1, { id: 'blocked' });
+        await box.add(c, refused, 1, { id: 'refused' });
+        for (let n = 0; n < 200; n++) await box.add(c, open, n, { id: `open-${n}` });
+      });
+      // A backoff after every batch (up to maxBackoffMs) would take minutes for 200 rows in batches of 5.
+      await relay({
+        table: outboxTable,
+        bus: refusing,
+        pollIntervalMs: 100,
+        batchSize: 5,
+        maxBackoffMs: 30_000,
+      }).start();
+      await got.waitForCount(200, 10_000);
+      const rows = await db.pool.query(
+        `SELECT message_id, error FROM ${outboxTable} WHERE message_id IN ('blocked', 'refused') ORDER BY id`,
+      );
+      expect(rows.rows.map((r) => [r.message_id, r.error?.split(':')[0]])).toEqual([
+        ['blocked', 'PermanentError'],
+        ['refused', 'PublishError'],
+      ]);
+    } finally {
+      await refusing.close();
     }
   });
 
