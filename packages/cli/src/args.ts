@@ -51,20 +51,28 @@ export function onlyFlags(values: Values, allowed: readonly Flag[], command: str
   }
 }
 
-export function positiveInt(value: string | undefined, flag: string): number | undefined {
+/** Node's longest timer (about 24.8 days): a longer one fires at once, so time flags stop there. */
+export const MAX_MS = 2_147_483_647;
+
+export function positiveInt(
+  value: string | undefined,
+  flag: string,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) {
     throw new UsageError(`--${flag} must be a positive whole number, got '${value}'`);
   }
+  if (n > max) throw new UsageError(`--${flag} must be at most ${max}, got '${value}'`);
   return n;
 }
 
-export function positiveNumber(value: string | undefined, flag: string): number | undefined {
+export function positiveNumber(value: string | undefined, flag: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
-    throw new UsageError(`--${flag} must be a positive number, got '${value}'`);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= min) {
+    throw new UsageError(`--${flag} must be a number above ${min}, got '${value}'`);
   }
   return n;
 }

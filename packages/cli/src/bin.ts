@@ -13,6 +13,13 @@ const onSignal = () => {
 };
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
+// `busbar dlq list --json | head`: the reader went away. Stop quietly, as a Unix tool does, instead of a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? EXIT.ok);
+    throw error;
+  });
+}
 
 const status = await main(process.argv.slice(2), undefined, controller.signal);
 process.exitCode = status;

@@ -1,5 +1,5 @@
 import { type Bus, type ConnectOptions, connect, consoleLogger, silentLogger } from '@busbar/core';
-import { pairs, positiveInt, type Values } from './args.js';
+import { MAX_MS, pairs, positiveInt, type Values } from './args.js';
 import { UsageError } from './errors.js';
 
 /**
@@ -45,7 +45,7 @@ export async function open(url: string, values: Values): Promise<Bus> {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   const load = scheme === undefined ? undefined : DRIVERS[scheme];
   const driver = load ? ((await load()).driver as ConnectOptions['driver']) : undefined;
-  const timeout = positiveInt(values['connect-timeout'], 'connect-timeout');
+  const timeout = positiveInt(values['connect-timeout'], 'connect-timeout', MAX_MS);
   return connect({
     ...driverOptions(values),
     url,

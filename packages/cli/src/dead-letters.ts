@@ -1,11 +1,13 @@
 import type { DeadLetterInfo, Message } from '@busbar/core';
-import { duration, positiveInt, type Values } from './args.js';
+import { duration, MAX_MS, positiveInt, type Values } from './args.js';
 import { iso, jsonPayload } from './format.js';
 
 export interface Selection {
   readonly filter: ((message: Message<unknown>) => boolean) | undefined;
   readonly limit: number | undefined;
   readonly idleMs: number | undefined;
+  /** The command's: the first Ctrl-C ends a walk at once instead of after its idle wait. */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -13,7 +15,7 @@ export interface Selection {
  * dead-lettered it), `--id` (repeatable), `--limit`, `--idle`: the same selection for every dlq command, so a
  * `--dry-run` shows exactly what the real run moves.
  */
-export function selection(values: Values, now = Date.now()): Selection {
+export function selection(values: Values, now = Date.now(), signal?: AbortSignal): Selection {
   const text = values.error;
   const olderThan = duration(values['older-than'], 'older-than');
   const newerThan = duration(values['newer-than'], 'newer-than');
@@ -30,7 +32,8 @@ export function selection(values: Values, now = Date.now()): Selection {
   return {
     filter: tests.length === 0 ? undefined : (m) => tests.every((test) => test(m)),
     limit: positiveInt(values.limit, 'limit'),
-    idleMs: positiveInt(values.idle, 'idle'),
+    idleMs: positiveInt(values.idle, 'idle', MAX_MS),
+    ...(signal === undefined ? {} : { signal }),
   };
 }
 

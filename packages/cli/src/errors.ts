@@ -1,4 +1,5 @@
 import { BusbarError, ConfigError } from '@busbar/core';
+import { printable } from './format.js';
 
 /** A mistake on the command line (unknown flag, missing topic, bad number): exit status 2. */
 export class UsageError extends ConfigError {}
@@ -14,7 +15,8 @@ export function describeError(error: unknown, secrets: readonly string[]): strin
   const text = error instanceof Error ? error.message : String(error);
   let message = text.split('\n')[0] ?? '';
   for (const secret of expandSecrets(secrets)) message = message.split(secret).join('***');
-  return `busbar: ${message} (${code})`;
+  // A broker's error text (or a topic name in it) must not drive the operator's terminal.
+  return `busbar: ${printable(message)} (${code})`;
 }
 
 function expandSecrets(secrets: readonly string[]): string[] {

@@ -21,13 +21,29 @@ export function printable(text: string): string {
   return out;
 }
 
+/**
+ * One JSON document on one line, for `--json`. JSON.stringify escapes the C0 controls but leaves DEL, the C1
+ * range (U+009B is an 8-bit CSI that some terminals act on) and U+2028/U+2029 raw; they are escaped here too,
+ * so a foreign message's text cannot drive the terminal of an operator who did not pipe the output. The line
+ * parses back to the same strings.
+ */
+export function jsonLine(value: unknown): string {
+  return (JSON.stringify(value) ?? 'null').replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 export function truncate(text: string, max: number): string {
   const flat = printable(text.replace(/\s*\n\s*/g, ' '));
   return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
 }
 
 /** Columns padded to the widest cell; the last column is not padded (no trailing blanks). */
-export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string[] {
+export function table(headers: readonly string[], given: readonly (readonly string[])[]): string[] {
+  // Every cell is shown escaped, whatever the caller did: a broker's or a foreign producer's text must not
+  // reach the terminal raw (escaping is idempotent: it adds no control characters).
+  const rows = given.map((row) => row.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells
@@ -40,7 +56,7 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
 /** Two columns, name and value, for one record. */
 export function keyValues(entries: readonly (readonly [string, string])[]): string[] {
   const width = Math.max(0, ...entries.map(([k]) => k.length));
-  return entries.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd());
+  return entries.map(([k, v]) => `${k.padEnd(width)}  ${printable(v)}`.trimEnd());
 }
 
 export function iso(date: Date | undefined): string {

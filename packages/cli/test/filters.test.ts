@@ -2,7 +2,7 @@ import type { DeadLetterInfo, Message } from '@busbar/core';
 import { describe, expect, it } from 'vitest';
 import { parse } from '../src/args.js';
 import { selection, summarize } from '../src/dead-letters.js';
-import { printable, table } from '../src/format.js';
+import { jsonLine, printable, table } from '../src/format.js';
 
 const NOW = Date.parse('2026-01-01T12:00:00Z');
 
@@ -90,5 +90,15 @@ describe('output helpers', () => {
   it('control characters from a foreign message cannot drive the terminal', () => {
     expect(printable('ok\u001b[2Jgone\r\u0007\u009b')).toBe('ok\\u001b[2Jgone\\u000d\\u0007\\u009b');
     expect(printable('line\nnext\ttab')).toBe('line\nnext\ttab');
+  });
+
+  it('--json lines escape what JSON.stringify leaves raw (DEL, C1, line separators) and parse back the same', () => {
+    const value = { payload: 'a\u009b2Jb\u007f\u0085\u2028\u2029\u001b[0m', headers: { 'x-\u0090': '\u009d' } };
+    const line = jsonLine(value);
+    expect(line).toBe(
+      '{"payload":"a\\u009b2Jb\\u007f\\u0085\\u2028\\u2029\\u001b[0m","headers":{"x-\\u0090":"\\u009d"}}',
+    );
+    expect(line).toMatch(/^[\x20-\x7e]*$/);
+    expect(JSON.parse(line)).toEqual(value);
   });
 });

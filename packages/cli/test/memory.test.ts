@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@busbar/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, run } from './cli.js';
+import { assertBuilt, run, start } from './cli.js';
 
 const MEMORY = 'memory://cli-test';
 const ERROR_LINE = /^busbar: .+ \(BUSBAR_[A-Z_]+\)$/;
@@ -21,7 +21,11 @@ describe('busbar CLI on memory://', () => {
     [['dlq', 'list', 't', '--limit', 'ten'], '--limit must be a positive whole number'],
     [['dlq', 'list', 't', '--limit', '0'], '--limit must be a positive whole number'],
     [['dlq', 'list', 't', '--older-than', 'yesterday'], '--older-than must be a duration'],
-    [['dlq', 'redrive', 't', '--rate=-1'], '--rate must be a positive number'],
+    [['dlq', 'redrive', 't', '--rate=-1'], '--rate must be a number above 0.001'],
+    // Past Node's longest timer a wait fires at once: a rate limit or timeout would silently not apply.
+    [['dlq', 'redrive', 't', '--rate', '0.0000001'], '--rate must be a number above 0.001'],
+    [['health', '--timeout', '2147483648'], '--timeout must be at most 2147483647'],
+    [['dlq', 'list', 't', '--idle', '99999999999'], '--idle must be at most 2147483647'],
     [['dlq', 'list', 't', '--rate', '5'], "--rate does not apply to 'dlq list'"],
     [['dlq', 'purge', 't'], 'pass --yes'],
     [['publish'], "'publish' needs a topic"],
@@ -148,5 +152,44 @@ describe('busbar CLI on memory://', () => {
       deadLetterReaderGroup: 'busbar-dlq',
       capabilities: { durableGroups: expect.any(Boolean) },
     });
+  });
+});
+
+describe('busbar cli: payload files', () => {
+  it('a JSON file that starts with a byte-order mark is published', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'busbar-cli-bom-'));
+    const file = join(dir, 'payload.json');
+    await writeFile(file, '\uFEFF{"a":1}');
+    const result = await run(['publish', 'bom.t', `@${file}`, '--url', MEMORY]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  });
+});
+
+describe('busbar cli: Ctrl-C', () => {
+  it('the first SIGINT ends a dlq command that waits out a long --idle', async () => {
+    const child = start(['dlq', 'list', 'orders', '-g', 'g', '--idle', '60000', '--url', MEMORY]);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    const sent = Date.now();
+    child.kill('SIGINT');
+    const code = await exited;
+    // Only a second SIGINT ended it before, or the 60 s idle wait.
+    expect(Date.now() - sent).toBeLessThan(10_000);
+    expect(code).not.toBeNull();
+  });
+});
+
+describe('busbar cli: usage errors', () => {
+  it.each([
+    [['dlq', 'list', 't', '--limit', 'abc'], '--limit must be a positive whole number'],
+    [['dlq', 'redrive', 't', '--older-than', 'yesterday'], '--older-than must be a duration'],
+    [['publish', 't', 'not json'], 'is not JSON'],
+  ])('%j fails before connecting (exit 2 at once, even with an unreachable broker)', async (args, message) => {
+    // Nothing listens on port 1: a connect would take the whole connect timeout.
+    const result = await run([...args, '--url', 'redis://127.0.0.1:1', '--connect-timeout', '20000']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(message);
+    expect(result.stderr).not.toContain('BUSBAR_CONNECTION');
   });
 });

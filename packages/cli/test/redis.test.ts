@@ -1,11 +1,17 @@
 import { spawn } from 'node:child_process';
-import { type Bus, connect, type Message, silentLogger } from '@busbar/core';
-import { brokerAvailable, brokerUrls, uniqueName } from '@busbar/testing';
+import { type Bus, connect, deadLetterTopic, type Message, silentLogger } from '@busbar/core';
+import { brokerAvailable, brokerUrls, uniqueName, waitFor } from '@busbar/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, run, start, watch } from './cli.js';
 import { describeCli, makeDeadLetters } from './suite.js';
 
 const ok = await brokerAvailable('redis');
+
+interface ListJson {
+  readonly count: number;
+  readonly more: boolean;
+  readonly messages: readonly unknown[];
+}
 
 describeCli(
   {
@@ -85,6 +91,30 @@ describe.runIf(ok)('busbar CLI on redis: interruption, terminal prompt and progr
     }
   });
 
+  it('dlq list stops at 10,000 and says there are more, instead of a count that is silently too low', async () => {
+    // A peek on Redis handed over every dead letter its --limit allowed, RabbitMQ stops at 10,000 (its prefetch):
+    // the same queue listed 10050 on one and 10000 on the other, both without a word.
+    const topic = uniqueName('cli-many');
+    const list = (...extra: string[]) => run(['dlq', 'list', topic, ...url, '-g', 'g', '--idle', '500', ...extra]);
+    expect((await list('--json')).code).toBe(0); // creates the dead-letter reader group
+    const total = 10_050;
+    for (let i = 0; i < total; i += 1_000) {
+      const batch = Array.from({ length: Math.min(1_000, total - i) }, (_, j) => ({ payload: { n: i + j } }));
+      await bus.publishBatch(deadLetterTopic(topic, 'g'), batch);
+    }
+    const json = JSON.parse((await list('--json', '--limit', '20000')).stdout) as ListJson;
+    expect([json.count, json.more, json.messages.length]).toEqual([10_000, true, 10_000]);
+    const table = await list();
+    expect(table.stdout).toMatch(/^count +10000\+ \(a listing stops at 10000: narrow it with filters\)$/m);
+    const few = JSON.parse((await list('--json', '--limit', '5')).stdout) as ListJson;
+    expect([few.count, few.more]).toEqual([5, false]);
+    // A purge acks as it goes: it reaches all of them, and the bus still lists the (now empty) queue.
+    const purged = await run(['dlq', 'purge', topic, ...url, '-g', 'g', '--idle', '500', '--yes', '--json']);
+    expect(JSON.parse(purged.stdout)).toMatchObject({ purged: total });
+    const empty = JSON.parse((await list('--json')).stdout) as ListJson;
+    expect([empty.count, empty.more]).toEqual([0, false]);
+  }, 90_000);
+
   it('tail --group --count --json prints one JSON line per message and exits by itself', async () => {
     const topic = uniqueName('cli-tail');
     const child = start(['tail', topic, ...url, '--group', 'watchers', '--count', '2', '--json']);
@@ -103,6 +133,15 @@ describe.runIf(ok)('busbar CLI on redis: interruption, terminal prompt and progr
       { topic, key: 'k1', payload: { n: 1 } },
       { topic, key: null, payload: { n: 2 } },
     ]);
+    // What it did not print it did not take: the third is still the group's (it was acked, and lost, before).
+    const later: unknown[] = [];
+    const sub = await bus.subscribe(topic, (m) => void later.push(m.payload), { group: 'watchers' });
+    try {
+      await waitFor(() => later.length >= 1, 15_000, 'the third message for the group');
+      expect(later).toEqual([{ n: 3 }]);
+    } finally {
+      await sub.close();
+    }
   });
 
   it.runIf(hasScript)('purge asks on a terminal: no keeps everything, yes deletes', async () => {
@@ -132,5 +171,58 @@ describe.runIf(ok)('busbar CLI on redis: interruption, terminal prompt and progr
     const json = await onTerminal(['dlq', 'redrive', topic, ...url, '-g', 'g2', '--idle', '500', '--json'], '');
     expect(json.output).not.toContain('re-driving');
     expect(JSON.parse(json.output.trim())).toMatchObject({ moved: 1 });
+  });
+});
+
+describe.runIf(ok)('busbar cli on hostile output (Redis)', () => {
+  let bus: Bus;
+  const url = ['--url', brokerUrls.redis];
+  beforeAll(async () => {
+    bus = await connect({
+      url: brokerUrls.redis,
+      driver: (await import('@busbar/redis')).driver,
+      logger: silentLogger,
+    });
+  });
+  afterAll(async () => {
+    await bus?.close();
+  });
+
+  it('dlq show escapes a key and error text that carry terminal escapes', async () => {
+    const topic = uniqueName('cli-esc');
+    let failed = false;
+    const sub = await bus.subscribe(
+      topic,
+      () => {
+        failed = true;
+        throw new Error('boom \u001b]0;PWNED\u0007');
+      },
+      { group: 'g', retry: false },
+    );
+    const id = await bus.publish(topic, 1, { key: 'k\u001b[2J\r' });
+    await waitFor(() => failed, 10_000, 'the dead letter');
+    await sub.close();
+    const shown = await run(['dlq', 'show', topic, ...url, '-g', 'g', '--id', id, '--idle', '500']);
+    expect(shown.code).toBe(0);
+    for (const raw of ['\u001b', '\u0007', '\r']) expect(shown.stdout.includes(raw)).toBe(false);
+    expect(shown.stdout).toContain('\\u001b');
+  });
+
+  it('a closed pipe (| head) ends the command quietly, no stack trace', async () => {
+    const topic = uniqueName('cli-pipe');
+    const child = spawn(process.execPath, [BIN, 'tail', topic, ...url, '--json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += String(chunk);
+    });
+    await waitFor(() => stderr.includes('tailing'), 10_000, 'tailing');
+    child.stdout.destroy();
+    for (let n = 0; n < 5; n++) await bus.publish(topic, { n });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(stderr).not.toContain('EPIPE');
+    expect(stderr).not.toContain('Unhandled');
+    expect(code).toBe(0);
   });
 });

@@ -15,6 +15,8 @@ export interface BrokerCase {
    * that wrote them, so the CLI must be given that name (`--name`).
    */
   readonly sameName?: boolean;
+  /** Driver options for the suite's own bus and, as `-o key=value`, for every CLI run (same topology). */
+  readonly options?: Readonly<Record<string, number | string>>;
 }
 
 interface ListJson {
@@ -67,13 +69,20 @@ export function describeCli(broker: BrokerCase, enabled: boolean): void {
     const topic = uniqueName('cli');
     const group = 'g';
     const name = uniqueName('svc');
-    const url = ['--url', broker.url, '--quiet', ...(broker.sameName ? ['--name', name] : [])];
+    const options = Object.entries(broker.options ?? {});
+    const url = [
+      '--url',
+      broker.url,
+      '--quiet',
+      ...(broker.sameName ? ['--name', name] : []),
+      ...options.flatMap(([key, value]) => ['-o', `${key}=${value}`]),
+    ];
     const walk = [...url, '-g', group, '--idle', String(broker.idleMs)];
     let bus: Bus;
 
     beforeAll(async () => {
       assertBuilt();
-      bus = await connect({ url: broker.url, logger: silentLogger, name });
+      bus = await connect({ url: broker.url, logger: silentLogger, name, ...broker.options });
       await makeDeadLetters(bus, topic, group, 3, 2);
     });
     afterAll(async () => {

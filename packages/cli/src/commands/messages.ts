@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Message, Subscription } from '@busbar/core';
-import { pairs, positiveInt, topicArg } from '../args.js';
+import { MAX_MS, pairs, positiveInt, topicArg } from '../args.js';
 import type { Command } from '../command.js';
 import { EXIT, UsageError } from '../errors.js';
-import { iso, jsonPayload, renderPayload, truncate } from '../format.js';
+import { iso, jsonLine, jsonPayload, renderPayload, truncate } from '../format.js';
 
 /** The largest payload read from a file or stdin: far above any broker's limit, so core's check decides. */
 const MAX_INPUT_BYTES = 64 * 1024 * 1024;
@@ -26,12 +26,18 @@ async function payloadText(arg: string | undefined): Promise<{ text: string; sou
   if (arg === undefined || arg === '-') return { text: await readStdin(), source: 'stdin' };
   if (arg.startsWith('@')) {
     const path = arg.slice(1);
+    let text: string;
     try {
-      return { text: await readFile(path, 'utf8'), source: path };
+      if ((await stat(path)).size > MAX_INPUT_BYTES)
+        throw new UsageError(`${path} holds more than ${MAX_INPUT_BYTES} bytes`);
+      text = await readFile(path, 'utf8');
     } catch (error) {
+      if (error instanceof UsageError) throw error;
       const code = (error as { code?: unknown }).code;
       throw new UsageError(`Cannot read ${path}${typeof code === 'string' ? ` (${code})` : ''}`);
     }
+    // Editors on Windows start UTF-8 files with a byte-order mark, which JSON.parse refuses.
+    return { text: text.replace(/^\uFEFF/, ''), source: path };
   }
   return { text: arg, source: 'the argument' };
 }
@@ -46,6 +52,15 @@ export const publish: Command = {
     if (args.length > 2) throw new UsageError('publish takes one payload (quote the JSON)');
     pairs(values.header, 'header');
     if ((values.id?.length ?? 0) > 1) throw new UsageError('publish takes one --id');
+    // A payload written on the command line is checked before connecting (a file or stdin is read then).
+    const inline = args[1];
+    if (inline !== undefined && inline !== '-' && !inline.startsWith('@')) {
+      try {
+        JSON.parse(inline);
+      } catch {
+        throw new UsageError(`The payload from the argument is not JSON (quote strings: '"text"')`);
+      }
+    }
   },
   async run(context) {
     const topic = topicArg(context.args, 'publish');
@@ -62,7 +77,7 @@ export const publish: Command = {
       ...(context.values.key === undefined ? {} : { key: context.values.key }),
       ...(context.values.id?.[0] === undefined ? {} : { id: context.values.id[0] }),
     });
-    context.io.out(context.values.json ? JSON.stringify({ topic, id }) : id);
+    context.io.out(context.values.json ? jsonLine({ topic, id }) : id);
     return EXIT.ok;
   },
 };
@@ -101,11 +116,13 @@ export const tail: Command = {
     const subscription = await context.bus.subscribe(
       topic,
       (message) => {
-        if (count !== undefined && seen >= count) return;
+        // Past the count: not printed, so not taken either. Left unsettled, it is released (unacked, for the
+        // group's next reader) when the bus closes below; returning would ack it, and a group would lose it.
+        if (count !== undefined && seen >= count) return new Promise<void>(() => undefined);
         seen++;
         if (context.values.json) {
           context.io.out(
-            JSON.stringify({
+            jsonLine({
               id: message.id,
               topic: message.topic,
               key: message.key ?? null,
@@ -124,7 +141,9 @@ export const tail: Command = {
     );
     context.io.err(`busbar: tailing ${topic}${group ? ` as group ${group}` : ''} (Ctrl-C to stop)`);
     await stopped;
-    await subscription.close();
+    // The count reached: messages handed over since are released now, not after the close timeout.
+    if (count !== undefined && seen >= count) await context.bus.close({ signal: AbortSignal.abort() });
+    else await subscription.close();
     return EXIT.ok;
   },
 };
@@ -136,9 +155,9 @@ export const health: Command = {
   synopsis: 'health [--timeout ms] [--topic busbar.health]',
   summary: 'connects, publishes a probe and receives it back; exit 0 when all of it worked, 1 otherwise',
   flags: ['timeout', 'topic'],
-  check: (values) => void positiveInt(values.timeout, 'timeout'),
+  check: (values) => void positiveInt(values.timeout, 'timeout', MAX_MS),
   async run(context) {
-    const timeoutMs = positiveInt(context.values.timeout, 'timeout') ?? 10_000;
+    const timeoutMs = positiveInt(context.values.timeout, 'timeout', MAX_MS) ?? 10_000;
     const topic = context.values.topic ?? HEALTH_TOPIC;
     const probe = randomUUID();
     const started = Date.now();
@@ -195,7 +214,7 @@ export const health: Command = {
       totalMs: Date.now() - started,
       ...(problem === undefined ? {} : { problem }),
     };
-    if (context.values.json) context.io.out(JSON.stringify(report));
+    if (context.values.json) context.io.out(jsonLine(report));
     else {
       context.io.out(`${report.ok ? 'ok' : 'FAILED'}  ${report.transport}  ${state.status}`);
       context.io.out(`publish confirmed in ${publishMs ?? '-'} ms, round trip ${roundTripMs ?? '-'} ms`);

@@ -3,7 +3,7 @@ import { topicArg } from '../args.js';
 import type { Command } from '../command.js';
 import { driverOptions } from '../connection.js';
 import { EXIT } from '../errors.js';
-import { keyValues, table } from '../format.js';
+import { jsonLine, keyValues, table } from '../format.js';
 import { topologyRows } from '../topology.js';
 
 export const topology: Command = {
@@ -21,7 +21,7 @@ export const topology: Command = {
     const objects = topologyRows(transport, topic, group, dlq, driverOptions(context.values));
     if (context.values.json) {
       context.io.out(
-        JSON.stringify({
+        jsonLine({
           transport,
           topic,
           group: group ?? null,
