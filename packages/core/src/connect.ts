@@ -63,7 +63,11 @@ export function parseUrl(text: string): { url: URL; hosts: string[] } {
         // fall through to the error below
       }
     }
-    throw new ConfigError(`Invalid connect options: url: '${redactUrl(text)}' is not a valid URL`);
+    // A password pasted as is (`amqp://app:pa/ss@host`) is the usual cause: the URL parser stops at its `/`.
+    const hint = text.includes('@')
+      ? ' (a user name or password with / ? # @ or % in it must be percent-encoded: encodeURIComponent)'
+      : '';
+    throw new ConfigError(`Invalid connect options: url: '${redactUrl(text)}' is not a valid URL${hint}`);
   }
 }
 

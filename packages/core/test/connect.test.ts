@@ -69,6 +69,18 @@ describe('connect', () => {
     expect(`${error.message}\n${error.stack}\n${inspect(error)}`).not.toContain(CANARY);
   });
 
+  it('says how to write a password with / ? or # in it, and shows none of it', async () => {
+    for (const password of [`se/${CANARY}`, `se?${CANARY}`, `se#${CANARY}`, `a/b@c#${CANARY}`]) {
+      const error = await failure(`amqp://user:${password}@127.0.0.1:5672/vhost`);
+      expect(error.code).toBe('BUSBAR_CONFIG');
+      expect(error.message).toContain('percent-encoded');
+      expect(`${error.message}\n${error.stack}\n${inspect(error)}`).not.toContain(CANARY);
+    }
+    // Encoded, the same password is a valid URL (memory:// ignores credentials and connects).
+    const bus = await connect(`memory://user:${encodeURIComponent(`a/b@c#${CANARY}`)}@q/x`);
+    await bus.close();
+  });
+
   it('redacts passwords in URLs', () => {
     expect(redactUrl(`amqp://user:${CANARY}@host:5672/vhost`)).toBe('amqp://user:***@host:5672/vhost');
     expect(redactUrl('redis://host:6379')).toBe('redis://host:6379');
