@@ -21,8 +21,8 @@ const ok = secureServersAvailable();
 const text = new TextDecoder();
 const seedOf = (pair: { getSeed(): Uint8Array }) => text.decode(pair.getSeed());
 
-const PASSWORD = 'pw-Secret-7f3a9c';
-const WRONG_PASSWORD = 'pw-Wrong-0c81d2';
+const PASSWORD = 'pw-Secret/7f3a@9c%';
+const WRONG_PASSWORD = 'pw-Wrong/0c81@d2%';
 const TOKEN = 'tok-Secret-91b2e4';
 const WRONG_TOKEN = 'tok-Wrong-55e7a0';
 /** Every user of these servers may publish anywhere but `secret.>`. */
@@ -135,7 +135,7 @@ describe.runIf(ok)('nats TLS and auth (private servers)', () => {
   it('user/password: a wrong password is refused as an authorization violation and never shown', async () => {
     const f = await failure(() => open(users.url, { tls: { ca }, user: 'alice', pass: WRONG_PASSWORD }));
     expectRefused(f, /Authorization Violation/, secrets());
-    const url = users.url.replace('nats://', `nats://alice:${WRONG_PASSWORD}@`);
+    const url = users.url.replace('nats://', `nats://alice:${encodeURIComponent(WRONG_PASSWORD)}@`);
     expectRefused(await failure(() => open(url, { tls: { ca } })), /Authorization Violation/, secrets());
   });
 

@@ -5,7 +5,7 @@ import { installed, REDIS_SERVER, stopRedis, tempDir } from './private-redis.js'
 
 /** The ACL user of the secure servers: it may touch only keys of topics that start with `ok.` under `app:`. */
 export const ACL_USER = 'app';
-export const ACL_PASSWORD = 'Acl-Canary-Pw-51d2';
+export const ACL_PASSWORD = 'Acl-Canary/Pw@51d2%';
 export const KEY_PREFIX = 'app:';
 
 /** Whether the TLS tests can run; with CI set, a missing redis-server or openssl is a failure, not a skip. */
