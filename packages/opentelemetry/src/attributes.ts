@@ -25,15 +25,6 @@ export const ATTR = {
   outcome: 'busbar.outcome',
 } as const;
 
-/** `error.type`: the error class name, or busbar's error code when there is one. */
-export function errorType(error: unknown): string {
-  if (typeof error === 'object' && error !== null) {
-    const name = (error as { name?: unknown }).name;
-    if (typeof name === 'string' && name.length > 0) return name;
-  }
-  return '_OTHER';
-}
-
 type Raw = Record<string, unknown>;
 
 const isRecord = (value: unknown): value is Raw => typeof value === 'object' && value !== null;

@@ -2,7 +2,6 @@ import type { ProcessContext, SettledEvent } from '@busbar/core';
 import {
   type Attributes,
   type Context,
-  type Exception,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -11,7 +10,8 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
-import { ATTR, errorType, nativeAttributes } from './attributes.js';
+import { ATTR, nativeAttributes } from './attributes.js';
+import { endSpan, errorType, guard, markError, report } from './safe.js';
 
 /** One handler run, from the `busbar:process` start until its `busbar:settled` event. */
 export interface ProcessState {
@@ -54,12 +54,6 @@ export function processAttributes(ctx: ProcessContext, conversationIdHeader: str
   return attributes;
 }
 
-function markError(span: Span, error: unknown): void {
-  span.setAttribute(ATTR.errorType, errorType(error));
-  if (error instanceof Error) span.recordException(error as Exception);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
-}
-
 /**
  * Consumer spans. A span starts with the handler and stays open until core
  * reports how the delivery was settled, so retries and dead-lettering land on
@@ -75,13 +69,22 @@ export class ConsumerTracker {
   constructor(tracer: Tracer, options: ConsumerTracingOptions) {
     this.#tracer = tracer;
     this.#options = options;
-    this.#sweeper = setInterval(() => this.#sweep(), Math.min(5_000, Math.max(100, options.settleTimeoutMs / 2)));
+    this.#sweeper = setInterval(
+      guard(() => this.#sweep()),
+      Math.min(5_000, Math.max(100, options.settleTimeoutMs / 2)),
+    );
     this.#sweeper.unref();
   }
 
   /** Starts the span and returns the context the handler runs in. */
   start(ctx: ProcessContext, state: ProcessState): Context {
-    const extracted = propagation.extract(ROOT_CONTEXT, ctx.message.headers);
+    let extracted = ROOT_CONTEXT;
+    try {
+      extracted = propagation.extract(ROOT_CONTEXT, ctx.message.headers);
+    } catch (error) {
+      // The user's propagator failed on these headers: the span still starts, as a new trace.
+      report(error);
+    }
     const remote = trace.getSpanContext(extracted);
     const asLink = this.#options.consumerParent === 'link';
     const parent = asLink ? ROOT_CONTEXT : extracted;
@@ -104,8 +107,8 @@ export class ConsumerTracker {
 
   failed(state: ProcessState, error: unknown): void {
     if (state.span && !state.ended) {
-      markError(state.span, error);
       state.errored = true;
+      markError(state.span, error);
     }
   }
 
@@ -115,9 +118,12 @@ export class ConsumerTracker {
     const state = list?.shift();
     if (list?.length === 0) this.#pending.delete(key);
     if (state?.span && !state.ended) {
-      this.#annotate(state.span, event, state.errored);
       state.ended = true;
-      state.span.end();
+      try {
+        this.#annotate(state.span, event, state.errored);
+      } finally {
+        endSpan(state.span);
+      }
       return;
     }
     if (!state && (event.outcome === 'dead-lettered' || event.outcome === 'dropped')) {
@@ -136,8 +142,11 @@ export class ConsumerTracker {
         { kind: SpanKind.CONSUMER, attributes },
         ROOT_CONTEXT,
       );
-      this.#annotate(span, event, false);
-      span.end();
+      try {
+        this.#annotate(span, event, false);
+      } finally {
+        endSpan(span);
+      }
     }
   }
 
@@ -201,7 +210,7 @@ export class ConsumerTracker {
         list.splice(i, 1);
         if (state.span && !state.ended) {
           state.ended = true;
-          state.span.end();
+          endSpan(state.span);
         }
       }
       if (list.length === 0) this.#pending.delete(key);
@@ -215,7 +224,7 @@ export class ConsumerTracker {
       for (const state of list) {
         if (state.span && !state.ended) {
           state.ended = true;
-          state.span.end();
+          endSpan(state.span);
         }
       }
     }

@@ -4,19 +4,19 @@ import {
   type Attributes,
   type Context,
   context,
-  type Exception,
   type MeterProvider,
   metrics,
   propagation,
   type Span,
   SpanKind,
-  SpanStatusCode,
   type TracerProvider,
   trace,
 } from '@opentelemetry/api';
-import { ATTR, errorType } from './attributes.js';
+import { ATTR } from './attributes.js';
 import { ConsumerTracker, type ProcessState, processAttributes } from './consumer.js';
 import { MessagingMetrics } from './metrics.js';
+import { checkOptions } from './options.js';
+import { endSpan, errorType, guard, markError, report } from './safe.js';
 
 export interface InstrumentationOptions {
   /** Where spans go. Default: the global tracer provider (`trace.setGlobalTracerProvider`, or your SDK's `register()`). */
@@ -104,6 +104,7 @@ function metricAttributes(attributes: Attributes, error: unknown): Attributes {
  * that removes the instrumentation.
  */
 export function instrumentBusbar(options: InstrumentationOptions = {}): () => void {
+  checkOptions(options);
   const tracing = options.tracing ?? true;
   const tracer = tracing ? (options.tracerProvider ?? trace.getTracerProvider()).getTracer(NAME, VERSION) : undefined;
   const meter =
@@ -156,12 +157,14 @@ export function instrumentBusbar(options: InstrumentationOptions = {}): () => vo
     const error = ctx.error;
     const span = state.span;
     if (span) {
-      if (error !== undefined) {
-        span.setAttribute(ATTR.errorType, errorType(error));
-        if (error instanceof Error) span.recordException(error as Exception);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+      try {
+        if (error !== undefined) markError(span, error);
+      } catch (failure) {
+        // The metrics below still count this publish, and the span still ends.
+        report(failure);
+      } finally {
+        endSpan(span);
       }
-      span.end();
     }
     instruments?.sent(
       metricAttributes(publishAttributes(ctx), error),
@@ -177,52 +180,72 @@ export function instrumentBusbar(options: InstrumentationOptions = {}): () => vo
     instruments?.processed(metricAttributes(state.attributes, ctx.error), (state.handlerEnd - state.start) / 1000);
   };
 
+  // Every subscriber is guarded: node reports a throwing one as an uncaught exception, which ends the process.
   const publishHandlers = {
-    start: (ctx: PublishContext) => void publishState(ctx),
-    end: (ctx: Traced<PublishContext>) => {
+    start: guard((ctx: PublishContext) => void publishState(ctx)),
+    end: guard((ctx: Traced<PublishContext>) => {
       // Only a synchronous throw has set `error` by now; async outcomes arrive in asyncEnd.
       if (ctx.error !== undefined) finishPublish(ctx);
-    },
+    }),
     asyncStart: () => undefined,
-    asyncEnd: finishPublish,
+    asyncEnd: guard(finishPublish),
     error: () => undefined,
   };
   const processHandlers = {
-    start: (ctx: ProcessContext) => {
+    start: guard((ctx: ProcessContext) => {
       const state = processState(ctx);
       instruments?.consumed(metricAttributes(state.attributes, undefined));
-    },
-    end: (ctx: Traced<ProcessContext>) => {
+    }),
+    end: guard((ctx: Traced<ProcessContext>) => {
       if (ctx.error !== undefined) finishProcess(ctx);
-    },
+    }),
     asyncStart: () => undefined,
-    asyncEnd: finishProcess,
-    error: (ctx: Traced<ProcessContext>) => {
+    asyncEnd: guard(finishProcess),
+    error: guard((ctx: Traced<ProcessContext>) => {
       const state = processes.get(ctx);
       if (state) consumers?.failed(state, ctx.error);
-    },
+    }),
   };
   const onSettled = (message: unknown) => {
     const event = message as SettledEvent;
-    consumers?.settled(event);
-    instruments?.settled(event);
+    // Two guards: a tracer that fails must not cost the settled metric, nor a meter the span.
+    guard(() => consumers?.settled(event))();
+    guard(() => instruments?.settled(event))();
   };
 
   if (tracer && consumers) {
+    // A store transform that throws is an uncaught exception too; on failure the call runs in the caller's context.
     channels.publish.start.bindStore(store, (ctx) => {
-      const state = publishState(ctx);
       const parent = context.active();
-      const span = tracer.startSpan(
-        `send ${ctx.topic}`,
-        { kind: SpanKind.PRODUCER, attributes: publishAttributes(ctx) },
-        parent,
-      );
-      state.span = span;
-      const active = trace.setSpan(parent, span);
-      for (const message of ctx.messages) propagation.inject(active, message.headers);
-      return active;
+      try {
+        const state = publishState(ctx);
+        const span = tracer.startSpan(
+          `send ${ctx.topic}`,
+          { kind: SpanKind.PRODUCER, attributes: publishAttributes(ctx) },
+          parent,
+        );
+        state.span = span;
+        const active = trace.setSpan(parent, span);
+        try {
+          for (const message of ctx.messages) propagation.inject(active, message.headers);
+        } catch (error) {
+          // The span is kept (and ended with the publish); only the header context is missing.
+          report(error);
+        }
+        return active;
+      } catch (error) {
+        report(error);
+        return parent;
+      }
     });
-    channels.process.start.bindStore(store, (ctx) => consumers.start(ctx, processState(ctx)));
+    channels.process.start.bindStore(store, (ctx) => {
+      try {
+        return consumers.start(ctx, processState(ctx));
+      } catch (error) {
+        report(error);
+        return context.active();
+      }
+    });
   }
   channels.publish.subscribe(publishHandlers);
   channels.process.subscribe(processHandlers);

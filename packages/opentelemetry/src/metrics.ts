@@ -1,6 +1,7 @@
 import type { SettledEvent } from '@busbar/core';
 import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
-import { ATTR, errorType } from './attributes.js';
+import { ATTR } from './attributes.js';
+import { errorType } from './safe.js';
 
 /** Seconds-scale buckets for messaging durations (semconv's advice for `messaging.*.duration`). */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];

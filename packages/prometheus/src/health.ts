@@ -32,11 +32,28 @@ const list = (sources: HealthSource | readonly HealthSource[]): readonly HealthS
   Array.isArray(sources) ? sources : [sources as HealthSource];
 
 /**
+ * Stands in for a source whose `health()` threw: it is neither ready nor live.
+ * Thrown inside an http request listener, the error would be uncaught (a
+ * crash) and the probe would get no answer at all.
+ */
+const UNREADABLE: Health = { status: 'down', transport: 'unknown', connections: [], subscriptions: [] };
+
+function read(sources: HealthSource | readonly HealthSource[]): Health[] {
+  return list(sources).map((source) => {
+    try {
+      return source.health();
+    } catch {
+      return UNREADABLE;
+    }
+  });
+}
+
+/**
  * Readiness: every connection of every bus is up and no subscription is
  * closing (so a draining instance stops getting traffic).
  */
 export function readiness(sources: HealthSource | readonly HealthSource[]): HealthReport {
-  const buses = list(sources).map((s) => s.health());
+  const buses = read(sources);
   const ok = buses.every((h) => h.status === 'up' && h.subscriptions.every((s) => s.state === 'running'));
   return report('ready', ok, buses);
 }
@@ -48,8 +65,10 @@ export function readiness(sources: HealthSource | readonly HealthSource[]): Heal
 export function liveness(sources: HealthSource | readonly HealthSource[], options: HealthOptions = {}): HealthReport {
   const maxDownMs = options.maxDownMs ?? 60_000;
   const now = Date.now();
-  const buses = list(sources).map((s) => s.health());
-  const ok = buses.every((h) => h.connections.every((c) => c.state === 'up' || now - c.since.getTime() <= maxDownMs));
+  const buses = read(sources);
+  const ok = buses.every(
+    (h) => h !== UNREADABLE && h.connections.every((c) => c.state === 'up' || now - c.since.getTime() <= maxDownMs),
+  );
   return report('live', ok, buses);
 }
 
@@ -59,7 +78,13 @@ function report(check: HealthCheck, ok: boolean, buses: readonly Health[]): Heal
 
 /** Writes a report as JSON; works with a plain `http` response and with Express's (which extends it). */
 export function sendHealth(res: ServerResponse, result: HealthReport): void {
-  const body = JSON.stringify(result.body);
+  let body: string;
+  try {
+    body = JSON.stringify(result.body);
+  } catch {
+    // A health source's report that JSON cannot hold (a BigInt, a cycle): the status code still answers the probe.
+    body = JSON.stringify({ status: result.body.status, check: result.body.check, buses: [] });
+  }
   res.writeHead(result.statusCode, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
   res.end(body);
 }
@@ -74,5 +99,21 @@ export function healthHandler(
   check: HealthCheck = 'ready',
   options: HealthOptions = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  return (_req, res) => sendHealth(res, check === 'ready' ? readiness(sources) : liveness(sources, options));
+  return (_req, res) => answerHealth(res, () => (check === 'ready' ? readiness(sources) : liveness(sources, options)));
+}
+
+/**
+ * Sends a report, or a bare 503 when computing it threw (a health source with
+ * a malformed report): a request listener that throws is an uncaught exception.
+ */
+export function answerHealth(res: ServerResponse, compute: () => HealthReport): void {
+  let result: HealthReport;
+  try {
+    result = compute();
+  } catch {
+    res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+    res.end('health check failed\n');
+    return;
+  }
+  sendHealth(res, result);
 }

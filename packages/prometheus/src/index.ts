@@ -10,6 +10,6 @@ export type { LagReading, LagSource } from './lag.js';
 export { busLagSource } from './lag.js';
 
 export type { BusbarMetrics, BusbarMetricsOptions } from './metrics.js';
-export { registerBusbarMetrics } from './metrics.js';
+export { OTHER_TOPIC, registerBusbarMetrics } from './metrics.js';
 export type { MetricsServer, ServeMetricsOptions } from './serve.js';
 export { metricsHandler, serveMetrics } from './serve.js';

@@ -33,6 +33,41 @@ export function busLagSource(bus: object): LagSource | undefined {
   return () => bus.lag();
 }
 
+/** A count a gauge can take: a finite number >= 0 (a bigint, as admin APIs return offsets, is converted). */
+function count(value: unknown): number | undefined {
+  const n = typeof value === 'bigint' ? Number(value) : value;
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+/**
+ * The well-formed readings of what a source returned. prom-client throws on a
+ * value that is not a number, and a throw in one gauge's collect fails the
+ * whole scrape: one source returning `lag: '12'` or `[null]` must cost only
+ * its own readings, not every busbar (and application) metric.
+ */
+function wellFormed(value: unknown): LagReading[] {
+  if (!Array.isArray(value)) return [];
+  const out: LagReading[] = [];
+  for (const item of value as unknown[]) {
+    if (typeof item !== 'object' || item === null) continue;
+    const { topic, group, lag, pending, backlog } = item as Record<string, unknown>;
+    if (typeof topic !== 'string' || topic.length === 0) continue;
+    if (group !== undefined && typeof group !== 'string') continue;
+    const reading: { -readonly [K in keyof LagReading]: LagReading[K] } = { topic };
+    if (group !== undefined) reading.group = group;
+    for (const [field, raw] of [
+      ['lag', lag],
+      ['pending', pending],
+      ['backlog', backlog],
+    ] as const) {
+      const n = count(raw);
+      if (n !== undefined) reading[field] = n;
+    }
+    out.push(reading);
+  }
+  return out;
+}
+
 /** Reads every source, at most `timeoutMs` each, so one slow broker query cannot stall a scrape. */
 export async function readLag(sources: Iterable<LagSource>, timeoutMs: number): Promise<LagReading[]> {
   const readings = await Promise.all(
@@ -42,7 +77,7 @@ export async function readLag(sources: Iterable<LagSource>, timeoutMs: number): 
         const timeout = new Promise<readonly LagReading[]>((resolve) => {
           timer = setTimeout(() => resolve([]), timeoutMs);
         });
-        return await Promise.race([Promise.resolve().then(source), timeout]);
+        return wellFormed(await Promise.race([Promise.resolve().then(source), timeout]));
       } catch {
         return [];
       } finally {

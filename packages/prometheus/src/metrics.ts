@@ -1,6 +1,8 @@
 import {
+  ConfigError,
   type ConnectionEvent,
   channels,
+  type Health,
   type Outcome,
   type ProcessContext,
   type PublishContext,
@@ -25,6 +27,11 @@ export interface BusbarMetricsOptions {
   lagSources?: readonly LagSource[];
   /** Longest a lag source may take per scrape. Default 2 000 ms. */
   lagTimeoutMs?: number;
+  /**
+   * Most distinct `topic` label values the message metrics take; messages on
+   * further topics are counted under `topic="(other)"`. Default 1 000.
+   */
+  maxTopics?: number;
 }
 
 export interface BusbarMetrics {
@@ -35,6 +42,29 @@ export interface BusbarMetrics {
   addLagSource(source: LagSource): () => void;
   /** Stops counting and removes every busbar metric from the registry. */
   unregister(): void;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The `topic` label of messages on topics past `maxTopics`: not a valid topic name, so never a real one. */
+export const OTHER_TOPIC = '(other)';
+
+/**
+ * Topic label values, at most `max` of them, first come first kept. prom-client
+ * keeps every label set it ever saw, so a wildcard subscription receiving a
+ * topic per device, or a topic per run, would otherwise grow the process's
+ * memory and the Prometheus series count without end. The set only grows, so
+ * a topic maps to the same value for the life of the registration (the in-flight
+ * gauge's inc and dec meet).
+ */
+function topicLimiter(max: number): (topic: string) => string {
+  const kept = new Set<string>();
+  return (topic) => {
+    if (kept.has(topic)) return topic;
+    if (kept.size >= max) return OTHER_TOPIC;
+    kept.add(topic);
+    return topic;
+  };
 }
 
 const DEFAULT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -73,6 +103,15 @@ export function registerBusbarMetrics(options: BusbarMetricsOptions = {}): Busba
   const lagSources = new Set<LagSource>(options.lagSources ?? []);
   const busLag = new Map<HealthSource, LagSource>();
   const lagTimeoutMs = options.lagTimeoutMs ?? 2_000;
+  // Node runs a timer of NaN, Infinity or over 2^31-1 ms after 1 ms: every lag source would silently read as empty.
+  if (typeof lagTimeoutMs !== 'number' || !(lagTimeoutMs >= 0 && lagTimeoutMs <= MAX_TIMER_MS)) {
+    throw new ConfigError(`lagTimeoutMs must be a number of milliseconds from 0 to ${MAX_TIMER_MS}`);
+  }
+  const maxTopics = options.maxTopics ?? 1_000;
+  if (typeof maxTopics !== 'number' || !Number.isInteger(maxTopics) || maxTopics < 1) {
+    throw new ConfigError('maxTopics must be a whole number >= 1');
+  }
+  const topicOf = topicLimiter(maxTopics);
 
   const published = new Counter({
     name: `${p}messages_published_total`,
@@ -132,7 +171,14 @@ export function registerBusbarMetrics(options: BusbarMetricsOptions = {}): Busba
     collect() {
       this.reset();
       for (const bus of buses) {
-        for (const s of bus.health().subscriptions) this.inc({ topic: s.topic, group: s.group ?? '' }, s.queued);
+        // A source whose health() throws loses its own gauge for this scrape, not the whole scrape.
+        let subscriptions: Health['subscriptions'];
+        try {
+          subscriptions = bus.health().subscriptions;
+        } catch {
+          continue;
+        }
+        for (const s of subscriptions) this.inc({ topic: s.topic, group: s.group ?? '' }, s.queued);
       }
     },
   });
@@ -213,7 +259,7 @@ export function registerBusbarMetrics(options: BusbarMetricsOptions = {}): Busba
     const start = publishStarts.get(ctx);
     if (start === undefined) return;
     publishStarts.delete(ctx);
-    const labels = { topic: ctx.topic, status: ctx.error === undefined ? 'success' : 'error' };
+    const labels = { topic: topicOf(ctx.topic), status: ctx.error === undefined ? 'success' : 'error' };
     published.inc(labels, ctx.messages.length);
     publishDuration.observe(labels, (performance.now() - start) / 1000);
   };
@@ -222,7 +268,7 @@ export function registerBusbarMetrics(options: BusbarMetricsOptions = {}): Busba
   const processHandlers = {
     start: (ctx: ProcessContext) => {
       running.add(ctx);
-      inFlight.inc({ topic: ctx.topic, group: ctx.group ?? '' });
+      inFlight.inc({ topic: topicOf(ctx.topic), group: ctx.group ?? '' });
     },
     end: (ctx: Traced<ProcessContext>) => {
       if (ctx.error !== undefined) processDone(ctx);
@@ -233,19 +279,22 @@ export function registerBusbarMetrics(options: BusbarMetricsOptions = {}): Busba
   };
   const processDone = (ctx: ProcessContext) => {
     if (!running.delete(ctx)) return;
-    inFlight.dec({ topic: ctx.topic, group: ctx.group ?? '' });
+    inFlight.dec({ topic: topicOf(ctx.topic), group: ctx.group ?? '' });
   };
 
   const onSettled = (message: unknown) => {
     const event = message as SettledEvent;
     const status = STATUS[event.outcome];
     const group = event.group ?? '';
-    processed.inc({ topic: event.topic, group, status });
+    const topic = topicOf(event.topic);
+    processed.inc({ topic, group, status });
     if (event.outcome !== 'duplicate' && event.outcome !== 'released') {
-      processDuration.observe({ topic: event.topic, group, status }, event.durationMs / 1000);
+      processDuration.observe({ topic, group, status }, event.durationMs / 1000);
     }
     if (event.outcome === 'dead-lettered') {
-      deadLetters.inc({ topic: event.topic, group, dead_letter_topic: event.deadLetterTopic ?? '' });
+      // Named after the topic and group: bounded along with the topic, without taking a topic slot of its own.
+      const deadLetterTopic = topic === OTHER_TOPIC ? OTHER_TOPIC : (event.deadLetterTopic ?? '');
+      deadLetters.inc({ topic, group, dead_letter_topic: deadLetterTopic });
     }
   };
   const onConnection = (message: unknown) => {
