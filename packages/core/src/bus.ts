@@ -374,6 +374,8 @@ export class Bus {
         await disconnect(this.#transport, deadline, this.#init.logger);
       } catch (error) {
         throw this.#clean(error);
+      } finally {
+        this.#init.connections.end();
       }
     })();
     return this.#closing;

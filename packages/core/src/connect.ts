@@ -207,6 +207,8 @@ export async function connect(input: string | ConnectOptions): Promise<Bus> {
     // Bounded too: on a slow or silent link the close of a half-made connection could take as long again.
     const closing = transport.close(Date.now() + CONNECT_CLOSE_MS).catch(() => undefined);
     await withTimeout(closing, CONNECT_CLOSE_MS, 'close after a failed connect').catch(() => undefined);
+    // No bus will be there to close: its connections are over now.
+    connections.end();
     if (BusbarError.is(error)) throw error;
     throw new ConnectionError(`Could not connect to ${redactUrl(url)}: ${sanitizeError(error, secrets).message}`, {
       cause: sanitizeError(error, secrets),

@@ -64,7 +64,13 @@ export interface SettledEvent {
 export interface ConnectionEvent {
   readonly system: string;
   readonly connection: string;
-  readonly state: 'connecting' | 'up' | 'reconnecting' | 'down';
+  /**
+   * `closed`: closed on purpose (its subscription or the bus closed) and gone from `bus.health()`; nothing is
+   * reported for it afterwards, so a metric keeping its last state should drop it rather than show it down.
+   */
+  readonly state: 'connecting' | 'up' | 'reconnecting' | 'down' | 'closed';
+  /** Unique to the bus within the process: two buses of one transport have connections of the same names. */
+  readonly bus: number;
   readonly error?: string;
 }
 

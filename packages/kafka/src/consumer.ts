@@ -36,6 +36,8 @@ export interface ConsumerDeps {
     state: 'connecting' | 'up' | 'reconnecting' | 'down',
     error?: unknown,
   ) => void;
+  /** The consumer closed on purpose: its connection leaves the bus's health and metrics. */
+  readonly forgetState?: (connection: string) => void;
 }
 
 /**
@@ -393,5 +395,6 @@ export class KafkaSubscription implements TransportSubscription, SettleHost {
     if (!this.#broadcast) await withTimeout(this.#commits.close(), left(), 'final commit').catch(() => undefined);
     if (this.#watchdog) clearInterval(this.#watchdog);
     await withTimeout(this.#consumer?.disconnect() ?? Promise.resolve(), left(), 'disconnect').catch(() => undefined);
+    this.#deps.forgetState?.(this.#name);
   }
 }

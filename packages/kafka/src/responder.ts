@@ -15,7 +15,7 @@ import { groupTimings } from './native.js';
 import { isLegalTopic } from './topology.js';
 
 /** A responder needs what a subscription needs, except its connection-state reporting. */
-export type ResponderDeps = Omit<ConsumerDeps, 'reportState'>;
+export type ResponderDeps = Omit<ConsumerDeps, 'reportState' | 'forgetState'>;
 
 /** The native record of a request (`IncomingRequest.raw` for Kafka). */
 export interface KafkaRequestRecord {

@@ -280,6 +280,7 @@ export class KafkaTransport implements Transport {
       secrets: this.#secrets,
       joinTimeoutMs: this.#joinTimeoutMs(),
       reportState: this.#context.reportState,
+      forgetState: (connection) => this.#context.forgetState?.(connection),
     });
     return this.#track(subscription, `Subscribing to '${spec.topic}' failed`);
   }

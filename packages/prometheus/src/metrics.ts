@@ -9,6 +9,7 @@ import {
   type SettledEvent,
 } from '@busbar/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
+import { ConnectionStates } from './connections.js';
 import type { HealthSource } from './health.js';
 import { busLagSource, type LagReading, type LagSource, readLag } from './lag.js';
 
@@ -297,10 +298,14 @@ export function registerBusbarMetrics(options: BusbarMetricsOptions = {}): Busba
       deadLetters.inc({ topic, group, dead_letter_topic: deadLetterTopic });
     }
   };
+  const connectionStates = new ConnectionStates();
   const onConnection = (message: unknown) => {
     const event = message as ConnectionEvent;
     const labels = { transport: event.system, connection: event.connection };
-    connectionUp.set(labels, event.state === 'up' ? 1 : 0);
+    // Closed on purpose: not down, gone (a series left at 0 would fire the README's `busbar_connection_up == 0`).
+    const up = connectionStates.update(event);
+    if (up === undefined) connectionUp.remove(labels);
+    else connectionUp.set(labels, up);
     if (event.state === 'reconnecting') reconnects.inc(labels);
   };
 

@@ -32,6 +32,45 @@ export function counterTests(connect: () => Promise<Bus>, timeoutMs = 15_000): v
   const watched = watchedBus(connect);
 
   it(
+    'busbar_connection_up: a closed subscription or bus leaves no series at 0 behind, another bus of the transport keeps its own',
+    async () => {
+      const { bus: other, registry } = watched;
+      const read = async () =>
+        parseExposition(await registry.metrics()).filter((s) => s.name === 'busbar_connection_up');
+      const names = (b: Bus) => b.health().connections.map((c) => c.name);
+      const bus = await connect();
+      let closed = false;
+      try {
+        const sub = await bus.subscribe(uniqueName('conn'), async () => {}, { group: uniqueName('g') });
+        await waitFor(() => bus.health().status === 'up', timeoutMs, 'the second bus up');
+        const open = names(bus);
+        await waitFor(
+          async () => {
+            const series = await read();
+            return open.every((name) => series.some((s) => s.labels.connection === name && s.value === 1));
+          },
+          timeoutMs,
+          'a series at 1 for each connection of the second bus',
+        );
+        await sub.close();
+        await bus.close();
+        closed = true;
+        // What only the closed bus had is gone; what the open bus shares by name is up, as that bus is.
+        const kept = new Set(names(other));
+        const series = await read();
+        for (const name of open.filter((n) => !kept.has(n))) {
+          expect(series.filter((s) => s.labels.connection === name)).toEqual([]);
+        }
+        expect(series.filter((s) => s.value !== 1)).toEqual([]);
+        expect(other.health().status).toBe('up');
+      } finally {
+        if (!closed) await bus.close();
+      }
+    },
+    timeoutMs * 3,
+  );
+
+  it(
     'counts success, retry and dead-letter, and the output parses',
     async () => {
       const { bus, registry } = watched;
