@@ -335,12 +335,8 @@ export class Bus {
 
   /** The state of every connection and subscription. */
   health(): Health {
-    return healthOf(
-      this.#init.system,
-      this.#init.connections.list(),
-      this.#subscriptions.stats(),
-      this.#closing !== undefined,
-    );
+    const { system, connections } = this.#init;
+    return healthOf(system, connections.list(), this.#subscriptions.stats(), this.#closing !== undefined);
   }
 
   /**
