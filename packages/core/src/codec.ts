@@ -1,4 +1,5 @@
 import { DecodeError, SerializationError } from './errors.js';
+import { toFailure } from './thrown.js';
 
 /**
  * Turns payloads into bytes and back. A codec's `decode` must throw on bodies
@@ -24,7 +25,11 @@ export const jsonCodec: Codec<unknown> = {
     try {
       text = JSON.stringify(value);
     } catch (error) {
-      throw new SerializationError(`Payload is not JSON-serializable: ${(error as Error).message}`, { cause: error });
+      // A toJSON() may throw anything (null: reading its message threw a TypeError out of the codec) and say
+      // anything (the payload itself): the description is safe to read and bounded.
+      const failure = toFailure(error);
+      const message = failure.message.length > 300 ? `${failure.message.slice(0, 300)}...` : failure.message;
+      throw new SerializationError(`Payload is not JSON-serializable: ${message}`, { cause: failure });
     }
     if (text === undefined) throw new SerializationError(`Payload of type ${typeof value} is not JSON-serializable`);
     return utf8Bytes(text);

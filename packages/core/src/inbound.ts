@@ -1,5 +1,6 @@
 import { type Codec, jsonCodec } from './codec.js';
 import { DecodeError } from './errors.js';
+import { usableId } from './transport/headers.js';
 
 /**
  * How a received body becomes a payload when the topic uses the default JSON codec: by the content type the
@@ -7,7 +8,8 @@ import { DecodeError } from './errors.js';
  * instead of a DecodeError dead letter. A topic with an explicit codec (`codecs.string`, `codecs.bytes`, your
  * own) always decodes with it: the user said what the bytes are.
  *
- * - `application/json`, `*+json`: JSON (a body that is not JSON is a DecodeError: it said it was);
+ * - `application/json`, `*+json`: JSON, in its `charset` if it names one (a body that is not JSON is a
+ *   DecodeError: it said it was);
  * - `text/*`: a string (in its `charset` when Node knows it, else UTF-8);
  * - `application/cloudevents+json`: a structured CloudEvent, see {@link CloudEvent};
  * - no content type: `null` for an empty body (a tombstone), JSON when the body parses, else the bytes;
@@ -48,24 +50,47 @@ export function mediaType(contentType: string | undefined): string | undefined {
   return type === '' ? undefined : type;
 }
 
-function charsetOf(contentType: string): string | undefined {
+function charsetOf(contentType: string | undefined): string | undefined {
+  // Most content types carry no parameters: no regex for them.
+  if (contentType === undefined || !contentType.includes(';')) return undefined;
   const match = /;\s*charset="?([^";\s]+)"?/i.exec(contentType);
   return match?.[1]?.toLowerCase();
 }
 
-function parseJson(body: Uint8Array): unknown {
+/**
+ * The body as text in `charset` (UTF-8 when none), or a throw when it is not. Node's `utf-16` is little-endian
+ * (the WHATWG label), but Java's `UTF-16` writes big-endian behind a byte order mark: the mark decides.
+ */
+function decodeText(body: Uint8Array, charset: string | undefined): string {
+  if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return utf8.decode(body);
+  const label = charset === 'utf-16' && body[0] === 0xfe && body[1] === 0xff ? 'utf-16be' : charset;
+  return new TextDecoder(label, { fatal: true }).decode(body);
+}
+
+/**
+ * JSON is UTF-8 (RFC 8259, which gives application/json no charset), so that is tried first. A producer that
+ * names another charset (UTF-16, ISO-8859-1: older Java and .NET stacks) wrote its text in it, though: only
+ * when the body is not UTF-8 JSON is it read in that charset. It was a DecodeError dead letter.
+ */
+function parseJson(body: Uint8Array, contentType: string | undefined): unknown {
   try {
     return JSON.parse(utf8.decode(body));
   } catch (error) {
+    const charset = charsetOf(contentType);
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      try {
+        return JSON.parse(decodeText(body, charset));
+      } catch {
+        // Not JSON in that charset either: the UTF-8 error says what is wrong with it.
+      }
+    }
     throw new DecodeError(`Body is not valid JSON: ${(error as Error).message}`, { cause: error });
   }
 }
 
 function text(body: Uint8Array, contentType: string): string | Uint8Array {
-  const charset = charsetOf(contentType);
   try {
-    if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return utf8.decode(body);
-    return new TextDecoder(charset, { fatal: true }).decode(body);
+    return decodeText(body, charsetOf(contentType));
   } catch {
     // Not text in the charset it claims (or a charset Node does not know): hand over the bytes as they are.
     return body;
@@ -75,7 +100,7 @@ function text(body: Uint8Array, contentType: string): string | Uint8Array {
 /** The payload of a body by the rules above (only for topics on the default JSON codec). */
 export function decodeByContentType(body: Uint8Array, contentType: string | undefined): unknown {
   const type = mediaType(contentType);
-  if (type === 'application/json') return parseJson(body);
+  if (type === 'application/json') return parseJson(body, contentType);
   if (type === undefined) {
     // An empty body that claims nothing is "no value" (a Kafka tombstone, an MQTT retained-message clear).
     if (body.byteLength === 0) return null;
@@ -86,7 +111,7 @@ export function decodeByContentType(body: Uint8Array, contentType: string | unde
       return body;
     }
   }
-  if (type.endsWith('+json')) return parseJson(body);
+  if (type.endsWith('+json')) return parseJson(body, contentType);
   if (type.startsWith('text/')) return text(body, contentType as string);
   return body;
 }
@@ -138,13 +163,19 @@ function cloudEventFrom(
   const specversion = ownString(attributes, 'specversion');
   if (specversion === undefined) return undefined;
   for (const name of REQUIRED) if (ownString(attributes, name) === undefined) return undefined;
+  // The event id becomes the message id (idempotency keys, dead letters, logs): it obeys the rule for ids
+  // from the wire, or the message is not read as a CloudEvent (a 300 KB id full of line feeds was taken).
+  if (!usableId(attributes.id)) return undefined;
   const extensions: Record<string, string> = {};
   if (!bareNames) {
     for (const name in attributes) {
       const value = attributes[name];
       if (!KNOWN.has(name) && name !== 'data' && name !== 'data_base64' && /^[a-z0-9]{1,20}$/.test(name)) {
-        if (value !== undefined && value !== null)
-          extensions[name] = typeof value === 'string' ? value : JSON.stringify(value);
+        // Attribute values are strings, numbers or booleans in the JSON format; an object or array is no
+        // attribute. JSON.stringify of one 100,000 arrays deep threw a RangeError that no dead-letter reader
+        // got past: the message came back to them for good.
+        if (typeof value === 'string') extensions[name] = value;
+        else if (typeof value === 'number' || typeof value === 'boolean') extensions[name] = String(value);
       }
     }
   }
@@ -174,21 +205,36 @@ export function decodeInbound(
   headers: Readonly<Record<string, string>>,
 ): Decoded {
   if (mediaType(contentType) === STRUCTURED) {
-    const envelope = parseJson(body);
+    const envelope = parseJson(body, contentType);
     if (typeof envelope === 'object' && envelope !== null && !Array.isArray(envelope)) {
       const attributes = envelope as Record<string, unknown>;
       const cloudEvent = cloudEventFrom(attributes, undefined, false);
       if (cloudEvent) return { payload: structuredData(attributes), cloudEvent };
     }
-    throw new DecodeError('Body is application/cloudevents+json but not a CloudEvent (specversion, id, source, type)');
+    throw new DecodeError(
+      'Body is application/cloudevents+json but not a CloudEvent (specversion, id, source and type strings; an id of at most 1 KB without control characters)',
+    );
   }
   const cloudEvent = binaryCloudEvent(headers, contentType);
   if (codec !== jsonCodec) return { payload: codec.decode(body), cloudEvent };
   return { payload: decodeByContentType(body, cloudEvent?.datacontenttype ?? contentType), cloudEvent };
 }
 
+/** Base64 (RFC 4648, either alphabet), padded or not; line breaks as MIME encoders (Java's) write them. */
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
 function structuredData(attributes: Readonly<Record<string, unknown>>): unknown {
-  if (typeof attributes.data_base64 === 'string') return Buffer.from(attributes.data_base64, 'base64');
+  const encoded = Object.hasOwn(attributes, 'data_base64') ? attributes.data_base64 : undefined;
+  // null: a serializer that writes every field of its class (Jackson's default) with no binary data.
+  if (encoded !== undefined && encoded !== null) {
+    // Buffer.from skips characters that are not base64 and stops at a misplaced '=': '!!!' or a number was
+    // handed over as other bytes than were sent.
+    const compact = typeof encoded === 'string' ? encoded.replace(/\r?\n/g, '') : undefined;
+    if (compact === undefined || !BASE64.test(compact) || compact.replace(/=+$/, '').length % 4 === 1) {
+      throw new DecodeError('CloudEvent data_base64 is not base64');
+    }
+    return Buffer.from(compact, 'base64');
+  }
   // JSON data sits in the envelope as JSON, other text as a string (JSON format, 3.1): either way, as is.
   return attributes.data;
 }

@@ -1,4 +1,5 @@
 import { InvalidHeaderError, InvalidTopicError } from './errors.js';
+import { toFailure } from './thrown.js';
 
 /**
  * Portable names. A topic valid here is valid on every broker busbar supports,
@@ -73,11 +74,31 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
  * them: own string keys only, token-like names, no busbar- prefix, string values.
  */
 export function checkHeaders(headers: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (headers === undefined) return out;
-  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
-    throw new InvalidHeaderError('Headers must be an object of string values');
+  if (headers === undefined) return {};
+  try {
+    // A Map or a fetch `Headers` has no own keys: its headers were dropped without a word. A record of headers
+    // is not iterable; those (and arrays) are.
+    if (typeof headers !== 'object' || headers === null || isIterable(headers)) {
+      throw new InvalidHeaderError(
+        'Headers must be an object of string values (a plain one: not a Map, Headers or array)',
+      );
+    }
+    return copyHeaders(headers);
+  } catch (error) {
+    if (error instanceof InvalidHeaderError) throw error;
+    // A getter or Proxy trap that throws: the caller's bug, reported as what it is (publish rejected with the raw
+    // TypeError).
+    throw new InvalidHeaderError(`Headers could not be read: ${printable(toFailure(error).message)}`);
   }
+}
+
+/** Reading the iterator may throw (a Proxy): the caller reports that too. */
+export function isIterable(value: object): boolean {
+  return typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function';
+}
+
+function copyHeaders(headers: object): Record<string, string> {
+  const out: Record<string, string> = {};
   for (const name of Object.keys(headers)) {
     if (FORBIDDEN_KEYS.has(name)) throw new InvalidHeaderError(`Header name '${name}' is not allowed`);
     if (!HEADER_NAME.test(name)) {
@@ -131,7 +152,8 @@ function checkHeaderValue(name: string, value: string): void {
   }
 }
 
-function checkHeadersSize(headers: Readonly<Record<string, string>>): void {
+/** Headers within {@link MAX_HEADERS_BYTES}, or an InvalidHeaderError. */
+export function checkHeadersSize(headers: Readonly<Record<string, string>>): void {
   let units = 0;
   for (const name in headers) units += name.length + (headers[name] as string).length;
   // Cheap bound first: a UTF-16 code unit is at most 3 UTF-8 bytes.

@@ -10,6 +10,7 @@ import { abortable } from './transport/util.js';
 
 /** What a publish whose signal fired while the broker had it rejects with. */
 export const ABORTED_WAITING = 'Publish aborted while waiting for the broker: it may or may not have the message(s)';
+const ABORTED_VALIDATING = 'Publish aborted while its schema validated: nothing was sent';
 
 /**
  * The way out of a bus: topic checks (cached), validation, encoding and the size limit, and the hand-over to
@@ -44,9 +45,13 @@ export class Outbound {
     if (options !== undefined) checkPublishOptions(options, keys);
     if (!def.schema) return this.#encode(def, payload, options);
     const value = validate(def.schema, payload, `Payload for '${def.name}'`);
-    return value instanceof Promise
-      ? value.then((v) => this.#encode(def, v, options))
-      : this.#encode(def, value, options);
+    if (!(value instanceof Promise)) return this.#encode(def, value, options);
+    // The publish's signal stops the wait for a slow schema too: nothing is sent once it fired.
+    return abortable(
+      value.then((v) => this.#encode(def, v, options)),
+      options?.signal,
+      ABORTED_VALIDATING,
+    );
   }
 
   #encode<T>(def: Topic<T>, value: T, options: PublishOptions | undefined): OutgoingRecord {

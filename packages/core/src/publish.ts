@@ -74,10 +74,7 @@ export function encodeRecord<T>(
   const timestamp = Date.now();
   let headers = checkHeaders(options?.headers);
   if (options?.cloudEvent !== undefined || def.cloudEvent !== undefined) {
-    headers = {
-      ...headers,
-      ...cloudEventHeaders(def.cloudEvent, options?.cloudEvent, id, timestamp, cloudEventsPrefix),
-    };
+    headers = cloudEventHeaders(headers, def.cloudEvent, options?.cloudEvent, id, timestamp, cloudEventsPrefix);
   }
   const delayMs = options?.delayMs;
   if (delayMs !== undefined && delayMs > 0) {

@@ -1,6 +1,7 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { ValidationError, type ValidationIssue } from './errors.js';
+import { TimeoutError, ValidationError, type ValidationIssue } from './errors.js';
 import { toFailure } from './thrown.js';
+import { withTimeout } from './transport/util.js';
 
 /**
  * The Standard Schema contract (https://standardschema.dev, the `@standard-schema/spec` types), implemented
@@ -15,12 +16,28 @@ export type InferOutput<S> = S extends StandardSchemaV1 ? StandardSchemaV1.Infer
 
 /** At most this many issues are kept: a schema may report one per element of a huge array. */
 const MAX_ISSUES = 100;
+/**
+ * The longest issue message kept, and path shown. Libraries quote the value they got (valibot: `Expected /^x$/
+ * but received "..."`): unbounded, a 20 KB token became the error's message, its dead letter's and the logs'.
+ */
+const MAX_ISSUE_TEXT = 160;
+const MAX_PATH_TEXT = 100;
+
+/**
+ * How long an asynchronous schema may take before the validation fails with a TimeoutError (callers with a
+ * deadline of their own pass it): one that never settled held its subscription's slot, or its publish, for good.
+ */
+export const SCHEMA_TIMEOUT_MS = 30_000;
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
 
 /** The issues as busbar reports them, whatever shape a schema library (or a broken one) gives them. */
 function toIssues(raw: readonly unknown[]): ValidationIssue[] {
   return raw.slice(0, MAX_ISSUES).map((issue) => {
     const i = (typeof issue === 'object' && issue !== null ? issue : {}) as { message?: unknown; path?: unknown };
-    const message = typeof i.message === 'string' ? i.message : 'invalid';
+    const message = typeof i.message === 'string' ? clip(i.message, MAX_ISSUE_TEXT) : 'invalid';
     if (!Array.isArray(i.path)) return { message };
     const path = i.path.map((p: unknown): PropertyKey => {
       const key = typeof p === 'object' && p !== null ? (p as { key?: unknown }).key : p;
@@ -33,12 +50,22 @@ function toIssues(raw: readonly unknown[]): ValidationIssue[] {
 function describe(issues: ValidationIssue[]): string {
   return issues
     .slice(0, 5)
-    .map((i) => (i.path && i.path.length > 0 ? `${i.path.map(String).join('.')}: ${i.message}` : i.message))
+    .map((i) =>
+      i.path && i.path.length > 0 ? `${clip(i.path.map(String).join('.'), MAX_PATH_TEXT)}: ${i.message}` : i.message,
+    )
     .join('; ');
 }
 
-/** Validates synchronously when the schema allows it (zod does), so the hot path has no extra await. */
-export function validate<T>(schema: StandardSchemaV1<unknown, T>, value: unknown, what: string): T | Promise<T> {
+/**
+ * Validates synchronously when the schema allows it (zod does), so the hot path has no extra await. An
+ * asynchronous schema gets `timeoutMs`.
+ */
+export function validate<T>(
+  schema: StandardSchemaV1<unknown, T>,
+  value: unknown,
+  what: string,
+  timeoutMs: number = SCHEMA_TIMEOUT_MS,
+): T | Promise<T> {
   let result: StandardResult<T> | Promise<StandardResult<T>>;
   try {
     result = schema['~standard'].validate(value);
@@ -46,12 +73,22 @@ export function validate<T>(schema: StandardSchemaV1<unknown, T>, value: unknown
     throw broken(error, what);
   }
   if (result instanceof Promise) {
-    return result.then(
+    const checked = result.then(
       (r) => unwrap(r, what),
       (error: unknown) => {
         throw broken(error, what);
       },
     );
+    // Retryable: an asynchronous check (a lookup) may answer next time; the value was never found invalid.
+    const bounded = withTimeout(
+      checked,
+      timeoutMs,
+      () => new TimeoutError(`${what}: the schema did not answer within ${timeoutMs} ms`),
+    );
+    // Whoever awaits the result still gets its rejection; one who gave up on it (a responder, which answers at
+    // once that it cannot wait for a response schema) must not leave an unhandled rejection: Node exits on one.
+    bounded.catch(() => undefined);
+    return bounded;
   }
   return unwrap(result, what);
 }
@@ -69,9 +106,8 @@ function malformed(result: unknown): string | undefined {
 /** A schema that throws instead of returning issues (a schema library bug): still a typed, permanent failure. */
 function broken(error: unknown, what: string): ValidationError {
   const failure = toFailure(error);
-  return new ValidationError(`${what}: the schema threw ${failure.name}: ${failure.message}`, [
-    { message: failure.message },
-  ]);
+  const message = clip(failure.message, MAX_ISSUE_TEXT);
+  return new ValidationError(`${what}: the schema threw ${clip(failure.name, 60)}: ${message}`, [{ message }]);
 }
 
 /**
