@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { badInputTests } from './bad-input.js';
 import { batchTests } from './batch.js';
 import { capabilityTests } from './capabilities.js';
+import { contentTypeTests } from './content-types.js';
 import { type ConformanceOptions, type ConformanceSection, SECTIONS, Suite } from './context.js';
 import { conventionTests } from './conventions.js';
 import { delayTests } from './delay.js';
@@ -56,7 +57,12 @@ export function describeConformance(name: string, options: ConformanceOptions): 
       expect(negativeTimers.splice(0), 'negative timers armed during this case').toEqual([]);
     });
     if (run('capabilities')) describe('capabilities', () => capabilityTests(suite));
-    if (run('delivery')) describe('delivery', () => deliveryTests(suite));
+    if (run('delivery')) {
+      describe('delivery', () => {
+        deliveryTests(suite);
+        contentTypeTests(suite);
+      });
+    }
     if (run('ordering') && caps.ordering) describe('ordering', () => orderingTests(suite));
     if (run('wildcards') && caps.wildcards) describe('wildcards', () => wildcardTests(suite));
     if (run('failures')) describe('failures', () => failureTests(suite));
