@@ -16,7 +16,7 @@ import {
   subscribeBatchOptionsSchema,
   subscribeOptionsSchema,
 } from './options.js';
-import { ABORTED_WAITING, Outbound } from './outbound.js';
+import { ABORTED_VALIDATING, ABORTED_WAITING, Outbound } from './outbound.js';
 import { BATCH_ENTRY_KEYS, type BatchEntry, type PublishOptions } from './publish.js';
 import { sanitizeError } from './redact.js';
 import {
@@ -150,7 +150,7 @@ export class Bus {
           ? entry
           : await this.#middleware.intercept(def.name, entry.payload, entry, BATCH_ENTRY_KEYS, options.signal);
       const pending = this.#record(def, entry.payload, effective, BATCH_ENTRY_KEYS);
-      records.push(pending instanceof Promise ? await pending : pending);
+      records.push(pending instanceof Promise ? await abortable(pending, options.signal, ABORTED_VALIDATING) : pending);
     }
     if (records.length > 0) await abortable(this.#out.send(def.name, records), options.signal, ABORTED_WAITING);
     return records.map((r) => r.id);

@@ -10,7 +10,7 @@ import { abortable } from './transport/util.js';
 
 /** What a publish whose signal fired while the broker had it rejects with. */
 export const ABORTED_WAITING = 'Publish aborted while waiting for the broker: it may or may not have the message(s)';
-const ABORTED_VALIDATING = 'Publish aborted while its schema validated: nothing was sent';
+export const ABORTED_VALIDATING = 'Publish aborted while its schema validated: nothing was sent';
 
 /**
  * The way out of a bus: topic checks (cached), validation, encoding and the size limit, and the hand-over to

@@ -276,7 +276,7 @@ export class RequestServer<T, R> {
     );
     const schema = def.schema;
     if (!schema) return this.#handle(request, payload as T, cloudEvent);
-    const valid = validate(schema, payload, `Request ${request.id} on '${def.name}'`);
+    const valid = validate(schema, payload, `Request ${request.id} on '${def.name}'`, this.#options.handlerTimeoutMs);
     if (valid instanceof Promise) return valid.then((value) => this.#handle(request, value, cloudEvent));
     return this.#handle(request, valid, cloudEvent);
   }

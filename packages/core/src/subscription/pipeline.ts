@@ -96,13 +96,18 @@ export class Pipeline<T> {
     try {
       const decoded = decodeInbound(def.codec as Codec<unknown>, d.body, d.contentType, d.headers);
       if (decoded.cloudEvent) rec.cloudEvent = decoded.cloudEvent;
+      // An asynchronous schema (a lookup) gets the handler's time, and one that timed out or failed retryably
+      // is retried like a handler: the message was never found invalid.
       const valid = def.schema
-        ? validate(def.schema, decoded.payload, `Message ${d.id} on '${d.topic}'`)
+        ? validate(def.schema, decoded.payload, `Message ${d.id} on '${d.topic}'`, this.#c.options.handlerTimeoutMs)
         : (decoded.payload as T);
       if (valid instanceof Promise) {
         return valid.then(
           (value) => this.#handle(rec, value),
-          (error: unknown) => failures.deadLetter(rec, error, 0, 0),
+          (error: unknown) =>
+            BusbarError.is(error) && error.retryable
+              ? failures.fail(rec, error, 0)
+              : failures.deadLetter(rec, error, 0, 0),
         );
       }
       payload = valid;
