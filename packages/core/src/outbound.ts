@@ -82,14 +82,20 @@ export class Outbound {
   send(topic: string, records: OutgoingRecord[]): Promise<void> {
     try {
       if (!channels.publish.hasSubscribers) return this.#transport.publish(records).catch(this.#rethrow);
-      const publish = () => this.#transport.publish(records);
-      return channels.publish
-        .tracePromise(publish, {
-          system: this.#system,
-          topic,
-          messages: records.map((r) => ({ id: r.id, key: r.key, headers: r.headers as Record<string, string> })),
-        })
-        .catch(this.#rethrow);
+      // Cleaned inside the traced call: the channel's `error` event hands subscribers (a tracer recording the
+      // exception on a span, exported elsewhere) the same error as the caller gets, not the native one.
+      const publish = () => {
+        try {
+          return this.#transport.publish(records).catch(this.#rethrow);
+        } catch (error) {
+          return Promise.reject(this.#clean(error));
+        }
+      };
+      return channels.publish.tracePromise(publish, {
+        system: this.#system,
+        topic,
+        messages: records.map((r) => ({ id: r.id, key: r.key, headers: r.headers as Record<string, string> })),
+      });
     } catch (error) {
       // A driver that throws instead of rejecting.
       return Promise.reject(this.#clean(error));
