@@ -22,12 +22,22 @@ function patternName(pattern: string): string {
     .join('.');
 }
 
+const MAX_NAME = 200;
 const MAX_MESSAGE = 1_000;
 const MAX_STACK = 2_000;
+/** Longer than any busbar topic: a dead letter of a wildcard subscription names the foreign topic it came from. */
+const MAX_TOPIC = 1_024;
+/** The last millisecond a Date can hold. */
+const MAX_DATE_MS = 8.64e15;
+
+/** At most `max` characters (and a marker that it was cut), valid UTF-16 whatever the input. */
+function bounded(text: string, max: number): string {
+  return (text.length > max ? `${text.slice(0, max)}...` : text).toWellFormed();
+}
 
 /** Header values travel on every broker, some of which (NATS) forbid line breaks: escape them JSON-style. */
 function escapeHeader(text: string, max: number): string {
-  const cut = (text.length > max ? `${text.slice(0, max)}...` : text).toWellFormed();
+  const cut = bounded(text, max);
   // JSON escapes C0 controls; DEL, C1 controls and non-characters stay raw there, and MQTT brokers drop
   // the connection of a client that sends them: escape those too (JSON.parse reads them back).
   return JSON.stringify(cut)
@@ -62,8 +72,10 @@ export function deadLetterHeaders(
   for (const [name, value] of Object.entries(original)) {
     if (name !== HEADER.attempt && name !== HEADER.firstFailure) headers[name] = value;
   }
-  const first = original[HEADER.firstFailure] ?? String(facts.now);
-  headers[HEADER.dlErrorName] = escapeHeader(error.name, 200);
+  // A first-failure time carried in from the wire (a foreign or damaged retry header) is only kept when valid.
+  const carried = timeHeader(original[HEADER.firstFailure]);
+  const first = carried > 0 ? String(carried) : String(facts.now);
+  headers[HEADER.dlErrorName] = escapeHeader(error.name, MAX_NAME);
   headers[HEADER.dlErrorMessage] = escapeHeader(error.message, MAX_MESSAGE);
   headers[HEADER.dlErrorStack] = escapeHeader(error.stack ?? '', MAX_STACK);
   headers[HEADER.dlAttempts] = String(facts.attempts);
@@ -74,28 +86,50 @@ export function deadLetterHeaders(
   return headers;
 }
 
-/** The failure metadata of a dead letter, or undefined for an ordinary message. */
+/**
+ * A failure time from a dead letter's header, ms since the epoch, or 0 (unknown, as when absent): a foreign or
+ * damaged value (`1e20`, `-1`, `NaN`) would otherwise be an Invalid Date, whose `toISOString()` throws in
+ * every reader that logs it.
+ */
+function timeHeader(value: string | undefined): number {
+  const ms = numericHeader(value, 0);
+  return ms >= 0 && ms <= MAX_DATE_MS ? Math.trunc(ms) : 0;
+}
+
+/** A count from a dead letter's header: a non-negative safe integer, else 0 (unknown, as when absent). */
+function countHeader(value: string | undefined): number {
+  const n = numericHeader(value, 0);
+  return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+}
+
+/**
+ * The failure metadata of a dead letter, or undefined for an ordinary message. Any producer can write these
+ * headers, so every field is checked: out-of-range times and counts read as unknown (epoch 0, 0 attempts) and
+ * texts are bounded as busbar writes them; nothing here throws.
+ */
 export function parseDeadLetter(headers: Readonly<Record<string, string>>): DeadLetterInfo | undefined {
   const topic = headers[HEADER.dlTopic];
   if (topic === undefined) return undefined;
   const dropped = headers[HEADER.dlDroppedHeaders];
   return {
     ...(dropped === undefined ? {} : { droppedHeaders: droppedNames(dropped) }),
-    errorName: unescapeHeader(headers[HEADER.dlErrorName]),
-    errorMessage: unescapeHeader(headers[HEADER.dlErrorMessage]),
-    errorStack: unescapeHeader(headers[HEADER.dlErrorStack]),
-    attempts: numericHeader(headers[HEADER.dlAttempts], 0),
-    topic,
-    group: headers[HEADER.dlGroup] ?? '',
-    firstFailureAt: new Date(numericHeader(headers[HEADER.dlFirstFailure], 0)),
-    lastFailureAt: new Date(numericHeader(headers[HEADER.dlLastFailure], 0)),
+    errorName: bounded(unescapeHeader(headers[HEADER.dlErrorName]), MAX_NAME),
+    errorMessage: bounded(unescapeHeader(headers[HEADER.dlErrorMessage]), MAX_MESSAGE),
+    errorStack: bounded(unescapeHeader(headers[HEADER.dlErrorStack]), MAX_STACK),
+    attempts: countHeader(headers[HEADER.dlAttempts]),
+    topic: bounded(topic, MAX_TOPIC),
+    group: bounded(headers[HEADER.dlGroup] ?? '', MAX_NAME),
+    firstFailureAt: new Date(timeHeader(headers[HEADER.dlFirstFailure])),
+    lastFailureAt: new Date(timeHeader(headers[HEADER.dlLastFailure])),
   };
 }
 
 function droppedNames(value: string): string[] {
   try {
     const names: unknown = JSON.parse(value);
-    if (Array.isArray(names)) return names.filter((n): n is string => typeof n === 'string');
+    if (Array.isArray(names)) {
+      return names.filter((n): n is string => typeof n === 'string').map((n) => bounded(n, MAX_NAME));
+    }
   } catch {
     // Not ours: no names.
   }

@@ -11,6 +11,7 @@ export interface DeadLetterInfo {
   readonly attempts: number;
   readonly topic: string;
   readonly group: string;
+  /** The epoch (0) when unknown: a dead letter from another writer without a usable time. */
   readonly firstFailureAt: Date;
   readonly lastFailureAt: Date;
   /** Names of the message's headers the dead-letter topic's broker refused, left out of the dead letter. */

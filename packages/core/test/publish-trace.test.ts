@@ -28,8 +28,13 @@ const leaky = defineDriver({
 });
 
 const seen: unknown[] = [];
+const none = () => undefined;
 const handlers = {
-  error: (ctx: unknown) => void seen.push((ctx as PublishContext & { error: unknown }).error),
+  start: none,
+  end: none,
+  asyncStart: none,
+  asyncEnd: none,
+  error: (ctx: PublishContext & { error?: unknown }) => void seen.push(ctx.error),
 };
 
 describe('busbar:publish tracing', () => {
