@@ -6,7 +6,6 @@ import {
   context,
   type MeterProvider,
   metrics,
-  propagation,
   type Span,
   SpanKind,
   type TracerProvider,
@@ -14,6 +13,7 @@ import {
 } from '@opentelemetry/api';
 import { ATTR } from './attributes.js';
 import { ConsumerTracker, type ProcessState, processAttributes } from './consumer.js';
+import { headerInjector } from './inject.js';
 import { MessagingMetrics } from './metrics.js';
 import { checkOptions } from './options.js';
 import { endSpan, errorType, guard, markError, report } from './safe.js';
@@ -125,6 +125,7 @@ export function instrumentBusbar(options: InstrumentationOptions = {}): () => vo
   const publishes = new WeakMap<object, PublishState>();
   const processes = new WeakMap<object, ProcessState>();
   const store = contextStore();
+  const inject = headerInjector();
 
   const publishState = (ctx: PublishContext): PublishState => {
     let state = publishes.get(ctx);
@@ -227,7 +228,7 @@ export function instrumentBusbar(options: InstrumentationOptions = {}): () => vo
         state.span = span;
         const active = trace.setSpan(parent, span);
         try {
-          for (const message of ctx.messages) propagation.inject(active, message.headers);
+          for (const message of ctx.messages) inject(active, message.headers);
         } catch (error) {
           // The span is kept (and ended with the publish); only the header context is missing.
           report(error);
