@@ -3,6 +3,7 @@ import { redriveHeaders } from './dead-letter.js';
 import { BusbarError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { HandlerContext, Message } from './message.js';
+import { isPattern, topicMatches } from './names.js';
 import { MAX_TIMER_MS } from './options.js';
 import { Context, HOLD, type Subscription } from './subscription/index.js';
 import { defineTopic, type Topic } from './topic.js';
@@ -196,10 +197,21 @@ export async function redrive(parts: RedriveParts, fallbackTopic: string, option
     if (options.ratePerSecond !== undefined && options.ratePerSecond > 0) {
       await waitUntil(startedAt + (moved * 1_000) / options.ratePerSecond);
     }
+    // The letter's own topic, when it is the one re-driven (or one its pattern covers: a wildcard group's
+    // letters name the topic each came from). Any other is not taken from a header anyone could have written:
+    // a letter claiming `payments.charge` in another topic's queue would be re-driven there.
+    const target = d.headers[HEADER.dlTopic] ?? fallbackTopic;
+    if (target !== fallbackTopic && !(isPattern(fallbackTopic) && topicMatches(fallbackTopic, target))) {
+      parts.logger.error(`A dead letter of '${fallbackTopic}' names another topic; it stays dead`, {
+        id: d.id,
+        topic: target.slice(0, 200),
+      });
+      return 'leave';
+    }
     try {
       await parts.transport.publish([
         {
-          topic: d.headers[HEADER.dlTopic] ?? fallbackTopic,
+          topic: target,
           id: d.id,
           key: d.key,
           headers: redriveHeaders(d.headers),
