@@ -195,8 +195,8 @@ function cloudEventFrom(
 }
 
 /**
- * Decodes a received body: CloudEvents (binary or structured) first, then the topic's codec, or the content
- * type rules when the codec is the default JSON one.
+ * Decodes a received body: the topic's codec when it has an explicit one (a structured CloudEvent's attributes
+ * read beside it), else CloudEvents (binary or structured) first, then the content type rules.
  */
 export function decodeInbound(
   codec: Codec<unknown>,
@@ -204,6 +204,11 @@ export function decodeInbound(
   contentType: string | undefined,
   headers: Readonly<Record<string, string>>,
 ): Decoded {
+  if (codec !== jsonCodec && mediaType(contentType) === STRUCTURED) {
+    // The topic's codec decodes the whole body, envelope and all: a `codecs.bytes` handler typed for a
+    // Uint8Array was handed the event's `data` object. The attributes still come along when the envelope is one.
+    return { payload: codec.decode(body), cloudEvent: structuredAttributes(body, contentType) };
+  }
   if (mediaType(contentType) === STRUCTURED) {
     const envelope = parseJson(body, contentType);
     if (typeof envelope === 'object' && envelope !== null && !Array.isArray(envelope)) {
@@ -218,6 +223,17 @@ export function decodeInbound(
   const cloudEvent = binaryCloudEvent(headers, contentType);
   if (codec !== jsonCodec) return { payload: codec.decode(body), cloudEvent };
   return { payload: decodeByContentType(body, cloudEvent?.datacontenttype ?? contentType), cloudEvent };
+}
+
+/** A structured envelope's attributes, or undefined when the body is no CloudEvent (never a throw). */
+function structuredAttributes(body: Uint8Array, contentType: string | undefined): CloudEvent | undefined {
+  try {
+    const envelope = parseJson(body, contentType);
+    if (typeof envelope !== 'object' || envelope === null || Array.isArray(envelope)) return undefined;
+    return cloudEventFrom(envelope as Record<string, unknown>, undefined, false);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Base64 (RFC 4648, either alphabet), padded or not; line breaks as MIME encoders (Java's) write them. */

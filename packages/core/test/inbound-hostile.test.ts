@@ -185,3 +185,27 @@ describe('structured CloudEvent extensions', () => {
     await sub.stillWorks();
   });
 });
+
+describe('a topic with an explicit codec and a structured CloudEvent', () => {
+  const envelope = Buffer.from(
+    JSON.stringify({ specversion: '1.0', id: 'ce-1', source: '/s', type: 't', data: { n: 1 } }),
+  );
+  const structured = 'application/cloudevents+json';
+
+  it('decodes the whole body with the codec (a bytes handler got the data object), attributes beside it', () => {
+    const bytes = decodeInbound(codecs.bytes as never, envelope, structured, {});
+    expect(bytes.payload).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(bytes.payload as Uint8Array).equals(envelope)).toBe(true);
+    expect(bytes.cloudEvent?.id).toBe('ce-1');
+    const text = decodeInbound(codecs.string as never, envelope, structured, {});
+    expect(text.payload).toBe(envelope.toString());
+    expect(text.cloudEvent?.type).toBe('t');
+  });
+
+  it("a body that is no CloudEvent is the codec's to judge, not a DecodeError", () => {
+    const body = Buffer.from('not json at all');
+    const decoded = decodeInbound(codecs.string as never, body, structured, {});
+    expect(decoded.payload).toBe('not json at all');
+    expect(decoded.cloudEvent).toBeUndefined();
+  });
+});

@@ -46,6 +46,26 @@ export function contentTypeTests(s: Suite): void {
     expect(got.messages).toHaveLength(sent.size);
   });
 
+  it('a topic with an explicit codec decodes a structured CloudEvent whole with it, its attributes beside', async () => {
+    const bus = await s.bus();
+    const topic = s.topic('cecodec');
+    const got: { payload: unknown; id: string | undefined }[] = [];
+    await bus.subscribe(
+      defineTopic(topic, undefined, { codec: bytesCodec }),
+      (m) => void got.push({ payload: m.payload, id: m.cloudEvent?.id }),
+      { group: s.group() },
+    );
+    await s.settle();
+    const envelope = Buffer.from(
+      JSON.stringify({ specversion: '1.0', id: 'ce-bytes', source: '/conformance', type: 't', data: { n: 1 } }),
+    );
+    await publishAs(bus, topic, 'application/cloudevents+json', envelope);
+    await s.waitFor(() => got.length === 1, 20_000, 'the event');
+    expect(got[0]?.payload).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(got[0]?.payload as Uint8Array).equals(envelope)).toBe(true);
+    expect(got[0]?.id).toBe('ce-bytes');
+  });
+
   it('a structured CloudEvent whose data_base64 is not base64 is dead-lettered as a DecodeError; its neighbours arrive', async () => {
     const bus = await s.bus();
     const topic = s.topic('cebase64');
