@@ -95,6 +95,7 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
   while (Date.now() <= now) await new Promise((resolve) => setTimeout(resolve, 1));
   const startedAt = now + 1;
   let visited = 0;
+  const seenIds = new Set<string>();
   let busy = 0;
   let last = startedAt;
   let finish!: () => void;
@@ -111,7 +112,11 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
     const d = Context.delivery(context);
     if (d === undefined || visited >= limit || failed !== undefined) return HOLD;
     // Dead letters that failed again after this walk began stay dead: no loop on a message that keeps failing.
-    if ((message.deadLetter?.lastFailureAt.getTime() ?? 0) >= startedAt) return HOLD;
+    // Known by id (a re-drive keeps it) and, for the ones this walk has not seen, by a failure time since it
+    // began that is not ahead of this clock: one stamped by a host whose clock runs fast was held for good, and
+    // a re-drive right after the failures moved nothing.
+    const failedAt = message.deadLetter?.lastFailureAt.getTime() ?? 0;
+    if (seenIds.has(message.id) || (failedAt >= startedAt && failedAt <= Date.now())) return HOLD;
     if (options.filter) {
       let selected: boolean;
       try {
@@ -123,6 +128,7 @@ async function walk(parts: RedriveParts, options: DeadLetterWalkOptions, visit: 
       if (!selected) return HOLD;
     }
     visited++;
+    seenIds.add(message.id);
     // A visit in progress (a re-publish waiting for a slow broker's confirm) is not idleness.
     busy++;
     let outcome: 'done' | 'leave';

@@ -57,3 +57,53 @@ describe('a re-drive sends a dead letter only where the re-drive covers', () => 
     }
   });
 });
+
+describe('a dead letter stamped by a clock that runs ahead', () => {
+  it('is re-driven (it was held as "failed since the walk began" for good), and one that fails again is not looped', async () => {
+    const name = uniqueName('skew');
+    const bus = await connect({ url: `memory://${name}`, logger: silentLogger });
+    const broker = memoryBroker(name);
+    try {
+      const topic = 'orders.skewed';
+      broker.queue(deadLetterTopic(topic, 'g'), DEAD_LETTER_READER_GROUP);
+      const ahead = String(Date.now() + 10 * 60_000);
+      for (const id of ['fixed', 'still-broken']) {
+        broker.publish({
+          topic: deadLetterTopic(topic, 'g'),
+          id,
+          key: undefined,
+          headers: {
+            'busbar-dl-topic': topic,
+            'busbar-dl-error-name': 'Error',
+            'busbar-dl-attempts': '1',
+            'busbar-dl-first-failure': ahead,
+            'busbar-dl-last-failure': ahead,
+          },
+          body: new TextEncoder().encode(JSON.stringify({ id })),
+          contentType: 'application/json',
+          timestamp: Date.now(),
+        });
+      }
+      const handled: string[] = [];
+      await bus.subscribe(
+        topic,
+        (m) => {
+          handled.push(m.id);
+          if (m.id === 'still-broken') throw new Error('still broken');
+        },
+        { group: 'g', retry: false },
+      );
+      expect(await bus.redrive(topic, 'g', { idleMs: 300 })).toBe(2);
+      await waitFor(() => handled.length === 2, 3_000, 'both re-driven');
+      // The one that failed again is dead again, and was not re-driven a second time by the same call.
+      await waitFor(
+        async () => (await bus.peekDeadLetters(topic, 'g', { idleMs: 100 })).length === 1,
+        3_000,
+        'the one that failed again, dead again',
+      );
+      expect(handled.sort()).toEqual(['fixed', 'still-broken']);
+    } finally {
+      await bus.close();
+    }
+  });
+});
