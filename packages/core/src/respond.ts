@@ -87,11 +87,13 @@ function isThenable<R>(value: R | PromiseLike<R>): value is PromiseLike<R> {
   return typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
 }
 
+const ignore = (): void => {};
+
 /** A running asynchronous handler in its responder's timeout lane. */
 interface HandlerRun {
   readonly deadline: number;
   settled: boolean;
-  readonly expire: () => void;
+  expire: () => void;
 }
 
 /**
@@ -122,6 +124,9 @@ function run<T, R>(
       if (item.settled) return false;
       item.settled = true;
       lane.settled(item);
+      // Its lane may keep it behind an older handler until that one times out: `expire` holds the request and,
+      // through the settled promise, the handler's result, that long.
+      item.expire = ignore;
       return true;
     };
     try {

@@ -7,6 +7,11 @@ export interface TrackedOffset {
   releases?: number;
 }
 
+/** Entries kept past the head at which settled ones are folded away (see #fold). */
+const FOLD_AT = 4_096;
+
+const settled = (entry: TrackedOffset | undefined): boolean => entry?.done === true && !entry.released;
+
 /**
  * The offsets of one partition that core holds. Core settles out of order
  * (concurrency > 1, different keys), but a Kafka commit means "everything
@@ -19,6 +24,7 @@ export class PartitionTracker {
   readonly partition: number;
   #entries: TrackedOffset[] = [];
   #head = 0;
+  #foldAt = FOLD_AT;
   /** The next offset to commit (everything below it is settled); undefined before the first message. */
   #committable: number | undefined;
   #committed: number | undefined;
@@ -34,7 +40,7 @@ export class PartitionTracker {
     return this.#fetchNext;
   }
 
-  /** Unsettled messages in this partition. */
+  /** Entries kept: the unsettled messages of this partition and, behind one, the last of each run of settled ones. */
   get pending(): number {
     return this.#entries.length - this.#head;
   }
@@ -44,7 +50,27 @@ export class PartitionTracker {
     if (this.#entries.length === this.#head) this.#committable = offset;
     this.#entries.push(entry);
     this.#fetchNext = offset + 1;
+    if (this.#entries.length - this.#head >= this.#foldAt) this.#fold();
     return entry;
+  }
+
+  /**
+   * A message that stays unsettled stops the head while later ones settle: a broadcast subscription holds one
+   * that is not due yet in process, for as long as its publisher (or a foreign `busbar-deliver-at`) asks, up to
+   * weeks, and every message handled meanwhile stayed here until then. Of a run of settled entries only the last
+   * counts (the commit moves past the whole run to it), so the others go: what is kept stays within FOLD_AT or a
+   * few times what is unsettled, and folding only once the list has doubled keeps the cost per message constant.
+   */
+  #fold(): void {
+    const entries = this.#entries;
+    const kept: TrackedOffset[] = [];
+    for (let i = this.#head; i < entries.length; i++) {
+      const entry = entries[i] as TrackedOffset;
+      if (!settled(entry) || !settled(entries[i + 1])) kept.push(entry);
+    }
+    this.#entries = kept;
+    this.#head = 0;
+    this.#foldAt = Math.max(FOLD_AT, 2 * kept.length);
   }
 
   /** Call after marking an entry done: moves the committable offset; true when it moved. */

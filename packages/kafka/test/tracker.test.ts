@@ -71,4 +71,26 @@ describe('PartitionTracker', () => {
     t.advance();
     expect(t.dirty()).toBe(5_000);
   });
+
+  it('behind a message held unsettled, keeps the last of each run of settled ones and commits as before', () => {
+    const t = new PartitionTracker('t', 4);
+    // Offsets with gaps (compacted topics, transaction markers): the commit must name the real next offset.
+    const held = t.add(0);
+    const handled = (offset: number) => {
+      t.add(offset).done = true;
+      t.advance();
+    };
+    for (let i = 0; i < 30_000; i++) handled(2 * i + 2);
+    const released = t.add(70_000);
+    for (let i = 0; i < 30_000; i++) handled(70_002 + 2 * i);
+    expect(t.pending).toBeLessThan(5_000);
+    expect(t.dirty()).toBe(0);
+    held.done = true;
+    t.advance();
+    // Past the first run, up to the message that was released (never committed past).
+    released.released = true;
+    t.advance();
+    expect(t.dirty()).toBe(60_001);
+    expect(t.fetchNext).toBe(130_001);
+  });
 });

@@ -6,6 +6,9 @@ import { byTag } from './internals.js';
 export const stale = (): ConnectionError =>
   new ConnectionError('The channel this message came on is closed: the broker redelivers it');
 
+/** Tags settled one by one behind an unsettled one, at which they are folded away (see #fold). */
+const FOLD_AT = 4_096;
+
 /**
  * Settlement of one consumer channel's deliveries. Acks are coalesced per
  * event-loop turn: the run of settled deliveries at the front of the
@@ -31,6 +34,11 @@ export class ChannelAcks {
 
   get alive(): boolean {
     return this.#alive;
+  }
+
+  /** Delivery tags in its bookkeeping (tests: bounded by what is unsettled, not by what was acked). */
+  get tracked(): number {
+    return this.#order.length;
   }
 
   delivered(tag: number): void {
@@ -70,6 +78,7 @@ export class ChannelAcks {
     if (!this.#alive) throw stale();
     this.channel.nack(byTag(tag), false, requeue);
     this.#settled.add(tag);
+    this.#fold();
   }
 
   flush(): void {
@@ -96,11 +105,25 @@ export class ChannelAcks {
         this.channel.ack(byTag(tag), false);
         this.#settled.add(tag);
       }
+      this.#fold();
       batch.resolve();
     } catch {
       this.#alive = false;
       this.#lost(batch, pending.length);
     }
+  }
+
+  /**
+   * A delivery that stays unsettled stops the walk from the front while later ones are acked one by one: a
+   * broadcast subscription holds one that is not due yet in process, for as long as its publisher (or a foreign
+   * `busbar-deliver-at`) asks, up to weeks, and every message acked meanwhile stayed in both books until then.
+   * A tag acked or nacked already is no longer outstanding, so no `multiple` ack depends on it: once such tags
+   * are as many as the rest (and FOLD_AT at least), they go. What is kept stays within FOLD_AT or twice what is
+   * unsettled, at a constant cost per message.
+   */
+  #fold(): void {
+    if (this.#settled.size < FOLD_AT || 2 * this.#settled.size < this.#order.length) return;
+    for (const tag of this.#order.drain()) if (!this.#settled.delete(tag)) this.#order.push(tag);
   }
 
   #lost(batch: Deferred<void>, count: number): void {

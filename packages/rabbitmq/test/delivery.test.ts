@@ -159,3 +159,30 @@ describe('RabbitDelivery (SettleOnce)', () => {
     expect(error).toBeInstanceOf(ConnectionError);
   });
 });
+
+describe('ChannelAcks', () => {
+  it('behind a delivery held unsettled, forgets the tags acked one by one and acks as before', async () => {
+    const { channel, calls } = fakeChannel();
+    const acks = new ChannelAcks(channel);
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    acks.delivered(1);
+    for (let tag = 2; tag <= 20_001; tag++) {
+      acks.delivered(tag);
+      acks.queue(tag);
+      if (tag % 100 === 0) await turn();
+    }
+    await turn();
+    expect(acks.tracked).toBeLessThan(5_000);
+    acks.delivered(20_002);
+    acks.delivered(20_003);
+    acks.queue(20_003);
+    await turn();
+    calls.length = 0;
+    // The held one and a later one settle together: one `multiple` ack covers both (the rest are acked already).
+    acks.queue(1);
+    acks.queue(20_002);
+    await turn();
+    expect(calls).toEqual(['ack 20002 multiple']);
+    expect(acks.tracked).toBe(0);
+  });
+});

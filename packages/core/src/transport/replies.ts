@@ -9,13 +9,15 @@ interface Entry<M> {
   readonly meta: M;
   /** When it times out, by Date.now(). */
   readonly deadline: number;
-  readonly resolve: (reply: ReplyRecord) => void;
-  readonly reject: (error: Error) => void;
+  resolve: (reply: ReplyRecord) => void;
+  reject: (error: Error) => void;
   readonly lane: TimeoutLane<Entry<M>>;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
   settled: boolean;
 }
+
+const ignore = (): void => {};
 
 /**
  * A driver's table of requests waiting for their reply: each one settles exactly once (reply, timeout, abort,
@@ -114,14 +116,21 @@ export class PendingReplies<M = undefined> {
     });
   }
 
-  /** Marks `entry` settled and removes what it held; undefined when it was settled already. */
-  #settle(entry: Entry<M>): Entry<M> | undefined {
+  /** Marks `entry` settled and removes what it held; its callbacks, or undefined when it was settled already. */
+  #settle(entry: Entry<M>): Pick<Entry<M>, 'resolve' | 'reject'> | undefined {
     if (entry.settled) return undefined;
     entry.settled = true;
     this.#entries.delete(entry.id);
     if (entry.onAbort) entry.signal?.removeEventListener('abort', entry.onAbort);
     entry.lane.settled(entry);
-    return entry;
+    const { resolve, reject } = entry;
+    // Its lane may keep it behind an older request until that one times out: the callbacks hold the settled
+    // promise, and with it the reply, that long.
+    entry.resolve = ignore;
+    entry.reject = ignore;
+    entry.signal = undefined;
+    entry.onAbort = undefined;
+    return { resolve, reject };
   }
 
   #lane(timeoutMs: number): TimeoutLane<Entry<M>> {
