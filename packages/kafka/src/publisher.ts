@@ -26,6 +26,8 @@ export interface PublisherConfig {
   readonly secrets: readonly string[];
   /** Creates the topics a batch needs (cached by the caller). */
   readonly ensureTopics: (topics: Iterable<string>) => Promise<void>;
+  /** The topics that exist now (not cached). */
+  readonly listTopics: () => Promise<string[]>;
   readonly onState: (state: 'up' | 'reconnecting', error?: unknown) => void;
 }
 
@@ -92,6 +94,10 @@ export class Publisher {
   /** Rejected when the transport shuts down: what is still waiting on the broker then settles at once. */
   readonly #abort = deferred<never>();
   readonly #ledger = new PartitionLedger();
+  /** Topics the current producer has sent to: kafkajs refreshes their metadata together, deleted ones too. */
+  #producerTopics = new Set<string>();
+  /** One of those was deleted: the next send starts a fresh producer. */
+  #stale = false;
 
   constructor(config: PublisherConfig) {
     this.#config = config;
@@ -149,7 +155,10 @@ export class Publisher {
    * impossible to create holds up (and fails) only the publishes that need it, never the shared queue.
    */
   #createThenEnqueue(pending: Pending, topics: string[]): void {
-    const creating = Promise.race([this.#config.ensureTopics(topics), this.#abort.promise]);
+    const creating = Promise.race([
+      this.#config.ensureTopics(topics).then(() => this.#checkGone()),
+      this.#abort.promise,
+    ]);
     const queued = withTimeout(creating, this.#config.timeoutMs, this.#timedOut()).then(
       () => {
         for (const topic of topics) this.#topics.add(topic);
@@ -160,6 +169,29 @@ export class Publisher {
     );
     this.#creating.add(queued);
     void queued.finally(() => this.#creating.delete(queued));
+  }
+
+  /**
+   * A kafkajs producer refreshes the metadata of every topic it ever sent to whenever one more joins, and a
+   * deleted one (the reply topic of a requester that closed) fails that refresh with "unknown topic", which
+   * kafkajs retries until the publish times out: the reply to the next new requester was lost that way, with
+   * every publish queued behind it. So when a topic joins, the ones this producer knows are checked (one
+   * topic listing per new topic); if one is gone, the next send starts on a fresh producer. Best effort: a
+   * listing that fails changes nothing.
+   */
+  async #checkGone(): Promise<void> {
+    if (this.#producerTopics.size === 0) return;
+    let existing: Set<string>;
+    try {
+      existing = new Set(await this.#config.listTopics());
+    } catch {
+      return;
+    }
+    for (const topic of this.#producerTopics) {
+      if (existing.has(topic)) continue;
+      this.#topics.delete(topic);
+      this.#stale = true;
+    }
   }
 
   #enqueue(pending: Pending): void {
@@ -219,10 +251,12 @@ export class Publisher {
     let batch = all;
     const topics = [...new Set(batch.flatMap((pending) => pending.records.map((record) => record.topic)))];
     const timedOut = this.#timedOut();
+    if (this.#stale) this.#replace();
     for (let attempt = 1; ; attempt++) {
       let sent = false;
       try {
         const { topicMessages, sent: records } = toTopicMessages(batch);
+        for (const { topic } of topicMessages) this.#producerTopics.add(topic);
         // Reconnecting counts against the publish timeout too: the broker may be down.
         await withTimeout(
           Promise.race([this.connect(), this.#abort.promise]),
@@ -272,6 +306,10 @@ export class Publisher {
         if (sent || BusbarError.is(error, 'BUSBAR_TIMEOUT')) this.#replace();
         // The broker refused the batch for its sequence numbers (kafkajs#598): a fresh producer sends it again.
         if (fenced && attempt < 3 && Date.now() < deadline) continue;
+        // A kafkajs producer refreshes metadata for every topic it ever sent to, and one deleted since (a reply
+        // topic of a requester that closed) fails that refresh, and so this send, with "unknown topic": a reply
+        // to the next requester was lost that way. The fresh producer (replaced above) knows only these topics.
+        if (type === 'UNKNOWN_TOPIC_OR_PARTITION' && sent && attempt === 1 && Date.now() < deadline) continue;
         if (BusbarError.is(error, 'BUSBAR_CLOSED')) {
           for (const pending of batch) pending.done.reject(error);
           return;
@@ -303,6 +341,8 @@ export class Publisher {
   #replace(): void {
     const old = this.#producer;
     this.#producer = this.#create();
+    this.#producerTopics = new Set();
+    this.#stale = false;
     this.#connected = undefined;
     old.disconnect().catch(() => undefined);
   }

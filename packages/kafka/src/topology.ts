@@ -150,6 +150,14 @@ export class Topology {
    * Whether `topic` exists. Asking kafkajs' admin about a missing topic by name
    * makes its metadata refreshes fail until restart, so this lists topics instead.
    */
+  /** The topics that exist now; cached ones that no longer do (a closed requester's reply topic) are forgotten. */
+  async listTopics(): Promise<string[]> {
+    const topics = await this.#config.admin.listTopics();
+    const existing = new Set(topics);
+    for (const topic of this.#known.keys()) if (!existing.has(topic)) this.#known.delete(topic);
+    return topics;
+  }
+
   async exists(topic: string): Promise<boolean> {
     if (this.#known.has(topic)) return true;
     const found = (await this.#config.admin.listTopics()).includes(topic);

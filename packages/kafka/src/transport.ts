@@ -103,6 +103,7 @@ export class KafkaTransport implements Transport {
       timeoutMs: context.bus.publishTimeoutMs,
       secrets: this.#secrets,
       ensureTopics: (topics) => this.#topology.ensureTopics(topics, undefined, 'publish'),
+      listTopics: () => this.#topology.listTopics(),
       onState: (state, error) => context.reportState('producer', state, error),
     });
     this.#requester = new Requester({

@@ -69,6 +69,7 @@ describe('kafka publisher: a send that kafkajs resolved without writing every pa
       timeoutMs: 5_000,
       secrets: [],
       ensureTopics: async () => undefined,
+      listTopics: async () => [],
       onState: () => undefined,
     });
     // Keyed and keyless records: keyless ones are placed by their id, the same on every attempt.

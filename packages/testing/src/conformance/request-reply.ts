@@ -212,6 +212,21 @@ export function requestReplyTests(s: Suite): void {
     expect(await caller.request(topic, 8, { timeoutMs: s.ms(10_000) })).toBe(8);
   });
 
+  it('requesters come and go (each closes, its reply channel with it): the first request of each new one is answered', async () => {
+    const responder = await s.bus();
+    const topic = s.topic('rr-turnover');
+    await responder.respond(topic, (m) => m.payload);
+    await s.settle();
+    // Kafka: the responder's producer kept the deleted reply topic of the closed requester in every metadata
+    // refresh, and the reply to the next new requester timed out with everything queued behind it.
+    for (let n = 1; n <= 3; n++) {
+      const requester = await s.bus();
+      expect(await requester.request(topic, n, { timeoutMs: s.ms(8_000) })).toBe(n);
+      await requester.close();
+    }
+    expect(await responder.request(topic, 4, { timeoutMs: s.ms(8_000) })).toBe(4);
+  });
+
   it('an idempotent responder runs its handler once per request id; a repeat gets BUSBAR_DUPLICATE', async () => {
     const bus = await s.bus();
     const topic = s.topic('rr-once');
