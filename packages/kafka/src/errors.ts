@@ -1,7 +1,7 @@
 import { type BusbarError, ConfigError, PayloadTooLargeError, UnsupportedError } from '@busbar/core';
 import type { NativeErrorClass, NativeErrorContext } from '@busbar/core/transport';
-import { nativeError, sanitizeError } from '@busbar/core/transport';
-import { TLS_VERIFY_CODE } from './internals.js';
+import { explainTls, nativeError, sanitizeError } from '@busbar/core/transport';
+import { NOT_KAFKA_CODE, TLS_VERIFY_CODE } from './internals.js';
 
 interface KafkaJsErrorShape {
   name?: string;
@@ -82,13 +82,15 @@ function classify(
   if (type === 'INVALID_REPLICATION_FACTOR' || type === 'INVALID_PARTITIONS' || type === 'POLICY_VIOLATION') {
     return { kind: 'config', message };
   }
+  const code = codeIn(error);
+  if (code === NOT_KAFKA_CODE) return { kind: 'connection', retryable: false, message };
   if (type !== undefined && AUTH_TYPES.has(type)) return { kind: 'auth', message };
   if (root.name === 'KafkaJSSASLAuthenticationError') return { kind: 'auth', message };
   if (type !== undefined && DENIED_TYPES.has(type)) {
     return context.op === 'publish' ? { kind: 'refused', retryable: false, message } : { kind: 'auth', message };
   }
-  const code = codeIn(error);
-  if (code !== undefined && TLS_VERIFY_CODE.test(code)) return { kind: 'tls', message };
+  if (code !== undefined && TLS_VERIFY_CODE.test(code))
+    return { kind: 'tls', message: explainTls(message, code) ?? message };
   if (root.name === 'KafkaJSRequestTimeoutError' || type === 'REQUEST_TIMED_OUT') return { kind: 'timeout', message };
   if (root.name !== undefined && CONNECTION_NAMES.has(root.name))
     return { kind: 'connection', message, retryable: true };

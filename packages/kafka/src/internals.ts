@@ -61,6 +61,8 @@ export interface ConnectionState {
   isConnected(): boolean;
   connect(this: ConnectionState, ...args: unknown[]): Promise<unknown>;
   send(this: ConnectionState, ...args: unknown[]): Promise<unknown>;
+  processData(this: ConnectionState, data: Buffer): void;
+  socket?: { destroy(error?: Error): void } | null;
 }
 
 export interface ConnectionClass {
@@ -122,6 +124,12 @@ function scheduleCheckPendingRequests(this: RequestQueueState): void {
   );
 }
 
+/**
+ * The `code` of a socket error that says the peer does not speak Kafka (sockets.ts sets it): a port of another
+ * protocol answered, and will again.
+ */
+export const NOT_KAFKA_CODE = 'BUSBAR_NOT_KAFKA';
+
 /** OpenSSL's certificate verify errors and Node's host name check, as a socket reports them in `code`. */
 export const TLS_VERIFY_CODE =
   /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|ERR_TLS_CERT|ERR_SSL_|HOSTNAME_MISMATCH)/;
@@ -134,7 +142,7 @@ export const TLS_VERIFY_CODE =
  */
 function tlsVerifyFailure(error: unknown): Error | undefined {
   const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code !== 'string' || !TLS_VERIFY_CODE.test(code)) return undefined;
+  if (typeof code !== 'string' || !(TLS_VERIFY_CODE.test(code) || code === NOT_KAFKA_CODE)) return undefined;
   const failure = new KafkaJSNonRetriableError((error as Error).message);
   return Object.assign(failure, { code });
 }
@@ -149,7 +157,9 @@ function tlsVerifyFailure(error: unknown): Error | undefined {
  *   (ERR_BUFFER_OUT_OF_BOUNDS) from the socket's data handler, an uncaught exception that kills the
  *   process (seen in busbar's fault tests). Every new socket starts with an empty buffer.
  * - a connection of a closed transport fails at once without retry, which ends kafkajs' retry loops.
- * - a TLS verification failure, on connect or on the first request, is not retried (tlsVerifyFailure above).
+ * - a TLS verification failure, on connect or on the first request, is not retried (tlsVerifyFailure above);
+ *   nor is a first answer that is no Kafka (NOT_KAFKA_CODE); bytes kafkajs cannot frame fail the socket, not
+ *   the process.
  * - the request queue does not spin an idle timer (see scheduleCheckPendingRequests above).
  */
 export function installKafkajsPatch(): void {
@@ -179,6 +189,22 @@ export function installKafkajsPatch(): void {
   };
   Object.defineProperty(connect, PATCHED, { value: true });
   proto.connect = connect;
+  // kafkajs decodes a frame whose size is below 4 (or negative) from the socket's data handler and throws there,
+  // an uncaught exception that kills the process: a peer of another protocol did it with its first bytes. The
+  // socket fails instead, as any other broken connection does (while connecting, sockets.ts has already failed
+  // it as a peer that is no Kafka; later it is a broken stream, and the connection is made again).
+  const processData = proto.processData;
+  proto.processData = function (this: ConnectionState, data: Buffer): void {
+    if (!factories.busbar.has(this.socketFactory)) {
+      processData.call(this, data);
+      return;
+    }
+    try {
+      processData.call(this, data);
+    } catch (error) {
+      this.socket?.destroy(new Error(`an answer that is no Kafka response frame (${(error as Error).message})`));
+    }
+  };
   // Under TLS 1.3 the server checks the client certificate after the client's handshake is done: a refused
   // one (mTLS) fails the first request, not the connect.
   const send = proto.send;

@@ -1,4 +1,4 @@
-import { ConfigError, ConnectionError, InvalidHeaderError, InvalidTopicError } from '@busbar/core';
+import { ConfigError, ConnectionError, InvalidHeaderError, InvalidTopicError, TimeoutError } from '@busbar/core';
 import type {
   Capabilities,
   IncomingRequest,
@@ -12,7 +12,7 @@ import type {
   TransportContext,
   TransportSubscription,
 } from '@busbar/core/transport';
-import { redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
+import { explainTls, redactUrl, sanitizeError, withTimeout } from '@busbar/core/transport';
 import type { Admin, CompressionTypes as CompressionType, Kafka as KafkaClient, KafkaConfig, LogEntry } from 'kafkajs';
 import { isContentType } from './codec.js';
 import { KafkaSubscription } from './consumer.js';
@@ -207,12 +207,15 @@ export class KafkaTransport implements Transport {
     const { bus, url } = this.#context;
     this.#context.reportState('producer', 'connecting');
     try {
-      await withTimeout(
-        this.#connectBy(Date.now() + bus.connectTimeoutMs),
-        bus.connectTimeoutMs,
-        `Connecting to ${redactUrl(url)} timed out after ${bus.connectTimeoutMs} ms`,
-      );
+      // kafkajs retries a refused port or an unknown host until the timeout: the last socket error says which.
+      const timedOut = () => {
+        const last = this.#sockets.lastError;
+        const why = last === undefined ? '' : `; last error: ${explainTls(last.message) ?? last.message}`;
+        return new TimeoutError(`no connection within ${bus.connectTimeoutMs} ms${why}`);
+      };
+      await withTimeout(this.#connectBy(Date.now() + bus.connectTimeoutMs), bus.connectTimeoutMs, timedOut);
       this.#connected = true;
+      this.#sockets.connected();
     } catch (error) {
       this.#connectGaveUp = true;
       // Nothing to flush: stop kafkajs' connect attempts now, or they keep the process alive.
@@ -223,7 +226,8 @@ export class KafkaTransport implements Transport {
       // A refused login or certificate fails the same way again (not retryable); the rest may heal.
       const mapped = toBusbarError(error, { what: 'Connect', op: 'connect', secrets: this.#secrets });
       const retryable = mapped instanceof ConnectionError ? mapped.retryable : true;
-      throw new ConnectionError(`Could not connect to Kafka at ${redactUrl(url)}: ${clean.message}`, {
+      const why = explainTls(clean.message, (clean as { code?: string }).code) ?? clean.message;
+      throw new ConnectionError(`Could not connect to Kafka at ${redactUrl(url)}: ${why}`, {
         cause: clean,
         retryable,
       });

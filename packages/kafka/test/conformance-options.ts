@@ -53,6 +53,8 @@ export function kafkaConformance(sections: ConformanceSection[]): ConformanceOpt
     settleMs: 0,
     // No SASL on the test broker: a closed port, with the canary as password.
     badCredentialsUrl: `kafka://busbar:${CANARY}@127.0.0.1:1`,
+    // No proxyableUrl (the broker's metadata sends clients to the advertised address): the wrong-peer cases need this.
+    wrongPeerUrl: (host, port) => `kafka://${host}:${port}`,
     // A topic whose records may be at most 64 bytes: every write is refused with MESSAGE_TOO_LARGE (busbar's
     // PayloadTooLargeError); restored to the broker default (1,048,588).
     refuseWrites: async (topic) => {

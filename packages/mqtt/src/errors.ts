@@ -52,6 +52,20 @@ function reasonCode(error: unknown): number | undefined {
   return granted.find((g): g is number => typeof g === 'number' && g >= 0x80);
 }
 
+// mqtt-packet's words for bytes that are no MQTT packet (mqtt.js passes its parser's errors on as they are).
+const NOT_A_PACKET =
+  /^(Invalid header flag bits|Invalid (?:packet|length|protocolId|protocol version|variable byte integer|connack flags)|Malformed|Cannot parse|Packet (?:too short|must not)|Unknown property|Not supported)/;
+
+/**
+ * What a connect whose answer is no MQTT packet (or a packet that is not the CONNACK a broker answers first)
+ * means, or undefined for any other error: a port of another protocol answered, and will again.
+ */
+export function notMqtt(error: unknown): string | undefined {
+  if (!(error instanceof Error) || (error as { code?: unknown }).code !== undefined) return undefined;
+  if (!NOT_A_PACKET.test(error.message)) return undefined;
+  return `the server does not speak MQTT: its answer is not a CONNACK (${error.message}); is this the broker's MQTT port (1883, mqtts 8883)?`;
+}
+
 /**
  * An mqtt.js error as a BusbarError, by core's `nativeError`. The broker's reason codes (>= 0x80) are read
  * here: on a publish or request, a refusal of that message (a PublishError, retryable only for quota, busy
@@ -62,6 +76,8 @@ function reasonCode(error: unknown): number | undefined {
  */
 export function toBusbarError(error: unknown, context: NativeErrorContext): BusbarError {
   return nativeError(error, context, (native): NativeErrorClass | undefined => {
+    const foreign = context.op === 'connect' ? notMqtt(native) : undefined;
+    if (foreign !== undefined) return { kind: 'connection', retryable: false, message: foreign };
     const code = reasonCode(native);
     if (code === undefined || code < 0x80) return undefined;
     const text = reasonText(code);

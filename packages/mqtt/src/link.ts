@@ -1,7 +1,7 @@
 import type { BusbarError } from '@busbar/core';
 import type { TransportContext } from '@busbar/core/transport';
 import { redactUrl, safeDecode } from '@busbar/core/transport';
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient, type Packet } from 'mqtt';
 import { reasonText, toBusbarError } from './errors.js';
 import { storeWithoutCopy } from './internals.js';
 import type { MqttOptions } from './options.js';
@@ -174,6 +174,7 @@ export class Link {
         client.off('connect', onConnect);
         client.off('error', onError);
         client.off('end', onEnd);
+        client.off('packetreceive', onPacket);
         if (error === undefined) return resolve();
         this.#abandon();
         reject(error);
@@ -186,6 +187,13 @@ export class Link {
         const code = (error as { code?: unknown }).code;
         if ((typeof code === 'number' && FATAL.has(code)) || !mapped.retryable) done(mapped);
       };
+      // A broker's first packet is its CONNACK: anything else (bytes of another protocol that happen to parse)
+      // is a peer that will not become an MQTT broker by being asked again.
+      const onPacket = (packet: Packet) => {
+        if (packet.cmd !== 'connack' && packet.cmd !== 'auth') {
+          done(this.#connectError(new Error(`Invalid packet: a ${packet.cmd} packet came before any CONNACK`)));
+        }
+      };
       const onEnd = () => done(this.#connectError(this.#lastError ?? 'closed'));
       const timer = setTimeout(() => {
         const reason = this.#lastError ?? `no CONNACK within ${this.#ctx.bus.connectTimeoutMs} ms`;
@@ -194,6 +202,7 @@ export class Link {
       client.on('connect', onConnect);
       client.on('error', onError);
       client.on('end', onEnd);
+      client.on('packetreceive', onPacket);
       client.connect();
     });
   }

@@ -48,6 +48,7 @@ describe.runIf(ok)('mqtt', () => {
   describeConformance('mqtt', {
     connect: (overrides) => connect({ url: broker.url, driver, logger: silentLogger, ...overrides }),
     proxyableUrl: broker.url,
+    wrongPeerUrl: (host, port) => `mqtt://${host}:${port}`,
     capabilities: {
       durableGroups: true,
       ordering: false,

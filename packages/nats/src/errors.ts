@@ -3,6 +3,7 @@ import {
   type NativeErrorClass,
   type NativeErrorContext,
   type NativeErrorKind,
+  type NativeOperation,
   nativeError,
 } from '@busbar/core/transport';
 
@@ -28,7 +29,36 @@ const KINDS: ReadonlyMap<string, NativeErrorKind> = new Map<string, NativeErrorK
   ['TLS', 'tls'],
 ]);
 
-function classify(error: unknown): NativeErrorClass | undefined {
+/**
+ * A dial that met no NATS server: nats.js' words for a first line that is no INFO (a port of another protocol
+ * that speaks first: the same port answers the same way again), and for a server that hung up before sending
+ * one (it reports that as CONNECTION_REFUSED, though the port took the connection: may pass).
+ */
+function dialClass(error: unknown): NativeErrorClass | undefined {
+  if (!(error instanceof Error)) return undefined;
+  if (error.message === 'unexpected response from server') {
+    return {
+      kind: 'connection',
+      retryable: false,
+      message: 'the server does not speak NATS: its first line is no NATS INFO; is this the NATS client port (4222)?',
+    };
+  }
+  const chained = (error as { chainedError?: unknown }).chainedError;
+  if (chained instanceof Error && chained.message === 'node provided an undefined error!') {
+    return {
+      kind: 'connection',
+      message:
+        'the server hung up without a NATS INFO: a port of another protocol, a TLS port, or a server that is stopping or at its connection limit',
+    };
+  }
+  return undefined;
+}
+
+function classify(error: unknown, op: NativeOperation): NativeErrorClass | undefined {
+  if (op === 'connect') {
+    const dial = dialClass(error);
+    if (dial !== undefined) return dial;
+  }
   const code = (error as { code?: unknown } | undefined)?.code;
   // The client asked for TLS (`tls` option) and the server offers none: the same on every attempt.
   if (code === 'SERVER_OPT_NA' && (error as Error).message === 'tls') {
@@ -43,7 +73,7 @@ function classify(error: unknown): NativeErrorClass | undefined {
 
 /** A native (nats.js / server) error as a busbar error, redacted; `context.what` says what was being done. */
 export function toBusbarError(error: unknown, context: NativeErrorContext): BusbarError {
-  return nativeError(error, context, classify);
+  return nativeError(error, context, (native) => classify(native, context.op));
 }
 
 /** The JetStream API error code (e.g. 10058 stream name in use), when there is one. */

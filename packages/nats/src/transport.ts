@@ -146,13 +146,16 @@ export class NatsTransport implements Transport {
         ctx.reportState('nats', 'down', error);
         throw error;
       }
-      const failure = toBusbarError(error, {
-        what: `Could not connect to ${redactUrl(ctx.url)}`,
-        op: 'connect',
-        secrets: this.#secrets,
-      });
+      const what = `Could not connect to ${redactUrl(ctx.url)}`;
+      const failure = toBusbarError(error, { what, op: 'connect', secrets: this.#secrets });
       ctx.reportState('nats', 'down', failure);
-      throw failure instanceof ConnectionError ? failure : new ConnectionError(failure.message, { cause: failure });
+      if (failure instanceof ConnectionError) throw failure;
+      // nats.js says only TIMEOUT; a NATS server greets every client at once, so say what silence can mean.
+      const silent =
+        (error as { code?: unknown } | null)?.code === 'TIMEOUT'
+          ? `${what}: no NATS INFO within ${ctx.bus.connectTimeoutMs} ms (TIMEOUT): a server that is overloaded or unreachable, or a port of another protocol or a TLS port, where nothing speaks first`
+          : failure.message;
+      throw new ConnectionError(silent, { cause: failure });
     }
     this.#nc = nc;
     this.#connected = true;

@@ -61,6 +61,7 @@ describe.runIf(ok)('nats', () => {
         ...overrides,
       }),
     proxyableUrl: brokerUrls.nats,
+    wrongPeerUrl: (host, port) => `nats://${host}:${port}`,
     capabilities: {
       durableGroups: true,
       ordering: true,

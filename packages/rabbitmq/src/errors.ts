@@ -24,6 +24,18 @@ export function isVhostRefused(error: unknown): boolean {
   return VHOST_REFUSED.test(String((error as Error | null)?.message ?? error));
 }
 
+// amqplib's words for an answer to its protocol header that is no AMQP 0-9-1 frame: a port of another protocol
+// (Redis, NATS, HTTP), an AMQP 1.0 broker, or a TLS port's alert. The same port answers the same way again.
+const NOT_AMQP =
+  /Frame size \d+ exceeds maxFrameSize|\bInvalid frame\b|Unknown frame type|Frame on channel != 0 during handshake|Expected ConnectionStart; got/;
+
+/** What a connect that got no AMQP 0-9-1 answer means, or undefined for any other failure. */
+export function notAmqp(error: unknown): string | undefined {
+  const text = String((error as Error | null)?.message ?? error);
+  if (!NOT_AMQP.test(text)) return undefined;
+  return `the server does not speak AMQP 0-9-1: its answer is no AMQP frame (${text}); is this the broker's AMQP port (5672, amqps 5671)?`;
+}
+
 /**
  * True for a refused login, vhost or permission: retrying cannot help. amqplib gives a refused login no code, only
  * the broker's text ("Handshake terminated by server: 403 (ACCESS-REFUSED) ..."), so the text decides too.
@@ -98,6 +110,7 @@ function classify(error: unknown, clean: Error, op: NativeOperation): NativeErro
     if (mismatch !== undefined) return { kind: 'config', message: mismatch };
   }
   if (code !== undefined && CONFIG_CODES.has(code)) return { kind: 'config' };
+  if (op === 'connect' && notAmqp(clean) !== undefined) return { kind: 'connection', retryable: false };
   return op === 'publish' ? publishClass(error, clean) : undefined;
 }
 

@@ -2,7 +2,7 @@ import type { TransportContext } from '@busbar/core/transport';
 import { redactUrl, safeDecode, sanitizeError } from '@busbar/core/transport';
 import amqplib, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import { CLOSE_STEP_MS, settledWithin } from './closing.js';
-import { isVhostRefused, toBusbarError } from './errors.js';
+import { isVhostRefused, notAmqp, toBusbarError } from './errors.js';
 import { destroySocket, endpoints, frameMax } from './internals.js';
 import type { ResolvedOptions } from './options.js';
 
@@ -147,11 +147,11 @@ export class Link {
         // descriptor limit does that) or a network that drops the handshake.
         const silent = new Error(`no answer within connectTimeoutMs (${this.#context.bus.connectTimeoutMs} ms)`);
         const cause = sanitizeError(error ?? silent, this.#context.secrets);
-        const why = isVhostRefused(cause) ? this.#vhostRefusal() : cause.message;
+        const why = isVhostRefused(cause) ? this.#vhostRefusal() : (notAmqp(cause) ?? cause.message);
         reject(Object.assign(new Error(`Could not connect to ${where}: ${why}`), { cause }));
       };
-      // A refused login or vhost and a certificate that fails verification fail the same way again: give
-      // up at once instead of reconnecting until the connect timeout.
+      // A refused login or vhost, a certificate that fails verification and a server that answers in another
+      // protocol fail the same way again: give up at once instead of reconnecting until the connect timeout.
       const onFailed = (error: Error) => {
         if (!toBusbarError(error, { what: '', op: 'connect', secrets: this.#context.secrets }).retryable) fail(error);
       };

@@ -15,6 +15,7 @@ describe.runIf(ok)('rabbitmq', () => {
     connect: (overrides) =>
       connect({ url: brokerUrls.rabbitmq, driver, logger: silentLogger, ...testOptions, ...overrides }),
     proxyableUrl: brokerUrls.rabbitmq,
+    wrongPeerUrl: (host, port) => `amqp://${host}:${port}`,
     capabilities: {
       durableGroups: true,
       ordering: true,

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { BusbarError, ConfigError, ConnectionError } from '@busbar/core';
-import { redactUrl, withTimeout } from '@busbar/core/transport';
+import { BusbarError, ConfigError, ConnectionError, TimeoutError } from '@busbar/core';
+import { explainTls, redactUrl, withTimeout } from '@busbar/core/transport';
 import { Cluster, type ClusterOptions, Command, type RedisOptions as IORedisOptions, Redis } from 'ioredis';
 import { isReplyError, toBusbarError } from './errors.js';
 
@@ -51,6 +51,14 @@ function tlsOptions(settings: TlsSettings, host: string): ConnectionOptions {
 /** A replica answers writes with READONLY (an old primary that came back after a failover): reconnect, resend. */
 const reconnectOnError = (error: Error): 2 | false => (error.message.startsWith('READONLY') ? 2 : false);
 
+/**
+ * How long ioredis' `disconnect()` waits for the socket to close before it destroys it. ioredis arms that wait
+ * even when the socket is long closed (every failed connect): its default of 2 s kept the process from exiting
+ * for 2 s after connect() had failed. busbar disconnects only connections it is done with, so nothing waits on
+ * the socket's last bytes.
+ */
+const DISCONNECT_MS = 100;
+
 /** Reconnect quickly at first, then every second, forever: busbar reports the state instead of giving up. */
 const retryStrategy = (attempt: number): number => Math.min(50 * attempt, 1_000);
 
@@ -77,6 +85,7 @@ export function createClient(config: ClientConfig, blocking: boolean): RedisClie
     lazyConnect: true,
     connectTimeout: config.connectTimeoutMs,
     maxRetriesPerRequest: null,
+    disconnectTimeout: DISCONNECT_MS,
     retryStrategy,
     connectionName: config.connectionName,
     showFriendlyErrorStack: false,
@@ -159,6 +168,19 @@ export async function connectClient(
     if (!typed.retryable) fatal?.(typed);
   };
   client.on('error', onError);
+  // A plaintext port takes a TLS hello for the start of a command and waits for the rest: say so at the timeout.
+  let linked = false;
+  const onConnect = () => {
+    linked = true;
+  };
+  client.once('connect', onConnect);
+  const tls = config.tls !== undefined || config.url.protocol.startsWith('rediss');
+  const silence = () =>
+    new TimeoutError(
+      tls && !linked
+        ? `no answer to the TLS handshake within ${config.connectTimeoutMs} ms (a plaintext port waits for a command and never answers a TLS hello: check the scheme and the port of the URL)`
+        : 'connect timed out',
+    );
   let onReady: (() => void) | undefined;
   const connected = patient
     ? new Promise<void>((resolve) => {
@@ -169,7 +191,7 @@ export async function connectClient(
       })
     : client.connect();
   try {
-    await withTimeout(Promise.race([connected, failed]), config.connectTimeoutMs, 'connect timed out');
+    await withTimeout(Promise.race([connected, failed]), config.connectTimeoutMs, silence);
     const db = config.sentinel || config.cluster || config.clusterNodes ? 0 : databaseOf(config.url);
     if (db !== 0) await selectOrRefuse(client, db, config.connectTimeoutMs);
   } catch (error) {
@@ -181,6 +203,7 @@ export async function connectClient(
     throw new ConnectionError(`${what}: ${typed.message}`, { cause: typed });
   } finally {
     client.off('error', onError);
+    client.off('connect', onConnect);
     if (onReady) client.off('ready', onReady);
   }
 }
@@ -201,12 +224,14 @@ async function selectOrRefuse(client: RedisClient, db: number, timeoutMs: number
 
 /**
  * Under TLS 1.3 redis-server checks a client certificate after the handshake and, lacking a good one, resets
- * the connection: the client sees only ECONNRESET, so the message says what it most likely means.
+ * the connection: the client sees only ECONNRESET, so the message says what it most likely means. A plaintext
+ * port resets on the TLS hello the same way; one that hangs up before the handshake is done is told by core.
  */
 function resetHint(config: ClientConfig, error: unknown): string {
   const tls = config.tls !== undefined || config.url.protocol.startsWith('rediss');
   if (!tls || (error as { code?: unknown } | undefined)?.code !== 'ECONNRESET') return '';
-  return ' (reset during TLS setup: does the server require a client certificate of its CA, tls-auth-clients yes?)';
+  if (explainTls(String((error as Error).message)) !== undefined) return '';
+  return ' (reset during TLS setup: does the server require a client certificate of its CA, tls-auth-clients yes? Or is the port a plaintext one?)';
 }
 
 /**

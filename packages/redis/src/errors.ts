@@ -13,6 +13,12 @@ const AUTH = /^(WRONGPASS|NOAUTH)\b/;
 /** Redis cannot serve this now (loading, failing over, resharding, out of memory): the same command works later. */
 const UNAVAILABLE = /^(LOADING|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|MOVED|ASK|READONLY|BUSY|OOM)\b/;
 
+/**
+ * ioredis' parser on bytes that are no RESP reply (`Protocol error, got "H" as reply type byte`): a port of
+ * another protocol answered (an HTTP server, another broker, a TLS port's alert), and will again.
+ */
+const NOT_RESP = /Protocol error, got .* as reply type byte/;
+
 /** An error Redis itself answered with (ioredis' ReplyError), as opposed to a client or socket failure. */
 function isReply(error: unknown): boolean {
   return error instanceof Error && error.name === 'ReplyError';
@@ -26,6 +32,14 @@ function isReply(error: unknown): boolean {
  */
 function classify(error: unknown, clean: Error, op: NativeOperation): NativeErrorClass | undefined {
   const text = clean.message;
+  if (op === 'connect' && NOT_RESP.test(text)) {
+    const answer = /got (.*) as reply type byte/.exec(text)?.[1] ?? '?';
+    return {
+      kind: 'connection',
+      retryable: false,
+      message: `the server does not speak Redis: its answer is no RESP reply (it began with ${answer}); is this Redis' port (6379)?`,
+    };
+  }
   if (GONE.test(text)) return { kind: 'connection' };
   if (AUTH.test(text)) return { kind: 'auth' };
   if (!isReply(error)) return undefined;

@@ -14,6 +14,7 @@ describe.runIf(ok)('redis', () => {
   describeConformance('redis', {
     connect: (overrides) => connect({ url: brokerUrls.redis, driver, logger: silentLogger, ...overrides }),
     proxyableUrl: brokerUrls.redis,
+    wrongPeerUrl: (host, port) => `redis://${host}:${port}`,
     capabilities: {
       durableGroups: true,
       ordering: true,

@@ -5,8 +5,8 @@
 
 export type { BrokerName } from './brokers.js';
 export { brokerAvailable, brokerUrls, freePort, reachable, uniqueName } from './brokers.js';
-export type { ConformanceOptions, ConformanceSection } from './conformance/index.js';
-export { CANARY, CONFORMANCE_SECTIONS, describeConformance, THROWABLES } from './conformance/index.js';
+export type { ConformanceOptions, ConformanceSection, WrongPeer } from './conformance/index.js';
+export { CANARY, CONFORMANCE_SECTIONS, createWrongPeer, describeConformance, THROWABLES } from './conformance/index.js';
 export type { FailoverResult, FailoverWorkload } from './failover.js';
 export { recordFailover, runFailover } from './failover.js';
 export type { FaultProxy, FaultProxyOptions } from './fault-proxy.js';

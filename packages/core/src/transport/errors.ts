@@ -72,6 +72,38 @@ const SOCKET_CODES = new Set([
 const TLS_CODE =
   /^(CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_|ERR_TLS_|ERR_SSL_|ERR_OSSL_|HOSTNAME_MISMATCH)/;
 
+// OpenSSL's words when the answer to the client's TLS hello is no TLS record at all: a plaintext port (the
+// broker's own, or another protocol's) answered. The same port answers the same way again.
+const NOT_TLS_REASON = /SSL routines:[^:\n]*:(wrong version number|packet length too long|unknown protocol)/;
+const NOT_TLS_CODE = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_UNKNOWN_PROTOCOL',
+]);
+// OpenSSL's error line, `[read|write EPROTO ]<hex>:error:<hex>:SSL routines:<function>:<reason>:<file>:<line>:`.
+const OPENSSL_LINE = /(?:(?:read|write) EPROTO )?[0-9A-F]{8,}:error:[0-9A-F]{8}:SSL routines:[^\n]*\n?/g;
+// Node's words for a peer that hung up before the handshake was done.
+const CLOSED_IN_HANDSHAKE = 'Client network socket disconnected before secure TLS connection was established';
+
+/**
+ * A TLS failure's text as a user can act on it: OpenSSL's line for an answer that is no TLS becomes what it
+ * means, and a hang-up during the handshake gets its likely causes. Undefined when the text is neither.
+ * For drivers whose classifier sees TLS errors before the common rules do (Kafka).
+ */
+export function explainTls(text: string, code?: string): string | undefined {
+  if ((code !== undefined && NOT_TLS_CODE.has(code)) || NOT_TLS_REASON.test(text)) {
+    const plain =
+      'TLS handshake failed: the server is not speaking TLS (a plaintext port: check the scheme and the port of the URL, or the tls option)';
+    const replaced = text.replace(OPENSSL_LINE, plain).trimEnd();
+    return replaced.includes(plain) ? replaced : `${replaced}: ${plain}`;
+  }
+  if (text.includes(CLOSED_IN_HANDSHAKE)) {
+    // Not said to be final: a server at its connection limit or a proxy without a backend hangs up the same way.
+    return `${text} (a plaintext port hangs up on a TLS hello like this: check the scheme and the port of the URL; or the server is at its connection limit)`;
+  }
+  return undefined;
+}
+
 /** The first `code` along the cause chain (a driver often wraps the socket's error). */
 function codeOf(error: unknown): string | undefined {
   let current: unknown = error;
@@ -86,6 +118,9 @@ function codeOf(error: unknown): string | undefined {
 /** The rules every driver shares: socket errors, TLS verification failures, aborts. */
 function commonClass(error: unknown, clean: Error): NativeErrorClass | undefined {
   const code = codeOf(error);
+  const tls = explainTls(clean.message, code);
+  if (tls !== undefined)
+    return { kind: clean.message.includes(CLOSED_IN_HANDSHAKE) ? 'connection' : 'tls', message: tls };
   if (code !== undefined && SOCKET_CODES.has(code)) return { kind: 'connection' };
   // OpenSSL's own words need not name the cause: a wrong passphrase reads "bad decrypt", or, when the wrongly
   // decrypted bytes happen to pass the padding check, "DECODER routines::unsupported".

@@ -29,7 +29,7 @@ export type {
   NativeErrorKind,
   NativeOperation,
 } from './errors.js';
-export { nativeError } from './errors.js';
+export { explainTls, nativeError } from './errors.js';
 export {
   addWireHeader,
   attemptFromHeaders,

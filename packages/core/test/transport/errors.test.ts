@@ -52,6 +52,40 @@ describe('nativeError', () => {
     expect(error.message).toMatch(/passphrase|key/);
   });
 
+  it('a TLS hello answered by a plaintext port is a TLS error that is not retryable and says so, not in OpenSSL words', () => {
+    const line =
+      '40CD4814357F0000:error:0A00010B:SSL routines:tls_validate_record_header:wrong version number:../deps/openssl/openssl/ssl/record/methods/tlsany_meth.c:77:\n';
+    // As a TLS socket reports it, and as mqtt.js passes on the failed write of its CONNECT (code EPROTO).
+    const errors = [
+      Object.assign(new Error(line), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' }),
+      Object.assign(new Error(`write EPROTO ${line}`), { code: 'EPROTO' }),
+      new Error(`Could not connect to amqps://h:5672: ${line}`, {
+        cause: Object.assign(new Error(line), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' }),
+      }),
+    ];
+    for (const native of errors) {
+      const error = nativeError(native, ctx('connect'));
+      expect(error.code).toBe('BUSBAR_CONNECTION');
+      expect(error.retryable).toBe(false);
+      expect(error.message).toMatch(/TLS handshake failed: the server is not speaking TLS/);
+      expect(error.message).not.toMatch(/SSL routines|openssl/);
+    }
+    expect(nativeError(errors[2], ctx('connect')).message).toMatch(
+      /^Doing it: Could not connect to amqps:\/\/h:5672: TLS/,
+    );
+  });
+
+  it('a server that hangs up during the TLS handshake is retryable (a full server does it too) and named as a likely plaintext port', () => {
+    const closed = Object.assign(
+      new Error('Client network socket disconnected before secure TLS connection was established'),
+      { code: 'ECONNRESET' },
+    );
+    const error = nativeError(closed, ctx('connect'));
+    expect(error.code).toBe('BUSBAR_CONNECTION');
+    expect(error.retryable).toBe(true);
+    expect(error.message).toMatch(/plaintext port/);
+  });
+
   it('falls back by operation: a publish is a PublishError, a read a ConnectionError', () => {
     expect(nativeError(new Error('odd'), ctx('publish')).code).toBe('BUSBAR_PUBLISH');
     expect(nativeError(new Error('odd'), ctx('consume')).code).toBe('BUSBAR_CONNECTION');

@@ -59,6 +59,13 @@ export interface ConformanceOptions {
    * answers, as a broker at its file-descriptor limit or a half-dead network does.
    */
   proxyableUrl?: string;
+  /**
+   * This transport's URL for another host and port (credentials may be left out). The credentials section then
+   * points it at a local server that answers like an HTTP server or with random bytes, and expects a fast typed
+   * failure that is not retryable and says the server does not speak the protocol, nothing left behind, and a
+   * working bus afterwards. Default: `proxyableUrl` with its host and port replaced.
+   */
+  wrongPeerUrl?: (host: string, port: number) => string;
   /** How many random publishes the fuzz test makes. Default 100. */
   fuzzRuns?: number;
   /**

@@ -12,10 +12,21 @@ import { fuzzTests } from './fuzz.js';
 import { credentialTests, durableTests, lifecycleTests, silentBrokerTests } from './lifecycle.js';
 import { middlewareTests } from './middleware.js';
 import { requestReplyTests } from './request-reply.js';
+import { wrongPeerTests } from './wrong-peer.js';
 
 export { THROWABLES } from './bad-input-cases.js';
 export type { BusOverrides, ConformanceOptions, ConformanceSection } from './context.js';
 export { CANARY, SECTIONS as CONFORMANCE_SECTIONS } from './context.js';
+export type { WrongPeer } from './wrong-peer.js';
+export { createWrongPeer } from './wrong-peer.js';
+
+/** `url` (its first host, for a seed list) pointed at another host and port. */
+function urlAt(url: string, host: string, port: number): string {
+  const parsed = new URL(url.split(',')[0] as string);
+  parsed.hostname = host;
+  parsed.port = String(port);
+  return parsed.toString();
+}
 
 /** The sections to define: all by default, or the named ones (an unknown name is an error, not a silent skip). */
 export function sectionFilter(options: ConformanceOptions): (section: ConformanceSection) => boolean {
@@ -83,5 +94,8 @@ export function describeConformance(name: string, options: ConformanceOptions): 
     if (run('credentials') && badCredentialsUrl)
       describe('credentials', () => credentialTests(suite, badCredentialsUrl));
     if (run('credentials') && proxyableUrl) describe('connect', () => silentBrokerTests(suite, proxyableUrl));
+    const wrongPeerUrl =
+      options.wrongPeerUrl ?? (proxyableUrl ? (h: string, p: number) => urlAt(proxyableUrl, h, p) : undefined);
+    if (run('credentials') && wrongPeerUrl) describe('wrong peer', () => wrongPeerTests(suite, wrongPeerUrl));
   });
 }
