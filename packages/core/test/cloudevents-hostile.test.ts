@@ -1,19 +1,11 @@
-import { type Bus, BusbarError, connect, defineTopic, type Message, silentLogger } from '@busbar/core';
+import { BusbarError, defineTopic, type Message } from '@busbar/core';
 import { uniqueName, waitFor } from '@busbar/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { memoryBuses } from './helpers.js';
 
 /** Writing a CloudEvent from JavaScript that does not follow the types: a typed error, nothing sent. */
 
-const open: Bus[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((b) => b.close()));
-});
-
-async function memory(): Promise<Bus> {
-  const bus = await connect({ url: `memory://${uniqueName('ceh')}`, logger: silentLogger });
-  open.push(bus);
-  return bus;
-}
+const memory = memoryBuses('ceh');
 
 async function refused(publish: () => Promise<unknown>, code: string): Promise<BusbarError> {
   const error = await publish().then(

@@ -1,25 +1,17 @@
-import { type Bus, BusbarError, codecs, connect, defineTopic, type Message, silentLogger } from '@busbar/core';
+import { type Bus, type BusbarError, codecs, defineTopic, type Message } from '@busbar/core';
 import { decodeByContentType } from '@busbar/core/transport';
 import { uniqueName, waitFor } from '@busbar/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { jsonCodec } from '../src/codec.js';
 import { decodeInbound } from '../src/inbound.js';
+import { memoryBuses, thrownBy } from './helpers.js';
 
 /**
  * What services that never heard of busbar send (Java, .NET, Python, CloudEvents SDKs), as the default JSON
  * codec decodes it; each end-to-end case is followed by an ordinary message on the same subscription.
  */
 
-const open: Bus[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((b) => b.close()));
-});
-
-async function memory(): Promise<Bus> {
-  const bus = await connect({ url: `memory://${uniqueName('inh')}`, logger: silentLogger });
-  open.push(bus);
-  return bus;
-}
+const memory = memoryBuses('inh');
 
 const utf16be = (text: string) => Buffer.from(text, 'utf16le').swap16();
 const BOM_BE = Buffer.from([0xfe, 0xff]);
@@ -46,16 +38,7 @@ async function watch(bus: Bus, topic: string) {
   return { handled, dead, stillWorks };
 }
 
-function decodeError(run: () => unknown): BusbarError {
-  try {
-    run();
-  } catch (error) {
-    expect(BusbarError.is(error, 'BUSBAR_DECODE'), String(error)).toBe(true);
-    expect((error as BusbarError).retryable).toBe(false);
-    return error as BusbarError;
-  }
-  throw new Error('expected a DecodeError');
-}
+const decodeError = (run: () => unknown): BusbarError => thrownBy(run, 'BUSBAR_DECODE');
 
 describe('JSON in the charset its content type names', () => {
   it.each<[string, Uint8Array]>([

@@ -1,25 +1,14 @@
-import { type Bus, BusbarError, connect, type Message, silentLogger } from '@busbar/core';
+import { BusbarError, type Message } from '@busbar/core';
 import { uniqueName, waitFor } from '@busbar/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkHeaders } from '../src/names.js';
+import { memoryBuses, thrownBy } from './helpers.js';
 
 /** Publish headers that are not a plain record of strings, from JavaScript callers: typed, never dropped. */
 
-const open: Bus[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((b) => b.close()));
-});
+const memory = memoryBuses('nh');
 
-function invalidHeader(run: () => unknown): BusbarError {
-  try {
-    run();
-  } catch (error) {
-    expect(BusbarError.is(error, 'BUSBAR_INVALID_HEADER'), String(error)).toBe(true);
-    expect((error as BusbarError).retryable).toBe(false);
-    return error as BusbarError;
-  }
-  throw new Error('expected an InvalidHeaderError');
-}
+const invalidHeader = (run: () => unknown): BusbarError => thrownBy(run, 'BUSBAR_INVALID_HEADER');
 
 const throwingGetter = Object.defineProperty({}, 'tenant', {
   enumerable: true,
@@ -58,8 +47,7 @@ describe('headers that cannot be read as a record of strings', () => {
   });
 
   it('on the bus: publish rejects typed, sends nothing, and the next publish goes through', async () => {
-    const bus = await connect({ url: `memory://${uniqueName('nh')}`, logger: silentLogger });
-    open.push(bus);
+    const bus = await memory();
     const topic = `hdr.${uniqueName('t')}`;
     const seen: Message<unknown>[] = [];
     await bus.subscribe(topic, (m) => void seen.push(m), { group: 'g' });

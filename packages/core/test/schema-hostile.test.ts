@@ -1,21 +1,16 @@
-import { type Bus, BusbarError, connect, defineTopic, type Message, silentLogger } from '@busbar/core';
+import { BusbarError, defineTopic, type Message } from '@busbar/core';
 import { uniqueName, waitFor } from '@busbar/testing';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import * as v from 'valibot';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { validate } from '../src/schema.js';
+import { memoryBuses } from './helpers.js';
 
-const open: Bus[] = [];
-afterEach(async () => {
+afterEach(() => {
   vi.useRealTimers();
-  await Promise.all(open.splice(0).map((b) => b.close()));
 });
 
-async function memory(): Promise<Bus> {
-  const bus = await connect({ url: `memory://${uniqueName('sch')}`, logger: silentLogger, closeTimeoutMs: 500 });
-  open.push(bus);
-  return bus;
-}
+const memory = memoryBuses('sch', { closeTimeoutMs: 500 });
 
 function schemaOf(run: (value: unknown) => unknown): StandardSchemaV1<unknown, unknown> {
   return { '~standard': { version: 1, vendor: 'test', validate: run } } as StandardSchemaV1<unknown, unknown>;
