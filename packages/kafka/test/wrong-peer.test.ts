@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import { createWrongPeer, expectFatal, failedConnect, freePort, waitFor } from '@busbar/testing';
+import { createWrongPeer, expectFatal, failedConnect, freePort, waitFor, watchUncaught } from '@busbar/testing';
 import { describe, expect, it } from 'vitest';
 import { driver } from '../src/index.js';
 import { connectionClass, installKafkajsPatch } from '../src/internals.js';
@@ -8,9 +8,7 @@ import { SocketRegistry } from '../src/sockets.js';
 // The portable cases (an HTTP server, random bytes) are the conformance suite's 'wrong peer'; these are Kafka's own.
 describe('kafka: connect to a port that is not Kafka', () => {
   it('an answer whose frame size kafkajs cannot decode (0, 2, negative) fails the connect, not the process', async () => {
-    const uncaught: unknown[] = [];
-    const onUncaught = (error: unknown) => void uncaught.push(error);
-    process.on('uncaughtException', onUncaught);
+    const uncaught = watchUncaught();
     try {
       for (const hex of ['00000000000000000000', '0000000200000000', 'ffffffff00000000']) {
         const peer = await createWrongPeer(Buffer.from(hex, 'hex'), false);
@@ -22,9 +20,9 @@ describe('kafka: connect to a port that is not Kafka', () => {
         }
       }
     } finally {
-      process.off('uncaughtException', onUncaught);
+      uncaught.stop();
     }
-    expect(uncaught.map((e) => inspect(e))).toEqual([]);
+    expect(uncaught.errors.map((e) => inspect(e))).toEqual([]);
   });
 
   it('after the connect, bytes kafkajs cannot frame fail that connection, not the process', async () => {
@@ -33,9 +31,7 @@ describe('kafka: connect to a port that is not Kafka', () => {
     // Past the connect, a first answer is not checked: kafkajs' own decoding meets the bytes.
     sockets.connected();
     const peer = await createWrongPeer(Buffer.from('0000000000000000', 'hex'), false);
-    const uncaught: unknown[] = [];
-    const onUncaught = (error: unknown) => void uncaught.push(error);
-    process.on('uncaughtException', onUncaught);
+    const uncaught = watchUncaught();
     try {
       const quiet = { debug() {}, info() {}, warn() {}, error() {} };
       const Connection = connectionClass();
@@ -50,11 +46,11 @@ describe('kafka: connect to a port that is not Kafka', () => {
       await link.connect();
       await waitFor(() => !link.isConnected(), 2_000, 'the connection to fail');
     } finally {
-      process.off('uncaughtException', onUncaught);
+      uncaught.stop();
       sockets.shutdown();
       await peer.close();
     }
-    expect(uncaught.map((e) => inspect(e))).toEqual([]);
+    expect(uncaught.errors.map((e) => inspect(e))).toEqual([]);
   });
 
   it('a plaintext client at a port that answers with a TLS alert is told to set the tls option', async () => {

@@ -1,5 +1,5 @@
 import { type Bus, BusbarError, connect, silentLogger } from '@busbar/core';
-import { uniqueName, waitFor } from '@busbar/testing';
+import { uniqueName, waitFor, watchUncaught } from '@busbar/testing';
 import {
   context,
   type MeterProvider,
@@ -25,18 +25,14 @@ class TestReader extends MetricReader {
  * Node turns an exception thrown by a diagnostics-channel subscriber into an
  * uncaught exception: in production, a crash. These tests collect them; there must be none.
  */
-let uncaught: unknown[] = [];
-const onUncaught = (error: unknown) => void uncaught.push(error);
+let uncaught: ReturnType<typeof watchUncaught>;
 beforeEach(() => {
-  uncaught = [];
-  process.on('uncaughtException', onUncaught);
-  process.on('unhandledRejection', onUncaught);
+  uncaught = watchUncaught();
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
 });
 afterEach(() => {
-  process.off('uncaughtException', onUncaught);
-  process.off('unhandledRejection', onUncaught);
+  uncaught.stop();
   context.disable();
   propagation.disable();
 });
@@ -70,7 +66,7 @@ async function withInstrumentation(options: InstrumentationOptions, run: (bus: B
     uninstall();
     await bus.close();
   }
-  expect(uncaught.map(String)).toEqual([]);
+  expect(uncaught.errors.map(String)).toEqual([]);
 }
 
 const unreadable: [string, () => unknown][] = [

@@ -1,5 +1,5 @@
 import { type Bus, connect, type Message, silentLogger } from '@busbar/core';
-import { uniqueName, waitFor } from '@busbar/testing';
+import { uniqueName, waitFor, watchUncaught } from '@busbar/testing';
 import { context, DiagLogLevel, diag, propagation, type TextMapPropagator } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -26,15 +26,12 @@ function propagatorWriting(extra: Readonly<Record<string, unknown>>): TextMapPro
   };
 }
 
-let uncaught: unknown[] = [];
-const onUncaught = (error: unknown) => void uncaught.push(error);
+let uncaught: ReturnType<typeof watchUncaught>;
 let warnings: string[] = [];
 
 beforeEach(() => {
-  uncaught = [];
+  uncaught = watchUncaught();
   warnings = [];
-  process.on('uncaughtException', onUncaught);
-  process.on('unhandledRejection', onUncaught);
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   const record = (message: string) => void warnings.push(message);
   const ignore = () => undefined;
@@ -44,8 +41,7 @@ beforeEach(() => {
   );
 });
 afterEach(() => {
-  process.off('uncaughtException', onUncaught);
-  process.off('unhandledRejection', onUncaught);
+  uncaught.stop();
   context.disable();
   propagation.disable();
   diag.disable();
@@ -72,7 +68,7 @@ async function withPropagator(
     await bus.close();
     await tracerProvider.shutdown();
   }
-  expect(uncaught.map(String)).toEqual([]);
+  expect(uncaught.errors.map(String)).toEqual([]);
 }
 
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;

@@ -2,24 +2,20 @@ import { createServer } from 'node:http';
 import { type AddressInfo, type Socket, connect as tcp } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BusbarError, connect, type Health, silentLogger } from '@busbar/core';
-import { uniqueName, waitFor } from '@busbar/testing';
+import { uniqueName, waitFor, watchUncaught } from '@busbar/testing';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { healthHandler, type LagSource, OTHER_TOPIC, registerBusbarMetrics, serveMetrics } from '../src/index.js';
 import { parseExposition, total } from './exposition.js';
 
 /** A request listener or event that throws is an uncaught exception: in production, a crash. There must be none. */
-let uncaught: unknown[] = [];
-const onUncaught = (error: unknown) => void uncaught.push(error);
+let uncaught: ReturnType<typeof watchUncaught>;
 beforeEach(() => {
-  uncaught = [];
-  process.on('uncaughtException', onUncaught);
-  process.on('unhandledRejection', onUncaught);
+  uncaught = watchUncaught();
 });
 afterEach(() => {
-  process.off('uncaughtException', onUncaught);
-  process.off('unhandledRejection', onUncaught);
-  expect(uncaught.map(String)).toEqual([]);
+  uncaught.stop();
+  expect(uncaught.errors.map(String)).toEqual([]);
 });
 
 const broken = {

@@ -16,5 +16,6 @@ export type { CertFiles, TestPki } from './pki.js';
 export { createTestPki, opensslAvailable } from './pki.js';
 export type { ConnectFailure } from './secrets.js';
 export { errorTexts, expectFatal, expectNoSecret, failedConnect, pemLines, roundTrip } from './secrets.js';
+export { watchUncaught } from './uncaught.js';
 export type { Collector } from './wait.js';
 export { collect, sleep, waitFor } from './wait.js';

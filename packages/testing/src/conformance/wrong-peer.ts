@@ -3,6 +3,7 @@ import { inspect } from 'node:util';
 import { BusbarError } from '@busbar/core';
 import { expect, it } from 'vitest';
 import { errorTexts } from '../secrets.js';
+import { watchUncaught } from '../uncaught.js';
 import { waitFor } from '../wait.js';
 import { CANARY, recorder, type Suite } from './context.js';
 
@@ -65,10 +66,7 @@ export function wrongPeerTests(s: Suite, urlAt: (host: string, port: number) => 
       const then = hangUp ? 'hangs up' : 'stays silent';
       it(`a port that answers with ${name} and ${then} fails connect at once, typed and not retryable; the right URL works afterwards`, async () => {
         const peer = await createWrongPeer(answer, hangUp);
-        const unhandled: unknown[] = [];
-        const onUnhandled = (reason: unknown) => void unhandled.push(reason);
-        process.on('unhandledRejection', onUnhandled);
-        process.on('uncaughtException', onUnhandled);
+        const unhandled = watchUncaught();
         try {
           const url = new URL(urlAt('127.0.0.1', peer.port));
           url.username ||= 'busbar';
@@ -99,10 +97,9 @@ export function wrongPeerTests(s: Suite, urlAt: (host: string, port: number) => 
           expect(left(), 'sockets and timers the failed connect left behind').toEqual({ sockets: 0, timers: 0 });
         } finally {
           await peer.close();
-          process.off('unhandledRejection', onUnhandled);
-          process.off('uncaughtException', onUnhandled);
+          unhandled.stop();
         }
-        expect(unhandled.map((e) => inspect(e))).toEqual([]);
+        expect(unhandled.errors.map((e) => inspect(e))).toEqual([]);
         // The same process connects to the right URL and works.
         const bus = await s.bus();
         const topic = s.topic('rightpeer');
