@@ -11,6 +11,7 @@ export type { FailoverResult, FailoverWorkload } from './failover.js';
 export { recordFailover, runFailover } from './failover.js';
 export type { FaultProxy, FaultProxyOptions } from './fault-proxy.js';
 export { createFaultProxy } from './fault-proxy.js';
+export { flowBehindHeld } from './held.js';
 export { describeIdempotencyStore } from './idempotency-store.js';
 export type { CertFiles, TestPki } from './pki.js';
 export { createTestPki, opensslAvailable } from './pki.js';
