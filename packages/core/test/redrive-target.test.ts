@@ -5,12 +5,19 @@ import { describe, expect, it } from 'vitest';
 import { memoryBroker } from '../src/memory/broker.js';
 
 /** A dead letter written straight into `topic`/`group`'s dead-letter queue, naming `claims` as its topic. */
-function letter(broker: ReturnType<typeof memoryBroker>, topic: string, group: string, id: string, claims: string) {
+function letter(
+  broker: ReturnType<typeof memoryBroker>,
+  topic: string,
+  group: string,
+  id: string,
+  claims: string,
+  extra: Record<string, string> = {},
+) {
   broker.publish({
     topic: deadLetterTopic(topic, group),
     id,
     key: undefined,
-    headers: { 'busbar-dl-topic': claims, 'busbar-dl-error-name': 'Error', 'busbar-dl-attempts': '1' },
+    headers: { 'busbar-dl-topic': claims, 'busbar-dl-error-name': 'Error', 'busbar-dl-attempts': '1', ...extra },
     body: new TextEncoder().encode(JSON.stringify({ id })),
     contentType: 'application/json',
     timestamp: Date.now(),
@@ -67,23 +74,8 @@ describe('a dead letter stamped by a clock that runs ahead', () => {
       const topic = 'orders.skewed';
       broker.queue(deadLetterTopic(topic, 'g'), DEAD_LETTER_READER_GROUP);
       const ahead = String(Date.now() + 10 * 60_000);
-      for (const id of ['fixed', 'still-broken']) {
-        broker.publish({
-          topic: deadLetterTopic(topic, 'g'),
-          id,
-          key: undefined,
-          headers: {
-            'busbar-dl-topic': topic,
-            'busbar-dl-error-name': 'Error',
-            'busbar-dl-attempts': '1',
-            'busbar-dl-first-failure': ahead,
-            'busbar-dl-last-failure': ahead,
-          },
-          body: new TextEncoder().encode(JSON.stringify({ id })),
-          contentType: 'application/json',
-          timestamp: Date.now(),
-        });
-      }
+      const failedAt = { 'busbar-dl-first-failure': ahead, 'busbar-dl-last-failure': ahead };
+      for (const id of ['fixed', 'still-broken']) letter(broker, topic, 'g', id, topic, failedAt);
       const handled: string[] = [];
       await bus.subscribe(
         topic,

@@ -1,7 +1,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { type Bus, BusbarError, connect, silentLogger } from '../src/index.js';
+import { type Bus, BusbarError, connect, type Message, silentLogger } from '../src/index.js';
 import { TimeoutLane } from '../src/transport/lane.js';
 
 // A heap measurement needs a collection first: `gc` without starting the worker with --expose-gc.
@@ -34,43 +34,43 @@ async function keptBehind(bus: Bus, requestTimeoutMs: number): Promise<number> {
 }
 
 describe('request/reply memory behind a request nobody answers', () => {
-  it("the requester keeps no reply of a later request with the same timeout until the stuck one's timeout", async () => {
-    const bus = await connect({ url: 'memory://request-growth-requester', logger: silentLogger });
-    try {
-      await bus.respond<number, string>(
-        'growth.rpc',
-        // The first request is never answered (a responder that died holding it): its caller waits it out.
-        // The others are answered at once (no handler timeout to wait on here: this is the requester's side).
-        (m) => (m.payload < 0 ? new Promise<string>(() => undefined) : 'x'.repeat(20_000)),
-        { concurrency: 100 },
-      );
-      const stuck = bus.request('growth.rpc', -1, { timeoutMs: 600_000 }).catch((e: unknown) => e);
-      expect(await keptBehind(bus, 600_000)).toBeLessThan(BOUND);
-      await bus.close();
-      // The unanswered request is still failed, by the close (it was not lost on the way).
-      expect(BusbarError.is(await stuck, 'BUSBAR_CLOSED')).toBe(true);
-    } finally {
-      await bus.close();
-    }
-  }, 60_000);
-
-  it("the responder keeps no request or result of a later handler until the stuck handler's timeout", async () => {
-    const bus = await connect({ url: 'memory://request-growth-responder', logger: silentLogger });
-    try {
-      await bus.respond<number, string>(
-        'growth.rpc',
-        async (m) => (m.payload < 0 ? new Promise<string>(() => undefined) : 'x'.repeat(20_000)),
-        { concurrency: 100, handlerTimeoutMs: 600_000 },
-      );
+  // The first request is never answered (a responder that died holding it, or a handler that never returns);
+  // the others are answered with 20 KB each.
+  const cases = [
+    {
+      side: 'requester',
+      what: "keeps no reply of a later request with the same timeout until the stuck one's timeout",
+      // Answered at once (no handler timeout to wait on here: this is the requester's side).
+      handler: (m: Message<number>) => (m.payload < 0 ? new Promise<string>(() => undefined) : 'x'.repeat(20_000)),
+      respond: { concurrency: 100 },
+      stuckTimeoutMs: 600_000,
+    },
+    {
+      side: 'responder',
+      what: "keeps no request or result of a later handler until the stuck handler's timeout",
+      // Asynchronous: every run takes its place in the responder's timeout lane, behind the stuck one.
+      handler: async (m: Message<number>) =>
+        m.payload < 0 ? new Promise<string>(() => undefined) : 'x'.repeat(20_000),
+      respond: { concurrency: 100, handlerTimeoutMs: 600_000 },
       // Another timeout: a lane of its own on the requester's side, so only the responder's lane is stuck.
-      const stuck = bus.request('growth.rpc', -1, { timeoutMs: 600_001 }).catch((e: unknown) => e);
-      expect(await keptBehind(bus, 600_000)).toBeLessThan(BOUND);
-      await bus.close();
-      expect(BusbarError.is(await stuck, 'BUSBAR_CLOSED')).toBe(true);
-    } finally {
-      await bus.close();
-    }
-  }, 60_000);
+      stuckTimeoutMs: 600_001,
+    },
+  ];
+  for (const { side, what, handler, respond, stuckTimeoutMs } of cases) {
+    it(`the ${side} ${what}`, async () => {
+      const bus = await connect({ url: `memory://request-growth-${side}`, logger: silentLogger });
+      try {
+        await bus.respond<number, string>('growth.rpc', handler, respond);
+        const stuck = bus.request('growth.rpc', -1, { timeoutMs: stuckTimeoutMs }).catch((e: unknown) => e);
+        expect(await keptBehind(bus, 600_000)).toBeLessThan(BOUND);
+        await bus.close();
+        // The unanswered request is still failed, by the close (it was not lost on the way).
+        expect(BusbarError.is(await stuck, 'BUSBAR_CLOSED')).toBe(true);
+      } finally {
+        await bus.close();
+      }
+    }, 60_000);
+  }
 
   it('a lane lets go of settled items behind an unsettled one, and still times that one out', async () => {
     const expired: number[] = [];
