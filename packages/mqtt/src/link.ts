@@ -3,7 +3,7 @@ import type { TransportContext } from '@busbar/core/transport';
 import { redactUrl, safeDecode } from '@busbar/core/transport';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient, type Packet } from 'mqtt';
 import { reasonText, toBusbarError } from './errors.js';
-import { storeWithoutCopy } from './internals.js';
+import { storeWithoutCopy, writePublishWhole } from './internals.js';
 import type { MqttOptions } from './options.js';
 
 /** Session expiry of persistent sessions: see the `sessionExpirySeconds` option. */
@@ -123,6 +123,7 @@ export class Link {
     }
     this.client = mqtt.connect(bare.href, opts);
     storeWithoutCopy(this.client);
+    writePublishWhole(this.client);
     this.client.on('connect', (packet: IConnackPacket) => {
       // PUBACKs are tiny: do not let Nagle hold them back.
       const socket = this.client.stream as { setNoDelay?: (on: boolean) => void } | undefined;

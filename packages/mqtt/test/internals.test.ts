@@ -12,6 +12,7 @@ import {
   storeWithoutCopy,
   TESTED_MQTT_RANGE,
   takeOverPubacks,
+  writePublishWhole,
 } from '../src/internals.js';
 
 const ok = await brokerAvailable('mqtt');
@@ -288,5 +289,99 @@ describe.runIf(ok)('mqtt internals: QoS 1 publishes kept without a copy (real Mo
     } finally {
       await proxy.close();
     }
+  });
+});
+
+describe.runIf(ok)('mqtt internals: PUBLISH and PUBACK written as one Buffer (real Mosquitto)', () => {
+  const clients: MqttClient[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) await c.endAsync(true).catch(() => undefined);
+  });
+  const packets = createRequire(createRequire(import.meta.url).resolve('mqtt'))('mqtt-packet') as {
+    generate(packet: Packet, options: object): Buffer;
+  };
+
+  /** Every chunk the client's socket is handed. */
+  function chunksOf(client: MqttClient): unknown[] {
+    const chunks: unknown[] = [];
+    const stream = client.stream as unknown as { write(chunk: unknown, ...rest: unknown[]): boolean };
+    const write = stream.write.bind(stream);
+    stream.write = (chunk, ...rest) => {
+      chunks.push(chunk);
+      return write(chunk, ...rest);
+    };
+    return chunks;
+  }
+
+  it("hands the socket one chunk per packet, mqtt-packet's bytes, and the message arrives whole", async () => {
+    const path = `pin/${uniqueName('whole')}`;
+    const subscriber = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    const plain = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    const patched = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    clients.push(subscriber, plain, patched);
+    const got: IPublishPacket[] = [];
+    subscriber.on('message', (_topic, _payload, packet) => got.push(packet));
+    await subscriber.subscribeAsync(path, { qos: 1 });
+    const properties = { contentType: 'text/plain; charset=utf-8', userProperties: { busbar: '1 é-id' } };
+
+    // What the patch changes: mqtt.js alone writes a PUBLISH as many chunks.
+    const before = chunksOf(plain);
+    await plain.publishAsync(path, 'plain', { qos: 1, properties });
+    expect(before.length).toBeGreaterThan(8);
+
+    writePublishWhole(patched);
+    const sent: Packet[] = [];
+    patched.on('packetsend', (packet) => sent.push(packet));
+    const after = chunksOf(patched);
+    await patched.publishAsync(path, 'whole', { qos: 1, properties });
+    expect(sent.map((p) => p.cmd)).toEqual(['publish']);
+    expect(after).toHaveLength(1);
+    expect(after[0]).toEqual(packets.generate(sent[0] as Packet, { protocolVersion: 5 }));
+
+    await waitFor(() => got.length === 2, 5_000, 'both deliveries');
+    for (const [i, body] of ['plain', 'whole'].entries()) {
+      expect(String(got[i]?.payload)).toBe(body);
+      expect(got[i]?.properties).toMatchObject(properties);
+    }
+  });
+
+  it('a PUBACK sent later (sendPuback) is one chunk too, written at once', async () => {
+    const path = `pin/${uniqueName('whole-ack')}`;
+    const receiver = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    const sender = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    clients.push(receiver, sender);
+    writePublishWhole(receiver);
+    const held: number[] = [];
+    takeOverPubacks(receiver, (packet) => {
+      held.push(packet.messageId as number);
+      return 'hold';
+    });
+    await receiver.subscribeAsync(path, { qos: 1 });
+    await sender.publishAsync(path, 'x', { qos: 1 });
+    await waitFor(() => held.length === 1, 5_000, 'the delivery');
+    const chunks = chunksOf(receiver);
+    expect(sendPuback(receiver, held[0] as number)).toBe(true);
+    expect(chunks).toEqual([packets.generate({ cmd: 'puback', messageId: held[0] as number }, { protocolVersion: 5 })]);
+  });
+
+  it("a packet mqtt-packet refuses takes mqtt.js's own path: the connection fails as it does unpatched", async () => {
+    const path = `pin/${uniqueName('whole-bad')}`;
+    const outcomes: string[] = [];
+    for (const patch of [false, true]) {
+      const client = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5, reconnectPeriod: 0 });
+      clients.push(client);
+      if (patch) writePublishWhole(client);
+      const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      // A content type that is no string: mqtt-packet destroys the socket with 'Invalid contentType'.
+      client.publish(path, 'x', { qos: 1, properties: { contentType: 5 as unknown as string } });
+      await closed;
+      outcomes.push(`${client.connected}`);
+    }
+    expect(outcomes).toEqual(['false', 'false']);
+    // The patched path still writes good packets on a new client.
+    const again = await mqtt.connectAsync(brokerUrls.mqtt, { protocolVersion: 5 });
+    clients.push(again);
+    writePublishWhole(again);
+    await expect(again.publishAsync(path, 'fine', { qos: 1 })).resolves.toBeDefined();
   });
 });
