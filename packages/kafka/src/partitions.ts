@@ -1,6 +1,6 @@
 import { HEADER } from '@busbar/core/transport';
 import type { ICustomPartitioner, Message, PartitionerArgs, RecordMetadata } from 'kafkajs';
-import { Partitioners } from './internals.js';
+import { busbarPartitioner, Partitioners } from './internals.js';
 
 /**
  * Where each record of a send went, so that the publisher can check that the broker acknowledged every
@@ -14,22 +14,25 @@ import { Partitioners } from './internals.js';
  * the same partition (round robin would move it, and the check could not tell).
  */
 export class PartitionLedger {
-  readonly #chosen = new WeakMap<Message, number>();
-
   readonly partitioner: ICustomPartitioner = () => {
     const base = Partitioners.DefaultPartitioner();
-    return (args: PartitionerArgs) => {
+    return busbarPartitioner((args: PartitionerArgs) => {
       const { message, partitionMetadata } = args;
       const id = message.headers?.[HEADER.id];
       // A keyless record by a cheap hash of its id (not murmur2 of a Buffer made per record: a tenth of a
       // publish's CPU); a keyed one as the Java client places it.
+      const count = partitionMetadata.length;
       const partition =
-        message.key == null && message.partition == null && typeof id === 'string' && partitionMetadata.length > 0
-          ? fnv1a(id) % partitionMetadata.length
+        message.key == null && message.partition == null && typeof id === 'string' && count > 0
+          ? count === 1
+            ? 0
+            : fnv1a(id) % count
           : base(args);
-      this.#chosen.set(message, partition);
+      // Kept on the record itself (a WeakMap entry per record made the garbage collector's work several times
+      // kafkajs' own in a publish profile): kafkajs' default partitioner then gives a re-send the same partition.
+      message.partition = partition;
       return partition;
-    };
+    });
   };
 
   /**
@@ -50,7 +53,7 @@ export class PartitionLedger {
     }
     const missing = new Set<Message>();
     for (const { topic, message } of sent) {
-      const partition = message.partition ?? this.#chosen.get(message);
+      const partition = message.partition;
       if (partition === undefined || acked.get(topic)?.has(partition) !== true) missing.add(message);
     }
     return missing;
