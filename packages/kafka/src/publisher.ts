@@ -170,9 +170,10 @@ export class Publisher {
   }
 
   /**
-   * Resolves when `topics` exist. One creation (and one check of the producer's topics) per topic at a time:
-   * every publish in a burst to a new topic used to start its own, so 1,000 concurrent publishes made 1,000
-   * topic listings, and the publishes joined the queue one listing at a time, in sends of 1 to 100 records
+   * Resolves when `topics` exist. One wait (and one check of the producer's topics) per new topic, shared by
+   * every publish that needs it meanwhile: the topology already shared the creation itself, but every publish
+   * of a burst to a new topic ran its own topic listing (#checkGone) and joined the queue when its listing
+   * came back, so 1,000 concurrent publishes made 1,000 listings and went out in sends of 1 to 100 records
    * instead of one of 1,000 (the first 15,000 records to a new topic went 3-4x slower).
    */
   #ready(topics: readonly string[]): Promise<unknown> {
@@ -190,9 +191,7 @@ export class Publisher {
       made.then(forget, forget);
       for (const topic of fresh) this.#topicsMade.set(topic, made);
     }
-    return topics.length === 1
-      ? (this.#topicsMade.get(topics[0] as string) ?? Promise.resolve())
-      : Promise.all(topics.map((topic) => this.#topicsMade.get(topic)));
+    return Promise.all(topics.map((topic) => this.#topicsMade.get(topic)));
   }
 
   /**
