@@ -1,7 +1,7 @@
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
- * Files that take over a minute in a CI pass (2 cores, 3 workers), longest first. A fresh clone has no
+ * Files that take over a minute in a CI pass (2 cores, 4 workers), longest first. A fresh clone has no
  * durations for vitest's own order to go by, and it starts the smallest files last: one of these started late
  * runs alone at the end (Kafka's conformance suite did, for the last 2 minutes of a pass).
  */
