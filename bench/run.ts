@@ -229,7 +229,7 @@ async function main(): Promise<void> {
   const table = rows(results);
   console.log(`\n${textTable(HEADERS, table)}`);
   console.log(
-    '\nbusbar/raw: median over rounds of busbar / mean(raw, raw control) msgs/s (latency rows: busbar p99 - raw p99);' +
+    '\nbusbar/raw: median over rounds of busbar / mean(raw, raw control) msgs/s (latency rows: busbar p99 - raw p99, every message of every round pooled per side);' +
       ' spread: the lowest and highest per-round value.' +
       '\nraw/raw control: median over rounds of the second raw block / the first; more than 5% off 1.00 = too noisy.',
   );
@@ -311,8 +311,8 @@ Brokers: ${versions}.
 
 ${markdownTable(HEADERS, table)}
 
-- raw / busbar: median msgs/s over the rounds (request, concurrent: round trips/s; latency rows: p50 / p99 in ms at ${json.config.latencyRate} msgs/s or requests/s).
-- busbar/raw: median over rounds of busbar / mean(raw, raw control) (target >= 0.90); latency rows: busbar p99 minus raw p99 (target < 1 ms).
+- raw / busbar: median msgs/s over the rounds (request, concurrent: round trips/s; latency rows: p50 / p99 in ms at ${json.config.latencyRate} msgs/s or requests/s, of every message of every round pooled per side, raw with its control).
+- busbar/raw: median over rounds of busbar / mean(raw, raw control) (target >= 0.90); latency rows: busbar p99 minus raw p99, both pooled (target < 1 ms).
 - spread (min..max): the lowest and highest per-round busbar/raw of the ${json.config.rounds} rounds (latency rows: of the p99 differences, ms); the median alone hides how far one round can land.
 - disturbed: a throughput round whose two raw blocks differ by more than ${Math.round(DISTURBED * 100)}% was disturbed (the machine, the broker) and is left out of busbar/raw and spread, and run again (at most ${json.config.rounds} extra rounds); with fewer than half the rounds undisturbed, all count.
 - batch consume: \`subscribeBatch\` (maxSize ${json.config.batch.maxSize}) against the raw client's batch consumption (bench/README.md); its \`vs busbar per-message\` row compares it with busbar's own \`consume\`: busbar/raw there is the speed-up of batch handlers.

@@ -83,5 +83,6 @@ async function atFixedRate(
     cpuUs: (used.user + used.system) / count,
     p50: percentile(times, 50),
     p99: percentile(times, 99),
+    latencies: times,
   };
 }
