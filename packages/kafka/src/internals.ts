@@ -1,13 +1,15 @@
 /**
  * Everything of @busbar/kafka that reaches into kafkajs beyond its documented API: one patch of kafkajs'
  * `Connection`, fenced to busbar's own connections; kafkajs' per-send grouping of records, replaced for
- * busbar's producers only; and one reading of kafkajs' header merge. Each is pinned by
- * test/internals.test.ts. kafkajs has had no release since 2.2.4 (2023), so the version is checked: another
+ * busbar's producers only; kafkajs' record decoder, replaced by one with the same result (records.ts); and
+ * one reading of kafkajs' header merge. Each is pinned by test/internals.test.ts, test/internals-grouping.test.ts
+ * and test/records.test.ts. kafkajs has had no release since 2.2.4 (2023), so the version is checked: another
  * one is refused unless `BUSBAR_KAFKAJS_UNTESTED=1` says to run it anyway.
  */
 import { createRequire } from 'node:module';
 import { ConfigError } from '@busbar/core';
 import type { ISocketFactory, Message, PartitionerArgs } from 'kafkajs';
+import { decodeRecord, type RecordBatchContext, type RecordReader } from './records.js';
 
 const require = createRequire(import.meta.url);
 
@@ -86,7 +88,33 @@ function installGrouping(): boolean {
 /** Whether busbar's producers group records in one pass (see installGrouping). Set once, at load. */
 export const onePassGrouping: boolean = installGrouping();
 
-// After installGrouping: loading kafkajs loads its producer.
+/** Marks busbar's record decoder in kafkajs' module slot (global: two copies of this package share it). */
+const BUSBAR_DECODER = Symbol.for('@busbar/kafka/record-decoder');
+
+/**
+ * Puts {@link decodeRecord} (records.ts) in kafkajs' place, for every kafkajs client of the process (the result is the
+ * same), before kafkajs' batch decoder (which binds it once) is loaded: at a client's first fetch, so this
+ * works even when the application loaded kafkajs first, unless it had fetched already. Only on the tested
+ * kafkajs.
+ */
+function installRecordDecoder(): boolean {
+  if (installedKafkajs !== TESTED_KAFKAJS) return false;
+  const path = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/decoder.js');
+  const loaded = require.cache[path]?.exports as { [BUSBAR_DECODER]?: true } | undefined;
+  if (loaded?.[BUSBAR_DECODER]) return true;
+  if (require.cache[require.resolve('kafkajs/src/protocol/recordBatch/v0/decoder.js')]) return false;
+  require(path);
+  const entry = require.cache[path];
+  if (entry === undefined) return false;
+  const decoder = (reader: RecordReader, context?: RecordBatchContext) => decodeRecord(reader, context);
+  entry.exports = Object.assign(decoder, { [BUSBAR_DECODER]: true as const });
+  return true;
+}
+
+/** Whether kafkajs decodes records with {@link decodeRecord} (see installRecordDecoder). Set once, at load. */
+export const fastRecordDecoding: boolean = installRecordDecoder();
+
+// After installGrouping: loading kafkajs loads its producer (its fetch decoders load at the first fetch).
 const kafkajs = require('kafkajs') as typeof import('kafkajs');
 
 // kafkajs is CommonJS and Node's ESM loader cannot see all of its named
