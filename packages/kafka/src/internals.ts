@@ -9,7 +9,7 @@
 import { createRequire } from 'node:module';
 import { ConfigError } from '@busbar/core';
 import type { ISocketFactory, Message, PartitionerArgs } from 'kafkajs';
-import { decodeRecord, type RecordBatchContext, type RecordReader } from './records.js';
+import { decodeRecord, type RecordArgs, type RecordBatchContext, type RecordReader, recordBytes } from './records.js';
 
 const require = createRequire(import.meta.url);
 
@@ -31,7 +31,11 @@ export interface GroupingArgs {
   readonly messages: readonly Message[];
   readonly partitioner: Partitioner;
 }
-type Grouping = ((args: GroupingArgs) => Record<number, Message[]>) & { [BUSBAR_PARTITIONER]?: true };
+type Grouping = (args: GroupingArgs) => Record<number, Message[]>;
+type RecordDecoder = (reader: RecordReader, context?: RecordBatchContext) => Record<string, unknown>;
+type RecordEncoder = (args: RecordArgs) => object;
+/** kafkajs' protocol `Encoder`: what its record encoder returns. */
+const Encoder = require('kafkajs/src/protocol/encoder.js') as { prototype: object };
 
 /** Marks `partitioner` as busbar's: sends through it take {@link groupPerPartition}. */
 export function busbarPartitioner(partitioner: (args: PartitionerArgs) => number): Partitioner {
@@ -62,59 +66,63 @@ export function groupPerPartition({
   return grouped;
 }
 
+/** Marks busbar's replacements in kafkajs' module slots (global: two copies of this package share it). */
+const BUSBAR_MODULE = Symbol.for('@busbar/kafka/replaced-module');
+
 /**
- * Puts {@link groupPerPartition} in front of kafkajs' grouping for busbar's partitioners (another kafkajs
- * user's sends keep kafkajs' own), by replacing the module in Node's require cache before kafkajs' producer
- * (`sendMessages.js`, which binds it once) is loaded. That needs this file to load kafkajs: when the
- * application loaded kafkajs first, its producer keeps the original and this returns false (busbar works
- * the same, with kafkajs' cost per send). Only on the tested kafkajs. (The package keeps `sideEffects: false`:
- * nothing imports this file for this alone, and a bundle that drops it has no kafkajs producer to change.)
+ * Replaces kafkajs' module `path` in Node's require cache by `replace(original)`, before `user` (the kafkajs
+ * module that binds it once, at its load) is loaded; false when `user` is loaded already, or on another
+ * kafkajs than the tested one. (The package keeps `sideEffects: false`: nothing imports this file for this
+ * alone, and a bundle that drops it has no kafkajs to change.)
  */
-function installGrouping(): boolean {
+function replaceModule<T>(path: string, user: string, replace: (original: T) => T): boolean {
   if (installedKafkajs !== TESTED_KAFKAJS) return false;
-  const path = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
-  const loaded = require.cache[path]?.exports as Grouping | undefined;
-  if (loaded?.[BUSBAR_PARTITIONER]) return true;
-  if (require.cache[require.resolve('kafkajs/src/producer/sendMessages.js')]) return false;
-  const original = require(path) as Grouping;
-  const entry = require.cache[path];
+  const file = require.resolve(`kafkajs/src/${path}`);
+  if ((require.cache[file]?.exports as { [BUSBAR_MODULE]?: true } | undefined)?.[BUSBAR_MODULE]) return true;
+  if (require.cache[require.resolve(`kafkajs/src/${user}`)]) return false;
+  const original = require(file) as T;
+  const entry = require.cache[file];
   if (entry === undefined) return false;
-  const grouping: Grouping = (args) =>
-    args.partitioner[BUSBAR_PARTITIONER] ? groupPerPartition(args) : original(args);
-  entry.exports = Object.assign(grouping, { [BUSBAR_PARTITIONER]: true as const });
+  entry.exports = Object.assign(replace(original) as object, { [BUSBAR_MODULE]: true as const });
   return true;
 }
 
-/** Whether busbar's producers group records in one pass (see installGrouping). Set once, at load. */
-export const onePassGrouping: boolean = installGrouping();
-
-/** Marks busbar's record decoder in kafkajs' module slot (global: two copies of this package share it). */
-const BUSBAR_DECODER = Symbol.for('@busbar/kafka/record-decoder');
+/**
+ * Whether busbar's producers group records in one pass: {@link groupPerPartition} in front of kafkajs'
+ * grouping, for busbar's partitioners only (another kafkajs user's sends keep kafkajs' own). kafkajs'
+ * producer (`sendMessages.js`) binds it when kafkajs loads: when the application loaded kafkajs first,
+ * busbar works the same, with kafkajs' cost per send. Set once, at load.
+ */
+export const onePassGrouping: boolean = replaceModule<Grouping>(
+  'producer/groupMessagesPerPartition.js',
+  'producer/sendMessages.js',
+  (original) => (args) => (args.partitioner[BUSBAR_PARTITIONER] ? groupPerPartition(args) : original(args)),
+);
 
 /**
- * Puts {@link decodeRecord} (records.ts) in kafkajs' place, for every kafkajs client of the process (the result is the
- * same), before kafkajs' batch decoder (which binds it once) is loaded: at a client's first fetch, so this
- * works even when the application loaded kafkajs first, unless it had fetched already. Only on the tested
- * kafkajs.
+ * kafkajs' record decoder and encoder, replaced by records.ts' for every kafkajs client of the process: the
+ * results are the same (test/records.test.ts compares them on random and hostile input), so there is no
+ * reason to fence them. kafkajs binds them at a client's first fetch and first send, so this works even when
+ * the application loaded kafkajs first, unless it had fetched or sent already.
  */
-function installRecordDecoder(): boolean {
-  if (installedKafkajs !== TESTED_KAFKAJS) return false;
-  const path = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/decoder.js');
-  const loaded = require.cache[path]?.exports as { [BUSBAR_DECODER]?: true } | undefined;
-  if (loaded?.[BUSBAR_DECODER]) return true;
-  if (require.cache[require.resolve('kafkajs/src/protocol/recordBatch/v0/decoder.js')]) return false;
-  require(path);
-  const entry = require.cache[path];
-  if (entry === undefined) return false;
-  const decoder = (reader: RecordReader, context?: RecordBatchContext) => decodeRecord(reader, context);
-  entry.exports = Object.assign(decoder, { [BUSBAR_DECODER]: true as const });
-  return true;
-}
+export const fastRecordDecoding: boolean = replaceModule<RecordDecoder>(
+  'protocol/recordBatch/record/v0/decoder.js',
+  'protocol/recordBatch/v0/decoder.js',
+  () => (reader, context) => decodeRecord(reader, context),
+);
+/** See fastRecordDecoding. */
+export const fastRecordEncoding: boolean = replaceModule<RecordEncoder>(
+  'protocol/recordBatch/record/v0/index.js',
+  'protocol/requests/produce/v3/request.js',
+  (original) => (args) => {
+    const bytes = recordBytes(args);
+    if (bytes === undefined) return original(args);
+    // What kafkajs' Encoder holds (its constructor would allocate a buffer of its own first).
+    return Object.assign(Object.create(Encoder.prototype) as object, { buf: bytes, offset: bytes.length });
+  },
+);
 
-/** Whether kafkajs decodes records with {@link decodeRecord} (see installRecordDecoder). Set once, at load. */
-export const fastRecordDecoding: boolean = installRecordDecoder();
-
-// After installGrouping: loading kafkajs loads its producer (its fetch decoders load at the first fetch).
+// After onePassGrouping: loading kafkajs loads its producer (its record codec loads at a first fetch or send).
 const kafkajs = require('kafkajs') as typeof import('kafkajs');
 
 // kafkajs is CommonJS and Node's ESM loader cannot see all of its named

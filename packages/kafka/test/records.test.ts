@@ -4,25 +4,33 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { fastRecordDecoding } from '../src/internals.js';
-import { decodeRecord, type RecordBatchContext, type RecordReader } from '../src/records.js';
+import { fastRecordDecoding, fastRecordEncoding } from '../src/internals.js';
+import {
+  decodeRecord,
+  type RecordArgs,
+  type RecordBatchContext,
+  type RecordReader,
+  recordBytes,
+} from '../src/records.js';
 
 const require = createRequire(import.meta.url);
 type Decode = (decoder: RecordReader, context?: RecordBatchContext) => Record<string, unknown>;
 const Decoder = require('kafkajs/src/protocol/decoder.js') as new (buffer: Buffer) => RecordReader;
-const path = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/decoder.js');
-/** What kafkajs' batch decoder calls: busbar's, once internals.ts has loaded. */
-const installed = require(path) as Decode;
-/** kafkajs' own, the reference: its file loaded once more, outside the cache slot busbar took. */
-const original = (() => {
-  const ours = require.cache[path];
-  delete require.cache[path];
+/** A kafkajs module as busbar left it in the cache, and kafkajs' own: its file loaded once more, outside that slot. */
+function both<T>(module: string): { installed: T; original: T } {
+  const file = require.resolve(`kafkajs/src/${module}`);
+  const installed = require(file) as T;
+  const ours = require.cache[file];
+  delete require.cache[file];
   try {
-    return require(path) as Decode;
+    return { installed, original: require(file) as T };
   } finally {
-    if (ours) require.cache[path] = ours;
+    if (ours) require.cache[file] = ours;
   }
-})();
+}
+const { installed, original } = both<Decode>('protocol/recordBatch/record/v0/decoder.js');
+type Encode = (args: RecordArgs) => { buffer: Buffer };
+const encoders = both<Encode>('protocol/recordBatch/record/v0/index.js');
 
 // A record's bytes as the protocol has them (after its length): zigzag varints, varlong timestamp delta.
 const zigzag = (n: bigint) => (n << 1n) ^ (n >> 63n);
@@ -95,7 +103,7 @@ const NAMES = ['busbar-id', 'content-type', 'a', '', 'é', '__proto__', 'constru
 const pick = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)] as T;
 const maybe = (n: number): Buffer | null => (Math.random() < 0.1 ? null : randomBytes(n));
 
-describe("kafkajs internals: busbar's record decoder", () => {
+describe("kafkajs internals: busbar's record decoder and encoder", () => {
   it("is what kafkajs' batch decoder calls, in every client of the process", () => {
     expect(fastRecordDecoding).toBe(true);
     expect(installed).not.toBe(original);
@@ -143,16 +151,64 @@ describe("kafkajs internals: busbar's record decoder", () => {
     same(Buffer.from([0, ...Array(10).fill(0xff), 0x01, 0, 0, 0, 0]), ctx);
   });
 
+  it("encodes 2,000 random records byte for byte as kafkajs does, and leaves every other shape to kafkajs' own", () => {
+    expect(fastRecordEncoding).toBe(true);
+    expect(encoders.installed).not.toBe(encoders.original);
+    const run = (encode: Encode, args: RecordArgs) => {
+      try {
+        return { bytes: encode(args).buffer.toString('hex') };
+      } catch (error) {
+        return { error: `${(error as Error).name}: ${(error as Error).message}` };
+      }
+    };
+    const text = () => pick(['', 'a', 'é€😀', '\u0000\r\n', '\ud800', 'x'.repeat(200)]);
+    const field = () => pick([null, undefined, text(), randomBytes(Math.floor(Math.random() * 300))]);
+    for (let i = 0; i < 2_000; i++) {
+      const headers: Record<string, unknown> = {};
+      for (let h = Math.floor(Math.random() * 4); h > 0; h--) {
+        const value = () => pick([text(), randomBytes(16)]);
+        headers[pick(['busbar-id', 'content-type', 'é', '', '__proto__', 'k'])] =
+          Math.random() < 0.2 ? [value(), value()] : value();
+      }
+      const args: RecordArgs = {
+        offsetDelta: pick([0, 1, 63, 64, 8191, 8192, 2 ** 20]),
+        timestampDelta: pick([0, 1, -1, 63, -64, 64, 123_456, -987_654]),
+        key: field(),
+        value: field(),
+        headers,
+      };
+      expect(run(encoders.installed, args)).toEqual(run(encoders.original, args));
+      if (i < 50) expect(recordBytes(args)).toBeDefined();
+    }
+    // Shapes the fast path does not take: kafkajs' own result, its error included.
+    const odd: RecordArgs[] = [
+      { key: null, value: 'v', headers: { a: null } }, // kafkajs throws sizing a null header value
+      { key: null, value: 'v', headers: { a: [Buffer.from('x'), undefined] } },
+      { key: 42, value: 'v' },
+      { key: null, value: new Uint8Array([1, 2]) },
+      { key: null, value: 'v', timestampDelta: 2 ** 40 },
+      { key: null, value: 'v', timestampDelta: Number.NaN },
+      { key: null, value: 'v', headers: null },
+    ];
+    for (const args of odd) {
+      expect(recordBytes(args)).toBeUndefined();
+      expect(run(encoders.installed, args)).toEqual(run(encoders.original, args));
+    }
+    // Nothing given: kafkajs' defaults (an empty record).
+    expect(run(encoders.installed, {})).toEqual(run(encoders.original, {}));
+  });
+
   // Node's require cache is per process: each load order in a fresh one (the built package, as users get it).
   const internals = fileURLToPath(new URL('../dist/internals.js', import.meta.url));
   const inChild = (script: string): unknown =>
     JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }));
-  const load = `const m = await import(${JSON.stringify(internals)}); console.log(m.fastRecordDecoding);`;
+  const load = `const m = await import(${JSON.stringify(internals)}); console.log([m.fastRecordDecoding, m.fastRecordEncoding]);`;
   const req = `import { createRequire } from 'node:module'; const r = createRequire(${JSON.stringify(internals)});`;
 
-  it("installed before any fetch, even when the application loaded kafkajs first; not after kafkajs' batch decoder loaded", () => {
-    expect(inChild(load)).toBe(true);
-    expect(inChild(`${req} r('kafkajs'); ${load}`)).toBe(true);
-    expect(inChild(`${req} r('kafkajs/src/protocol/recordBatch/v0/decoder.js'); ${load}`)).toBe(false);
+  it('installed before a first fetch and send, even when the application loaded kafkajs first; not after them', () => {
+    expect(inChild(load)).toEqual([true, true]);
+    expect(inChild(`${req} r('kafkajs'); ${load}`)).toEqual([true, true]);
+    expect(inChild(`${req} r('kafkajs/src/protocol/recordBatch/v0/decoder.js'); ${load}`)).toEqual([false, true]);
+    expect(inChild(`${req} r('kafkajs/src/protocol/requests/produce/v3/request.js'); ${load}`)).toEqual([true, false]);
   });
 });
