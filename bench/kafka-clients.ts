@@ -1,14 +1,15 @@
 /**
  * `node bench/dist/kafka-clients.js [--rounds 4] [--messages 50000]`: is the Kafka client the ceiling of
  * busbar's Kafka rows? Measures what kafkajs (the driver's client) and @platformatic/kafka charge per record,
- * without headers and with the headers busbar's records carry, on both paths:
+ * without headers and with the headers busbar's records carry, on both paths (kafkajs twice: as npm installs
+ * it, and with the record encoder and decoder @busbar/kafka puts in its place):
  *
  * - publish: sends of 1000 records (256 B, acks=all, 3 partitions), CPU per record;
  * - consume: a fresh group draining the topic from its start, CPU per record from subscribe to the last record
  *   (kafkajs `eachBatch`, platformatic's consumer stream), each handler touching only the value.
  *
- * Rounds alternate the four combinations; the table shows the median and the range. No busbar code runs here:
- * bench/README.md ("Kafka: the client") sets these beside busbar's own rows.
+ * Rounds alternate the six combinations; the table shows the median and the range. No busbar code runs here but
+ * that codec: bench/README.md ("Kafka: the client") sets these beside busbar's own rows.
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -19,7 +20,11 @@ import {
   Producer as PProducer,
   ProduceAcks,
 } from '@platformatic/kafka';
-import kafkajs from 'kafkajs';
+// @busbar/kafka replaces kafkajs' record encoder and decoder in the copy of kafkajs it loads ('kafkajs');
+// 'kafkajs-stock' is kafkajs as npm installs it, a copy @busbar/kafka never loads.
+import '@busbar/kafka';
+import busbarKafkajs from 'kafkajs';
+import kafkajs from 'kafkajs-stock';
 import { median } from './lib/util.js';
 
 const { values } = parseArgs({
@@ -34,11 +39,15 @@ const payload = Buffer.alloc(256, 0x61);
 /** A fresh busbar record's headers on Kafka: its id, and its content type (bytes codec here). */
 const busbarHeaders = () => ({ 'busbar-id': randomUUID(), 'content-type': 'application/octet-stream' });
 
-type Client = 'kafkajs' | 'platformatic';
+type Client = 'kafkajs' | 'kafkajs + busbar codec' | 'platformatic';
 type Shape = 'none' | 'busbar headers';
 
-const kafka = new kafkajs.Kafka({ clientId: 'busbar-bench-clients', brokers, logLevel: kafkajs.logLevel.NOTHING });
-const kProducer = kafka.producer({ allowAutoTopicCreation: false });
+const config = { clientId: 'busbar-bench-clients', brokers, logLevel: kafkajs.logLevel.NOTHING };
+const kafkas = { kafkajs: new kafkajs.Kafka(config), 'kafkajs + busbar codec': new busbarKafkajs.Kafka(config) };
+const kProducers = {
+  kafkajs: kafkas.kafkajs.producer({ allowAutoTopicCreation: false }),
+  'kafkajs + busbar codec': kafkas['kafkajs + busbar codec'].producer({ allowAutoTopicCreation: false }),
+};
 const base = { clientId: 'busbar-bench-clients', bootstrapBrokers: brokers };
 const pProducer = new PProducer({ ...base, idempotent: false, acks: ProduceAcks.ALL, autocreateTopics: false });
 const admin = new Admin(base);
@@ -51,11 +60,11 @@ function cpuSince(start: NodeJS.CpuUsage): number {
 async function send(client: Client, topic: string, shape: Shape): Promise<void> {
   for (let sent = 0; sent < N; sent += BATCH) {
     const count = Math.min(BATCH, N - sent);
-    if (client === 'kafkajs') {
+    if (client !== 'platformatic') {
       const messages = Array.from({ length: count }, () =>
         shape === 'none' ? { value: payload } : { value: payload, headers: busbarHeaders() },
       );
-      await kProducer.send({ topic, acks: -1, messages });
+      await kProducers[client].send({ topic, acks: -1, messages });
     } else {
       const messages = Array.from({ length: count }, () =>
         shape === 'none'
@@ -85,8 +94,8 @@ async function consumeCost(client: Client, topic: string): Promise<number> {
     done = resolve;
   });
   const start = process.cpuUsage();
-  if (client === 'kafkajs') {
-    const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 100 });
+  if (client !== 'platformatic') {
+    const consumer = kafkas[client].consumer({ groupId, maxWaitTimeInMs: 100 });
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: true });
     await consumer.run({
@@ -114,13 +123,15 @@ async function consumeCost(client: Client, topic: string): Promise<number> {
   return cost;
 }
 
-await kProducer.connect();
+for (const producer of Object.values(kProducers)) await producer.connect();
 const topics: string[] = [];
 const results = new Map<string, number[]>();
 const record = (key: string, value: number) => results.set(key, [...(results.get(key) ?? []), value]);
 const combos: [Client, Shape][] = [
   ['kafkajs', 'none'],
   ['kafkajs', 'busbar headers'],
+  ['kafkajs + busbar codec', 'none'],
+  ['kafkajs + busbar codec', 'busbar headers'],
   ['platformatic', 'none'],
   ['platformatic', 'busbar headers'],
 ];
@@ -139,7 +150,7 @@ for (let round = 0; round <= ROUNDS; round++) {
   }
 }
 await admin.deleteTopics({ topics }).catch(() => undefined);
-await kProducer.disconnect();
+for (const producer of Object.values(kProducers)) await producer.disconnect();
 await pProducer.close();
 await admin.close();
 

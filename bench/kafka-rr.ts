@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Admin, Consumer, Kafka, Message, Producer } from 'kafkajs';
+import type { Admin, Consumer, Kafka, Message, Producer } from 'kafkajs-stock';
 import { groupConsumer, PARTITIONS } from './kafka-shared.js';
 import { PendingReplies } from './lib/replies.js';
 import type { RequestReplySide, Target } from './lib/types.js';

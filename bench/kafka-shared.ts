@@ -1,4 +1,4 @@
-import type { Consumer, ConsumerRunConfig, Kafka } from 'kafkajs';
+import type { Consumer, ConsumerRunConfig, Kafka } from 'kafkajs-stock';
 import type { Side, Target } from './lib/types.js';
 import { BATCH, pool, uniqueGroup, uniqueTopic } from './lib/util.js';
 

@@ -1,5 +1,7 @@
 import { driver } from '@busbar/kafka';
-import { type Admin, type Consumer, Kafka, type KafkaMessage, logLevel, type Producer } from 'kafkajs';
+// kafkajs as npm installs it, for the raw sides: @busbar/kafka replaces kafkajs' record codec in the copy it loads
+// (packages/kafka/README.md, "kafkajs internals"), which would speed up a raw side sharing it.
+import { type Admin, type Consumer, Kafka, type KafkaMessage, logLevel, type Producer } from 'kafkajs-stock';
 import { rawKafkaRequestReply } from './kafka-rr.js';
 import { groupConsumer, kafkaPublishing, PARTITIONS } from './kafka-shared.js';
 import { busbarSide } from './lib/busbar-side.js';
