@@ -294,8 +294,9 @@ export async function runScenario(
     );
   }
   if (!sides.raw) {
-    config.log(`  ${scenario}: busbar ${fmtSample(summarize(busbar), scenario)}`);
-    return { scenario, messages: count, busbar: summarize(busbar) };
+    const alone = summarize(busbar);
+    config.log(`  ${scenario}: busbar ${fmtSample(alone, scenario)}`);
+    return { scenario, messages: count, busbar: alone };
   }
   const ctl = median(controls);
   // Too few undisturbed rounds to stand on their own: all of them, and the row shows as noisy.

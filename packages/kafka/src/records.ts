@@ -65,8 +65,8 @@ export function decodeRecord(decoder: RecordReader, batchContext = {} as RecordB
     decoder.offset++;
     timestamp = plus(String(firstTimestamp), lastBatch.timestamp, (first >>> 1) ^ -(first & 1));
   } else {
-    const delta = BigInt(decoder.readVarLong().toString());
-    timestamp = appendTime ? (maxTimestamp as string) : plus(String(firstTimestamp), undefined, delta);
+    const delta = decoder.readVarLong();
+    timestamp = appendTime ? (maxTimestamp as string) : plus(String(firstTimestamp), undefined, BigInt(String(delta)));
   }
   const offset = plus(String(firstOffset), lastBatch.offset, decoder.readVarInt());
   const key = decoder.readVarIntBytes();
@@ -185,5 +185,6 @@ export function recordBytes(args: RecordArgs): Buffer | undefined {
   offset = putField(buffer, offset, value);
   offset = putVarInt(buffer, offset, pairs.length / 2);
   for (const field of pairs) offset = putField(buffer, offset, field);
-  return buffer;
+  // The buffer is allocUnsafe: were a size ever off, its unwritten bytes must not go on the wire (kafkajs' own then).
+  return offset === buffer.length ? buffer : undefined;
 }
