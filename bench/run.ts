@@ -318,6 +318,7 @@ ${markdownTable(HEADERS, table)}
 - batch consume: \`subscribeBatch\` (maxSize ${json.config.batch.maxSize}) against the raw client's batch consumption (bench/README.md); its \`vs busbar per-message\` row compares it with busbar's own \`consume\`: busbar/raw there is the speed-up of batch handlers.
 - vs raw (<name>): a second raw reference on the same broker (another client, or another way to use the same client), in rounds of its own.
 - us/msg: client CPU (user + system, \`process.cpuUsage\`) per message, median; per round trip in the request rows (requester and responder share the process).
+- main thread busy: the share of the timed window the side's main thread was busy (event-loop utilization), median; near 1.00 the side ran as fast as its own JavaScript allowed, lower it waited on the broker. A backlog drain's CPU and busy share cover its timed window, the first delivery to the last.
 - raw/raw control: the raw side run twice per round; more than 5% off 1.00 means the machine was too noisy for that line.
 - Every block uses a fresh topic/queue/stream (deleted after), warm-up first, blocks interleaved raw, busbar, raw (reversed every other round).
 ${compared ?? ''}`;

@@ -12,11 +12,13 @@ const redis = await brokerAvailable('redis');
 interface Sample {
   rate: number;
   cpuUs: number;
+  busy?: number;
   p50?: number;
   p99?: number;
 }
 interface Summary {
   rate: number;
+  busy?: number;
   p99?: number;
   samples: Sample[];
 }
@@ -130,6 +132,12 @@ describe.runIf(redis)('npm run bench', () => {
       const ratios = all.map(({ busbar, raw, control }) => busbar.rate / ((raw.rate + control.rate) / 2));
       const kept = ratios.filter((_, i) => !disturbed[i]);
       for (const { busbar } of all) expect(busbar.rate).toBeGreaterThan(0);
+      // The main thread's busy share of each timed window (event-loop utilization), and its median per side.
+      for (const sample of [...s.busbar.samples, ...raws]) {
+        expect(sample.busy).toBeGreaterThan(0);
+        expect(sample.busy).toBeLessThanOrEqual(1);
+      }
+      expect(s.busbar.busy).toBeCloseTo(median(s.busbar.samples.map((x) => x.busy as number)), 6);
       expect(s.ratio).toBeCloseTo(median(kept.length > 0 ? kept : ratios), 6);
       expect(s.disturbed).toBe(
         kept.length > 0 && kept.length < ratios.length ? ratios.length - kept.length : undefined,

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { isRequestScenario, requestBlock } from './request.js';
 import type { BatchShape, BrokerBench, Side, Target } from './types.js';
-import { atRate, deadline, makePayload, median, percentile, sample } from './util.js';
+import { atRate, deadline, makePayload, median, percentile, type Start, sample, start } from './util.js';
 
 export type Scenario =
   | 'publishBatch'
@@ -26,6 +26,8 @@ export interface Sample {
   readonly rate: number;
   /** client CPU (user + system) microseconds per message */
   readonly cpuUs: number;
+  /** throughput scenarios: the share of the timed window the main thread was busy (event-loop utilization) */
+  readonly busy?: number;
   /** latency scenario only, ms */
   readonly p50?: number;
   readonly p99?: number;
@@ -36,6 +38,8 @@ export interface Sample {
 export interface SideSummary {
   readonly rate: number;
   readonly cpuUs: number;
+  /** median over rounds of Sample.busy */
+  readonly busy?: number;
   readonly p50?: number;
   readonly p99?: number;
   readonly samples: readonly Sample[];
@@ -93,7 +97,7 @@ export async function block(
   const target = await side.fresh();
   try {
     if (scenario === 'publishBatch' || scenario === 'publishConcurrent') {
-      const cpu = process.cpuUsage();
+      const from = start();
       const t0 = performance.now();
       await deadline(
         scenario === 'publishBatch'
@@ -102,7 +106,7 @@ export async function block(
         BLOCK_TIMEOUT_MS,
         `${bench.name} ${side.label} ${scenario}`,
       );
-      return sample(count, performance.now() - t0, cpu);
+      return sample(count, performance.now() - t0, from);
     }
     if (scenario === 'consume' || scenario === 'consumeBatch') {
       return await drain(bench, side, target, count, payload, scenario === 'consumeBatch' ? config.batch : undefined);
@@ -116,7 +120,8 @@ export async function block(
 /**
  * Drains `count` messages through a group subscription, per message or (`batch`, where the side has batch
  * consumption) in batches. With a backlog: steady state from the first delivery to the last (group joins and
- * start-up stalls are not consumption; Kafka's are reported apart). Without: from the first publish.
+ * start-up stalls are not consumption; Kafka's are reported apart), CPU and busy time over the same window.
+ * Without: from the first publish, CPU from the subscribe (the publishing is part of the work).
  */
 async function drain(
   bench: BrokerBench,
@@ -131,28 +136,31 @@ async function drain(
   // The messages of the first delivery arrive before the clock starts: they are not counted in the rate.
   let firstSize = 0;
   let last = 0;
+  let steady: Start | undefined;
   const delivered = (n: number) => {
     last = performance.now();
     if (first === 0) {
       first = last;
       firstSize = n;
+      steady = start();
     }
   };
-  const cpu = process.cpuUsage();
+  const subscribed = start();
   const running =
     batch && side.consumeBatch
       ? await side.consumeBatch(target, count, batch, (bodies) => delivered(bodies.length))
       : await side.consume(target, count, () => delivered(1));
   try {
     const t0 = performance.now();
+    const publishing = start();
     if (!bench.backlog) await side.publishConcurrent(target, count, payload);
     await deadline(running.done, BLOCK_TIMEOUT_MS, `${bench.name} ${side.label} ${batch ? 'consumeBatch' : 'consume'}`);
     if (bench.backlog) {
       // Nothing to time when the whole backlog came in the first delivery (a block smaller than a batch).
       if (firstSize >= count) throw new Error(`${side.label}: all ${count} messages came at once; raise --messages`);
-      return sample(count - firstSize, last - first, cpu, count);
+      return sample(count - firstSize, last - first, steady as Start);
     }
-    return sample(count, last - t0, cpu);
+    return { ...sample(count, last - t0, subscribed), busy: sample(count, last - t0, publishing).busy };
   } finally {
     await running.close();
   }
@@ -220,6 +228,9 @@ function summarize(samples: Sample[]): SideSummary {
   return {
     rate: median(samples.map((s) => s.rate)),
     cpuUs: median(samples.map((s) => s.cpuUs)),
+    ...(samples.every((s) => s.busy !== undefined) && samples.length > 0
+      ? { busy: median(samples.map((s) => s.busy as number)) }
+      : {}),
     ...(pooled.length ? { p50: percentile(pooled, 50), p99: percentile(pooled, 99) } : {}),
     samples: samples.map(({ latencies: _, ...kept }) => kept),
   };
@@ -328,7 +339,10 @@ export const DISTURBED = 0.1;
 
 const NO_SAMPLES: SideSummary = { rate: Number.NaN, cpuUs: Number.NaN, samples: [] };
 
-export function fmtSample(s: { rate: number; cpuUs: number; p50?: number; p99?: number }, scenario: Scenario): string {
+export function fmtSample(
+  s: { rate: number; cpuUs: number; busy?: number; p50?: number; p99?: number },
+  scenario: Scenario,
+): string {
   if (isLatency(scenario)) return `p50 ${s.p50?.toFixed(2)} ms p99 ${s.p99?.toFixed(2)} ms ${s.cpuUs.toFixed(1)} us`;
-  return `${Math.round(s.rate)}/s ${s.cpuUs.toFixed(1)} us/msg`;
+  return `${Math.round(s.rate)}/s ${s.cpuUs.toFixed(1)} us/msg${s.busy === undefined ? '' : ` busy ${s.busy.toFixed(2)}`}`;
 }

@@ -87,10 +87,12 @@ function rate(n: number | undefined): string {
   return n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : `${Math.round(n)}`;
 }
 
-/** Rows of [transport, test, raw, busbar, ratio, spread, raw us/msg, busbar us/msg, control]. */
+const busy = (x: { busy?: number } | undefined) => (x?.busy === undefined ? '-' : x.busy.toFixed(2));
+
+/** Rows of [transport, test, raw, busbar, ratio, spread, raw us/msg, busbar us/msg, busy raw / busbar, control]. */
 export function rows(results: readonly BrokerResult[]): string[][] {
   const out: string[][] = [];
-  const blank = ['', '', '', '', '', ''];
+  const blank = ['', '', '', '', '', '', ''];
   for (const r of results) {
     if (r.error) {
       out.push([r.transport, 'error', r.error.slice(0, 80), ...blank]);
@@ -119,6 +121,7 @@ export function rows(results: readonly BrokerResult[]): string[][] {
           : `${fmtRatio(s.spread[0], s.scenario, false)}..${fmtRatio(s.spread[1], s.scenario, false)}${s.disturbed ? ` (${s.disturbed} disturbed left out)` : ''}`,
         s.raw ? s.raw.cpuUs.toFixed(1) : '-',
         s.busbar.cpuUs.toFixed(1),
+        lat ? '-' : `${busy(s.raw)} / ${busy(s.busbar)}`,
         s.control === undefined ? '-' : `${s.control.toFixed(2)}${s.noisy ? ' (noisy)' : ''}`,
       ]);
     }
@@ -135,6 +138,7 @@ export const HEADERS = [
   'spread (min..max)',
   'raw us/msg',
   'busbar us/msg',
+  'main thread busy raw / busbar',
   'raw/raw control',
 ];
 

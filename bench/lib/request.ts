@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { BenchConfig, Sample, Scenario } from './harness.js';
 import type { BrokerBench, RequestReplySide, Side, Target } from './types.js';
-import { atRate, deadline, makePayload, percentile, pool, REPLY, REQUEST_WINDOW, sample } from './util.js';
+import { atRate, deadline, makePayload, percentile, pool, REPLY, REQUEST_WINDOW, sample, start } from './util.js';
 
 const BLOCK_TIMEOUT_MS = 180_000;
 
@@ -36,14 +36,14 @@ export async function requestBlock(
     try {
       check(await deadline(rr.request(target, payload), BLOCK_TIMEOUT_MS, `${what} first request`));
       if (scenario === 'requestConcurrent') {
-        const cpu = process.cpuUsage();
+        const from = start();
         const t0 = performance.now();
         await deadline(
           pool(count, REQUEST_WINDOW, async () => check(await rr.request(target, payload))),
           BLOCK_TIMEOUT_MS,
           what,
         );
-        return sample(count, performance.now() - t0, cpu);
+        return sample(count, performance.now() - t0, from);
       }
       return await atFixedRate(rr, target, payload, config.latencyMessages, config.latencyRate, what);
     } finally {

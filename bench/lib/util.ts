@@ -1,4 +1,5 @@
-import { performance } from 'node:perf_hooks';
+import { type EventLoopUtilization, performance } from 'node:perf_hooks';
+import type { Sample } from './harness.js';
 
 /** Entries per publishBatch call / raw batch. */
 export const BATCH = 1000;
@@ -73,15 +74,26 @@ export async function deadline<T>(promise: Promise<T>, ms: number, what: string)
   }
 }
 
-/** A throughput sample: `count` messages in `elapsedMs`, CPU since `cpu` divided over `cpuCount`. */
-export function sample(
-  count: number,
-  elapsedMs: number,
-  cpu: NodeJS.CpuUsage,
-  cpuCount = count,
-): { rate: number; cpuUs: number } {
-  const used = process.cpuUsage(cpu);
-  return { rate: (count / elapsedMs) * 1000, cpuUs: (used.user + used.system) / cpuCount };
+/** Where a timed window starts: CPU and the event loop's busy time are read against it. */
+export interface Start {
+  readonly cpu: NodeJS.CpuUsage;
+  readonly loop: EventLoopUtilization;
+}
+
+export const start = (): Start => ({ cpu: process.cpuUsage(), loop: performance.eventLoopUtilization() });
+
+/**
+ * A throughput sample: `count` messages in `elapsedMs`, CPU since `from` divided over `cpuCount`, and the share
+ * of that window the main thread was busy (event-loop utilization: near 1 means the side was bound by its own
+ * JavaScript, lower means it waited on the broker or the network).
+ */
+export function sample(count: number, elapsedMs: number, from: Start, cpuCount = count): Sample {
+  const used = process.cpuUsage(from.cpu);
+  return {
+    rate: (count / elapsedMs) * 1000,
+    cpuUs: (used.user + used.system) / cpuCount,
+    busy: performance.eventLoopUtilization(from.loop).utilization,
+  };
 }
 
 /**
