@@ -160,7 +160,7 @@ async function drain(
       if (firstSize >= count) throw new Error(`${side.label}: all ${count} messages came at once; raise --messages`);
       return sample(count - firstSize, last - first, steady as Start);
     }
-    return { ...sample(count, last - t0, subscribed), busy: sample(count, last - t0, publishing).busy };
+    return sample(count, last - t0, subscribed, publishing);
   } finally {
     await running.close();
   }

@@ -83,16 +83,16 @@ export interface Start {
 export const start = (): Start => ({ cpu: process.cpuUsage(), loop: performance.eventLoopUtilization() });
 
 /**
- * A throughput sample: `count` messages in `elapsedMs`, CPU since `from` per message, and the share of that
- * window the main thread was busy (event-loop utilization: near 1 means the side was bound by its own
- * JavaScript, lower means it waited on the broker or the network).
+ * A throughput sample: `count` messages in `elapsedMs`, CPU since `from` per message, and the share of the
+ * window since `busyFrom` the main thread was busy (event-loop utilization: near 1 means the side was bound by
+ * its own JavaScript, lower means it waited on the broker or the network).
  */
-export function sample(count: number, elapsedMs: number, from: Start): Sample {
+export function sample(count: number, elapsedMs: number, from: Start, busyFrom: Start = from): Sample {
   const used = process.cpuUsage(from.cpu);
   return {
     rate: (count / elapsedMs) * 1000,
     cpuUs: (used.user + used.system) / count,
-    busy: performance.eventLoopUtilization(from.loop).utilization,
+    busy: performance.eventLoopUtilization(busyFrom.loop).utilization,
   };
 }
 

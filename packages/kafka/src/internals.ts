@@ -1,8 +1,8 @@
 /**
  * Everything of @busbar/kafka that reaches into kafkajs beyond its documented API: one patch of kafkajs'
  * `Connection`, fenced to busbar's own connections; kafkajs' per-send grouping of records, replaced for
- * busbar's producers only; kafkajs' record decoder, replaced by one with the same result (records.ts); and
- * one reading of kafkajs' header merge. Each is pinned by test/internals.test.ts, test/internals-grouping.test.ts
+ * busbar's producers only; kafkajs' record decoder and encoder, replaced by ones with the same result
+ * (records.ts); and one reading of kafkajs' header merge. Each is pinned by test/internals.test.ts, test/internals-grouping.test.ts
  * and test/records.test.ts. kafkajs has had no release since 2.2.4 (2023), so the version is checked: another
  * one is refused unless `BUSBAR_KAFKAJS_UNTESTED=1` says to run it anyway.
  */
